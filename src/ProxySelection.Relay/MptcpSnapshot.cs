@@ -36,8 +36,24 @@ public static class MptcpSocket
     private const int SubflowDataHeader = 16; // struct mptcp_subflow_data, aligned(8)
     private const int MaxSubflows = 64;
 
-    /// <summary>True when the socket was created with IPPROTO_MPTCP (SO_PROTOCOL, as .NET read it on wrap).</summary>
-    public static bool IsMptcp(Socket socket) => (int)socket.ProtocolType == Native.IpprotoMptcp;
+    /// <summary>
+    /// True when the kernel socket is IPPROTO_MPTCP, read from SO_PROTOCOL: .NET reports ProtocolType.Unknown for
+    /// protocol 262, and an accepted socket inherits the listener's value rather than asking the kernel.
+    /// </summary>
+    public static bool IsMptcp(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        Span<byte> value = stackalloc byte[4];
+        try
+        {
+            return socket.GetRawSocketOption(Native.SolSocket, Native.SoProtocol, value) == 4
+                && BitConverter.ToInt32(value) == Native.IpprotoMptcp;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>Connection-level info plus the subflow list.</summary>
     public static MptcpSnapshot Snapshot(Socket socket)

@@ -10,6 +10,8 @@ internal static partial class Native
     public const int SockCloexec = 0x80000; // O_CLOEXEC on x86-64 and arm64
     public const int IpprotoMptcp = 262;
 
+    public const int SolSocket = 1;
+    public const int SoProtocol = 38;
     public const int SolIp = 0;
     public const int SolIpv6 = 41;
     public const int SolMptcp = 284;
