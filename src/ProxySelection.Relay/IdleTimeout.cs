@@ -12,7 +12,8 @@ internal sealed class IdleTimeout : IDisposable
     public IdleTimeout(TimeSpan timeout, TimeProvider time)
     {
         _timeout = timeout;
-        _source = new CancellationTokenSource(timeout, time);
+        // Armed by the first Reset, when the relay starts, not at construction.
+        _source = new CancellationTokenSource(Timeout.InfiniteTimeSpan, time);
     }
 
     public CancellationToken Token => _source.Token;

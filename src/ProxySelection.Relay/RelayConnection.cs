@@ -113,6 +113,7 @@ public sealed class RelayConnection
     public async Task<RelayResult> RunAsync()
     {
         _started = _time.GetTimestamp();
+        _idle.Reset();
         var registration = _idle.Token.UnsafeRegister(static state => ((RelayConnection)state!).Abort(CloseReason.IdleTimeout), this);
         try
         {

@@ -111,6 +111,43 @@ internal sealed class RelayLab : IAsyncDisposable
         return socket;
     }
 
+    /// <summary>
+    /// Connects a client that the relay is expected to turn away, and returns what the client saw: a reset that
+    /// arrives before an MPTCP connect() has returned fails the connect itself, a later one fails the first read.
+    /// </summary>
+    public async Task<SocketError> ConnectRejectedClientAsync(TransportProtocol protocol = TransportProtocol.Mptcp)
+    {
+        Socket socket;
+        try
+        {
+            socket = await ConnectClientAsync(protocol);
+        }
+        catch (SocketException e)
+        {
+            return e.SocketErrorCode;
+        }
+        using (socket)
+        {
+            return await TestSockets.ReadUntilClosedAsync(socket);
+        }
+    }
+
+    /// <summary>The one live relayed connection (it registers just after the upstream connect; poll, bounded).</summary>
+    public async Task<RelayConnection> SingleConnectionAsync()
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            var connections = Relay.Connections;
+            if (connections.Count == 1)
+            {
+                return connections.Single();
+            }
+            await Task.Delay(10);
+        }
+        throw new TimeoutException($"expected one relayed connection, have {Relay.Connections.Count}");
+    }
+
     public async Task<RelayResult> NextResultAsync()
     {
         using var cts = new CancellationTokenSource(Timeout);
