@@ -53,6 +53,7 @@ public sealed class RelayConnection
         LocalEndPoint = client.LocalEndPoint as IPEndPoint;
         UpstreamEndPoint = upstream.RemoteEndPoint as IPEndPoint;
         _pipeOptions = new PipeOptions(
+            pool: options.MemoryPool,
             pauseWriterThreshold: options.PauseThreshold,
             resumeWriterThreshold: options.ResumeThreshold,
             minimumSegmentSize: options.ReadSize,

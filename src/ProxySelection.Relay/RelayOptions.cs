@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace ProxySelection.Relay;
 
 /// <summary>Relay settings. Plain class with documented defaults; <see cref="Validate"/> at start.</summary>
@@ -32,6 +34,12 @@ public sealed class RelayOptions
 
     /// <summary>Bytes asked for per read, at least 64 KiB (fewer syscalls on bulk transfers). Default 64 KiB.</summary>
     public int ReadSize { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Where the pipes rent their segments. Default null: <see cref="MemoryPool{T}.Shared"/>. A segment is rented
+    /// only after a zero-byte read says data is there, and returned once written to the other side.
+    /// </summary>
+    public MemoryPool<byte>? MemoryPool { get; set; }
 
     /// <summary>Problems with the values; empty when valid.</summary>
     public IReadOnlyList<string> Validate()

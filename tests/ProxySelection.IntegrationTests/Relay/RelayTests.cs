@@ -325,6 +325,73 @@ public sealed class RelayTests
         Assert.That(result.ClientMptcp.Status, Is.AnyOf(MptcpStatus.FellBackToTcp, MptcpStatus.NotMptcp));
     }
 
+    [Test]
+    public async Task Relay_IdleConnection_HoldsNoBuffer()
+    {
+        var pool = new CountingMemoryPool();
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { MemoryPool = pool });
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        for (int i = 0; i < 10; i++)
+        {
+            await TestSockets.SendAsync(client, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(server, 100_000);
+            await TestSockets.SendAsync(server, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(client, 100_000);
+        }
+
+        // Both loops are parked on zero-byte reads now; the last segments go back after the last write.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (pool.Outstanding > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.That(pool.PeakBytes, Is.GreaterThan(0), "the relay used the pool");
+        Assert.That(pool.Outstanding, Is.Zero);
+        Assert.That((await lab.SingleConnectionAsync()).Reason, Is.EqualTo(CloseReason.None), "still open");
+    }
+
+    [Test]
+    public async Task Relay_ServerStopsReading_BufferStaysBoundedAndAllDataArrivesLater()
+    {
+        var pool = new CountingMemoryPool();
+        var options = new RelayOptions { MemoryPool = pool, PauseThreshold = 256 * 1024, ResumeThreshold = 128 * 1024 };
+        await using var lab = await RelayLab.StartAsync(options);
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+
+        // Send until the client's own send stalls: the server's receive buffer, the relay's pipe (paused) and
+        // the socket buffers in between are full. Bounded: at most 64 MiB.
+        var chunk = new byte[64 * 1024];
+        long sent = 0;
+        Task<int>? stalled = null;
+        for (int i = 0; i < 1024; i++)
+        {
+            var send = client.SendAsync(chunk.AsMemory(), SocketFlags.None).AsTask();
+            if (await Task.WhenAny(send, Task.Delay(500)) != send)
+            {
+                stalled = send;
+                break;
+            }
+            sent += await send;
+        }
+        var peak = pool.PeakBytes;
+        Assert.That(stalled, Is.Not.Null, "the send never stalled: the relay does not push back");
+
+        var receive = TestSockets.ReceiveHashAsync(server);
+        sent += await stalled!.WaitAsync(Timeout);
+        client.Shutdown(SocketShutdown.Send);
+        var (received, _) = await receive.WaitAsync(Timeout);
+
+        // Unconsumed bytes stop at the pause threshold plus one read; segments are rented per read.
+        Assert.That(peak, Is.LessThanOrEqualTo(options.PauseThreshold + (4 * options.ReadSize)), $"peak pool use {peak}");
+        Assert.That(received, Is.EqualTo(sent));
+        TestContext.Out.WriteLine($"stalled after {sent} bytes; relay peak buffer {peak} bytes");
+    }
+
     private static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
     {
         var deadline = DateTime.UtcNow + Timeout;
