@@ -48,14 +48,19 @@ internal sealed class RelayLab : IAsyncDisposable
         RelayOptions? options = null,
         UpstreamConnectorOptions? connectorOptions = null,
         AddressFamily family = AddressFamily.InterNetwork,
-        int serverPort = 8080)
+        int serverPort = 8080,
+        bool intercept = false)
     {
         var lab = ProxySelection.Lab.Lab.Create();
         try
         {
             var topology = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
             var relayLab = new RelayLab(lab, topology);
-            relayLab.Start(options ?? new RelayOptions(), connectorOptions ?? new UpstreamConnectorOptions(), family, serverPort);
+            if (intercept)
+            {
+                await relayLab.InterceptAsync(family, serverPort);
+            }
+            relayLab.Start(options ?? new RelayOptions(), connectorOptions ?? new UpstreamConnectorOptions(), family, serverPort, intercept);
             return relayLab;
         }
         catch
@@ -65,7 +70,7 @@ internal sealed class RelayLab : IAsyncDisposable
         }
     }
 
-    private void Start(RelayOptions options, UpstreamConnectorOptions connectorOptions, AddressFamily family, int serverPort)
+    private void Start(RelayOptions options, UpstreamConnectorOptions connectorOptions, AddressFamily family, int serverPort, bool intercept)
     {
         bool v6 = family == AddressFamily.InterNetworkV6;
         ServerEndPoint = new IPEndPoint(IPAddress.Parse(v6 ? TwoPathTopology.ServerV6 : TwoPathTopology.ServerV4), serverPort);
@@ -78,9 +83,45 @@ internal sealed class RelayLab : IAsyncDisposable
             Connector,
             TimeProvider.System,
             result => _results.Writer.TryWrite(result),
-            _ => ServerEndPoint);
-        Listener = Relay.EnsureListener(0, family);
-        RelayEndPoint = new IPEndPoint(IPAddress.Parse(v6 ? TwoPathTopology.ProxyPath1V6 : TwoPathTopology.ProxyPath1V4), Listener.LocalEndPoint.Port);
+            intercept ? null : _ => ServerEndPoint);
+        if (intercept)
+        {
+            // TPROXY keeps the original port: the listener sits on the server's port and the client dials the server.
+            Listener = Relay.EnsureListener(serverPort, family);
+            RelayEndPoint = ServerEndPoint;
+        }
+        else
+        {
+            Listener = Relay.EnsureListener(0, family);
+            RelayEndPoint = new IPEndPoint(IPAddress.Parse(v6 ? TwoPathTopology.ProxyPath1V6 : TwoPathTopology.ProxyPath1V4), Listener.LocalEndPoint.Port);
+        }
+    }
+
+    /// <summary>
+    /// The textbook TPROXY setup in the proxy namespace (the Interception project owns the product's ruleset):
+    /// SYNs to the server's port go to the local transparent listener on that same port (on-port 0), and packets
+    /// for our transparent sockets (a foreign source address upstream) are delivered locally.
+    /// </summary>
+    private async Task InterceptAsync(AddressFamily family, int port)
+    {
+        bool v6 = family == AddressFamily.InterNetworkV6;
+        string tables = v6 ? "ip6tables" : "iptables";
+        string server = v6 ? TwoPathTopology.ServerV6 : TwoPathTopology.ServerV4;
+        var proxy = Topology.Proxy;
+        foreach (var rule in new[]
+        {
+            new[] { "-t", "mangle", "-N", "PSDIVERT" },
+            ["-t", "mangle", "-A", "PSDIVERT", "-j", "MARK", "--set-xmark", "0x1/0x1"],
+            ["-t", "mangle", "-A", "PSDIVERT", "-j", "ACCEPT"],
+            ["-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "socket", "--transparent", "-j", "PSDIVERT"],
+            ["-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-d", server, "--dport", $"{port}", "-j", "TPROXY", "--on-port", "0", "--tproxy-mark", "0x1/0x1"],
+        })
+        {
+            await proxy.CheckAsync(tables, rule).WaitAsync(Timeout);
+        }
+        string family6 = v6 ? "-6" : "-4";
+        await proxy.IpAsync(family6, "rule", "add", "fwmark", "0x1/0x1", "lookup", "100").WaitAsync(Timeout);
+        await proxy.IpAsync(family6, "route", "add", "local", v6 ? "::/0" : "0.0.0.0/0", "dev", "lo", "table", "100").WaitAsync(Timeout);
     }
 
     /// <summary>A listening TCP (or MPTCP) socket on the server's address.</summary>

@@ -392,6 +392,41 @@ public sealed class RelayTests
         TestContext.Out.WriteLine($"stalled after {sent} bytes; relay peak buffer {peak} bytes");
     }
 
+    [TestCase(AddressFamily.InterNetwork, false)]
+    [TestCase(AddressFamily.InterNetwork, true)]
+    [TestCase(AddressFamily.InterNetworkV6, false)]
+    [TestCase(AddressFamily.InterNetworkV6, true)]
+    public async Task Relay_UnderTproxy_InterceptsBothSubflowsOnTheOriginalPortAndReachesTheOriginalDestination(
+        AddressFamily family, bool transparentSource)
+    {
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { TransparentSource = transparentSource }, family: family, intercept: true);
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(server, 1000);
+        var connection = await lab.SingleConnectionAsync();
+        var live = await WaitForClientSubflowsAsync(connection, 2);
+
+        var serverReceives = TestSockets.ReceiveHashAsync(server);
+        var sent = await TestSockets.SendRandomAsync(client, 4 * 1024 * 1024, seed: 3);
+        client.Shutdown(SocketShutdown.Send);
+        var (_, received) = await serverReceives.WaitAsync(Timeout);
+        server.Shutdown(SocketShutdown.Send);
+        var result = await lab.NextResultAsync();
+
+        bool v6 = family == AddressFamily.InterNetworkV6;
+        var clientAddress = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
+        var proxyAddress = IPAddress.Parse(v6 ? TwoPathTopology.ProxyUpV6 : TwoPathTopology.ProxyUpV4);
+        Assert.That(result.OriginalDestination, Is.EqualTo(lab.ServerEndPoint), "accepted socket's local endpoint is the original destination");
+        Assert.That(((IPEndPoint)server.RemoteEndPoint!).Address, Is.EqualTo(transparentSource ? clientAddress : proxyAddress));
+        Assert.That(live.Info.Subflows, Is.EqualTo(2), live.ToString());
+        Assert.That(live.Subflows.Select(s => s.Local.Port), Has.All.EqualTo(lab.ServerEndPoint.Port), "MP_JOIN kept the port");
+        Assert.That(live.Subflows.Select(s => s.Local.Address), Has.All.EqualTo(lab.ServerEndPoint.Address));
+        Assert.That(received, Is.EqualTo(sent));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+    }
+
     private static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
     {
         var deadline = DateTime.UtcNow + Timeout;
