@@ -1,0 +1,38 @@
+using System.Runtime.InteropServices;
+
+namespace ProxySelection.Relay;
+
+/// <summary>libc entry points and kernel constants the BCL does not expose.</summary>
+internal static partial class Native
+{
+    // include/linux/socket.h, include/uapi/linux/in.h
+    public const int SockStream = 1;
+    public const int SockCloexec = 0x80000; // O_CLOEXEC on x86-64 and arm64
+    public const int IpprotoMptcp = 262;
+
+    public const int SolSocket = 1;
+    public const int SoProtocol = 38;
+    public const int SolIp = 0;
+    public const int SolIpv6 = 41;
+    public const int SolMptcp = 284;
+
+    public const int IpTransparent = 19;
+    public const int IpBindAddressNoPort = 24;
+    public const int Ipv6Transparent = 75;
+
+    // include/uapi/linux/mptcp.h
+    public const int MptcpInfo = 1;
+    public const int MptcpTcpInfo = 2;
+    public const int MptcpSubflowAddrs = 3;
+
+    // errno
+    public const int EnoProtoOpt = 92;
+    public const int EProtoNoSupport = 93;
+    public const int EOpNotSupp = 95;
+
+    public const int AfInet = 2;
+    public const int AfInet6 = 10;
+
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    public static partial int Socket(int domain, int type, int protocol);
+}

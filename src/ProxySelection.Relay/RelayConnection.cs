@@ -1,0 +1,311 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ProxySelection.Relay;
+
+/// <summary>
+/// One relayed connection: two directions, each a fill loop (socket → pipe) and a drain loop (pipe → socket) over
+/// a bounded pipe, so a slow reader on one side stops reads on the other. A FIN is passed on as shutdown(SHUT_WR)
+/// once every byte before it was written; a reset or failure on either side resets both (linger 0).
+/// </summary>
+public sealed class RelayConnection
+{
+    private enum Side
+    {
+        Client,
+        Upstream,
+    }
+
+    private const int SubflowSampleEvery = 64;
+
+    private readonly Socket _client;
+    private readonly Socket _upstream;
+    private readonly RelayOptions _options;
+    private readonly TimeProvider _time;
+    private readonly PipeOptions _pipeOptions;
+    private readonly IdleTimeout _idle;
+    private readonly Lock _closeLock = new();
+    private long _started;
+    private int _reason;
+    private SocketError _error;
+    private long _toUpstream;
+    private long _toClient;
+    private int _maxClientSubflows;
+    private long _reads;
+    private bool _closed;
+    private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
+    private MptcpSnapshot _upstreamSnapshot = MptcpSnapshot.NotMptcp;
+
+    /// <summary>Takes ownership of both connected sockets.</summary>
+    public RelayConnection(Socket client, Socket upstream, RelayOptions options, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(upstream);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        options.ThrowIfInvalid();
+        _client = client;
+        _upstream = upstream;
+        _options = options;
+        _time = time;
+        ClientEndPoint = client.RemoteEndPoint as IPEndPoint;
+        LocalEndPoint = client.LocalEndPoint as IPEndPoint;
+        UpstreamEndPoint = upstream.RemoteEndPoint as IPEndPoint;
+        _pipeOptions = new PipeOptions(
+            pool: options.MemoryPool,
+            pauseWriterThreshold: options.PauseThreshold,
+            resumeWriterThreshold: options.ResumeThreshold,
+            minimumSegmentSize: options.ReadSize,
+            useSynchronizationContext: false);
+        _idle = new IdleTimeout(options.IdleTimeout, time);
+    }
+
+    public IPEndPoint? ClientEndPoint { get; }
+
+    /// <summary>The client leg's local endpoint: the original destination under TPROXY.</summary>
+    public IPEndPoint? LocalEndPoint { get; }
+
+    public IPEndPoint? UpstreamEndPoint { get; }
+
+    /// <summary><see cref="CloseReason.None"/> while open, then the first reason recorded.</summary>
+    public CloseReason Reason => (CloseReason)Volatile.Read(ref _reason);
+
+    public long BytesClientToUpstream => Interlocked.Read(ref _toUpstream);
+    public long BytesUpstreamToClient => Interlocked.Read(ref _toClient);
+
+    /// <summary>The client leg's MPTCP state now (or as captured at close).</summary>
+    public MptcpSnapshot ClientMptcp()
+    {
+        lock (_closeLock)
+        {
+            return _closed ? _clientSnapshot : MptcpSocket.Snapshot(_client);
+        }
+    }
+
+    /// <summary>The upstream leg's MPTCP state now (or as captured at close).</summary>
+    public MptcpSnapshot UpstreamMptcp()
+    {
+        lock (_closeLock)
+        {
+            return _closed ? _upstreamSnapshot : MptcpSocket.Snapshot(_upstream);
+        }
+    }
+
+    /// <summary>
+    /// Resets both legs and records <paramref name="reason"/>. Safe to call any number of times from any thread:
+    /// the first reason is kept, later calls do nothing.
+    /// </summary>
+    public void Abort(CloseReason reason, SocketError error = SocketError.Success)
+    {
+        if (reason == CloseReason.None)
+        {
+            throw new ArgumentOutOfRangeException(nameof(reason), reason, "an abort needs a reason");
+        }
+        if (Interlocked.CompareExchange(ref _reason, (int)reason, (int)CloseReason.None) != (int)CloseReason.None)
+        {
+            return;
+        }
+        _error = error;
+        Close(abortive: true);
+    }
+
+    /// <summary>Relays until both directions finished or the connection was aborted. Never throws.</summary>
+    public async Task<RelayResult> RunAsync()
+    {
+        _started = _time.GetTimestamp();
+        _idle.Reset();
+        var registration = _idle.Token.UnsafeRegister(static state => ((RelayConnection)state!).Abort(CloseReason.IdleTimeout), this);
+        try
+        {
+            await Task.WhenAll(
+                PumpAsync(_client, Side.Client, _upstream, Side.Upstream),
+                PumpAsync(_upstream, Side.Upstream, _client, Side.Client)).ConfigureAwait(false);
+            Interlocked.CompareExchange(ref _reason, (int)CloseReason.Completed, (int)CloseReason.None);
+            Close(abortive: false);
+        }
+        finally
+        {
+            await registration.DisposeAsync().ConfigureAwait(false);
+            _idle.Dispose();
+        }
+        return new RelayResult
+        {
+            Client = ClientEndPoint,
+            OriginalDestination = LocalEndPoint,
+            Upstream = UpstreamEndPoint,
+            Reason = Reason,
+            Error = _error,
+            ConnectStatus = UpstreamConnectStatus.Connected,
+            BytesClientToUpstream = BytesClientToUpstream,
+            BytesUpstreamToClient = BytesUpstreamToClient,
+            Duration = _time.GetElapsedTime(_started),
+            ClientMptcp = _clientSnapshot,
+            UpstreamMptcp = _upstreamSnapshot,
+            ClientMaxSubflows = Volatile.Read(ref _maxClientSubflows),
+        };
+    }
+
+    private Task PumpAsync(Socket source, Side sourceSide, Socket destination, Side destinationSide)
+    {
+        var pipe = new Pipe(_pipeOptions);
+        return Task.WhenAll(
+            FillAsync(source, sourceSide, pipe.Writer),
+            DrainAsync(pipe.Reader, destination, destinationSide));
+    }
+
+    private async Task FillAsync(Socket source, Side side, PipeWriter writer)
+    {
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                // Park on a zero-byte read until data is there, so an idle connection holds no buffer.
+                await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                var memory = writer.GetMemory(_options.ReadSize);
+                int received = await source.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                if (received == 0)
+                {
+                    break;
+                }
+                writer.Advance(received);
+                Interlocked.Add(ref side == Side.Client ? ref _toUpstream : ref _toClient, received);
+                _idle.Reset();
+                SampleSubflows();
+                var flush = await writer.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+            OnFailure(e, side);
+        }
+        await writer.CompleteAsync(failure).ConfigureAwait(false);
+    }
+
+    private async Task DrainAsync(PipeReader reader, Socket destination, Side side)
+    {
+        Exception? failure = null;
+        try
+        {
+            while (true)
+            {
+                ReadResult result;
+                try
+                {
+                    result = await reader.ReadAsync().ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    // The fill loop failed and already recorded why.
+                    failure = e;
+                    return;
+                }
+                var buffer = result.Buffer;
+                foreach (var segment in buffer)
+                {
+                    var remaining = segment;
+                    while (!remaining.IsEmpty)
+                    {
+                        int sent = await destination.SendAsync(remaining, SocketFlags.None).ConfigureAwait(false);
+                        remaining = remaining[sent..];
+                    }
+                }
+                reader.AdvanceTo(buffer.End);
+                if (!buffer.IsEmpty)
+                {
+                    _idle.Reset();
+                }
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    break;
+                }
+            }
+            // The source sent FIN and every byte before it is written: pass the FIN on.
+            if (Reason == CloseReason.None)
+            {
+                destination.Shutdown(SocketShutdown.Send);
+            }
+        }
+        catch (Exception e)
+        {
+            failure = e;
+            OnFailure(e, side);
+        }
+        finally
+        {
+            await reader.CompleteAsync(failure).ConfigureAwait(false);
+        }
+    }
+
+    private void OnFailure(Exception exception, Side side)
+    {
+        var kind = SocketErrors.Classify(exception, out var error);
+        var reason = kind switch
+        {
+            SocketFailure.Reset => side == Side.Client ? CloseReason.ClientReset : CloseReason.UpstreamReset,
+            // Our own close; if nothing recorded a reason first, something closed the socket under us.
+            SocketFailure.Abort => CloseReason.Error,
+            _ => CloseReason.Error,
+        };
+        Abort(reason, error);
+    }
+
+    /// <summary>Tracks the highest subflow count now and then: subflows join after the first data and may leave.</summary>
+    private void SampleSubflows()
+    {
+        if (Interlocked.Increment(ref _reads) % SubflowSampleEvery != 1)
+        {
+            return;
+        }
+        lock (_closeLock)
+        {
+            if (_closed || MptcpSocket.TryGetInfo(_client, out var info) != MptcpStatus.Active)
+            {
+                return;
+            }
+            _maxClientSubflows = Math.Max(_maxClientSubflows, info.Subflows);
+        }
+    }
+
+    private void Close(bool abortive)
+    {
+        lock (_closeLock)
+        {
+            if (_closed)
+            {
+                return;
+            }
+            _clientSnapshot = MptcpSocket.Snapshot(_client);
+            _upstreamSnapshot = MptcpSocket.Snapshot(_upstream);
+            if (_clientSnapshot.Status == MptcpStatus.Active)
+            {
+                _maxClientSubflows = Math.Max(_maxClientSubflows, _clientSnapshot.Info.Subflows);
+            }
+            _closed = true;
+        }
+        CloseSocket(_client, abortive);
+        CloseSocket(_upstream, abortive);
+    }
+
+    /// <summary>Abortive: SO_LINGER {on, 0} so close(2) sends RST (MPTCP: a fast close) instead of FIN.</summary>
+    internal static void CloseSocket(Socket socket, bool abortive)
+    {
+        if (abortive)
+        {
+            try
+            {
+                socket.LingerState = new LingerOption(true, 0);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+            }
+        }
+        socket.Dispose();
+    }
+}

@@ -1,0 +1,79 @@
+using System.Buffers;
+
+namespace ProxySelection.Relay;
+
+/// <summary>Relay settings. Plain class with documented defaults; <see cref="Validate"/> at start.</summary>
+public sealed class RelayOptions
+{
+    /// <summary>Transport of the client leg (the listeners). Downgrade: Mptcp (default). Upgrade: Tcp.</summary>
+    public TransportProtocol ClientProtocol { get; set; } = TransportProtocol.Mptcp;
+
+    /// <summary>Transport of the upstream leg. Downgrade: Tcp (default). Upgrade: Mptcp.</summary>
+    public TransportProtocol UpstreamProtocol { get; set; } = TransportProtocol.Tcp;
+
+    /// <summary>
+    /// Connect upstream from the client's own address (IP_TRANSPARENT bind), so the server sees the client.
+    /// Needs policy routing that brings the answers back to this host. Default false.
+    /// </summary>
+    public bool TransparentSource { get; set; }
+
+    /// <summary>A connection with no byte moving either way for this long is reset both ways. Default 5 min.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Connections relayed at once; one more is refused with a reset. Default 10 000.</summary>
+    public int MaxConnections { get; set; } = 10_000;
+
+    /// <summary>
+    /// Bytes read from one side and not yet written to the other at which reading stops (pipe pause threshold).
+    /// Default 1 MiB per direction.
+    /// </summary>
+    public int PauseThreshold { get; set; } = 1024 * 1024;
+
+    /// <summary>Buffered bytes below which reading resumes. Default 512 KiB.</summary>
+    public int ResumeThreshold { get; set; } = 512 * 1024;
+
+    /// <summary>Bytes asked for per read, at least 64 KiB (fewer syscalls on bulk transfers). Default 64 KiB.</summary>
+    public int ReadSize { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Where the pipes rent their segments. Default null: <see cref="MemoryPool{T}.Shared"/>. A segment is rented
+    /// only after a zero-byte read says data is there, and returned once written to the other side.
+    /// </summary>
+    public MemoryPool<byte>? MemoryPool { get; set; }
+
+    /// <summary>Problems with the values; empty when valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (IdleTimeout <= TimeSpan.Zero && IdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            errors.Add("IdleTimeout must be positive or infinite");
+        }
+        if (MaxConnections <= 0)
+        {
+            errors.Add("MaxConnections must be positive");
+        }
+        if (ReadSize < 64 * 1024)
+        {
+            errors.Add("ReadSize must be at least 64 KiB");
+        }
+        if (PauseThreshold < ReadSize)
+        {
+            errors.Add("PauseThreshold must be at least ReadSize");
+        }
+        if (ResumeThreshold <= 0 || ResumeThreshold > PauseThreshold)
+        {
+            errors.Add("ResumeThreshold must be positive and at most PauseThreshold");
+        }
+        return errors;
+    }
+
+    internal void ThrowIfInvalid()
+    {
+        var errors = Validate();
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("invalid RelayOptions: " + string.Join("; ", errors));
+        }
+    }
+}

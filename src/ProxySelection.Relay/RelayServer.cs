@@ -1,0 +1,192 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+
+namespace ProxySelection.Relay;
+
+/// <summary>
+/// The relay's front: transparent listeners opened on demand, then per accepted connection the limit, the upstream
+/// connect and the two-way copy. Every connection ends in exactly one <see cref="RelayResult"/> passed to the
+/// observer given at construction.
+/// </summary>
+public sealed class RelayServer : IAsyncDisposable
+{
+    private readonly RelayOptions _options;
+    private readonly UpstreamConnector _connector;
+    private readonly TimeProvider _time;
+    private readonly Func<IPEndPoint, IPEndPoint> _upstreamFor;
+    private readonly Action<RelayResult> _onCompleted;
+    private readonly ConcurrentDictionary<RelayConnection, Task> _connections = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private int _handlers;
+
+    /// <param name="options">Validated here; an invalid value throws ArgumentException.</param>
+    /// <param name="listenerOptions">How listeners are opened.</param>
+    /// <param name="sockets">Creates every socket (listeners and upstream).</param>
+    /// <param name="connector">Upstream connector; owned by the caller.</param>
+    /// <param name="time">Idle timeouts and durations.</param>
+    /// <param name="onCompleted">Called once per connection, on a thread-pool thread; must not throw.</param>
+    /// <param name="upstreamFor">
+    /// Maps the original destination to the upstream endpoint. Default: the original destination itself (TPROXY).
+    /// </param>
+    public RelayServer(
+        RelayOptions options,
+        ListenerOptions listenerOptions,
+        SocketFactory sockets,
+        UpstreamConnector connector,
+        TimeProvider time,
+        Action<RelayResult> onCompleted,
+        Func<IPEndPoint, IPEndPoint>? upstreamFor = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(connector);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(onCompleted);
+        options.ThrowIfInvalid();
+        _options = options;
+        _connector = connector;
+        _time = time;
+        _onCompleted = onCompleted;
+        _upstreamFor = upstreamFor ?? (destination => destination);
+        Limiter = new ConnectionLimiter(options.MaxConnections);
+        Listeners = new ListenerRegistry(sockets, listenerOptions, HandleAcceptedAsync);
+    }
+
+    public ListenerRegistry Listeners { get; }
+    public ConnectionLimiter Limiter { get; }
+
+    /// <summary>Connections being relayed now.</summary>
+    public IReadOnlyCollection<RelayConnection> Connections => _connections.Keys.ToArray();
+
+    /// <summary>
+    /// Makes sure a listener for <paramref name="port"/> exists before the verdict that sends a SYN there.
+    /// The client leg's transport is <see cref="RelayOptions.ClientProtocol"/>.
+    /// </summary>
+    public TransparentListener EnsureListener(int port, AddressFamily family) =>
+        Listeners.Ensure(new ListenerKey(port, family, _options.ClientProtocol));
+
+    private async Task HandleAcceptedAsync(Socket client, ListenerKey key)
+    {
+        Interlocked.Increment(ref _handlers);
+        try
+        {
+            await Task.Yield();
+            var result = await HandleAsync(client).ConfigureAwait(false);
+            Report(result);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _handlers);
+        }
+    }
+
+    /// <summary>
+    /// Relays an accepted client socket (owned from here on): limit, connect upstream, copy. Never throws.
+    /// </summary>
+    public async Task<RelayResult> HandleAsync(Socket client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        long started = _time.GetTimestamp();
+        var clientEndPoint = client.RemoteEndPoint as IPEndPoint;
+        var destination = client.LocalEndPoint as IPEndPoint;
+        RelayResult Failed(CloseReason reason, UpstreamConnectStatus status = UpstreamConnectStatus.NotAttempted, SocketError error = SocketError.Success) => new()
+        {
+            Client = clientEndPoint,
+            OriginalDestination = destination,
+            Reason = reason,
+            ConnectStatus = status,
+            Error = error,
+            Duration = _time.GetElapsedTime(started),
+        };
+
+        if (destination is null || _stopping.IsCancellationRequested)
+        {
+            RelayConnection.CloseSocket(client, abortive: true);
+            return Failed(CloseReason.Aborted);
+        }
+        if (!Limiter.TryAcquire())
+        {
+            RelayConnection.CloseSocket(client, abortive: true);
+            return Failed(CloseReason.Refused);
+        }
+        try
+        {
+            var upstream = _upstreamFor(destination);
+            var connect = await _connector.ConnectAsync(
+                upstream,
+                _options.UpstreamProtocol,
+                _options.TransparentSource ? clientEndPoint?.Address : null,
+                _stopping.Token).ConfigureAwait(false);
+            if (!connect.Connected)
+            {
+                // Reset, not FIN: the client must not take a closed port for an empty answer.
+                RelayConnection.CloseSocket(client, abortive: true);
+                return Failed(CloseReason.UpstreamConnectFailed, connect.Status, connect.Error) with { Upstream = upstream };
+            }
+            return await RelayAsync(client, connect.Socket!).ConfigureAwait(false);
+        }
+        finally
+        {
+            Limiter.Release();
+        }
+    }
+
+    /// <summary>
+    /// Relays between two connected sockets, e.g. when the probe connection becomes the upstream leg. Owns both.
+    /// Does not take a slot of the limiter (the caller decides).
+    /// </summary>
+    public async Task<RelayResult> RelayAsync(Socket client, Socket upstream)
+    {
+        var connection = new RelayConnection(client, upstream, _options, _time);
+        var run = connection.RunAsync();
+        _connections[connection] = run;
+        if (_stopping.IsCancellationRequested)
+        {
+            connection.Abort(CloseReason.Aborted);
+        }
+        try
+        {
+            return await run.ConfigureAwait(false);
+        }
+        finally
+        {
+            _connections.TryRemove(connection, out _);
+        }
+    }
+
+    private void Report(RelayResult result)
+    {
+        try
+        {
+            _onCompleted(result);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // An observer bug must not take the relay down; the result is lost.
+        }
+    }
+
+    /// <summary>Stops accepting, resets every live connection (reason Aborted) and waits for them, bounded.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        Listeners.Dispose();
+        foreach (var connection in _connections.Keys)
+        {
+            connection.Abort(CloseReason.Aborted);
+        }
+        try
+        {
+            await Task.WhenAll(_connections.Values).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // Sockets are closed already; a loop that has not noticed yet ends on its own.
+        }
+        _stopping.Dispose();
+    }
+}

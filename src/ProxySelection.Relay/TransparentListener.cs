@@ -1,0 +1,130 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace ProxySelection.Relay;
+
+/// <summary>
+/// A listening socket with IP_TRANSPARENT / IPV6_TRANSPARENT, so TPROXY can hand it connections addressed to any
+/// address: an accepted socket's local endpoint is the client's original destination. TPROXY only assigns SYNs to
+/// a listener that is transparent (nf_tproxy_sk_is_transparent), and it must keep the original port (on-port 0)
+/// or the kernel resets every MP_JOIN for the port mismatch, hence one listener per intercepted port.
+/// </summary>
+public sealed class TransparentListener : IDisposable
+{
+    private readonly Socket _socket;
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _disposed;
+
+    private TransparentListener(ListenerKey key, Socket socket)
+    {
+        Key = key;
+        _socket = socket;
+        LocalEndPoint = (IPEndPoint)socket.LocalEndPoint!;
+    }
+
+    public ListenerKey Key { get; }
+    public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>Accepted connections so far.</summary>
+    public long Accepted => Interlocked.Read(ref _accepted);
+    private long _accepted;
+
+    /// <summary>
+    /// Binds (usually to Any/IPv6Any: TPROXY finds the listener by port) and listens; nothing is accepted before
+    /// <see cref="Start"/>. <c>transparent: false</c> is for tests that connect to the relay's own address.
+    /// </summary>
+    /// <exception cref="SocketException">bind/listen failed (EADDRINUSE, EPERM without CAP_NET_ADMIN, ...).</exception>
+    public static TransparentListener Open(
+        ListenerKey key, IPAddress bindAddress, SocketFactory sockets, int backlog = 1024, bool transparent = true)
+    {
+        ArgumentNullException.ThrowIfNull(bindAddress);
+        ArgumentNullException.ThrowIfNull(sockets);
+        if (bindAddress.AddressFamily != key.Family)
+        {
+            throw new ArgumentException($"bind address {bindAddress} is not of family {key.Family}", nameof(bindAddress));
+        }
+        var socket = sockets.Create(key.Family, key.Protocol);
+        try
+        {
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            if (key.Family == AddressFamily.InterNetworkV6)
+            {
+                // A separate IPv4 listener may hold the same port.
+                socket.DualMode = false;
+            }
+            if (transparent)
+            {
+                SetTransparent(socket);
+            }
+            socket.Bind(new IPEndPoint(bindAddress, key.Port));
+            socket.Listen(backlog);
+            return new TransparentListener(key with { Port = ((IPEndPoint)socket.LocalEndPoint!).Port }, socket);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>IP_TRANSPARENT (IPv4) or IPV6_TRANSPARENT: accept for, or bind to, addresses not local to this host.</summary>
+    public static void SetTransparent(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        Span<byte> one = [1, 0, 0, 0];
+        if (socket.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            socket.SetRawSocketOption(Native.SolIpv6, Native.Ipv6Transparent, one);
+        }
+        else
+        {
+            socket.SetRawSocketOption(Native.SolIp, Native.IpTransparent, one);
+        }
+    }
+
+    /// <summary>Starts the accept loop; each accepted socket goes to <paramref name="onAccepted"/>, which owns it.</summary>
+    public void Start(Func<Socket, ListenerKey, Task> onAccepted)
+    {
+        ArgumentNullException.ThrowIfNull(onAccepted);
+        _acceptLoop = AcceptLoopAsync(onAccepted);
+    }
+
+    private async Task AcceptLoopAsync(Func<Socket, ListenerKey, Task> onAccepted)
+    {
+        await Task.Yield();
+        while (true)
+        {
+            Socket accepted;
+            try
+            {
+                accepted = await _socket.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.OperationAborted || Volatile.Read(ref _disposed) != 0)
+            {
+                return;
+            }
+            catch (SocketException)
+            {
+                // ECONNABORTED, EMFILE, ...: the kernel drops that one connection; keep listening.
+                continue;
+            }
+            Interlocked.Increment(ref _accepted);
+            _ = onAccepted(accepted, Key);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _socket.Dispose();
+        }
+    }
+
+    /// <summary>Completes when the accept loop has stopped (after <see cref="Dispose"/>).</summary>
+    public Task Stopped => _acceptLoop;
+}

@@ -1,0 +1,441 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ProxySelection.Lab;
+using ProxySelection.Relay;
+
+namespace ProxySelection.IntegrationTests.Relay;
+
+/// <summary>
+/// Client (two paths, MPTCP) → relay in the proxy namespace → server, on the real kernel. The relay is the
+/// library's own code running in this process with its sockets created in the proxy namespace.
+/// </summary>
+[TestFixture]
+public sealed class RelayTests
+{
+    private const long TwentyMegabytes = 20L * 1024 * 1024;
+    private static readonly TimeSpan Timeout = RelayLab.Timeout;
+
+    [TestCase(AddressFamily.InterNetwork)]
+    [TestCase(AddressFamily.InterNetworkV6)]
+    public async Task Relay_MptcpClientWithTwoSubflowsToTcpServer_Relays20MBEachWayIntact(AddressFamily family)
+    {
+        await using var lab = await RelayLab.StartAsync(family: family);
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        var connection = await lab.SingleConnectionAsync();
+
+        // A first exchange, then wait for the second path's MP_JOIN before the bulk transfer.
+        await TestSockets.SendAsync(client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(server, 1000);
+        var live = await WaitForClientSubflowsAsync(connection, 2);
+
+        var serverReceives = TestSockets.ReceiveHashAsync(server);
+        var clientReceives = TestSockets.ReceiveHashAsync(client);
+        var clientSends = Task.Run(async () =>
+        {
+            var hash = await TestSockets.SendRandomAsync(client, TwentyMegabytes, seed: 1);
+            client.Shutdown(SocketShutdown.Send);
+            return hash;
+        });
+        var serverSends = Task.Run(async () =>
+        {
+            var hash = await TestSockets.SendRandomAsync(server, TwentyMegabytes, seed: 2);
+            server.Shutdown(SocketShutdown.Send);
+            return hash;
+        });
+        var sentUp = await clientSends.WaitAsync(TimeSpan.FromSeconds(60));
+        var sentDown = await serverSends.WaitAsync(TimeSpan.FromSeconds(60));
+        var (receivedUpBytes, receivedUp) = await serverReceives.WaitAsync(TimeSpan.FromSeconds(60));
+        var (receivedDownBytes, receivedDown) = await clientReceives.WaitAsync(TimeSpan.FromSeconds(60));
+        var result = await lab.NextResultAsync();
+
+        Assert.That(live.Status, Is.EqualTo(MptcpStatus.Active));
+        Assert.That(live.Info.Subflows, Is.EqualTo(2), live.ToString());
+        Assert.That(live.Subflows, Has.Length.EqualTo(2));
+        Assert.That(receivedUpBytes, Is.EqualTo(TwentyMegabytes));
+        Assert.That(receivedUp, Is.EqualTo(sentUp), "client → server SHA-256");
+        Assert.That(receivedDownBytes, Is.EqualTo(TwentyMegabytes));
+        Assert.That(receivedDown, Is.EqualTo(sentDown), "server → client SHA-256");
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+        Assert.That(result.BytesClientToUpstream, Is.EqualTo(TwentyMegabytes + 1000));
+        Assert.That(result.BytesUpstreamToClient, Is.EqualTo(TwentyMegabytes));
+        Assert.That(result.ClientMaxSubflows, Is.EqualTo(2));
+        Assert.That(result.ClientMptcp.Status, Is.EqualTo(MptcpStatus.Active));
+        Assert.That(result.UpstreamMptcp.Status, Is.EqualTo(MptcpStatus.NotMptcp));
+        Assert.That(result.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.Connected));
+        Assert.That(result.Upstream, Is.EqualTo(lab.ServerEndPoint));
+        TestContext.Out.WriteLine($"{family}: 2 × 20 MiB in {result.Duration.TotalMilliseconds:F0} ms; client leg at close: {result.ClientMptcp}");
+    }
+
+    [Test]
+    public async Task Relay_ClientHalfCloses_ServerSeesEofAndItsLaterAnswerStillArrives()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+
+        await TestSockets.SendAsync(client, "request"u8.ToArray());
+        client.Shutdown(SocketShutdown.Send);
+        var request = await TestSockets.ReadToEndAsync(server);   // returns only at the relayed FIN
+        await Task.Delay(200);                                      // the answer comes well after the FIN
+        await TestSockets.SendAsync(server, Encoding.ASCII.GetBytes($"answer to {Encoding.ASCII.GetString(request)}"));
+        server.Shutdown(SocketShutdown.Send);
+        var answer = await TestSockets.ReadToEndAsync(client);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(Encoding.ASCII.GetString(request), Is.EqualTo("request"));
+        Assert.That(Encoding.ASCII.GetString(answer), Is.EqualTo("answer to request"));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+        Assert.That(result.BytesUpstreamToClient, Is.EqualTo("answer to request".Length));
+    }
+
+    [Test]
+    public async Task Relay_ServerHalfCloses_ClientSeesEofAndCanStillSend()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+
+        await TestSockets.SendAsync(server, "banner"u8.ToArray());
+        server.Shutdown(SocketShutdown.Send);
+        var banner = await TestSockets.ReadToEndAsync(client);
+        await TestSockets.SendAsync(client, "late"u8.ToArray());
+        client.Shutdown(SocketShutdown.Send);
+        var late = await TestSockets.ReadToEndAsync(server);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(banner, Is.EqualTo("banner"u8.ToArray()));
+        Assert.That(late, Is.EqualTo("late"u8.ToArray()));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+    }
+
+    [Test]
+    public async Task Relay_ServerResets_ClientSeesReset()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+
+        TestSockets.Abort(server);
+        var seen = await TestSockets.ReadUntilClosedAsync(client);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.UpstreamReset));
+    }
+
+    [Test]
+    public async Task Relay_ClientResets_ServerSeesReset()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(server, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(client, 4);
+
+        TestSockets.Abort(client);
+        var seen = await TestSockets.ReadUntilClosedAsync(server);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.ClientReset));
+    }
+
+    [Test]
+    public async Task Relay_NoTrafficForIdleTimeout_ResetsBothLegs()
+    {
+        var idle = TimeSpan.FromSeconds(1);
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle });
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+
+        var clientSeen = TestSockets.ReadUntilClosedAsync(client);
+        var serverSeen = TestSockets.ReadUntilClosedAsync(server);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.IdleTimeout));
+        // Timers tick in milliseconds, the duration is measured with the high-resolution clock.
+        Assert.That(result.Duration, Is.GreaterThanOrEqualTo(idle - TimeSpan.FromMilliseconds(20)));
+        Assert.That(await clientSeen.WaitAsync(Timeout), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await serverSeen.WaitAsync(Timeout), Is.EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task Relay_TrafficKeepsComing_IdleTimeoutDoesNotFire()
+    {
+        var idle = TimeSpan.FromMilliseconds(600);
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle });
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+
+        // Five times the idle timeout in all, never a gap of more than half of it.
+        for (int i = 0; i < 15; i++)
+        {
+            await TestSockets.SendAsync(client, "tick"u8.ToArray());
+            await TestSockets.ReadExactlyAsync(server, 4);
+            await Task.Delay(idle / 3);
+        }
+
+        Assert.That((await lab.SingleConnectionAsync()).Reason, Is.EqualTo(CloseReason.None));
+        client.Shutdown(SocketShutdown.Send);
+        server.Shutdown(SocketShutdown.Send);
+        Assert.That((await lab.NextResultAsync()).Reason, Is.EqualTo(CloseReason.Completed));
+    }
+
+    [Test]
+    public async Task Relay_AtConnectionLimit_RefusesTheNextClientWithReset()
+    {
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { MaxConnections = 1 });
+        using var listener = await lab.ListenOnServerAsync();
+        using var first = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(first, "one"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 3);
+
+        var seen = await lab.ConnectRejectedClientAsync();
+        var refused = await lab.NextResultAsync();
+
+        Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(refused.Reason, Is.EqualTo(CloseReason.Refused));
+        Assert.That(refused.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.NotAttempted));
+        Assert.That(lab.Relay.Limiter.Active, Is.EqualTo(1));
+        // The first connection is untouched.
+        await TestSockets.SendAsync(first, "two"u8.ToArray());
+        Assert.That(await TestSockets.ReadExactlyAsync(server, 3), Is.EqualTo("two"u8.ToArray()));
+    }
+
+    [Test]
+    public async Task Relay_UpstreamPortClosed_ClientLegIsResetNotClosed()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        // Nothing listens on the server: its kernel answers the relay's SYN with a RST.
+        var seen = await lab.ConnectRejectedClientAsync();
+        var result = await lab.NextResultAsync();
+
+        Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.UpstreamConnectFailed));
+        Assert.That(result.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.Refused));
+        Assert.That(result.Upstream, Is.EqualTo(lab.ServerEndPoint));
+    }
+
+    [Test]
+    public async Task Relay_UpstreamDropsSyns_ConnectTimesOutAndClientIsReset()
+    {
+        await using var lab = await RelayLab.StartAsync(connectorOptions: new UpstreamConnectorOptions { ConnectTimeout = TimeSpan.FromMilliseconds(500) });
+        await lab.Topology.Server.CheckAsync("iptables", ["-A", "INPUT", "-p", "tcp", "--syn", "--dport", $"{lab.ServerEndPoint.Port}", "-j", "DROP"]);
+        var seen = await lab.ConnectRejectedClientAsync();
+        var result = await lab.NextResultAsync();
+
+        Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(result.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.TimedOut));
+        Assert.That(result.Duration, Is.LessThan(TimeSpan.FromSeconds(5)));
+    }
+
+    [Test]
+    public async Task Relay_RepeatedUpstreamFailures_OpenTheDestinationsCircuit()
+    {
+        await using var lab = await RelayLab.StartAsync(connectorOptions: new UpstreamConnectorOptions
+        {
+            BreakerMinimumThroughput = 2,
+            BreakerFailureRatio = 0.5,
+            BreakerBreakDuration = TimeSpan.FromMinutes(1),
+        });
+        var statuses = new List<UpstreamConnectStatus>();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.That(await lab.ConnectRejectedClientAsync(), Is.EqualTo(SocketError.ConnectionReset));
+            statuses.Add((await lab.NextResultAsync()).ConnectStatus);
+        }
+
+        Assert.That(statuses, Is.EqualTo(new[] { UpstreamConnectStatus.Refused, UpstreamConnectStatus.Refused, UpstreamConnectStatus.CircuitOpen }));
+    }
+
+    [Test]
+    public async Task Abort_CalledTwice_KeepsTheFirstReasonAndResetsBothLegs()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+        var connection = await lab.SingleConnectionAsync();
+
+        connection.Abort(CloseReason.Aborted);
+        connection.Abort(CloseReason.IdleTimeout);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(connection.Reason, Is.EqualTo(CloseReason.Aborted));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Aborted));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task Relay_UpgradeRole_TcpClientGetsMptcpUpstream()
+    {
+        await using var lab = await RelayLab.StartAsync(new RelayOptions
+        {
+            ClientProtocol = TransportProtocol.Tcp,
+            UpstreamProtocol = TransportProtocol.Mptcp,
+        });
+        using var listener = await lab.ListenOnServerAsync(TransportProtocol.Mptcp);
+        using var client = await lab.ConnectClientAsync(TransportProtocol.Tcp);
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "up"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 2);
+        var connection = await lab.SingleConnectionAsync();
+
+        Assert.That(connection.UpstreamMptcp().Status, Is.EqualTo(MptcpStatus.Active));
+        Assert.That(connection.ClientMptcp().Status, Is.EqualTo(MptcpStatus.NotMptcp));
+        Assert.That(MptcpSocket.TryGetInfo(server, out _), Is.EqualTo(MptcpStatus.Active));
+        client.Shutdown(SocketShutdown.Send);
+        server.Shutdown(SocketShutdown.Send);
+        var result = await lab.NextResultAsync();
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+        Assert.That(result.UpstreamMptcp.Status, Is.EqualTo(MptcpStatus.Active));
+    }
+
+    [Test]
+    public async Task Relay_PlainTcpClientOnMptcpListener_RelaysAsFallback()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync(TransportProtocol.Tcp);
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "legacy"u8.ToArray());
+        client.Shutdown(SocketShutdown.Send);
+        Assert.That(await TestSockets.ReadToEndAsync(server), Is.EqualTo("legacy"u8.ToArray()));
+        server.Shutdown(SocketShutdown.Send);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+        Assert.That(result.ClientMptcp.Status, Is.AnyOf(MptcpStatus.FellBackToTcp, MptcpStatus.NotMptcp));
+    }
+
+    [Test]
+    public async Task Relay_IdleConnection_HoldsNoBuffer()
+    {
+        var pool = new CountingMemoryPool();
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { MemoryPool = pool });
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        for (int i = 0; i < 10; i++)
+        {
+            await TestSockets.SendAsync(client, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(server, 100_000);
+            await TestSockets.SendAsync(server, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(client, 100_000);
+        }
+
+        // Both loops are parked on zero-byte reads now; the last segments go back after the last write.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (pool.Outstanding > 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.That(pool.PeakBytes, Is.GreaterThan(0), "the relay used the pool");
+        Assert.That(pool.Outstanding, Is.Zero);
+        Assert.That((await lab.SingleConnectionAsync()).Reason, Is.EqualTo(CloseReason.None), "still open");
+    }
+
+    [Test]
+    public async Task Relay_ServerStopsReading_BufferStaysBoundedAndAllDataArrivesLater()
+    {
+        var pool = new CountingMemoryPool();
+        var options = new RelayOptions { MemoryPool = pool, PauseThreshold = 256 * 1024, ResumeThreshold = 128 * 1024 };
+        await using var lab = await RelayLab.StartAsync(options);
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+
+        // Send until the client's own send stalls: the server's receive buffer, the relay's pipe (paused) and
+        // the socket buffers in between are full. Bounded: at most 64 MiB.
+        var chunk = new byte[64 * 1024];
+        long sent = 0;
+        Task<int>? stalled = null;
+        for (int i = 0; i < 1024; i++)
+        {
+            var send = client.SendAsync(chunk.AsMemory(), SocketFlags.None).AsTask();
+            if (await Task.WhenAny(send, Task.Delay(500)) != send)
+            {
+                stalled = send;
+                break;
+            }
+            sent += await send;
+        }
+        var peak = pool.PeakBytes;
+        Assert.That(stalled, Is.Not.Null, "the send never stalled: the relay does not push back");
+
+        var receive = TestSockets.ReceiveHashAsync(server);
+        sent += await stalled!.WaitAsync(Timeout);
+        client.Shutdown(SocketShutdown.Send);
+        var (received, _) = await receive.WaitAsync(Timeout);
+
+        // Unconsumed bytes stop at the pause threshold plus one read; segments are rented per read.
+        Assert.That(peak, Is.LessThanOrEqualTo(options.PauseThreshold + (4 * options.ReadSize)), $"peak pool use {peak}");
+        Assert.That(received, Is.EqualTo(sent));
+        TestContext.Out.WriteLine($"stalled after {sent} bytes; relay peak buffer {peak} bytes");
+    }
+
+    [TestCase(AddressFamily.InterNetwork, false)]
+    [TestCase(AddressFamily.InterNetwork, true)]
+    [TestCase(AddressFamily.InterNetworkV6, false)]
+    [TestCase(AddressFamily.InterNetworkV6, true)]
+    public async Task Relay_UnderTproxy_InterceptsBothSubflowsOnTheOriginalPortAndReachesTheOriginalDestination(
+        AddressFamily family, bool transparentSource)
+    {
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { TransparentSource = transparentSource }, family: family, intercept: true);
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(server, 1000);
+        var connection = await lab.SingleConnectionAsync();
+        var live = await WaitForClientSubflowsAsync(connection, 2);
+
+        var serverReceives = TestSockets.ReceiveHashAsync(server);
+        var sent = await TestSockets.SendRandomAsync(client, 4 * 1024 * 1024, seed: 3);
+        client.Shutdown(SocketShutdown.Send);
+        var (_, received) = await serverReceives.WaitAsync(Timeout);
+        server.Shutdown(SocketShutdown.Send);
+        var result = await lab.NextResultAsync();
+
+        bool v6 = family == AddressFamily.InterNetworkV6;
+        var clientAddress = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
+        var proxyAddress = IPAddress.Parse(v6 ? TwoPathTopology.ProxyUpV6 : TwoPathTopology.ProxyUpV4);
+        Assert.That(result.OriginalDestination, Is.EqualTo(lab.ServerEndPoint), "accepted socket's local endpoint is the original destination");
+        Assert.That(((IPEndPoint)server.RemoteEndPoint!).Address, Is.EqualTo(transparentSource ? clientAddress : proxyAddress));
+        Assert.That(live.Info.Subflows, Is.EqualTo(2), live.ToString());
+        Assert.That(live.Subflows.Select(s => s.Local.Port), Has.All.EqualTo(lab.ServerEndPoint.Port), "MP_JOIN kept the port");
+        Assert.That(live.Subflows.Select(s => s.Local.Address), Has.All.EqualTo(lab.ServerEndPoint.Address));
+        Assert.That(received, Is.EqualTo(sent));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
+    }
+
+    private static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
+    {
+        var deadline = DateTime.UtcNow + Timeout;
+        var snapshot = connection.ClientMptcp();
+        while (snapshot.Subflows.Length < count && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+            snapshot = connection.ClientMptcp();
+        }
+        return snapshot;
+    }
+}
