@@ -106,14 +106,24 @@ public class MptcpPropertyTests
     }
 
     [FsProperty(MaxTest = 200)]
-    public void MpFail_MpFastClose_MpTcpRst_RoundTrip(ulong dsn, ulong key, byte flags, byte reason)
+    public void MpFail_AnyDsn_RoundTrip(ulong dsn)
     {
-        var fail = new MpFail(dsn);
-        var close = new MpFastClose(key);
-        var rst = new MpTcpRst((MpTcpRstFlags)(flags & 0x0F), (MpTcpRstReason)reason);
-        Assert.That(RoundTrip(fail, MpFail.TryParse), Is.EqualTo(fail));
-        Assert.That(RoundTrip(close, MpFastClose.TryParse), Is.EqualTo(close));
-        Assert.That(RoundTrip(rst, MpTcpRst.TryParse), Is.EqualTo(rst));
+        var value = new MpFail(dsn);
+        Assert.That(RoundTrip(value, MpFail.TryParse), Is.EqualTo(value));
+    }
+
+    [FsProperty(MaxTest = 200)]
+    public void MpFastClose_AnyKey_RoundTrip(ulong key)
+    {
+        var value = new MpFastClose(key);
+        Assert.That(RoundTrip(value, MpFastClose.TryParse), Is.EqualTo(value));
+    }
+
+    [FsProperty(MaxTest = 200)]
+    public void MpTcpRst_AnyFlagsAndReason_RoundTrip(byte flags, byte reason)
+    {
+        var value = new MpTcpRst((MpTcpRstFlags)(flags & 0x0F), (MpTcpRstReason)reason);
+        Assert.That(RoundTrip(value, MpTcpRst.TryParse), Is.EqualTo(value));
     }
 
     [FsProperty(MaxTest = 300)]
