@@ -79,7 +79,8 @@ internal static class Tshark
             var optionsField = packet.Descendants("field").FirstOrDefault(f => (string?)f.Attribute("name") == "tcp.options");
             if (optionsField is not null)
             {
-                foreach (var option in optionsField.Elements())
+                // Expert items tshark hangs under the option list are not options.
+                foreach (var option in optionsField.Elements().Where(e => (string?)e.Attribute("name") != "_ws.expert"))
                 {
                     var optionFields = new List<KeyValuePair<string, string>>();
                     foreach (var field in option.Descendants("field"))
