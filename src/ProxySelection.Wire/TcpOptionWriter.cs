@@ -62,7 +62,7 @@ public ref struct TcpOptionWriter
     }
 
     /// <summary>SACK with 1..4 blocks.</summary>
-    public WireError TryWriteSack(ReadOnlySpan<SackBlock> blocks)
+    public WireError TryWriteSack(scoped ReadOnlySpan<SackBlock> blocks)
     {
         if (blocks.IsEmpty || blocks.Length > 4)
         {
@@ -97,7 +97,7 @@ public ref struct TcpOptionWriter
     }
 
     /// <summary>TCP Fast Open: empty cookie (request) or 4..16 bytes, even.</summary>
-    public WireError TryWriteFastOpen(ReadOnlySpan<byte> cookie)
+    public WireError TryWriteFastOpen(scoped ReadOnlySpan<byte> cookie)
     {
         if (cookie.Length != 0 && (cookie.Length < 4 || cookie.Length > 16 || cookie.Length % 2 != 0))
         {
@@ -108,11 +108,11 @@ public ref struct TcpOptionWriter
     }
 
     /// <summary>TCP MD5 signature with a 16-byte digest.</summary>
-    public WireError TryWriteMd5(ReadOnlySpan<byte> digest) =>
+    public WireError TryWriteMd5(scoped ReadOnlySpan<byte> digest) =>
         digest.Length != 16 ? WireError.BadArgument : TryWriteRaw((byte)TcpOptionKind.Md5Signature, digest);
 
     /// <summary>TCP-AO: key id, next key id, MAC.</summary>
-    public WireError TryWriteAuthentication(byte keyId, byte nextKeyId, ReadOnlySpan<byte> mac)
+    public WireError TryWriteAuthentication(byte keyId, byte nextKeyId, scoped ReadOnlySpan<byte> mac)
     {
         var error = Reserve(4 + mac.Length, out var span);
         if (error == WireError.None)
@@ -127,7 +127,7 @@ public ref struct TcpOptionWriter
     }
 
     /// <summary>Any option of kind ≥ 2 given its data (what follows the length byte).</summary>
-    public WireError TryWriteRaw(byte kind, ReadOnlySpan<byte> data)
+    public WireError TryWriteRaw(byte kind, scoped ReadOnlySpan<byte> data)
     {
         if (kind <= 1)
         {
@@ -146,7 +146,7 @@ public ref struct TcpOptionWriter
     }
 
     /// <summary>Copies a whole option (kind, length, data) as it is, e.g. one read by <see cref="TcpOptionReader"/>.</summary>
-    public WireError TryWriteOption(ReadOnlySpan<byte> option)
+    public WireError TryWriteOption(scoped ReadOnlySpan<byte> option)
     {
         var error = Reserve(option.Length, out var span);
         if (error == WireError.None)
