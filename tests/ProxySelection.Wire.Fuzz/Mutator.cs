@@ -9,6 +9,9 @@ public sealed class Mutator
     /// <summary>Largest input produced (an Ethernet MTU).</summary>
     public const int MaxInputLength = 1500;
 
+    // IPv6 extension headers the IP parser walks (hop-by-hop, routing, fragment, AH, destination options) and TCP.
+    private static readonly byte[] InterestingNextHeaders = [0, 43, 44, 51, 60, 6];
+
     private readonly Random _random;
     private readonly byte[][] _corpus;
 
@@ -197,7 +200,7 @@ public sealed class Mutator
                 buffer[lengthOffset + 1] = (byte)_random.Next(256);
                 break;
             case 2:
-                buffer[v6 ? 6 : 9] = (byte)(_random.Next(2) == 0 ? _random.Next(256) : new[] { 0, 43, 44, 51, 60, 6 }[_random.Next(6)]);
+                buffer[v6 ? 6 : 9] = _random.Next(2) == 0 ? (byte)_random.Next(256) : InterestingNextHeaders[_random.Next(InterestingNextHeaders.Length)];
                 break;
             case 3:
                 buffer[0] = (byte)((_random.Next(16) << 4) | (buffer[0] & 0x0F));
