@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using ProxySelection.Wire.Pcap;
 
 namespace ProxySelection.Host;

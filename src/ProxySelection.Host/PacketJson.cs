@@ -1,6 +1,4 @@
-using System.Buffers.Binary;
 using System.Net;
-using System.Security.Cryptography;
 using System.Text.Json;
 using ProxySelection.Wire;
 

@@ -47,17 +47,7 @@ public sealed class PcapWriter : IDisposable
     /// </summary>
     public void WriteFrame(ReadOnlySpan<byte> frame, uint seconds, uint nanoseconds)
     {
-        if (nanoseconds >= 1_000_000_000)
-        {
-            throw new ArgumentOutOfRangeException(nameof(nanoseconds), nanoseconds, "must be below one second");
-        }
-
-        Span<byte> header = stackalloc byte[PcapReader.RecordHeaderLength];
-        Write32(header, seconds);
-        Write32(header[4..], Nanosecond ? nanoseconds : nanoseconds / 1000);
-        Write32(header[8..], (uint)frame.Length);
-        Write32(header[12..], (uint)frame.Length);
-        _stream.Write(header);
+        WriteRecordHeader(seconds, nanoseconds, frame.Length);
         _stream.Write(frame);
     }
 
@@ -99,18 +89,7 @@ public sealed class PcapWriter : IDisposable
                 break;
         }
 
-        if (nanoseconds >= 1_000_000_000)
-        {
-            throw new ArgumentOutOfRangeException(nameof(nanoseconds), nanoseconds, "must be below one second");
-        }
-
-        Span<byte> header = stackalloc byte[PcapReader.RecordHeaderLength];
-        uint length = (uint)(linkLength + ipPacket.Length);
-        Write32(header, seconds);
-        Write32(header[4..], Nanosecond ? nanoseconds : nanoseconds / 1000);
-        Write32(header[8..], length);
-        Write32(header[12..], length);
-        _stream.Write(header);
+        WriteRecordHeader(seconds, nanoseconds, linkLength + ipPacket.Length);
         _stream.Write(link[..linkLength]);
         _stream.Write(ipPacket);
     }
@@ -124,6 +103,21 @@ public sealed class PcapWriter : IDisposable
         {
             _stream.Dispose();
         }
+    }
+
+    private void WriteRecordHeader(uint seconds, uint nanoseconds, int length)
+    {
+        if (nanoseconds >= 1_000_000_000)
+        {
+            throw new ArgumentOutOfRangeException(nameof(nanoseconds), nanoseconds, "must be below one second");
+        }
+
+        Span<byte> header = stackalloc byte[PcapReader.RecordHeaderLength];
+        Write32(header, seconds);
+        Write32(header[4..], Nanosecond ? nanoseconds : nanoseconds / 1000);
+        Write32(header[8..], (uint)length);
+        Write32(header[12..], (uint)length);
+        _stream.Write(header);
     }
 
     private void Write16(Span<byte> s, ushort value)
