@@ -191,7 +191,7 @@ internal static class MptcpJson
         w.WriteEndObject();
         bool ack64 = dss.HasDataAck && dss.DataAckIs8Bytes;
         bool dsn64 = dss.HasMapping && dss.DsnIs8Bytes;
-        if (ack64 || dsn64)
+        if (ack64 || dsn64 || dss.IsInfiniteMapping)
         {
             // 4-byte values are expanded by tshark from connection state, which one packet does not have.
             w.WriteStartObject("analysis");
@@ -203,10 +203,12 @@ internal static class MptcpJson
             if (dsn64)
             {
                 w.WriteNumber("mptcp.dss.dsn", dss.DataSequenceNumber);
-                if (dss.IsInfiniteMapping)
-                {
-                    w.WriteString("mptcp.dss.infinite_mapping", "");
-                }
+            }
+
+            if (dss.IsInfiniteMapping)
+            {
+                // tshark marks it with an empty item: present means infinite (data-level length 0).
+                w.WriteString("mptcp.dss.infinite_mapping", "");
             }
 
             w.WriteEndObject();

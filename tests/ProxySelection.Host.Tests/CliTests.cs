@@ -57,6 +57,22 @@ public class CliTests
         }
     }
 
+    [Test]
+    public void DecodeHex_MptcpLengthNotFittingSubtype_PrintsBadMptcpLengthAtTheLengthByte()
+    {
+        var packet = Convert.FromHexString(MpCapableSyn);
+        // The 4-byte MP_CAPABLE at 60 becomes a DSS announcing a data ACK, which needs 8 bytes.
+        packet[62] = 0x20;
+        packet[63] = 0x01;
+        var (code, lines, _) = Run(["decode", "--hex", Convert.ToHexString(packet)]);
+        Assert.That(code, Is.EqualTo(ExitCodes.Ok));
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(lines.Single().GetProperty("error").GetString(), Is.EqualTo("BadMptcpLength"));
+            Assert.That(lines.Single().GetProperty("offset").GetInt32(), Is.EqualTo(61));
+        }
+    }
+
     [TestCase("4500", "Truncated", TestName = "DecodeHex_TwoBytes_PrintsTruncatedError")]
     [TestCase("75000028000000004006000000000000000000000000000000000000000000005000000000000000", "BadIpVersion", TestName = "DecodeHex_Version7_PrintsBadIpVersionError")]
     [TestCase("44000028000000004006000000000000000000000000000000000000000000005000000000000000", "BadIhl", TestName = "DecodeHex_Ihl4_PrintsBadIhlError")]
