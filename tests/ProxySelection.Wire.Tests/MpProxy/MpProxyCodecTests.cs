@@ -1,0 +1,243 @@
+using FsCheckProperty = FsCheck.NUnit.PropertyAttribute;
+using ProxySelection.Wire.MpProxy;
+
+// FsCheck.NUnit's [Property] supplies the arguments; the NUnit analyzer cannot see that.
+#pragma warning disable NUnit1027
+
+namespace ProxySelection.Wire.Tests.MpProxy;
+
+public class MpProxyCodecTests
+{
+    private static MpProxyMessage Kind(byte raw) => (MpProxyMessage)(1 + (raw % 5));
+
+    [FsCheckProperty(MaxTest = 2000)]
+    public bool WriteThenRead_ShortAndLongForms_RoundTrip(byte rawKind, byte priority, byte proxyId, byte keyId, bool atCapacity, ulong tag, bool longForm)
+    {
+        var option = longForm
+            ? MpProxyOption.Long(Kind(rawKind), (byte)(priority & 0xF), proxyId, atCapacity, keyId, tag)
+            : MpProxyOption.Short(Kind(rawKind), (byte)(priority & 0xF), proxyId, tag & 0xFFFF);
+        Span<byte> buffer = stackalloc byte[40];
+        int written = MpProxyCodec.Write(buffer, option);
+        var status = MpProxyCodec.TryRead(buffer[..written], out var read);
+        return written == option.WireLength && status == MpProxyStatus.Ok && read == option;
+    }
+
+    [FsCheckProperty(MaxTest = 5000)]
+    public bool TryRead_AnyBytes_NeverThrowsAndOkMeansExactRewrite(byte[] bytes, bool forceHeader)
+    {
+        if (forceHeader && bytes.Length >= 4)
+        {
+            // Steer half the cases past the header checks so the field decoding is exercised too.
+            bytes[0] = 30;
+            bytes[1] = (byte)(bytes[1] % 3 == 0 ? 4 : bytes[1] % 3 == 1 ? 8 : 16);
+            bytes[2] = 0xF1;
+            bytes[3] = 0xA5;
+        }
+
+        var status = MpProxyCodec.TryRead(bytes, out var read);
+        if (status != MpProxyStatus.Ok)
+        {
+            return true;
+        }
+
+        var again = new byte[read.WireLength];
+        MpProxyCodec.Write(again, read);
+        return bytes.AsSpan(0, read.WireLength).SequenceEqual(again);
+    }
+
+    [Test]
+    public void Write_Presence_IsFourBytesWithNonZeroVersionNibble()
+    {
+        var bytes = MpProxyTestData.Bytes(MpProxyOption.Presence());
+        // Byte 2 must not be 0xF0: tshark 4.0 asserts on later packets of a stream whose SYN carried it.
+        Assert.That(bytes, Is.EqualTo(new byte[] { 30, 4, 0xF1, 0xA5 }));
+    }
+
+    [Test]
+    public void Write_Long_PlacesEveryFieldWhereTheSpecSays()
+    {
+        var option = MpProxyOption.Long(MpProxyMessage.Defer, 9, 0x42, atCapacity: true, keyId: 7, tag: 0x0102030405060708);
+        var bytes = MpProxyTestData.Bytes(option);
+        Assert.That(bytes, Is.EqualTo(new byte[] { 30, 16, 0xF1, 0xA5, 0x80 | (3 << 4) | 9, 0x42, 7, 0x80, 1, 2, 3, 4, 5, 6, 7, 8 }));
+    }
+
+    [Test]
+    public void Write_Short_PlacesEveryFieldWhereTheSpecSays()
+    {
+        var option = MpProxyOption.Short(MpProxyMessage.Claim, 15, 0x07, tag: 0xBEEF);
+        var bytes = MpProxyTestData.Bytes(option);
+        Assert.That(bytes, Is.EqualTo(new byte[] { 30, 8, 0xF1, 0xA5, 0x80 | (2 << 4) | 15, 0x07, 0xBE, 0xEF }));
+    }
+
+    [Test]
+    public void Write_DestinationTooSmall_ThrowsWireException()
+    {
+        var option = MpProxyOption.Long(MpProxyMessage.Probe, 1, 1);
+        var ex = Assert.Throws<WireException>(() => MpProxyCodec.Write(new byte[15], option));
+        Assert.That(ex!.Error, Is.EqualTo(WireError.OptionSpaceExceeded));
+    }
+
+    [Test]
+    public void Write_DefaultOption_ThrowsWireException()
+    {
+        Assert.Throws<WireException>(() => MpProxyCodec.Write(new byte[16], default));
+    }
+
+    [TestCase(new byte[] { })]
+    [TestCase(new byte[] { 30 })]
+    [TestCase(new byte[] { 30, 16 })]
+    [TestCase(new byte[] { 30, 16, 0xF1, 0xA5, 0x91, 1, 1, 0 })]
+    [TestCase(new byte[] { 30, 8, 0xF1, 0xA5, 0x91, 1, 0xAA })]
+    [TestCase(new byte[] { 30, 4, 0xF1 })]
+    public void TryRead_TruncatedOption_IsTruncated(byte[] bytes)
+    {
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.Truncated));
+    }
+
+    [TestCase((byte)0)]
+    [TestCase((byte)3)]
+    [TestCase((byte)5)]
+    [TestCase((byte)12)]
+    [TestCase((byte)20)]
+    [TestCase((byte)40)]
+    public void TryRead_LengthOtherThan4Or8Or16_IsBadLength(byte length)
+    {
+        var bytes = new byte[44];
+        bytes[0] = 30;
+        bytes[1] = length;
+        bytes[2] = 0xF1;
+        bytes[3] = 0xA5;
+        bytes[4] = 0x91;
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.BadLength));
+    }
+
+    [Test]
+    public void TryRead_OversizedOption_IsBadLengthEvenWhenSignedPrefixIsValid()
+    {
+        // A valid signed long form with its length byte grown to 20 and 4 junk bytes appended.
+        var bytes = MpProxyTestData.Bytes(MpProxyTestData.Signed(MpProxyOption.Long(MpProxyMessage.Probe, 3, 9), MpProxyTestData.SynV4));
+        var oversized = bytes.Concat(new byte[] { 1, 2, 3, 4 }).ToArray();
+        oversized[1] = 20;
+        Assert.That(MpProxyCodec.TryRead(oversized, out _), Is.EqualTo(MpProxyStatus.BadLength));
+    }
+
+    [TestCase((byte)0xF0)]
+    [TestCase((byte)0xF2)]
+    [TestCase((byte)0xFF)]
+    public void TryRead_UnknownVersion_IsUnknownVersion(byte subtypeVersion)
+    {
+        var bytes = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
+        bytes[2] = subtypeVersion;
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.UnknownVersion));
+    }
+
+    [Test]
+    public void TryRead_OtherExperimentId_IsUnknownExperiment()
+    {
+        var bytes = MpProxyTestData.Bytes(MpProxyOption.Long(MpProxyMessage.Probe, 1, 1));
+        bytes[3] = 0x5A;
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.UnknownExperiment));
+    }
+
+    [TestCase(0)]
+    [TestCase(6)]
+    [TestCase(7)]
+    public void TryRead_UnassignedMessageKind_IsUnknownMessage(int kind)
+    {
+        foreach (var form in new[] { MpProxyOption.Short(MpProxyMessage.Claim, 1, 1), MpProxyOption.Long(MpProxyMessage.Claim, 1, 1) })
+        {
+            var bytes = MpProxyTestData.Bytes(form);
+            bytes[4] = (byte)(0x80 | (kind << 4) | 1);
+            Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.UnknownMessage), $"length {form.WireLength}");
+        }
+    }
+
+    [Test]
+    public void TryRead_ProxyFlagClear_IsNotFromProxy()
+    {
+        var bytes = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
+        bytes[4] &= 0x7F;
+        Assert.Multiple(() =>
+        {
+            Assert.That(MpProxyCodec.TryRead(bytes, out var read), Is.EqualTo(MpProxyStatus.NotFromProxy));
+            Assert.That(read.ProxyFlag, Is.False);
+        });
+    }
+
+    [Test]
+    public void TryRead_OtherMptcpSubtype_IsNotMpProxy()
+    {
+        // MP_CAPABLE v1 on a SYN, from the kernel: subtype 0, version 1.
+        Assert.That(MpProxyCodec.TryRead(new byte[] { 30, 4, 0x01, 0x01 }, out _), Is.EqualTo(MpProxyStatus.NotMpProxy));
+    }
+
+    [Test]
+    public void TryRead_OtherTcpOption_IsNotMptcp()
+    {
+        Assert.That(MpProxyCodec.TryRead(new byte[] { 2, 4, 0x05, 0xB4 }, out _), Is.EqualTo(MpProxyStatus.NotMptcp));
+    }
+
+    [Test]
+    public void TryFind_KernelSynOptionsPlusMpProxy_FindsItAtItsOffset()
+    {
+        var mpProxy = MpProxyTestData.Bytes(MpProxyOption.Long(MpProxyMessage.Probe, 2, 5, tag: 0x1122334455667788));
+        // MSS, SACK_PERM, TS, NOP, WS, MP_CAPABLE v1 SYN (as Linux sends them), then MP_PROXY.
+        byte[] kernel = [2, 4, 0x05, 0xB4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7, 30, 4, 0x01, 0x01];
+        var options = kernel.Concat(mpProxy).ToArray();
+        Assert.Multiple(() =>
+        {
+            Assert.That(options, Has.Length.EqualTo(40));
+            Assert.That(MpProxyCodec.TryFind(options, out var found, out int offset), Is.EqualTo(MpProxyStatus.Ok));
+            Assert.That(offset, Is.EqualTo(24));
+            Assert.That(found.Tag, Is.EqualTo(0x1122334455667788UL));
+        });
+    }
+
+    [Test]
+    public void TryFind_NoMpProxy_IsNotPresent()
+    {
+        byte[] options = [2, 4, 0x05, 0xB4, 1, 1, 4, 2, 30, 4, 0x01, 0x01, 0];
+        Assert.That(MpProxyCodec.TryFind(options, out _, out int offset), Is.EqualTo(MpProxyStatus.NotPresent));
+        Assert.That(offset, Is.EqualTo(-1));
+    }
+
+    [Test]
+    public void TryFind_TwoMpProxyOptions_IsDuplicate()
+    {
+        var one = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
+        Assert.That(MpProxyCodec.TryFind(one.Concat(one).ToArray(), out _, out _), Is.EqualTo(MpProxyStatus.Duplicate));
+    }
+
+    [Test]
+    public void TryFind_OptionLengthRunsPastEnd_IsMalformedOptionList()
+    {
+        Assert.That(MpProxyCodec.TryFind(new byte[] { 1, 30, 16, 0xF1, 0xA5 }, out _, out _), Is.EqualTo(MpProxyStatus.MalformedOptionList));
+        Assert.That(MpProxyCodec.TryFind(new byte[] { 2, 0, 0, 0 }, out _, out _), Is.EqualTo(MpProxyStatus.MalformedOptionList));
+    }
+
+    [Test]
+    public void TryFind_AnotherExperimentsSubtypeF_ReportsItsStatusNotOk()
+    {
+        byte[] options = [1, 1, 30, 4, 0xF1, 0x77];
+        Assert.That(MpProxyCodec.TryFind(options, out _, out _), Is.EqualTo(MpProxyStatus.UnknownExperiment));
+    }
+
+    [FsCheckProperty(MaxTest = 3000)]
+    public bool TryFind_AnyBytes_NeverThrows(byte[] bytes)
+    {
+        var status = MpProxyCodec.TryFind(bytes, out var found, out int offset);
+        return status == MpProxyStatus.Ok ? offset >= 0 && found.WireLength > 0 : found == default;
+    }
+
+    [Test]
+    public void Short_PriorityAbove15_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => MpProxyOption.Short(MpProxyMessage.Probe, 16, 1));
+    }
+
+    [Test]
+    public void Long_PresenceKind_Throws()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => MpProxyOption.Long(MpProxyMessage.Presence, 1, 1));
+    }
+}
