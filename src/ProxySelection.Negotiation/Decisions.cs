@@ -36,7 +36,7 @@ public enum SynVerdict
     /// <summary>Terminate the connection here (TPROXY to the local listener) and open the upstream leg.</summary>
     Intercept,
 
-    /// <summary>The SYN is another proxy's probe: answer it with a SYN/ACK carrying <see cref="SynDecision.SynAckSignal"/> (Defer), keep no state.</summary>
+    /// <summary>The SYN is another proxy's probe: answer it with a SYN/ACK carrying <see cref="SynDecision.SynAckSignal"/> (a claim, no MP_CAPABLE), keep no state.</summary>
     AnswerProbe,
 
     /// <summary>MP_JOIN for a connection this proxy holds: intercept it.</summary>
@@ -55,6 +55,7 @@ public enum DecisionReason
     ProxyBeyond,
     ProbeFailedRecently,
     ProbedByOther,
+    HeldUpstream,
     NotSelected,
     AtCapacity,
     CacheMiss,
@@ -73,7 +74,7 @@ public enum UpstreamLeg
     /// <summary>Plain TCP toward a TCP-only server (downgrade).</summary>
     Tcp,
 
-    /// <summary>MPTCP, its SYN marked with <see cref="SynDecision.UpstreamSignal"/> (upgrade origin).</summary>
+    /// <summary>MPTCP (upgrade).</summary>
     Mptcp,
 }
 
@@ -99,12 +100,12 @@ public readonly record struct SynDecision
     /// <summary>MP_PROXY for the probe SYN (null in implicit mode). The probe SYN always carries MP_CAPABLE.</summary>
     public ProxySignal? ProbeSignal { get; init; }
 
-    /// <summary>MP_PROXY for the SYN/ACK we send: the claim on an intercepted connection, or the defer answering a probe.</summary>
+    /// <summary>MP_PROXY for the SYN/ACK we send: the claim on an intercepted connection, or the claim answering a probe.</summary>
     public ProxySignal? SynAckSignal { get; init; }
 
     public UpstreamLeg Upstream { get; init; }
 
-    /// <summary>MP_PROXY for the upstream leg's SYN (the upgrade origin mark).</summary>
+    /// <summary>MP_PROXY for the upstream leg's SYN: Upgrade (upgrade origin) or Claim (a downgrade holder's TCP leg).</summary>
     public ProxySignal? UpstreamSignal { get; init; }
 }
 
@@ -116,7 +117,7 @@ public enum HoldOutcome
     /// <summary>Terminate the held SYN here; <see cref="HoldResolution.UpstreamIsProbe"/> says whether the probe connection becomes the upstream leg.</summary>
     Intercept,
 
-    /// <summary>The held SYN is a probe from another proxy: answer it with <see cref="HoldResolution.SynAckSignal"/> (Defer) and drop it.</summary>
+    /// <summary>The held SYN is a probe from another proxy: answer it with <see cref="HoldResolution.SynAckSignal"/> (a claim without MP_CAPABLE) and drop it.</summary>
     AnswerProbe,
 }
 

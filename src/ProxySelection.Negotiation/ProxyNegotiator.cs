@@ -145,7 +145,8 @@ public sealed class ProxyNegotiator : IDisposable
                 : Pass(DecisionReason.AlreadyMptcp);
         }
 
-        return OnOriginSyn(syn);
+        // A downgrade holder's TCP leg: that connection is held already.
+        return signal is { Kind: SignalKind.Claim } ? Pass(DecisionReason.HeldUpstream) : OnOriginSyn(syn);
     }
 
     /// <summary>The SYN/ACK answering probe <paramref name="probeId"/> arrived.</summary>
@@ -154,10 +155,11 @@ public sealed class ProxyNegotiator : IDisposable
         ProbeResult result;
         byte beyond = 0;
         ProxySignal? signal = IsExplicit ? answer.Signal : null;
-        if (signal is { Kind: SignalKind.Defer } defer)
+        if (signal is { Kind: SignalKind.Claim } claim && !answer.MpCapable)
         {
+            // A claim answering a probe without MP_CAPABLE: a proxy further on pre-empts this one.
             result = ProbeResult.ProxyBeyond;
-            beyond = defer.ProxyId;
+            beyond = claim.ProxyId;
         }
         else
         {
@@ -211,9 +213,9 @@ public sealed class ProxyNegotiator : IDisposable
                 return;
             }
 
-            if (signal is { Kind: SignalKind.Defer } defer)
+            if (signal is { Kind: SignalKind.Claim } claim && !mpCapable)
             {
-                Cache.Set(destination, CapabilityState.ProxyBeyond, defer.ProxyId);
+                Cache.Set(destination, CapabilityState.ProxyBeyond, claim.ProxyId);
             }
             else if (IsDowngrade && mpCapable)
             {
@@ -223,6 +225,24 @@ public sealed class ProxyNegotiator : IDisposable
             {
                 Cache.Set(destination, CapabilityState.TcpOnly);
             }
+        }
+    }
+
+    /// <summary>
+    /// Takes a connection slot for a connection accepted outside the negotiation (the host-configured mode's
+    /// SOCKS/Convert connections count toward the same limit). False when at the limit.
+    /// </summary>
+    public bool TryAdmit()
+    {
+        lock (_lock)
+        {
+            if (_active >= _options.MaxConnections)
+            {
+                return false;
+            }
+
+            _active++;
+            return true;
         }
     }
 
@@ -260,6 +280,9 @@ public sealed class ProxyNegotiator : IDisposable
     private static SynDecision DeferAtCapacity() => new() { Verdict = SynVerdict.Defer, Reason = DecisionReason.AtCapacity };
 
     private ProxySignal OwnSignal(SignalKind kind) => new(kind, _options.ProxyId, _options.Priority);
+
+    private ProxySignal? UpstreamMark() =>
+        IsExplicit ? OwnSignal(IsDowngrade ? SignalKind.Claim : SignalKind.Upgrade) : null;
 
     private SynDecision OnOriginSyn(in SynObservation syn)
     {
@@ -314,12 +337,12 @@ public sealed class ProxyNegotiator : IDisposable
                 {
                     case CapabilityState.TcpOnly when IsDowngrade:
                     case CapabilityState.MptcpCapable when !IsDowngrade:
-                        // This proxy would act: tell the prober to defer to it.
+                        // This proxy would act: claim, so the prober releases its SYN untouched.
                         return new SynDecision
                         {
                             Verdict = SynVerdict.AnswerProbe,
                             Reason = IsDowngrade ? DecisionReason.ServerTcpOnly : DecisionReason.ServerSpeaksMptcp,
-                            SynAckSignal = OwnSignal(SignalKind.Defer),
+                            SynAckSignal = OwnSignal(SignalKind.Claim),
                         };
                     case CapabilityState.TcpOnly:
                     case CapabilityState.MptcpCapable:
@@ -382,7 +405,7 @@ public sealed class ProxyNegotiator : IDisposable
             Reason = reason,
             SynAckSignal = IsExplicit ? OwnSignal(SignalKind.Claim) : null,
             Upstream = IsDowngrade ? UpstreamLeg.Tcp : UpstreamLeg.Mptcp,
-            UpstreamSignal = IsExplicit && !IsDowngrade ? OwnSignal(SignalKind.Upgrade) : null,
+            UpstreamSignal = UpstreamMark(),
         };
     }
 
@@ -470,9 +493,9 @@ public sealed class ProxyNegotiator : IDisposable
             case ProbeResult.Failed:
                 return release;
             case ProbeResult.ProxyBeyond:
-                // A held probe learns the same: relay the defer instead of sending the prober on a second trip.
+                // A held probe learns the same: relay the claim instead of sending the prober on a second trip.
                 return hold.Kind == HoldKind.ForeignProbe
-                    ? release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = new ProxySignal(SignalKind.Defer, beyond, 0) }
+                    ? release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = new ProxySignal(SignalKind.Claim, beyond, 0) }
                     : release with { Reason = DecisionReason.ProxyBeyond };
             case ProbeResult.NoAction:
                 return release with { Reason = IsDowngrade ? DecisionReason.ServerSpeaksMptcp : DecisionReason.ServerTcpOnly };
@@ -485,7 +508,7 @@ public sealed class ProxyNegotiator : IDisposable
 
         if (hold.Kind == HoldKind.ForeignProbe)
         {
-            return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Defer) };
+            return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Claim) };
         }
 
         _active++;
@@ -497,7 +520,7 @@ public sealed class ProxyNegotiator : IDisposable
             SynAckSignal = IsExplicit ? OwnSignal(SignalKind.Claim) : null,
             Upstream = IsDowngrade ? UpstreamLeg.Tcp : UpstreamLeg.Mptcp,
             UpstreamIsProbe = useProbe,
-            UpstreamSignal = IsExplicit && !IsDowngrade ? OwnSignal(SignalKind.Upgrade) : null,
+            UpstreamSignal = UpstreamMark(),
         };
     }
 

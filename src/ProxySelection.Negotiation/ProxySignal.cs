@@ -6,13 +6,16 @@ public enum SignalKind : byte
     /// <summary>On a prober's SYN: "I am resolving this destination and would hold it".</summary>
     Probe = 1,
 
-    /// <summary>On a holder's SYN/ACK: "a proxy holds this connection".</summary>
+    /// <summary>
+    /// On a SYN/ACK: the sender holds (or, answering a probe without MP_CAPABLE, will hold) connections to this
+    /// destination. On a plain TCP SYN: a downgrade holder's upstream leg, which no upgrade proxy touches.
+    /// </summary>
     Claim = 2,
 
-    /// <summary>On a SYN/ACK answering a probe: "defer: release your held SYN untouched, the named proxy acts".</summary>
+    /// <summary>Not produced by this negotiation; treated as absent.</summary>
     Defer = 3,
 
-    /// <summary>Reserved for an offer; the negotiation treats it as absent.</summary>
+    /// <summary>Not produced by this negotiation; treated as absent.</summary>
     Offer = 4,
 
     /// <summary>On an upgrade proxy's SYN: the MPTCP connection originates at an upgrade proxy (probe among upgraders).</summary>
