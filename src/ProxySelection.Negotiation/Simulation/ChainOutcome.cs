@@ -4,7 +4,11 @@ using System.Text;
 namespace ProxySelection.Negotiation.Simulation;
 
 /// <summary>A proxy that terminated the client's connection (one leg of it) and opened the next leg.</summary>
-public readonly record struct Holder(int HopIndex, byte ProxyId, ProxyRole Role);
+public readonly record struct Holder(int HopIndex, byte ProxyId, ProxyRole Role)
+{
+    public override string ToString() =>
+        string.Create(CultureInfo.InvariantCulture, $"P{ProxyId}({(Role == ProxyRole.Downgrade ? "down" : "up")})@hop{HopIndex}");
+}
 
 /// <summary>What happened to one client connection.</summary>
 public sealed record ConnectionOutcome
@@ -52,7 +56,7 @@ public sealed record ConnectionOutcome
 
     public override string ToString()
     {
-        var holders = Holders.Count == 0 ? "none" : string.Join(",", Holders.Select(h => $"P{h.ProxyId}({(h.Role == ProxyRole.Downgrade ? "down" : "up")})"));
+        var holders = Holders.Count == 0 ? "none" : string.Join(",", Holders);
         return string.Create(CultureInfo.InvariantCulture,
             $"#{Index}: completed={Completed} mptcpE2E={MptcpEndToEnd} clientMptcp={ClientGotMptcp} holders={holders} context={ContextHolders} extra={ExtraUpstreamConnections} probes={Probes} setup={SetupTime.TotalMilliseconds}ms joins={JoinsLanded}{(Violations.Count > 0 ? " VIOLATIONS: " + string.Join("; ", Violations) : "")}");
     }

@@ -29,6 +29,8 @@ public sealed partial class ChainSimulator
                 Mode = spec.Mode,
                 MaxConnections = spec.AtCapacity ? 1 : 1000,
                 ProbeTimeout = sim._spec.ProbeTimeout,
+                // One destination per chain: a small table keeps thousands of simulated chains cheap.
+                Cache = new CapabilityCacheOptions { MaxEntries = 16 },
             };
             Negotiator = new ProxyNegotiator(options, sim._time, this);
             if (spec.AtCapacity)
