@@ -137,11 +137,11 @@ public sealed partial class ChainSimulator
             }
         }
 
-        /// <summary>The most harmful message for the segment, were it believed: a claim stops probers and upgraders, a probe hides a client SYN.</summary>
+        /// <summary>The most harmful message for the segment, were it believed: a Claim on a SYN stops every proxy, a Defer on a SYN/ACK makes a prober release.</summary>
         private byte[] Forge(Packet packet)
         {
             bool synAck = packet.Type == PacketType.SynAck;
-            var kind = synAck || !packet.MpCapable ? SignalKind.Claim : SignalKind.Probe;
+            var kind = synAck ? SignalKind.Defer : SignalKind.Claim;
             var signal = new ProxySignal(kind, ProxyId: 200, Priority: synAck ? (byte)15 : (byte)0);
             var flow = SignatureFlow(packet.Flow, synAck);
             switch (spec.Behavior)
