@@ -64,6 +64,7 @@ public enum DecisionReason
     CacheMiss,
     ProbeInFlight,
     AlreadyHeld,
+    HoldLimit,
     ProbeAnswered,
     ProbeTimedOut,
     ProbeReset,

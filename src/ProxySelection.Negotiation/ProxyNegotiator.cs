@@ -439,8 +439,20 @@ public sealed class ProxyNegotiator : IDisposable
     {
         var destination = flow.Responder;
         bool start = false;
-        if (!_probeByDestination.TryGetValue(destination, out var probe))
+        if (_probeByDestination.TryGetValue(destination, out var probe))
         {
+            if (probe.Holds.Count >= _options.MaxHeldPerProbe)
+            {
+                return Pass(DecisionReason.HoldLimit);
+            }
+        }
+        else
+        {
+            if (_probes.Count >= _options.MaxProbesInFlight)
+            {
+                return Pass(DecisionReason.HoldLimit);
+            }
+
             start = true;
             probe = new Probe(++_nextId, destination, _time.GetTimestamp());
             _probeByDestination.Add(destination, probe);

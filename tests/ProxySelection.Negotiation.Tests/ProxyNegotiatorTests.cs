@@ -528,6 +528,52 @@ public class ProxyNegotiatorTests
     }
 
     [Test]
+    public void ProbesInFlightAtTheLimit_NewDestinationPassesUntouched()
+    {
+        using var h = new NegotiatorHarness(o => o.MaxProbesInFlight = 2);
+        var other = new DestinationKey([198, 18, 1, 2], 443);
+        var third = new DestinationKey([198, 18, 1, 3], 443);
+        h.OnSyn(1000);
+        h.Negotiator.OnSyn(new SynObservation(Flow(1001, other), SynKind.MpCapable));
+        var d = h.Negotiator.OnSyn(new SynObservation(Flow(1002, third), SynKind.MpCapable));
+        Assert.Multiple(() =>
+        {
+            Assert.That((d.Verdict, d.Reason), Is.EqualTo((SynVerdict.Pass, DecisionReason.HoldLimit)));
+            Assert.That(h.Negotiator.ProbesInFlight, Is.EqualTo(2));
+        });
+    }
+
+    [Test]
+    public void HeldPerProbeAtTheLimit_FurtherSynsPassUntouched()
+    {
+        using var h = new NegotiatorHarness(o => o.MaxHeldPerProbe = 2);
+        h.OnSyn(1000);
+        h.OnSyn(1001);
+        var d = h.OnSyn(1002);
+        Assert.Multiple(() =>
+        {
+            Assert.That((d.Verdict, d.Reason), Is.EqualTo((SynVerdict.Pass, DecisionReason.HoldLimit)));
+            Assert.That(h.Negotiator.HeldSyns, Is.EqualTo(2));
+        });
+    }
+
+    [Test]
+    public void OnSyn_DecidedFromTheCache_DoesNotAllocate()
+    {
+        using var h = new NegotiatorHarness();
+        h.Negotiator.Cache.Set(Server, CapabilityState.MptcpCapable);
+        var syn = Syn(1000);
+        h.Negotiator.OnSyn(syn);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            h.Negotiator.OnSyn(syn);
+        }
+
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+    }
+
+    [Test]
     public void TokenRegistry_RegisterTwice_ReportsCollision()
     {
         var tokens = new TokenRegistry();
@@ -586,7 +632,7 @@ public class ProxyNegotiatorTests
     [Test]
     public void Options_EveryOtherBadValue_Rejected()
     {
-        var o = new NegotiatorOptions { ProxyId = 0, Priority = 16, MaxConnections = 0, Policy = (SelectionPolicy)9 };
-        Assert.That(o.Validate(), Has.Count.EqualTo(4));
+        var o = new NegotiatorOptions { ProxyId = 0, Priority = 16, MaxConnections = 0, Policy = (SelectionPolicy)9, MaxProbesInFlight = 0, MaxHeldPerProbe = 0 };
+        Assert.That(o.Validate(), Has.Count.EqualTo(6));
     }
 }
