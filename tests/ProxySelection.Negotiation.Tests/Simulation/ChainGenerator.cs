@@ -38,4 +38,40 @@ internal static class ChainGenerator
 
         return new ChainSpec(random.NextDouble() < 0.5, random.NextDouble() < 0.5, hops);
     }
+
+    /// <summary>
+    /// Beyond the design's assumptions: roles in any order, a policy per proxy, up to two non-P-aware or
+    /// foreign-key proxies, up to two middleboxes of any kind (spoofers included), link latency 1–40 ms,
+    /// probe timeout 20–450 ms, three connections.
+    /// </summary>
+    public static ChainSpec Chaos(int seed)
+    {
+        var random = new Random(seed);
+        int proxies = random.Next(0, 6);
+        var hops = new List<HopSpec>();
+        for (int i = 0; i < proxies; i++)
+        {
+            hops.Add(new ProxyHop(
+                (byte)(i + 1),
+                (ProxyRole)random.Next(2),
+                (SelectionPolicy)random.Next(3),
+                (byte)random.Next(16),
+                random.NextDouble() < 0.2,
+                random.NextDouble() < 0.25 ? SignalingMode.Implicit : SignalingMode.Explicit,
+                random.NextDouble() < 0.05));
+        }
+
+        int boxes = random.Next(0, 3);
+        for (int i = 0; i < boxes; i++)
+        {
+            hops.Insert(random.Next(hops.Count + 1), new MiddleboxHop((MiddleboxBehavior)random.Next(9)));
+        }
+
+        return new ChainSpec(random.Next(2) == 0, random.Next(2) == 0, hops)
+        {
+            LinkLatency = TimeSpan.FromMilliseconds(random.Next(1, 41)),
+            ProbeTimeout = TimeSpan.FromMilliseconds(random.Next(20, 451)),
+            Connections = 3,
+        };
+    }
 }
