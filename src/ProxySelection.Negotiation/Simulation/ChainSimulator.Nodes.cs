@@ -16,6 +16,15 @@ public sealed partial class ChainSimulator
         public void Send(Packet packet)
         {
             int next = packet.TowardServer ? Index + 1 : Index - 1;
+            if (!packet.TowardServer)
+            {
+                // Asymmetric routing: the way back skips such proxies, except toward their own connections.
+                while (next > 0 && packet.Flow.Origin != next && Sim._nodes[next] is ProxyNode { Spec.ReturnBypasses: true })
+                {
+                    next--;
+                }
+            }
+
             var target = Sim._nodes[next];
             Sim.Schedule(Sim._spec.LinkLatency, () => target.Receive(packet));
         }

@@ -8,7 +8,8 @@ internal static class ChainGenerator
     /// <summary>
     /// 0–5 proxies (upgraders on the client side, downgraders on the server side, as in hybrid access), one policy
     /// for the operator domain, random priorities (a small range, so ties happen), capacities and end-host
-    /// capabilities. <paramref name="hostile"/> adds, with some probability each, one non-P-aware proxy and one
+    /// capabilities, and proxies that the way back bypasses (asymmetric routing: they never see the answers to
+    /// probes they passed). <paramref name="hostile"/> adds, with some probability each, one non-P-aware proxy and one
     /// middlebox (stripping MP_PROXY, stripping all MPTCP options, losing a probe or a probe's answer).
     /// </summary>
     public static ChainSpec Generate(int seed, bool hostile)
@@ -27,7 +28,8 @@ internal static class ChainGenerator
                 Policy: policy,
                 Priority: (byte)random.Next(0, 4),
                 AtCapacity: random.NextDouble() < 0.2,
-                Mode: i == implicitAt ? SignalingMode.Implicit : SignalingMode.Explicit));
+                Mode: i == implicitAt ? SignalingMode.Implicit : SignalingMode.Explicit,
+                ReturnBypasses: random.NextDouble() < 0.15));
         }
 
         if (hostile && random.NextDouble() < 0.4)
@@ -58,7 +60,8 @@ internal static class ChainGenerator
                 (byte)random.Next(16),
                 random.NextDouble() < 0.2,
                 random.NextDouble() < 0.25 ? SignalingMode.Implicit : SignalingMode.Explicit,
-                random.NextDouble() < 0.05));
+                random.NextDouble() < 0.05,
+                random.NextDouble() < 0.15));
         }
 
         int boxes = random.Next(0, 3);
