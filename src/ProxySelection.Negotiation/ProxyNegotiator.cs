@@ -437,6 +437,12 @@ public sealed class ProxyNegotiator : IDisposable
 
     private SynDecision HoldLocked(in FlowKey flow, HoldKind kind)
     {
+        if (_holdByFlow.TryGetValue(flow, out var held))
+        {
+            // A retransmission raced the first copy past the check in OnSyn.
+            return new SynDecision { Verdict = SynVerdict.Duplicate, Reason = DecisionReason.AlreadyHeld, HoldId = held.Id };
+        }
+
         var destination = flow.Responder;
         bool start = false;
         if (_probeByDestination.TryGetValue(destination, out var probe))
