@@ -30,4 +30,4 @@ for first in 0 1; do
     printf '%-6s %-34s %-22s %s\n' "$first" "$hex" "${synack:-none}" "$bugs"
   done
 done
-uname -r; tshark --version | head -1
+uname -r; tshark --version 2>/dev/null | head -1

@@ -19,7 +19,20 @@ public partial class MpProxySpecVectorTests
         public override string ToString() => Name;
     }
 
-    private static string AppendixA()
+    private static string Section(string heading, string nextHeading)
+    {
+        string text = SpecText();
+        int start = text.IndexOf("\n" + heading, StringComparison.Ordinal);
+        int end = text.IndexOf("\n" + nextHeading, StringComparison.Ordinal);
+        if (start < 0 || end < start)
+        {
+            throw new InvalidDataException($"the spec has no '{heading}' followed by '{nextHeading}'");
+        }
+
+        return text[start..end];
+    }
+
+    private static string SpecText()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);
         while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ProxySelection.sln")))
@@ -32,16 +45,10 @@ public partial class MpProxySpecVectorTests
             throw new FileNotFoundException("ProxySelection.sln not found above " + AppContext.BaseDirectory);
         }
 
-        string text = File.ReadAllText(Path.Combine(dir.FullName, "spec", SpecFile));
-        int start = text.IndexOf("\n## Appendix A.", StringComparison.Ordinal);
-        int end = text.IndexOf("\n## Appendix B.", StringComparison.Ordinal);
-        if (start < 0 || end < start)
-        {
-            throw new InvalidDataException("the spec has no Appendix A followed by Appendix B");
-        }
-
-        return text[start..end];
+        return File.ReadAllText(Path.Combine(dir.FullName, "spec", SpecFile));
     }
+
+    private static string AppendixA() => Section("## Appendix A.", "## Appendix B.");
 
     private static IEnumerable<string[]> TableRows(string section, Regex firstCell) =>
         section.Split('\n')
@@ -164,6 +171,37 @@ public partial class MpProxySpecVectorTests
                 Assert.That(vector.Hex, Does.EndWith(block.Groups["tag"].Value), vector.Name + " tag");
             });
         }
+    }
+
+    [Test]
+    public void Section56_EveryStatusInTheTableIsACodecStatus()
+    {
+        // Rows of the receiving table: | condition | status | handling |.
+        var statuses = Section("### 5.6.", "### 5.7.").Split('\n')
+            .Where(line => line.StartsWith('|'))
+            .Select(line => line.Trim().Trim('|').Split('|').Select(c => c.Trim()).ToArray())
+            .Where(cells => cells.Length == 3 && cells[1].Length > 0 && char.IsUpper(cells[1][0]) && cells[1] != "status")
+            .Select(cells => cells[1])
+            .ToList();
+        Assert.That(statuses, Has.Count.GreaterThanOrEqualTo(9));
+        Assert.That(statuses, Has.All.Matches<string>(name => Enum.TryParse<MpProxyStatus>(name, out _)));
+    }
+
+    [Test]
+    public void Section54_MessageKindNumbersMatchTheCodec()
+    {
+        // Rows of the kinds table: | Msg | name | carried on | meaning |, assigned kinds only.
+        var kinds = Section("### 5.4.", "### 5.5.").Split('\n')
+            .Where(line => line.StartsWith('|'))
+            .Select(line => line.Trim().Trim('|').Split('|').Select(c => c.Trim()).ToArray())
+            .Where(cells => cells.Length == 4 && int.TryParse(cells[0], out _))
+            .ToDictionary(cells => int.Parse(cells[0], CultureInfo.InvariantCulture), cells => cells[1]);
+        foreach (var message in new[] { MpProxyMessage.Probe, MpProxyMessage.Claim, MpProxyMessage.Defer, MpProxyMessage.Offer, MpProxyMessage.Upgrade })
+        {
+            Assert.That(kinds[(int)message], Is.EqualTo(message.ToString()));
+        }
+
+        Assert.That(kinds[0], Is.EqualTo("(unassigned)"));
     }
 
     [GeneratedRegex("^[a-z0-9-]+$")]
