@@ -189,4 +189,123 @@ public sealed class NfqueueInterceptionTests
         // nfqnl_recv_config answers EPERM when another netlink port holds the queue.
         Assert.That(e!.Errno, Is.EqualTo(1), e.Message);
     }
+
+    [Test]
+    public async Task BatchVerdict_SeveralHeldSyns_OneMessageAcceptsAll()
+    {
+        await using var s = await InterceptionScenario.CreateAsync();
+        var server = await s.ListenAsync(s.Topology.Server, v6: false);
+        var queue = await s.OpenQueueAsync();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
+        var clients = new List<Socket>();
+        var connects = new List<Task>();
+        using var cts = new CancellationTokenSource(Timeout);
+        for (var i = 0; i < 4; i++)
+        {
+            var c = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            clients.Add(c);
+            connects.Add(c.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token).AsTask());
+        }
+
+        try
+        {
+            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => s.Seen.Count >= 4, Timeout);
+            Assert.That(connects.Any(t => t.IsCompleted), Is.False, "held SYNs cannot have connected");
+
+            queue.SetBatchVerdict(s.Seen.Max(p => p.Id), NfqueueVerdict.Accept);
+            await Task.WhenAll(connects).WaitAsync(Timeout);
+
+            Assert.That(connects.All(t => t.IsCompletedSuccessfully), Is.True);
+            Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Test]
+    public async Task Drop_FirstSyn_ClientRetransmitsAndTheAcceptedRetryConnects()
+    {
+        await using var s = await InterceptionScenario.CreateAsync();
+        var server = await s.ListenAsync(s.Topology.Server, v6: false);
+        var queue = await s.OpenQueueAsync();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            if (s.Seen.Count == 1)
+            {
+                queue.Drop(p.PacketId);
+            }
+            else
+            {
+                queue.Accept(p.PacketId);
+            }
+        }, stop.Token);
+
+        await s.ConnectAndExchangeAsync(server, v6: false);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        var seen = s.Seen.ToList();
+        Assert.That(seen, Has.Count.EqualTo(2), "the dropped SYN and its retransmission");
+        Assert.That(seen[1].Payload.AsSpan(20, 4).SequenceEqual(seen[0].Payload.AsSpan(20, 4)), Is.True, "same ports: a retransmission");
+    }
+
+    [Test]
+    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsAndKeepsReceiving()
+    {
+        await using var s = await InterceptionScenario.CreateAsync();
+        var server = await s.ListenAsync(s.Topology.Server, v6: false);
+        // The smallest buffer (64 KiB, doubled by the kernel) overflows after a few hundred queued SYN messages.
+        var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            ReceiveBufferBytes = 64 * 1024,
+        })).WaitAsync(Timeout);
+        using var _ = queue;
+        var clients = new List<Socket>();
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            // Bounded burst: 600 connection attempts, nobody receiving on the queue meanwhile.
+            for (var i = 0; i < 600; i++)
+            {
+                var c = await s.Topology.Client.RunInNamespaceAsync(() =>
+                {
+                    var sock = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { Blocking = false };
+                    try
+                    {
+                        sock.Connect(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port));
+                    }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+                    {
+                        // In progress: the SYN is on its way to the queue.
+                    }
+
+                    return sock;
+                });
+                clients.Add(c);
+            }
+
+            var handled = 0;
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            while (deadline.Elapsed < TimeSpan.FromSeconds(5) && (queue.Statistics.ReceiveOverruns == 0 || handled == 0))
+            {
+                handled += queue.Receive((in NfqueuePacket p) => queue.Accept(p.PacketId), TimeSpan.FromMilliseconds(200));
+            }
+
+            Assert.That(queue.Statistics.ReceiveOverruns, Is.GreaterThan(0));
+            Assert.That(handled, Is.GreaterThan(0), "receiving goes on after ENOBUFS");
+            Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
 }
