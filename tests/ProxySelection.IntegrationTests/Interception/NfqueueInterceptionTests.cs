@@ -15,9 +15,9 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task Accept_QueuedSyn_ConnectionReachesServer(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -25,7 +25,7 @@ public sealed class NfqueueInterceptionTests
             queue.Accept(p.PacketId);
         }, stop.Token);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
         await stop.CancelAsync();
         await loop.WaitAsync(Timeout);
 
@@ -45,10 +45,10 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task AcceptWithMark_InterceptMark_TproxyDeliversToTransparentListenerOnOriginalPort(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -56,7 +56,7 @@ public sealed class NfqueueInterceptionTests
             queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
         }, stop.Token);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(proxyListener, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(proxyListener, v6).WaitAsync(Timeout);
         await stop.CancelAsync();
         await loop.WaitAsync(Timeout);
 
@@ -71,15 +71,15 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task AcceptWithPayload_OptionAddedToSyn_SeenAfterTheHopAndConnectionWorks(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
         var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-uplink.pcap");
         // RFC 6994 experimental option: kind 253, length 4, a 16-bit experiment id.
         byte[] option = [253, 4, 0x50, 0x53];
         try
         {
-            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}");
-            var queue = await s.OpenQueueAsync();
+            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
+            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
             using var stop = new CancellationTokenSource();
             var loop = queue.RunAsync((in NfqueuePacket p) =>
             {
@@ -87,7 +87,7 @@ public sealed class NfqueueInterceptionTests
                 queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
             }, stop.Token);
 
-            await s.ConnectAndExchangeAsync(server, v6);
+            await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
             await stop.CancelAsync();
             await loop.WaitAsync(Timeout);
             var packets = await capture.StopAsync().WaitAsync(Timeout);
@@ -109,12 +109,12 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task QueueBypass_NoListenerOnQueue_TrafficPasses(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var rules = await s.Topology.Proxy.CheckAsync(v6 ? "ip6tables-save" : "iptables-save", ["-t", "raw"]);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var rules = await s.Topology.Proxy.CheckAsync(v6 ? "ip6tables-save" : "iptables-save", ["-t", "raw"]).WaitAsync(Timeout);
         Assert.That(rules, Does.Contain("--queue-num 3 --queue-bypass"));
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
 
         Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
     }
@@ -122,19 +122,19 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task FailOpen_QueueFull_FurtherSynsPass()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync(maxQueueLength: 1);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync(maxQueueLength: 1).WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         // Hold every packet: the first SYN fills the queue.
         var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
 
-        var blocked = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        var blocked = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
         using var blockedCts = new CancellationTokenSource(Timeout);
         var heldConnect = blocked.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), blockedCts.Token).AsTask();
         await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => !s.Seen.IsEmpty, Timeout);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6: false);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
 
         // Only the first SYN was queued; the second found the queue full and was accepted by the kernel (fail-open).
         Assert.That(accepted.Connected, Is.True);
@@ -149,9 +149,9 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task EgressHook_OwnSynWithEgressMark_IsQueuedAtPostrouting()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -164,7 +164,7 @@ public sealed class NfqueueInterceptionTests
             var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
             return c;
-        });
+        }).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         var accept = server.AcceptAsync(cts.Token).AsTask();
         await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
@@ -181,10 +181,10 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task Open_QueueAlreadyBound_ThrowsNfqueueExceptionWithEperm()
     {
-        await using var s = await InterceptionScenario.CreateAsync(applyRules: false);
-        await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync(applyRules: false).WaitAsync(Timeout);
+        await s.OpenQueueAsync().WaitAsync(Timeout);
 
-        var e = Assert.ThrowsAsync<NfqueueException>(async () => await s.OpenQueueAsync());
+        var e = Assert.ThrowsAsync<NfqueueException>(async () => await s.OpenQueueAsync().WaitAsync(Timeout));
 
         // nfqnl_recv_config answers EPERM when another netlink port holds the queue.
         Assert.That(e!.Errno, Is.EqualTo(1), e.Message);
@@ -193,9 +193,9 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task BatchVerdict_SeveralHeldSyns_OneMessageAcceptsAll()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
         var clients = new List<Socket>();
@@ -203,7 +203,7 @@ public sealed class NfqueueInterceptionTests
         using var cts = new CancellationTokenSource(Timeout);
         for (var i = 0; i < 4; i++)
         {
-            var c = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            var c = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
             clients.Add(c);
             connects.Add(c.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token).AsTask());
         }
@@ -230,9 +230,9 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task Drop_FirstSyn_ClientRetransmitsAndTheAcceptedRetryConnects()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -247,7 +247,7 @@ public sealed class NfqueueInterceptionTests
             }
         }, stop.Token);
 
-        await s.ConnectAndExchangeAsync(server, v6: false);
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
         await stop.CancelAsync();
         await loop.WaitAsync(Timeout);
 
@@ -259,8 +259,8 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task Receive_ReceiveBufferOverrun_CountsEnobufsAndKeepsReceiving()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         // The smallest buffer (64 KiB, doubled by the kernel) overflows after a few hundred queued SYN messages.
         var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
         {
@@ -288,7 +288,7 @@ public sealed class NfqueueInterceptionTests
                     }
 
                     return sock;
-                });
+                }).WaitAsync(Timeout);
                 clients.Add(c);
             }
 
