@@ -308,4 +308,55 @@ public sealed class NfqueueInterceptionTests
             clients.ForEach(c => c.Dispose());
         }
     }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task InterceptMark_MptcpClientOnTwoPaths_BothSubflowsReachTheTransparentListener(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = MptcpTestSockets.Create(family);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        // Every SYN on the port, MP_CAPABLE and MP_JOIN alike, is intercepted.
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+        }, stop.Token);
+        using var client = await s.Topology.Client.RunInNamespaceAsync(() => MptcpTestSockets.Create(family)).WaitAsync(Timeout);
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            var accept = listener.AcceptAsync(cts.Token).AsTask();
+            await client.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port), cts.Token);
+            using var accepted = await accept.WaitAsync(Timeout);
+            await client.SendAsync("mptcp"u8.ToArray(), cts.Token);
+            var buffer = new byte[16];
+            var n = await accepted.ReceiveAsync(buffer, cts.Token);
+
+            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => MptcpTestSockets.AdditionalSubflows(accepted) >= 1, Timeout);
+
+            Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, n), Is.EqualTo("mptcp"));
+            Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
+            var path2 = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4);
+            Assert.That(s.Seen.Select(p => SourceAddress(p.Payload)), Has.Member(path2), "the MP_JOIN SYN over path2 was queued");
+            Assert.That(MptcpTestSockets.AdditionalSubflows(client), Is.EqualTo(1));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+    }
+
+    private static IPAddress SourceAddress(byte[] ip) =>
+        new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
