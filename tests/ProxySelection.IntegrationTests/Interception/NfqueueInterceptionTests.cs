@@ -357,6 +357,77 @@ public sealed class NfqueueInterceptionTests
         }
     }
 
+    [Test]
+    public async Task CopyRange_ShorterThanSyn_PayloadCutAndOriginalLengthReported()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        using var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            CopyRange = 24,
+        })).WaitAsync(Timeout);
+        var copies = new System.Collections.Concurrent.ConcurrentQueue<NfqueuePacketCopy>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            copies.Enqueue(p.Copy());
+            queue.Accept(p.PacketId);
+        }, stop.Token);
+
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        var syn = copies.Single();
+        Assert.That(syn.Payload, Has.Length.EqualTo(24));
+        // A Linux SYN: 20 bytes of IPv4 header, 40 of TCP (20 + MSS, SACK_PERM, timestamps, window scale).
+        Assert.That(syn.OriginalLength, Is.EqualTo(60));
+    }
+
+    [Test]
+    public async Task GsoFlag_OwnEgressSyn_ReportsChecksumNotReady()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        using var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            Gso = true,
+        })).WaitAsync(Timeout);
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<(NfqueueSkbInfo Info, NetfilterHook Hook)>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            seen.Enqueue((p.SkbInfo, p.Hook));
+            queue.Accept(p.PacketId);
+        }, stop.Token);
+        using var probe = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            return c;
+        }).WaitAsync(Timeout);
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            var accept = server.AcceptAsync(cts.Token).AsTask();
+            await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
+            using var accepted = await accept.WaitAsync(Timeout);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+
+        // With GSO the kernel no longer completes offloaded checksums before queueing a locally built packet, and
+        // says so in NFQA_SKB_INFO: a payload rewrite must compute the full checksum itself.
+        var syn = seen.Single();
+        Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PostRouting));
+        Assert.That(syn.Info.HasFlag(NfqueueSkbInfo.ChecksumNotReady), Is.True, syn.Info.ToString());
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
