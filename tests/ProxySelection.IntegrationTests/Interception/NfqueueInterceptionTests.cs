@@ -428,6 +428,27 @@ public sealed class NfqueueInterceptionTests
         Assert.That(syn.Info.HasFlag(NfqueueSkbInfo.ChecksumNotReady), Is.True, syn.Info.ToString());
     }
 
+    [Test]
+    public async Task Verdict_UnknownPacketId_KernelErrorParsedAndCounted()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var ns = await lab.AddNamespaceAsync("nlerr").WaitAsync(Timeout);
+        using var queue = await ns.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions { QueueNumber = 9 })).WaitAsync(Timeout);
+
+        queue.Accept(12345);
+        var handled = 0;
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (queue.Statistics.NetlinkErrors == 0 && deadline.Elapsed < Timeout)
+        {
+            handled += queue.Receive((in NfqueuePacket _) => { }, TimeSpan.FromMilliseconds(200));
+        }
+
+        Assert.That(handled, Is.Zero);
+        Assert.That(queue.Statistics.NetlinkErrors, Is.EqualTo(1));
+        Assert.That(queue.Statistics.LastErrno, Is.EqualTo(2), "ENOENT: no packet with that id");
+        Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
