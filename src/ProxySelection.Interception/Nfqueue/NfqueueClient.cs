@@ -121,9 +121,11 @@ public sealed unsafe class NfqueueClient : IDisposable
 
     /// <summary>
     /// Runs <see cref="Receive"/> in a loop on a dedicated thread until <paramref name="cancellationToken"/> is
-    /// cancelled (checked every 100 ms). The task faults if a handler throws.
+    /// cancelled (checked every 100 ms) or the client is disposed. A handler failure (its packet already accepted) goes
+    /// to <paramref name="onHandlerError"/> and the loop goes on; without that callback it ends the loop and faults the
+    /// task — then dispose the client, so held packets are accepted and <c>--queue-bypass</c> passes new ones.
     /// </summary>
-    public Task RunAsync(NfqueuePacketHandler handler, CancellationToken cancellationToken) =>
+    public Task RunAsync(NfqueuePacketHandler handler, CancellationToken cancellationToken, Action<NfqueueException>? onHandlerError = null) =>
         Task.Factory.StartNew(() =>
         {
             while (!cancellationToken.IsCancellationRequested && Volatile.Read(ref disposed) == 0)
@@ -135,6 +137,10 @@ public sealed unsafe class NfqueueClient : IDisposable
                 catch (ObjectDisposedException)
                 {
                     return;
+                }
+                catch (NfqueueException e) when (onHandlerError is not null && e.Errno == 0)
+                {
+                    onHandlerError(e);
                 }
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);

@@ -449,6 +449,26 @@ public sealed class NfqueueInterceptionTests
         Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
     }
 
+    [Test]
+    public async Task HandlerThrows_PacketAcceptedAndLoopContinuesWithErrorCallback()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<NfqueueException>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => throw new InvalidOperationException("handler bug"), stop.Token, errors.Enqueue);
+
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        Assert.That(errors, Has.Count.EqualTo(2));
+        Assert.That(errors.First().InnerException, Is.InstanceOf<InvalidOperationException>());
+        Assert.That(queue.Statistics.FailOpenAccepts, Is.EqualTo(2));
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
