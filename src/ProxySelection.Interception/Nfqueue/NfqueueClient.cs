@@ -24,13 +24,12 @@ public sealed unsafe class NfqueueClient : IDisposable
     private readonly byte* arena;
     private readonly MMsgHdr* headers;
     private readonly IoVec* vectors;
+    private readonly TimeProvider time;
     // Held by Receive for its whole call, so Dispose cannot free the buffers under it.
     private readonly Lock receiveGate = new();
     private int sequence;
     private long lastPacketId = -1;
     private int disposed;
-
-    private readonly TimeProvider time;
 
     private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time)
     {
