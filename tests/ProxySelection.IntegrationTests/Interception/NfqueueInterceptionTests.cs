@@ -469,6 +469,55 @@ public sealed class NfqueueInterceptionTests
         Assert.That(queue.Statistics.FailOpenAccepts, Is.EqualTo(2));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EgressHook_InterceptedConnectionOnMarkedListener_SynAckQueuedAtPostroutingUnderServerAddress(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        // The proxy's transparent listener carries the egress mark, as one that must add MP_PROXY to its SYN/ACKs.
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            if (p.Hook == NetfilterHook.PreRouting)
+            {
+                queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+            }
+            else
+            {
+                queue.Accept(p.PacketId);
+            }
+        }, stop.Token);
+
+        try
+        {
+            await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+
+        var seen = s.Seen.ToList();
+        Assert.That(seen.Select(p => p.Hook), Is.EqualTo(new[] { NetfilterHook.PreRouting, NetfilterHook.PostRouting }));
+        var synAck = seen[1];
+        Assert.That(TcpTestPackets.Flags(synAck.Payload) & 0x12, Is.EqualTo(0x12), "SYN/ACK");
+        Assert.That(synAck.Mark & 0x2, Is.EqualTo(0x2u));
+        Assert.That(SourceAddress(synAck.Payload), Is.EqualTo(InterceptionScenario.ServerAddress(v6)), "answered under the server's address");
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
