@@ -518,6 +518,65 @@ public sealed class NfqueueInterceptionTests
         Assert.That(SourceAddress(synAck.Payload), Is.EqualTo(InterceptionScenario.ServerAddress(v6)), "answered under the server's address");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EgressHook_OptionAddedToOwnSynAck_ClientSideCaptureCarriesItAndConnectionWorks(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-path1.pcap");
+        byte[] option = [253, 4, 0x50, 0x53];
+        try
+        {
+            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
+            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+            using var stop = new CancellationTokenSource();
+            var loop = queue.RunAsync((in NfqueuePacket p) =>
+            {
+                s.Record(p);
+                if (p.Hook == NetfilterHook.PreRouting)
+                {
+                    queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+                }
+                else
+                {
+                    // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
+                    queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
+                }
+            }, stop.Token);
+
+            try
+            {
+                await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+            }
+            finally
+            {
+                await stop.CancelAsync();
+                await loop.WaitAsync(Timeout);
+            }
+
+            var packets = await capture.StopAsync().WaitAsync(Timeout);
+            var synAcks = packets.Select(p => p.IpPacket.ToArray())
+                .Where(ip => ip.Length > 0 && TcpTestPackets.Protocol(ip) == 6 && (TcpTestPackets.Flags(ip) & 0x12) == 0x12).ToList();
+            Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
+            Assert.That(TcpTestPackets.Options(synAcks[0]).IndexOf(option), Is.GreaterThanOrEqualTo(0));
+            Assert.That(TcpTestPackets.TcpChecksumValid(synAcks[0]), Is.True);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
