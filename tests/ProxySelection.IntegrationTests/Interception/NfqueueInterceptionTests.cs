@@ -577,6 +577,26 @@ public sealed class NfqueueInterceptionTests
         }
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Accept_TransparentListenerOnSamePort_PassedSynStillReachesServer(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        // Listeners are opened before verdicts, so one exists on the port while other SYNs are passed.
+        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => queue.Accept(p.PacketId), stop.Token);
+
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
+        Assert.That(proxyListener.Poll(0, SelectMode.SelectRead), Is.False, "the proxy's listener got nothing");
+    }
+
     private static IPAddress SourceAddress(byte[] ip) =>
         new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }
