@@ -292,7 +292,7 @@ internal static class TestSockets
     }
 
     /// <summary>Sends <paramref name="total"/> pseudo-random bytes in chunks; returns their SHA-256.</summary>
-    public static async Task<byte[]> SendRandomAsync(Socket socket, long total, int seed, Func<long, Task>? progress = null)
+    public static async Task<byte[]> SendRandomAsync(Socket socket, long total, int seed)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -311,10 +311,6 @@ internal static class TestSockets
                 data = data[n..];
             }
             sent += size;
-            if (progress is not null)
-            {
-                await progress(sent);
-            }
         }
         return hash.GetHashAndReset();
     }

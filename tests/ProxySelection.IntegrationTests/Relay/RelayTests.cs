@@ -314,6 +314,81 @@ public sealed class RelayTests
     }
 
     [Test]
+    public async Task Abort_FromManyThreadsAtOnce_ExactlyOneReasonWinsAndTheResultCarriesIt()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+        var connection = await lab.SingleConnectionAsync();
+
+        CloseReason[] reasons = [CloseReason.Aborted, CloseReason.IdleTimeout, CloseReason.Error, CloseReason.ClientReset];
+        using var start = new Barrier(reasons.Length);
+        var aborts = reasons.Select(reason => Task.Run(() =>
+        {
+            start.SignalAndWait(Timeout);
+            connection.Abort(reason);
+        })).ToArray();
+        await Task.WhenAll(aborts).WaitAsync(Timeout);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(reasons, Does.Contain(connection.Reason));
+        Assert.That(result.Reason, Is.EqualTo(connection.Reason));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task Relay_UpstreamMappingThrows_ClientIsResetAndTheListenerKeepsAccepting()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        var results = System.Threading.Channels.Channel.CreateUnbounded<RelayResult>();
+        int calls = 0;
+        await using var relay = new RelayServer(
+            new RelayOptions(),
+            new ListenerOptions(),
+            lab.Sockets,
+            lab.Connector,
+            TimeProvider.System,
+            result => results.Writer.TryWrite(result),
+            _ => Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("mapping bug") : lab.ServerEndPoint);
+        var port = relay.EnsureListener(0, AddressFamily.InterNetwork).LocalEndPoint.Port;
+        var relayEndPoint = new IPEndPoint(IPAddress.Parse(TwoPathTopology.ProxyPath1V4), port);
+        using var serverListener = await lab.ListenOnServerAsync();
+        using var cts = new CancellationTokenSource(Timeout);
+
+        async Task<Socket> ConnectAsync()
+        {
+            var socket = await lab.Topology.Client.RunInNamespaceAsync(() => SocketFactory.Default.Create(AddressFamily.InterNetwork, TransportProtocol.Mptcp)).WaitAsync(Timeout);
+            await socket.ConnectAsync(relayEndPoint, cts.Token);
+            return socket;
+        }
+
+        SocketError firstSeen;
+        try
+        {
+            using var first = await ConnectAsync();
+            firstSeen = await TestSockets.ReadUntilClosedAsync(first);
+        }
+        catch (SocketException e)
+        {
+            firstSeen = e.SocketErrorCode; // the reset beat connect() back
+        }
+        var firstResult = await results.Reader.ReadAsync(cts.Token);
+        using var second = await ConnectAsync();
+        using var server = await TestSockets.AcceptAsync(serverListener);
+        await TestSockets.SendAsync(second, "ok"u8.ToArray());
+
+        Assert.That(firstSeen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(firstResult.Reason, Is.EqualTo(CloseReason.Error));
+        Assert.That(firstResult.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.NotAttempted));
+        Assert.That(await TestSockets.ReadExactlyAsync(server, 2), Is.EqualTo("ok"u8.ToArray()));
+        Assert.That(relay.Limiter.Active, Is.EqualTo(1), "the failed connection gave its slot back");
+    }
+
+    [Test]
     public async Task Relay_UpgradeRole_TcpClientGetsMptcpUpstream()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions
