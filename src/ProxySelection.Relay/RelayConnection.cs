@@ -70,7 +70,7 @@ public sealed class RelayConnection
             pool: options.MemoryPool,
             pauseWriterThreshold: options.PauseThreshold,
             resumeWriterThreshold: options.ResumeThreshold,
-            minimumSegmentSize: options.ReadSize,
+            minimumSegmentSize: options.SegmentSize,
             useSynchronizationContext: false);
         _idle = new IdleTimeout(options.IdleTimeout, time);
     }
@@ -116,12 +116,25 @@ public sealed class RelayConnection
         {
             throw new ArgumentOutOfRangeException(nameof(reason), reason, "an abort needs a reason");
         }
-        if (Interlocked.CompareExchange(ref _reason, (int)reason, (int)CloseReason.None) != (int)CloseReason.None)
+        if (TrySetReasonLocked(reason, error))
         {
-            return;
+            Close(abortive: true);
         }
-        _error = error;
-        Close(abortive: true);
+    }
+
+    /// <summary>Records the first reason and its error together, so a result never pairs a reason with another's error.</summary>
+    private bool TrySetReasonLocked(CloseReason reason, SocketError error)
+    {
+        lock (_closeLock)
+        {
+            if (_reason != (int)CloseReason.None)
+            {
+                return false;
+            }
+            _error = error;
+            Volatile.Write(ref _reason, (int)reason);
+            return true;
+        }
     }
 
     /// <summary>Relays until both directions finished or the connection was aborted. Never throws.</summary>
@@ -140,9 +153,8 @@ public sealed class RelayConnection
             await Task.WhenAll(
                 PumpAsync(_client, Side.Client, _upstream, Side.Upstream),
                 PumpAsync(_upstream, Side.Upstream, _client, Side.Client)).ConfigureAwait(false);
-            Interlocked.CompareExchange(ref _reason, (int)CloseReason.Completed, (int)CloseReason.None);
             // An abort that won the race to the reason but not yet to Close still resets.
-            Close(abortive: Reason != CloseReason.Completed);
+            Close(abortive: !TrySetReasonLocked(CloseReason.Completed, SocketError.Success));
         }
         finally
         {
