@@ -617,7 +617,8 @@ public class ProxyNegotiatorTests
     }
 
     [TestCase(19)]
-    [TestCase(451)]
+    [TestCase(401)]
+    [TestCase(450)]
     [TestCase(1000)]
     public void Options_ProbeTimeoutOutsideRange_Rejected(int milliseconds)
     {
@@ -627,6 +628,22 @@ public class ProxyNegotiatorTests
             Assert.That(o.Validate(), Has.Count.EqualTo(1));
             Assert.That(() => new ProxyNegotiator(o, TimeProvider.System, new NegotiatorHarness()), Throws.ArgumentException);
         });
+    }
+
+    [Test]
+    [TestCase(20)]
+    [TestCase(400)]
+    public void Options_ProbeTimeoutAtTheBounds_Accepted(int milliseconds)
+    {
+        var o = new NegotiatorOptions { ProbeTimeout = TimeSpan.FromMilliseconds(milliseconds) };
+        Assert.That(o.Validate(), Is.Empty);
+    }
+
+    [Test]
+    public void Options_MaxProbeTimeout_TwoLostProbesInTurnPlusA199MsPathStayBelowTheSynRto()
+    {
+        // Spec §8.3: the worst explicit case is 2 x timeout + path round trip.
+        Assert.That(2 * NegotiatorOptions.MaxProbeTimeout + TimeSpan.FromMilliseconds(199), Is.LessThan(TimeSpan.FromSeconds(1)));
     }
 
     [Test]

@@ -44,7 +44,7 @@ internal static class ChainGenerator
     /// <summary>
     /// Beyond the design's assumptions: roles in any order, a policy per proxy, up to two non-P-aware or
     /// foreign-key proxies, up to two middleboxes of any kind (spoofers included), link latency 1–40 ms,
-    /// probe timeout 20–450 ms, three connections.
+    /// probe timeout 20–400 ms, three connections.
     /// </summary>
     public static ChainSpec Chaos(int seed)
     {
@@ -73,7 +73,7 @@ internal static class ChainGenerator
         return new ChainSpec(random.Next(2) == 0, random.Next(2) == 0, hops)
         {
             LinkLatency = TimeSpan.FromMilliseconds(random.Next(1, 41)),
-            ProbeTimeout = TimeSpan.FromMilliseconds(random.Next(20, 451)),
+            ProbeTimeout = TimeSpan.FromMilliseconds(random.Next(20, 401)),
             Connections = 3,
         };
     }
