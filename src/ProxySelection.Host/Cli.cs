@@ -10,6 +10,7 @@ internal static class Cli
     {
         var root = new RootCommand("proxysel: Multipath TCP proxy selection for operator proxy chains");
         root.Subcommands.Add(DecodeCommand.Build(stdout, stderr));
+        root.Subcommands.Add(SimulateCommand.Create());
         return root;
     }
 
