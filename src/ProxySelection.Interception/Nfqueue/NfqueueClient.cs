@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using ProxySelection.Interception.Netlink;
 using static ProxySelection.Interception.Nfqueue.InterceptionNative;
 
@@ -25,17 +27,19 @@ public sealed unsafe class NfqueueClient : IDisposable
     private readonly MMsgHdr* headers;
     private readonly IoVec* vectors;
     private readonly TimeProvider time;
+    private readonly ILogger logger;
     // Held by Receive for its whole call, so Dispose cannot free the buffers under it.
     private readonly Lock receiveGate = new();
     private int sequence;
     private long lastPacketId = -1;
     private int disposed;
 
-    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time)
+    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time, ILogger logger)
     {
         this.socket = socket;
         this.options = options;
         this.time = time;
+        this.logger = logger;
         // Payload up to the copy range plus headers and small attributes (conntrack is the largest, ~200 bytes):
         // a slot never truncates a packet message, so no packet is ever stranded without a verdict.
         slotSize = (int)Math.Min(options.CopyRange, 0xFFFF) + 4096;
@@ -58,9 +62,10 @@ public sealed unsafe class NfqueueClient : IDisposable
     /// <summary>
     /// Opens a netlink socket, binds <see cref="NfqueueOptions.QueueNumber"/> and configures copy mode, range, queue
     /// length and flags, waiting for the kernel's acknowledgement of each. Throws <see cref="NfqueueException"/>
-    /// when the kernel refuses (EPERM: another socket holds the queue, or no CAP_NET_ADMIN).
+    /// when the kernel refuses (EPERM: another socket holds the queue, or no CAP_NET_ADMIN). <paramref name="logger"/>
+    /// hears only what an operator must know (overruns, malformed messages, handler faults, refusals); none by default.
     /// </summary>
-    public static NfqueueClient Open(NfqueueOptions options, TimeProvider? timeProvider = null)
+    public static NfqueueClient Open(NfqueueOptions options, TimeProvider? timeProvider = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -70,7 +75,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             throw new NfqueueException("socket(AF_NETLINK, NETLINK_NETFILTER)", Marshal.GetLastPInvokeError());
         }
 
-        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options, timeProvider ?? TimeProvider.System);
+        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options, timeProvider ?? TimeProvider.System, logger ?? NullLogger.Instance);
         try
         {
             client.Configure();
@@ -81,6 +86,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             throw;
         }
 
+        InterceptionLog.QueueBound(client.logger, options.QueueNumber, options.CopyRange, options.MaxQueueLength, options.FailOpen, options.ReceiveBufferBytes);
         return client;
     }
 
@@ -245,9 +251,10 @@ public sealed unsafe class NfqueueClient : IDisposable
             {
                 SetBatchVerdictUnchecked((uint)last);
             }
-            catch (NfqueueException)
+            catch (NfqueueException e)
             {
                 // Nothing more to do: the kernel flushes the queue when the socket closes.
+                InterceptionLog.ReleaseOnCloseFailed(logger, options.QueueNumber, e);
             }
         }
 
@@ -336,7 +343,10 @@ public sealed unsafe class NfqueueClient : IDisposable
                     else if (m.Type == Nfq.MsgPacket)
                     {
                         // A packet queued before we finished configuring: let it through rather than decide half-set-up.
-                        AcceptUndecided(m);
+                        if (AcceptUndecided(m) is { } id)
+                        {
+                            InterceptionLog.AcceptedDuringSetup(logger, options.QueueNumber, id);
+                        }
                     }
                 }
             }
@@ -352,9 +362,10 @@ public sealed unsafe class NfqueueClient : IDisposable
             switch (m.Type)
             {
                 case Nfq.MsgPacket:
-                    if (NfqueueCodec.TryReadPacket(m, out var packet) != NetlinkStatus.Ok)
+                    var status = NfqueueCodec.TryReadPacket(m, out var packet);
+                    if (status != NetlinkStatus.Ok)
                     {
-                        Statistics.AddMalformed();
+                        Malformed(m.Type, status);
                         AcceptUndecided(m);
                         break;
                     }
@@ -368,6 +379,7 @@ public sealed unsafe class NfqueueClient : IDisposable
                     }
                     catch (Exception e) when (e is not OutOfMemoryException)
                     {
+                        InterceptionLog.HandlerFault(logger, options.QueueNumber, packet.PacketId, e);
                         failure ??= e;
                         Statistics.AddFailOpenAccept();
                         TryAccept(packet.PacketId);
@@ -380,13 +392,15 @@ public sealed unsafe class NfqueueClient : IDisposable
 
                     break;
                 case Netlink.Netlink.TypeError:
-                    if (NfqueueCodec.TryReadError(m, out var error, out _) != NetlinkStatus.Ok)
+                    var errorStatus = NfqueueCodec.TryReadError(m, out var error, out _);
+                    if (errorStatus != NetlinkStatus.Ok)
                     {
-                        Statistics.AddMalformed();
+                        Malformed(m.Type, errorStatus);
                     }
                     else if (error != 0)
                     {
                         Statistics.AddNetlinkError(-error);
+                        InterceptionLog.NetlinkError(logger, options.QueueNumber, -error);
                     }
 
                     break;
@@ -394,7 +408,7 @@ public sealed unsafe class NfqueueClient : IDisposable
                 case Netlink.Netlink.TypeDone:
                     break;
                 default:
-                    Statistics.AddMalformed();
+                    Malformed(m.Type, NetlinkStatus.UnexpectedType);
                     break;
             }
         }
@@ -402,17 +416,24 @@ public sealed unsafe class NfqueueClient : IDisposable
         if (reader.Status != NetlinkStatus.Ok)
         {
             Statistics.AddMalformed();
+            InterceptionLog.MalformedDatagram(logger, options.QueueNumber, reader.Status);
         }
 
         return handled;
     }
 
-    /// <summary>Accepts a packet message we cannot or will not decide on, if its id can still be found.</summary>
-    private void AcceptUndecided(in NetlinkMessage m)
+    private void Malformed(ushort type, NetlinkStatus status)
+    {
+        Statistics.AddMalformed();
+        InterceptionLog.MalformedMessage(logger, options.QueueNumber, type, status);
+    }
+
+    /// <summary>Accepts a packet message we cannot or will not decide on, if its id can still be found; returns that id.</summary>
+    private uint? AcceptUndecided(in NetlinkMessage m)
     {
         if (m.Payload.Length < Nfq.NfgenHeaderLength)
         {
-            return;
+            return null;
         }
 
         var attrs = new NetlinkAttributeReader(m.Payload[Nfq.NfgenHeaderLength..]);
@@ -424,9 +445,11 @@ public sealed unsafe class NfqueueClient : IDisposable
                 RecordId(id);
                 Statistics.AddFailOpenAccept();
                 TryAccept(id);
-                return;
+                return id;
             }
         }
+
+        return null;
     }
 
     private void TryAccept(uint id)
@@ -435,9 +458,10 @@ public sealed unsafe class NfqueueClient : IDisposable
         {
             Accept(id);
         }
-        catch (NfqueueException)
+        catch (NfqueueException e)
         {
             // The socket is failing; the fail-open flag and --queue-bypass are the remaining safety net.
+            InterceptionLog.FailOpenAcceptFailed(logger, options.QueueNumber, id, e);
         }
     }
 
@@ -492,6 +516,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             {
                 case ENoBufs:
                     Statistics.AddOverrun();
+                    InterceptionLog.ReceiveOverrun(logger, options.QueueNumber, Statistics.ReceiveOverruns);
                     continue;
                 case EAgain:
                 case EIntr:

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Lab;
@@ -63,13 +64,13 @@ internal sealed class InterceptionScenario : IAsyncDisposable
     public static IPAddress ClientAddress(bool v6) => IPAddress.Parse(v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
 
     /// <summary>Opens an NFQUEUE client on queue 3 inside the proxy namespace.</summary>
-    public async Task<NfqueueClient> OpenQueueAsync(uint maxQueueLength = 1024)
+    public async Task<NfqueueClient> OpenQueueAsync(uint maxQueueLength = 1024, ILogger? logger = null)
     {
         var q = await Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
         {
             QueueNumber = 3,
             MaxQueueLength = maxQueueLength,
-        })).WaitAsync(Timeout);
+        }, logger: logger)).WaitAsync(Timeout);
         owned.Add(q);
         return q;
     }

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Lab;
 using ProxySelection.Wire;
@@ -14,11 +15,12 @@ public sealed class NfqueueInterceptionTests
 
     [TestCase(false)]
     [TestCase(true)]
-    public async Task Accept_QueuedSyn_ConnectionReachesServer(bool v6)
+    public async Task Accept_QueuedSyn_ConnectionReachesServerAndOnlyTheBindIsLogged(bool v6)
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
-        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        var log = new RecordingLogger();
+        var queue = await s.OpenQueueAsync(logger: log).WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -40,6 +42,7 @@ public sealed class NfqueueInterceptionTests
         Assert.That(queue.Statistics.PacketsReceived, Is.EqualTo(1));
         Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
         Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
+        Assert.That(log.Entries.Select(e => (e.Level, e.Id.Id)), Is.EqualTo(new[] { (LogLevel.Information, 1000) }), "a handled packet logs nothing");
     }
 
     [TestCase(false)]
@@ -258,16 +261,17 @@ public sealed class NfqueueInterceptionTests
     }
 
     [Test]
-    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsAndKeepsReceiving()
+    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsLogsAWarningAndKeepsReceiving()
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         // The smallest buffer (64 KiB, doubled by the kernel) overflows after a few hundred queued SYN messages.
+        var log = new RecordingLogger();
         var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
         {
             QueueNumber = 3,
             ReceiveBufferBytes = 64 * 1024,
-        })).WaitAsync(Timeout);
+        }, logger: log)).WaitAsync(Timeout);
         using var _ = queue;
         var clients = new List<Socket>();
         using var cts = new CancellationTokenSource(Timeout);
@@ -303,6 +307,9 @@ public sealed class NfqueueInterceptionTests
             Assert.That(queue.Statistics.ReceiveOverruns, Is.GreaterThan(0));
             Assert.That(handled, Is.GreaterThan(0), "receiving goes on after ENOBUFS");
             Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+            var overruns = log.Entries.Where(e => e.Id.Id == 1001).ToList();
+            Assert.That(overruns, Has.Count.EqualTo(queue.Statistics.ReceiveOverruns), "one warning per ENOBUFS");
+            Assert.That(overruns.Select(e => e.Level), Is.All.EqualTo(LogLevel.Warning));
         }
         finally
         {
@@ -451,11 +458,12 @@ public sealed class NfqueueInterceptionTests
     }
 
     [Test]
-    public async Task HandlerThrows_PacketAcceptedAndLoopContinuesWithErrorCallback()
+    public async Task HandlerThrows_PacketAcceptedLoggedAsErrorAndLoopContinuesWithErrorCallback()
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
-        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        var log = new RecordingLogger();
+        var queue = await s.OpenQueueAsync(logger: log).WaitAsync(Timeout);
         var errors = new System.Collections.Concurrent.ConcurrentQueue<NfqueueException>();
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) => throw new InvalidOperationException("handler bug"), stop.Token, errors.Enqueue);
@@ -468,6 +476,10 @@ public sealed class NfqueueInterceptionTests
         Assert.That(errors, Has.Count.EqualTo(2));
         Assert.That(errors.First().InnerException, Is.InstanceOf<InvalidOperationException>());
         Assert.That(queue.Statistics.FailOpenAccepts, Is.EqualTo(2));
+        var faults = log.Entries.Where(e => e.Id.Id == 1003).ToList();
+        Assert.That(faults, Has.Count.EqualTo(2));
+        Assert.That(faults.Select(e => e.Level), Is.All.EqualTo(LogLevel.Error));
+        Assert.That(faults.Select(e => e.Exception), Is.All.InstanceOf<InvalidOperationException>());
     }
 
     [TestCase(false)]
