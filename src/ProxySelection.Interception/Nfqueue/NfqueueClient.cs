@@ -225,13 +225,8 @@ public sealed unsafe class NfqueueClient : IDisposable
 
     /// <summary>NFQNL_MSG_VERDICT_BATCH: <paramref name="verdict"/> for every packet still queued with id up to
     /// <paramref name="lastPacketId"/> (ids are assigned in arrival order).</summary>
-    public void SetBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark = null)
-    {
-        Span<byte> buffer = stackalloc byte[SmallVerdictBuffer];
-        var w = new NetlinkWriter(buffer);
-        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, lastPacketId, verdict, mark);
-        Send(buffer[..w.Length], 1);
-    }
+    public void SetBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark = null) =>
+        SendBatchVerdict(lastPacketId, verdict, mark, afterDispose: false);
 
     /// <summary>Accepts every packet still held (batch verdict up to the last id seen), then closes the socket —
     /// closing alone would make the kernel drop them. Waits for a concurrent <see cref="Receive"/> to return.</summary>
@@ -249,7 +244,7 @@ public sealed unsafe class NfqueueClient : IDisposable
         {
             try
             {
-                SetBatchVerdictUnchecked((uint)last);
+                SendBatchVerdict((uint)last, NfqueueVerdict.Accept, null, afterDispose: true);
             }
             catch (NfqueueException e)
             {
@@ -264,12 +259,21 @@ public sealed unsafe class NfqueueClient : IDisposable
         NativeMemory.Free(vectors);
     }
 
-    private void SetBatchVerdictUnchecked(uint last)
+    /// <summary><paramref name="afterDispose"/>: the release of held packets by <see cref="Dispose"/>, which has
+    /// already marked the client disposed, so the message is sent without the disposed check (and not counted).</summary>
+    private void SendBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark, bool afterDispose)
     {
         Span<byte> buffer = stackalloc byte[SmallVerdictBuffer];
         var w = new NetlinkWriter(buffer);
-        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, last, NfqueueVerdict.Accept);
-        SendRaw(buffer[..w.Length]);
+        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, lastPacketId, verdict, mark);
+        if (afterDispose)
+        {
+            SendRaw(buffer[..w.Length]);
+        }
+        else
+        {
+            Send(buffer[..w.Length], 1);
+        }
     }
 
     private void Configure()
