@@ -26,6 +26,7 @@ internal sealed class InterceptionScenario : IAsyncDisposable
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     private readonly List<IDisposable> owned = [];
+    private readonly List<PacketCapture> captures = [];
 
     private InterceptionScenario(ProxySelection.Lab.Lab lab, TwoPathTopology topology, InterceptionRuleset rules)
     {
@@ -132,6 +133,16 @@ internal sealed class InterceptionScenario : IAsyncDisposable
         return s;
     }
 
+    /// <summary>tcpdump of TCP port <see cref="Port"/> on <paramref name="device"/> in <paramref name="ns"/>, into a
+    /// temporary pcap file that <see cref="DisposeAsync"/> deletes (with the capture).</summary>
+    public async Task<PacketCapture> CaptureAsync(NetNamespace ns, string device)
+    {
+        var pcap = Path.Combine(Path.GetTempPath(), $"{ns.Name}-{device}.pcap");
+        var capture = await ns.StartCaptureAsync(device, pcap, $"tcp port {Port}").WaitAsync(Timeout);
+        captures.Add(capture);
+        return capture;
+    }
+
     /// <summary>Connects from the client namespace to the server's address and port <see cref="Port"/>, accepts on
     /// <paramref name="listener"/>, and checks one message each way. Returns (client side, accepted side).</summary>
     public async Task<(Socket Client, Socket Accepted)> ConnectAndExchangeAsync(Socket listener, bool v6)
@@ -150,6 +161,20 @@ internal sealed class InterceptionScenario : IAsyncDisposable
         return (client, accepted);
     }
 
+    /// <summary>Connects, from the proxy namespace, an IPv4 socket carrying <see cref="EgressMark"/> (as the proxy's own
+    /// upstream connection) to the server's address and <see cref="Port"/>; returns the side accepted on
+    /// <paramref name="serverListener"/>.</summary>
+    public async Task<Socket> ConnectWithEgressMarkAsync(Socket serverListener)
+    {
+        var probe = await SocketAsync(Topology.Proxy, v6: false, mark: EgressMark);
+        using var cts = new CancellationTokenSource(Timeout);
+        var accept = serverListener.AcceptAsync(cts.Token).AsTask();
+        await probe.ConnectAsync(new IPEndPoint(ServerAddress(false), Port), cts.Token);
+        var accepted = await accept.WaitAsync(Timeout);
+        owned.Add(accepted);
+        return accepted;
+    }
+
     /// <summary>Copies a packet for later assertions.</summary>
     public void Record(in NfqueuePacket p) =>
         Seen.Enqueue(new SeenPacket(p.PacketId, p.Family, p.Hook, p.Mark, p.InDeviceIndex, p.Payload.ToArray()));
@@ -159,6 +184,12 @@ internal sealed class InterceptionScenario : IAsyncDisposable
         foreach (var d in owned)
         {
             d.Dispose();
+        }
+
+        foreach (var c in captures)
+        {
+            await c.DisposeAsync();
+            File.Delete(c.PcapPath);
         }
 
         try

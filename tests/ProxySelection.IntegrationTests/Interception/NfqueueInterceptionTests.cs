@@ -74,34 +74,26 @@ public sealed class NfqueueInterceptionTests
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
-        var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-uplink.pcap");
         // RFC 6994 experimental option: kind 253, length 4, a 16-bit experiment id.
         byte[] option = [253, 4, 0x50, 0x53];
-        try
+        var capture = await s.CaptureAsync(s.Topology.Proxy, TwoPathTopology.ProxyUp).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
-            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
-            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-            await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
-            {
-                s.Record(p);
-                queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
-            });
+            s.Record(p);
+            queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
+        });
 
-            await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
-            await loop.StopAsync();
-            var packets = await capture.StopAsync().WaitAsync(Timeout);
+        await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
+        await loop.StopAsync();
+        var packets = await capture.StopAsync().WaitAsync(Timeout);
 
-            var syns = packets.Select(p => p.IpPacket.ToArray()).Where(IsSyn).ToList();
-            Assert.That(syns, Has.Count.EqualTo(1), capture.Log);
-            var options = Options(syns[0]);
-            Assert.That(options.AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0), Convert.ToHexString(options));
-            Assert.That(TcpChecksumValid(syns[0]), Is.True);
-            Assert.That(Options(s.Seen.Single().Payload).AsSpan().IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
-        }
-        finally
-        {
-            File.Delete(pcap);
-        }
+        var syns = packets.Select(p => p.IpPacket.ToArray()).Where(IsSyn).ToList();
+        Assert.That(syns, Has.Count.EqualTo(1), capture.Log);
+        var options = Options(syns[0]);
+        Assert.That(options.AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0), Convert.ToHexString(options));
+        Assert.That(TcpChecksumValid(syns[0]), Is.True);
+        Assert.That(Options(s.Seen.Single().Payload).AsSpan().IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
     }
 
     [TestCase(false)]
@@ -155,11 +147,7 @@ public sealed class NfqueueInterceptionTests
             queue.Accept(p.PacketId);
         });
 
-        var probe = await s.SocketAsync(s.Topology.Proxy, v6: false, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
-        using var cts = new CancellationTokenSource(Timeout);
-        var accept = server.AcceptAsync(cts.Token).AsTask();
-        await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
-        using var accepted = await accept.WaitAsync(Timeout);
+        await s.ConnectWithEgressMarkAsync(server).WaitAsync(Timeout);
         await loop.StopAsync();
 
         var syn = s.Seen.Single();
@@ -187,32 +175,22 @@ public sealed class NfqueueInterceptionTests
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) => s.Record(p));
-        var clients = new List<Socket>();
         var connects = new List<Task>();
         using var cts = new CancellationTokenSource(Timeout);
         for (var i = 0; i < 4; i++)
         {
             var c = await s.SocketAsync(s.Topology.Client, v6: false).WaitAsync(Timeout);
-            clients.Add(c);
             connects.Add(c.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token).AsTask());
         }
 
-        try
-        {
-            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => s.Seen.Count >= 4, Timeout);
-            Assert.That(connects.Any(t => t.IsCompleted), Is.False, "held SYNs cannot have connected");
+        await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => s.Seen.Count >= 4, Timeout);
+        Assert.That(connects.Any(t => t.IsCompleted), Is.False, "held SYNs cannot have connected");
 
-            queue.SetBatchVerdict(s.Seen.Max(p => p.Id), NfqueueVerdict.Accept);
-            await Task.WhenAll(connects).WaitAsync(Timeout);
+        queue.SetBatchVerdict(s.Seen.Max(p => p.Id), NfqueueVerdict.Accept);
+        await Task.WhenAll(connects).WaitAsync(Timeout);
 
-            Assert.That(connects.All(t => t.IsCompletedSuccessfully), Is.True);
-            Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
-        }
-        finally
-        {
-            await loop.StopAsync();
-            clients.ForEach(c => c.Dispose());
-        }
+        Assert.That(connects.All(t => t.IsCompletedSuccessfully), Is.True);
+        Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
     }
 
     [Test]
@@ -314,27 +292,20 @@ public sealed class NfqueueInterceptionTests
         });
         var client = await s.SocketAsync(s.Topology.Client, v6, mptcp: true).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
-        try
-        {
-            var accept = listener.AcceptAsync(cts.Token).AsTask();
-            await client.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port), cts.Token);
-            using var accepted = await accept.WaitAsync(Timeout);
-            await client.SendAsync("mptcp"u8.ToArray(), cts.Token);
-            var buffer = new byte[16];
-            var n = await accepted.ReceiveAsync(buffer, cts.Token);
+        var accept = listener.AcceptAsync(cts.Token).AsTask();
+        await client.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port), cts.Token);
+        using var accepted = await accept.WaitAsync(Timeout);
+        await client.SendAsync("mptcp"u8.ToArray(), cts.Token);
+        var buffer = new byte[16];
+        var n = await accepted.ReceiveAsync(buffer, cts.Token);
 
-            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => AdditionalSubflows(accepted) >= 1, Timeout);
+        await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => AdditionalSubflows(accepted) >= 1, Timeout);
 
-            Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, n), Is.EqualTo("mptcp"));
-            Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
-            var path2 = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4);
-            Assert.That(s.Seen.Select(p => SourceAddress(p.Payload)), Has.Member(path2), "the MP_JOIN SYN over path2 was queued");
-            Assert.That(AdditionalSubflows(client), Is.EqualTo(1));
-        }
-        finally
-        {
-            await loop.StopAsync();
-        }
+        Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, n), Is.EqualTo("mptcp"));
+        Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
+        var path2 = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4);
+        Assert.That(s.Seen.Select(p => SourceAddress(p.Payload)), Has.Member(path2), "the MP_JOIN SYN over path2 was queued");
+        Assert.That(AdditionalSubflows(client), Is.EqualTo(1));
     }
 
     [Test]
@@ -379,18 +350,8 @@ public sealed class NfqueueInterceptionTests
             seen.Enqueue((p.SkbInfo, p.Hook));
             queue.Accept(p.PacketId);
         });
-        var probe = await s.SocketAsync(s.Topology.Proxy, v6: false, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
-        using var cts = new CancellationTokenSource(Timeout);
-        try
-        {
-            var accept = server.AcceptAsync(cts.Token).AsTask();
-            await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
-            using var accepted = await accept.WaitAsync(Timeout);
-        }
-        finally
-        {
-            await loop.StopAsync();
-        }
+        await s.ConnectWithEgressMarkAsync(server).WaitAsync(Timeout);
+        await loop.StopAsync();
 
         // With GSO the kernel no longer completes offloaded checksums before queueing a locally built packet, and
         // says so in NFQA_SKB_INFO: a payload rewrite must compute the full checksum itself.
@@ -460,14 +421,8 @@ public sealed class NfqueueInterceptionTests
             }
         });
 
-        try
-        {
-            await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
-        }
-        finally
-        {
-            await loop.StopAsync();
-        }
+        await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+        await loop.StopAsync();
 
         var seen = s.Seen.ToList();
         Assert.That(seen.Select(p => p.Hook), Is.EqualTo(new[] { NetfilterHook.PreRouting, NetfilterHook.PostRouting }));
@@ -483,42 +438,28 @@ public sealed class NfqueueInterceptionTests
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var listener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
-        var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-path1.pcap");
         byte[] option = [253, 4, 0x50, 0x53];
-        try
+        var capture = await s.CaptureAsync(s.Topology.Proxy, TwoPathTopology.ProxyPath1).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
-            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
-            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-            await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
+            s.Record(p);
+            if (!InterceptionScenario.TryIntercept(queue, p))
             {
-                s.Record(p);
-                if (!InterceptionScenario.TryIntercept(queue, p))
-                {
-                    // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
-                    queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
-                }
-            });
-
-            try
-            {
-                await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+                // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
+                queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
             }
-            finally
-            {
-                await loop.StopAsync();
-            }
+        });
 
-            var packets = await capture.StopAsync().WaitAsync(Timeout);
-            var synAcks = packets.Select(p => p.IpPacket.ToArray())
-                .Where(IsSynAck).ToList();
-            Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
-            Assert.That(Options(synAcks[0]).AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0));
-            Assert.That(TcpChecksumValid(synAcks[0]), Is.True);
-        }
-        finally
-        {
-            File.Delete(pcap);
-        }
+        await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+        await loop.StopAsync();
+
+        var packets = await capture.StopAsync().WaitAsync(Timeout);
+        var synAcks = packets.Select(p => p.IpPacket.ToArray())
+            .Where(IsSynAck).ToList();
+        Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
+        Assert.That(Options(synAcks[0]).AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0));
+        Assert.That(TcpChecksumValid(synAcks[0]), Is.True);
     }
 
     [TestCase(false)]
