@@ -1,0 +1,223 @@
+using System.Globalization;
+using System.Text;
+
+namespace ProxySelection.Interception.Rules;
+
+/// <summary>
+/// The kernel side of interception, for IPv4 and IPv6:
+/// <list type="bullet">
+/// <item><c>raw PREROUTING → PREFIX_QUEUE</c>: client SYNs to the intercepted ports go to NFQUEUE with
+/// <c>--queue-bypass</c>, so they pass when no daemon listens. raw, because NF_ACCEPT resumes at the next hook.</item>
+/// <item><c>mangle PREROUTING → PREFIX_TPROXY</c>: packets of connections a transparent socket already holds get the
+/// intercept mark and skip the rest; a packet carrying the verdict's mark goes to TPROXY with <c>--on-port 0</c>,
+/// which keeps the original destination port (a transparent listener must exist on it, or MP_JOIN is reset).</item>
+/// <item><c>mangle POSTROUTING → PREFIX_EGRESS</c>: the proxy's own SYNs and SYN/ACKs carrying the egress mark
+/// (SO_MARK) go to NFQUEUE so MP_PROXY can be added.</item>
+/// <item>Policy routing: <c>fwmark MARK/MASK lookup TABLE</c> at a fixed priority, and <c>local default dev lo</c>
+/// in that table.</item>
+/// </list>
+/// <see cref="ApplyAsync"/> first removes leftovers, so it is idempotent. <see cref="RemoveAsync"/> and
+/// <see cref="CleanupAsync"/> remove exactly what carries the chain prefix, the rule and the route (nothing else), and
+/// are idempotent; with the nf_tables backend they also drop an xtables table left completely empty, so
+/// iptables-save reads as before Apply.
+/// </summary>
+public sealed class InterceptionRuleset
+{
+    private readonly InterceptionRulesetOptions options;
+    private readonly ICommandRunner runner;
+
+    public InterceptionRuleset(InterceptionRulesetOptions options, ICommandRunner? runner = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        this.options = options;
+        this.runner = runner ?? new ProcessCommandRunner();
+    }
+
+    public string QueueChain => $"{options.ChainPrefix}_QUEUE";
+
+    public string TproxyChain => $"{options.ChainPrefix}_TPROXY";
+
+    public string EgressChain => $"{options.ChainPrefix}_EGRESS";
+
+    private IEnumerable<bool> Families => new[] { false, true }.Where(v6 => v6 ? options.IPv6 : options.IPv4);
+
+    /// <summary>Installs the ruleset (after removing any leftovers of the same prefix).</summary>
+    public async Task ApplyAsync(CancellationToken cancellationToken = default)
+    {
+        await CleanupAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            foreach (var v6 in Families)
+            {
+                await CheckAsync(v6 ? "ip6tables-restore" : "iptables-restore", ["--noflush"], RenderRestoreScript(), cancellationToken)
+                    .ConfigureAwait(false);
+                var family = v6 ? "-6" : "-4";
+                await CheckAsync("ip", [family, "rule", "add", "pref", Str(options.RulePriority), "fwmark", MarkSpec(options.InterceptMark, options.InterceptMask),
+                    "lookup", Str(options.RoutingTable)], null, cancellationToken).ConfigureAwait(false);
+                await CheckAsync("ip", [family, "route", "add", "local", v6 ? "::/0" : "0.0.0.0/0", "dev", "lo", "table", Str(options.RoutingTable)],
+                    null, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            // Never leave half a ruleset behind.
+            await CleanupAsync(CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Removes the ruleset installed by <see cref="ApplyAsync"/>. Same as <see cref="CleanupAsync"/>.</summary>
+    public Task RemoveAsync(CancellationToken cancellationToken = default) => CleanupAsync(cancellationToken);
+
+    /// <summary>
+    /// Removes everything this ruleset would install — whether this process installed it or a crashed one did.
+    /// Idempotent: nothing present, nothing done. Throws <see cref="InterceptionRulesException"/> if something stays.
+    /// </summary>
+    public async Task CleanupAsync(CancellationToken cancellationToken = default)
+    {
+        var nft = await IsNftBackendAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var v6 in Families)
+        {
+            foreach (var table in (string[])["raw", "mangle"])
+            {
+                await RemoveChainsAsync(v6, table, nft, cancellationToken).ConfigureAwait(false);
+            }
+
+            var family = v6 ? "-6" : "-4";
+            for (var i = 0; i < 16; i++)
+            {
+                var r = await runner.RunAsync("ip", [family, "rule", "del", "pref", Str(options.RulePriority), "fwmark",
+                    MarkSpec(options.InterceptMark, options.InterceptMask), "lookup", Str(options.RoutingTable)], null, cancellationToken).ConfigureAwait(false);
+                if (!r.Succeeded)
+                {
+                    break;
+                }
+            }
+
+            for (var i = 0; i < 16; i++)
+            {
+                var r = await runner.RunAsync("ip", [family, "route", "del", "local", v6 ? "::/0" : "0.0.0.0/0", "dev", "lo", "table",
+                    Str(options.RoutingTable)], null, cancellationToken).ConfigureAwait(false);
+                if (!r.Succeeded)
+                {
+                    break;
+                }
+            }
+
+            var rules = await CheckAsync("ip", [family, "rule", "show", "pref", Str(options.RulePriority)], null, cancellationToken).ConfigureAwait(false);
+            if (rules.Contains($"lookup {options.RoutingTable}", StringComparison.Ordinal))
+            {
+                throw new InterceptionRulesException($"ip {family} rule at pref {options.RulePriority} survived removal: {rules.Trim()}");
+            }
+        }
+    }
+
+    /// <summary>The iptables-restore / ip6tables-restore input (<c>--noflush</c>); the same for both families
+    /// (socket, TPROXY and NFQUEUE take the same options in ip6tables).</summary>
+    public string RenderRestoreScript()
+    {
+        var o = options;
+        var sb = new StringBuilder();
+        sb.Append("*raw\n");
+        sb.Append(CultureInfo.InvariantCulture, $":{QueueChain} - [0:0]\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {QueueChain}\n");
+        // multiport takes at most 15 ports per rule.
+        foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
+        {
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+        }
+
+        sb.Append("COMMIT\n*mangle\n");
+        sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{EgressChain} - [0:0]\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {TproxyChain}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-I POSTROUTING 1 -j {EgressChain}\n");
+        var mark = MarkSpec(o.InterceptMark, o.InterceptMask);
+        // Established and half-open intercepted connections: their packets must be delivered locally too.
+        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j MARK --set-xmark {mark}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
+        // --on-port 0: the kernel keeps the packet's destination port (xt_TPROXY: lport ? lport : hp->dest).
+        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m mark --mark {mark} -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
+        sb.Append(CultureInfo.InvariantCulture,
+            $"-A {EgressChain} -p tcp --tcp-flags SYN SYN -m mark --mark {MarkSpec(o.EgressMark, o.EgressMask)} -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
+        sb.Append("COMMIT\n");
+        return sb.ToString();
+    }
+
+    private async Task RemoveChainsAsync(bool v6, string table, bool nft, CancellationToken cancellationToken)
+    {
+        var tool = v6 ? "ip6tables" : "iptables";
+        var nftFamily = v6 ? "ip6" : "ip";
+        if (nft && !(await runner.RunAsync("nft", ["list", "table", nftFamily, table], null, cancellationToken).ConfigureAwait(false)).Succeeded)
+        {
+            // Table absent: nothing of ours can be in it (and listing it with iptables-save would not create it, but costs).
+            return;
+        }
+
+        var saved = await CheckAsync($"{tool}-save", ["-t", table], null, cancellationToken).ConfigureAwait(false);
+        var prefix = options.ChainPrefix + "_";
+        var lines = saved.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+        // Every rule in a built-in chain that jumps to one of our chains, deleted by its exact saved spec.
+        foreach (var line in lines.Where(l => l.StartsWith("-A ", StringComparison.Ordinal)))
+        {
+            var parts = line.Split(' ');
+            var jump = Array.IndexOf(parts, "-j");
+            if (jump > 0 && jump + 1 < parts.Length && parts[jump + 1].StartsWith(prefix, StringComparison.Ordinal)
+                && !parts[1].StartsWith(prefix, StringComparison.Ordinal))
+            {
+                await CheckAsync(tool, ["-t", table, "-D", .. parts[1..]], null, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var ours = lines.Where(l => l.StartsWith(':' + prefix, StringComparison.Ordinal)).Select(l => l[1..].Split(' ')[0]).ToList();
+        foreach (var chain in ours)
+        {
+            await CheckAsync(tool, ["-t", table, "-F", chain], null, cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var chain in ours)
+        {
+            await CheckAsync(tool, ["-t", table, "-X", chain], null, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (nft)
+        {
+            await DropTableIfEmptyAsync(tool, nftFamily, table, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task DropTableIfEmptyAsync(string tool, string nftFamily, string table, CancellationToken cancellationToken)
+    {
+        // Empty: no rules, no user chains, every built-in policy ACCEPT — it filters nothing, so dropping it changes no
+        // behaviour, and iptables recreates it on demand.
+        var saved = await CheckAsync($"{tool}-save", ["-t", table], null, cancellationToken).ConfigureAwait(false);
+        var lines = saved.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var empty = !lines.Any(l => l.StartsWith("-A ", StringComparison.Ordinal))
+            && lines.Where(l => l.StartsWith(':')).All(l => l.Split(' ') is [_, "ACCEPT", ..]);
+        if (empty)
+        {
+            await runner.RunAsync("nft", ["delete", "table", nftFamily, table], null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<bool> IsNftBackendAsync(CancellationToken cancellationToken)
+    {
+        var tool = options.IPv4 ? "iptables" : "ip6tables";
+        var r = await runner.RunAsync(tool, ["--version"], null, cancellationToken).ConfigureAwait(false);
+        return r.StdOut.Contains("nf_tables", StringComparison.Ordinal);
+    }
+
+    private async Task<string> CheckAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)
+    {
+        var r = await runner.RunAsync(file, args, stdin, cancellationToken).ConfigureAwait(false);
+        return r.Succeeded
+            ? r.StdOut
+            : throw new InterceptionRulesException($"{file} {string.Join(' ', args)} exited {r.ExitCode}: {r.StdErr.Trim()}");
+    }
+
+    private static string MarkSpec(uint mark, uint mask) => $"0x{mark:x}/0x{mask:x}";
+
+    private static string Str(int value) => value.ToString(CultureInfo.InvariantCulture);
+}

@@ -1,0 +1,78 @@
+using System.Text.RegularExpressions;
+
+namespace ProxySelection.Interception.Rules;
+
+/// <summary>What the interception ruleset hooks and how it is named. Defaults suit one proxy per namespace.</summary>
+public sealed partial class InterceptionRulesetOptions
+{
+    /// <summary>Prefix of every chain the ruleset creates (<c>PREFIX_QUEUE</c>, <c>PREFIX_TPROXY</c>, <c>PREFIX_EGRESS</c>);
+    /// removal deletes exactly the chains with this prefix. Upper-case letters, digits and '_', 2..16 characters.</summary>
+    public string ChainPrefix { get; init; } = "PSEL";
+
+    /// <summary>NFQUEUE number for client SYNs (raw PREROUTING).</summary>
+    public ushort QueueNumber { get; init; }
+
+    /// <summary>NFQUEUE number for the proxy's own marked SYNs and SYN/ACKs (mangle POSTROUTING); null: <see cref="QueueNumber"/>.</summary>
+    public ushort? EgressQueueNumber { get; init; }
+
+    /// <summary>Destination ports whose SYNs are queued (at least one).</summary>
+    public IReadOnlyList<ushort> Ports { get; init; } = [];
+
+    /// <summary>Mark bits a verdict sets to intercept (TPROXY + policy routing match them under <see cref="InterceptMask"/>).</summary>
+    public uint InterceptMark { get; init; } = 0x1;
+
+    public uint InterceptMask { get; init; } = 0x1;
+
+    /// <summary>SO_MARK bits on the proxy's own sockets whose SYNs/SYN-ACKs must pass the queue (to carry MP_PROXY).</summary>
+    public uint EgressMark { get; init; } = 0x2;
+
+    public uint EgressMask { get; init; } = 0x2;
+
+    /// <summary>Routing table holding <c>local default dev lo</c> for intercepted packets.</summary>
+    public int RoutingTable { get; init; } = 100;
+
+    /// <summary>Priority (<c>pref</c>) of the <c>fwmark</c> rule; must sort before <c>main</c> (32766).</summary>
+    public int RulePriority { get; init; } = 100;
+
+    public bool IPv4 { get; init; } = true;
+
+    public bool IPv6 { get; init; } = true;
+
+    public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
+
+    /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>
+    public void Validate()
+    {
+        if (!PrefixRegex().IsMatch(ChainPrefix))
+        {
+            throw new ArgumentException("ChainPrefix must be 2..16 characters of [A-Z0-9_], starting with a letter", nameof(ChainPrefix));
+        }
+
+        if (Ports.Count == 0 || Ports.Contains((ushort)0))
+        {
+            throw new ArgumentException("Ports must list at least one port, none of them 0", nameof(Ports));
+        }
+
+        if (InterceptMask == 0 || (InterceptMark & ~InterceptMask) != 0 || EgressMask == 0 || (EgressMark & ~EgressMask) != 0)
+        {
+            throw new ArgumentException("marks must be non-empty masks containing their mark bits");
+        }
+
+        if ((InterceptMask & EgressMask) != 0)
+        {
+            throw new ArgumentException("InterceptMask and EgressMask must not share bits");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfLessThan(RoutingTable, 1, nameof(RoutingTable));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(RoutingTable, 252, nameof(RoutingTable));
+        ArgumentOutOfRangeException.ThrowIfLessThan(RulePriority, 1, nameof(RulePriority));
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(RulePriority, 32765, nameof(RulePriority));
+        if (!IPv4 && !IPv6)
+        {
+            throw new ArgumentException("at least one of IPv4 and IPv6");
+        }
+    }
+
+    [GeneratedRegex("^[A-Z][A-Z0-9_]{1,15}$")]
+    private static partial Regex PrefixRegex();
+}
