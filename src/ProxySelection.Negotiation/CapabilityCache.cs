@@ -1,0 +1,261 @@
+namespace ProxySelection.Negotiation;
+
+/// <summary>What a proxy knows about one destination.</summary>
+public enum CapabilityState : byte
+{
+    /// <summary>The probe's SYN/ACK carried MP_CAPABLE and no defer: the server (or something acting for it) speaks MPTCP.</summary>
+    MptcpCapable = 1,
+
+    /// <summary>A proxy further on (<see cref="CapabilityEntry.ProxyId"/>) defers this proxy: it acts instead.</summary>
+    ProxyBeyond,
+
+    /// <summary>The probe's SYN/ACK had no MP_CAPABLE: nothing beyond speaks MPTCP.</summary>
+    TcpOnly,
+
+    /// <summary>Negative entry: the probe timed out or was reset. Pass untouched, do not probe again meanwhile.</summary>
+    Unresolved,
+
+    /// <summary>Another proxy's probe for this destination passed through here recently: pass, do not hold again.</summary>
+    ProbedByOther,
+}
+
+public readonly record struct CapabilityEntry(CapabilityState State, byte ProxyId);
+
+/// <summary>
+/// Bounded destination → capability map with a lifetime per state and least-recently-used eviction.
+/// Lookups and updates of existing keys do not allocate: entries live in parallel arrays linked into an
+/// LRU list by index. Thread-safe (one lock); counters are exact.
+/// </summary>
+public sealed class CapabilityCache
+{
+    private const int None = -1;
+
+    private readonly Lock _lock = new();
+    private readonly TimeProvider _time;
+    private readonly CapabilityCacheOptions _options;
+    private readonly TimeSpan _probedByOtherTtl;
+    private readonly Dictionary<DestinationKey, int> _index;
+    private readonly DestinationKey[] _keys;
+    private readonly CapabilityEntry[] _entries;
+    private readonly long[] _expiresAt;
+    private readonly int[] _prev;
+    private readonly int[] _next;
+    private int _head = None;
+    private int _tail = None;
+    private int _freeHead = None;
+    private int _used;
+    private long _hits;
+    private long _misses;
+    private long _evictions;
+    private long _expirations;
+
+    public CapabilityCache(CapabilityCacheOptions options, TimeProvider time, TimeSpan probedByOtherTtl)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        var errors = options.Validate();
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException(string.Join(" ", errors), nameof(options));
+        }
+
+        _options = options;
+        _time = time;
+        _probedByOtherTtl = probedByOtherTtl;
+        int size = options.MaxEntries;
+        _index = new Dictionary<DestinationKey, int>(Math.Min(size, 4096));
+        _keys = new DestinationKey[size];
+        _entries = new CapabilityEntry[size];
+        _expiresAt = new long[size];
+        _prev = new int[size];
+        _next = new int[size];
+    }
+
+    public int Capacity => _keys.Length;
+
+    public int Count
+    {
+        get { lock (_lock) { return _index.Count; } }
+    }
+
+    public long Hits => Interlocked.Read(ref _hits);
+
+    public long Misses => Interlocked.Read(ref _misses);
+
+    public long Evictions => Interlocked.Read(ref _evictions);
+
+    public long Expirations => Interlocked.Read(ref _expirations);
+
+    /// <summary>Looks the destination up; an expired entry is removed and counts as a miss.</summary>
+    public bool TryGet(in DestinationKey key, out CapabilityEntry entry)
+    {
+        lock (_lock)
+        {
+            if (_index.TryGetValue(key, out int slot))
+            {
+                if (_time.GetTimestamp() < _expiresAt[slot])
+                {
+                    MoveToFrontLocked(slot);
+                    entry = _entries[slot];
+                    _hits++;
+                    return true;
+                }
+
+                RemoveLocked(slot);
+                _expirations++;
+            }
+
+            _misses++;
+            entry = default;
+            return false;
+        }
+    }
+
+    /// <summary>Reads without counting, refreshing recency or expiring (for observers and tests).</summary>
+    public bool TryPeek(in DestinationKey key, out CapabilityEntry entry)
+    {
+        lock (_lock)
+        {
+            if (_index.TryGetValue(key, out int slot) && _time.GetTimestamp() < _expiresAt[slot])
+            {
+                entry = _entries[slot];
+                return true;
+            }
+
+            entry = default;
+            return false;
+        }
+    }
+
+    /// <summary>Records a state with the lifetime configured for it; evicts the least recently used entry when full.</summary>
+    public void Set(in DestinationKey key, CapabilityState state, byte proxyId = 0)
+    {
+        long expiresAt = _time.GetTimestamp() + ToTimestampTicks(TtlOf(state));
+        lock (_lock)
+        {
+            if (!_index.TryGetValue(key, out int slot))
+            {
+                slot = AllocateLocked();
+                _keys[slot] = key;
+                _index.Add(key, slot);
+                LinkFrontLocked(slot);
+            }
+            else
+            {
+                MoveToFrontLocked(slot);
+            }
+
+            _entries[slot] = new CapabilityEntry(state, proxyId);
+            _expiresAt[slot] = expiresAt;
+        }
+    }
+
+    public bool Remove(in DestinationKey key)
+    {
+        lock (_lock)
+        {
+            if (!_index.TryGetValue(key, out int slot))
+            {
+                return false;
+            }
+
+            RemoveLocked(slot);
+            return true;
+        }
+    }
+
+    public TimeSpan TtlOf(CapabilityState state) => state switch
+    {
+        CapabilityState.MptcpCapable => _options.MptcpCapableTtl,
+        CapabilityState.ProxyBeyond => _options.ProxyBeyondTtl,
+        CapabilityState.TcpOnly => _options.TcpOnlyTtl,
+        CapabilityState.Unresolved => _options.UnresolvedTtl,
+        CapabilityState.ProbedByOther => _probedByOtherTtl,
+        _ => throw new ArgumentOutOfRangeException(nameof(state), state, "Unknown capability state."),
+    };
+
+    private long ToTimestampTicks(TimeSpan span) =>
+        (long)(span.TotalSeconds * _time.TimestampFrequency);
+
+    private int AllocateLocked()
+    {
+        if (_freeHead != None)
+        {
+            int slot = _freeHead;
+            _freeHead = _next[slot];
+            return slot;
+        }
+
+        if (_used < _keys.Length)
+        {
+            return _used++;
+        }
+
+        // Full: the least recently used entry goes.
+        int victim = _tail;
+        RemoveLocked(victim);
+        _evictions++;
+        int reused = _freeHead;
+        _freeHead = _next[reused];
+        return reused;
+    }
+
+    private void RemoveLocked(int slot)
+    {
+        _index.Remove(_keys[slot]);
+        UnlinkLocked(slot);
+        _keys[slot] = default;
+        _next[slot] = _freeHead;
+        _freeHead = slot;
+    }
+
+    private void MoveToFrontLocked(int slot)
+    {
+        if (_head == slot)
+        {
+            return;
+        }
+
+        UnlinkLocked(slot);
+        LinkFrontLocked(slot);
+    }
+
+    private void LinkFrontLocked(int slot)
+    {
+        _prev[slot] = None;
+        _next[slot] = _head;
+        if (_head != None)
+        {
+            _prev[_head] = slot;
+        }
+
+        _head = slot;
+        if (_tail == None)
+        {
+            _tail = slot;
+        }
+    }
+
+    private void UnlinkLocked(int slot)
+    {
+        int prev = _prev[slot];
+        int next = _next[slot];
+        if (prev != None)
+        {
+            _next[prev] = next;
+        }
+        else
+        {
+            _head = next;
+        }
+
+        if (next != None)
+        {
+            _prev[next] = prev;
+        }
+        else
+        {
+            _tail = prev;
+        }
+    }
+}

@@ -1,0 +1,153 @@
+namespace ProxySelection.Negotiation;
+
+/// <summary>What a SYN carries that matters to the negotiation.</summary>
+public enum SynKind
+{
+    /// <summary>No MPTCP option: a plain TCP SYN.</summary>
+    Tcp,
+
+    /// <summary>MP_CAPABLE: a new MPTCP connection.</summary>
+    MpCapable,
+
+    /// <summary>MP_JOIN: a new subflow of an existing connection, named by its token.</summary>
+    MpJoin,
+}
+
+/// <summary>A SYN as the packet hook saw it; <see cref="Signal"/> is set only when an MP_PROXY verified.</summary>
+public readonly record struct SynObservation(FlowKey Flow, SynKind Kind, ProxySignal? Signal = null, uint JoinToken = 0)
+{
+    public DestinationKey Destination => Flow.Responder;
+}
+
+/// <summary>How the SYN/ACK answering our probe looked.</summary>
+public readonly record struct ProbeAnswer(bool MpCapable, ProxySignal? Signal = null);
+
+public enum SynVerdict
+{
+    /// <summary>Forward untouched.</summary>
+    Pass,
+
+    /// <summary>Forward untouched because this proxy is at its connection limit (capacity-aware deferral).</summary>
+    Defer,
+
+    /// <summary>Keep the SYN (no verdict yet) and, if <see cref="SynDecision.StartProbe"/>, send a probe; the outcome arrives through <see cref="INegotiationSink"/>.</summary>
+    HoldAndProbe,
+
+    /// <summary>Terminate the connection here (TPROXY to the local listener) and open the upstream leg.</summary>
+    Intercept,
+
+    /// <summary>The SYN is another proxy's probe: answer it with a SYN/ACK carrying <see cref="SynDecision.SynAckSignal"/> (a claim, no MP_CAPABLE), keep no state.</summary>
+    AnswerProbe,
+
+    /// <summary>MP_JOIN for a connection this proxy holds: intercept it.</summary>
+    InterceptJoin,
+}
+
+public enum DecisionReason
+{
+    None,
+    NotMptcp,
+    AlreadyMptcp,
+    JoinTokenOwned,
+    JoinTokenForeign,
+    ServerSpeaksMptcp,
+    ServerTcpOnly,
+    ProxyBeyond,
+    ProbeFailedRecently,
+    ProbedByOther,
+    HeldUpstream,
+    NotSelected,
+    AtCapacity,
+    CacheMiss,
+    ProbeInFlight,
+    ProbeAnswered,
+    ProbeTimedOut,
+    ProbeReset,
+    FlowReset,
+}
+
+/// <summary>Which kind of connection the proxy opens upstream after it intercepts.</summary>
+public enum UpstreamLeg
+{
+    None,
+
+    /// <summary>Plain TCP toward a TCP-only server (downgrade).</summary>
+    Tcp,
+
+    /// <summary>MPTCP (upgrade).</summary>
+    Mptcp,
+}
+
+/// <summary>The immediate answer to a SYN.</summary>
+public readonly record struct SynDecision
+{
+    public SynVerdict Verdict { get; init; }
+
+    public DecisionReason Reason { get; init; }
+
+    /// <summary>Names the held SYN in later <see cref="HoldResolution"/>s (<see cref="SynVerdict.HoldAndProbe"/> only).</summary>
+    public long HoldId { get; init; }
+
+    /// <summary>Names the probe the SYN waits on; the host reports its answer with this id.</summary>
+    public long ProbeId { get; init; }
+
+    /// <summary>True when the host must send the probe now; false when the SYN joined a probe already out for its destination.</summary>
+    public bool StartProbe { get; init; }
+
+    /// <summary>When the held SYN is released untouched if no answer came.</summary>
+    public TimeSpan ProbeTimeout { get; init; }
+
+    /// <summary>MP_PROXY for the probe SYN (null in implicit mode). The probe SYN always carries MP_CAPABLE.</summary>
+    public ProxySignal? ProbeSignal { get; init; }
+
+    /// <summary>MP_PROXY for the SYN/ACK we send: the claim on an intercepted connection, or the claim answering a probe.</summary>
+    public ProxySignal? SynAckSignal { get; init; }
+
+    public UpstreamLeg Upstream { get; init; }
+
+    /// <summary>MP_PROXY for the upstream leg's SYN: Upgrade (upgrade origin) or Claim (a downgrade holder's TCP leg).</summary>
+    public ProxySignal? UpstreamSignal { get; init; }
+}
+
+public enum HoldOutcome
+{
+    /// <summary>Give the held SYN its verdict ACCEPT, unmodified.</summary>
+    Release,
+
+    /// <summary>Terminate the held SYN here; <see cref="HoldResolution.UpstreamIsProbe"/> says whether the probe connection becomes the upstream leg.</summary>
+    Intercept,
+
+    /// <summary>The held SYN is a probe from another proxy: answer it with <see cref="HoldResolution.SynAckSignal"/> (a claim without MP_CAPABLE) and drop it.</summary>
+    AnswerProbe,
+}
+
+/// <summary>The end of one held SYN, delivered after the negotiator's lock is released.</summary>
+public readonly record struct HoldResolution
+{
+    public long HoldId { get; init; }
+
+    public long ProbeId { get; init; }
+
+    public HoldOutcome Outcome { get; init; }
+
+    public DecisionReason Reason { get; init; }
+
+    public ProxySignal? SynAckSignal { get; init; }
+
+    public UpstreamLeg Upstream { get; init; }
+
+    /// <summary>True for at most one hold per probe: the probe connection is this connection's upstream leg (no second connect).</summary>
+    public bool UpstreamIsProbe { get; init; }
+
+    public ProxySignal? UpstreamSignal { get; init; }
+}
+
+/// <summary>Receives the outcomes that arrive later than the SYN: probe answers, timeouts, resets.</summary>
+public interface INegotiationSink
+{
+    /// <summary>
+    /// A probe ended. <paramref name="holds"/> are the SYNs that waited on it, in arrival order. When
+    /// <paramref name="probeAdopted"/> is false the host closes (resets) the probe connection.
+    /// </summary>
+    void OnProbeResolved(long probeId, bool probeAdopted, ReadOnlySpan<HoldResolution> holds);
+}

@@ -1,0 +1,557 @@
+namespace ProxySelection.Negotiation;
+
+/// <summary>
+/// One proxy's per-SYN negotiation (design §4): events in (SYNs, probe answers, timeouts, resets, SYN/ACKs seen
+/// passing), decisions out. No sockets and no clock reads: time comes from the injected <see cref="TimeProvider"/>,
+/// so a simulator drives it deterministically with a fake clock.
+/// </summary>
+/// <remarks>
+/// States are enums (<see cref="ProbeState"/>, <see cref="HoldState"/>), guarded by one lock; methods that need
+/// the lock held end in <c>Locked</c>; the sink is called only after the lock is released.
+/// </remarks>
+public sealed class ProxyNegotiator : IDisposable
+{
+    private const int MaxObservedProbes = 4096;
+
+    private readonly Lock _lock = new();
+    private readonly NegotiatorOptions _options;
+    private readonly TimeProvider _time;
+    private readonly INegotiationSink _sink;
+    private readonly Dictionary<DestinationKey, Probe> _probeByDestination = [];
+    private readonly Dictionary<long, Probe> _probes = [];
+    private readonly Dictionary<long, HeldSyn> _holds = [];
+    private readonly Dictionary<FlowKey, long> _observedProbes = [];
+    private long _nextId;
+    private int _active;
+    private bool _disposed;
+
+    public ProxyNegotiator(NegotiatorOptions options, TimeProvider time, INegotiationSink sink)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(sink);
+        options.EnsureValid();
+        _options = options;
+        _time = time;
+        _sink = sink;
+        Cache = new CapabilityCache(options.Cache, time, options.ProbedByOtherTtl);
+    }
+
+    private enum ProbeState
+    {
+        InFlight,
+        Answered,
+        TimedOut,
+        Reset,
+    }
+
+    private enum HoldState
+    {
+        Held,
+        Resolved,
+        Dropped,
+    }
+
+    private enum HoldKind
+    {
+        /// <summary>A client's SYN, or an upgrade proxy's MPTCP SYN reaching a downgrade proxy: this proxy may hold the connection.</summary>
+        Origin,
+
+        /// <summary>Another proxy's probe that this proxy pre-empts under its policy.</summary>
+        ForeignProbe,
+    }
+
+    /// <summary>What a probe found, in the terms of this proxy's role.</summary>
+    private enum ProbeResult
+    {
+        /// <summary>This proxy should act (downgrade: nothing beyond speaks MPTCP; upgrade: MPTCP is reachable).</summary>
+        Act,
+
+        /// <summary>Nothing for this proxy to do (downgrade: MPTCP is reachable; upgrade: nothing speaks MPTCP).</summary>
+        NoAction,
+
+        /// <summary>A verified defer: a proxy further on acts.</summary>
+        ProxyBeyond,
+
+        /// <summary>No usable answer (timeout, reset): fail open.</summary>
+        Failed,
+    }
+
+    public NegotiatorOptions Options => _options;
+
+    public CapabilityCache Cache { get; }
+
+    public TokenRegistry Tokens { get; } = new();
+
+    /// <summary>Connections this proxy holds (intercepted and not yet closed).</summary>
+    public int ActiveConnections
+    {
+        get { lock (_lock) { return _active; } }
+    }
+
+    /// <summary>SYNs currently held.</summary>
+    public int HeldSyns
+    {
+        get { lock (_lock) { return _holds.Count; } }
+    }
+
+    /// <summary>Probes currently out.</summary>
+    public int ProbesInFlight
+    {
+        get { lock (_lock) { return _probes.Count; } }
+    }
+
+    private bool IsExplicit => _options.Mode == SignalingMode.Explicit;
+
+    private bool IsDowngrade => _options.Role == ProxyRole.Downgrade;
+
+    /// <summary>Whether <paramref name="policy"/> selects a proxy with <paramref name="mine"/> over an upstream prober with <paramref name="theirs"/>.</summary>
+    public static bool Outranks(SelectionPolicy policy, byte mine, byte theirs) => policy switch
+    {
+        SelectionPolicy.First => false,
+        SelectionPolicy.NearestServer => true,
+        // Ties go to the proxy nearer the client: it probed first.
+        SelectionPolicy.Priority => mine > theirs,
+        _ => false,
+    };
+
+    /// <summary>Decides what to do with a SYN.</summary>
+    public SynDecision OnSyn(in SynObservation syn)
+    {
+        if (syn.Kind == SynKind.MpJoin)
+        {
+            return Tokens.Contains(syn.JoinToken)
+                ? new SynDecision { Verdict = SynVerdict.InterceptJoin, Reason = DecisionReason.JoinTokenOwned }
+                : Pass(DecisionReason.JoinTokenForeign);
+        }
+
+        // A stock (implicit) proxy does not parse MP_PROXY at all.
+        ProxySignal? signal = IsExplicit ? syn.Signal : null;
+        if (IsDowngrade)
+        {
+            if (syn.Kind != SynKind.MpCapable)
+            {
+                return Pass(DecisionReason.NotMptcp);
+            }
+
+            return signal is { Kind: SignalKind.Probe } probe ? OnForeignProbe(syn, probe) : OnOriginSyn(syn);
+        }
+
+        if (syn.Kind == SynKind.MpCapable)
+        {
+            // Already MPTCP: act only as necessary. An upgrade-marked SYN is another upgrader's probe.
+            return signal is { Kind: SignalKind.Upgrade } upgrade
+                ? OnForeignProbe(syn, upgrade)
+                : Pass(DecisionReason.AlreadyMptcp);
+        }
+
+        // A downgrade holder's TCP leg: that connection is held already.
+        return signal is { Kind: SignalKind.Claim } ? Pass(DecisionReason.HeldUpstream) : OnOriginSyn(syn);
+    }
+
+    /// <summary>The SYN/ACK answering probe <paramref name="probeId"/> arrived.</summary>
+    public void OnProbeAnswered(long probeId, in ProbeAnswer answer)
+    {
+        ProbeResult result;
+        byte beyond = 0;
+        ProxySignal? signal = IsExplicit ? answer.Signal : null;
+        if (signal is { Kind: SignalKind.Claim } claim && !answer.MpCapable)
+        {
+            // A claim answering a probe without MP_CAPABLE: a proxy further on pre-empts this one.
+            result = ProbeResult.ProxyBeyond;
+            beyond = claim.ProxyId;
+        }
+        else
+        {
+            result = answer.MpCapable == IsDowngrade ? ProbeResult.NoAction : ProbeResult.Act;
+        }
+
+        Finish(probeId, ProbeState.Answered, result, beyond);
+    }
+
+    /// <summary>The probe connection was reset (by the server or on the way): fail open.</summary>
+    public void OnProbeReset(long probeId) => Finish(probeId, ProbeState.Reset, ProbeResult.Failed, 0);
+
+    /// <summary>A RST arrived for a held SYN's flow (the sender gave up): drop the held SYN. The probe goes on.</summary>
+    public bool OnHeldSynReset(long holdId)
+    {
+        lock (_lock)
+        {
+            if (!_holds.Remove(holdId, out var hold) || hold.State != HoldState.Held)
+            {
+                return false;
+            }
+
+            hold.State = HoldState.Dropped;
+            hold.Probe.Holds.Remove(hold);
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// A SYN/ACK passed through (not for a flow of ours). When it answers a probe this proxy passed, learn from it
+    /// what the prober learns — but only facts that make this proxy pass: whether it should act itself is its own
+    /// probe's business, since another prober's answer says nothing about proxies between the two.
+    /// </summary>
+    public void OnSynAckObserved(in FlowKey flow, bool mpCapable, ProxySignal? signal)
+    {
+        if (!IsExplicit)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            if (!_observedProbes.Remove(flow, out long expiresAt) || _time.GetTimestamp() >= expiresAt)
+            {
+                return;
+            }
+
+            var destination = flow.Responder;
+            if (Cache.TryPeek(destination, out var known) && known.State != CapabilityState.ProbedByOther)
+            {
+                return;
+            }
+
+            if (signal is { Kind: SignalKind.Claim } claim && !mpCapable)
+            {
+                Cache.Set(destination, CapabilityState.ProxyBeyond, claim.ProxyId);
+            }
+            else if (IsDowngrade && mpCapable)
+            {
+                Cache.Set(destination, CapabilityState.MptcpCapable);
+            }
+            else if (!IsDowngrade && !mpCapable)
+            {
+                Cache.Set(destination, CapabilityState.TcpOnly);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes a connection slot for a connection accepted outside the negotiation (the host-configured mode's
+    /// SOCKS/Convert connections count toward the same limit). False when at the limit.
+    /// </summary>
+    public bool TryAdmit()
+    {
+        lock (_lock)
+        {
+            if (_active >= _options.MaxConnections)
+            {
+                return false;
+            }
+
+            _active++;
+            return true;
+        }
+    }
+
+    /// <summary>A connection this proxy held has closed: its slot is free again.</summary>
+    public void OnConnectionClosed()
+    {
+        lock (_lock)
+        {
+            if (_active > 0)
+            {
+                _active--;
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            foreach (var probe in _probes.Values)
+            {
+                probe.Timer?.Dispose();
+            }
+        }
+    }
+
+    private static SynDecision Pass(DecisionReason reason) => new() { Verdict = SynVerdict.Pass, Reason = reason };
+
+    private static SynDecision DeferAtCapacity() => new() { Verdict = SynVerdict.Defer, Reason = DecisionReason.AtCapacity };
+
+    private ProxySignal OwnSignal(SignalKind kind) => new(kind, _options.ProxyId, _options.Priority);
+
+    private ProxySignal? UpstreamMark() =>
+        IsExplicit ? OwnSignal(IsDowngrade ? SignalKind.Claim : SignalKind.Upgrade) : null;
+
+    private SynDecision OnOriginSyn(in SynObservation syn)
+    {
+        lock (_lock)
+        {
+            if (Cache.TryGet(syn.Destination, out var entry))
+            {
+                switch (entry.State)
+                {
+                    case CapabilityState.ProbedByOther:
+                        return Pass(DecisionReason.ProbedByOther);
+                    case CapabilityState.Unresolved:
+                        return Pass(DecisionReason.ProbeFailedRecently);
+                    case CapabilityState.ProxyBeyond:
+                        return Pass(DecisionReason.ProxyBeyond);
+                    case CapabilityState.MptcpCapable:
+                        return IsDowngrade ? Pass(DecisionReason.ServerSpeaksMptcp) : InterceptLocked(DecisionReason.ServerSpeaksMptcp);
+                    case CapabilityState.TcpOnly:
+                        return IsDowngrade ? InterceptLocked(DecisionReason.ServerTcpOnly) : Pass(DecisionReason.ServerTcpOnly);
+                }
+            }
+
+            if (_active >= _options.MaxConnections)
+            {
+                return DeferAtCapacity();
+            }
+
+            return HoldLocked(syn.Destination, HoldKind.Origin);
+        }
+    }
+
+    private SynDecision OnForeignProbe(in SynObservation syn, ProxySignal prober)
+    {
+        lock (_lock)
+        {
+            var destination = syn.Destination;
+            if (!Outranks(_options.Policy, _options.Priority, prober.Priority))
+            {
+                ObserveProbeLocked(syn.Flow);
+                return Pass(DecisionReason.NotSelected);
+            }
+
+            if (_active >= _options.MaxConnections)
+            {
+                ObserveProbeLocked(syn.Flow);
+                return DeferAtCapacity();
+            }
+
+            if (Cache.TryGet(destination, out var entry))
+            {
+                switch (entry.State)
+                {
+                    case CapabilityState.TcpOnly when IsDowngrade:
+                    case CapabilityState.MptcpCapable when !IsDowngrade:
+                        // This proxy would act: claim, so the prober releases its SYN untouched.
+                        return new SynDecision
+                        {
+                            Verdict = SynVerdict.AnswerProbe,
+                            Reason = IsDowngrade ? DecisionReason.ServerTcpOnly : DecisionReason.ServerSpeaksMptcp,
+                            SynAckSignal = OwnSignal(SignalKind.Claim),
+                        };
+                    case CapabilityState.TcpOnly:
+                    case CapabilityState.MptcpCapable:
+                        ObserveProbeLocked(syn.Flow);
+                        return Pass(IsDowngrade ? DecisionReason.ServerSpeaksMptcp : DecisionReason.ServerTcpOnly);
+                    case CapabilityState.ProxyBeyond:
+                        // That proxy outranked this one, so under the same policy it outranks the prober too.
+                        ObserveProbeLocked(syn.Flow);
+                        return Pass(DecisionReason.ProxyBeyond);
+                    case CapabilityState.Unresolved:
+                        return Pass(DecisionReason.ProbeFailedRecently);
+                    case CapabilityState.ProbedByOther:
+                        break;
+                }
+            }
+
+            return HoldLocked(destination, HoldKind.ForeignProbe);
+        }
+    }
+
+    private void ObserveProbeLocked(in FlowKey flow)
+    {
+        var destination = flow.Responder;
+        if (!Cache.TryPeek(destination, out _))
+        {
+            Cache.Set(destination, CapabilityState.ProbedByOther);
+        }
+
+        long now = _time.GetTimestamp();
+        if (_observedProbes.Count >= MaxObservedProbes)
+        {
+            foreach (var (key, expiresAt) in _observedProbes)
+            {
+                if (expiresAt <= now)
+                {
+                    _observedProbes.Remove(key);
+                }
+            }
+
+            if (_observedProbes.Count >= MaxObservedProbes)
+            {
+                return;
+            }
+        }
+
+        _observedProbes[flow] = now + (long)(_options.ProbedByOtherTtl.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    private SynDecision InterceptLocked(DecisionReason reason)
+    {
+        if (_active >= _options.MaxConnections)
+        {
+            return DeferAtCapacity();
+        }
+
+        _active++;
+        return new SynDecision
+        {
+            Verdict = SynVerdict.Intercept,
+            Reason = reason,
+            SynAckSignal = IsExplicit ? OwnSignal(SignalKind.Claim) : null,
+            Upstream = IsDowngrade ? UpstreamLeg.Tcp : UpstreamLeg.Mptcp,
+            UpstreamSignal = UpstreamMark(),
+        };
+    }
+
+    private SynDecision HoldLocked(in DestinationKey destination, HoldKind kind)
+    {
+        bool start = false;
+        if (!_probeByDestination.TryGetValue(destination, out var probe))
+        {
+            start = true;
+            probe = new Probe(++_nextId, destination, _time.GetTimestamp());
+            _probeByDestination.Add(destination, probe);
+            _probes.Add(probe.Id, probe);
+            probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeTimeout, Timeout.InfiniteTimeSpan);
+        }
+
+        var hold = new HeldSyn(++_nextId, kind, probe);
+        probe.Holds.Add(hold);
+        _holds.Add(hold.Id, hold);
+        var remaining = _options.ProbeTimeout - _time.GetElapsedTime(probe.StartedAt);
+        return new SynDecision
+        {
+            Verdict = SynVerdict.HoldAndProbe,
+            Reason = start ? DecisionReason.CacheMiss : DecisionReason.ProbeInFlight,
+            HoldId = hold.Id,
+            ProbeId = probe.Id,
+            StartProbe = start,
+            ProbeTimeout = remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero,
+            ProbeSignal = IsExplicit ? OwnSignal(IsDowngrade ? SignalKind.Probe : SignalKind.Upgrade) : null,
+        };
+    }
+
+    private void Finish(long probeId, ProbeState how, ProbeResult result, byte beyond)
+    {
+        HoldResolution[] resolutions;
+        bool adopted = false;
+        lock (_lock)
+        {
+            if (!_probes.Remove(probeId, out var probe) || probe.State != ProbeState.InFlight)
+            {
+                return;
+            }
+
+            probe.State = how;
+            probe.Timer?.Dispose();
+            _probeByDestination.Remove(probe.Destination);
+            RecordLocked(probe.Destination, result, beyond);
+
+            var reason = how switch
+            {
+                ProbeState.TimedOut => DecisionReason.ProbeTimedOut,
+                ProbeState.Reset => DecisionReason.ProbeReset,
+                _ => DecisionReason.ProbeAnswered,
+            };
+
+            resolutions = new HoldResolution[probe.Holds.Count];
+            for (int i = 0; i < probe.Holds.Count; i++)
+            {
+                var hold = probe.Holds[i];
+                hold.State = HoldState.Resolved;
+                _holds.Remove(hold.Id);
+                resolutions[i] = ResolveLocked(hold, result, beyond, reason, ref adopted);
+            }
+        }
+
+        _sink.OnProbeResolved(probeId, adopted, resolutions);
+    }
+
+    private void RecordLocked(in DestinationKey destination, ProbeResult result, byte beyond)
+    {
+        var state = result switch
+        {
+            ProbeResult.ProxyBeyond => CapabilityState.ProxyBeyond,
+            ProbeResult.Failed => CapabilityState.Unresolved,
+            ProbeResult.Act => IsDowngrade ? CapabilityState.TcpOnly : CapabilityState.MptcpCapable,
+            _ => IsDowngrade ? CapabilityState.MptcpCapable : CapabilityState.TcpOnly,
+        };
+        Cache.Set(destination, state, beyond);
+    }
+
+    private HoldResolution ResolveLocked(HeldSyn hold, ProbeResult result, byte beyond, DecisionReason reason, ref bool adopted)
+    {
+        var release = new HoldResolution { HoldId = hold.Id, ProbeId = hold.Probe.Id, Outcome = HoldOutcome.Release, Reason = reason };
+        switch (result)
+        {
+            case ProbeResult.Failed:
+                return release;
+            case ProbeResult.ProxyBeyond:
+                // A held probe learns the same: relay the claim instead of sending the prober on a second trip.
+                return hold.Kind == HoldKind.ForeignProbe
+                    ? release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = new ProxySignal(SignalKind.Claim, beyond, 0) }
+                    : release with { Reason = DecisionReason.ProxyBeyond };
+            case ProbeResult.NoAction:
+                return release with { Reason = IsDowngrade ? DecisionReason.ServerSpeaksMptcp : DecisionReason.ServerTcpOnly };
+        }
+
+        if (_active >= _options.MaxConnections)
+        {
+            return release with { Reason = DecisionReason.AtCapacity };
+        }
+
+        if (hold.Kind == HoldKind.ForeignProbe)
+        {
+            return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Claim) };
+        }
+
+        _active++;
+        bool useProbe = !adopted;
+        adopted = true;
+        return release with
+        {
+            Outcome = HoldOutcome.Intercept,
+            SynAckSignal = IsExplicit ? OwnSignal(SignalKind.Claim) : null,
+            Upstream = IsDowngrade ? UpstreamLeg.Tcp : UpstreamLeg.Mptcp,
+            UpstreamIsProbe = useProbe,
+            UpstreamSignal = UpstreamMark(),
+        };
+    }
+
+    private sealed class Probe(long id, DestinationKey destination, long startedAt)
+    {
+        public long Id { get; } = id;
+
+        public DestinationKey Destination { get; } = destination;
+
+        public long StartedAt { get; } = startedAt;
+
+        public ProbeState State { get; set; } = ProbeState.InFlight;
+
+        public ITimer? Timer { get; set; }
+
+        public List<HeldSyn> Holds { get; } = [];
+    }
+
+    private sealed class HeldSyn(long id, HoldKind kind, Probe probe)
+    {
+        public long Id { get; } = id;
+
+        public HoldKind Kind { get; } = kind;
+
+        public Probe Probe { get; } = probe;
+
+        public HoldState State { get; set; } = HoldState.Held;
+    }
+
+    private sealed class ProbeTimeoutState(ProxyNegotiator owner, long probeId)
+    {
+        public void Fire() => owner.Finish(probeId, ProbeState.TimedOut, ProbeResult.Failed, 0);
+    }
+}
