@@ -61,10 +61,19 @@ public static class InternetChecksum
         return sum + (ulong)tcpLength + IpPacket.ProtocolTcp;
     }
 
-    /// <summary>The TCP checksum the segment should carry (the checksum field itself counted as zero).</summary>
+    /// <summary>
+    /// The TCP checksum the segment should carry (the checksum field itself counted as zero). Throws
+    /// <see cref="WireException"/> (<see cref="WireError.Truncated"/>) when the segment is shorter than a TCP header.
+    /// IPv6 routing headers are not looked into: the pseudo-header uses the packet's destination address.
+    /// </summary>
     public static ushort ComputeTcp(in IpPacket ip)
     {
         var segment = ip.Payload;
+        if (segment.Length < TcpHeader.MinLength)
+        {
+            ThrowHelper.ThrowWireException(WireError.Truncated, ip.HeaderLength + segment.Length);
+        }
+
         var sum = PseudoHeaderSum(ip.SourceAddress, ip.DestinationAddress, segment.Length);
         sum = Accumulate(segment[..16], sum);
         sum = Accumulate(segment[18..], sum);
@@ -84,9 +93,14 @@ public static class InternetChecksum
         return Fold(Accumulate(segment, sum)) == 0xFFFF;
     }
 
-    /// <summary>The IPv4 header checksum the header should carry.</summary>
+    /// <summary>The IPv4 header checksum the header (IHL*4 bytes, at least 20) should carry.</summary>
     public static ushort ComputeIpv4Header(ReadOnlySpan<byte> header)
     {
+        if (header.Length < 20)
+        {
+            ThrowHelper.ThrowWireException(WireError.Truncated, header.Length);
+        }
+
         var sum = Accumulate(header[..10]);
         sum = Accumulate(header[12..], sum);
         return (ushort)~Fold(sum);

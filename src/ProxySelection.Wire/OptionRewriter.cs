@@ -134,8 +134,10 @@ public static class OptionRewriter
         var nopsBefore = nopRunStart < 0 ? 0 : optionOffset - nopRunStart;
         var end = target.Offset + target.Length;
         var nopsAfter = 0;
-        while (end + nopsAfter < area.Length && nopsAfter < 3 && area[end + nopsAfter] == (byte)TcpOptionKind.Nop
-            && target.Kind != TcpOptionKind.EndOfList)
+
+        // After EOL the bytes are padding, not options, even when they read as NOPs.
+        while (target.Kind != TcpOptionKind.EndOfList && nopsAfter < 3 && end + nopsAfter < area.Length
+            && area[end + nopsAfter] == (byte)TcpOptionKind.Nop)
         {
             nopsAfter++;
         }

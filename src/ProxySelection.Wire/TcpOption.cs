@@ -129,6 +129,25 @@ public ref struct TcpOptionReader
         return reader.Error == WireError.None ? WireError.OptionNotFound : reader.Error;
     }
 
+    /// <summary>Finds the first MPTCP option (kind 30) of <paramref name="subtype"/>.</summary>
+    public static WireError TryFindMptcp(ReadOnlySpan<byte> options, MptcpSubtype subtype, out TcpOption option)
+    {
+        var reader = new TcpOptionReader(options);
+        while (reader.MoveNext())
+        {
+            if (reader.Current.Kind == TcpOptionKind.Mptcp
+                && MptcpOption.TryPeekSubtype(reader.CurrentBytes, out var found) == WireError.None
+                && found == subtype)
+            {
+                option = reader.Current;
+                return WireError.None;
+            }
+        }
+
+        option = default;
+        return reader.Error == WireError.None ? WireError.OptionNotFound : reader.Error;
+    }
+
     private bool Fail(WireError error, int offset)
     {
         Error = error;

@@ -91,6 +91,18 @@ public class TcpOptionTests
         Assert.That(TcpOptionReader.TryFind([1, 1, 1, 1], TcpOptionKind.Mss, out _), Is.EqualTo(WireError.OptionNotFound));
 
     [Test]
+    public void TryFindMptcp_SecondMptcpOption_FoundBySubtype()
+    {
+        // fastclose-v4: a RST carrying MP_FASTCLOSE then MP_TCPRST.
+        var packet = VectorPackets.Packets.First(p => p.Id.StartsWith("fastclose-v4", StringComparison.Ordinal)).Packet;
+        var options = TcpPacket.Parse(packet).Tcp.Options;
+        Assert.That(TcpOptionReader.TryFindMptcp(options, MptcpSubtype.MpTcpRst, out var rst), Is.EqualTo(WireError.None));
+        Assert.That(TcpOptionReader.TryFindMptcp(options, MptcpSubtype.MpFastClose, out var close), Is.EqualTo(WireError.None));
+        Assert.That(rst.Offset, Is.GreaterThan(close.Offset));
+        Assert.That(TcpOptionReader.TryFindMptcp(options, MptcpSubtype.MpJoin, out _), Is.EqualTo(WireError.OptionNotFound));
+    }
+
+    [Test]
     public void Writer_EveryKind_ReadsBackSameValues()
     {
         var buffer = new byte[40];

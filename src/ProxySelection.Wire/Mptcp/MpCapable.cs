@@ -42,7 +42,8 @@ public readonly record struct MpCapable : IMptcpSuboption
     public MpCapable(MpCapableForm form, byte version, MpCapableFlags flags, ulong senderKey = 0, ulong receiverKey = 0,
         ushort dataLevelLength = 0, ushort checksum = 0)
     {
-        if (!Enum.IsDefined(form) || version > 0x0F)
+        if (form is not (MpCapableForm.NoKey or MpCapableForm.SenderKey or MpCapableForm.BothKeys
+            or MpCapableForm.BothKeysDataLength or MpCapableForm.BothKeysDataLengthChecksum) || version > 0x0F)
         {
             ThrowHelper.ThrowWireException(WireError.BadArgument, 0);
         }

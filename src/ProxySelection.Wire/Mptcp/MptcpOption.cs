@@ -45,6 +45,26 @@ public readonly struct MptcpOption
 
     public MptcpOption(in MpExperimental value) : this() => (_subtype, _experimental) = (MptcpSubtype.MpExperimental, value);
 
+    private MptcpOption(ReadOnlySpan<byte> option, MptcpSubtype subtype, out WireError error)
+        : this()
+    {
+        _subtype = subtype;
+        error = subtype switch
+        {
+            MptcpSubtype.MpCapable => MpCapable.TryParse(option, out _capable),
+            MptcpSubtype.MpJoin => MpJoin.TryParse(option, out _join),
+            MptcpSubtype.Dss => Dss.TryParse(option, out _dss),
+            MptcpSubtype.AddAddr => AddAddr.TryParse(option, out _addAddr),
+            MptcpSubtype.RemoveAddr => RemoveAddr.TryParse(option, out _removeAddr),
+            MptcpSubtype.MpPrio => MpPrio.TryParse(option, out _prio),
+            MptcpSubtype.MpFail => MpFail.TryParse(option, out _fail),
+            MptcpSubtype.MpFastClose => MpFastClose.TryParse(option, out _fastClose),
+            MptcpSubtype.MpTcpRst => MpTcpRst.TryParse(option, out _tcpRst),
+            MptcpSubtype.MpExperimental => MpExperimental.TryParse(option, out _experimental),
+            _ => WireError.UnknownMptcpSubtype,
+        };
+    }
+
     public MptcpSubtype Subtype => _subtype;
 
     /// <summary>Whole option length on the wire.</summary>
@@ -98,59 +118,15 @@ public readonly struct MptcpOption
     /// </summary>
     public static WireError TryParse(ReadOnlySpan<byte> option, out MptcpOption value)
     {
-        value = default;
         var error = MptcpCodec.CheckKindAndLength(option);
         if (error != WireError.None)
         {
+            value = default;
             return error;
         }
 
-        switch ((MptcpSubtype)(option[2] >> 4))
-        {
-            case MptcpSubtype.MpCapable:
-                error = MpCapable.TryParse(option, out var capable);
-                value = new MptcpOption(capable);
-                break;
-            case MptcpSubtype.MpJoin:
-                error = MpJoin.TryParse(option, out var join);
-                value = new MptcpOption(join);
-                break;
-            case MptcpSubtype.Dss:
-                error = Dss.TryParse(option, out var dss);
-                value = new MptcpOption(dss);
-                break;
-            case MptcpSubtype.AddAddr:
-                error = AddAddr.TryParse(option, out var addAddr);
-                value = new MptcpOption(addAddr);
-                break;
-            case MptcpSubtype.RemoveAddr:
-                error = RemoveAddr.TryParse(option, out var removeAddr);
-                value = new MptcpOption(removeAddr);
-                break;
-            case MptcpSubtype.MpPrio:
-                error = MpPrio.TryParse(option, out var prio);
-                value = new MptcpOption(prio);
-                break;
-            case MptcpSubtype.MpFail:
-                error = MpFail.TryParse(option, out var fail);
-                value = new MptcpOption(fail);
-                break;
-            case MptcpSubtype.MpFastClose:
-                error = MpFastClose.TryParse(option, out var fastClose);
-                value = new MptcpOption(fastClose);
-                break;
-            case MptcpSubtype.MpTcpRst:
-                error = MpTcpRst.TryParse(option, out var tcpRst);
-                value = new MptcpOption(tcpRst);
-                break;
-            case MptcpSubtype.MpExperimental:
-                error = MpExperimental.TryParse(option, out var experimental);
-                value = new MptcpOption(experimental);
-                break;
-            default:
-                return WireError.UnknownMptcpSubtype;
-        }
-
+        // Parsed straight into the union's field: no copy of the (up to 56-byte) value on the hot path.
+        value = new MptcpOption(option, (MptcpSubtype)(option[2] >> 4), out error);
         if (error != WireError.None)
         {
             value = default;

@@ -1,0 +1,107 @@
+using System.Text.Json;
+
+namespace ProxySelection.Host.Tests;
+
+/// <summary>
+/// Finds the shared packet vectors: $PROXYSEL_VECTORS, else the first <c>shared/vectors</c> found walking up from
+/// the test assembly (CI clones the repository next to a copy of <c>shared/</c>, so <c>&lt;clone&gt;/../shared/vectors</c>).
+/// </summary>
+internal static class VectorFiles
+{
+    private static readonly Lazy<string?> Located = new(Locate);
+
+    public static string? DirectoryOrNull => Located.Value;
+
+    /// <summary>The vectors directory; fails the calling test in CI (CI=true) when missing, ignores it elsewhere.</summary>
+    public static string RequireDirectory()
+    {
+        if (Located.Value is { } dir)
+        {
+            return dir;
+        }
+
+        const string Message = "vectors not found: set PROXYSEL_VECTORS or put shared/vectors beside the repository";
+        if (string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase))
+        {
+            Assert.Fail(Message);
+        }
+
+        Assert.Ignore(Message);
+        return null!;
+    }
+
+    /// <summary>Every record of every *.jsonl file, in file then line order.</summary>
+    public static IEnumerable<VectorRecord> Records()
+    {
+        var dir = RequireDirectory();
+        foreach (var file in Directory.GetFiles(dir, "*.jsonl").Order(StringComparer.Ordinal))
+        {
+            foreach (var line in File.ReadLines(file))
+            {
+                if (!string.IsNullOrWhiteSpace(line))
+                {
+                    yield return new VectorRecord(file, JsonDocument.Parse(line).RootElement.Clone());
+                }
+            }
+        }
+    }
+
+    /// <summary>Test case source: one case per vector packet, named by its id; one failing case when the folder is missing.</summary>
+    public static IEnumerable<TestCaseData> RecordCases()
+    {
+        if (DirectoryOrNull is null)
+        {
+            yield return new TestCaseData(null!).SetName("VectorsDirectoryMissing");
+            yield break;
+        }
+
+        foreach (var record in Records())
+        {
+            yield return new TestCaseData(record).SetName(record.Id);
+        }
+    }
+
+    private static string? Locate()
+    {
+        var fromEnv = Environment.GetEnvironmentVariable("PROXYSEL_VECTORS");
+        if (!string.IsNullOrEmpty(fromEnv))
+        {
+            return Directory.Exists(fromEnv) ? Path.GetFullPath(fromEnv) : null;
+        }
+
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "shared", "vectors");
+            if (Directory.Exists(candidate) && Directory.EnumerateFiles(candidate, "*.jsonl").Any())
+            {
+                return candidate;
+            }
+        }
+
+        return null;
+    }
+}
+
+/// <summary>One line of a vectors *.jsonl file.</summary>
+public sealed class VectorRecord
+{
+    internal VectorRecord(string file, JsonElement json)
+    {
+        File = file;
+        Json = json;
+    }
+
+    public string File { get; }
+
+    public JsonElement Json { get; }
+
+    public string Id => Json.GetProperty("id").GetString()!;
+
+    public byte[] Packet => Convert.FromHexString(Json.GetProperty("hex").GetString()!);
+
+    public string PcapPath => Path.Combine(Path.GetDirectoryName(File)!, Json.GetProperty("pcap").GetString()!);
+
+    public int Frame => Json.GetProperty("frame").GetInt32();
+
+    public override string ToString() => Id;
+}
