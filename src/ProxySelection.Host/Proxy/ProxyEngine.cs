@@ -208,9 +208,13 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
         }
 
+        // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
+        bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
+            && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
+        string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
         _log(kind == SynKind.MpJoin
-            ? $"syn {endpoints.Client} -> {endpoints.Destination} {kind} token={token:x8}: {decision.Verdict} ({decision.Reason})"
-            : $"syn {endpoints.Client} -> {endpoints.Destination} {kind}: {decision.Verdict} ({decision.Reason})");
+            ? $"syn {endpoints.Client} -> {endpoints.Destination} {kind} token={token:x8}: {verdict} ({decision.Reason})"
+            : $"syn {endpoints.Client} -> {endpoints.Destination} {kind}: {verdict} ({decision.Reason})");
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -228,8 +232,14 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                 Counters.AddJoinIntercepted();
                 InterceptVerdict(packetId, mark, endpoints.Destination);
                 break;
-            case SynVerdict.Pass when decision.Reason == DecisionReason.JoinTokenForeign && !_awaitingAccept.IsEmpty:
-                ParkJoin(new ParkedJoin(packetId, mark, token, endpoints));
+            case SynVerdict.Pass when park:
+                if (!TryParkJoin(new ParkedJoin(packetId, mark, token, endpoints)))
+                {
+                    // Registered between the decision and now.
+                    Counters.AddJoinIntercepted();
+                    InterceptVerdict(packetId, mark, endpoints.Destination);
+                }
+
                 break;
             default:
                 // Pass, Defer, and AnswerProbe (answering another proxy's probe is not wired yet: pass it on).
@@ -245,14 +255,21 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// connection awaits its accept, a join with an unknown token waits for it, at most <see cref="JoinParkTimeout"/>
     /// (far below the SYN's 1 s retransmission), then passes untouched.
     /// </summary>
-    private void ParkJoin(ParkedJoin join)
+    private bool TryParkJoin(ParkedJoin join)
     {
         lock (_parkedJoins)
         {
+            // Same lock as the accept's registration: a token is either known here or the join is parked before it is.
+            if (_negotiator.Tokens.Contains(join.Token))
+            {
+                return false;
+            }
+
             _parkedJoins.Add(join);
         }
 
         _ = ReleaseParkedJoinAsync(join);
+        return true;
     }
 
     private static readonly TimeSpan JoinParkTimeout = TimeSpan.FromMilliseconds(100);
@@ -290,6 +307,11 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             mine = _parkedJoins.FindAll(j => j.Token == token);
             _parkedJoins.RemoveAll(j => j.Token == token);
+        }
+
+        if (mine.Count == 0)
+        {
+            return;
         }
 
         foreach (var join in mine)
@@ -536,7 +558,11 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
             token = info.Token;
-            registered = _negotiator.Tokens.Register(token);
+            lock (_parkedJoins)
+            {
+                registered = _negotiator.Tokens.Register(token);
+            }
+
             _log($"accepted {client.RemoteEndPoint} -> {client.LocalEndPoint} token={token:x8}");
         }
 

@@ -36,6 +36,16 @@ internal sealed partial class ProxyLab : IAsyncDisposable
         try
         {
             var topology = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
+            // Checksum offload off at the hosts: a capture then shows the checksum the wire carries, not the partial
+            // one veth leaves for offload (which the NFQUEUE path completes, so only a queued SYN would differ).
+            foreach (var (ns, device) in new[]
+            {
+                (topology.Client, TwoPathTopology.ClientPath1), (topology.Client, TwoPathTopology.ClientPath2), (topology.Server, TwoPathTopology.ServerDown),
+            })
+            {
+                await ns.CheckAsync("ethtool", ["-K", device, "tx", "off"], Timeout);
+            }
+
             var directory = System.IO.Directory.CreateTempSubdirectory("psel-proxy-").FullName;
             return new ProxyLab(lab, topology, directory);
         }
