@@ -121,6 +121,45 @@ public sealed class ProxyFailureTests
         });
     }
 
+    /// <summary>
+    /// SYN/ACKs delayed 150 ms: the probe is answered within its timeout, so the SYN is held that long and then
+    /// intercepted; the client still sends exactly one SYN, and gets its SYN/ACK from the proxy at once.
+    /// </summary>
+    [Test]
+    public async Task SlowButAnsweringServer_SynHeldUntilProbeAnswer_InterceptedWithOneSyn()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("small.bin", 16 * 1024);
+        await lab.StartNginxAsync();
+        await using var slow = await SynAckDelay.StartAsync(lab.Topology.Server, TimeSpan.FromMilliseconds(150));
+        var proxy = await lab.StartProxyAsync();
+        var before = await lab.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, Path.Combine(lab.Directory, "path1.pcap"), "tcp port 80 and tcp[tcpflags] & tcp-syn != 0");
+
+        var output = Path.Combine(lab.Directory, "small.out");
+        var curl = await lab.CurlAsync(ProxyLab.Url(false, "small.bin"), mptcp: true, output);
+        Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+        Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+
+        await Task.Delay(500);
+        var handshake = Captures.Segments(await before.StopAsync(TimeSpan.FromSeconds(1)), s => s.Source == TwoPathTopology.ClientPath1V4 || s.Destination == TwoPathTopology.ClientPath1V4);
+        await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+        var syns = handshake.Where(Captures.IsSyn).ToList();
+        var synAcks = handshake.Where(Captures.IsSynAck).ToList();
+        Assert.That(syns, Has.Count.EqualTo(1), "no retransmitted SYN");
+        Assert.That(synAcks, Has.Count.EqualTo(1));
+        var hold = (synAcks[0].TimestampMicroseconds - syns[0].TimestampMicroseconds) / 1000.0;
+        TestContext.Progress.WriteLine($"client SYN -> proxy's SYN/ACK: {hold:F1} ms; engine max_hold_ms={ProxyLab.Counter(proxy, "max_hold_ms")}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(hold, Is.InRange(140.0, 400.0), "held until the probe's answer, released well before the 1 s RTO");
+            Assert.That(ProxyLab.Counter(proxy, "probes_adopted"), Is.EqualTo(1));
+            Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(1));
+            Assert.That(slow.Delayed, Is.EqualTo(1), "only the probe met the slow server's SYN/ACK; the client's came from the proxy");
+        });
+    }
+
     /// <summary>iptables-save and ip6tables-save without comments and counters, ip rule and the routing table 100, both families.</summary>
     private static async Task<string> RulesAsync(ProxyLab lab)
     {
