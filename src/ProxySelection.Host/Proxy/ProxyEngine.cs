@@ -374,7 +374,6 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (probe is not null)
         {
             _adopted[flow] = probe;
-            Counters.AddProbeAdopted();
         }
 
         try
@@ -390,6 +389,11 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         Counters.AddIntercepted();
+        if (probe is not null)
+        {
+            Counters.AddProbeAdopted();
+        }
+
         _ = ExpireAdoptionAsync(flow);
     }
 
@@ -581,7 +585,7 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                 : await _relay.HandleAsync(client).ConfigureAwait(false);
             Counters.AddRelayed();
             _log($"relay {result.Client} -> {result.OriginalDestination}: {result.Reason} up={result.BytesClientToUpstream} down={result.BytesUpstreamToClient} " +
-                 $"subflows={result.ClientMaxSubflows} connect={result.ConnectStatus} in {result.Duration.TotalMilliseconds:F0} ms");
+                 $"subflows={result.ClientMaxSubflows} client={result.ClientMptcp.Status} upstream={result.UpstreamMptcp.Status} connect={result.ConnectStatus} in {result.Duration.TotalMilliseconds:F0} ms");
         }
         finally
         {
