@@ -119,11 +119,30 @@ public sealed class NegotiatorOptions
     /// </summary>
     public TimeSpan ProbedByOtherTtl => ProbeTimeout * 2;
 
+    /// <summary>
+    /// Probes out at once, at most. Beyond it a SYN that would start a probe passes untouched (spec §6), so a SYN
+    /// flood toward random destinations cannot make the proxy hold without bound. Default 4,096.
+    /// </summary>
+    public int MaxProbesInFlight { get; set; } = 4096;
+
+    /// <summary>SYNs waiting on one probe, at most; further SYNs for that destination pass untouched. Default 256.</summary>
+    public int MaxHeldPerProbe { get; set; } = 256;
+
     public CapabilityCacheOptions Cache { get; set; } = new();
 
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
+        if (MaxProbesInFlight is < 1 or > 1 << 20)
+        {
+            errors.Add($"MaxProbesInFlight must be within 1..{1 << 20} (was {MaxProbesInFlight}).");
+        }
+
+        if (MaxHeldPerProbe is < 1 or > 1 << 16)
+        {
+            errors.Add($"MaxHeldPerProbe must be within 1..{1 << 16} (was {MaxHeldPerProbe}).");
+        }
+
         if (ProxyId == 0)
         {
             errors.Add("ProxyId must be 1..255 (0 is reserved for \"no proxy\").");
