@@ -54,7 +54,7 @@ internal sealed class ProxyCounters
 
     public long ClaimsAdded => Interlocked.Read(ref _claimsAdded);
 
-    /// <summary>Other proxies' probes this proxy answered with a claim (its policy selected it over the prober).</summary>
+    /// <summary>Other proxies' probes this proxy answered (Defer: its policy selected it over the prober).</summary>
     public long ProbeAnswersSent => Interlocked.Read(ref _probeAnswersSent);
 
     public long ProbeSignalsAdded => Interlocked.Read(ref _probeSignalsAdded);

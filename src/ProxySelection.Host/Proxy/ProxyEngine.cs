@@ -489,10 +489,10 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
     }
 
     /// <summary>
-    /// Answers another proxy's probe for this proxy (design §4.1: the policy selected it over the prober): the probe SYN
-    /// goes to the local listener with its MP_CAPABLE taken out, so the SYN/ACK carries no MP_CAPABLE, and the egress
-    /// hook adds the claim. The prober reads "a proxy further on holds this destination", releases its client's SYN
-    /// untouched and resets the probe; this proxy then intercepts that SYN when it arrives.
+    /// Answers another proxy's probe for this proxy (design §4.1, spec §7.4: the policy selected it over the prober): the
+    /// probe SYN goes to the local listener with its MP_CAPABLE taken out, so the SYN/ACK carries no MP_CAPABLE, and the
+    /// egress hook adds the negotiator's answer (Defer). The prober reads "a proxy further on holds this destination",
+    /// releases its client's SYN untouched and resets the probe; this proxy then intercepts that SYN when it arrives.
     /// </summary>
     private void AnswerProbe(ReadOnlySpan<byte> syn, uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim)
     {
