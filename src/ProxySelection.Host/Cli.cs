@@ -12,6 +12,7 @@ internal static class Cli
         root.Subcommands.Add(DecodeCommand.Build(stdout, stderr));
         root.Subcommands.Add(RunCommand.Build(stderr));
         root.Subcommands.Add(CleanupCommand.Build(stderr));
+        root.Subcommands.Add(SimulateCommand.Create());
         return root;
     }
 

@@ -58,47 +58,53 @@ internal static class DecodeCommand
 
     public static int DecodePcap(FileInfo file, Stream stdout, TextWriter stderr)
     {
-        byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(file.FullName);
+            // Record by record: a capture of any size needs one frame of memory.
+            using var stream = new FileStream(file.FullName, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16);
+            using var json = new JsonLines(stdout);
+            var status = PcapStreamReader.TryOpen(stream, out var reader);
+            if (status != PcapStatus.Ok)
+            {
+                json.WriteError(frame: null, fileOffset: 0, status.ToString(), offset: null, PcapStatusText.Describe(status));
+                stderr.WriteLine($"proxysel: {file.FullName}: {PcapStatusText.Describe(status)}");
+                return ExitCodes.FileNotReadable;
+            }
+
+            using (reader)
+            {
+                long recordOffset = reader!.Offset;
+                while ((status = reader.ReadNext(out var record)) == PcapStatus.Ok)
+                {
+                    var linkStatus = record.TryGetIpPacket(out var ip);
+                    if (linkStatus != PcapStatus.Ok)
+                    {
+                        json.WriteError(record.Number, record.Offset, linkStatus.ToString(), offset: null, PcapStatusText.Describe(linkStatus));
+                    }
+                    else
+                    {
+                        json.WritePacket(ip, record.Number, record.Offset);
+                    }
+
+                    recordOffset = reader.Offset;
+                }
+
+                if (status != PcapStatus.End)
+                {
+                    // The record structure is broken: nothing after this point can be found again.
+                    json.WriteError(frame: null, recordOffset, status.ToString(), offset: null, PcapStatusText.Describe(status));
+                    stderr.WriteLine($"proxysel: {file.FullName}: {PcapStatusText.Describe(status)} at byte {recordOffset}");
+                    return ExitCodes.FileNotReadable;
+                }
+            }
+
+            return ExitCodes.Ok;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
         {
             stderr.WriteLine($"proxysel: cannot read {file.FullName}: {e.Message}");
             return ExitCodes.FileNotReadable;
         }
-
-        using var json = new JsonLines(stdout);
-        var status = PcapReader.TryCreate(bytes, out var reader);
-        if (status != PcapStatus.Ok)
-        {
-            json.WriteError(frame: null, fileOffset: 0, status.ToString(), offset: null, PcapStatusText.Describe(status));
-            stderr.WriteLine($"proxysel: {file.FullName}: {PcapStatusText.Describe(status)}");
-            return ExitCodes.FileNotReadable;
-        }
-
-        while ((status = reader.ReadNext(out var record)) == PcapStatus.Ok)
-        {
-            var linkStatus = record.TryGetIpPacket(out var ip);
-            if (linkStatus != PcapStatus.Ok)
-            {
-                json.WriteError(record.Number, record.Offset, linkStatus.ToString(), offset: null, PcapStatusText.Describe(linkStatus));
-                continue;
-            }
-
-            json.WritePacket(ip, record.Number, record.Offset);
-        }
-
-        if (status != PcapStatus.End)
-        {
-            // The record structure is broken: nothing after this point can be found again.
-            json.WriteError(frame: null, reader.Offset, status.ToString(), offset: null, PcapStatusText.Describe(status));
-            stderr.WriteLine($"proxysel: {file.FullName}: {PcapStatusText.Describe(status)} at byte {reader.Offset}");
-            return ExitCodes.FileNotReadable;
-        }
-
-        return ExitCodes.Ok;
     }
 
     /// <summary>Parses hex, ignoring whitespace, ':' separators and a leading 0x; <paramref name="badIndex"/> is the first bad character.</summary>

@@ -22,7 +22,7 @@ internal sealed class JsonLines : IDisposable
     }
 
     /// <summary>Writes one packet object, or an error object when the packet does not parse.</summary>
-    public void WritePacket(ReadOnlySpan<byte> packet, int? frame, int? fileOffset = null)
+    public void WritePacket(ReadOnlySpan<byte> packet, int? frame, long? fileOffset = null)
     {
         _writer.WriteStartObject();
         if (frame is { } f)
@@ -45,7 +45,7 @@ internal sealed class JsonLines : IDisposable
     }
 
     /// <summary>An error object: <c>{"frame":..,"file_offset":..,"error":"BadOptionLength","offset":54,"reason":"..."}</c>.</summary>
-    public void WriteError(int? frame, int? fileOffset, string error, int? offset, string reason)
+    public void WriteError(int? frame, long? fileOffset, string error, int? offset, string reason)
     {
         _writer.WriteStartObject();
         if (frame is { } f)

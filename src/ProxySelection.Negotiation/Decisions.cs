@@ -36,11 +36,14 @@ public enum SynVerdict
     /// <summary>Terminate the connection here (TPROXY to the local listener) and open the upstream leg.</summary>
     Intercept,
 
-    /// <summary>The SYN is another proxy's probe: answer it with a SYN/ACK carrying <see cref="SynDecision.SynAckSignal"/> (a claim, no MP_CAPABLE), keep no state.</summary>
+    /// <summary>The SYN is another proxy's probe: answer it with a SYN/ACK carrying <see cref="SynDecision.SynAckSignal"/> (Defer), keep no state (spec §7.4).</summary>
     AnswerProbe,
 
     /// <summary>MP_JOIN for a connection this proxy holds: intercept it.</summary>
     InterceptJoin,
+
+    /// <summary>A retransmission of a SYN held here: drop this copy, the held one gets the verdict (spec §8.1).</summary>
+    Duplicate,
 }
 
 public enum DecisionReason
@@ -60,6 +63,8 @@ public enum DecisionReason
     AtCapacity,
     CacheMiss,
     ProbeInFlight,
+    AlreadyHeld,
+    HoldLimit,
     ProbeAnswered,
     ProbeTimedOut,
     ProbeReset,
@@ -100,7 +105,7 @@ public readonly record struct SynDecision
     /// <summary>MP_PROXY for the probe SYN (null in implicit mode). The probe SYN always carries MP_CAPABLE.</summary>
     public ProxySignal? ProbeSignal { get; init; }
 
-    /// <summary>MP_PROXY for the SYN/ACK we send: the claim on an intercepted connection, or the claim answering a probe.</summary>
+    /// <summary>MP_PROXY for the SYN/ACK we send: the Claim on an intercepted connection, or the Defer answering a probe.</summary>
     public ProxySignal? SynAckSignal { get; init; }
 
     public UpstreamLeg Upstream { get; init; }
@@ -117,7 +122,7 @@ public enum HoldOutcome
     /// <summary>Terminate the held SYN here; <see cref="HoldResolution.UpstreamIsProbe"/> says whether the probe connection becomes the upstream leg.</summary>
     Intercept,
 
-    /// <summary>The held SYN is a probe from another proxy: answer it with <see cref="HoldResolution.SynAckSignal"/> (a claim without MP_CAPABLE) and drop it.</summary>
+    /// <summary>The held SYN is a probe from another proxy: answer it with <see cref="HoldResolution.SynAckSignal"/> (Defer) and drop it.</summary>
     AnswerProbe,
 }
 

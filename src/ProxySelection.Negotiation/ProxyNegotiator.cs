@@ -20,6 +20,7 @@ public sealed class ProxyNegotiator : IDisposable
     private readonly Dictionary<DestinationKey, Probe> _probeByDestination = [];
     private readonly Dictionary<long, Probe> _probes = [];
     private readonly Dictionary<long, HeldSyn> _holds = [];
+    private readonly Dictionary<FlowKey, HeldSyn> _holdByFlow = [];
     private readonly Dictionary<FlowKey, long> _observedProbes = [];
     private long _nextId;
     private int _active;
@@ -125,8 +126,19 @@ public sealed class ProxyNegotiator : IDisposable
                 : Pass(DecisionReason.JoinTokenForeign);
         }
 
+        if (IsHeld(syn.Flow, out long heldId))
+        {
+            return new SynDecision { Verdict = SynVerdict.Duplicate, Reason = DecisionReason.AlreadyHeld, HoldId = heldId };
+        }
+
         // A stock (implicit) proxy does not parse MP_PROXY at all.
         ProxySignal? signal = IsExplicit ? syn.Signal : null;
+        if (signal is { Kind: SignalKind.Claim })
+        {
+            // A holder's upstream leg (spec §7.2 step 2): never intercepted, whatever the role.
+            return Pass(DecisionReason.HeldUpstream);
+        }
+
         if (IsDowngrade)
         {
             if (syn.Kind != SynKind.MpCapable)
@@ -145,8 +157,7 @@ public sealed class ProxyNegotiator : IDisposable
                 : Pass(DecisionReason.AlreadyMptcp);
         }
 
-        // A downgrade holder's TCP leg: that connection is held already.
-        return signal is { Kind: SignalKind.Claim } ? Pass(DecisionReason.HeldUpstream) : OnOriginSyn(syn);
+        return OnOriginSyn(syn);
     }
 
     /// <summary>The SYN/ACK answering probe <paramref name="probeId"/> arrived.</summary>
@@ -155,11 +166,11 @@ public sealed class ProxyNegotiator : IDisposable
         ProbeResult result;
         byte beyond = 0;
         ProxySignal? signal = IsExplicit ? answer.Signal : null;
-        if (signal is { Kind: SignalKind.Claim } claim && !answer.MpCapable)
+        if (signal is { Kind: SignalKind.Defer } defer)
         {
-            // A claim answering a probe without MP_CAPABLE: a proxy further on pre-empts this one.
+            // A proxy further on outranks this one (spec §7.5.2); any other MP_PROXY on the answer is ignored.
             result = ProbeResult.ProxyBeyond;
-            beyond = claim.ProxyId;
+            beyond = defer.ProxyId;
         }
         else
         {
@@ -184,6 +195,7 @@ public sealed class ProxyNegotiator : IDisposable
 
             hold.State = HoldState.Dropped;
             hold.Probe.Holds.Remove(hold);
+            _holdByFlow.Remove(hold.Flow);
             return true;
         }
     }
@@ -213,9 +225,9 @@ public sealed class ProxyNegotiator : IDisposable
                 return;
             }
 
-            if (signal is { Kind: SignalKind.Claim } claim && !mpCapable)
+            if (signal is { Kind: SignalKind.Defer } defer)
             {
-                Cache.Set(destination, CapabilityState.ProxyBeyond, claim.ProxyId);
+                Cache.Set(destination, CapabilityState.ProxyBeyond, defer.ProxyId);
             }
             else if (IsDowngrade && mpCapable)
             {
@@ -275,12 +287,26 @@ public sealed class ProxyNegotiator : IDisposable
         }
     }
 
+    private bool IsHeld(in FlowKey flow, out long holdId)
+    {
+        lock (_lock)
+        {
+            bool held = _holdByFlow.TryGetValue(flow, out var hold);
+            holdId = held ? hold!.Id : 0;
+            return held;
+        }
+    }
+
     private static SynDecision Pass(DecisionReason reason) => new() { Verdict = SynVerdict.Pass, Reason = reason };
 
     private static SynDecision DeferAtCapacity() => new() { Verdict = SynVerdict.Defer, Reason = DecisionReason.AtCapacity };
 
     private ProxySignal OwnSignal(SignalKind kind) => new(kind, _options.ProxyId, _options.Priority);
 
+    /// <summary>
+    /// A downgrade holder marks its TCP leg with Claim so no proxy beyond terminates it again (spec §7.3.3); an
+    /// upgrade holder marks its MPTCP leg with Upgrade (§7.3.2), which a downgrade proxy beyond may still terminate.
+    /// </summary>
     private ProxySignal? UpstreamMark() =>
         IsExplicit ? OwnSignal(IsDowngrade ? SignalKind.Claim : SignalKind.Upgrade) : null;
 
@@ -310,7 +336,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            return HoldLocked(syn.Destination, HoldKind.Origin);
+            return HoldLocked(syn.Flow, HoldKind.Origin);
         }
     }
 
@@ -337,12 +363,12 @@ public sealed class ProxyNegotiator : IDisposable
                 {
                     case CapabilityState.TcpOnly when IsDowngrade:
                     case CapabilityState.MptcpCapable when !IsDowngrade:
-                        // This proxy would act: claim, so the prober releases its SYN untouched.
+                        // This proxy would act: the prober defers to it and releases its SYN untouched.
                         return new SynDecision
                         {
                             Verdict = SynVerdict.AnswerProbe,
                             Reason = IsDowngrade ? DecisionReason.ServerTcpOnly : DecisionReason.ServerSpeaksMptcp,
-                            SynAckSignal = OwnSignal(SignalKind.Claim),
+                            SynAckSignal = OwnSignal(SignalKind.Defer),
                         };
                     case CapabilityState.TcpOnly:
                     case CapabilityState.MptcpCapable:
@@ -359,7 +385,7 @@ public sealed class ProxyNegotiator : IDisposable
                 }
             }
 
-            return HoldLocked(destination, HoldKind.ForeignProbe);
+            return HoldLocked(syn.Flow, HoldKind.ForeignProbe);
         }
     }
 
@@ -409,11 +435,30 @@ public sealed class ProxyNegotiator : IDisposable
         };
     }
 
-    private SynDecision HoldLocked(in DestinationKey destination, HoldKind kind)
+    private SynDecision HoldLocked(in FlowKey flow, HoldKind kind)
     {
-        bool start = false;
-        if (!_probeByDestination.TryGetValue(destination, out var probe))
+        if (_holdByFlow.TryGetValue(flow, out var held))
         {
+            // A retransmission raced the first copy past the check in OnSyn.
+            return new SynDecision { Verdict = SynVerdict.Duplicate, Reason = DecisionReason.AlreadyHeld, HoldId = held.Id };
+        }
+
+        var destination = flow.Responder;
+        bool start = false;
+        if (_probeByDestination.TryGetValue(destination, out var probe))
+        {
+            if (probe.Holds.Count >= _options.MaxHeldPerProbe)
+            {
+                return Pass(DecisionReason.HoldLimit);
+            }
+        }
+        else
+        {
+            if (_probes.Count >= _options.MaxProbesInFlight)
+            {
+                return Pass(DecisionReason.HoldLimit);
+            }
+
             start = true;
             probe = new Probe(++_nextId, destination, _time.GetTimestamp());
             _probeByDestination.Add(destination, probe);
@@ -421,9 +466,10 @@ public sealed class ProxyNegotiator : IDisposable
             probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeTimeout, Timeout.InfiniteTimeSpan);
         }
 
-        var hold = new HeldSyn(++_nextId, kind, probe);
+        var hold = new HeldSyn(++_nextId, flow, kind, probe);
         probe.Holds.Add(hold);
         _holds.Add(hold.Id, hold);
+        _holdByFlow[flow] = hold;
         var remaining = _options.ProbeTimeout - _time.GetElapsedTime(probe.StartedAt);
         return new SynDecision
         {
@@ -466,6 +512,7 @@ public sealed class ProxyNegotiator : IDisposable
                 var hold = probe.Holds[i];
                 hold.State = HoldState.Resolved;
                 _holds.Remove(hold.Id);
+                _holdByFlow.Remove(hold.Flow);
                 resolutions[i] = ResolveLocked(hold, result, beyond, reason, ref adopted);
             }
         }
@@ -493,9 +540,9 @@ public sealed class ProxyNegotiator : IDisposable
             case ProbeResult.Failed:
                 return release;
             case ProbeResult.ProxyBeyond:
-                // A held probe learns the same: relay the claim instead of sending the prober on a second trip.
+                // A held probe learns the same: relay the defer instead of sending the prober on a second trip.
                 return hold.Kind == HoldKind.ForeignProbe
-                    ? release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = new ProxySignal(SignalKind.Claim, beyond, 0) }
+                    ? release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = new ProxySignal(SignalKind.Defer, beyond, 0) }
                     : release with { Reason = DecisionReason.ProxyBeyond };
             case ProbeResult.NoAction:
                 return release with { Reason = IsDowngrade ? DecisionReason.ServerSpeaksMptcp : DecisionReason.ServerTcpOnly };
@@ -508,7 +555,7 @@ public sealed class ProxyNegotiator : IDisposable
 
         if (hold.Kind == HoldKind.ForeignProbe)
         {
-            return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Claim) };
+            return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Defer) };
         }
 
         _active++;
@@ -539,9 +586,11 @@ public sealed class ProxyNegotiator : IDisposable
         public List<HeldSyn> Holds { get; } = [];
     }
 
-    private sealed class HeldSyn(long id, HoldKind kind, Probe probe)
+    private sealed class HeldSyn(long id, FlowKey flow, HoldKind kind, Probe probe)
     {
         public long Id { get; } = id;
+
+        public FlowKey Flow { get; } = flow;
 
         public HoldKind Kind { get; } = kind;
 

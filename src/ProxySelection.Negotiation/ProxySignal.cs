@@ -7,15 +7,15 @@ public enum SignalKind : byte
     Probe = 1,
 
     /// <summary>
-    /// On a SYN/ACK: the sender holds (or, answering a probe without MP_CAPABLE, will hold) connections to this
-    /// destination. On a plain TCP SYN: a downgrade holder's upstream leg, which no upgrade proxy touches.
+    /// On a SYN/ACK: the named proxy holds this connection. On a SYN: a holder's upstream leg, which no proxy
+    /// intercepts (spec §7.2 step 2, §7.3.3).
     /// </summary>
     Claim = 2,
 
-    /// <summary>Not produced by this negotiation; treated as absent.</summary>
+    /// <summary>On a SYN/ACK answering a probe: release your held SYN untouched, the named proxy acts (spec §7.4).</summary>
     Defer = 3,
 
-    /// <summary>Not produced by this negotiation; treated as absent.</summary>
+    /// <summary>Reserved (spec §5.4); parsed, then treated as absent.</summary>
     Offer = 4,
 
     /// <summary>On an upgrade proxy's SYN: the MPTCP connection originates at an upgrade proxy (probe among upgraders).</summary>

@@ -18,7 +18,9 @@ public sealed class RelayServer : IAsyncDisposable
     private readonly Action<RelayResult> _onCompleted;
     private readonly ConcurrentDictionary<RelayConnection, Task> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
+    private readonly TaskCompletionSource _drained = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _handlers;
+    private int _disposed;
 
     /// <param name="options">Validated here; an invalid value throws ArgumentException.</param>
     /// <param name="listenerOptions">How listeners are opened.</param>
@@ -67,6 +69,8 @@ public sealed class RelayServer : IAsyncDisposable
 
     private async Task HandleAcceptedAsync(Socket client, ListenerKey key)
     {
+        // Counted before the stopping check in HandleAsync, so DisposeAsync either sees this handler or this
+        // handler sees DisposeAsync's cancellation.
         Interlocked.Increment(ref _handlers);
         try
         {
@@ -76,19 +80,23 @@ public sealed class RelayServer : IAsyncDisposable
         }
         finally
         {
-            Interlocked.Decrement(ref _handlers);
+            if (Interlocked.Decrement(ref _handlers) == 0 && _stopping.IsCancellationRequested)
+            {
+                _drained.TrySetResult();
+            }
         }
     }
 
     /// <summary>
-    /// Relays an accepted client socket (owned from here on): limit, connect upstream, copy. Never throws.
+    /// Relays an accepted client socket (owned from here on): limit, connect upstream, copy. Never throws: every
+    /// failure ends in a result, and the client socket is closed on every path.
     /// </summary>
     public async Task<RelayResult> HandleAsync(Socket client)
     {
         ArgumentNullException.ThrowIfNull(client);
         long started = _time.GetTimestamp();
-        var clientEndPoint = client.RemoteEndPoint as IPEndPoint;
-        var destination = client.LocalEndPoint as IPEndPoint;
+        var clientEndPoint = RelayConnection.RemoteEndPointOf(client);
+        var destination = RelayConnection.LocalEndPointOf(client);
         RelayResult Failed(CloseReason reason, UpstreamConnectStatus status = UpstreamConnectStatus.NotAttempted, SocketError error = SocketError.Success) => new()
         {
             Client = clientEndPoint,
@@ -111,7 +119,17 @@ public sealed class RelayServer : IAsyncDisposable
         }
         try
         {
-            var upstream = _upstreamFor(destination);
+            IPEndPoint upstream;
+            try
+            {
+                upstream = _upstreamFor(destination);
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A bug in the caller's mapping must not leak the client socket or take the listener down.
+                RelayConnection.CloseSocket(client, abortive: true);
+                return Failed(CloseReason.Error, error: SocketError.SocketError);
+            }
             var connect = await _connector.ConnectAsync(
                 upstream,
                 _options.UpstreamProtocol,
@@ -121,7 +139,8 @@ public sealed class RelayServer : IAsyncDisposable
             {
                 // Reset, not FIN: the client must not take a closed port for an empty answer.
                 RelayConnection.CloseSocket(client, abortive: true);
-                return Failed(CloseReason.UpstreamConnectFailed, connect.Status, connect.Error) with { Upstream = upstream };
+                var reason = connect.Status == UpstreamConnectStatus.Cancelled ? CloseReason.Aborted : CloseReason.UpstreamConnectFailed;
+                return Failed(reason, connect.Status, connect.Error) with { Upstream = upstream };
             }
             return await RelayAsync(client, connect.Socket!).ConfigureAwait(false);
         }
@@ -132,12 +151,30 @@ public sealed class RelayServer : IAsyncDisposable
     }
 
     /// <summary>
-    /// Relays between two connected sockets, e.g. when the probe connection becomes the upstream leg. Owns both.
-    /// Does not take a slot of the limiter (the caller decides).
+    /// Relays between two connected sockets, e.g. when the probe connection becomes the upstream leg. Owns both
+    /// (closed on every path). Does not take a slot of the limiter (the caller decides). Never throws.
     /// </summary>
     public async Task<RelayResult> RelayAsync(Socket client, Socket upstream)
     {
-        var connection = new RelayConnection(client, upstream, _options, _time);
+        ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(upstream);
+        RelayConnection connection;
+        try
+        {
+            connection = new RelayConnection(client, upstream, _options, _time);
+        }
+        catch (ArgumentException)
+        {
+            // The options were changed to invalid values after start; the connection already closed both sockets.
+            return new RelayResult
+            {
+                Client = null,
+                OriginalDestination = null,
+                Reason = CloseReason.Error,
+                Error = SocketError.SocketError,
+                ConnectStatus = UpstreamConnectStatus.Connected,
+            };
+        }
         var run = connection.RunAsync();
         _connections[connection] = run;
         if (_stopping.IsCancellationRequested)
@@ -166,10 +203,13 @@ public sealed class RelayServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops accepting, resets every live connection (reason Aborted) and waits for them, bounded.</summary>
+    /// <summary>
+    /// Stops accepting, resets every live connection (reason Aborted), cancels upstream connects in progress and
+    /// waits for all of them, bounded by 5 s.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
-        if (_stopping.IsCancellationRequested)
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
         {
             return;
         }
@@ -179,14 +219,19 @@ public sealed class RelayServer : IAsyncDisposable
         {
             connection.Abort(CloseReason.Aborted);
         }
+        if (Volatile.Read(ref _handlers) == 0)
+        {
+            _drained.TrySetResult();
+        }
         try
         {
-            await Task.WhenAll(_connections.Values).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
+            await Task.WhenAll(_drained.Task, Task.WhenAll(_connections.Values)).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
             // Sockets are closed already; a loop that has not noticed yet ends on its own.
         }
-        _stopping.Dispose();
+        // _stopping is not disposed: a handler accepted after the wait above may still read its token, and a
+        // source without timer or links holds nothing to free.
     }
 }

@@ -11,8 +11,11 @@ namespace ProxySelection.Relay;
 /// </summary>
 public sealed class TransparentListener : IDisposable
 {
+    private static readonly TimeSpan MaxAcceptBackoff = TimeSpan.FromSeconds(1);
+
     private readonly Socket _socket;
     private Task _acceptLoop = Task.CompletedTask;
+    private int _started;
     private int _disposed;
 
     private TransparentListener(ListenerKey key, Socket socket)
@@ -83,15 +86,21 @@ public sealed class TransparentListener : IDisposable
     }
 
     /// <summary>Starts the accept loop; each accepted socket goes to <paramref name="onAccepted"/>, which owns it.</summary>
+    /// <exception cref="InvalidOperationException">started already.</exception>
     public void Start(Func<Socket, ListenerKey, Task> onAccepted)
     {
         ArgumentNullException.ThrowIfNull(onAccepted);
+        if (Interlocked.Exchange(ref _started, 1) != 0)
+        {
+            throw new InvalidOperationException($"listener {Key} was started already");
+        }
         _acceptLoop = AcceptLoopAsync(onAccepted);
     }
 
     private async Task AcceptLoopAsync(Func<Socket, ListenerKey, Task> onAccepted)
     {
         await Task.Yield();
+        var backoff = TimeSpan.Zero;
         while (true)
         {
             Socket accepted;
@@ -107,11 +116,20 @@ public sealed class TransparentListener : IDisposable
             {
                 return;
             }
-            catch (SocketException)
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
             {
-                // ECONNABORTED, EMFILE, ...: the kernel drops that one connection; keep listening.
+                // The client gave up while in the queue: that one connection is gone, the next may be there.
                 continue;
             }
+            catch (SocketException)
+            {
+                // EMFILE, ENFILE, ENOBUFS: the connection stays queued and accept fails at once until a descriptor
+                // or memory frees up; retrying without a pause would spin a core.
+                backoff = backoff == TimeSpan.Zero ? TimeSpan.FromMilliseconds(10) : TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, MaxAcceptBackoff.Ticks));
+                await Task.Delay(backoff).ConfigureAwait(false);
+                continue;
+            }
+            backoff = TimeSpan.Zero;
             Interlocked.Increment(ref _accepted);
             _ = onAccepted(accepted, Key);
         }

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using Polly;
 using Polly.CircuitBreaker;
-using Polly.Registry;
 using Polly.Timeout;
 
 namespace ProxySelection.Relay;
@@ -42,59 +41,143 @@ public readonly record struct UpstreamConnectResult(UpstreamConnectStatus Status
 /// <summary>Upstream connect settings. Defaults suit a proxy in front of ordinary servers.</summary>
 public sealed class UpstreamConnectorOptions
 {
-    /// <summary>Connect timeout. Default 10 s.</summary>
+    /// <summary>Connect timeout, 10 ms to 1 day. Default 10 s.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Failure ratio in the sampling window that opens a destination's circuit. Default 0.5.</summary>
+    /// <summary>Failure ratio in the sampling window that opens a destination's circuit, in (0, 1]. Default 0.5.</summary>
     public double BreakerFailureRatio { get; set; } = 0.5;
 
-    /// <summary>Connects in the window before the ratio counts. Default 5.</summary>
+    /// <summary>Connects in the window before the ratio counts, at least 2. Default 5.</summary>
     public int BreakerMinimumThroughput { get; set; } = 5;
 
-    /// <summary>Sampling window. Default 30 s.</summary>
+    /// <summary>Sampling window, 0.5 s to 1 day. Default 30 s.</summary>
     public TimeSpan BreakerSamplingDuration { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long an open circuit refuses connects without trying. Default 15 s.</summary>
+    /// <summary>How long an open circuit refuses connects without trying, 0.5 s to 1 day. Default 15 s.</summary>
     public TimeSpan BreakerBreakDuration { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// Destinations that keep a circuit breaker at once; the least recently used is forgotten beyond this.
+    /// Destinations are chosen by clients, so the map must not grow with them. Default 4096.
+    /// </summary>
+    public int MaxBreakers { get; set; } = 4096;
+
+    /// <summary>Problems with the values (the ranges Polly enforces); empty when valid.</summary>
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>();
+        if (ConnectTimeout < TimeSpan.FromMilliseconds(10) || ConnectTimeout > TimeSpan.FromDays(1))
+        {
+            errors.Add("ConnectTimeout must be between 10 ms and 1 day");
+        }
+        if (!(BreakerFailureRatio > 0 && BreakerFailureRatio <= 1))
+        {
+            errors.Add("BreakerFailureRatio must be in (0, 1]");
+        }
+        if (BreakerMinimumThroughput < 2)
+        {
+            errors.Add("BreakerMinimumThroughput must be at least 2");
+        }
+        if (BreakerSamplingDuration < TimeSpan.FromMilliseconds(500) || BreakerSamplingDuration > TimeSpan.FromDays(1))
+        {
+            errors.Add("BreakerSamplingDuration must be between 0.5 s and 1 day");
+        }
+        if (BreakerBreakDuration < TimeSpan.FromMilliseconds(500) || BreakerBreakDuration > TimeSpan.FromDays(1))
+        {
+            errors.Add("BreakerBreakDuration must be between 0.5 s and 1 day");
+        }
+        if (MaxBreakers <= 0)
+        {
+            errors.Add("MaxBreakers must be positive");
+        }
+        return errors;
+    }
 }
 
 /// <summary>
 /// Connects the upstream leg through a Polly pipeline per destination: a circuit breaker (outer) around a connect
-/// timeout (inner), so timeouts count as failures. Failures are returned as values, never thrown.
+/// timeout (inner), so timeouts count as failures. At most <see cref="UpstreamConnectorOptions.MaxBreakers"/>
+/// destinations keep a pipeline (least recently used forgotten first). Failures are returned as values, never thrown.
 /// </summary>
 public sealed class UpstreamConnector : IAsyncDisposable
 {
     private readonly SocketFactory _sockets;
     private readonly UpstreamConnectorOptions _options;
-    private readonly ResiliencePipelineRegistry<IPEndPoint> _pipelines;
     private readonly TimeProvider _time;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<IPEndPoint, LinkedListNode<(IPEndPoint Destination, ResiliencePipeline Pipeline)>> _breakers = [];
+    private readonly LinkedList<(IPEndPoint Destination, ResiliencePipeline Pipeline)> _recency = new();
 
+    /// <exception cref="ArgumentException">the options are invalid (see <see cref="UpstreamConnectorOptions.Validate"/>).</exception>
     public UpstreamConnector(UpstreamConnectorOptions options, SocketFactory sockets, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(sockets);
         ArgumentNullException.ThrowIfNull(time);
+        var errors = options.Validate();
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("invalid UpstreamConnectorOptions: " + string.Join("; ", errors), nameof(options));
+        }
         _options = options;
         _sockets = sockets;
         _time = time;
-        _pipelines = new ResiliencePipelineRegistry<IPEndPoint>();
     }
 
-    private ResiliencePipeline PipelineFor(IPEndPoint destination) =>
-        _pipelines.GetOrAddPipeline(destination, builder =>
+    /// <summary>Destinations that hold a circuit breaker now (at most <see cref="UpstreamConnectorOptions.MaxBreakers"/>).</summary>
+    public int BreakerCount
+    {
+        get
         {
-            builder.TimeProvider = _time;
-            builder
-                .AddCircuitBreaker(new CircuitBreakerStrategyOptions
-                {
-                    FailureRatio = _options.BreakerFailureRatio,
-                    MinimumThroughput = _options.BreakerMinimumThroughput,
-                    SamplingDuration = _options.BreakerSamplingDuration,
-                    BreakDuration = _options.BreakerBreakDuration,
-                    ShouldHandle = args => ValueTask.FromResult(args.Outcome.Exception is SocketException or TimeoutRejectedException),
-                })
-                .AddTimeout(_options.ConnectTimeout);
-        });
+            lock (_lock)
+            {
+                return _breakers.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The destination's pipeline, created on first use. Forgetting a destination forgets its failures: a flood of
+    /// new destinations can at worst buy a failing server a fresh circuit, each try bounded by the connect timeout.
+    /// </summary>
+    private ResiliencePipeline PipelineFor(IPEndPoint destination)
+    {
+        lock (_lock)
+        {
+            if (_breakers.TryGetValue(destination, out var node))
+            {
+                _recency.Remove(node);
+                _recency.AddFirst(node);
+                return node.Value.Pipeline;
+            }
+            if (_breakers.Count >= _options.MaxBreakers)
+            {
+                var oldest = _recency.Last!;
+                _recency.RemoveLast();
+                _breakers.Remove(oldest.Value.Destination);
+            }
+            // Copied: the key must not change under the map if the caller reuses its IPEndPoint.
+            var key = new IPEndPoint(destination.Address, destination.Port);
+            var pipeline = BuildPipeline();
+            _breakers[key] = _recency.AddFirst((key, pipeline));
+            return pipeline;
+        }
+    }
+
+    // Nothing in these strategies holds a timer (the breaker reads the clock when called), so an evicted pipeline
+    // needs no disposal.
+    private ResiliencePipeline BuildPipeline() => new ResiliencePipelineBuilder { TimeProvider = _time }
+        .AddCircuitBreaker(new CircuitBreakerStrategyOptions
+        {
+            FailureRatio = _options.BreakerFailureRatio,
+            MinimumThroughput = _options.BreakerMinimumThroughput,
+            SamplingDuration = _options.BreakerSamplingDuration,
+            BreakDuration = _options.BreakerBreakDuration,
+            // A local failure (no descriptor, no permission for a transparent bind) says nothing about the server.
+            ShouldHandle = static args => ValueTask.FromResult(args.Outcome.Exception is SocketException or TimeoutRejectedException),
+        })
+        .AddTimeout(_options.ConnectTimeout)
+        .Build();
 
     /// <summary>
     /// Opens a <paramref name="protocol"/> connection to <paramref name="destination"/>. With
@@ -110,10 +193,19 @@ public sealed class UpstreamConnector : IAsyncDisposable
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
         try
         {
+            // ExecuteOutcomeAsync wants a callback that never throws: every failure becomes an outcome.
             var outcome = await PipelineFor(destination).ExecuteOutcomeAsync(
                 static async (ctx, state) =>
                 {
-                    var socket = state.Self.Open(state.Destination, state.Protocol, state.Source);
+                    Socket socket;
+                    try
+                    {
+                        socket = state.Self.Open(state.Destination, state.Protocol, state.Source);
+                    }
+                    catch (Exception e) when (e is SocketException or ObjectDisposedException)
+                    {
+                        return Outcome.FromException<Socket>(new LocalSocketException(e));
+                    }
                     try
                     {
                         await socket.ConnectAsync(state.Destination, ctx.CancellationToken).ConfigureAwait(false);
@@ -178,6 +270,7 @@ public sealed class UpstreamConnector : IAsyncDisposable
         BrokenCircuitException => new(UpstreamConnectStatus.CircuitOpen, null, SocketError.Success),
         TimeoutRejectedException => new(UpstreamConnectStatus.TimedOut, null, SocketError.TimedOut),
         OperationCanceledException when cancellationToken.IsCancellationRequested => new(UpstreamConnectStatus.Cancelled, null, SocketError.OperationAborted),
+        LocalSocketException { InnerException: SocketException e } => new(UpstreamConnectStatus.Failed, null, e.SocketErrorCode),
         SocketException { SocketErrorCode: SocketError.ConnectionRefused } => new(UpstreamConnectStatus.Refused, null, SocketError.ConnectionRefused),
         SocketException { SocketErrorCode: SocketError.TimedOut } => new(UpstreamConnectStatus.TimedOut, null, SocketError.TimedOut),
         SocketException { SocketErrorCode: SocketError.HostUnreachable or SocketError.NetworkUnreachable or SocketError.HostDown or SocketError.NetworkDown } e
@@ -186,5 +279,16 @@ public sealed class UpstreamConnector : IAsyncDisposable
         _ => new(UpstreamConnectStatus.Failed, null, SocketError.SocketError),
     };
 
-    public ValueTask DisposeAsync() => _pipelines.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        lock (_lock)
+        {
+            _breakers.Clear();
+            _recency.Clear();
+        }
+        return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Creating or preparing the socket failed here, before any packet left: not the destination's fault.</summary>
+    private sealed class LocalSocketException(Exception inner) : Exception(inner.Message, inner);
 }

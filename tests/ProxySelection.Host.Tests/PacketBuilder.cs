@@ -26,6 +26,17 @@ internal static class PacketBuilder
         return Build(ipv6, sourcePort, flags, writer.Written, payloadLength);
     }
 
+    /// <summary>A packet around an option given as bytes (parsed by <see cref="MptcpOption"/> and written back by the writer).</summary>
+    public static byte[] BuildRaw(bool ipv6, ushort sourcePort, TcpFlags flags, ReadOnlySpan<byte> mptcpOption, int payloadLength = 0)
+    {
+        var option = MptcpOption.Parse(mptcpOption);
+        Span<byte> options = stackalloc byte[TcpHeader.MaxOptionsLength];
+        var writer = new TcpOptionWriter(options);
+        Check(writer.TryWriteMptcp(option));
+        Check(writer.TryPadWithNops());
+        return Build(ipv6, sourcePort, flags, writer.Written, payloadLength);
+    }
+
     public static byte[] Build(bool ipv6, ushort sourcePort, TcpFlags flags, ReadOnlySpan<byte> options, int payloadLength = 0)
     {
         int ipLength = ipv6 ? 40 : 20;

@@ -36,6 +36,24 @@ internal static class TsharkComparison
         Expect(mismatches, "ack", ours.GetProperty("ack"), theirs.First("tcp.ack_raw"));
         Expect(mismatches, "payload_len", ours.GetProperty("payload_len"), theirs.First("tcp.len"));
         Expect(mismatches, "tcp_flags_value", ours.GetProperty("tcp_flags_value"), theirs.First("tcp.flags"));
+        Expect(mismatches, "tcp_header_length", ours.GetProperty("tcp_header_length"), theirs.First("tcp.hdr_len"));
+        Expect(mismatches, "window", ours.GetProperty("window"), theirs.First("tcp.window_size_value"));
+        Expect(mismatches, "tcp_checksum", ours.GetProperty("tcp_checksum"), theirs.First("tcp.checksum"));
+        Expect(mismatches, "urgent_pointer", ours.GetProperty("urgent_pointer"), theirs.First("tcp.urgent_pointer"));
+        var ip = ours.GetProperty("ip");
+        var ipFields = v6
+            ? new[] { ("traffic_class", "ipv6.tclass"), ("flow_label", "ipv6.flow"), ("payload_length", "ipv6.plen"), ("next_header", "ipv6.nxt"), ("hop_limit", "ipv6.hlim") }
+            : new[]
+            {
+                ("header_length", "ip.hdr_len"), ("dscp", "ip.dsfield.dscp"), ("ecn", "ip.dsfield.ecn"), ("total_length", "ip.len"),
+                ("id", "ip.id"), ("flags", "ip.flags"), ("fragment_offset", "ip.frag_offset"), ("ttl", "ip.ttl"), ("checksum", "ip.checksum"),
+                ("protocol", "ip.proto"),
+            };
+        foreach (var (ourName, theirName) in ipFields)
+        {
+            Expect(mismatches, $"ip.{ourName}", ip.GetProperty(ourName), theirs.First(theirName));
+        }
+
         // tshark: 1 good, 0 bad.
         var ourTcpStatus = ours.GetProperty("tcp_checksum_status").GetString() == "Checksum Status: Good" ? "1" : "0";
         if (theirs.First("tcp.checksum.status") != ourTcpStatus)
@@ -154,6 +172,7 @@ internal static class TsharkComparison
         JsonValueKind.True => "1",
         JsonValueKind.False => "0",
         JsonValueKind.String when field is "ipv4" or "ipv6" => IPAddress.Parse(value.GetString()!).ToString(),
+        JsonValueKind.String when value.GetString()!.StartsWith("0x", StringComparison.Ordinal) => NormalizeShow(value.GetString()!, field),
         JsonValueKind.String => value.GetString()!.ToLowerInvariant(),
         _ => value.GetRawText(),
     };

@@ -24,16 +24,18 @@ public sealed unsafe class NfqueueClient : IDisposable
     private readonly byte* arena;
     private readonly MMsgHdr* headers;
     private readonly IoVec* vectors;
+    private readonly TimeProvider time;
     // Held by Receive for its whole call, so Dispose cannot free the buffers under it.
     private readonly Lock receiveGate = new();
     private int sequence;
     private long lastPacketId = -1;
     private int disposed;
 
-    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options)
+    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time)
     {
         this.socket = socket;
         this.options = options;
+        this.time = time;
         // Payload up to the copy range plus headers and small attributes (conntrack is the largest, ~200 bytes):
         // a slot never truncates a packet message, so no packet is ever stranded without a verdict.
         slotSize = (int)Math.Min(options.CopyRange, 0xFFFF) + 4096;
@@ -58,7 +60,7 @@ public sealed unsafe class NfqueueClient : IDisposable
     /// length and flags, waiting for the kernel's acknowledgement of each. Throws <see cref="NfqueueException"/>
     /// when the kernel refuses (EPERM: another socket holds the queue, or no CAP_NET_ADMIN).
     /// </summary>
-    public static NfqueueClient Open(NfqueueOptions options)
+    public static NfqueueClient Open(NfqueueOptions options, TimeProvider? timeProvider = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -68,7 +70,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             throw new NfqueueException("socket(AF_NETLINK, NETLINK_NETFILTER)", Marshal.GetLastPInvokeError());
         }
 
-        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options);
+        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options, timeProvider ?? TimeProvider.System);
         try
         {
             client.Configure();
@@ -118,9 +120,11 @@ public sealed unsafe class NfqueueClient : IDisposable
 
     /// <summary>
     /// Runs <see cref="Receive"/> in a loop on a dedicated thread until <paramref name="cancellationToken"/> is
-    /// cancelled (checked every 100 ms). The task faults if a handler throws.
+    /// cancelled (checked every 100 ms) or the client is disposed. A handler failure (its packet already accepted) goes
+    /// to <paramref name="onHandlerError"/> and the loop goes on; without that callback it ends the loop and faults the
+    /// task — then dispose the client, so held packets are accepted and <c>--queue-bypass</c> passes new ones.
     /// </summary>
-    public Task RunAsync(NfqueuePacketHandler handler, CancellationToken cancellationToken) =>
+    public Task RunAsync(NfqueuePacketHandler handler, CancellationToken cancellationToken, Action<NfqueueException>? onHandlerError = null) =>
         Task.Factory.StartNew(() =>
         {
             while (!cancellationToken.IsCancellationRequested && Volatile.Read(ref disposed) == 0)
@@ -132,6 +136,10 @@ public sealed unsafe class NfqueueClient : IDisposable
                 catch (ObjectDisposedException)
                 {
                     return;
+                }
+                catch (NfqueueException e) when (onHandlerError is not null && e.Errno == 0)
+                {
+                    onHandlerError(e);
                 }
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -293,16 +301,16 @@ public sealed unsafe class NfqueueClient : IDisposable
         var pending = new bool[count];
         Array.Fill(pending, true);
         var left = count;
-        var deadline = Environment.TickCount64 + (long)options.ConfigTimeout.TotalMilliseconds;
+        var started = time.GetTimestamp();
         while (left > 0)
         {
-            var remaining = deadline - Environment.TickCount64;
-            if (remaining <= 0)
+            var remaining = options.ConfigTimeout - time.GetElapsedTime(started);
+            if (remaining <= TimeSpan.Zero)
             {
                 throw new NfqueueException($"queue {options.QueueNumber}: no acknowledgement within {options.ConfigTimeout}");
             }
 
-            var n = ReceiveDatagrams(TimeSpan.FromMilliseconds(remaining));
+            var n = ReceiveDatagrams(remaining);
             for (var i = 0; i < n; i++)
             {
                 var reader = new NetlinkMessageReader(new ReadOnlySpan<byte>(arena + ((long)i * slotSize), (int)headers[i].Length));
@@ -314,7 +322,9 @@ public sealed unsafe class NfqueueClient : IDisposable
                     {
                         if (error != 0)
                         {
-                            throw new NfqueueException($"queue {options.QueueNumber}: {what[seq - first]}", -error);
+                            // NFQA_CT needs CONFIG_NETFILTER_NETLINK_GLUE_CT (absent on the 6.18 kernel measured here).
+                            var hint = seq - first == 3 && -error == 95 && options.Conntrack ? " (Conntrack needs CONFIG_NETFILTER_NETLINK_GLUE_CT)" : "";
+                            throw new NfqueueException($"queue {options.QueueNumber}: {what[seq - first]}{hint}", -error);
                         }
 
                         if (pending[seq - first])

@@ -21,7 +21,8 @@ public sealed class NfqueueOptions
     /// <summary>NFQA_CFG_F_GSO: deliver GSO packets unsegmented; their checksum may be partial (see SkbInfo).</summary>
     public bool Gso { get; init; }
 
-    /// <summary>NFQA_CFG_F_CONNTRACK: attach NFQA_CT / NFQA_CT_INFO.</summary>
+    /// <summary>NFQA_CFG_F_CONNTRACK: attach NFQA_CT / NFQA_CT_INFO. Kernels without CONFIG_NETFILTER_NETLINK_GLUE_CT
+    /// (such as the 6.18 build measured here) refuse it with EOPNOTSUPP at <see cref="NfqueueClient.Open"/>.</summary>
     public bool Conntrack { get; init; }
 
     /// <summary>Datagrams taken per recvmmsg call.</summary>

@@ -47,4 +47,13 @@ public readonly ref struct NfqueuePacket
 
     /// <summary>True when the copy holds the whole packet.</summary>
     public bool IsComplete => OriginalLength == Payload.Length;
+
+    /// <summary>A heap copy for a packet held beyond the callback (a SYN waiting for a probe); allocates.</summary>
+    public NfqueuePacketCopy Copy() =>
+        new(Family, QueueNumber, PacketId, Hook, Mark, InDeviceIndex, OutDeviceIndex, Payload.ToArray(), OriginalLength);
 }
+
+/// <summary>An owned copy of a queued packet (see <see cref="NfqueuePacket.Copy"/>). The payload array is the caller's.</summary>
+public sealed record NfqueuePacketCopy(
+    byte Family, ushort QueueNumber, uint PacketId, NetfilterHook Hook, uint Mark, uint InDeviceIndex, uint OutDeviceIndex,
+    byte[] Payload, int OriginalLength);

@@ -52,7 +52,18 @@ public sealed class ProcessCommandRunner : ICommandRunner
             psi.ArgumentList.Add(a);
         }
 
-        using var process = Process.Start(psi) ?? throw new InterceptionRulesException($"cannot start {file}");
+        Process? started;
+        try
+        {
+            started = Process.Start(psi);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            // As a shell reports it: the tool is not installed.
+            return new CommandOutcome(127, "", $"{file}: {e.Message}");
+        }
+
+        using var process = started ?? throw new InterceptionRulesException($"cannot start {file}");
         var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
         var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
         if (stdin is not null)

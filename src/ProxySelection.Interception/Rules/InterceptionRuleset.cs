@@ -202,11 +202,18 @@ public sealed class InterceptionRuleset
         }
     }
 
+    /// <summary>True when iptables drives nf_tables and the nft tool is there to inspect and drop tables.</summary>
     private async Task<bool> IsNftBackendAsync(CancellationToken cancellationToken)
     {
         var tool = options.IPv4 ? "iptables" : "ip6tables";
         var r = await runner.RunAsync(tool, ["--version"], null, cancellationToken).ConfigureAwait(false);
-        return r.StdOut.Contains("nf_tables", StringComparison.Ordinal);
+        if (!r.Succeeded)
+        {
+            throw new InterceptionRulesException($"{tool} is not usable: {r.StdErr.Trim()}");
+        }
+
+        return r.StdOut.Contains("nf_tables", StringComparison.Ordinal)
+            && (await runner.RunAsync("nft", ["--version"], null, cancellationToken).ConfigureAwait(false)).Succeeded;
     }
 
     private async Task<string> CheckAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)

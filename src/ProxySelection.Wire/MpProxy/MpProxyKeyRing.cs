@@ -59,6 +59,25 @@ public sealed class MpProxyKeyRing
         }
     }
 
+    /// <summary>
+    /// First phase of a domain-wide rotation (spec §9.4): <paramref name="key"/> verifies from now on but does not
+    /// sign yet, so proxies that switch to it earlier are understood by those that switch later. It takes the
+    /// previous-key slot; a following <see cref="Rotate"/> to the same key makes it current.
+    /// </summary>
+    public void AcceptNext(byte keyId, ReadOnlySpan<byte> key)
+    {
+        var copy = CheckedCopy(key);
+        lock (_rotation)
+        {
+            if (keyId == _keys.CurrentId)
+            {
+                throw new ArgumentException("the next key needs a key id other than the current one", nameof(keyId));
+            }
+
+            Volatile.Write(ref _keys, _keys with { PreviousId = keyId, Previous = copy });
+        }
+    }
+
     /// <summary>Closes the rotation window: tags under the previous key stop verifying.</summary>
     public void RetirePrevious()
     {

@@ -48,7 +48,7 @@ public readonly struct MpProxyOption : IEquatable<MpProxyOption>
         return new(ShortLength, CurrentVersion, Info(message, priority), proxyId, 0, 0, tag);
     }
 
-    /// <summary>The 16-bit long form (MP_CAPABLE SYN). The key id and tag are filled by <see cref="MpProxyKeyRing.Sign"/>.</summary>
+    /// <summary>The 16-byte long form (MP_CAPABLE SYN). The key id and tag are filled by <see cref="MpProxyKeyRing.Sign"/>.</summary>
     public static MpProxyOption Long(
         MpProxyMessage message, byte priority, byte proxyId, bool atCapacity = false, byte keyId = 0, ulong tag = 0) =>
         new(LongLength, CurrentVersion, Info(message, priority), proxyId, keyId, atCapacity ? AtCapacityBit : (byte)0, tag);

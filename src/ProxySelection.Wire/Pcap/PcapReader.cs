@@ -1,50 +1,40 @@
-using System.Buffers.Binary;
-
 namespace ProxySelection.Wire.Pcap;
 
 /// <summary>
 /// Reads a classic pcap file (either byte order, micro- or nanosecond timestamps) held in memory.
 /// Nothing is allocated: records are slices of the file span. Malformed files yield a <see cref="PcapStatus"/>,
-/// never an exception.
+/// never an exception. For files read from a stream, see <see cref="PcapStreamReader"/>.
 /// </summary>
 public ref struct PcapReader
 {
-    public const int FileHeaderLength = 24;
-    public const int RecordHeaderLength = 16;
-
-    /// <summary>libpcap's largest snapshot length; a record may use it even when the header's snaplen is smaller.</summary>
-    public const int MaxSnapLength = 262144;
-
-    private const uint MagicMicro = 0xA1B2C3D4;
-    private const uint MagicNano = 0xA1B23C4D;
-    private const uint MagicPcapNg = 0x0A0D0D0A;
+    public const int FileHeaderLength = PcapFileHeader.Length;
+    public const int RecordHeaderLength = PcapFileHeader.RecordHeaderLength;
+    public const int MaxSnapLength = PcapFileHeader.MaxSnapLength;
 
     private readonly ReadOnlySpan<byte> _file;
     private int _offset;
     private int _number;
 
-    private PcapReader(ReadOnlySpan<byte> file, bool bigEndian, bool nanosecond, PcapLinkType linkType, uint snapLength, int fcsLength)
+    private PcapReader(ReadOnlySpan<byte> file, PcapFileHeader header)
     {
         _file = file;
         _offset = FileHeaderLength;
-        BigEndian = bigEndian;
-        Nanosecond = nanosecond;
-        LinkType = linkType;
-        SnapLength = snapLength;
-        FcsLength = fcsLength;
+        Header = header;
     }
 
-    public readonly bool BigEndian { get; }
+    public readonly PcapFileHeader Header { get; }
+
+    public readonly bool BigEndian => Header.BigEndian;
 
     /// <summary>True when record timestamps carry nanoseconds (magic 0xA1B23C4D), false for microseconds.</summary>
-    public readonly bool Nanosecond { get; }
+    public readonly bool Nanosecond => Header.Nanosecond;
 
-    public readonly PcapLinkType LinkType { get; }
+    public readonly PcapLinkType LinkType => Header.LinkType;
 
-    public readonly uint SnapLength { get; }
+    public readonly uint SnapLength => Header.SnapLength;
 
     /// <summary>Bytes of frame check sequence at the end of every frame (the header's FCS field), stripped from <see cref="PcapRecord.Frame"/>.</summary>
-    public readonly int FcsLength { get; }
+    public readonly int FcsLength => Header.FcsLength;
 
     /// <summary>Byte offset of the next record header in the file.</summary>
     public readonly int Offset => _offset;
@@ -53,51 +43,13 @@ public ref struct PcapReader
     public static PcapStatus TryCreate(ReadOnlySpan<byte> file, out PcapReader reader)
     {
         reader = default;
-        if (file.Length >= 4 && BinaryPrimitives.ReadUInt32LittleEndian(file) == MagicPcapNg)
+        var status = PcapFileHeader.TryParse(file, out var header);
+        if (status == PcapStatus.Ok)
         {
-            return PcapStatus.PcapNgNotSupported;
+            reader = new PcapReader(file, header);
         }
 
-        if (file.Length < FileHeaderLength)
-        {
-            return PcapStatus.TruncatedFileHeader;
-        }
-
-        uint magic = BinaryPrimitives.ReadUInt32LittleEndian(file);
-        bool bigEndian;
-        bool nano;
-        if (magic == MagicMicro || magic == MagicNano)
-        {
-            bigEndian = false;
-            nano = magic == MagicNano;
-        }
-        else if (BinaryPrimitives.ReverseEndianness(magic) is var swapped && (swapped == MagicMicro || swapped == MagicNano))
-        {
-            bigEndian = true;
-            nano = swapped == MagicNano;
-        }
-        else
-        {
-            return PcapStatus.BadMagic;
-        }
-
-        if (Read16(file[4..], bigEndian) != 2)
-        {
-            return PcapStatus.UnsupportedVersion;
-        }
-
-        uint snapLength = Read32(file[16..], bigEndian);
-        uint linkField = Read32(file[20..], bigEndian);
-        // Bit 28 says the 3 bits above it give the FCS length in 16-bit words (draft-ietf-opsawg-pcap, LinkType field).
-        int fcsLength = (linkField & 0x1000_0000) != 0 ? (int)((linkField >> 29) & 0x7) * 2 : 0;
-        var linkType = (PcapLinkType)(linkField & 0xFFFF);
-        if (!Enum.IsDefined(linkType))
-        {
-            return PcapStatus.UnsupportedLinkType;
-        }
-
-        reader = new PcapReader(file, bigEndian, nano, linkType, snapLength, fcsLength);
-        return PcapStatus.Ok;
+        return status;
     }
 
     /// <summary>
@@ -118,35 +70,21 @@ public ref struct PcapReader
             return PcapStatus.TruncatedRecordHeader;
         }
 
-        uint seconds = Read32(rest, BigEndian);
-        uint fraction = Read32(rest[4..], BigEndian);
-        uint captured = Read32(rest[8..], BigEndian);
-        uint original = Read32(rest[12..], BigEndian);
-        if (captured > Math.Max(SnapLength, MaxSnapLength))
+        var status = Header.TryParseRecordHeader(rest, out uint seconds, out uint nanoseconds, out int captured, out uint original);
+        if (status != PcapStatus.Ok)
         {
-            return PcapStatus.BadRecordLength;
+            return status;
         }
 
-        if (captured > (uint)(rest.Length - RecordHeaderLength))
+        if (captured > rest.Length - RecordHeaderLength)
         {
             return PcapStatus.TruncatedRecordData;
         }
 
-        var frame = rest.Slice(RecordHeaderLength, (int)captured);
-        if (FcsLength > 0 && frame.Length >= FcsLength && captured == original)
-        {
-            frame = frame[..^FcsLength];
-        }
-
+        var frame = Header.StripFcs(rest.Slice(RecordHeaderLength, captured), original);
         _number++;
-        record = new PcapRecord(_number, _offset, seconds, Nanosecond ? fraction : fraction * 1000u, original, frame, LinkType);
-        _offset += RecordHeaderLength + (int)captured;
+        record = new PcapRecord(_number, _offset, seconds, nanoseconds, original, frame, LinkType);
+        _offset += RecordHeaderLength + captured;
         return PcapStatus.Ok;
     }
-
-    private static ushort Read16(ReadOnlySpan<byte> s, bool bigEndian) =>
-        bigEndian ? BinaryPrimitives.ReadUInt16BigEndian(s) : BinaryPrimitives.ReadUInt16LittleEndian(s);
-
-    private static uint Read32(ReadOnlySpan<byte> s, bool bigEndian) =>
-        bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(s) : BinaryPrimitives.ReadUInt32LittleEndian(s);
 }

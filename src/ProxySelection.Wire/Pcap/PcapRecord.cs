@@ -3,7 +3,7 @@ namespace ProxySelection.Wire.Pcap;
 /// <summary>One pcap record: a slice of the file it was read from, valid as long as that span is.</summary>
 public readonly ref struct PcapRecord
 {
-    public PcapRecord(int number, int offset, uint seconds, uint nanoseconds, uint originalLength, ReadOnlySpan<byte> frame, PcapLinkType linkType)
+    public PcapRecord(int number, long offset, uint seconds, uint nanoseconds, uint originalLength, ReadOnlySpan<byte> frame, PcapLinkType linkType)
     {
         Number = number;
         Offset = offset;
@@ -18,7 +18,7 @@ public readonly ref struct PcapRecord
     public int Number { get; }
 
     /// <summary>Byte offset of the record header in the file.</summary>
-    public int Offset { get; }
+    public long Offset { get; }
 
     public uint Seconds { get; }
 

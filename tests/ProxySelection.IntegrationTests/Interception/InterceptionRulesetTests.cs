@@ -14,14 +14,14 @@ public sealed partial class InterceptionRulesetTests
     public async Task ApplyThenRemove_FreshNamespace_TablesRulesAndRoutesExactlyAsBefore()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("rules");
+        var ns = await lab.AddNamespaceAsync("rules").WaitAsync(Timeout);
         var rules = NewRuleset(ns);
-        var before = await SnapshotAsync(ns);
+        var before = await SnapshotAsync(ns).WaitAsync(Timeout);
 
         await rules.ApplyAsync().WaitAsync(Timeout);
-        var applied = await SnapshotAsync(ns);
+        var applied = await SnapshotAsync(ns).WaitAsync(Timeout);
         await rules.RemoveAsync().WaitAsync(Timeout);
-        var after = await SnapshotAsync(ns);
+        var after = await SnapshotAsync(ns).WaitAsync(Timeout);
 
         Assert.That(applied, Is.Not.EqualTo(before));
         Assert.That(after, Is.EqualTo(before));
@@ -31,21 +31,21 @@ public sealed partial class InterceptionRulesetTests
     public async Task Apply_Installed_HasQueueTproxyEgressAndPolicyRoutingForBothFamilies()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("rules");
+        var ns = await lab.AddNamespaceAsync("rules").WaitAsync(Timeout);
         var rules = NewRuleset(ns);
 
         await rules.ApplyAsync().WaitAsync(Timeout);
 
         foreach (var (save, ip) in new[] { ("iptables-save", "-4"), ("ip6tables-save", "-6") })
         {
-            var saved = await ns.CheckAsync(save, []);
+            var saved = await ns.CheckAsync(save, []).WaitAsync(Timeout);
             Assert.That(saved, Does.Contain("-A PREROUTING -j PSELT_QUEUE"));
             Assert.That(saved, Does.Contain("--dports 80,443 -j NFQUEUE --queue-num 7 --queue-bypass"));
             Assert.That(saved, Does.Contain("-A PSELT_TPROXY -p tcp -m mark --mark 0x1/0x1 -j TPROXY --on-port 0"));
             Assert.That(saved, Does.Contain("-A PSELT_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x1/0x1"));
             Assert.That(saved, Does.Contain("-A PSELT_EGRESS -p tcp -m tcp --tcp-flags SYN SYN -m mark --mark 0x2/0x2 -j NFQUEUE --queue-num 8 --queue-bypass"));
-            Assert.That(await ns.IpAsync(ip, "rule", "show"), Does.Contain("fwmark 0x1/0x1 lookup 100"));
-            Assert.That(await ns.IpAsync(ip, "route", "show", "table", "100"), Does.Contain("local default"));
+            Assert.That(await ns.IpAsync(ip, "rule", "show").WaitAsync(Timeout), Does.Contain("fwmark 0x1/0x1 lookup 100"));
+            Assert.That(await ns.IpAsync(ip, "route", "show", "table", "100").WaitAsync(Timeout), Does.Contain("local default"));
         }
     }
 
@@ -53,55 +53,55 @@ public sealed partial class InterceptionRulesetTests
     public async Task Cleanup_AfterCrashAndRepeated_IsIdempotentAndRemovesEverything()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("rules");
-        var before = await SnapshotAsync(ns);
+        var ns = await lab.AddNamespaceAsync("rules").WaitAsync(Timeout);
+        var before = await SnapshotAsync(ns).WaitAsync(Timeout);
         await NewRuleset(ns).ApplyAsync().WaitAsync(Timeout);
 
         // A new instance (as `proxysel cleanup` after a crash would build it from the same options).
         var fresh = NewRuleset(ns);
         await fresh.CleanupAsync().WaitAsync(Timeout);
-        var once = await SnapshotAsync(ns);
+        var once = await SnapshotAsync(ns).WaitAsync(Timeout);
         await fresh.CleanupAsync().WaitAsync(Timeout);
         await fresh.RemoveAsync().WaitAsync(Timeout);
 
         Assert.That(once, Is.EqualTo(before));
-        Assert.That(await SnapshotAsync(ns), Is.EqualTo(before));
+        Assert.That(await SnapshotAsync(ns).WaitAsync(Timeout), Is.EqualTo(before));
     }
 
     [Test]
     public async Task ApplyTwice_ThenRemove_NoDuplicatesAndExactlyAsBefore()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("rules");
+        var ns = await lab.AddNamespaceAsync("rules").WaitAsync(Timeout);
         var rules = NewRuleset(ns);
-        var before = await SnapshotAsync(ns);
+        var before = await SnapshotAsync(ns).WaitAsync(Timeout);
 
         await rules.ApplyAsync().WaitAsync(Timeout);
-        var once = await SnapshotAsync(ns);
+        var once = await SnapshotAsync(ns).WaitAsync(Timeout);
         await rules.ApplyAsync().WaitAsync(Timeout);
-        var twice = await SnapshotAsync(ns);
+        var twice = await SnapshotAsync(ns).WaitAsync(Timeout);
         await rules.RemoveAsync().WaitAsync(Timeout);
 
         Assert.That(twice, Is.EqualTo(once));
-        Assert.That(await SnapshotAsync(ns), Is.EqualTo(before));
+        Assert.That(await SnapshotAsync(ns).WaitAsync(Timeout), Is.EqualTo(before));
     }
 
     [Test]
     public async Task Remove_ForeignRulesPresent_LeavesThemUntouched()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("rules");
-        await ns.CheckAsync("iptables", ["-t", "mangle", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "MARK", "--set-mark", "0x10"]);
-        await ns.CheckAsync("ip6tables", ["-t", "raw", "-N", "OTHER_CHAIN"]);
-        await ns.CheckAsync("ip6tables", ["-t", "raw", "-A", "PREROUTING", "-j", "OTHER_CHAIN"]);
-        await ns.IpAsync("rule", "add", "pref", "200", "fwmark", "0x10", "lookup", "200");
+        var ns = await lab.AddNamespaceAsync("rules").WaitAsync(Timeout);
+        await ns.CheckAsync("iptables", ["-t", "mangle", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "MARK", "--set-mark", "0x10"]).WaitAsync(Timeout);
+        await ns.CheckAsync("ip6tables", ["-t", "raw", "-N", "OTHER_CHAIN"]).WaitAsync(Timeout);
+        await ns.CheckAsync("ip6tables", ["-t", "raw", "-A", "PREROUTING", "-j", "OTHER_CHAIN"]).WaitAsync(Timeout);
+        await ns.IpAsync("rule", "add", "pref", "200", "fwmark", "0x10", "lookup", "200").WaitAsync(Timeout);
         var rules = NewRuleset(ns);
-        var before = await SnapshotAsync(ns);
+        var before = await SnapshotAsync(ns).WaitAsync(Timeout);
 
         await rules.ApplyAsync().WaitAsync(Timeout);
         await rules.RemoveAsync().WaitAsync(Timeout);
 
-        Assert.That(await SnapshotAsync(ns), Is.EqualTo(before));
+        Assert.That(await SnapshotAsync(ns).WaitAsync(Timeout), Is.EqualTo(before));
     }
 
     [Test]
@@ -125,14 +125,14 @@ public sealed partial class InterceptionRulesetTests
         var parts = new List<string>();
         foreach (var save in (string[])["iptables-save", "ip6tables-save"])
         {
-            var text = await ns.CheckAsync(save, []);
+            var text = await ns.CheckAsync(save, []).WaitAsync(Timeout);
             parts.Add(CounterRegex().Replace(string.Join('\n', text.Split('\n').Where(l => !l.StartsWith('#'))), "[0:0]"));
         }
 
         foreach (var family in (string[])["-4", "-6"])
         {
-            parts.Add(await ns.IpAsync(family, "rule", "show"));
-            parts.Add(await ns.IpAsync(family, "route", "show", "table", "all"));
+            parts.Add(await ns.IpAsync(family, "rule", "show").WaitAsync(Timeout));
+            parts.Add(await ns.IpAsync(family, "route", "show", "table", "all").WaitAsync(Timeout));
         }
 
         return string.Join("\n--\n", parts);

@@ -15,9 +15,9 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task Accept_QueuedSyn_ConnectionReachesServer(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -25,7 +25,7 @@ public sealed class NfqueueInterceptionTests
             queue.Accept(p.PacketId);
         }, stop.Token);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
         await stop.CancelAsync();
         await loop.WaitAsync(Timeout);
 
@@ -45,10 +45,10 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task AcceptWithMark_InterceptMark_TproxyDeliversToTransparentListenerOnOriginalPort(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -56,7 +56,7 @@ public sealed class NfqueueInterceptionTests
             queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
         }, stop.Token);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(proxyListener, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(proxyListener, v6).WaitAsync(Timeout);
         await stop.CancelAsync();
         await loop.WaitAsync(Timeout);
 
@@ -71,15 +71,15 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task AcceptWithPayload_OptionAddedToSyn_SeenAfterTheHopAndConnectionWorks(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
         var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-uplink.pcap");
         // RFC 6994 experimental option: kind 253, length 4, a 16-bit experiment id.
         byte[] option = [253, 4, 0x50, 0x53];
         try
         {
-            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}");
-            var queue = await s.OpenQueueAsync();
+            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
+            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
             using var stop = new CancellationTokenSource();
             var loop = queue.RunAsync((in NfqueuePacket p) =>
             {
@@ -87,7 +87,7 @@ public sealed class NfqueueInterceptionTests
                 queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
             }, stop.Token);
 
-            await s.ConnectAndExchangeAsync(server, v6);
+            await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
             await stop.CancelAsync();
             await loop.WaitAsync(Timeout);
             var packets = await capture.StopAsync().WaitAsync(Timeout);
@@ -109,12 +109,12 @@ public sealed class NfqueueInterceptionTests
     [TestCase(true)]
     public async Task QueueBypass_NoListenerOnQueue_TrafficPasses(bool v6)
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6);
-        var rules = await s.Topology.Proxy.CheckAsync(v6 ? "ip6tables-save" : "iptables-save", ["-t", "raw"]);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        var rules = await s.Topology.Proxy.CheckAsync(v6 ? "ip6tables-save" : "iptables-save", ["-t", "raw"]).WaitAsync(Timeout);
         Assert.That(rules, Does.Contain("--queue-num 3 --queue-bypass"));
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
 
         Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
     }
@@ -122,19 +122,19 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task FailOpen_QueueFull_FurtherSynsPass()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync(maxQueueLength: 1);
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync(maxQueueLength: 1).WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         // Hold every packet: the first SYN fills the queue.
         var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
 
-        var blocked = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        var blocked = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
         using var blockedCts = new CancellationTokenSource(Timeout);
         var heldConnect = blocked.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), blockedCts.Token).AsTask();
         await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => !s.Seen.IsEmpty, Timeout);
 
-        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6: false);
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
 
         // Only the first SYN was queued; the second found the queue full and was accepted by the kernel (fail-open).
         Assert.That(accepted.Connected, Is.True);
@@ -149,9 +149,9 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task EgressHook_OwnSynWithEgressMark_IsQueuedAtPostrouting()
     {
-        await using var s = await InterceptionScenario.CreateAsync();
-        var server = await s.ListenAsync(s.Topology.Server, v6: false);
-        var queue = await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
         using var stop = new CancellationTokenSource();
         var loop = queue.RunAsync((in NfqueuePacket p) =>
         {
@@ -164,7 +164,7 @@ public sealed class NfqueueInterceptionTests
             var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
             return c;
-        });
+        }).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         var accept = server.AcceptAsync(cts.Token).AsTask();
         await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
@@ -181,12 +181,422 @@ public sealed class NfqueueInterceptionTests
     [Test]
     public async Task Open_QueueAlreadyBound_ThrowsNfqueueExceptionWithEperm()
     {
-        await using var s = await InterceptionScenario.CreateAsync(applyRules: false);
-        await s.OpenQueueAsync();
+        await using var s = await InterceptionScenario.CreateAsync(applyRules: false).WaitAsync(Timeout);
+        await s.OpenQueueAsync().WaitAsync(Timeout);
 
-        var e = Assert.ThrowsAsync<NfqueueException>(async () => await s.OpenQueueAsync());
+        var e = Assert.ThrowsAsync<NfqueueException>(async () => await s.OpenQueueAsync().WaitAsync(Timeout));
 
         // nfqnl_recv_config answers EPERM when another netlink port holds the queue.
         Assert.That(e!.Errno, Is.EqualTo(1), e.Message);
     }
+
+    [Test]
+    public async Task BatchVerdict_SeveralHeldSyns_OneMessageAcceptsAll()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
+        var clients = new List<Socket>();
+        var connects = new List<Task>();
+        using var cts = new CancellationTokenSource(Timeout);
+        for (var i = 0; i < 4; i++)
+        {
+            var c = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
+            clients.Add(c);
+            connects.Add(c.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token).AsTask());
+        }
+
+        try
+        {
+            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => s.Seen.Count >= 4, Timeout);
+            Assert.That(connects.Any(t => t.IsCompleted), Is.False, "held SYNs cannot have connected");
+
+            queue.SetBatchVerdict(s.Seen.Max(p => p.Id), NfqueueVerdict.Accept);
+            await Task.WhenAll(connects).WaitAsync(Timeout);
+
+            Assert.That(connects.All(t => t.IsCompletedSuccessfully), Is.True);
+            Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [Test]
+    public async Task Drop_FirstSyn_ClientRetransmitsAndTheAcceptedRetryConnects()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            if (s.Seen.Count == 1)
+            {
+                queue.Drop(p.PacketId);
+            }
+            else
+            {
+                queue.Accept(p.PacketId);
+            }
+        }, stop.Token);
+
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        var seen = s.Seen.ToList();
+        Assert.That(seen, Has.Count.EqualTo(2), "the dropped SYN and its retransmission");
+        Assert.That(seen[1].Payload.AsSpan(20, 4).SequenceEqual(seen[0].Payload.AsSpan(20, 4)), Is.True, "same ports: a retransmission");
+    }
+
+    [Test]
+    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsAndKeepsReceiving()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        // The smallest buffer (64 KiB, doubled by the kernel) overflows after a few hundred queued SYN messages.
+        var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            ReceiveBufferBytes = 64 * 1024,
+        })).WaitAsync(Timeout);
+        using var _ = queue;
+        var clients = new List<Socket>();
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            // Bounded burst: 600 connection attempts, nobody receiving on the queue meanwhile.
+            for (var i = 0; i < 600; i++)
+            {
+                var c = await s.Topology.Client.RunInNamespaceAsync(() =>
+                {
+                    var sock = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { Blocking = false };
+                    try
+                    {
+                        sock.Connect(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port));
+                    }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.WouldBlock)
+                    {
+                        // In progress: the SYN is on its way to the queue.
+                    }
+
+                    return sock;
+                }).WaitAsync(Timeout);
+                clients.Add(c);
+            }
+
+            var handled = 0;
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            while (deadline.Elapsed < TimeSpan.FromSeconds(5) && (queue.Statistics.ReceiveOverruns == 0 || handled == 0))
+            {
+                handled += queue.Receive((in NfqueuePacket p) => queue.Accept(p.PacketId), TimeSpan.FromMilliseconds(200));
+            }
+
+            Assert.That(queue.Statistics.ReceiveOverruns, Is.GreaterThan(0));
+            Assert.That(handled, Is.GreaterThan(0), "receiving goes on after ENOBUFS");
+            Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+        }
+        finally
+        {
+            clients.ForEach(c => c.Dispose());
+        }
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task InterceptMark_MptcpClientOnTwoPaths_BothSubflowsReachTheTransparentListener(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = MptcpTestSockets.Create(family);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        // Every SYN on the port, MP_CAPABLE and MP_JOIN alike, is intercepted.
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+        }, stop.Token);
+        using var client = await s.Topology.Client.RunInNamespaceAsync(() => MptcpTestSockets.Create(family)).WaitAsync(Timeout);
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            var accept = listener.AcceptAsync(cts.Token).AsTask();
+            await client.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port), cts.Token);
+            using var accepted = await accept.WaitAsync(Timeout);
+            await client.SendAsync("mptcp"u8.ToArray(), cts.Token);
+            var buffer = new byte[16];
+            var n = await accepted.ReceiveAsync(buffer, cts.Token);
+
+            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => MptcpTestSockets.AdditionalSubflows(accepted) >= 1, Timeout);
+
+            Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, n), Is.EqualTo("mptcp"));
+            Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
+            var path2 = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4);
+            Assert.That(s.Seen.Select(p => SourceAddress(p.Payload)), Has.Member(path2), "the MP_JOIN SYN over path2 was queued");
+            Assert.That(MptcpTestSockets.AdditionalSubflows(client), Is.EqualTo(1));
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+    }
+
+    [Test]
+    public async Task CopyRange_ShorterThanSyn_PayloadCutAndOriginalLengthReported()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        using var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            CopyRange = 24,
+        })).WaitAsync(Timeout);
+        var copies = new System.Collections.Concurrent.ConcurrentQueue<NfqueuePacketCopy>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            copies.Enqueue(p.Copy());
+            queue.Accept(p.PacketId);
+        }, stop.Token);
+
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        var syn = copies.Single();
+        Assert.That(syn.Payload, Has.Length.EqualTo(24));
+        // A Linux SYN: 20 bytes of IPv4 header, 40 of TCP (20 + MSS, SACK_PERM, timestamps, window scale).
+        Assert.That(syn.OriginalLength, Is.EqualTo(60));
+    }
+
+    [Test]
+    public async Task GsoFlag_OwnEgressSyn_ReportsChecksumNotReady()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        using var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
+        {
+            QueueNumber = 3,
+            Gso = true,
+        })).WaitAsync(Timeout);
+        var seen = new System.Collections.Concurrent.ConcurrentQueue<(NfqueueSkbInfo Info, NetfilterHook Hook)>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            seen.Enqueue((p.SkbInfo, p.Hook));
+            queue.Accept(p.PacketId);
+        }, stop.Token);
+        using var probe = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            return c;
+        }).WaitAsync(Timeout);
+        using var cts = new CancellationTokenSource(Timeout);
+        try
+        {
+            var accept = server.AcceptAsync(cts.Token).AsTask();
+            await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
+            using var accepted = await accept.WaitAsync(Timeout);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+
+        // With GSO the kernel no longer completes offloaded checksums before queueing a locally built packet, and
+        // says so in NFQA_SKB_INFO: a payload rewrite must compute the full checksum itself.
+        var syn = seen.Single();
+        Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PostRouting));
+        Assert.That(syn.Info.HasFlag(NfqueueSkbInfo.ChecksumNotReady), Is.True, syn.Info.ToString());
+    }
+
+    [Test]
+    public async Task Verdict_UnknownPacketId_KernelErrorParsedAndCounted()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var ns = await lab.AddNamespaceAsync("nlerr").WaitAsync(Timeout);
+        using var queue = await ns.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions { QueueNumber = 9 })).WaitAsync(Timeout);
+
+        queue.Accept(12345);
+        var handled = 0;
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        while (queue.Statistics.NetlinkErrors == 0 && deadline.Elapsed < Timeout)
+        {
+            handled += queue.Receive((in NfqueuePacket _) => { }, TimeSpan.FromMilliseconds(200));
+        }
+
+        Assert.That(handled, Is.Zero);
+        Assert.That(queue.Statistics.NetlinkErrors, Is.EqualTo(1));
+        Assert.That(queue.Statistics.LastErrno, Is.EqualTo(2), "ENOENT: no packet with that id");
+        Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+    }
+
+    [Test]
+    public async Task HandlerThrows_PacketAcceptedAndLoopContinuesWithErrorCallback()
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        var errors = new System.Collections.Concurrent.ConcurrentQueue<NfqueueException>();
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => throw new InvalidOperationException("handler bug"), stop.Token, errors.Enqueue);
+
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        Assert.That(errors, Has.Count.EqualTo(2));
+        Assert.That(errors.First().InnerException, Is.InstanceOf<InvalidOperationException>());
+        Assert.That(queue.Statistics.FailOpenAccepts, Is.EqualTo(2));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EgressHook_InterceptedConnectionOnMarkedListener_SynAckQueuedAtPostroutingUnderServerAddress(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        // The proxy's transparent listener carries the egress mark, as one that must add MP_PROXY to its SYN/ACKs.
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        {
+            s.Record(p);
+            if (p.Hook == NetfilterHook.PreRouting)
+            {
+                queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+            }
+            else
+            {
+                queue.Accept(p.PacketId);
+            }
+        }, stop.Token);
+
+        try
+        {
+            await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await loop.WaitAsync(Timeout);
+        }
+
+        var seen = s.Seen.ToList();
+        Assert.That(seen.Select(p => p.Hook), Is.EqualTo(new[] { NetfilterHook.PreRouting, NetfilterHook.PostRouting }));
+        var synAck = seen[1];
+        Assert.That(TcpTestPackets.Flags(synAck.Payload) & 0x12, Is.EqualTo(0x12), "SYN/ACK");
+        Assert.That(synAck.Mark & 0x2, Is.EqualTo(0x2u));
+        Assert.That(SourceAddress(synAck.Payload), Is.EqualTo(InterceptionScenario.ServerAddress(v6)), "answered under the server's address");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EgressHook_OptionAddedToOwnSynAck_ClientSideCaptureCarriesItAndConnectionWorks(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
+        {
+            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
+            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
+            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
+            l.Listen();
+            return l;
+        }).WaitAsync(Timeout);
+        var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-path1.pcap");
+        byte[] option = [253, 4, 0x50, 0x53];
+        try
+        {
+            await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
+            var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+            using var stop = new CancellationTokenSource();
+            var loop = queue.RunAsync((in NfqueuePacket p) =>
+            {
+                s.Record(p);
+                if (p.Hook == NetfilterHook.PreRouting)
+                {
+                    queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
+                }
+                else
+                {
+                    // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
+                    queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
+                }
+            }, stop.Token);
+
+            try
+            {
+                await s.ConnectAndExchangeAsync(listener, v6).WaitAsync(Timeout);
+            }
+            finally
+            {
+                await stop.CancelAsync();
+                await loop.WaitAsync(Timeout);
+            }
+
+            var packets = await capture.StopAsync().WaitAsync(Timeout);
+            var synAcks = packets.Select(p => p.IpPacket.ToArray())
+                .Where(ip => ip.Length > 0 && TcpTestPackets.Protocol(ip) == 6 && (TcpTestPackets.Flags(ip) & 0x12) == 0x12).ToList();
+            Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
+            Assert.That(TcpTestPackets.Options(synAcks[0]).IndexOf(option), Is.GreaterThanOrEqualTo(0));
+            Assert.That(TcpTestPackets.TcpChecksumValid(synAcks[0]), Is.True);
+        }
+        finally
+        {
+            File.Delete(pcap);
+        }
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Accept_TransparentListenerOnSamePort_PassedSynStillReachesServer(bool v6)
+    {
+        await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
+        var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
+        // Listeners are opened before verdicts, so one exists on the port while other SYNs are passed.
+        var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
+        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        using var stop = new CancellationTokenSource();
+        var loop = queue.RunAsync((in NfqueuePacket p) => queue.Accept(p.PacketId), stop.Token);
+
+        var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
+        await stop.CancelAsync();
+        await loop.WaitAsync(Timeout);
+
+        Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
+        Assert.That(proxyListener.Poll(0, SelectMode.SelectRead), Is.False, "the proxy's listener got nothing");
+    }
+
+    private static IPAddress SourceAddress(byte[] ip) =>
+        new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
 }

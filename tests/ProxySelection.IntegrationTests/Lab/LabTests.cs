@@ -13,7 +13,7 @@ public sealed class LabTests
     public async Task TwoPathTopology_Built_ClientReachesServerOverBothPathsInBothFamilies()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var t = await TwoPathTopology.BuildAsync(lab);
+        var t = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
 
         foreach (var (source, target) in new[]
         {
@@ -23,21 +23,21 @@ public sealed class LabTests
             (TwoPathTopology.ClientPath2V6, TwoPathTopology.ServerV6),
         })
         {
-            var seen = await ConnectOnceAsync(t.Client, source, t.Server, target);
+            var seen = await ConnectOnceAsync(t.Client, source, t.Server, target).WaitAsync(Timeout);
             Assert.That(seen, Is.EqualTo(IPAddress.Parse(source)), $"{source} -> {target}");
         }
 
-        Assert.That(await t.Proxy.ReadSysctlAsync("net.ipv4.ip_forward"), Is.EqualTo("1"));
-        Assert.That(await t.Client.ReadSysctlAsync("net.mptcp.blackhole_timeout"), Is.EqualTo("0"));
-        Assert.That(await t.Client.ReadSysctlAsync("net.ipv4.conf.path1.rp_filter"), Is.EqualTo("0"));
-        Assert.That(await t.Client.IpAsync("mptcp", "endpoint", "show"), Does.Contain(TwoPathTopology.ClientPath2V4));
+        Assert.That(await t.Proxy.ReadSysctlAsync("net.ipv4.ip_forward").WaitAsync(Timeout), Is.EqualTo("1"));
+        Assert.That(await t.Client.ReadSysctlAsync("net.mptcp.blackhole_timeout").WaitAsync(Timeout), Is.EqualTo("0"));
+        Assert.That(await t.Client.ReadSysctlAsync("net.ipv4.conf.path1.rp_filter").WaitAsync(Timeout), Is.EqualTo("0"));
+        Assert.That(await t.Client.IpAsync("mptcp", "endpoint", "show").WaitAsync(Timeout), Does.Contain(TwoPathTopology.ClientPath2V4));
     }
 
     [Test]
     public async Task RunInNamespace_SocketsCreatedInside_LiveInThatNamespace()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var t = await TwoPathTopology.BuildAsync(lab);
+        var t = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
 
         // 198.18.3.2 exists only in the server namespace: binding there proves the thread had entered it.
         using var listener = await t.Server.RunInNamespaceAsync(() =>
@@ -46,10 +46,10 @@ public sealed class LabTests
             l.Bind(new IPEndPoint(IPAddress.Parse(TwoPathTopology.ServerV4), 0));
             l.Listen();
             return l;
-        });
+        }).WaitAsync(Timeout);
         var port = ((IPEndPoint)listener.LocalEndPoint!).Port;
 
-        using var client = await t.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        using var client = await t.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
         // Async I/O continues on pool threads (original namespace); the sockets keep their own namespaces.
         using var cts = new CancellationTokenSource(Timeout);
         var accept = listener.AcceptAsync(cts.Token).AsTask();
@@ -68,9 +68,9 @@ public sealed class LabTests
     public async Task RunInNamespace_ThreadAfterwards_IsBackInOriginalNamespace()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("inner");
+        var ns = await lab.AddNamespaceAsync("inner").WaitAsync(Timeout);
         var own = File.ResolveLinkTarget("/proc/thread-self/ns/net", false)!.ToString();
-        var inside = await ns.RunInNamespaceAsync(() => File.ResolveLinkTarget("/proc/thread-self/ns/net", false)!.ToString());
+        var inside = await ns.RunInNamespaceAsync(() => File.ResolveLinkTarget("/proc/thread-self/ns/net", false)!.ToString()).WaitAsync(Timeout);
 
         Assert.That(inside, Is.Not.EqualTo(own));
         Assert.That(File.ResolveLinkTarget("/proc/thread-self/ns/net", false)!.ToString(), Is.EqualTo(own));
@@ -80,13 +80,13 @@ public sealed class LabTests
     public async Task StartProcess_Stop_KillsTheWholeProcessGroup()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("proc");
+        var ns = await lab.AddNamespaceAsync("proc").WaitAsync(Timeout);
         var p = ns.StartProcess("sh", ["-c", "sleep 60 & echo child $!; wait"]);
         await p.WaitForOutputAsync("child ", Timeout);
         var childPid = int.Parse(p.Output.Split("child ")[1].Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
         Assert.That(Directory.Exists($"/proc/{childPid}"), Is.True);
-        await p.StopAsync(TimeSpan.FromSeconds(5));
+        await p.StopAsync(TimeSpan.FromSeconds(5)).WaitAsync(Timeout);
 
         Assert.That(p.HasExited, Is.True);
         await WaitUntilAsync(() => !Directory.Exists($"/proc/{childPid}"), Timeout);
@@ -96,10 +96,10 @@ public sealed class LabTests
     public async Task RunAsync_CommandOutlivesTimeout_ThrowsLabException()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("slow");
+        var ns = await lab.AddNamespaceAsync("slow").WaitAsync(Timeout);
         var started = System.Diagnostics.Stopwatch.StartNew();
 
-        Assert.That(async () => await ns.RunAsync("sleep", ["30"], TimeSpan.FromMilliseconds(300)), Throws.InstanceOf<LabException>());
+        Assert.That(async () => await ns.RunAsync("sleep", ["30"], TimeSpan.FromMilliseconds(300)).WaitAsync(Timeout), Throws.InstanceOf<LabException>());
         Assert.That(started.Elapsed, Is.LessThan(TimeSpan.FromSeconds(10)));
     }
 
@@ -107,17 +107,17 @@ public sealed class LabTests
     public async Task StartCapture_ConnectionsAcrossLink_PcapHoldsTheirSyns()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var t = await TwoPathTopology.BuildAsync(lab);
+        var t = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
         var pcap = Path.Combine(Path.GetTempPath(), $"{t.Proxy.Name}-cap.pcap");
         try
         {
-            await using var capture = await t.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, "tcp");
+            await using var capture = await t.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, "tcp").WaitAsync(Timeout);
             for (var i = 0; i < 3; i++)
             {
-                await ConnectOnceAsync(t.Client, TwoPathTopology.ClientPath1V4, t.Server, TwoPathTopology.ServerV4);
+                await ConnectOnceAsync(t.Client, TwoPathTopology.ClientPath1V4, t.Server, TwoPathTopology.ServerV4).WaitAsync(Timeout);
             }
 
-            var packets = await capture.StopAsync();
+            var packets = await capture.StopAsync().WaitAsync(Timeout);
 
             // IPv4, protocol TCP, flags byte exactly SYN.
             var syns = packets.Count(p => p.IpPacket.Length >= 40 && p.IpPacket.Span[9] == 6 && p.IpPacket.Span[33] == 0x02);
@@ -133,14 +133,14 @@ public sealed class LabTests
     public async Task SetRateLimit_HtbAndTbf_InstallTheQdisc()
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
-        var t = await TwoPathTopology.BuildAsync(lab);
+        var t = await TwoPathTopology.BuildAsync(lab).WaitAsync(Timeout);
 
-        await t.Client.SetRateLimitAsync(TwoPathTopology.ClientPath1, "50mbit");
-        await t.Client.SetRateLimitAsync(TwoPathTopology.ClientPath2, "50mbit", RateShaper.Tbf);
+        await t.Client.SetRateLimitAsync(TwoPathTopology.ClientPath1, "50mbit").WaitAsync(Timeout);
+        await t.Client.SetRateLimitAsync(TwoPathTopology.ClientPath2, "50mbit", RateShaper.Tbf).WaitAsync(Timeout);
 
-        Assert.That(await LabCommand.CheckAsync("tc", ["-n", t.Client.Name, "class", "show", "dev", TwoPathTopology.ClientPath1]),
+        Assert.That(await LabCommand.CheckAsync("tc", ["-n", t.Client.Name, "class", "show", "dev", TwoPathTopology.ClientPath1]).WaitAsync(Timeout),
             Does.Contain("rate 50Mbit"));
-        Assert.That(await LabCommand.CheckAsync("tc", ["-n", t.Client.Name, "qdisc", "show", "dev", TwoPathTopology.ClientPath2]),
+        Assert.That(await LabCommand.CheckAsync("tc", ["-n", t.Client.Name, "qdisc", "show", "dev", TwoPathTopology.ClientPath2]).WaitAsync(Timeout),
             Does.Contain("tbf").And.Contain("rate 50Mbit"));
     }
 
@@ -148,12 +148,12 @@ public sealed class LabTests
     public async Task Dispose_RemovesNamespacesAndStopsProcesses()
     {
         var lab = ProxySelection.Lab.Lab.Create();
-        var ns = await lab.AddNamespaceAsync("gone");
+        var ns = await lab.AddNamespaceAsync("gone").WaitAsync(Timeout);
         var p = ns.StartProcess("sleep", ["60"]);
         await lab.DisposeAsync();
 
         Assert.That(p.HasExited, Is.True);
-        Assert.That(await LabRun.ListNamespacesAsync(), Does.Not.Contain(ns.Name));
+        Assert.That(await LabRun.ListNamespacesAsync().WaitAsync(Timeout), Does.Not.Contain(ns.Name));
     }
 
     [Test]
@@ -165,19 +165,19 @@ public sealed class LabTests
         var live = $"ps0badc0-{Environment.ProcessId}-1live";
         try
         {
-            await LabCommand.CheckAsync("ip", ["netns", "add", stale]);
-            await LabCommand.CheckAsync("ip", ["netns", "add", live]);
+            await LabCommand.CheckAsync("ip", ["netns", "add", stale]).WaitAsync(Timeout);
+            await LabCommand.CheckAsync("ip", ["netns", "add", live]).WaitAsync(Timeout);
 
-            await LabRun.SweepStaleAsync();
+            await LabRun.SweepStaleAsync().WaitAsync(Timeout);
 
-            var names = await LabRun.ListNamespacesAsync();
+            var names = await LabRun.ListNamespacesAsync().WaitAsync(Timeout);
             Assert.That(names, Does.Not.Contain(stale));
             Assert.That(names, Does.Contain(live));
         }
         finally
         {
-            await LabCommand.RunAsync("ip", ["netns", "delete", stale]);
-            await LabCommand.RunAsync("ip", ["netns", "delete", live]);
+            await LabCommand.RunAsync("ip", ["netns", "delete", stale]).WaitAsync(Timeout);
+            await LabCommand.RunAsync("ip", ["netns", "delete", live]).WaitAsync(Timeout);
         }
     }
 

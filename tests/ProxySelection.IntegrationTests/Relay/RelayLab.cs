@@ -12,7 +12,7 @@ internal sealed class NamespaceSocketFactory(NetNamespace ns) : SocketFactory
 {
     public override Socket Create(AddressFamily family, TransportProtocol protocol) =>
         // Blocking on purpose: setns is per thread, so creation runs on the Lab's namespace thread, synchronously.
-        ns.RunInNamespaceAsync(() => base.Create(family, protocol)).GetAwaiter().GetResult();
+        ns.RunInNamespaceAsync(() => base.Create(family, protocol)).WaitAsync(RelayLab.Timeout).GetAwaiter().GetResult();
 }
 
 /// <summary>
@@ -38,6 +38,9 @@ internal sealed class RelayLab : IAsyncDisposable
     public TransparentListener Listener { get; private set; } = null!;
     public ChannelReader<RelayResult> Results => _results.Reader;
 
+    /// <summary>Creates sockets in the proxy namespace (the relay's own factory).</summary>
+    public SocketFactory Sockets { get; private set; } = null!;
+
     /// <summary>The server the relay forwards to (in the server namespace), one per lab.</summary>
     public IPEndPoint ServerEndPoint { get; private set; } = null!;
 
@@ -49,7 +52,9 @@ internal sealed class RelayLab : IAsyncDisposable
         UpstreamConnectorOptions? connectorOptions = null,
         AddressFamily family = AddressFamily.InterNetwork,
         int serverPort = 8080,
-        bool intercept = false)
+        bool intercept = false,
+        TimeProvider? relayTime = null,
+        TimeProvider? connectorTime = null)
     {
         var lab = ProxySelection.Lab.Lab.Create();
         try
@@ -58,30 +63,45 @@ internal sealed class RelayLab : IAsyncDisposable
             var relayLab = new RelayLab(lab, topology);
             if (intercept)
             {
-                await relayLab.InterceptAsync(family, serverPort);
+                await relayLab.InterceptAsync(family, serverPort).WaitAsync(Timeout);
             }
-            relayLab.Start(options ?? new RelayOptions(), connectorOptions ?? new UpstreamConnectorOptions(), family, serverPort, intercept);
+            relayLab.Start(
+                options ?? new RelayOptions(),
+                connectorOptions ?? new UpstreamConnectorOptions(),
+                family,
+                serverPort,
+                intercept,
+                relayTime ?? TimeProvider.System,
+                connectorTime ?? TimeProvider.System);
             return relayLab;
         }
         catch
         {
-            await lab.DisposeAsync();
+            await lab.DisposeAsync().AsTask().WaitAsync(Timeout);
             throw;
         }
     }
 
-    private void Start(RelayOptions options, UpstreamConnectorOptions connectorOptions, AddressFamily family, int serverPort, bool intercept)
+    private void Start(
+        RelayOptions options,
+        UpstreamConnectorOptions connectorOptions,
+        AddressFamily family,
+        int serverPort,
+        bool intercept,
+        TimeProvider relayTime,
+        TimeProvider connectorTime)
     {
         bool v6 = family == AddressFamily.InterNetworkV6;
         ServerEndPoint = new IPEndPoint(IPAddress.Parse(v6 ? TwoPathTopology.ServerV6 : TwoPathTopology.ServerV4), serverPort);
-        var sockets = new NamespaceSocketFactory(Topology.Proxy);
-        Connector = new UpstreamConnector(connectorOptions, sockets, TimeProvider.System);
+        Sockets = new NamespaceSocketFactory(Topology.Proxy);
+        var sockets = Sockets;
+        Connector = new UpstreamConnector(connectorOptions, sockets, connectorTime);
         Relay = new RelayServer(
             options,
             new ListenerOptions(),
             sockets,
             Connector,
-            TimeProvider.System,
+            relayTime,
             result => _results.Writer.TryWrite(result),
             intercept ? null : _ => ServerEndPoint);
         if (intercept)
@@ -124,21 +144,21 @@ internal sealed class RelayLab : IAsyncDisposable
         await proxy.IpAsync(family6, "route", "add", "local", v6 ? "::/0" : "0.0.0.0/0", "dev", "lo", "table", "100").WaitAsync(Timeout);
     }
 
-    /// <summary>A listening TCP (or MPTCP) socket on the server's address.</summary>
-    public Task<Socket> ListenOnServerAsync(TransportProtocol protocol = TransportProtocol.Tcp) =>
+    /// <summary>A listening TCP (or MPTCP) socket on the server's address (or another port of it).</summary>
+    public Task<Socket> ListenOnServerAsync(TransportProtocol protocol = TransportProtocol.Tcp, int? port = null) =>
         Topology.Server.RunInNamespaceAsync(() =>
         {
             var listener = SocketFactory.Default.Create(ServerEndPoint.AddressFamily, protocol);
             listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            listener.Bind(ServerEndPoint);
+            listener.Bind(new IPEndPoint(ServerEndPoint.Address, port ?? ServerEndPoint.Port));
             listener.Listen();
             return listener;
-        });
+        }).WaitAsync(Timeout);
 
     /// <summary>A client socket in the client namespace, connected to the relay.</summary>
     public async Task<Socket> ConnectClientAsync(TransportProtocol protocol = TransportProtocol.Mptcp)
     {
-        var socket = await Topology.Client.RunInNamespaceAsync(() => SocketFactory.Default.Create(RelayEndPoint.AddressFamily, protocol));
+        var socket = await Topology.Client.RunInNamespaceAsync(() => SocketFactory.Default.Create(RelayEndPoint.AddressFamily, protocol)).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         try
         {
@@ -195,17 +215,24 @@ internal sealed class RelayLab : IAsyncDisposable
         return await _results.Reader.ReadAsync(cts.Token);
     }
 
+    /// <summary>Stops the relay, then removes the namespaces even when stopping failed or timed out.</summary>
     public async ValueTask DisposeAsync()
     {
-        if (Relay is not null)
+        try
         {
-            await Relay.DisposeAsync();
+            if (Relay is not null)
+            {
+                await Relay.DisposeAsync().AsTask().WaitAsync(Timeout);
+            }
+            if (Connector is not null)
+            {
+                await Connector.DisposeAsync().AsTask().WaitAsync(Timeout);
+            }
         }
-        if (Connector is not null)
+        finally
         {
-            await Connector.DisposeAsync();
+            await Lab.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
         }
-        await Lab.DisposeAsync();
     }
 }
 
@@ -265,7 +292,7 @@ internal static class TestSockets
     }
 
     /// <summary>Sends <paramref name="total"/> pseudo-random bytes in chunks; returns their SHA-256.</summary>
-    public static async Task<byte[]> SendRandomAsync(Socket socket, long total, int seed, Func<long, Task>? progress = null)
+    public static async Task<byte[]> SendRandomAsync(Socket socket, long total, int seed)
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -284,10 +311,6 @@ internal static class TestSockets
                 data = data[n..];
             }
             sent += size;
-            if (progress is not null)
-            {
-                await progress(sent);
-            }
         }
         return hash.GetHashAndReset();
     }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Lab;
 using ProxySelection.Relay;
 
@@ -172,26 +173,55 @@ public sealed class RelayTests
     }
 
     [Test]
-    public async Task Relay_TrafficKeepsComing_IdleTimeoutDoesNotFire()
+    public async Task Relay_TrafficKeepsComing_IdleTimeoutFiresOnlyAfterTheLastByte()
     {
-        var idle = TimeSpan.FromMilliseconds(600);
-        await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle });
+        // A fake clock: the timeout depends on the relay resetting its one token source, not on scheduling luck.
+        var time = new FakeTimeProvider();
+        var idle = TimeSpan.FromSeconds(10);
+        await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle }, relayTime: time);
         using var listener = await lab.ListenOnServerAsync();
         using var client = await lab.ConnectClientAsync();
         using var server = await TestSockets.AcceptAsync(listener);
+        var connection = await lab.SingleConnectionAsync();
 
-        // Five times the idle timeout in all, never a gap of more than half of it.
-        for (int i = 0; i < 15; i++)
+        // Three times the idle timeout in all, never a gap of more than 0.6 of it.
+        for (int i = 0; i < 5; i++)
         {
             await TestSockets.SendAsync(client, "tick"u8.ToArray());
             await TestSockets.ReadExactlyAsync(server, 4);
-            await Task.Delay(idle / 3);
+            await TestSockets.SendAsync(server, "tock"u8.ToArray());
+            await TestSockets.ReadExactlyAsync(client, 4);
+            time.Advance(idle * 0.6);
         }
+        var whileBusy = connection.Reason;
+        time.Advance(idle);
+        var result = await lab.NextResultAsync();
 
-        Assert.That((await lab.SingleConnectionAsync()).Reason, Is.EqualTo(CloseReason.None));
-        client.Shutdown(SocketShutdown.Send);
-        server.Shutdown(SocketShutdown.Send);
-        Assert.That((await lab.NextResultAsync()).Reason, Is.EqualTo(CloseReason.Completed));
+        Assert.That(whileBusy, Is.EqualTo(CloseReason.None));
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.IdleTimeout));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task DisposeAsync_WithALiveConnection_ResetsBothLegsWithReasonAborted()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+
+        await lab.Relay.DisposeAsync().AsTask().WaitAsync(Timeout);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(result.Reason, Is.EqualTo(CloseReason.Aborted));
+        Assert.That(lab.Relay.Connections, Is.Empty);
+        Assert.That(lab.Relay.Limiter.Active, Is.Zero);
+        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(async () => await lab.Listener.Stopped.WaitAsync(Timeout), Throws.Nothing, "the accept loop ends with the listener");
     }
 
     [Test]
@@ -234,7 +264,7 @@ public sealed class RelayTests
     public async Task Relay_UpstreamDropsSyns_ConnectTimesOutAndClientIsReset()
     {
         await using var lab = await RelayLab.StartAsync(connectorOptions: new UpstreamConnectorOptions { ConnectTimeout = TimeSpan.FromMilliseconds(500) });
-        await lab.Topology.Server.CheckAsync("iptables", ["-A", "INPUT", "-p", "tcp", "--syn", "--dport", $"{lab.ServerEndPoint.Port}", "-j", "DROP"]);
+        await lab.Topology.Server.CheckAsync("iptables", ["-A", "INPUT", "-p", "tcp", "--syn", "--dport", $"{lab.ServerEndPoint.Port}", "-j", "DROP"]).WaitAsync(Timeout);
         var seen = await lab.ConnectRejectedClientAsync();
         var result = await lab.NextResultAsync();
 
@@ -284,6 +314,81 @@ public sealed class RelayTests
     }
 
     [Test]
+    public async Task Abort_FromManyThreadsAtOnce_ExactlyOneReasonWinsAndTheResultCarriesIt()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        using var listener = await lab.ListenOnServerAsync();
+        using var client = await lab.ConnectClientAsync();
+        using var server = await TestSockets.AcceptAsync(listener);
+        await TestSockets.SendAsync(client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(server, 4);
+        var connection = await lab.SingleConnectionAsync();
+
+        CloseReason[] reasons = [CloseReason.Aborted, CloseReason.IdleTimeout, CloseReason.Error, CloseReason.ClientReset];
+        using var start = new Barrier(reasons.Length);
+        var aborts = reasons.Select(reason => Task.Run(() =>
+        {
+            start.SignalAndWait(Timeout);
+            connection.Abort(reason);
+        })).ToArray();
+        await Task.WhenAll(aborts).WaitAsync(Timeout);
+        var result = await lab.NextResultAsync();
+
+        Assert.That(reasons, Does.Contain(connection.Reason));
+        Assert.That(result.Reason, Is.EqualTo(connection.Reason));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+    }
+
+    [Test]
+    public async Task Relay_UpstreamMappingThrows_ClientIsResetAndTheListenerKeepsAccepting()
+    {
+        await using var lab = await RelayLab.StartAsync();
+        var results = System.Threading.Channels.Channel.CreateUnbounded<RelayResult>();
+        int calls = 0;
+        await using var relay = new RelayServer(
+            new RelayOptions(),
+            new ListenerOptions(),
+            lab.Sockets,
+            lab.Connector,
+            TimeProvider.System,
+            result => results.Writer.TryWrite(result),
+            _ => Interlocked.Increment(ref calls) == 1 ? throw new InvalidOperationException("mapping bug") : lab.ServerEndPoint);
+        var port = relay.EnsureListener(0, AddressFamily.InterNetwork).LocalEndPoint.Port;
+        var relayEndPoint = new IPEndPoint(IPAddress.Parse(TwoPathTopology.ProxyPath1V4), port);
+        using var serverListener = await lab.ListenOnServerAsync();
+        using var cts = new CancellationTokenSource(Timeout);
+
+        async Task<Socket> ConnectAsync()
+        {
+            var socket = await lab.Topology.Client.RunInNamespaceAsync(() => SocketFactory.Default.Create(AddressFamily.InterNetwork, TransportProtocol.Mptcp)).WaitAsync(Timeout);
+            await socket.ConnectAsync(relayEndPoint, cts.Token);
+            return socket;
+        }
+
+        SocketError firstSeen;
+        try
+        {
+            using var first = await ConnectAsync();
+            firstSeen = await TestSockets.ReadUntilClosedAsync(first);
+        }
+        catch (SocketException e)
+        {
+            firstSeen = e.SocketErrorCode; // the reset beat connect() back
+        }
+        var firstResult = await results.Reader.ReadAsync(cts.Token);
+        using var second = await ConnectAsync();
+        using var server = await TestSockets.AcceptAsync(serverListener);
+        await TestSockets.SendAsync(second, "ok"u8.ToArray());
+
+        Assert.That(firstSeen, Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(firstResult.Reason, Is.EqualTo(CloseReason.Error));
+        Assert.That(firstResult.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.NotAttempted));
+        Assert.That(await TestSockets.ReadExactlyAsync(server, 2), Is.EqualTo("ok"u8.ToArray()));
+        Assert.That(relay.Limiter.Active, Is.EqualTo(1), "the failed connection gave its slot back");
+    }
+
+    [Test]
     public async Task Relay_UpgradeRole_TcpClientGetsMptcpUpstream()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions
@@ -322,7 +427,8 @@ public sealed class RelayTests
         var result = await lab.NextResultAsync();
 
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
-        Assert.That(result.ClientMptcp.Status, Is.AnyOf(MptcpStatus.FellBackToTcp, MptcpStatus.NotMptcp));
+        // A plain SYN on an MPTCP listener: accept(2) hands out the TCP subflow itself, SO_PROTOCOL says TCP.
+        Assert.That(result.ClientMptcp.Status, Is.EqualTo(MptcpStatus.NotMptcp));
     }
 
     [Test]
@@ -386,8 +492,10 @@ public sealed class RelayTests
         client.Shutdown(SocketShutdown.Send);
         var (received, _) = await receive.WaitAsync(Timeout);
 
-        // Unconsumed bytes stop at the pause threshold plus one read; segments are rented per read.
-        Assert.That(peak, Is.LessThanOrEqualTo(options.PauseThreshold + (4 * options.ReadSize)), $"peak pool use {peak}");
+        // Unconsumed bytes stop at the pause threshold plus one read; every segment but the first (partly consumed)
+        // and the last (being written) holds at least a read's worth, whatever the sizes of the reads.
+        long bound = (2 * (options.PauseThreshold + options.ReadSize)) + (2 * options.SegmentSize);
+        Assert.That(peak, Is.LessThanOrEqualTo(bound), $"peak pool use {peak}");
         Assert.That(received, Is.EqualTo(sent));
         TestContext.Out.WriteLine($"stalled after {sent} bytes; relay peak buffer {peak} bytes");
     }

@@ -17,6 +17,7 @@ public class ChainGeneratorTests
             Assert.That(proxies.Select(p => p.Policy).Distinct().Count(), Is.EqualTo(3));
             Assert.That(proxies.Select(p => p.Role).Distinct().Count(), Is.EqualTo(2));
             Assert.That(proxies.Count(p => p.AtCapacity), Is.GreaterThan(1000));
+            Assert.That(proxies.Count(p => p.ReturnBypasses), Is.GreaterThan(1000));
             Assert.That(chains.Count(c => c.Proxies.Any(p => p.Mode == SignalingMode.Implicit)), Is.GreaterThan(2000));
             Assert.That(boxes, Is.EquivalentTo(new[] { MiddleboxBehavior.StripMpProxy, MiddleboxBehavior.StripMptcp, MiddleboxBehavior.LoseFirstProbe, MiddleboxBehavior.LoseFirstProbeAnswer }));
             Assert.That(chains.Select(c => (c.ClientMptcp, c.ServerMptcp)).Distinct().Count(), Is.EqualTo(4));

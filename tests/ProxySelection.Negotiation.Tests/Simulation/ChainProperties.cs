@@ -63,6 +63,11 @@ public class ChainProperties
             {
                 failures.Add(at + $"holders [{string.Join(",", connection.Holders)}], policy names [{string.Join(",", expected)}]");
             }
+
+            if (expected is not null && spec.ClientMptcp && expected.Any(h => h.Role == ProxyRole.Downgrade) && !connection.ClientGotMptcp)
+            {
+                failures.Add(at + "the client did not get MPTCP from its downgrade holder");
+            }
         }
 
         if (failures.Count > 0)

@@ -81,4 +81,51 @@ public class ScenarioTests
             Assert.That(c.Holders, Is.Empty);
         }
     }
+
+    [Test]
+    public void ProbeLostBeforeTheNextProxy_ProberReleasesAtItsTimeoutAndTheNextProxyTakesOver()
+    {
+        var outcome = Run(new ChainSpec(true, false, [Down(1), new MiddleboxHop(MiddleboxBehavior.LoseFirstProbe), Down(2)]));
+        var first = outcome.Connections[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Holders.Select(h => h.ProxyId), Is.EqualTo(new byte[] { 2 }));
+            Assert.That(first.SetupTime, Is.EqualTo(TimeSpan.FromMilliseconds(250) + first.DirectRoundTrip), "one probe timeout, then the path");
+            Assert.That(outcome.Connections[1].Holders.Select(h => h.ProxyId), Is.EqualTo(new byte[] { 2 }), "P1 passes meanwhile (Unresolved)");
+        });
+    }
+
+    [Test]
+    public void ProbeLostAfterTheNextProxy_ItPassesTheReleasedSyn_PlainTcpFallback()
+    {
+        var outcome = Run(new ChainSpec(true, false, [Down(1), Down(2), new MiddleboxHop(MiddleboxBehavior.LoseFirstProbe)]));
+        var first = outcome.Connections[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Completed, Is.True);
+            Assert.That(first.Holders, Is.Empty, "P2 saw the probe pass (ProbedByOther): it does not hold the SYN a second time");
+            Assert.That(first.ClientGotMptcp, Is.False);
+            Assert.That(first.ContextHolders, Is.EqualTo(1));
+        });
+    }
+
+    [TestCase(250, 600)]
+    [TestCase(400, 900)]
+    public void TwoProbesLostInTurn_HoldsAddUp(int probeTimeoutMs, int expectedSetupMs)
+    {
+        // 10 ms links, direct round trip 100 ms: the client's SYN waits 2 x timeout + the path. At the 400 ms cap
+        // that is 900 ms (the former 450 ms cap reached 1 s exactly: spec §8.3).
+        var spec = new ChainSpec(true, false, [Down(1), new MiddleboxHop(MiddleboxBehavior.LoseFirstProbe), Down(2), new MiddleboxHop(MiddleboxBehavior.LoseFirstProbe)])
+        {
+            ProbeTimeout = TimeSpan.FromMilliseconds(probeTimeoutMs),
+            LinkLatency = TimeSpan.FromMilliseconds(10),
+        };
+        var first = ChainSimulator.Run(spec, 1).Connections[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.SetupTime, Is.EqualTo(TimeSpan.FromMilliseconds(expectedSetupMs)));
+            Assert.That(first.Completed, Is.True, "both release untouched: plain TCP");
+            Assert.That(first.Holders, Is.Empty);
+        });
+    }
 }

@@ -46,10 +46,10 @@ public class MpProxyCodecTests
     }
 
     [Test]
-    public void Write_Presence_IsFourBytesWithNonZeroVersionNibble()
+    public void Write_Presence_IsFourBytesSubtypeFVersion1ExperimentA5()
     {
         var bytes = MpProxyTestData.Bytes(MpProxyOption.Presence());
-        // Byte 2 must not be 0xF0: tshark 4.0 asserts on later packets of a stream whose SYN carried it.
+        // Byte 2 is 0xF1: subtype 0xF, version 1; version 0 is never assigned (spec §5.3).
         Assert.That(bytes, Is.EqualTo(new byte[] { 30, 4, 0xF1, 0xA5 }));
     }
 

@@ -177,6 +177,33 @@ public class MpProxyKeyRingTests
     }
 
     [Test]
+    public void AcceptNext_TwoPhaseRotation_ProxiesOnEitherSideOfTheSwitchUnderstandEachOther()
+    {
+        var early = MpProxyTestData.Ring();
+        var late = MpProxyTestData.Ring();
+        early.AcceptNext(2, MpProxyTestData.Key2);
+        late.AcceptNext(2, MpProxyTestData.Key2);
+        early.Rotate(2, MpProxyTestData.Key2); // switched; "late" still signs with key 1
+
+        var fromEarly = ShortClaim;
+        early.Sign(ref fromEarly, MpProxyTestData.SynAckV4);
+        var fromLate = LongProbe;
+        late.Sign(ref fromLate, MpProxyTestData.SynV4);
+        Assert.Multiple(() =>
+        {
+            Assert.That(fromLate.KeyId, Is.EqualTo(1));
+            Assert.That(late.Verify(fromEarly, MpProxyTestData.SynAckV4), Is.True, "late verifies the new key before signing with it");
+            Assert.That(early.Verify(fromLate, MpProxyTestData.SynV4), Is.True, "early still verifies the old key");
+        });
+    }
+
+    [Test]
+    public void AcceptNext_CurrentKeyId_Throws()
+    {
+        Assert.Throws<ArgumentException>(() => MpProxyTestData.Ring().AcceptNext(1, MpProxyTestData.Key2));
+    }
+
+    [Test]
     public void Verify_LongFormNamingUnknownKeyId_Rejects()
     {
         var ring = MpProxyTestData.Ring();

@@ -9,7 +9,8 @@ public abstract record HopSpec;
 /// <summary>
 /// A proxy running the real <see cref="ProxyNegotiator"/>. <see cref="SignalingMode.Implicit"/> makes it a
 /// non-P-aware (stock) proxy; <see cref="ForeignKey"/> gives it another operator's key, so nobody on the
-/// path can verify its signals nor it theirs.
+/// path can verify its signals nor it theirs; <see cref="ReturnBypasses"/> routes SYN/ACKs and RSTs toward
+/// the client around it (asymmetric routing), except those of its own connections.
 /// </summary>
 public sealed record ProxyHop(
     byte ProxyId,
@@ -18,10 +19,11 @@ public sealed record ProxyHop(
     byte Priority = 8,
     bool AtCapacity = false,
     SignalingMode Mode = SignalingMode.Explicit,
-    bool ForeignKey = false) : HopSpec
+    bool ForeignKey = false,
+    bool ReturnBypasses = false) : HopSpec
 {
     public override string ToString() =>
-        string.Create(CultureInfo.InvariantCulture, $"P{ProxyId}[{(Role == ProxyRole.Downgrade ? "down" : "up")},{Policy},prio {Priority}{(AtCapacity ? ",FULL" : "")}{(Mode == SignalingMode.Implicit ? ",implicit" : "")}{(ForeignKey ? ",foreign-key" : "")}]");
+        string.Create(CultureInfo.InvariantCulture, $"P{ProxyId}[{(Role == ProxyRole.Downgrade ? "down" : "up")},{Policy},prio {Priority}{(AtCapacity ? ",FULL" : "")}{(Mode == SignalingMode.Implicit ? ",implicit" : "")}{(ForeignKey ? ",foreign-key" : "")}{(ReturnBypasses ? ",asymmetric" : "")}]");
 }
 
 public enum MiddleboxBehavior

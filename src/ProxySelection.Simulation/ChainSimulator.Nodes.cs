@@ -16,6 +16,15 @@ public sealed partial class ChainSimulator
         public void Send(Packet packet)
         {
             int next = packet.TowardServer ? Index + 1 : Index - 1;
+            if (!packet.TowardServer)
+            {
+                // Asymmetric routing: the way back skips such proxies, except toward their own connections.
+                while (next > 0 && packet.Flow.Origin != next && Sim._nodes[next] is ProxyNode { Spec.ReturnBypasses: true })
+                {
+                    next--;
+                }
+            }
+
             var target = Sim._nodes[next];
             Sim.Schedule(Sim._spec.LinkLatency, () => target.Receive(packet));
         }
@@ -137,11 +146,11 @@ public sealed partial class ChainSimulator
             }
         }
 
-        /// <summary>The most harmful message for the segment, were it believed: a claim stops probers and upgraders, a probe hides a client SYN.</summary>
+        /// <summary>The most harmful message for the segment, were it believed: a Claim on a SYN stops every proxy, a Defer on a SYN/ACK makes a prober release.</summary>
         private byte[] Forge(Packet packet)
         {
             bool synAck = packet.Type == PacketType.SynAck;
-            var kind = synAck || !packet.MpCapable ? SignalKind.Claim : SignalKind.Probe;
+            var kind = synAck ? SignalKind.Defer : SignalKind.Claim;
             var signal = new ProxySignal(kind, ProxyId: 200, Priority: synAck ? (byte)15 : (byte)0);
             var flow = SignatureFlow(packet.Flow, synAck);
             switch (spec.Behavior)

@@ -187,6 +187,8 @@ public sealed partial class ChainSimulator
                 case SynVerdict.InterceptJoin:
                     AnswerSyn(packet, mpCapable: false, null, _keys);
                     break;
+                case SynVerdict.Duplicate:
+                    break;
             }
         }
 

@@ -1,0 +1,91 @@
+using ProxySelection.Interception.Rules;
+
+namespace ProxySelection.IntegrationTests.Unit;
+
+/// <summary>Cleanup against scripted tool output: which commands it issues (no kernel).</summary>
+[TestFixture]
+public sealed class InterceptionRulesetCleanupTests
+{
+    private const string RawSave = """
+        *raw
+        :PREROUTING ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :PSEL_QUEUE - [0:0]
+        :OTHER - [0:0]
+        -A PREROUTING -j PSEL_QUEUE
+        -A PREROUTING -i eth9 -j PSEL_QUEUE
+        -A PREROUTING -j OTHER
+        -A PSEL_QUEUE -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -m multiport --dports 80 -j NFQUEUE --queue-num 0 --queue-bypass
+        COMMIT
+        """;
+
+    [Test]
+    public async Task Cleanup_LegacyBackendWithLeftovers_DeletesOnlyOurJumpsAndChains()
+    {
+        var runner = new ScriptedRunner(legacy: true);
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner);
+
+        await rules.CleanupAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        var iptables = runner.Commands.Where(c => c.StartsWith("iptables -t raw", StringComparison.Ordinal)).ToList();
+        Assert.That(iptables, Is.EqualTo(new[]
+        {
+            "iptables -t raw -D PREROUTING -j PSEL_QUEUE",
+            "iptables -t raw -D PREROUTING -i eth9 -j PSEL_QUEUE",
+            "iptables -t raw -F PSEL_QUEUE",
+            "iptables -t raw -X PSEL_QUEUE",
+        }));
+        Assert.That(runner.Commands.Any(c => c.StartsWith("nft", StringComparison.Ordinal)), Is.False, "legacy backend: no nft");
+        Assert.That(runner.Commands, Has.Some.StartsWith("ip -4 rule del pref 100 fwmark 0x1/0x1 lookup 100"));
+        Assert.That(runner.Commands, Has.Some.StartsWith("ip -4 route del local 0.0.0.0/0 dev lo table 100"));
+    }
+
+    [Test]
+    public void Cleanup_RuleSurvivesDeletion_ThrowsInterceptionRulesException()
+    {
+        var runner = new ScriptedRunner(legacy: true) { RuleStillThere = true };
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner);
+
+        Assert.That(async () => await rules.CleanupAsync().WaitAsync(TimeSpan.FromSeconds(10)), Throws.InstanceOf<InterceptionRulesException>());
+    }
+
+    [Test]
+    public async Task Apply_RestoreFails_LeavesNothingBehindAndThrows()
+    {
+        var runner = new ScriptedRunner(legacy: true) { FailRestore = true };
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner);
+
+        Assert.That(async () => await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10)), Throws.InstanceOf<InterceptionRulesException>());
+        // Cleanup ran before and again after the failed restore.
+        Assert.That(runner.Commands.Count(c => c == "iptables -t raw -X PSEL_QUEUE"), Is.EqualTo(2));
+    }
+
+    private sealed class ScriptedRunner(bool legacy) : ICommandRunner
+    {
+        public List<string> Commands { get; } = [];
+
+        public bool RuleStillThere { get; init; }
+
+        public bool FailRestore { get; init; }
+
+        public Task<CommandOutcome> RunAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)
+        {
+            var line = string.Join(' ', [file, .. args]);
+            Commands.Add(line);
+            return Task.FromResult(line switch
+            {
+                "iptables --version" => Ok(legacy ? "iptables v1.8.9 (legacy)" : "iptables v1.8.9 (nf_tables)"),
+                "iptables-save -t raw" => Ok(RawSave),
+                "iptables-save -t mangle" => Ok("*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"),
+                "iptables-restore --noflush" when FailRestore => new CommandOutcome(1, "", "iptables-restore: line 3 failed"),
+                _ when line.StartsWith("ip -4 rule show", StringComparison.Ordinal) =>
+                    Ok(RuleStillThere ? "100:\tfrom all fwmark 0x1/0x1 lookup 100\n" : ""),
+                _ when line.StartsWith("ip -4 rule del", StringComparison.Ordinal) || line.StartsWith("ip -4 route del", StringComparison.Ordinal) =>
+                    new CommandOutcome(2, "", "RTNETLINK answers: No such file or directory"),
+                _ => Ok(""),
+            });
+        }
+
+        private static CommandOutcome Ok(string stdout) => new(0, stdout, "");
+    }
+}

@@ -1,0 +1,43 @@
+using ProxySelection.Interception.Rules;
+
+namespace ProxySelection.IntegrationTests.Unit;
+
+/// <summary>The iptables-restore script as text (no kernel, no commands run).</summary>
+[TestFixture]
+public sealed class InterceptionRulesetRenderTests
+{
+    [Test]
+    public void RenderRestoreScript_SixteenPorts_SplitIntoMultiportRulesOfAtMostFifteen()
+    {
+        var ports = Enumerable.Range(1000, 16).Select(p => (ushort)p).ToArray();
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = ports }).RenderRestoreScript();
+
+        var queueRules = script.Split('\n').Where(l => l.StartsWith("-A PSEL_QUEUE", StringComparison.Ordinal)).ToList();
+        Assert.That(queueRules, Has.Count.EqualTo(2));
+        Assert.That(queueRules[0], Does.Contain("--dports 1000,1001,1002,1003,1004,1005,1006,1007,1008,1009,1010,1011,1012,1013,1014 "));
+        Assert.That(queueRules[1], Does.Contain("--dports 1015 "));
+    }
+
+    [Test]
+    public void RenderRestoreScript_CustomMarksQueuesAndPrefix_UsedEverywhere()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            ChainPrefix = "PX2",
+            Ports = [443, 80, 443],
+            QueueNumber = 12,
+            EgressQueueNumber = 13,
+            InterceptMark = 0x100,
+            InterceptMask = 0x300,
+            EgressMark = 0x400,
+            EgressMask = 0x400,
+        }).RenderRestoreScript();
+
+        Assert.That(script, Does.Contain("-A PX2_QUEUE -p tcp --syn -m multiport --dports 80,443 -j NFQUEUE --queue-num 12 --queue-bypass\n"));
+        Assert.That(script, Does.Contain("-A PX2_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x100/0x300\n"));
+        Assert.That(script, Does.Contain("-A PX2_TPROXY -p tcp -m mark --mark 0x100/0x300 -j TPROXY --on-port 0 --tproxy-mark 0x100/0x300\n"));
+        Assert.That(script, Does.Contain("-m mark --mark 0x400/0x400 -j NFQUEUE --queue-num 13 --queue-bypass\n"));
+        Assert.That(script, Does.Contain("-I PREROUTING 1 -j PX2_QUEUE\n").And.Contain("-I POSTROUTING 1 -j PX2_EGRESS\n"));
+        Assert.That(script.Split('\n').Count(l => l == "COMMIT"), Is.EqualTo(2));
+    }
+}

@@ -1,0 +1,205 @@
+using Microsoft.Extensions.Time.Testing;
+
+namespace ProxySelection.Negotiation.Tests;
+
+public class CapabilityCacheTests
+{
+    private static readonly TimeSpan ProbedByOther = TimeSpan.FromMilliseconds(500);
+
+    private static DestinationKey Server(int i) => new([198, 18, (byte)(i >> 8), (byte)i], 443);
+
+    private static (CapabilityCache Cache, FakeTimeProvider Time) Create(int maxEntries = 16)
+    {
+        var time = new FakeTimeProvider();
+        var options = new CapabilityCacheOptions
+        {
+            MaxEntries = maxEntries,
+            MptcpCapableTtl = TimeSpan.FromMinutes(10),
+            TcpOnlyTtl = TimeSpan.FromMinutes(10),
+            ProxyBeyondTtl = TimeSpan.FromMinutes(2),
+            UnresolvedTtl = TimeSpan.FromSeconds(30),
+        };
+        return (new CapabilityCache(options, time, ProbedByOther), time);
+    }
+
+    [Test]
+    public void TryGet_Unknown_MissCounted()
+    {
+        var (cache, _) = Create();
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.TryGet(Server(1), out _), Is.False);
+            Assert.That(cache.Misses, Is.EqualTo(1));
+            Assert.That(cache.Hits, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void Set_ThenTryGet_HitReturnsStateAndProxyId()
+    {
+        var (cache, _) = Create();
+        cache.Set(Server(1), CapabilityState.ProxyBeyond, proxyId: 7);
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.TryGet(Server(1), out var entry), Is.True);
+            Assert.That(entry, Is.EqualTo(new CapabilityEntry(CapabilityState.ProxyBeyond, 7)));
+            Assert.That(cache.Hits, Is.EqualTo(1));
+        });
+    }
+
+    [TestCase(CapabilityState.MptcpCapable, 600)]
+    [TestCase(CapabilityState.TcpOnly, 600)]
+    [TestCase(CapabilityState.ProxyBeyond, 120)]
+    [TestCase(CapabilityState.Unresolved, 30)]
+    [TestCase(CapabilityState.ProbedByOther, 0.5)]
+    public void TryGet_AtItsTtl_EntryExpires(CapabilityState state, double ttlSeconds)
+    {
+        var (cache, time) = Create();
+        cache.Set(Server(1), state);
+        time.Advance(TimeSpan.FromSeconds(ttlSeconds) - TimeSpan.FromMilliseconds(1));
+        Assert.That(cache.TryGet(Server(1), out _), Is.True, "just before the TTL");
+        time.Advance(TimeSpan.FromMilliseconds(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.TryGet(Server(1), out _), Is.False, "at the TTL");
+            Assert.That(cache.Expirations, Is.EqualTo(1));
+            Assert.That(cache.Count, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void TryGet_DoesNotExtendTheTtl()
+    {
+        var (cache, time) = Create();
+        cache.Set(Server(1), CapabilityState.Unresolved);
+        time.Advance(TimeSpan.FromSeconds(20));
+        Assert.That(cache.TryGet(Server(1), out _), Is.True);
+        time.Advance(TimeSpan.FromSeconds(10));
+        Assert.That(cache.TryGet(Server(1), out _), Is.False);
+    }
+
+    [Test]
+    public void Set_Again_OverwritesStateAndRestartsTtl()
+    {
+        var (cache, time) = Create();
+        cache.Set(Server(1), CapabilityState.Unresolved);
+        time.Advance(TimeSpan.FromSeconds(29));
+        cache.Set(Server(1), CapabilityState.TcpOnly);
+        time.Advance(TimeSpan.FromSeconds(60));
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.TryGet(Server(1), out var entry), Is.True);
+            Assert.That(entry.State, Is.EqualTo(CapabilityState.TcpOnly));
+            Assert.That(cache.Count, Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public void Set_WhenFull_EvictsLeastRecentlyUsed()
+    {
+        var (cache, _) = Create(maxEntries: 3);
+        cache.Set(Server(1), CapabilityState.TcpOnly);
+        cache.Set(Server(2), CapabilityState.TcpOnly);
+        cache.Set(Server(3), CapabilityState.TcpOnly);
+        Assert.That(cache.TryGet(Server(1), out _), Is.True, "touch 1: 2 is now the least recently used");
+        cache.Set(Server(4), CapabilityState.TcpOnly);
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(3));
+            Assert.That(cache.Evictions, Is.EqualTo(1));
+            Assert.That(cache.TryPeek(Server(2), out _), Is.False);
+            Assert.That(cache.TryPeek(Server(1), out _), Is.True);
+            Assert.That(cache.TryPeek(Server(3), out _), Is.True);
+            Assert.That(cache.TryPeek(Server(4), out _), Is.True);
+        });
+    }
+
+    [Test]
+    public void Set_ManyMoreThanCapacity_StaysBoundedAndKeepsTheNewest()
+    {
+        var (cache, _) = Create(maxEntries: 64);
+        for (int i = 0; i < 10_000; i++)
+        {
+            cache.Set(Server(i), CapabilityState.MptcpCapable);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(64));
+            Assert.That(cache.Evictions, Is.EqualTo(10_000 - 64));
+            Assert.That(Enumerable.Range(10_000 - 64, 64).All(i => cache.TryPeek(Server(i), out _)), Is.True);
+        });
+    }
+
+    [Test]
+    public void Remove_FreesTheSlotForReuse()
+    {
+        var (cache, _) = Create(maxEntries: 1);
+        cache.Set(Server(1), CapabilityState.TcpOnly);
+        Assert.That(cache.Remove(Server(1)), Is.True);
+        cache.Set(Server(2), CapabilityState.TcpOnly);
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Evictions, Is.Zero);
+            Assert.That(cache.TryPeek(Server(2), out _), Is.True);
+        });
+    }
+
+    [Test]
+    public void Key_PortIsPartOfTheKey()
+    {
+        var (cache, _) = Create();
+        cache.Set(new DestinationKey([198, 18, 0, 1], 443), CapabilityState.MptcpCapable);
+        Assert.That(cache.TryPeek(new DestinationKey([198, 18, 0, 1], 25), out _), Is.False);
+    }
+
+    [Test]
+    public void Key_IPv4AndIPv6AreDistinctAndRoundTrip()
+    {
+        byte[] v6 = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        var a = new DestinationKey([198, 18, 0, 1], 443);
+        var b = new DestinationKey(v6, 443);
+        Assert.Multiple(() =>
+        {
+            Assert.That(a, Is.Not.EqualTo(b));
+            Assert.That(a.ToEndPoint().ToString(), Is.EqualTo("198.18.0.1:443"));
+            Assert.That(b.ToEndPoint().ToString(), Is.EqualTo("[2001:db8::1]:443"));
+            Assert.That(DestinationKey.From(a.ToEndPoint()), Is.EqualTo(a));
+            Assert.That(DestinationKey.From(b.ToEndPoint()), Is.EqualTo(b));
+        });
+    }
+
+    [Test]
+    public void Key_AddressOfWrongLength_Throws()
+    {
+        Assert.That(() => new DestinationKey([1, 2, 3], 1), Throws.ArgumentException);
+    }
+
+    [Test]
+    public void TryGet_Hit_DoesNotAllocate()
+    {
+        var (cache, _) = Create();
+        var key = Server(1);
+        cache.Set(key, CapabilityState.TcpOnly);
+        cache.TryGet(key, out _);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            cache.TryGet(key, out _);
+        }
+
+        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+    }
+
+    [Test]
+    public void Options_OutOfRange_AreRejected()
+    {
+        var options = new CapabilityCacheOptions { MaxEntries = 0, TcpOnlyTtl = TimeSpan.Zero, ProxyBeyondTtl = TimeSpan.FromDays(2) };
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.Validate(), Has.Count.EqualTo(3));
+            Assert.That(() => new CapabilityCache(options, new FakeTimeProvider(), ProbedByOther), Throws.ArgumentException);
+            Assert.That(new CapabilityCacheOptions().Validate(), Is.Empty, "defaults are valid");
+        });
+    }
+}
