@@ -197,6 +197,14 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         var endpoints = new FlowEndPoints(flow.Initiator.ToEndPoint(), flow.Responder.ToEndPoint());
         uint packetId = packet.PacketId;
         uint mark = packet.Mark;
+        if (kind != SynKind.MpJoin && _awaitingAccept.ContainsKey(endpoints))
+        {
+            // A retransmission of a SYN already intercepted (its SYN/ACK was lost): same verdict, no second decision.
+            _log($"syn {endpoints.Client} -> {endpoints.Destination} {kind}: Intercept (retransmission)");
+            InterceptVerdict(packetId, mark, endpoints.Destination);
+            return;
+        }
+
         SynDecision decision;
         lock (_holdLock)
         {
@@ -409,13 +417,16 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         _signer.ForgetClaim(flow);
-        _awaitingAccept.TryRemove(flow, out _);
-        if (_adopted.TryRemove(flow, out var probe))
+        if (_awaitingAccept.TryRemove(flow, out _))
         {
-            // The client's connection never reached the listener: its slot and probe go.
-            CloseAbortively(probe);
+            // The client's connection never reached the listener: its slot (and probe) go.
+            if (_adopted.TryRemove(flow, out var probe))
+            {
+                CloseAbortively(probe);
+            }
+
             _negotiator.OnConnectionClosed();
-            _log($"adoption expired {flow.Client} -> {flow.Destination}");
+            _log($"intercepted connection never arrived {flow.Client} -> {flow.Destination}");
         }
     }
 
@@ -572,7 +583,8 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         var flow = new FlowEndPoints((IPEndPoint)client.RemoteEndPoint!, (IPEndPoint)client.LocalEndPoint!);
         _signer.ForgetClaim(flow);
-        _awaitingAccept.TryRemove(flow, out _);
+        // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
+        bool counted = _awaitingAccept.TryRemove(flow, out _);
         if (registered)
         {
             AdoptParkedJoins(token);
@@ -594,7 +606,10 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _negotiator.Tokens.Unregister(token);
             }
 
-            _negotiator.OnConnectionClosed();
+            if (counted)
+            {
+                _negotiator.OnConnectionClosed();
+            }
         }
     }
 

@@ -29,7 +29,7 @@ public sealed class ProxyPassThroughTests
         var (first, second) = await Captures.StopBothAsync(before, after);
         var one = Captures.Segments(first);
         var two = Captures.Segments(second);
-        Captures.AssertSameSegments(one, two, v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
+        Captures.AssertSameSegments(one, two, v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4, Captures.ReportedLoss(before) + Captures.ReportedLoss(after));
         await proxy.StopAsync(ProxyLab.Timeout);
         Assert.Multiple(() =>
         {
@@ -64,9 +64,10 @@ public sealed class ProxyPassThroughTests
         var (first, second) = await Captures.StopBothAsync(before, after);
         var one = Captures.Segments(first);
         var two = Captures.Segments(second, s => s.Source == client || s.Destination == client);
-        Assert.That(one.Count(Captures.IsSyn), Is.EqualTo(2), "one SYN per connection");
-        Assert.That(one.Count(Captures.IsSynAck), Is.EqualTo(2));
-        Captures.AssertSameSegments(one, two, client);
+        var handshake = one.Concat(two).Where(s => Captures.IsSyn(s) || Captures.IsSynAck(s)).Select(s => s.Identity).Distinct().ToList();
+        Assert.That(handshake.Count(h => h.Contains(">" + TwoPathTopology.ServerAddress(v6) + " ", StringComparison.Ordinal)), Is.EqualTo(2), "one SYN per connection, the same on both sides");
+        Assert.That(handshake, Has.Count.EqualTo(4), "one SYN/ACK per connection, the same on both sides");
+        Captures.AssertSameSegments(one, two, client, Captures.ReportedLoss(before) + Captures.ReportedLoss(after));
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
         var decisions = ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains("MpCapable", StringComparison.Ordinal)).ToList();
