@@ -13,6 +13,7 @@ internal static class Cli
         root.Subcommands.Add(RunCommand.Build(stderr));
         root.Subcommands.Add(CleanupCommand.Build(stderr));
         root.Subcommands.Add(SimulateCommand.Create());
+        root.Subcommands.Add(Lab.LabCommand.Build(stderr));
         return root;
     }
 
