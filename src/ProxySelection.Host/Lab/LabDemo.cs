@@ -178,9 +178,10 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         await p2.StopAsync().ConfigureAwait(false);
         await p1.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
         await p2.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
-        step.Done("done");
+        bool rulesRemoved = p1.Output.Contains("rules removed", StringComparison.Ordinal) && p2.Output.Contains("rules removed", StringComparison.Ordinal);
+        step.Done(rulesRemoved ? "both stopped and removed their rules" : "a proxy did not report its rules removed ✘");
 
-        var ok = Report(download, intact, p1.Output, p2.Output, downPackets, upPackets);
+        var ok = rulesRemoved & Report(download, intact, p1.Output, p2.Output, downPackets, upPackets);
         await nginx.DisposeAsync().ConfigureAwait(false);
         return new ChainResult(ok ? LabDemoExitCodes.Ok : LabDemoExitCodes.Failed);
     }

@@ -1,0 +1,85 @@
+using System.Text.RegularExpressions;
+
+namespace ProxySelection.IntegrationTests.Demo;
+
+/// <summary>
+/// <c>proxysel lab demo</c> end to end, as a user runs it: a real MPTCP download through P1 and P2 in namespaces, the
+/// report, and nothing left behind, whether it ends normally or by SIGINT.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class LabDemoTests
+{
+    [Test]
+    public async Task Demo_Completes_PrintsHolderP1TwoSubflowsThroughputTraceAndLeavesNothing()
+    {
+        var rulesBefore = await DemoProcess.RootRulesAsync();
+        using var demo = DemoProcess.Start();
+        int exit = await demo.WaitForExitAsync(DemoProcess.Timeout);
+        var output = demo.Output;
+        TestContext.Out.WriteLine(output);
+
+        Assert.That(exit, Is.Zero, output);
+        Assert.That(output, Does.Contain("expected holder: P1 (policy first); actual: P1 ✔"));
+        Assert.That(output, Does.Contain("-> passed it through untouched ✔"));
+        Assert.That(output, Does.Match(@"captures on both sides of P2 \(SYN/FIN/RST segments\): [0-9]+ on each side, identical byte for byte ✔"));
+        Assert.That(output, Does.Contain("Download: complete, SHA-256 matches"));
+        Assert.That(Regex.Matches(output, @"^  (dsl  198\.18\.1\.2|lte  198\.18\.2\.2):[0-9]+ +-> 198\.18\.4\.2:80$", RegexOptions.Multiline), Has.Count.EqualTo(2));
+        Assert.That(output, Does.Contain("2 subflows seen at the client; the holder's client leg reports subflows=2"));
+        Assert.That(output, Does.Match(@"total: 52428800 bytes in [0-9.]+ s = [0-9.]+ Mbit/s"));
+        Assert.That(output, Does.Match(@"dsl +[0-9]+ bytes received = +[0-9.]+ Mbit/s"));
+        Assert.That(output, Does.Match(@"lte +[0-9]+ bytes received = +[0-9.]+ Mbit/s"));
+        // The trace in order: SYN held and probed, probe answered by a TCP-only server, intercepted, join taken over, relay closed.
+        Assert.That(output, Does.Match(@"(?s)HoldAndProbe \(CacheMiss\).*mp_capable=False.*Intercept \(ProbeAnswered\).*InterceptJoin.*relay .*Completed up=[0-9]+ down=52429[0-9]+ subflows=2"));
+        Assert.That(output, Does.Contain("MpCapable: Pass (NotSelected)"));
+        Assert.That(output, Does.Contain("both stopped and removed their rules"));
+        Assert.That(output, Does.Contain("nothing of this run is left"));
+
+        Assert.That(await DemoProcess.NamespacesLeftAsync(demo.Prefix), Is.Empty);
+        Assert.That(await DemoProcess.RootRulesAsync(), Is.EqualTo(rulesBefore));
+        Assert.That(demo.ProxyPids(), Has.Count.EqualTo(2));
+        Assert.That(demo.ProxyPids().Where(pid => Directory.Exists($"/proc/{pid}")), Is.Empty);
+    }
+
+    [Test]
+    public async Task Demo_SigintAfterChainUp_TearsDownAndExits130()
+    {
+        using var demo = DemoProcess.Start("--size", "200");
+        await demo.WaitForOutputAsync("chain up", DemoProcess.Timeout);
+        var prefix = demo.Prefix;
+        Assert.That(await DemoProcess.NamespacesLeftAsync(prefix), Has.Count.EqualTo(4), "the chain's namespaces exist before the interrupt");
+
+        demo.Interrupt();
+        int exit = await demo.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        var output = demo.Output;
+        TestContext.Out.WriteLine(output);
+
+        Assert.That(exit, Is.EqualTo(130), output);
+        Assert.That(output, Does.Contain("Interrupted: tearing everything down."));
+        Assert.That(output, Does.Contain("nothing of this run is left"));
+        Assert.That(await DemoProcess.NamespacesLeftAsync(prefix), Is.Empty);
+        Assert.That(demo.ProxyPids(), Has.Count.EqualTo(2));
+        Assert.That(demo.ProxyPids().Where(pid => Directory.Exists($"/proc/{pid}")), Is.Empty);
+    }
+
+    [Test]
+    public void Missing_ToolsNowhere_NamesEveryPackageOnce()
+    {
+        var empty = Directory.CreateTempSubdirectory("psel-empty-path-");
+        try
+        {
+            Assert.That(ProxySelection.Host.Lab.Prerequisites.Missing([empty.FullName]),
+                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "util-linux" }));
+        }
+        finally
+        {
+            empty.Delete();
+        }
+    }
+
+    [Test]
+    public void Missing_OnThisMachine_None()
+    {
+        Assert.That(ProxySelection.Host.Lab.Prerequisites.Missing(ProxySelection.Host.Lab.Prerequisites.SearchPath()), Is.Empty);
+    }
+}
