@@ -9,7 +9,7 @@ using LabEnvironment = ProxySelection.Lab.Lab;
 namespace ProxySelection.Host.Lab;
 
 /// <summary>What the demo was asked to do.</summary>
-internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool InstallMissing);
+internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool InstallMissing, bool Chain = true, bool Hybrid = true);
 
 /// <summary>
 /// <c>proxysel lab demo</c>: brings up client ⇉ P1 → P2 → TCP-only server in fresh namespaces, downloads a file with
@@ -56,8 +56,19 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         var lab = LabEnvironment.Create();
         try
         {
-            var result = await RunChainAsync(lab, directory, budget.Token).ConfigureAwait(false);
-            return result.ExitCode;
+            bool ok = true;
+            if (options.Chain)
+            {
+                ok &= await RunChainAsync(lab, directory, budget.Token).ConfigureAwait(false);
+            }
+
+            if (options.Hybrid)
+            {
+                ok &= await RunHybridAsync(lab, directory, budget.Token).ConfigureAwait(false);
+            }
+
+            output.WriteLine(ok ? "Everything came out as expected." : "Something did not come out as expected (marked ✘ above).");
+            return ok ? LabDemoExitCodes.Ok : LabDemoExitCodes.Failed;
         }
         catch (OperationCanceledException) when (budget.IsCancellationRequested)
         {
@@ -89,18 +100,17 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
     private void WriteHeader()
     {
-        output.WriteLine("proxysel lab demo: Multipath TCP through a chain of two proxies");
+        output.WriteLine("proxysel lab demo: Multipath TCP through operator proxies, on real Linux kernels in namespaces");
         output.WriteLine();
-        output.WriteLine($"A client with two links (\"dsl\" and \"lte\", {options.RateMbit} Mbit/s each) downloads a file with Multipath TCP");
-        output.WriteLine("(MPTCP, RFC 8684) from a web server that speaks only plain TCP. Two operator proxies, P1 and P2, sit in");
-        output.WriteLine("between. Both see the connection start; with the MP_PROXY signal they agree that exactly one of them holds it:");
-        output.WriteLine("that proxy ends the client's MPTCP connection, talks plain TCP to the server and relays the bytes, while the");
-        output.WriteLine("other passes every packet through untouched. The client can then use both links at once.");
+        output.WriteLine("Multipath TCP (MPTCP, RFC 8684) lets one connection use several links at once, e.g. a home's DSL and");
+        output.WriteLine("LTE lines. It only works when both ends speak it; proxysel is a proxy that speaks it for the end that does not.");
+        output.WriteLine("When several such proxies sit on the way, they agree with the MP_PROXY signal that exactly one of them");
+        output.WriteLine("holds each connection (ends the MPTCP side, talks plain TCP on the other and relays the bytes); the others");
+        output.WriteLine("pass every packet through untouched. This demo downloads a file through such proxies and shows what happened:");
+        output.WriteLine("who held the connection, its subflows (one per link), the throughput and each proxy's decisions.");
+        output.WriteLine($"Both links are limited to {options.RateMbit} Mbit/s, so using both shows as about twice that.");
         output.WriteLine($"Everything runs in throw-away network namespaces on this machine (names starting with {LabRun.Prefix})");
         output.WriteLine("and is removed at the end, also on Ctrl-C.");
-        output.WriteLine();
-        output.WriteLine($"  client ={DemoChain.Dsl}=> P1 --> P2 --> server (nginx, TCP only)");
-        output.WriteLine($"         ={DemoChain.Lte}=>");
         output.WriteLine();
     }
 
@@ -137,10 +147,14 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         return true;
     }
 
-    private sealed record ChainResult(int ExitCode);
-
-    private async Task<ChainResult> RunChainAsync(LabEnvironment lab, string directory, CancellationToken ct)
+    private async Task<bool> RunChainAsync(LabEnvironment lab, string directory, CancellationToken ct)
     {
+        output.WriteLine("Scenario 1: a chain. The client speaks MPTCP over dsl and lte, the server only plain TCP; two proxies,");
+        output.WriteLine("P1 and P2, sit in between and must agree which one of them holds the connection.");
+        output.WriteLine();
+        output.WriteLine($"  client ={DemoChain.Dsl}=> P1 --> P2 --> server (nginx, TCP only)");
+        output.WriteLine($"         ={DemoChain.Lte}=>");
+        output.WriteLine();
         var step = Step("Building the chain: 4 network namespaces, 4 links, routes, MPTCP endpoints");
         var chain = await DemoChain.BuildAsync(lab, string.Create(CultureInfo.InvariantCulture, $"{options.RateMbit}mbit"), ct).ConfigureAwait(false);
         step.Done($"{string.Join(", ", chain.All.Select(n => n.Role))}; dsl and lte shaped to {options.RateMbit} Mbit/s (HTB)");
@@ -152,8 +166,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         step.Done($"http://{DemoChain.Server}/demo.bin");
 
         step = Step("Starting the proxies: P1 and P2, each its own `proxysel run` (explicit mode, policy first, shared operator key)");
-        var keyFile = Path.Combine(directory, "operator.key");
-        await File.WriteAllTextAsync(keyFile, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)), ct).ConfigureAwait(false);
+        var keyFile = await KeyFileAsync(directory, ct).ConfigureAwait(false);
         var p2 = StartProxy(chain.P2, 2, keyFile);
         var p1 = StartProxy(chain.P1, 1, keyFile);
         await p2.WaitForOutputAsync("proxysel: running", StepTimeout, ct).ConfigureAwait(false);
@@ -167,7 +180,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         var downCapture = await chain.P2.StartCaptureAsync("downlink", Path.Combine(directory, "p2-down.pcap"), filter, cancellationToken: ct).ConfigureAwait(false);
         var upCapture = await chain.P2.StartCaptureAsync("uplink", Path.Combine(directory, "p2-up.pcap"), filter, cancellationToken: ct).ConfigureAwait(false);
 
-        var download = await DownloadAsync(chain, Path.Combine(directory, "demo.bin"), ct).ConfigureAwait(false);
+        output.WriteLine($"[{++_step}] Downloading {options.SizeMegabytes} MB with MPTCP (mptcpize run curl) from the client through P1 and P2");
+        var download = await DownloadAsync(chain.Client, mptcp: true, $"http://{DemoChain.Server}/demo.bin", Path.Combine(directory, "demo.bin"),
+            chain.Client, DemoChain.Server, ct).ConfigureAwait(false);
         bool intact = download.Bytes == (long)options.SizeMegabytes << 20 && LabNetwork.Sha256OfFile(Path.Combine(directory, "demo.bin")) == sha;
 
         step = Step("Collecting the proxies' state (stopping them: each removes its rules and prints its counters)");
@@ -183,14 +198,26 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
         var ok = rulesRemoved & Report(download, intact, p1.Output, p2.Output, downPackets, upPackets);
         await nginx.DisposeAsync().ConfigureAwait(false);
-        return new ChainResult(ok ? LabDemoExitCodes.Ok : LabDemoExitCodes.Failed);
+        return ok;
     }
 
-    private LabProcess StartProxy(NetNamespace ns, int id, string keyFile)
+    /// <summary>One operator key for all proxies, so each verifies the others' MP_PROXY tags.</summary>
+    private static async Task<string> KeyFileAsync(string directory, CancellationToken ct)
+    {
+        var keyFile = Path.Combine(directory, "operator.key");
+        if (!File.Exists(keyFile))
+        {
+            await File.WriteAllTextAsync(keyFile, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)), ct).ConfigureAwait(false);
+        }
+
+        return keyFile;
+    }
+
+    private LabProcess StartProxy(NetNamespace ns, int id, string keyFile, string role = "downgrade")
     {
         _processes++;
         var (file, prefix) = ProxyselCommand();
-        return ns.StartProcess(file, [.. prefix, "run", "--ports", "80", "--mode", "explicit", "--policy", "first",
+        return ns.StartProcess(file, [.. prefix, "run", "--role", role, "--ports", "80", "--mode", "explicit", "--policy", "first",
             "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
     }
 
@@ -206,20 +233,28 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             : (process, []);
     }
 
-    private sealed record Download(int HttpStatus, long Bytes, double Seconds, long DslBytes, long LteBytes,
+    /// <summary>What one download showed: curl's figures, bytes per path (interface counters), the subflows seen.</summary>
+    private sealed record Download(int HttpStatus, long Bytes, double Seconds, double SteadyMbit, long DslBytes, long LteBytes,
         IReadOnlyList<(string Local, string Remote)> Subflows);
 
-    private async Task<Download> DownloadAsync(DemoChain chain, string path, CancellationToken ct)
+    /// <summary>
+    /// curl in <paramref name="client"/> (under mptcpize when <paramref name="mptcp"/>) saving <paramref name="url"/>; while it
+    /// runs, a progress line and the MPTCP subflows toward <paramref name="subflowDestination"/> seen in
+    /// <paramref name="pathNamespace"/>, whose dsl and lte receive counters give the bytes per path.
+    /// </summary>
+    private async Task<Download> DownloadAsync(NetNamespace client, bool mptcp, string url, string path,
+        NetNamespace pathNamespace, string subflowDestination, CancellationToken ct)
     {
         long total = (long)options.SizeMegabytes << 20;
-        output.WriteLine($"[{++_step}] Downloading {options.SizeMegabytes} MB with MPTCP (mptcpize run curl) from the client through P1 and P2");
-        var dsl0 = await RxBytesAsync(chain.Client, DemoChain.Dsl).ConfigureAwait(false);
-        var lte0 = await RxBytesAsync(chain.Client, DemoChain.Lte).ConfigureAwait(false);
+        var dsl0 = await RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false);
+        var lte0 = await RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false);
+        string[] curlArgs = ["curl", "-sS", "-o", path, "-w", "result %{http_code} %{size_download} %{time_total}\n", "--max-time", "40", url];
         _processes++;
-        var curl = chain.Client.StartProcess("mptcpize", ["run", "curl", "-sS", "-o", path, "-w", "result %{http_code} %{size_download} %{time_total}\n",
-            "--max-time", "40", $"http://{DemoChain.Server}/demo.bin"]);
+        var curl = mptcp ? client.StartProcess("mptcpize", ["run", .. curlArgs]) : client.StartProcess(curlArgs[0], curlArgs[1..]);
         var subflows = new List<(string, string)>();
         var started = time.GetTimestamp();
+        (double Seconds, long Bytes)? steadyFrom = null;
+        (double Seconds, long Bytes) last = (0, 0);
         int lastQuarter = -1;
         string[] spinner = ["|", "/", "-", "\\"];
         for (int tick = 0; !curl.HasExited; tick++)
@@ -230,7 +265,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
                 throw new TimeoutException("the download did not end within 45 s");
             }
 
-            foreach (var subflow in await SubflowsAsync(chain.Client).ConfigureAwait(false))
+            foreach (var subflow in await SubflowsAsync(pathNamespace, subflowDestination).ConfigureAwait(false))
             {
                 if (!subflows.Contains(subflow))
                 {
@@ -241,6 +276,13 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             long have = File.Exists(path) ? new FileInfo(path).Length : 0;
             int percent = (int)(100 * have / Math.Max(1, total));
             double seconds = time.GetElapsedTime(started).TotalSeconds;
+            // Steady rate: from the first sample after one second (slow start and the proxies' setup behind us).
+            if (seconds >= 1 && have < total)
+            {
+                steadyFrom ??= (seconds, have);
+                last = (seconds, have);
+            }
+
             string line = string.Create(CultureInfo.InvariantCulture,
                 $"{percent,3}%  {have / 1048576.0,6:F1} MB  {have * 8 / 1e6 / Math.Max(seconds, 0.001),6:F1} Mbit/s  subflows seen: {subflows.Count}");
             if (_tty)
@@ -256,17 +298,20 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             await Task.Delay(200, ct).ConfigureAwait(false);
         }
 
-        var dsl = await RxBytesAsync(chain.Client, DemoChain.Dsl).ConfigureAwait(false) - dsl0;
-        var lte = await RxBytesAsync(chain.Client, DemoChain.Lte).ConfigureAwait(false) - lte0;
+        var dsl = await RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false) - dsl0;
+        var lte = await RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false) - lte0;
         var match = CurlResultPattern().Match(curl.Output);
         if (curl.ExitCode != 0 || !match.Success)
         {
             throw new InvalidOperationException($"curl failed (exit code {curl.ExitCode}): {curl.Output.Trim()}");
         }
 
+        double steady = steadyFrom is { } from && last.Seconds > from.Seconds + 0.5
+            ? (last.Bytes - from.Bytes) * 8 / 1e6 / (last.Seconds - from.Seconds)
+            : 0;
         var download = new Download(int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture),
             long.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture),
-            double.Parse(match.Groups[3].Value, CultureInfo.InvariantCulture), dsl, lte, subflows);
+            double.Parse(match.Groups[3].Value, CultureInfo.InvariantCulture), steady, dsl, lte, subflows);
         var done = string.Create(CultureInfo.InvariantCulture,
             $"    100%  {download.Bytes / 1048576.0:F1} MB in {download.Seconds:F2} s, HTTP {download.HttpStatus}");
         output.WriteLine(_tty ? $"\r{done}{new string(' ', 30)}" : done);
@@ -280,9 +325,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     }
 
     /// <summary>The client's TCP sockets toward the server that are MPTCP subflows (ss shows the <c>tcp-ulp-mptcp</c> ULP).</summary>
-    private static async Task<IReadOnlyList<(string Local, string Remote)>> SubflowsAsync(NetNamespace client)
+    private static async Task<IReadOnlyList<(string Local, string Remote)>> SubflowsAsync(NetNamespace ns, string destination)
     {
-        var result = await client.RunAsync("ss", ["-tniH", "dst", DemoChain.Server], StepTimeout).ConfigureAwait(false);
+        var result = await ns.RunAsync("ss", ["-tniH", "dst", destination], StepTimeout).ConfigureAwait(false);
         var found = new List<(string, string)>();
         (string, string)? current = null;
         foreach (var line in result.StdOut.Split('\n'))
@@ -340,8 +385,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         ok &= holderOk && Untouched(p2);
 
         output.WriteLine();
-        output.WriteLine("Result");
-        output.WriteLine("------");
+        output.WriteLine("Result (chain)");
+        output.WriteLine("--------------");
         output.WriteLine($"Download: {(intact ? "complete, SHA-256 matches the server's file" : "INCOMPLETE or corrupted")}");
         output.WriteLine();
         output.WriteLine("Who held the connection");
@@ -371,25 +416,10 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
         output.WriteLine();
         output.WriteLine("Throughput");
-        double mbit = download.Bytes * 8 / 1e6 / Math.Max(download.Seconds, 0.001);
-        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  total: {download.Bytes} bytes in {download.Seconds:F2} s = {mbit:F1} Mbit/s ({mbit / options.RateMbit:F2} x one {options.RateMbit} Mbit/s path)"));
-        foreach (var (name, bytes) in new[] { (DemoChain.Dsl, download.DslBytes), (DemoChain.Lte, download.LteBytes) })
-        {
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  {name,-4} {bytes,12} bytes received = {bytes * 8 / 1e6 / Math.Max(download.Seconds, 0.001),6:F1} Mbit/s (interface counter, headers included)"));
-        }
+        WriteThroughput(download);
 
         output.WriteLine();
-        output.WriteLine("Trace (each proxy's decision log for the connection)");
-        foreach (var (name, text) in new[] { ("P1", p1Output), ("P2", p2Output) })
-        {
-            foreach (var (line, gloss) in ProxyTrace.Events(text))
-            {
-                output.WriteLine($"  {name}  {gloss}");
-                output.WriteLine($"        {line}");
-            }
-        }
+        WriteTrace(("P1", p1Output), ("P2", p2Output));
 
         if (relay is not null)
         {
@@ -399,6 +429,37 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
         output.WriteLine();
         return ok;
+    }
+
+    private void WriteTrace(params (string Name, string Output)[] proxies)
+    {
+        output.WriteLine("Trace (each proxy's decision log for the connection)");
+        foreach (var (name, text) in proxies)
+        {
+            foreach (var (line, gloss) in ProxyTrace.Events(text))
+            {
+                output.WriteLine($"  {name,-3}  {gloss}");
+                output.WriteLine($"         {line}");
+            }
+        }
+    }
+
+    private void WriteThroughput(Download download)
+    {
+        double mbit = download.Bytes * 8 / 1e6 / Math.Max(download.Seconds, 0.001);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  total: {download.Bytes} bytes in {download.Seconds:F2} s = {mbit:F1} Mbit/s ({mbit / options.RateMbit:F2} x one {options.RateMbit} Mbit/s path)"));
+        if (download.SteadyMbit > 0)
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  after the first second: {download.SteadyMbit:F1} Mbit/s ({download.SteadyMbit / options.RateMbit:F2} x one path)"));
+        }
+
+        foreach (var (name, bytes) in new[] { (DemoChain.Dsl, download.DslBytes), (DemoChain.Lte, download.LteBytes) })
+        {
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  {name,-4} {bytes,12} bytes received = {bytes * 8 / 1e6 / Math.Max(download.Seconds, 0.001),6:F1} Mbit/s (interface counter, headers included)"));
+        }
     }
 
     /// <summary>Compares the TCP segments (header, options, payload) P2 received with those it sent: a pass-through proxy changes none.</summary>
@@ -437,7 +498,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         await LabRun.DeleteOwnNamespacesAsync().ConfigureAwait(false);
         var left = (await LabRun.ListNamespacesAsync().ConfigureAwait(false)).Count(n => n.StartsWith(LabRun.Prefix, StringComparison.Ordinal));
         step.Done(left == 0
-            ? $"{count} namespaces deleted (their rules with them), {_processes} processes stopped (nginx, P1, P2, curl, tcpdump); nothing of this run is left"
+            ? $"{count} namespaces deleted (their rules with them), {_processes} processes stopped (nginx, proxies, curl, tcpdump); nothing of this run is left"
             : $"{left} namespaces of this run are still there!");
     }
 

@@ -68,8 +68,10 @@ internal static partial class ProxyTrace
             _ when line.StartsWith("join ", StringComparison.Ordinal) && Has("InterceptJoin") =>
                 "the parked MP_JOIN belongs to the held connection: taken over (second subflow)",
             _ when line.StartsWith("join ", StringComparison.Ordinal) => "parked MP_JOIN released",
+            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(" Tcp: HoldAndProbe") =>
+                "plain TCP SYN seen: held while the server is probed (with MPTCP)",
             _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has("HoldAndProbe") =>
-                "client SYN seen (MP_CAPABLE): held while the server is probed",
+                "MPTCP SYN seen (MP_CAPABLE): held while the server is probed",
             _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(": Pass (NotSelected)") =>
                 "SYN seen carrying another proxy's MP_PROXY probe: that proxy is selected, passed through untouched",
             _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(": Pass") =>
@@ -80,13 +82,13 @@ internal static partial class ProxyTrace
             _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=False") =>
                 "probe answered: the server speaks plain TCP only",
             _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=True") =>
-                "probe answered: the server speaks MPTCP itself",
+                "probe answered with MPTCP (by the server or a proxy on the way)",
             _ when line.StartsWith("probe ", StringComparison.Ordinal) => "probe",
             _ when line.StartsWith("hold ", StringComparison.Ordinal) && Has(": Intercept") =>
                 "decision: intercept (this proxy holds the connection)",
             _ when line.StartsWith("hold ", StringComparison.Ordinal) => "hold resolved",
             _ when line.StartsWith("accepted ", StringComparison.Ordinal) =>
-                "client leg accepted (MPTCP, proxy's token)",
+                "MPTCP client leg accepted (joins name this proxy's token)",
             _ when line.StartsWith("relay ", StringComparison.Ordinal) =>
                 "connection closed: bytes each way, subflows of the client leg",
             _ when line.StartsWith("intercepted connection never arrived", StringComparison.Ordinal) => "intercepted SYN expired",

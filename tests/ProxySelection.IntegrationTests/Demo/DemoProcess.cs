@@ -35,9 +35,11 @@ internal sealed partial class DemoProcess : IDisposable
     /// <summary>The namespace prefix the demo printed in its header (<c>ps…-pid-</c>).</summary>
     public string Prefix => PrefixPattern().Match(Output) is { Success: true } m ? m.Groups[1].Value : throw new InvalidOperationException($"no prefix in: {Output}");
 
-    public static DemoProcess Start(params string[] extra)
+    /// <summary>Starts the demo; <paramref name="wrapper"/> (ending in <c>dotnet</c>) runs it through another program, e.g. setpriv.</summary>
+    public static DemoProcess Start(string[]? wrapper = null, string[]? extra = null)
     {
-        var start = new ProcessStartInfo("dotnet", [Path.Combine(AppContext.BaseDirectory, "proxysel.dll"), "lab", "demo", .. extra])
+        string[] command = [.. wrapper ?? ["dotnet"], Path.Combine(AppContext.BaseDirectory, "proxysel.dll"), "lab", "demo", .. extra ?? []];
+        var start = new ProcessStartInfo(command[0], command[1..])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -120,6 +122,6 @@ internal sealed partial class DemoProcess : IDisposable
     [GeneratedRegex(@"\[[0-9]+:[0-9]+\]")]
     private static partial Regex CounterPattern();
 
-    [GeneratedRegex(@"P[12] pid ([0-9]+)")]
+    [GeneratedRegex(@"(?:P[12]|CPE|AGG) pid ([0-9]+)")]
     private static partial Regex ProxyPidPattern();
 }
