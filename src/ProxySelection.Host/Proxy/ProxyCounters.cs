@@ -19,8 +19,13 @@ internal sealed class ProxyCounters
     private long _hookFailures;
     private long _relayed;
     private long _maxHoldTicks;
+    private long _probeAnswersSent;
+    private long _synAcks;
 
     public long Syns => Interlocked.Read(ref _syns);
+
+    /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched).</summary>
+    public long SynAcks => Interlocked.Read(ref _synAcks);
 
     /// <summary>SYNs accepted untouched at once (pass, defer, foreign join, not parsed).</summary>
     public long Passed => Interlocked.Read(ref _passed);
@@ -49,6 +54,9 @@ internal sealed class ProxyCounters
 
     public long ClaimsAdded => Interlocked.Read(ref _claimsAdded);
 
+    /// <summary>Other proxies' probes this proxy answered (Defer: its policy selected it over the prober).</summary>
+    public long ProbeAnswersSent => Interlocked.Read(ref _probeAnswersSent);
+
     public long ProbeSignalsAdded => Interlocked.Read(ref _probeSignalsAdded);
 
     /// <summary>Own SYNs/SYN-ACKs the egress hook let go unchanged (no signal for them, or no room).</summary>
@@ -64,6 +72,8 @@ internal sealed class ProxyCounters
     public TimeSpan MaxHold => TimeSpan.FromTicks(Interlocked.Read(ref _maxHoldTicks));
 
     public void AddSyn() => Interlocked.Increment(ref _syns);
+
+    public void AddSynAck() => Interlocked.Increment(ref _synAcks);
 
     public void AddPassed() => Interlocked.Increment(ref _passed);
 
@@ -84,6 +94,8 @@ internal sealed class ProxyCounters
     public void AddProbeAdopted() => Interlocked.Increment(ref _probesAdopted);
 
     public void AddClaim() => Interlocked.Increment(ref _claimsAdded);
+
+    public void AddProbeAnswerSent() => Interlocked.Increment(ref _probeAnswersSent);
 
     public void AddProbeSignal() => Interlocked.Increment(ref _probeSignalsAdded);
 
@@ -110,8 +122,8 @@ internal sealed class ProxyCounters
     }
 
     public override string ToString() =>
-        $"syns={Syns} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
+        $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
-        $"claims_added={ClaimsAdded} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
+        $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
 }

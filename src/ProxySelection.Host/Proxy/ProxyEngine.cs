@@ -40,7 +40,9 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly ConcurrentDictionary<FlowEndPoints, Socket> _adopted = new();
     private readonly ConcurrentDictionary<Task, byte> _connections = new();
     private readonly ConcurrentDictionary<FlowEndPoints, byte> _awaitingAccept = new();
+    private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
     private readonly List<ParkedJoin> _parkedJoins = [];
+    private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
     private NfqueueClient? _queue;
     private Task _receiveLoop = Task.CompletedTask;
     private int _stopped;
@@ -89,7 +91,14 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
     public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        return new InterceptionRulesetOptions { ChainPrefix = options.ChainPrefix, QueueNumber = options.QueueNumber, Ports = options.Ports };
+        return new InterceptionRulesetOptions
+        {
+            ChainPrefix = options.ChainPrefix,
+            QueueNumber = options.QueueNumber,
+            Ports = options.Ports,
+            // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
+            QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
+        };
     }
 
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
@@ -173,14 +182,24 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnSyn(in NfqueuePacket packet)
     {
-        Counters.AddSyn();
         if (TcpPacket.TryParse(packet.Payload, out var parsed) != WireError.None
-            || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Ack)) != TcpFlags.Syn)
+            || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
         {
+            Counters.AddSyn();
             Counters.AddPassed();
             _queue!.Accept(packet.PacketId);
             return;
         }
+
+        if ((parsed.Tcp.Flags & TcpFlags.Ack) != 0)
+        {
+            Counters.AddSynAck();
+            OnSynAck(parsed);
+            _queue!.Accept(packet.PacketId);
+            return;
+        }
+
+        Counters.AddSyn();
 
         var ip = parsed.Ip;
         var tcp = parsed.Tcp;
@@ -212,7 +231,9 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
             decision = _negotiator.OnSyn(observation);
             if (decision.Verdict == SynVerdict.HoldAndProbe)
             {
-                _holds[decision.HoldId] = new HeldSyn(packetId, mark, endpoints, _time.GetTimestamp());
+                // A foreign probe's bytes are kept: answering it later rewrites them.
+                var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
+                _holds[decision.HoldId] = new HeldSyn(packetId, mark, endpoints, _time.GetTimestamp(), bytes);
             }
         }
 
@@ -249,8 +270,11 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                 }
 
                 break;
+            case SynVerdict.AnswerProbe:
+                AnswerProbe(packet.Payload, packetId, mark, endpoints, decision.SynAckSignal);
+                break;
             default:
-                // Pass, Defer, and AnswerProbe (answering another proxy's probe is not wired yet: pass it on).
+                // Pass, Defer.
                 Counters.AddPassed();
                 _queue!.Accept(packetId);
                 break;
@@ -336,6 +360,30 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                 TryVerdict(join.PacketId, null);
             }
         }
+    }
+
+    /// <summary>
+    /// A SYN/ACK from an intercepted port (always accepted untouched): the answer to one of our probes is kept for the
+    /// probe (its MP_CAPABLE and verified claim); any other is what a prober further back learns (design §4).
+    /// </summary>
+    private void OnSynAck(in TcpPacket parsed)
+    {
+        var ip = parsed.Ip;
+        var tcp = parsed.Tcp;
+        bool mpCapable = ReadMptcp(tcp.Options, out _) == SynKind.MpCapable;
+        var mpFlow = MpProxyFlow.ForSyn(ip.DestinationAddress, ip.SourceAddress, tcp.DestinationPort, tcp.SourcePort, tcp.AcknowledgmentNumber - 1)
+            .WithSynAck(tcp.SequenceNumber);
+        var signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
+        var server = new IPEndPoint(new IPAddress(ip.SourceAddress), tcp.SourcePort);
+        if (_probeAnswers.TryGetValue((tcp.DestinationPort, server), out var answer))
+        {
+            answer.Signal = signal;
+            answer.Seen = true;
+            return;
+        }
+
+        var flow = FlowKey.FromSynAck(new DestinationKey(ip.SourceAddress, tcp.SourcePort), new DestinationKey(ip.DestinationAddress, tcp.DestinationPort));
+        _negotiator.OnSynAckObserved(flow, mpCapable, signal);
     }
 
     private static SynKind ReadMptcp(ReadOnlySpan<byte> options, out uint token)
@@ -440,6 +488,76 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Answers another proxy's probe for this proxy (design §4.1, spec §7.4: the policy selected it over the prober): the
+    /// probe SYN goes to the local listener with its MP_CAPABLE taken out, so the SYN/ACK carries no MP_CAPABLE, and the
+    /// egress hook adds the negotiator's answer (Defer). The prober reads "a proxy further on holds this destination",
+    /// releases its client's SYN untouched and resets the probe; this proxy then intercepts that SYN when it arrives.
+    /// </summary>
+    private void AnswerProbe(ReadOnlySpan<byte> syn, uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim)
+    {
+        var buffer = syn.ToArray();
+        int length = buffer.Length;
+        if (TcpPacket.TryParse(buffer, out var parsed) == WireError.None)
+        {
+            int optionsOffset = parsed.OptionsOffset;
+            var options = parsed.Tcp.Options;
+            int capable = -1;
+            foreach (var option in new TcpOptionReader(options))
+            {
+                if (option.Kind == TcpOptionKind.Mptcp && MptcpOption.TryPeekSubtype(option.Slice(options), out var subtype) == WireError.None
+                    && subtype == MptcpSubtype.MpCapable)
+                {
+                    capable = option.Offset;
+                    break;
+                }
+            }
+
+            if (capable >= 0 && OptionRewriter.TryRemove(buffer, length, capable, out int stripped, ChecksumUpdate.Recompute) == WireError.None)
+            {
+                length = stripped;
+            }
+        }
+
+        if (claim is { } signal)
+        {
+            _signer.ExpectSynAck(flow, signal);
+        }
+
+        _answeredProbes[flow] = 0;
+        try
+        {
+            _listeners.Ensure(new ListenerKey(flow.Destination.Port, flow.Destination.AddressFamily, ClientProtocol));
+            var intercept = NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask);
+            _queue!.AcceptWithPayload(packetId, buffer.AsSpan(0, length), intercept);
+        }
+        catch
+        {
+            _signer.ForgetClaim(flow);
+            _answeredProbes.TryRemove(flow, out _);
+            throw;
+        }
+
+        Counters.AddProbeAnswerSent();
+        _log($"answered probe {flow.Client} -> {flow.Destination} with {claim?.Kind}");
+        _ = ForgetAnsweredProbeAsync(flow);
+    }
+
+    private async Task ForgetAnsweredProbeAsync(FlowEndPoints flow)
+    {
+        try
+        {
+            await Task.Delay(_options.AdoptionTimeout, _time, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        _signer.ForgetClaim(flow);
+        _answeredProbes.TryRemove(flow, out _);
+    }
+
     private void StartProbe(long probeId, IPEndPoint destination, ProxySignal? signal)
     {
         Counters.AddProbeStarted();
@@ -462,6 +580,7 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         _probes[probeId] = socket;
+        _probeAnswers[(localPort, destination)] = new ProbeAnswerSlot();
         if (signal is { } s)
         {
             _signer.ExpectSyn(localPort, destination, s);
@@ -487,6 +606,8 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
             _signer.ForgetSyn(localPort, destination);
         }
 
+        _probeAnswers.TryRemove((localPort, destination), out var seen);
+
         if (!answered)
         {
             Counters.AddProbeFailed();
@@ -495,10 +616,11 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         Counters.AddProbeAnswered();
+        // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim.
         bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
-        _log($"probe {probeId} to {destination}: answered, mp_capable={mpCapable}");
-        // The claim a further proxy may put on the probe's SYN/ACK is not read: no ingress SYN/ACK hook yet.
-        _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable));
+        var claim = seen is { Seen: true } ? seen.Signal : null;
+        _log($"probe {probeId} to {destination}: answered, mp_capable={mpCapable}{(claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "")}");
+        _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable, claim));
     }
 
     /// <summary>A probe ended (answered, timed out, reset): verdicts for the SYNs that waited on it.</summary>
@@ -529,6 +651,10 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
                     var upstream = resolution.UpstreamIsProbe && probe is not null && !handedOver ? probe : null;
                     handedOver |= upstream is not null;
                     Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream);
+                }
+                else if (resolution.Outcome == HoldOutcome.AnswerProbe && held.Syn is not null)
+                {
+                    AnswerProbe(held.Syn, held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal);
                 }
                 else
                 {
@@ -583,6 +709,13 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         var flow = new FlowEndPoints((IPEndPoint)client.RemoteEndPoint!, (IPEndPoint)client.LocalEndPoint!);
         _signer.ForgetClaim(flow);
+        if (_answeredProbes.TryRemove(flow, out _))
+        {
+            // Another proxy's probe that this proxy answered: nothing to relay; the prober resets it.
+            await DrainAsync(client).ConfigureAwait(false);
+            return;
+        }
+
         // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
         bool counted = _awaitingAccept.TryRemove(flow, out _);
         if (registered)
@@ -610,6 +743,25 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
             {
                 _negotiator.OnConnectionClosed();
             }
+        }
+    }
+
+    private async Task DrainAsync(Socket socket)
+    {
+        var buffer = new byte[256];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), _time);
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            CloseAbortively(socket);
         }
     }
 
@@ -682,9 +834,16 @@ internal sealed class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
     }
 
+    /// <summary>What the ingress hook saw of a probe's SYN/ACK (written on the hook thread, read after the connect completed).</summary>
+    private sealed class ProbeAnswerSlot
+    {
+        public volatile bool Seen;
+        public ProxySignal? Signal;
+    }
+
     private sealed record ParkedJoin(uint PacketId, uint Mark, uint Token, FlowEndPoints Flow);
 
-    private sealed record HeldSyn(uint PacketId, uint Mark, FlowEndPoints Flow, long HeldAt);
+    private sealed record HeldSyn(uint PacketId, uint Mark, FlowEndPoints Flow, long HeldAt, byte[]? Syn);
 }
 
 /// <summary>Sockets with SO_MARK set, so their SYNs and SYN/ACKs match the egress hook.</summary>

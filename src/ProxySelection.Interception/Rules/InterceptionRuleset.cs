@@ -127,6 +127,11 @@ public sealed class InterceptionRuleset
         {
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            if (o.QueueSynAcks)
+            {
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            }
         }
 
         sb.Append("COMMIT\n*mangle\n");

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Lab;
+using ProxySelection.Wire;
 
 namespace ProxySelection.IntegrationTests.Interception;
 
@@ -34,8 +35,8 @@ public sealed class NfqueueInterceptionTests
         Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PreRouting));
         Assert.That(syn.Family, Is.EqualTo(v6 ? (byte)10 : (byte)2));
         Assert.That(syn.InDevice, Is.Not.Zero);
-        Assert.That(TcpTestPackets.IsSyn(syn.Payload), Is.True);
-        Assert.That(TcpTestPackets.DestinationPort(syn.Payload), Is.EqualTo(InterceptionScenario.Port));
+        Assert.That(IsSyn(syn.Payload), Is.True);
+        Assert.That(TcpPacket.Parse(syn.Payload).Tcp.DestinationPort, Is.EqualTo(InterceptionScenario.Port));
         Assert.That(queue.Statistics.PacketsReceived, Is.EqualTo(1));
         Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
         Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
@@ -84,7 +85,7 @@ public sealed class NfqueueInterceptionTests
             var loop = queue.RunAsync((in NfqueuePacket p) =>
             {
                 s.Record(p);
-                queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
+                queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
             }, stop.Token);
 
             await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
@@ -92,12 +93,12 @@ public sealed class NfqueueInterceptionTests
             await loop.WaitAsync(Timeout);
             var packets = await capture.StopAsync().WaitAsync(Timeout);
 
-            var syns = packets.Select(p => p.IpPacket.ToArray()).Where(ip => ip.Length > 0 && TcpTestPackets.IsSyn(ip)).ToList();
+            var syns = packets.Select(p => p.IpPacket.ToArray()).Where(IsSyn).ToList();
             Assert.That(syns, Has.Count.EqualTo(1), capture.Log);
-            var options = TcpTestPackets.Options(syns[0]).ToArray();
+            var options = Options(syns[0]);
             Assert.That(options.AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0), Convert.ToHexString(options));
-            Assert.That(TcpTestPackets.TcpChecksumValid(syns[0]), Is.True);
-            Assert.That(TcpTestPackets.Options(s.Seen.Single().Payload).IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
+            Assert.That(TcpChecksumValid(syns[0]), Is.True);
+            Assert.That(Options(s.Seen.Single().Payload).AsSpan().IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
         }
         finally
         {
@@ -175,7 +176,7 @@ public sealed class NfqueueInterceptionTests
         var syn = s.Seen.Single();
         Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PostRouting));
         Assert.That(syn.Mark & 0x2, Is.EqualTo(0x2u));
-        Assert.That(TcpTestPackets.IsSyn(syn.Payload), Is.True);
+        Assert.That(IsSyn(syn.Payload), Is.True);
     }
 
     [Test]
@@ -513,7 +514,7 @@ public sealed class NfqueueInterceptionTests
         var seen = s.Seen.ToList();
         Assert.That(seen.Select(p => p.Hook), Is.EqualTo(new[] { NetfilterHook.PreRouting, NetfilterHook.PostRouting }));
         var synAck = seen[1];
-        Assert.That(TcpTestPackets.Flags(synAck.Payload) & 0x12, Is.EqualTo(0x12), "SYN/ACK");
+        Assert.That(IsSynAck(synAck.Payload), Is.True, "SYN/ACK");
         Assert.That(synAck.Mark & 0x2, Is.EqualTo(0x2u));
         Assert.That(SourceAddress(synAck.Payload), Is.EqualTo(InterceptionScenario.ServerAddress(v6)), "answered under the server's address");
     }
@@ -550,7 +551,7 @@ public sealed class NfqueueInterceptionTests
                 else
                 {
                     // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
-                    queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
+                    queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
                 }
             }, stop.Token);
 
@@ -566,10 +567,10 @@ public sealed class NfqueueInterceptionTests
 
             var packets = await capture.StopAsync().WaitAsync(Timeout);
             var synAcks = packets.Select(p => p.IpPacket.ToArray())
-                .Where(ip => ip.Length > 0 && TcpTestPackets.Protocol(ip) == 6 && (TcpTestPackets.Flags(ip) & 0x12) == 0x12).ToList();
+                .Where(IsSynAck).ToList();
             Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
-            Assert.That(TcpTestPackets.Options(synAcks[0]).IndexOf(option), Is.GreaterThanOrEqualTo(0));
-            Assert.That(TcpTestPackets.TcpChecksumValid(synAcks[0]), Is.True);
+            Assert.That(Options(synAcks[0]).AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0));
+            Assert.That(TcpChecksumValid(synAcks[0]), Is.True);
         }
         finally
         {
@@ -597,6 +598,26 @@ public sealed class NfqueueInterceptionTests
         Assert.That(proxyListener.Poll(0, SelectMode.SelectRead), Is.False, "the proxy's listener got nothing");
     }
 
-    private static IPAddress SourceAddress(byte[] ip) =>
-        new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
+    private static IPAddress SourceAddress(byte[] ip) => new(TcpPacket.Parse(ip).Ip.SourceAddress);
+
+    private static bool IsSyn(byte[] ip) => HasFlags(ip, TcpFlags.Syn, TcpFlags.Syn | TcpFlags.Ack);
+
+    private static bool IsSynAck(byte[] ip) => HasFlags(ip, TcpFlags.Syn | TcpFlags.Ack, TcpFlags.Syn | TcpFlags.Ack);
+
+    private static bool HasFlags(byte[] ip, TcpFlags expected, TcpFlags mask) =>
+        TcpPacket.TryParse(ip, out var p) == WireError.None && (p.Tcp.Flags & mask) == expected;
+
+    private static byte[] Options(byte[] ip) => TcpPacket.Parse(ip).Tcp.Options.ToArray();
+
+    private static bool TcpChecksumValid(byte[] ip) => InternetChecksum.VerifyTcp(TcpPacket.Parse(ip).Ip);
+
+    /// <summary>A copy of the packet with <paramref name="option"/> inserted by the Wire codec (lengths and checksums
+    /// recomputed: the queued packet's checksum is complete, so recomputing equals updating).</summary>
+    private static byte[] InsertOption(ReadOnlySpan<byte> packet, ReadOnlySpan<byte> option)
+    {
+        var buffer = new byte[packet.Length + TcpHeader.MaxOptionsLength];
+        packet.CopyTo(buffer);
+        var error = OptionRewriter.TryInsert(buffer, packet.Length, option, out int length, ChecksumUpdate.Recompute);
+        return error == WireError.None ? buffer[..length] : throw new WireException(error, 0, "cannot insert the test option");
+    }
 }

@@ -57,9 +57,12 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     }
 
     /// <summary>Starts <c>dotnet proxysel.dll run</c> in the proxy namespace and waits until its rules are in.</summary>
-    public async Task<LabProcess> StartProxyAsync(params string[] extra)
+    public Task<LabProcess> StartProxyAsync(params string[] extra) => StartProxyInAsync(Topology.Proxy, extra);
+
+    /// <summary>Starts <c>dotnet proxysel.dll run</c> in <paramref name="ns"/> and waits until its rules are in.</summary>
+    public static async Task<LabProcess> StartProxyInAsync(NetNamespace ns, params string[] extra)
     {
-        var process = Topology.Proxy.StartProcess("dotnet", [ProxyselDll, "run", "--ports", "80", .. extra]);
+        var process = ns.StartProcess("dotnet", [ProxyselDll, "run", "--ports", "80", .. extra]);
         try
         {
             await process.WaitForOutputAsync("proxysel: running", Timeout);
@@ -87,7 +90,11 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     }
 
     /// <summary>nginx on port 80 (v4 and v6) in the server namespace, with its own config, pid and temp paths; MPTCP under mptcpize.</summary>
-    public async Task<LabProcess> StartNginxAsync(bool mptcp = false)
+    public Task<LabProcess> StartNginxAsync(bool mptcp = false) =>
+        StartNginxInAsync(Topology.Server, [TwoPathTopology.ServerV4, $"[{TwoPathTopology.ServerV6}]"], mptcp);
+
+    /// <summary>nginx on port 80 of <paramref name="addresses"/> in <paramref name="ns"/>.</summary>
+    public async Task<LabProcess> StartNginxInAsync(NetNamespace ns, IReadOnlyList<string> addresses, bool mptcp = false)
     {
         var prefix = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "nginx")).FullName;
         var www = System.IO.Directory.CreateDirectory(Path.Combine(Directory, "www")).FullName;
@@ -108,21 +115,20 @@ internal sealed partial class ProxyLab : IAsyncDisposable
                 scgi_temp_path {{prefix}}/scgi;
                 sendfile on;
                 server {
-                    listen {{TwoPathTopology.ServerV4}}:80;
-                    listen [{{TwoPathTopology.ServerV6}}]:80;
+                    {{string.Concat(addresses.Select(a => $"listen {a}:80; "))}}
                     root {{www}};
                 }
             }
             """);
         string[] nginx = ["nginx", "-p", prefix, "-c", conf];
         var process = mptcp
-            ? Topology.Server.StartProcess("mptcpize", ["run", .. nginx])
-            : Topology.Server.StartProcess(nginx[0], nginx[1..]);
+            ? ns.StartProcess("mptcpize", ["run", .. nginx])
+            : ns.StartProcess(nginx[0], nginx[1..]);
         var deadline = DateTime.UtcNow + Timeout;
         while (true)
         {
-            var listening = await Topology.Server.CheckAsync("ss", ["-Hltn", "sport = :80"], Timeout);
-            if (listening.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= 2)
+            var listening = await ns.CheckAsync("ss", ["-Hltn", "sport = :80"], Timeout);
+            if (listening.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length >= addresses.Count)
             {
                 return process;
             }

@@ -34,6 +34,7 @@ public sealed class ProxyPassThroughTests
         Assert.Multiple(() =>
         {
             Assert.That(ProxyLab.Counter(proxy, "syns"), Is.EqualTo(1));
+            Assert.That(ProxyLab.Counter(proxy, "synacks"), Is.EqualTo(1), "the SYN/ACK went through the hook too, untouched");
             Assert.That(ProxyLab.Counter(proxy, "passed"), Is.EqualTo(1));
             Assert.That(ProxyLab.Counter(proxy, "probes"), Is.Zero);
             Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.Zero);
