@@ -92,6 +92,13 @@ internal sealed class DemoChain
             await ns.SetRateLimitAsync(device, rate).ConfigureAwait(false);
         }
 
+        // Checksum offload off toward P2: its captures then show the checksum on the wire, not the partial one veth
+        // leaves for offload (which P2's NFQUEUE completes on the SYN/ACKs it inspects, so only those would differ).
+        foreach (var (ns, device) in new[] { (p1, "uplink"), (server, "eth0") })
+        {
+            await ns.CheckAsync("ethtool", ["-K", device, "tx", "off"]).ConfigureAwait(false);
+        }
+
         return new DemoChain(client, p1, p2, server);
     }
 }

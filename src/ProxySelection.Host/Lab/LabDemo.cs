@@ -119,7 +119,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         var missing = Prerequisites.Missing(Prerequisites.SearchPath());
         if (missing.Count == 0)
         {
-            Step("Checking prerequisites").Done("all there (iproute2, iptables, tcpdump, mptcpize, nginx-light, curl)");
+            Step("Checking prerequisites").Done("all there (iproute2, iptables, tcpdump, mptcpize, nginx-light, curl, ethtool)");
             return true;
         }
 
@@ -473,9 +473,22 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             return (false, "nothing captured ✘");
         }
 
-        return a.SequenceEqual(b, StringComparer.Ordinal)
-            ? (true, $"{a.Count} on each side, identical byte for byte ✔")
-            : (false, $"{a.Count} in, {b.Count} out, not identical ✘");
+        if (a.SequenceEqual(b, StringComparer.Ordinal))
+        {
+            return (true, $"{a.Count} on each side, identical byte for byte ✔");
+        }
+
+        // Say where they differ: segments paired by sequence number and flags, differing byte offsets in the TCP header.
+        var differences = new List<string>();
+        foreach (var x in a.Where(h => !b.Contains(h)))
+        {
+            var twin = b.FirstOrDefault(y => !a.Contains(y) && y.Length >= 28 && x.Length >= 28 && y[8..16] == x[8..16] && y[26..28] == x[26..28]);
+            var offsets = twin is null ? "no twin" : string.Join(',', Enumerable.Range(0, Math.Min(x.Length, twin.Length) / 2)
+                .Where(i => x.Substring(2 * i, 2) != twin.Substring(2 * i, 2)).Select(i => i.ToString(CultureInfo.InvariantCulture)));
+            differences.Add($"flags 0x{x[26..28]}: {offsets}");
+        }
+
+        return (false, $"{a.Count} in, {b.Count} out, not identical ✘ ({string.Join("; ", differences)})");
     }
 
     private static ReadOnlySpan<byte> TcpSegment(ReadOnlySpan<byte> ip)

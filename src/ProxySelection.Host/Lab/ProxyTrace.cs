@@ -81,6 +81,8 @@ internal static partial class ProxyTrace
             _ when line.StartsWith("syn ", StringComparison.Ordinal) => "SYN seen",
             _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=False") =>
                 "probe answered: the server speaks plain TCP only",
+            _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=True") && Has("signal=Claim") =>
+                "probe answered with MPTCP and a verified MP_PROXY claim: a proxy further on holds the MPTCP side",
             _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=True") =>
                 "probe answered with MPTCP (by the server or a proxy on the way)",
             _ when line.StartsWith("probe ", StringComparison.Ordinal) => "probe",

@@ -88,7 +88,7 @@ public sealed class LabDemoTests
         try
         {
             Assert.That(ProxySelection.Host.Lab.Prerequisites.Missing([empty.FullName]),
-                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "util-linux" }));
+                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "ethtool", "util-linux" }));
         }
         finally
         {
