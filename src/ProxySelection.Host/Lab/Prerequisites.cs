@@ -40,15 +40,15 @@ internal static class Prerequisites
     /// <c>apt-get update</c>, then <c>apt-get install</c> of <paramref name="packages"/>, non-interactive; apt's output
     /// goes to <paramref name="log"/> indented. Returns false (with apt's exit code said) when either step fails.
     /// </summary>
-    public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout)
+    public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout, string aptGet = "apt-get")
     {
-        return RunApt(["update"], log, timeout)
-            && RunApt(["install", "-y", "--no-install-recommends", .. packages], log, timeout);
+        return RunApt(aptGet, ["update"], log, timeout)
+            && RunApt(aptGet, ["install", "-y", "--no-install-recommends", .. packages], log, timeout);
     }
 
-    private static bool RunApt(string[] args, TextWriter log, TimeSpan timeout)
+    private static bool RunApt(string aptGet, string[] args, TextWriter log, TimeSpan timeout)
     {
-        var start = new ProcessStartInfo("apt-get", args)
+        var start = new ProcessStartInfo(aptGet, args)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

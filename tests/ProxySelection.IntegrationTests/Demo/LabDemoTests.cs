@@ -80,25 +80,4 @@ public sealed class LabDemoTests
         Assert.That(demo.ProxyPids(), Has.Count.EqualTo(2));
         Assert.That(demo.ProxyPids().Where(pid => Directory.Exists($"/proc/{pid}")), Is.Empty);
     }
-
-    [Test]
-    public void Missing_ToolsNowhere_NamesEveryPackageOnce()
-    {
-        var empty = Directory.CreateTempSubdirectory("psel-empty-path-");
-        try
-        {
-            Assert.That(ProxySelection.Host.Lab.Prerequisites.Missing([empty.FullName]),
-                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "ethtool", "util-linux" }));
-        }
-        finally
-        {
-            empty.Delete();
-        }
-    }
-
-    [Test]
-    public void Missing_OnThisMachine_None()
-    {
-        Assert.That(ProxySelection.Host.Lab.Prerequisites.Missing(ProxySelection.Host.Lab.Prerequisites.SearchPath()), Is.Empty);
-    }
 }
