@@ -54,6 +54,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         budget.CancelAfter(Budget);
         var directory = Directory.CreateTempSubdirectory("psel-demo-").FullName;
         var lab = LabEnvironment.Create();
+        bool? verdict = null;
+        int exitCode;
         try
         {
             bool ok = true;
@@ -67,8 +69,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
                 ok &= await RunHybridAsync(lab, directory, budget.Token).ConfigureAwait(false);
             }
 
-            output.WriteLine(ok ? "Everything came out as expected." : "Something did not come out as expected (marked ✘ above).");
-            return ok ? LabDemoExitCodes.Ok : LabDemoExitCodes.Failed;
+            verdict = ok;
+            exitCode = ok ? LabDemoExitCodes.Ok : LabDemoExitCodes.Failed;
         }
         catch (OperationCanceledException) when (budget.IsCancellationRequested)
         {
@@ -76,13 +78,13 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             output.WriteLine(interrupt.IsCancellationRequested
                 ? "Interrupted: tearing everything down."
                 : $"The demo did not finish within {Budget.TotalSeconds:F0} s: tearing everything down.");
-            return interrupt.IsCancellationRequested ? LabDemoExitCodes.Interrupted : LabDemoExitCodes.Failed;
+            exitCode = interrupt.IsCancellationRequested ? LabDemoExitCodes.Interrupted : LabDemoExitCodes.Failed;
         }
         catch (Exception e) when (e is LabException or InvalidOperationException or TimeoutException or IOException)
         {
             output.WriteLine();
             error.WriteLine($"The demo failed: {e.Message}");
-            return LabDemoExitCodes.Failed;
+            exitCode = LabDemoExitCodes.Failed;
         }
         finally
         {
@@ -96,6 +98,14 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
                 // Best effort: the temp directory only holds the downloaded copy and captures.
             }
         }
+
+        if (verdict is { } expected)
+        {
+            output.WriteLine();
+            output.WriteLine(expected ? "Everything came out as expected." : "Something did not come out as expected (marked ✘ above).");
+        }
+
+        return exitCode;
     }
 
     private void WriteHeader()
@@ -423,7 +433,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
         if (relay is not null)
         {
-            output.WriteLine($"  P1 relayed: client leg {relay.GetValueOrDefault("client")} MPTCP with {relay.GetValueOrDefault("subflows")} subflows, server leg {relay.GetValueOrDefault("upstream")} (the probe connection, adopted)");
+            output.WriteLine($"  summary: P1 relayed, client leg {relay.GetValueOrDefault("client")} MPTCP with {relay.GetValueOrDefault("subflows")} subflows, server leg {relay.GetValueOrDefault("upstream")} (the probe connection, adopted)");
             output.WriteLine($"  close: {relay["reason"]}; client -> server {relay.GetValueOrDefault("up")} bytes, server -> client {relay.GetValueOrDefault("down")} bytes");
         }
 

@@ -40,10 +40,45 @@ internal static class Prerequisites
     /// <c>apt-get update</c>, then <c>apt-get install</c> of <paramref name="packages"/>, non-interactive; apt's output
     /// goes to <paramref name="log"/> indented. Returns false (with apt's exit code said) when either step fails.
     /// </summary>
-    public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout, string aptGet = "apt-get")
+    public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout, string aptGet = "apt-get",
+        string aptCache = "apt-cache")
     {
-        return RunApt(aptGet, ["update"], log, timeout)
-            && RunApt(aptGet, ["install", "-y", "--no-install-recommends", .. packages], log, timeout);
+        if (!RunApt(aptGet, ["update"], log, timeout))
+        {
+            return false;
+        }
+
+        var names = packages.Select(p => Alternatives.TryGetValue(p, out var other) && !HasCandidate(aptCache, p) ? other : p).ToList();
+        return RunApt(aptGet, ["install", "-y", "--no-install-recommends", .. names], log, timeout);
+    }
+
+    /// <summary>Where a release lacks a package: newer Debian and Ubuntu ship one nginx, older ones mptcpize inside mptcpd.</summary>
+    private static readonly Dictionary<string, string> Alternatives = new(StringComparer.Ordinal)
+    {
+        ["nginx-light"] = "nginx",
+        ["mptcpize"] = "mptcpd",
+    };
+
+    private static bool HasCandidate(string aptCache, string package)
+    {
+        var start = new ProcessStartInfo(aptCache, ["policy", package]) { RedirectStandardOutput = true };
+        try
+        {
+            using var process = Process.Start(start);
+            if (process is null)
+            {
+                return true;
+            }
+
+            var text = process.StandardOutput.ReadToEnd();
+            process.WaitForExit(10_000);
+            // "Candidate: (none)" or no entry at all: the package is not available here.
+            return text.Contains("Candidate:", StringComparison.Ordinal) && !text.Contains("Candidate: (none)", StringComparison.Ordinal);
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return true;
+        }
     }
 
     private static bool RunApt(string aptGet, string[] args, TextWriter log, TimeSpan timeout)

@@ -38,7 +38,7 @@ public sealed class PrerequisitesTests
             var apt = FakeApt(dir.FullName, $"echo \"$DEBIAN_FRONTEND $*\" >> {calls}; echo working; exit 0");
             using var log = new StringWriter();
 
-            bool ok = Prerequisites.Install(["curl", "tcpdump"], log, TimeSpan.FromSeconds(20), apt);
+            bool ok = Prerequisites.Install(["curl", "tcpdump"], log, TimeSpan.FromSeconds(20), apt, "apt-cache");
 
             Assert.That(ok, Is.True, log.ToString());
             Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[]
@@ -47,6 +47,30 @@ public sealed class PrerequisitesTests
                 "noninteractive install -y --no-install-recommends curl tcpdump",
             }));
             Assert.That(log.ToString(), Does.Contain("  | working"));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Test]
+    public void Install_NginxLightNotAvailable_InstallsNginx()
+    {
+        var dir = Directory.CreateTempSubdirectory("psel-fake-apt-");
+        try
+        {
+            var calls = Path.Combine(dir.FullName, "calls");
+            var apt = FakeApt(dir.FullName, $"echo \"$*\" >> {calls}; exit 0");
+            var cache = Path.Combine(dir.FullName, "apt-cache");
+            File.WriteAllText(cache, "#!/bin/sh\necho \"$2:\"\necho \"  Installed: (none)\"\necho \"  Candidate: (none)\"\n");
+            File.SetUnixFileMode(cache, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            using var log = new StringWriter();
+
+            bool ok = Prerequisites.Install(["nginx-light", "curl"], log, TimeSpan.FromSeconds(20), apt, cache);
+
+            Assert.That(ok, Is.True, log.ToString());
+            Assert.That(File.ReadAllLines(calls).Last(), Is.EqualTo("install -y --no-install-recommends nginx curl"));
         }
         finally
         {
