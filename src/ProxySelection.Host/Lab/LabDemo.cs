@@ -18,8 +18,14 @@ internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool Inst
 /// </summary>
 internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDemoOptions options, TimeProvider time)
 {
+    /// <summary>
+    /// One download's limit: three times what both paths need at their rate, plus 20 s (the defaults need about 4 s of
+    /// the 33 s this gives).
+    /// </summary>
+    private TimeSpan DownloadLimit => TimeSpan.FromSeconds(20 + (3.0 * options.SizeMegabytes * 8.39 / (2.0 * options.RateMbit)));
+
     /// <summary>The demo proper (after any package installation) must finish within this, or it stops and cleans up.</summary>
-    public static readonly TimeSpan Budget = TimeSpan.FromSeconds(75);
+    private TimeSpan Budget => TimeSpan.FromSeconds(30) + (2 * (DownloadLimit + TimeSpan.FromSeconds(5)));
 
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(20);
     // On a terminal the progress line redraws itself; in a pipe or a log it prints a line every 25 %.
@@ -53,6 +59,13 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(interrupt);
         budget.CancelAfter(Budget);
         var directory = Directory.CreateTempSubdirectory("psel-demo-").FullName;
+        // Namespaces of a run that was killed (SIGKILL, power loss) have no one left to remove them.
+        int stale = await LabRun.SweepStaleAsync(CancellationToken.None).ConfigureAwait(false);
+        if (stale > 0)
+        {
+            output.WriteLine($"    removed {stale} namespace(s) left by an earlier run that was killed");
+        }
+
         var lab = LabEnvironment.Create();
         bool? verdict = null;
         int exitCode;
@@ -258,7 +271,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         long total = (long)options.SizeMegabytes << 20;
         var dsl0 = await RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false);
         var lte0 = await RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false);
-        string[] curlArgs = ["curl", "-sS", "-o", path, "-w", "result %{http_code} %{size_download} %{time_total}\n", "--max-time", "40", url];
+        string[] curlArgs = ["curl", "-sS", "-o", path, "-w", "result %{http_code} %{size_download} %{time_total}\n", "--max-time",
+            DownloadLimit.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture), url];
         _processes++;
         var curl = mptcp ? client.StartProcess("mptcpize", ["run", .. curlArgs]) : client.StartProcess(curlArgs[0], curlArgs[1..]);
         var subflows = new List<(string, string)>();
@@ -270,9 +284,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         for (int tick = 0; !curl.HasExited; tick++)
         {
             ct.ThrowIfCancellationRequested();
-            if (time.GetElapsedTime(started) > TimeSpan.FromSeconds(45))
+            if (time.GetElapsedTime(started) > DownloadLimit + TimeSpan.FromSeconds(5))
             {
-                throw new TimeoutException("the download did not end within 45 s");
+                throw new TimeoutException($"the download did not end within {DownloadLimit.TotalSeconds:F0} s");
             }
 
             foreach (var subflow in await SubflowsAsync(pathNamespace, subflowDestination).ConfigureAwait(false))
