@@ -104,13 +104,14 @@ public sealed class ProxyFailureTests
         TestContext.Progress.WriteLine(proxy.Output);
 
         var ports = clientSyns.Select(s => s.Bytes[0] << 8 | s.Bytes[1]).ToList();
-        Assert.That(ports, Has.Count.EqualTo(2), "one SYN per connection, no retransmission");
-        Assert.That(ports.Distinct().Count(), Is.EqualTo(2));
         var inbound = Captures.Segments(path1, Captures.IsSyn);
         var outbound = Captures.Segments(uplink, s => Captures.IsSyn(s) && s.Source == TwoPathTopology.ClientPath1V4);
-        Assert.That(outbound.Select(s => s.Identity), Is.EqualTo(inbound.Select(s => s.Identity)), "the released SYNs went on untouched");
         var holds = inbound.Zip(outbound, (i, o) => (o.TimestampMicroseconds - i.TimestampMicroseconds) / 1000.0).ToList();
+        TestContext.Progress.WriteLine($"client SYNs (source port @ µs): {string.Join(", ", clientSyns.Select(s => $"{s.Bytes[0] << 8 | s.Bytes[1]} @ {s.TimestampMicroseconds}"))}");
         TestContext.Progress.WriteLine($"SYN hold (path1 in -> uplink out): {string.Join(", ", holds.Select(h => $"{h:F1} ms"))}; engine max_hold_ms={ProxyLab.Counter(proxy, "max_hold_ms")}");
+        Assert.That(ports, Has.Count.EqualTo(2), "one SYN per connection, no retransmission");
+        Assert.That(ports.Distinct().Count(), Is.EqualTo(2));
+        Assert.That(outbound.Select(s => s.Identity), Is.EqualTo(inbound.Select(s => s.Identity)), "the released SYNs went on untouched");
         Assert.Multiple(() =>
         {
             Assert.That(holds[0], Is.InRange(200.0, 450.0), "held for the probe timeout");

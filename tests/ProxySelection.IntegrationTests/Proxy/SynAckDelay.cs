@@ -1,3 +1,5 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Lab;
 
@@ -16,6 +18,8 @@ internal sealed class SynAckDelay : IAsyncDisposable
     private readonly NfqueueClient _queue;
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _loop;
+    private readonly BlockingCollection<(long Due, uint Id)> _due = [];
+    private readonly Thread _releaser;
     private int _delayed;
 
     private SynAckDelay(NetNamespace ns, NfqueueClient queue, TimeSpan delay)
@@ -24,10 +28,34 @@ internal sealed class SynAckDelay : IAsyncDisposable
         _queue = queue;
         _loop = queue.RunAsync((in NfqueuePacket packet) =>
         {
-            uint id = packet.PacketId;
             Interlocked.Increment(ref _delayed);
-            _ = Task.Delay(delay).ContinueWith(_ => _queue.Accept(id), TaskScheduler.Default);
+            _due.Add((Stopwatch.GetTimestamp() + (long)(delay.TotalSeconds * Stopwatch.Frequency), packet.PacketId));
         }, _stop.Token);
+        // Verdicts from one dedicated thread on a monotonic clock: pool timers run late on a loaded machine, and a
+        // SYN/ACK held much longer than the delay would make the client retransmit for the test's own reasons.
+        _releaser = new Thread(Release) { IsBackground = true, Name = "synack-delay" };
+        _releaser.Start();
+    }
+
+    private void Release()
+    {
+        foreach (var (due, id) in _due.GetConsumingEnumerable())
+        {
+            var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+            if (wait > TimeSpan.Zero)
+            {
+                Thread.Sleep(wait);
+            }
+
+            try
+            {
+                _queue.Accept(id);
+            }
+            catch (Exception e) when (e is NfqueueException or ObjectDisposedException)
+            {
+                return;
+            }
+        }
     }
 
     public int Delayed => Volatile.Read(ref _delayed);
@@ -53,7 +81,10 @@ internal sealed class SynAckDelay : IAsyncDisposable
         await _ns.RunAsync("iptables", ["-D", .. Rule], ProxyLab.Timeout);
         await _stop.CancelAsync();
         await _loop.WaitAsync(ProxyLab.Timeout);
+        _due.CompleteAdding();
+        _releaser.Join(ProxyLab.Timeout);
         _queue.Dispose();
+        _due.Dispose();
         _stop.Dispose();
     }
 }
