@@ -10,9 +10,10 @@ internal static class Cli
     {
         var root = new RootCommand("proxysel: Multipath TCP proxy selection for operator proxy chains");
         root.Subcommands.Add(DecodeCommand.Build(stdout, stderr));
-        root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(RunCommand.Build(stderr));
         root.Subcommands.Add(CleanupCommand.Build(stderr));
+        root.Subcommands.Add(SimulateCommand.Create());
+        root.Subcommands.Add(Lab.LabCommand.Build(stderr));
         return root;
     }
 

@@ -1,0 +1,45 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+
+namespace ProxySelection.Host.Lab;
+
+/// <summary><c>proxysel lab</c>: real topologies in network namespaces on this machine; <c>lab demo</c> is the guided tour.</summary>
+internal static class LabCommand
+{
+    public static Command Build(TextWriter stderr)
+    {
+        var size = new Option<int>("--size") { Description = "Megabytes to download (1..500)", DefaultValueFactory = _ => 50 };
+        var rate = new Option<int>("--rate") { Description = "Rate limit of each client path in Mbit/s (1..1000)", DefaultValueFactory = _ => 50 };
+        var scenario = new Option<string>("--scenario") { Description = "chain (MPTCP client, P1, P2, TCP server), hybrid (TCP client, upgrade CPE, two paths, downgrade aggregation, TCP server) or both", DefaultValueFactory = _ => "both" };
+        scenario.AcceptOnlyFromAmong("chain", "hybrid", "both");
+        var noInstall = new Option<bool>("--no-install") { Description = "Do not install missing Debian packages; fail with their names instead" };
+        var demo = new Command("demo", "Bring up an MPTCP client with two paths, two proxies and a TCP-only server in namespaces, download through them, show who held the connection, the subflows, throughput and the trace, and remove everything")
+        {
+            size, rate, scenario, noInstall,
+        };
+        demo.SetAction(result =>
+        {
+            int megabytes = result.GetValue(size);
+            int mbit = result.GetValue(rate);
+            if (megabytes is < 1 or > 500 || mbit is < 1 or > 1000)
+            {
+                stderr.WriteLine("--size must be 1..500 and --rate 1..1000");
+                return ExitCodes.Usage;
+            }
+
+            using var interrupt = new CancellationTokenSource();
+            void OnSignal(PosixSignalContext context)
+            {
+                // Ours to handle: the demo cancels its steps and tears down before it exits.
+                context.Cancel = true;
+                interrupt.Cancel();
+            }
+
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            var demoRun = new LabDemo(result.InvocationConfiguration.Output, stderr, new LabDemoOptions(megabytes, mbit, !result.GetValue(noInstall), result.GetValue(scenario) != "hybrid", result.GetValue(scenario) != "chain"), TimeProvider.System);
+            return demoRun.RunAsync(interrupt.Token).GetAwaiter().GetResult();
+        });
+        return new Command("lab", "Real topologies in network namespaces on this machine (root)") { demo };
+    }
+}

@@ -1,0 +1,93 @@
+using System.Globalization;
+using System.Net;
+using ProxySelection.Lab;
+using LabEnvironment = ProxySelection.Lab.Lab;
+
+namespace ProxySelection.Host.Lab;
+
+/// <summary>The second scenario: hybrid access, where neither end speaks MPTCP and two proxies provide it in between.</summary>
+internal sealed partial class LabDemo
+{
+    private async Task<bool> RunHybridAsync(LabEnvironment lab, string directory, CancellationToken ct)
+    {
+        output.WriteLine("Scenario 2: hybrid access. Neither end speaks MPTCP: the home router (CPE, upgrade role) turns the");
+        output.WriteLine("client's plain TCP connection into MPTCP over its dsl and lte links; the operator's aggregation proxy");
+        output.WriteLine("(AGG, downgrade role) turns it back into plain TCP toward the server.");
+        output.WriteLine();
+        output.WriteLine($"  home client (TCP) --> CPE ={DemoChain.Dsl}=> AGG --> server (nginx, TCP only)");
+        output.WriteLine($"                            ={DemoChain.Lte}=>");
+        output.WriteLine();
+        var step = Step("Building home, CPE, AGG and server namespaces");
+        var chain = await HybridChain.BuildAsync(lab, string.Create(CultureInfo.InvariantCulture, $"{options.RateMbit}mbit"), ct).ConfigureAwait(false);
+        step.Done($"dsl and lte shaped to {options.RateMbit} Mbit/s (HTB)");
+
+        step = Step($"Starting nginx (plain TCP) with a {options.SizeMegabytes} MB file");
+        _processes++;
+        var nginx = await NginxServer.StartAsync(chain.ServerNs, 80, IPAddress.Parse(HybridChain.Server), mptcp: false, StepTimeout).WaitAsync(ct).ConfigureAwait(false);
+        var sha = LabNetwork.CreateRandomFile(Path.Combine(nginx.WebRoot, "hybrid.bin"), (long)options.SizeMegabytes << 20);
+        step.Done($"http://{HybridChain.Server}/hybrid.bin");
+
+        step = Step("Starting the proxies: CPE (`proxysel run --role upgrade`) and AGG (`--role downgrade`)");
+        var keyFile = await KeyFileAsync(directory, ct).ConfigureAwait(false);
+        var agg = StartProxy(chain.Agg, 2, keyFile);
+        var cpe = StartProxy(chain.Cpe, 1, keyFile, "upgrade");
+        await agg.WaitForOutputAsync("proxysel: running", StepTimeout, ct).ConfigureAwait(false);
+        await cpe.WaitForOutputAsync("proxysel: running", StepTimeout, ct).ConfigureAwait(false);
+        step.Done($"CPE pid {cpe.Pid}, AGG pid {agg.Pid}");
+        output.WriteLine("    hybrid chain up");
+
+        output.WriteLine($"[{++_step}] Downloading {options.SizeMegabytes} MB with plain TCP (curl) from the home client through CPE and AGG");
+        var path = Path.Combine(directory, "hybrid.bin");
+        var download = await DownloadAsync(chain.HomeNs, mptcp: false, $"http://{HybridChain.Server}/hybrid.bin", path,
+            chain.Cpe, HybridChain.Server, ct).ConfigureAwait(false);
+        bool intact = download.Bytes == (long)options.SizeMegabytes << 20 && LabNetwork.Sha256OfFile(path) == sha;
+
+        step = Step("Collecting the proxies' state");
+        await WaitForRelayLineAsync(cpe, ct).ConfigureAwait(false);
+        await WaitForRelayLineAsync(agg, ct).ConfigureAwait(false);
+        await cpe.StopAsync().ConfigureAwait(false);
+        await agg.StopAsync().ConfigureAwait(false);
+        await cpe.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
+        await agg.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
+        bool rulesRemoved = cpe.Output.Contains("rules removed", StringComparison.Ordinal) && agg.Output.Contains("rules removed", StringComparison.Ordinal);
+        step.Done(rulesRemoved ? "both stopped and removed their rules" : "a proxy did not report its rules removed ✘");
+        await nginx.DisposeAsync().ConfigureAwait(false);
+        return rulesRemoved & ReportHybrid(download, intact, cpe.Output, agg.Output);
+    }
+
+    private bool ReportHybrid(Download download, bool intact, string cpeOutput, string aggOutput)
+    {
+        var cpeRelay = ProxyTrace.Relay(cpeOutput);
+        var aggRelay = ProxyTrace.Relay(aggOutput);
+        // The CPE holds a TCP client leg and an MPTCP upstream; the AGG an MPTCP client leg and a TCP upstream.
+        bool cpeOk = cpeRelay is not null && cpeRelay.GetValueOrDefault("client") == "NotMptcp" && cpeRelay.GetValueOrDefault("upstream") == "Active";
+        bool aggOk = aggRelay is not null && aggRelay.GetValueOrDefault("client") == "Active" && aggRelay.GetValueOrDefault("upstream") != "Active";
+        output.WriteLine();
+        output.WriteLine("Result (hybrid access)");
+        output.WriteLine("----------------------");
+        output.WriteLine($"Download: {(intact ? "complete, SHA-256 matches the server's file" : "INCOMPLETE or corrupted ✘")}");
+        output.WriteLine();
+        output.WriteLine("Who held which leg");
+        output.WriteLine("  expected: CPE holds the client's TCP connection and opens MPTCP upstream (upgrade);");
+        output.WriteLine("            AGG holds that MPTCP connection and opens TCP to the server (downgrade)");
+        output.WriteLine($"  actual:   CPE client leg {cpeRelay?.GetValueOrDefault("client") ?? "none"}, upstream {cpeRelay?.GetValueOrDefault("upstream") ?? "none"} {(cpeOk ? "✔" : "✘")}");
+        output.WriteLine($"            AGG client leg {aggRelay?.GetValueOrDefault("client") ?? "none"}, upstream {aggRelay?.GetValueOrDefault("upstream") ?? "none"} {(aggOk ? "✔" : "✘")}");
+        output.WriteLine();
+        output.WriteLine("Subflows between CPE and AGG (the CPE's MPTCP connection, one subflow per uplink)");
+        foreach (var (local, remote) in download.Subflows)
+        {
+            string name = local.StartsWith(HybridChain.CpeDsl + ":", StringComparison.Ordinal) ? DemoChain.Dsl
+                : local.StartsWith(HybridChain.CpeLte + ":", StringComparison.Ordinal) ? DemoChain.Lte : "?";
+            output.WriteLine($"  {name,-4} {local,-22} -> {remote}");
+        }
+
+        output.WriteLine($"  {download.Subflows.Count} subflows seen at the CPE; AGG's client leg reports subflows={aggRelay?.GetValueOrDefault("subflows") ?? "?"}");
+        output.WriteLine();
+        output.WriteLine("Throughput (the home client sees plain TCP)");
+        WriteThroughput(download);
+        output.WriteLine();
+        WriteTrace(("CPE", cpeOutput), ("AGG", aggOutput));
+        output.WriteLine();
+        return intact && download.HttpStatus == 200 && cpeOk && aggOk && download.Subflows.Count == 2;
+    }
+}
