@@ -45,7 +45,8 @@ public sealed class RelayOptions
 
     /// <summary>
     /// Where the pipes rent their segments. Default null: <see cref="MemoryPool{T}.Shared"/>. A segment is rented
-    /// only after a zero-byte read says data is there, and returned once written to the other side.
+    /// only when a zero-byte read wakes the loop, and returned once its bytes are written to the other side (at once
+    /// when the wakeup was stale and nothing was readable), so an idle connection holds none.
     /// </summary>
     public MemoryPool<byte>? MemoryPool { get; set; }
 
