@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using ProxySelection.Host.Hosting;
 using ProxySelection.Host.Proxy;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
@@ -33,52 +34,45 @@ internal static class RunCommand
         {
             role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix,
         };
+        var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
+        var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)", AllowMultipleArgumentsPerToken = false };
+        command.Options.Add(config);
+        command.Options.Add(set);
         command.SetAction(result =>
         {
-            if (!TryParsePorts(result.GetValue(ports)!, out var portList))
+            // Precedence: file < PROXYSEL_* environment < --set < the flags below, when given explicitly.
+            var overrides = new List<string>(result.GetValue(set) ?? []);
+            void Flag<T>(Option<T> option, string key, Func<T, string> text)
             {
-                stderr.WriteLine("--ports must be a comma-separated list of ports 1..65535");
-                return ExitCodes.Usage;
+                if (result.GetResult(option) is { Implicit: false })
+                {
+                    overrides.Add(ProxyConfiguration.Key(key) + "=" + text(result.GetValue(option)!));
+                }
             }
 
-            if (!TryLoadKey(result.GetValue(keyFile), stderr, out var key))
+            Flag(role, nameof(ProxyHostOptions.Role), v => v);
+            Flag(mode, nameof(ProxyHostOptions.Mode), v => v);
+            Flag(policy, nameof(ProxyHostOptions.Policy), v => v);
+            Flag(proxyId, nameof(ProxyHostOptions.ProxyId), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(priority, nameof(ProxyHostOptions.Priority), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(keyFile, nameof(ProxyHostOptions.KeyFile), v => v!.FullName);
+            Flag(ports, nameof(ProxyHostOptions.Ports), v => v);
+            Flag(queue, nameof(ProxyHostOptions.QueueNumber), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(capacity, nameof(ProxyHostOptions.Capacity), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(prefix, nameof(ProxyHostOptions.ChainPrefix), v => v);
+            var loaded = ProxyConfiguration.Load(result.GetValue(config)?.FullName, overrides);
+            if (!loaded.IsValid)
             {
-                return ExitCodes.Usage;
-            }
-
-            var negotiation = new NegotiatorOptions
-            {
-                Role = result.GetValue(role) == "upgrade" ? ProxyRole.Upgrade : ProxyRole.Downgrade,
-                Mode = result.GetValue(mode) == "implicit" ? SignalingMode.Implicit : SignalingMode.Explicit,
-                Policy = result.GetValue(policy) switch
+                foreach (var error in loaded.Errors)
                 {
-                    "nearest-server" => SelectionPolicy.NearestServer,
-                    "priority" => SelectionPolicy.Priority,
-                    _ => SelectionPolicy.First,
-                },
-                ProxyId = result.GetValue(proxyId),
-                Priority = result.GetValue(priority),
-                MaxConnections = result.GetValue(capacity),
-            };
-            var options = new ProxyEngineOptions
-            {
-                Negotiation = negotiation,
-                Ports = portList,
-                QueueNumber = result.GetValue(queue),
-                ChainPrefix = result.GetValue(prefix)!,
-                KeyRing = new MpProxyKeyRing(1, key),
-            };
-            var errors = options.Validate();
-            if (errors.Count > 0)
-            {
-                foreach (var error in errors)
-                {
-                    stderr.WriteLine(error);
+                    stderr.WriteLine("proxysel: configuration: " + error);
                 }
 
+                stderr.WriteLine("proxysel: refusing to start with an invalid configuration");
                 return ExitCodes.Usage;
             }
 
+            var options = loaded.Engine!;
             return Run(options);
         });
         return command;
