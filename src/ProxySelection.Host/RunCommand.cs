@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ProxySelection.Host.Hosting;
 using ProxySelection.Host.Proxy;
+using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
@@ -60,7 +61,10 @@ internal static class RunCommand
             Flag(queue, nameof(ProxyHostOptions.QueueNumber), v => v.ToString(CultureInfo.InvariantCulture));
             Flag(capacity, nameof(ProxyHostOptions.Capacity), v => v.ToString(CultureInfo.InvariantCulture));
             Flag(prefix, nameof(ProxyHostOptions.ChainPrefix), v => v);
-            var loaded = ProxyConfiguration.Load(result.GetValue(config)?.FullName, overrides);
+            // Without a file the command line stops at once, as it always did (the lab stops proxies with a 3 s grace).
+            var configFile = result.GetValue(config)?.FullName;
+            KeyValuePair<string, string?>[] defaults = configFile is null ? [new(ProxyConfiguration.Key(nameof(ProxyHostOptions.DrainTimeout)), "0s")] : [];
+            var loaded = ProxyConfiguration.Load(configFile, overrides, defaults: defaults);
             if (!loaded.IsValid)
             {
                 foreach (var error in loaded.Errors)
@@ -72,13 +76,12 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
-            var options = loaded.Engine!;
-            return Run(options);
+            return Run(loaded.Engine!, loaded.Options!.DrainTimeout);
         });
         return command;
     }
 
-    private static int Run(ProxyEngineOptions options)
+    private static int Run(ProxyEngineOptions options, TimeSpan drainTimeout)
     {
         var log = new Lock();
         void Log(string line)
@@ -91,9 +94,16 @@ internal static class RunCommand
         }
 
         using var stop = new CancellationTokenSource();
+        using var abortDrain = new CancellationTokenSource();
         void OnSignal(PosixSignalContext context)
         {
             context.Cancel = true;
+            // A second signal cuts a drain short.
+            if (stop.IsCancellationRequested)
+            {
+                abortDrain.Cancel();
+            }
+
             stop.Cancel();
         }
 
@@ -107,6 +117,10 @@ internal static class RunCommand
                 $"proxysel: running role={options.Negotiation.Role} mode={options.Negotiation.Mode} policy={options.Negotiation.Policy} id={options.Negotiation.ProxyId} ports={string.Join(',', options.Ports)} queue={options.QueueNumber}"));
             stop.Token.WaitHandle.WaitOne();
             Log("proxysel: stopping");
+            if (drainTimeout > TimeSpan.Zero)
+            {
+                Drain(engine, options, drainTimeout, Log, abortDrain.Token);
+            }
         }
         finally
         {
@@ -115,6 +129,27 @@ internal static class RunCommand
 
         Log($"proxysel: stopped, rules removed; {engine.Counters}");
         return ExitCodes.Ok;
+    }
+
+    private static void Drain(ProxyEngine engine, ProxyEngineOptions options, TimeSpan deadline, Action<string> log, CancellationToken abort)
+    {
+        var drain = new GracefulDrain(options, new ProcessCommandRunner(), TimeProvider.System);
+        try
+        {
+            drain.StopClaimingAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+        catch (InterceptionRulesException e)
+        {
+            log($"proxysel: no drain, new connections could not be turned away: {e.Message}");
+            return;
+        }
+
+        log(string.Create(CultureInfo.InvariantCulture,
+            $"proxysel: draining {engine.Negotiator.ActiveConnections} held connection(s) for up to {deadline.TotalSeconds:0.###} s; new connections pass untouched"));
+        bool drained = drain.WaitForHeldAsync(() => engine.Negotiator.ActiveConnections, deadline, abort).GetAwaiter().GetResult();
+        log(drained
+            ? "proxysel: drained, every held connection finished"
+            : string.Create(CultureInfo.InvariantCulture, $"proxysel: drain ended with {engine.Negotiator.ActiveConnections} connection(s) still held; closing them"));
     }
 
     public static bool TryParsePorts(string text, out IReadOnlyList<ushort> ports)

@@ -40,10 +40,13 @@ internal static class ProxyConfiguration
     /// <param name="configFile">The JSON file, or null for none (environment and overrides alone).</param>
     /// <param name="overrides"><c>Key=Value</c> pairs, last wins (the command-line provider's syntax without dashes).</param>
     /// <param name="environment">Replaces the process environment (tests); null reads <c>PROXYSEL_*</c> variables.</param>
-    public static ProxyConfigurationResult Load(string? configFile, IEnumerable<string> overrides, IConfigurationSource? environment = null)
+    /// <param name="defaults">Values below every source, e.g. the command line's own defaults.</param>
+    public static ProxyConfigurationResult Load(string? configFile, IEnumerable<string> overrides, IConfigurationSource? environment = null,
+        IEnumerable<KeyValuePair<string, string?>>? defaults = null)
     {
         ArgumentNullException.ThrowIfNull(overrides);
         var builder = new ConfigurationBuilder();
+        builder.AddInMemoryCollection(defaults ?? []);
         string baseDirectory = Directory.GetCurrentDirectory();
         if (configFile is not null)
         {
