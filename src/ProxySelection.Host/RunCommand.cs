@@ -11,8 +11,9 @@ using ProxySelection.Wire.MpProxy;
 namespace ProxySelection.Host;
 
 /// <summary>
-/// <c>proxysel run</c>: one proxy in the current network namespace until SIGINT or SIGTERM, then its rules are
-/// removed. Prints one line per decision and, at the end, the counters.
+/// <c>proxysel run</c>: one proxy in the current network namespace until SIGINT or SIGTERM (after a drain of
+/// Proxy:DrainTimeout), then its rules are removed; SIGHUP reloads the policy. Settings come from
+/// <see cref="ProxyConfiguration"/>. Prints one line per decision and, at the end, the counters.
 /// </summary>
 internal static class RunCommand
 {
@@ -36,7 +37,7 @@ internal static class RunCommand
             role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix,
         };
         var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
-        var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)" };
         command.Options.Add(config);
         command.Options.Add(set);
         command.SetAction(result =>
@@ -76,12 +77,12 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
-            return Run(loaded.Engine!, loaded.Options!.DrainTimeout);
+            return Run(loaded.Engine!, loaded.Options!, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;
     }
 
-    private static int Run(ProxyEngineOptions options, TimeSpan drainTimeout)
+    private static int Run(ProxyEngineOptions options, ProxyHostOptions settings, Func<ProxyConfigurationResult> reload)
     {
         var log = new Lock();
         void Log(string line)
@@ -109,6 +110,19 @@ internal static class RunCommand
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var policy = new PolicyReload(settings, options.Negotiation);
+        var reloading = new Lock();
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            _ = Task.Run(() =>
+            {
+                lock (reloading)
+                {
+                    Log(policy.Apply(reload()));
+                }
+            });
+        });
         var engine = new ProxyEngine(options, TimeProvider.System, Log);
         try
         {
@@ -117,6 +131,7 @@ internal static class RunCommand
                 $"proxysel: running role={options.Negotiation.Role} mode={options.Negotiation.Mode} policy={options.Negotiation.Policy} id={options.Negotiation.ProxyId} ports={string.Join(',', options.Ports)} queue={options.QueueNumber}"));
             stop.Token.WaitHandle.WaitOne();
             Log("proxysel: stopping");
+            var drainTimeout = policy.Running.DrainTimeout;
             if (drainTimeout > TimeSpan.Zero)
             {
                 Drain(engine, options, drainTimeout, Log, abortDrain.Token);

@@ -61,6 +61,7 @@ public sealed class SampleConfigurationTests
 
         Assert.That(unit, Has.Some.Match("^ExecStart=.*proxysel run --config /etc/proxysel/proxysel.json$"));
         Assert.That(unit, Has.Some.Match("^ExecStopPost=.*proxysel cleanup$"));
+        Assert.That(unit, Has.Some.EqualTo("ExecReload=/bin/kill -HUP $MAINPID"));
         Assert.That(unit, Has.Some.EqualTo("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"));
         Assert.That(unit, Has.Some.EqualTo("RestartPreventExitStatus=2"), "exit 2 is an invalid configuration");
     }
