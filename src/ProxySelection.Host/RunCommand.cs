@@ -2,15 +2,18 @@ using System.CommandLine;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Security.Cryptography;
+using ProxySelection.Host.Hosting;
 using ProxySelection.Host.Proxy;
+using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
 namespace ProxySelection.Host;
 
 /// <summary>
-/// <c>proxysel run</c>: one proxy in the current network namespace until SIGINT or SIGTERM, then its rules are
-/// removed. Prints one line per decision and, at the end, the counters.
+/// <c>proxysel run</c>: one proxy in the current network namespace until SIGINT or SIGTERM (after a drain of
+/// Proxy:DrainTimeout), then its rules are removed; SIGHUP reloads the policy. Settings come from
+/// <see cref="ProxyConfiguration"/>. Prints one line per decision and, at the end, the counters.
 /// </summary>
 internal static class RunCommand
 {
@@ -33,58 +36,53 @@ internal static class RunCommand
         {
             role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix,
         };
+        var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
+        var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)" };
+        command.Options.Add(config);
+        command.Options.Add(set);
         command.SetAction(result =>
         {
-            if (!TryParsePorts(result.GetValue(ports)!, out var portList))
+            // Precedence: file < PROXYSEL_* environment < --set < the flags below, when given explicitly.
+            var overrides = new List<string>(result.GetValue(set) ?? []);
+            void Flag<T>(Option<T> option, string key, Func<T, string> text)
             {
-                stderr.WriteLine("--ports must be a comma-separated list of ports 1..65535");
-                return ExitCodes.Usage;
+                if (result.GetResult(option) is { Implicit: false })
+                {
+                    overrides.Add(ProxyConfiguration.Key(key) + "=" + text(result.GetValue(option)!));
+                }
             }
 
-            if (!TryLoadKey(result.GetValue(keyFile), stderr, out var key))
+            Flag(role, nameof(ProxyHostOptions.Role), v => v);
+            Flag(mode, nameof(ProxyHostOptions.Mode), v => v);
+            Flag(policy, nameof(ProxyHostOptions.Policy), v => v);
+            Flag(proxyId, nameof(ProxyHostOptions.ProxyId), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(priority, nameof(ProxyHostOptions.Priority), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(keyFile, nameof(ProxyHostOptions.KeyFile), v => v!.FullName);
+            Flag(ports, nameof(ProxyHostOptions.Ports), v => v);
+            Flag(queue, nameof(ProxyHostOptions.QueueNumber), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(capacity, nameof(ProxyHostOptions.Capacity), v => v.ToString(CultureInfo.InvariantCulture));
+            Flag(prefix, nameof(ProxyHostOptions.ChainPrefix), v => v);
+            // Without a file the command line stops at once, as it always did (the lab stops proxies with a 3 s grace).
+            var configFile = result.GetValue(config)?.FullName;
+            KeyValuePair<string, string?>[] defaults = configFile is null ? [new(ProxyConfiguration.Key(nameof(ProxyHostOptions.DrainTimeout)), "0s")] : [];
+            var loaded = ProxyConfiguration.Load(configFile, overrides, defaults: defaults);
+            if (!loaded.IsValid)
             {
-                return ExitCodes.Usage;
-            }
-
-            var negotiation = new NegotiatorOptions
-            {
-                Role = result.GetValue(role) == "upgrade" ? ProxyRole.Upgrade : ProxyRole.Downgrade,
-                Mode = result.GetValue(mode) == "implicit" ? SignalingMode.Implicit : SignalingMode.Explicit,
-                Policy = result.GetValue(policy) switch
+                foreach (var error in loaded.Errors)
                 {
-                    "nearest-server" => SelectionPolicy.NearestServer,
-                    "priority" => SelectionPolicy.Priority,
-                    _ => SelectionPolicy.First,
-                },
-                ProxyId = result.GetValue(proxyId),
-                Priority = result.GetValue(priority),
-                MaxConnections = result.GetValue(capacity),
-            };
-            var options = new ProxyEngineOptions
-            {
-                Negotiation = negotiation,
-                Ports = portList,
-                QueueNumber = result.GetValue(queue),
-                ChainPrefix = result.GetValue(prefix)!,
-                KeyRing = new MpProxyKeyRing(1, key),
-            };
-            var errors = options.Validate();
-            if (errors.Count > 0)
-            {
-                foreach (var error in errors)
-                {
-                    stderr.WriteLine(error);
+                    stderr.WriteLine("proxysel: configuration: " + error);
                 }
 
+                stderr.WriteLine("proxysel: refusing to start with an invalid configuration");
                 return ExitCodes.Usage;
             }
 
-            return Run(options);
+            return Run(loaded.Engine!, loaded.Options!, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;
     }
 
-    private static int Run(ProxyEngineOptions options)
+    private static int Run(ProxyEngineOptions options, ProxyHostOptions settings, Func<ProxyConfigurationResult> reload)
     {
         var log = new Lock();
         void Log(string line)
@@ -97,14 +95,34 @@ internal static class RunCommand
         }
 
         using var stop = new CancellationTokenSource();
+        using var abortDrain = new CancellationTokenSource();
         void OnSignal(PosixSignalContext context)
         {
             context.Cancel = true;
+            // A second signal cuts a drain short.
+            if (stop.IsCancellationRequested)
+            {
+                abortDrain.Cancel();
+            }
+
             stop.Cancel();
         }
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+        var policy = new PolicyReload(settings, options.Negotiation);
+        var reloading = new Lock();
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            _ = Task.Run(() =>
+            {
+                lock (reloading)
+                {
+                    Log(policy.Apply(reload()));
+                }
+            });
+        });
         var engine = new ProxyEngine(options, TimeProvider.System, Log);
         try
         {
@@ -113,6 +131,11 @@ internal static class RunCommand
                 $"proxysel: running role={options.Negotiation.Role} mode={options.Negotiation.Mode} policy={options.Negotiation.Policy} id={options.Negotiation.ProxyId} ports={string.Join(',', options.Ports)} queue={options.QueueNumber}"));
             stop.Token.WaitHandle.WaitOne();
             Log("proxysel: stopping");
+            var drainTimeout = policy.Running.DrainTimeout;
+            if (drainTimeout > TimeSpan.Zero)
+            {
+                Drain(engine, options, drainTimeout, Log, abortDrain.Token);
+            }
         }
         finally
         {
@@ -121,6 +144,27 @@ internal static class RunCommand
 
         Log($"proxysel: stopped, rules removed; {engine.Counters}");
         return ExitCodes.Ok;
+    }
+
+    private static void Drain(ProxyEngine engine, ProxyEngineOptions options, TimeSpan deadline, Action<string> log, CancellationToken abort)
+    {
+        var drain = new GracefulDrain(options, new ProcessCommandRunner(), TimeProvider.System);
+        try
+        {
+            drain.StopClaimingAsync(CancellationToken.None).GetAwaiter().GetResult();
+        }
+        catch (InterceptionRulesException e)
+        {
+            log($"proxysel: no drain, new connections could not be turned away: {e.Message}");
+            return;
+        }
+
+        log(string.Create(CultureInfo.InvariantCulture,
+            $"proxysel: draining {engine.Negotiator.ActiveConnections} held connection(s) for up to {deadline.TotalSeconds:0.###} s; new connections pass untouched"));
+        bool drained = drain.WaitForHeldAsync(() => engine.Negotiator.ActiveConnections, deadline, abort).GetAwaiter().GetResult();
+        log(drained
+            ? "proxysel: drained, every held connection finished"
+            : string.Create(CultureInfo.InvariantCulture, $"proxysel: drain ended with {engine.Negotiator.ActiveConnections} connection(s) still held; closing them"));
     }
 
     public static bool TryParsePorts(string text, out IReadOnlyList<ushort> ports)

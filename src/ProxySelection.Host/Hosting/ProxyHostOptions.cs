@@ -1,0 +1,58 @@
+using ProxySelection.Negotiation;
+
+namespace ProxySelection.Host.Hosting;
+
+/// <summary>
+/// The <c>Proxy</c> section of <c>proxysel run</c>'s configuration. Every key has a default, so an empty file (or
+/// none) runs a downgrade proxy on ports 80 and 443 as the command line alone did. Checked at start by
+/// <see cref="ProxyHostOptionsValidator"/>.
+/// </summary>
+internal sealed class ProxyHostOptions
+{
+    public const string SectionName = "Proxy";
+
+    /// <summary><c>downgrade</c> (MPTCP client, TCP server; the default) or <c>upgrade</c>.</summary>
+    public ProxyRole Role { get; set; } = ProxyRole.Downgrade;
+
+    /// <summary><c>explicit</c> (MP_PROXY signals; the default) or <c>implicit</c>.</summary>
+    public SignalingMode Mode { get; set; } = SignalingMode.Explicit;
+
+    /// <summary><c>first</c> (the default), <c>nearest-server</c> or <c>priority</c>.</summary>
+    public SelectionPolicy Policy { get; set; } = SelectionPolicy.First;
+
+    /// <summary>This proxy's id in MP_PROXY, 1..255. Default 1.</summary>
+    public int ProxyId { get; set; } = 1;
+
+    /// <summary>Priority 0..15 for the priority policy (a 4-bit wire field). Default 8.</summary>
+    public int Priority { get; set; } = 8;
+
+    /// <summary>
+    /// Operator key for MP_PROXY tags: hex text or raw bytes, at least 16 bytes. A relative path is taken from the
+    /// configuration file's folder. Default none: a random key, so only this proxy verifies its own tags.
+    /// </summary>
+    public string? KeyFile { get; set; }
+
+    /// <summary>Destination ports to intercept, 1..65535: a JSON array or a comma-separated string. Default 80, 443.</summary>
+    public IReadOnlyList<int> Ports { get; set; } = [80, 443];
+
+    /// <summary>NFQUEUE number, 0..65535. Default 0.</summary>
+    public int QueueNumber { get; set; }
+
+    /// <summary>Connections held at most; at the limit the proxy defers. At least 1. Default 10,000.</summary>
+    public int Capacity { get; set; } = 10_000;
+
+    /// <summary>How long a SYN is held while its probe is out, 20..400 ms (see <see cref="NegotiatorOptions.MaxProbeTimeout"/>). Default 250 ms.</summary>
+    public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Prefix of the iptables chains; <c>proxysel cleanup</c> must use the same. Letters, digits, '-', '_'; 1..16 characters. Default PSEL.</summary>
+    public string ChainPrefix { get; set; } = "PSEL";
+
+    /// <summary>
+    /// On SIGTERM, how long held connections may finish before they are closed and the rules removed, 0..5 min.
+    /// Default 10 s, well inside systemd's 90 s TimeoutStopSec.
+    /// </summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
+    public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+}

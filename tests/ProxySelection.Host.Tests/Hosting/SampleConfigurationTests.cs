@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Configuration.Memory;
+using ProxySelection.Host.Hosting;
+using ProxySelection.Negotiation;
+
+namespace ProxySelection.Host.Tests.Hosting;
+
+/// <summary>Every file in samples/ loads and validates, so the samples cannot rot.</summary>
+public sealed class SampleConfigurationTests
+{
+    public static IEnumerable<string> SampleFiles() =>
+        Directory.GetFiles(SamplesDirectory(), "*.json").Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal);
+
+    [Test]
+    public void Samples_AllRolesPresent() =>
+        Assert.That(SampleFiles(), Is.SupersetOf(new[] { "aggregation-downgrade.json", "chain-member.json", "cpe-upgrade.json" }));
+
+    [TestCaseSource(nameof(SampleFiles))]
+    public void Sample_LoadsAndValidates(string name)
+    {
+        var path = Path.Combine(SamplesDirectory(), name);
+        // A sample names the operator key's installed path (/etc/proxysel); a generated key stands in for it.
+        var key = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(key, Convert.ToHexString(new byte[32]));
+            var usesKey = File.ReadAllText(path).Contains("\"KeyFile\"", StringComparison.Ordinal);
+
+            var result = ProxyConfiguration.Load(path, usesKey ? [$"Proxy:KeyFile={key}"] : [], new MemoryConfigurationSource());
+
+            Assert.That(result.Errors, Is.Empty);
+        }
+        finally
+        {
+            File.Delete(key);
+        }
+    }
+
+    [Test]
+    public void ChainMemberSample_PriorityPolicyAndInstalledKeyPath()
+    {
+        var path = Path.Combine(SamplesDirectory(), "chain-member.json");
+        Assert.That(File.ReadAllText(path), Does.Contain("\"KeyFile\": \"/etc/proxysel/operator.key\""));
+        var key = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(key, Convert.ToHexString(new byte[32]));
+            var result = ProxyConfiguration.Load(path, [$"Proxy:KeyFile={key}"], new MemoryConfigurationSource());
+            Assert.That(result.Options!.Policy, Is.EqualTo(SelectionPolicy.Priority));
+            Assert.That(result.Options.Priority, Is.EqualTo(12));
+        }
+        finally
+        {
+            File.Delete(key);
+        }
+    }
+
+    [Test]
+    public void SystemdUnit_StartsFromConfigAndCleansUp()
+    {
+        var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
+
+        Assert.That(unit, Has.Some.Match("^ExecStart=.*proxysel run --config /etc/proxysel/proxysel.json$"));
+        Assert.That(unit, Has.Some.Match("^ExecStopPost=.*proxysel cleanup$"));
+        Assert.That(unit, Has.Some.EqualTo("ExecReload=/bin/kill -HUP $MAINPID"));
+        Assert.That(unit, Has.Some.EqualTo("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"));
+        Assert.That(unit, Has.Some.EqualTo("RestartPreventExitStatus=2"), "exit 2 is an invalid configuration");
+    }
+
+    internal static string SamplesDirectory()
+    {
+        for (var directory = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); directory is not null; directory = directory.Parent)
+        {
+            var samples = Path.Combine(directory.FullName, "samples");
+            if (Directory.Exists(samples) && File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
+            {
+                return samples;
+            }
+        }
+
+        throw new DirectoryNotFoundException("samples/ not found above " + TestContext.CurrentContext.TestDirectory);
+    }
+}

@@ -1,0 +1,49 @@
+using ProxySelection.IntegrationTests.Proxy;
+
+namespace ProxySelection.IntegrationTests.Hosting;
+
+/// <summary>Issue 6: the daemon starts from the shipped sample configurations and proxies traffic.</summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class SampleDaemonTests
+{
+    [TestCase("aggregation-downgrade.json", true, false)]
+    [TestCase("cpe-upgrade.json", false, true)]
+    public async Task Sample_StartsInNamespace_ProxiesADownload(string sample, bool clientMptcp, bool serverMptcp)
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", 1024 * 1024);
+        await lab.StartNginxAsync(serverMptcp);
+        var path = Path.Combine(SamplesDirectory(), sample);
+        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", path]).WaitRunningAsync();
+
+        var output = Path.Combine(lab.Directory, "download.bin");
+        var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), clientMptcp, output);
+        await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+        var rules = await lab.Topology.Proxy.CheckAsync("iptables-save", [], ProxyLab.Timeout);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(1), "the proxy held the connection");
+            Assert.That(proxy.ExitCode, Is.Zero);
+            Assert.That(rules, Does.Not.Contain("PSEL"));
+        });
+    }
+
+    private static string SamplesDirectory()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
+            {
+                return Path.Combine(directory.FullName, "samples");
+            }
+        }
+
+        throw new DirectoryNotFoundException("samples/ not found above " + AppContext.BaseDirectory);
+    }
+}
