@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.Configuration.Memory;
 using ProxySelection.Host.Proxy;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
@@ -60,7 +60,7 @@ internal static class ProxyConfiguration
             builder.AddJsonFile(path, optional: false, reloadOnChange: false);
         }
 
-        builder.Add(environment ?? new EnvironmentVariablesConfigurationSource { Prefix = EnvironmentPrefix });
+        builder.Add(environment ?? ProxyEnvironment());
         var pairs = overrides.ToList();
         foreach (var pair in pairs.Where(p => !p.Contains('=', StringComparison.Ordinal)))
         {
@@ -83,6 +83,26 @@ internal static class ProxyConfiguration
         }
 
         return Read(configuration, baseDirectory);
+    }
+
+    /// <summary>
+    /// The <c>PROXYSEL_Proxy__*</c> variables only: other <c>PROXYSEL_</c> variables (the test suite's
+    /// <c>PROXYSEL_VECTORS</c>, say) are not configuration and must not make the daemon refuse to start.
+    /// </summary>
+    private static MemoryConfigurationSource ProxyEnvironment()
+    {
+        string prefix = EnvironmentPrefix + ProxyHostOptions.SectionName + "__";
+        var settings = new List<KeyValuePair<string, string?>>();
+        foreach (System.Collections.DictionaryEntry entry in Environment.GetEnvironmentVariables())
+        {
+            if (entry.Key is string name && name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+            {
+                string key = ProxyHostOptions.SectionName + ":" + name[prefix.Length..].Replace("__", ":", StringComparison.Ordinal);
+                settings.Add(new(key, entry.Value as string));
+            }
+        }
+
+        return new MemoryConfigurationSource { InitialData = settings };
     }
 
     /// <summary>Reads and validates a built configuration; relative key files are taken from <paramref name="baseDirectory"/>.</summary>

@@ -172,6 +172,28 @@ public sealed class ProxyConfigurationTests
     }
 
     [Test]
+    public void Load_ProcessEnvironment_ReadsProxyVariablesAndIgnoresOtherProxyselVariables()
+    {
+        // PROXYSEL_VECTORS and the like belong to the tests and tools, not to the daemon's configuration.
+        const string unrelated = "PROXYSEL_UNRELATED_SETTING_FOR_TEST";
+        const string priority = "PROXYSEL_Proxy__Priority";
+        Environment.SetEnvironmentVariable(unrelated, "/somewhere");
+        Environment.SetEnvironmentVariable(priority, "7");
+        try
+        {
+            var result = ProxyConfiguration.Load(null, []);
+
+            Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+            Assert.That(result.Options!.Priority, Is.EqualTo(7));
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(unrelated, null);
+            Environment.SetEnvironmentVariable(priority, null);
+        }
+    }
+
+    [Test]
     public void Load_OverrideWithoutEquals_Refused() =>
         Assert.That(ProxyConfiguration.Load(null, ["Proxy:ProxyId"], NoEnvironment()).Errors,
             Has.Some.Contains("expected KEY=VALUE"));
