@@ -13,6 +13,10 @@ public sealed class ProxyChainTests
 {
     private const string Origin = "198.18.5.2";
 
+    // Large enough that the second subflow always joins before the transfer ends: a 64 KiB file finished in 16 ms
+    // on one subflow in a loaded CI run, before the client's MP_JOIN got through.
+    private const int FileSize = 64 * 1024 * 1024;
+
     [Test]
     public async Task FirstPolicy_ProxyNearestClientHolds_SecondPassesTheProbeAndTheConnection()
     {
@@ -71,7 +75,7 @@ public sealed class ProxyChainTests
         await origin.CheckAsync("ethtool", ["-K", "down", "tx", "off"], ProxyLab.Timeout);
         await lab.Topology.Proxy.IpAsync("route", "add", "198.18.5.0/24", "via", TwoPathTopology.ServerV4).WaitAsync(ProxyLab.Timeout);
 
-        lab.WriteFile("small.bin", 64 * 1024);
+        lab.WriteFile("small.bin", FileSize);
         await lab.StartNginxInAsync(origin, [Origin]);
         var key = Path.Combine(lab.Directory, "operator.key");
         await File.WriteAllTextAsync(key, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
@@ -85,6 +89,6 @@ public sealed class ProxyChainTests
         var output = Path.Combine(lab.Directory, "small.out");
         var curl = await lab.CurlAsync($"http://{Origin}/small.bin", mptcp: true, output);
         Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
-        Assert.That(new FileInfo(output).Length, Is.EqualTo(64 * 1024));
+        Assert.That(new FileInfo(output).Length, Is.EqualTo(FileSize));
     }
 }
