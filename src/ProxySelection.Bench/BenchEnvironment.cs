@@ -1,0 +1,18 @@
+using System.Net;
+using ProxySelection.Lab;
+
+namespace ProxySelection.Bench;
+
+/// <summary>The namespaces of one run (client ═ proxy ─ server, <see cref="TwoPathTopology"/>) and how to start our relay.</summary>
+public sealed class BenchEnvironment(TwoPathTopology topology, IReadOnlyList<string> relayCommand)
+{
+    public TwoPathTopology Topology { get; } = topology;
+
+    /// <summary>Where relays listen: the proxy's path1 address, which the client reaches without policy routing.</summary>
+    public IPAddress ProxyAddress { get; } = IPAddress.Parse(TwoPathTopology.ProxyPath1V4);
+
+    public IPAddress ServerAddress { get; } = IPAddress.Parse(TwoPathTopology.ServerV4);
+
+    /// <summary>How to start <c>proxysel</c>; <c>bench relay ...</c> is appended.</summary>
+    public IReadOnlyList<string> RelayCommand { get; } = relayCommand;
+}
