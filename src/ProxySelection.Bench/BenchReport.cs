@@ -86,6 +86,7 @@ public static class BenchReport
                 ["client_mptcp"] = r.Subject.ClientMptcp,
                 ["throughput_bps"] = Round(SubjectResult.Median(r.ThroughputBps), 0),
                 ["throughput_bps_rounds"] = Samples(r.ThroughputBps),
+                ["stalled_intervals_rounds"] = new JsonArray([.. r.StalledIntervals.Select(v => (JsonNode?)JsonValue.Create(v))]),
                 ["throughput_1g_bps"] = Round(SubjectResult.Median(r.ThroughputBps1G), 0),
                 ["throughput_1g_bps_rounds"] = Samples(r.ThroughputBps1G),
                 ["cpu_seconds_per_gb"] = Round(SubjectResult.Median(r.CpuSecondsPerGb), 3),
@@ -108,6 +109,15 @@ public static class BenchReport
                     counters[k] = v;
                 }
                 s["proxy_counter_deltas"] = counters;
+            }
+            if (r.ClientCounters is not null)
+            {
+                var counters = new JsonObject();
+                foreach (var (k, v) in r.ClientCounters.Where(kv => kv.Key.StartsWith("MPTcpExt", StringComparison.Ordinal)).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                {
+                    counters[k] = v;
+                }
+                s["client_mptcp_counter_deltas"] = counters;
             }
             if (evidence && r.SocketSnapshot is not null)
             {

@@ -12,6 +12,9 @@ public sealed class SubjectResult(BenchSubject subject)
 
     public List<Sample> ThroughputBps1G { get; } = [];
 
+    /// <summary>Per unlimited run: 0.1 s intervals below a tenth of the run's rate.</summary>
+    public List<int> StalledIntervals { get; } = [];
+
     /// <summary>Relay CPU seconds (user + system, whole process group) per GB moved, from the unlimited runs.</summary>
     public List<Sample> CpuSecondsPerGb { get; } = [];
 
@@ -29,6 +32,9 @@ public sealed class SubjectResult(BenchSubject subject)
 
     /// <summary>Kernel counters that moved in the proxy namespace during the first unlimited run (MPTcpExt*, TcpExt*).</summary>
     public IReadOnlyDictionary<string, long>? ProxyCounters { get; set; }
+
+    /// <summary>Kernel counters that moved in the client namespace (the MPTCP sender) during the same run.</summary>
+    public IReadOnlyDictionary<string, long>? ClientCounters { get; set; }
 
     /// <summary><c>ss -tinM</c> in the proxy namespace half-way through the first unlimited run.</summary>
     public string? SocketSnapshot { get; set; }

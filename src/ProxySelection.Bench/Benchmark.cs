@@ -47,6 +47,17 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         var topology = await TwoPathTopology.BuildAsync(lab, cancellationToken).ConfigureAwait(false);
         var env = new BenchEnvironment(topology, options.RelayCommand);
         Log($"lab {topology.Client.Name} / {topology.Proxy.Name} / {topology.Server.Name}; load {LoadAverage()}");
+        if (options.SinglePath)
+        {
+            // No subflow endpoint: every MPTCP connection keeps its one initial subflow over path1.
+            await topology.Client.IpAsync("mptcp", "endpoint", "flush").ConfigureAwait(false);
+            results.Notes.Add("single path: the client's MPTCP subflow endpoints were removed (one subflow per connection)");
+        }
+        foreach (var (key, value) in options.ProxySysctls)
+        {
+            await topology.Proxy.SysctlAsync((key, value)).ConfigureAwait(false);
+            results.Notes.Add($"proxy namespace sysctl {key}={value}");
+        }
 
         await ThroughputPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
         await ConnectionPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
@@ -122,11 +133,11 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         double load = LoadOne();
         double? cpuBefore = instance.CpuSeconds();
         var countersBefore = evidence ? await ReadCountersAsync(env.Topology.Proxy).ConfigureAwait(false) : null;
+        var clientCountersBefore = evidence ? await ReadCountersAsync(env.Topology.Client).ConfigureAwait(false) : null;
         Task<string>? snapshot = evidence ? SnapshotSocketsAsync(env.Topology.Proxy, TimeSpan.FromSeconds(options.Seconds / 2.0)) : null;
         try
         {
-            var r = await LabNetwork.Iperf3Async(env.Topology.Client, instance.Target.Address, instance.Target.Port, options.Seconds,
-                mptcp: result.Subject.ClientMptcp).ConfigureAwait(false);
+            var r = await Iperf.RunAsync(env.Topology.Client, instance.Target, options.Seconds, result.Subject.ClientMptcp).ConfigureAwait(false);
             double? cpu = instance.CpuSeconds() - cpuBefore;
             if (limited)
             {
@@ -135,13 +146,15 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             else
             {
                 result.ThroughputBps.Add(new Sample(r.BitsPerSecond, load));
+                result.StalledIntervals.Add(r.StalledIntervals);
                 if (cpu is double seconds && r.Bytes > 0)
                 {
                     result.CpuSecondsPerGb.Add(new Sample(seconds / (r.Bytes / 1e9), load));
                 }
             }
             Log($"{result.Subject.Name,-14} {(limited ? "1G " : "")}throughput {r.BitsPerSecond / 1e9:F2} Gbit/s" +
-                (cpu is not null && !limited ? $", relay CPU {cpu:F2} s for {r.Bytes / 1e9:F2} GB" : "") + $" (load {load:F2})");
+                (cpu is not null && !limited ? $", relay CPU {cpu:F2} s for {r.Bytes / 1e9:F2} GB" : "") +
+                $", {r.StalledIntervals} of {r.IntervalBitsPerSecond.Count} 0.1 s intervals under a tenth of that (load {load:F2})");
         }
         catch (LabException e)
         {
@@ -158,6 +171,10 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             result.ProxyCounters = after
                 .Where(kv => kv.Value != countersBefore.GetValueOrDefault(kv.Key))
                 .ToDictionary(kv => kv.Key, kv => kv.Value - countersBefore.GetValueOrDefault(kv.Key));
+            var clientAfter = await ReadCountersAsync(env.Topology.Client).ConfigureAwait(false);
+            result.ClientCounters = clientAfter
+                .Where(kv => kv.Value != clientCountersBefore!.GetValueOrDefault(kv.Key))
+                .ToDictionary(kv => kv.Key, kv => kv.Value - clientCountersBefore!.GetValueOrDefault(kv.Key));
         }
     }
 
@@ -207,8 +224,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         await Task.Delay(500).ConfigureAwait(false);
         try
         {
-            var r = await LabNetwork.Iperf3Async(env.Topology.Client, instance.Target.Address, instance.Target.Port, options.Seconds,
-                mptcp: result.Subject.ClientMptcp).ConfigureAwait(false);
+            var r = await Iperf.RunAsync(env.Topology.Client, instance.Target, options.Seconds, result.Subject.ClientMptcp).ConfigureAwait(false);
             result.DiagnoseThroughputBps = r.BitsPerSecond;
             await strace.StopAsync(TimeSpan.FromSeconds(5), signal: 2 /* SIGINT: strace prints its summary */).ConfigureAwait(false);
             result.SyscallSummary = File.Exists(outFile) ? await File.ReadAllTextAsync(outFile).ConfigureAwait(false) : strace.Output;

@@ -22,11 +22,13 @@ public static class BenchCommand
         var seconds = new Option<int?>("--seconds") { Description = "iperf3 seconds per run; default 8, quick 2" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (ratios and raw figures) as the last line" };
         var output = new Option<FileInfo?>("--out") { Description = "Results file (JSON with the machine description and the table); default bench-<UTC time>.json" };
+        var singlePath = new Option<bool>("--single-path") { Description = "Remove the client's MPTCP subflow endpoints: one subflow per MPTCP connection" };
+        var sysctl = new Option<string[]>("--proxy-sysctl") { Description = "key=value set in the proxy namespace first (repeatable), e.g. net.ipv4.tcp_rmem=\"4096 131072 33554432\"" };
         var diagnose = new Option<bool>("--diagnose") { Description = "Extra pass: strace -c of every relay during an unlimited run (its rate is not a figure)" };
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -37,6 +39,8 @@ public static class BenchCommand
             options.Rounds = result.GetValue(rounds) ?? options.Rounds;
             options.Seconds = result.GetValue(seconds) ?? options.Seconds;
             options.Diagnose = result.GetValue(diagnose);
+            options.SinglePath = result.GetValue(singlePath);
+            options.ProxySysctls = [.. (result.GetValue(sysctl) ?? []).Select(s => s.Split("=", 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
             options.Only = result.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
             options.RelayCommand = SelfCommand();
             options.Log = stderr;
