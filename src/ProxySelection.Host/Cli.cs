@@ -10,6 +10,8 @@ internal static class Cli
     {
         var root = new RootCommand("proxysel: Multipath TCP proxy selection for operator proxy chains");
         root.Subcommands.Add(DecodeCommand.Build(stdout, stderr));
+        root.Subcommands.Add(RunCommand.Build(stderr));
+        root.Subcommands.Add(CleanupCommand.Build(stderr));
         return root;
     }
 

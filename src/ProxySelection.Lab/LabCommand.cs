@@ -1,8 +1,10 @@
-using System.Diagnostics;
+using System.ComponentModel;
+using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Lab;
 
-/// <summary>Runs a short command to completion with captured output and a hard timeout.</summary>
+/// <summary>Runs a short command to completion with captured output and a hard timeout (through
+/// <see cref="ProcessCommandRunner.ExecuteAsync"/>, the one process runner of the project).</summary>
 public static class LabCommand
 {
     /// <summary>Default bound for one lab command (ip, tc, sysctl, iptables are all sub-second).</summary>
@@ -17,55 +19,22 @@ public static class LabCommand
         string file, IEnumerable<string> args, TimeSpan? timeout = null, string? stdin = null,
         CancellationToken cancellationToken = default)
     {
-        var psi = new ProcessStartInfo(file)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-        };
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        var text = Describe(file, psi.ArgumentList);
-        using var process = new Process { StartInfo = psi };
+        var argv = args.ToList();
+        var text = Describe(file, argv);
+        var limit = timeout ?? DefaultTimeout;
         try
         {
-            process.Start();
+            var r = await ProcessCommandRunner.ExecuteAsync(file, argv, stdin, limit, cancellationToken).ConfigureAwait(false);
+            return new CommandResult(text, r.ExitCode, r.StdOut, r.StdErr);
         }
-        catch (System.ComponentModel.Win32Exception e)
+        catch (Win32Exception e)
         {
             throw new LabException($"cannot start '{text}': {e.Message}", e);
         }
-
-        var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        if (stdin is not null)
+        catch (TimeoutException)
         {
-            await process.StandardInput.WriteAsync(stdin).ConfigureAwait(false);
-            process.StandardInput.Close();
+            throw new LabException($"'{text}' did not finish within {limit}");
         }
-
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        cts.CancelAfter(timeout ?? DefaultTimeout);
-        try
-        {
-            await process.WaitForExitAsync(cts.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            KillQuietly(process);
-            if (cancellationToken.IsCancellationRequested)
-            {
-                throw;
-            }
-
-            throw new LabException($"'{text}' did not finish within {timeout ?? DefaultTimeout}");
-        }
-
-        return new CommandResult(text, process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
     }
 
     /// <summary>Runs a command and throws <see cref="LabException"/> unless it exits 0; returns its stdout.</summary>
@@ -78,17 +47,4 @@ public static class LabCommand
 
     internal static string Describe(string file, IEnumerable<string> args) =>
         string.Join(' ', new[] { file }.Concat(args.Select(a => a.Contains(' ', StringComparison.Ordinal) ? $"'{a}'" : a)));
-
-    private static void KillQuietly(Process process)
-    {
-        try
-        {
-            process.Kill(entireProcessTree: true);
-            process.WaitForExit(2000);
-        }
-        catch (InvalidOperationException)
-        {
-            // Already exited between the timeout and the kill.
-        }
-    }
 }

@@ -1,82 +1,54 @@
-using System.Buffers.Binary;
+using ProxySelection.Wire.Pcap;
 
 namespace ProxySelection.Lab;
 
-/// <summary>One captured frame. <see cref="Data"/> starts at the link layer given by <see cref="LinkType"/>.</summary>
+/// <summary>One captured frame, copied out of the file. <see cref="Data"/> starts at the link layer given by
+/// <see cref="LinkType"/> (a <see cref="PcapLinkType"/> value). Parsing is ProxySelection.Wire's pcap reader.</summary>
 public sealed record PcapPacket(long TimestampMicroseconds, int LinkType, byte[] Data)
 {
     /// <summary>Ethernet (DLT_EN10MB).</summary>
-    public const int LinkTypeEthernet = 1;
+    public const int LinkTypeEthernet = (int)PcapLinkType.Ethernet;
 
     /// <summary>Raw IP (DLT_RAW as stored in files).</summary>
-    public const int LinkTypeRaw = 101;
+    public const int LinkTypeRaw = (int)PcapLinkType.Raw;
 
     /// <summary>Linux cooked capture v1 (tcpdump -i any, older).</summary>
-    public const int LinkTypeLinuxSll = 113;
+    public const int LinkTypeLinuxSll = (int)PcapLinkType.LinuxCooked;
 
     /// <summary>Linux cooked capture v2 (tcpdump -i any).</summary>
-    public const int LinkTypeLinuxSll2 = 276;
+    public const int LinkTypeLinuxSll2 = (int)PcapLinkType.LinuxCookedV2;
 
-    /// <summary>The IPv4 or IPv6 packet inside the frame, or empty when the frame carries something else.</summary>
-    public ReadOnlyMemory<byte> IpPacket
-    {
-        get
-        {
-            var (offset, etherType) = LinkType switch
-            {
-                LinkTypeEthernet when Data.Length >= 14 => (14, BinaryPrimitives.ReadUInt16BigEndian(Data.AsSpan(12))),
-                LinkTypeLinuxSll when Data.Length >= 16 => (16, BinaryPrimitives.ReadUInt16BigEndian(Data.AsSpan(14))),
-                LinkTypeLinuxSll2 when Data.Length >= 20 => (20, BinaryPrimitives.ReadUInt16BigEndian(Data.AsSpan(0))),
-                LinkTypeRaw when Data.Length >= 1 => (0, (ushort)((Data[0] >> 4) == 6 ? 0x86DD : 0x0800)),
-                _ => (0, (ushort)0),
-            };
-            return etherType is 0x0800 or 0x86DD ? Data.AsMemory(offset) : ReadOnlyMemory<byte>.Empty;
-        }
-    }
+    /// <summary>The IPv4 or IPv6 packet inside the frame (link header and Ethernet padding removed, see
+    /// <see cref="LinkLayer.TryGetIpPacket"/>), or empty when the frame carries something else.</summary>
+    public ReadOnlyMemory<byte> IpPacket =>
+        LinkLayer.TryGetIpPacket((PcapLinkType)LinkType, Data, out var ip) == PcapStatus.Ok && Data.AsSpan().Overlaps(ip, out int offset)
+            ? Data.AsMemory(offset, ip.Length)
+            : ReadOnlyMemory<byte>.Empty;
 }
 
-/// <summary>Reads classic libpcap files (both byte orders, micro- and nanosecond stamps). Not pcapng.</summary>
+/// <summary>Reads classic pcap files into <see cref="PcapPacket"/> lists through <see cref="PcapReader"/>
+/// (both byte orders, micro- and nanosecond stamps; not pcapng).</summary>
 public static class PcapFile
 {
-    /// <summary>Reads every record; throws <see cref="LabException"/> on a file that is not classic pcap or is cut short
-    /// inside the global header. A record cut short at the end (a capture stopped mid-write) ends the list.</summary>
+    /// <summary>Reads every record; throws <see cref="LabException"/> on a file whose global header is unreadable
+    /// (not classic pcap, cut short, unsupported link type). A record cut short at the end (a capture stopped
+    /// mid-write) ends the list.</summary>
     public static IReadOnlyList<PcapPacket> Read(string path) => Parse(File.ReadAllBytes(path));
 
+    /// <inheritdoc cref="Read"/>
     public static IReadOnlyList<PcapPacket> Parse(ReadOnlySpan<byte> file)
     {
-        if (file.Length < 24)
+        var status = PcapReader.TryCreate(file, out var reader);
+        if (status != PcapStatus.Ok)
         {
-            throw new LabException("pcap file shorter than its 24-byte global header");
+            throw new LabException($"cannot read pcap: {PcapStatusText.Describe(status)}");
         }
 
-        var magic = BinaryPrimitives.ReadUInt32LittleEndian(file);
-        var (bigEndian, nanos) = magic switch
-        {
-            0xa1b2c3d4 => (false, false),
-            0xa1b23c4d => (false, true),
-            0xd4c3b2a1 => (true, false),
-            0x4d3cb2a1 => (true, true),
-            _ => throw new LabException($"not a classic pcap file (magic 0x{magic:x8})"),
-        };
-
-        uint U32(ReadOnlySpan<byte> s) => bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(s) : BinaryPrimitives.ReadUInt32LittleEndian(s);
-
-        var linkType = (int)(U32(file[20..]) & 0x0FFF_FFFF);
         var packets = new List<PcapPacket>();
-        var at = 24;
-        while (file.Length - at >= 16)
+        while (reader.ReadNext(out var record) == PcapStatus.Ok)
         {
-            var seconds = U32(file[at..]);
-            var fraction = U32(file[(at + 4)..]);
-            var captured = U32(file[(at + 8)..]);
-            if (captured > file.Length - at - 16)
-            {
-                break;
-            }
-
-            var stamp = (seconds * 1_000_000L) + (nanos ? fraction / 1000 : fraction);
-            packets.Add(new PcapPacket(stamp, linkType, file.Slice(at + 16, (int)captured).ToArray()));
-            at += 16 + (int)captured;
+            var stamp = (record.Seconds * 1_000_000L) + (record.Nanoseconds / 1000);
+            packets.Add(new PcapPacket(stamp, (int)record.LinkType, record.Frame.ToArray()));
         }
 
         return packets;

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using ProxySelection.Interception.Netlink;
 using static ProxySelection.Interception.Nfqueue.InterceptionNative;
 
@@ -25,17 +27,19 @@ public sealed unsafe class NfqueueClient : IDisposable
     private readonly MMsgHdr* headers;
     private readonly IoVec* vectors;
     private readonly TimeProvider time;
+    private readonly ILogger logger;
     // Held by Receive for its whole call, so Dispose cannot free the buffers under it.
     private readonly Lock receiveGate = new();
     private int sequence;
     private long lastPacketId = -1;
     private int disposed;
 
-    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time)
+    private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time, ILogger logger)
     {
         this.socket = socket;
         this.options = options;
         this.time = time;
+        this.logger = logger;
         // Payload up to the copy range plus headers and small attributes (conntrack is the largest, ~200 bytes):
         // a slot never truncates a packet message, so no packet is ever stranded without a verdict.
         slotSize = (int)Math.Min(options.CopyRange, 0xFFFF) + 4096;
@@ -58,9 +62,10 @@ public sealed unsafe class NfqueueClient : IDisposable
     /// <summary>
     /// Opens a netlink socket, binds <see cref="NfqueueOptions.QueueNumber"/> and configures copy mode, range, queue
     /// length and flags, waiting for the kernel's acknowledgement of each. Throws <see cref="NfqueueException"/>
-    /// when the kernel refuses (EPERM: another socket holds the queue, or no CAP_NET_ADMIN).
+    /// when the kernel refuses (EPERM: another socket holds the queue, or no CAP_NET_ADMIN). <paramref name="logger"/>
+    /// hears only what an operator must know (overruns, malformed messages, handler faults, refusals); none by default.
     /// </summary>
-    public static NfqueueClient Open(NfqueueOptions options, TimeProvider? timeProvider = null)
+    public static NfqueueClient Open(NfqueueOptions options, TimeProvider? timeProvider = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
@@ -70,7 +75,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             throw new NfqueueException("socket(AF_NETLINK, NETLINK_NETFILTER)", Marshal.GetLastPInvokeError());
         }
 
-        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options, timeProvider ?? TimeProvider.System);
+        var client = new NfqueueClient(new NetlinkSocketHandle(fd), options, timeProvider ?? TimeProvider.System, logger ?? NullLogger.Instance);
         try
         {
             client.Configure();
@@ -81,6 +86,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             throw;
         }
 
+        InterceptionLog.QueueBound(client.logger, options.QueueNumber, options.CopyRange, options.MaxQueueLength, options.FailOpen, options.ReceiveBufferBytes);
         return client;
     }
 
@@ -219,13 +225,8 @@ public sealed unsafe class NfqueueClient : IDisposable
 
     /// <summary>NFQNL_MSG_VERDICT_BATCH: <paramref name="verdict"/> for every packet still queued with id up to
     /// <paramref name="lastPacketId"/> (ids are assigned in arrival order).</summary>
-    public void SetBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark = null)
-    {
-        Span<byte> buffer = stackalloc byte[SmallVerdictBuffer];
-        var w = new NetlinkWriter(buffer);
-        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, lastPacketId, verdict, mark);
-        Send(buffer[..w.Length], 1);
-    }
+    public void SetBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark = null) =>
+        SendBatchVerdict(lastPacketId, verdict, mark, afterDispose: false);
 
     /// <summary>Accepts every packet still held (batch verdict up to the last id seen), then closes the socket —
     /// closing alone would make the kernel drop them. Waits for a concurrent <see cref="Receive"/> to return.</summary>
@@ -243,11 +244,12 @@ public sealed unsafe class NfqueueClient : IDisposable
         {
             try
             {
-                SetBatchVerdictUnchecked((uint)last);
+                SendBatchVerdict((uint)last, NfqueueVerdict.Accept, null, afterDispose: true);
             }
-            catch (NfqueueException)
+            catch (NfqueueException e)
             {
                 // Nothing more to do: the kernel flushes the queue when the socket closes.
+                InterceptionLog.ReleaseOnCloseFailed(logger, options.QueueNumber, e);
             }
         }
 
@@ -257,12 +259,21 @@ public sealed unsafe class NfqueueClient : IDisposable
         NativeMemory.Free(vectors);
     }
 
-    private void SetBatchVerdictUnchecked(uint last)
+    /// <summary><paramref name="afterDispose"/>: the release of held packets by <see cref="Dispose"/>, which has
+    /// already marked the client disposed, so the message is sent without the disposed check (and not counted).</summary>
+    private void SendBatchVerdict(uint lastPacketId, NfqueueVerdict verdict, uint? mark, bool afterDispose)
     {
         Span<byte> buffer = stackalloc byte[SmallVerdictBuffer];
         var w = new NetlinkWriter(buffer);
-        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, last, NfqueueVerdict.Accept);
-        SendRaw(buffer[..w.Length]);
+        NfqueueCodec.WriteBatchVerdict(ref w, NextSequence(), options.QueueNumber, lastPacketId, verdict, mark);
+        if (afterDispose)
+        {
+            SendRaw(buffer[..w.Length]);
+        }
+        else
+        {
+            Send(buffer[..w.Length], 1);
+        }
     }
 
     private void Configure()
@@ -336,7 +347,10 @@ public sealed unsafe class NfqueueClient : IDisposable
                     else if (m.Type == Nfq.MsgPacket)
                     {
                         // A packet queued before we finished configuring: let it through rather than decide half-set-up.
-                        AcceptUndecided(m);
+                        if (AcceptUndecided(m) is { } id)
+                        {
+                            InterceptionLog.AcceptedDuringSetup(logger, options.QueueNumber, id);
+                        }
                     }
                 }
             }
@@ -352,9 +366,10 @@ public sealed unsafe class NfqueueClient : IDisposable
             switch (m.Type)
             {
                 case Nfq.MsgPacket:
-                    if (NfqueueCodec.TryReadPacket(m, out var packet) != NetlinkStatus.Ok)
+                    var status = NfqueueCodec.TryReadPacket(m, out var packet);
+                    if (status != NetlinkStatus.Ok)
                     {
-                        Statistics.AddMalformed();
+                        Malformed(m.Type, status);
                         AcceptUndecided(m);
                         break;
                     }
@@ -368,6 +383,7 @@ public sealed unsafe class NfqueueClient : IDisposable
                     }
                     catch (Exception e) when (e is not OutOfMemoryException)
                     {
+                        InterceptionLog.HandlerFault(logger, options.QueueNumber, packet.PacketId, e);
                         failure ??= e;
                         Statistics.AddFailOpenAccept();
                         TryAccept(packet.PacketId);
@@ -380,13 +396,15 @@ public sealed unsafe class NfqueueClient : IDisposable
 
                     break;
                 case Netlink.Netlink.TypeError:
-                    if (NfqueueCodec.TryReadError(m, out var error, out _) != NetlinkStatus.Ok)
+                    var errorStatus = NfqueueCodec.TryReadError(m, out var error, out _);
+                    if (errorStatus != NetlinkStatus.Ok)
                     {
-                        Statistics.AddMalformed();
+                        Malformed(m.Type, errorStatus);
                     }
                     else if (error != 0)
                     {
                         Statistics.AddNetlinkError(-error);
+                        InterceptionLog.NetlinkError(logger, options.QueueNumber, -error);
                     }
 
                     break;
@@ -394,7 +412,7 @@ public sealed unsafe class NfqueueClient : IDisposable
                 case Netlink.Netlink.TypeDone:
                     break;
                 default:
-                    Statistics.AddMalformed();
+                    Malformed(m.Type, NetlinkStatus.UnexpectedType);
                     break;
             }
         }
@@ -402,17 +420,24 @@ public sealed unsafe class NfqueueClient : IDisposable
         if (reader.Status != NetlinkStatus.Ok)
         {
             Statistics.AddMalformed();
+            InterceptionLog.MalformedDatagram(logger, options.QueueNumber, reader.Status);
         }
 
         return handled;
     }
 
-    /// <summary>Accepts a packet message we cannot or will not decide on, if its id can still be found.</summary>
-    private void AcceptUndecided(in NetlinkMessage m)
+    private void Malformed(ushort type, NetlinkStatus status)
+    {
+        Statistics.AddMalformed();
+        InterceptionLog.MalformedMessage(logger, options.QueueNumber, type, status);
+    }
+
+    /// <summary>Accepts a packet message we cannot or will not decide on, if its id can still be found; returns that id.</summary>
+    private uint? AcceptUndecided(in NetlinkMessage m)
     {
         if (m.Payload.Length < Nfq.NfgenHeaderLength)
         {
-            return;
+            return null;
         }
 
         var attrs = new NetlinkAttributeReader(m.Payload[Nfq.NfgenHeaderLength..]);
@@ -424,9 +449,11 @@ public sealed unsafe class NfqueueClient : IDisposable
                 RecordId(id);
                 Statistics.AddFailOpenAccept();
                 TryAccept(id);
-                return;
+                return id;
             }
         }
+
+        return null;
     }
 
     private void TryAccept(uint id)
@@ -435,9 +462,10 @@ public sealed unsafe class NfqueueClient : IDisposable
         {
             Accept(id);
         }
-        catch (NfqueueException)
+        catch (NfqueueException e)
         {
             // The socket is failing; the fail-open flag and --queue-bypass are the remaining safety net.
+            InterceptionLog.FailOpenAcceptFailed(logger, options.QueueNumber, id, e);
         }
     }
 
@@ -492,6 +520,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             {
                 case ENoBufs:
                     Statistics.AddOverrun();
+                    InterceptionLog.ReceiveOverrun(logger, options.QueueNumber, Statistics.ReceiveOverruns);
                     continue;
                 case EAgain:
                 case EIntr:

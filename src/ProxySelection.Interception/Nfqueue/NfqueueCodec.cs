@@ -112,68 +112,51 @@ public static class NfqueueCodec
         while (attrs.TryReadNext(out var a))
         {
             var v = a.Payload;
+            uint value = 0;
+            // Fixed-size attributes: a wrong size makes the whole message malformed.
+            var wellFormed = a.Type switch
+            {
+                Nfq.AttrPacketHeader => v.Length >= Nfq.PacketHeaderLength,
+                Nfq.AttrMark or Nfq.AttrIfIndexInDev or Nfq.AttrIfIndexOutDev or Nfq.AttrSkbInfo or Nfq.AttrConntrackInfo => TryU32(v, out value),
+                Nfq.AttrCapLen => TryU32(v, out value) && value <= int.MaxValue,
+                _ => true,
+            };
+            if (!wellFormed)
+            {
+                return NetlinkStatus.BadAttributePayload;
+            }
+
             switch (a.Type)
             {
                 case Nfq.AttrPacketHeader:
-                    if (v.Length < Nfq.PacketHeaderLength)
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
                     id = BinaryPrimitives.ReadUInt32BigEndian(v);
                     hwProtocol = BinaryPrimitives.ReadUInt16BigEndian(v[4..]);
                     hook = v[6];
                     haveHeader = true;
                     break;
                 case Nfq.AttrMark:
-                    if (!TryU32(v, out mark))
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
+                    mark = value;
                     break;
                 case Nfq.AttrIfIndexInDev:
-                    if (!TryU32(v, out inDev))
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
+                    inDev = value;
                     break;
                 case Nfq.AttrIfIndexOutDev:
-                    if (!TryU32(v, out outDev))
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
+                    outDev = value;
                     break;
                 case Nfq.AttrPayload:
                     payload = v;
                     break;
                 case Nfq.AttrCapLen:
-                    if (!TryU32(v, out var cl) || cl > int.MaxValue)
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
-                    capLen = (int)cl;
+                    capLen = (int)value;
                     break;
                 case Nfq.AttrSkbInfo:
-                    if (!TryU32(v, out skbInfo))
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
+                    skbInfo = value;
                     break;
                 case Nfq.AttrConntrack:
                     ct = v;
                     break;
                 case Nfq.AttrConntrackInfo:
-                    if (!TryU32(v, out var info))
-                    {
-                        return NetlinkStatus.BadAttributePayload;
-                    }
-
-                    ctInfo = info;
+                    ctInfo = value;
                     break;
                 default:
                     // Timestamps, hardware address, uid/gid, security context, VLAN, L2 header: not used here.

@@ -32,38 +32,46 @@ public sealed class ProcessCommandRunner : ICommandRunner
     public async Task<CommandOutcome> RunAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(args);
-        var psi = new ProcessStartInfo(networkNamespace is null ? file : "ip")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = stdin is not null,
-            UseShellExecute = false,
-        };
-        if (networkNamespace is not null)
-        {
-            foreach (var a in (string[])["netns", "exec", networkNamespace, file])
-            {
-                psi.ArgumentList.Add(a);
-            }
-        }
-
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        Process? started;
+        IEnumerable<string> argv = networkNamespace is null ? args : ["netns", "exec", networkNamespace, file, .. args];
         try
         {
-            started = Process.Start(psi);
+            return await ExecuteAsync(networkNamespace is null ? file : "ip", argv, stdin, timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (System.ComponentModel.Win32Exception e)
         {
             // As a shell reports it: the tool is not installed.
             return new CommandOutcome(127, "", $"{file}: {e.Message}");
         }
+        catch (TimeoutException)
+        {
+            throw new InterceptionRulesException($"{file} {string.Join(' ', args)} did not finish within {timeout}");
+        }
+    }
 
-        using var process = started ?? throw new InterceptionRulesException($"cannot start {file}");
+    /// <summary>
+    /// Runs <paramref name="file"/> to completion with captured stdout/stderr and optional stdin. A child still running
+    /// after <paramref name="timeout"/> is killed (by its own pid, with its descendants) and <see cref="TimeoutException"/>
+    /// is thrown; one that cannot start throws <see cref="System.ComponentModel.Win32Exception"/>; cancellation kills
+    /// it too and throws <see cref="OperationCanceledException"/>. A non-zero exit is returned, not thrown.
+    /// </summary>
+    public static async Task<CommandOutcome> ExecuteAsync(string file, IEnumerable<string> args, string? stdin, TimeSpan timeout,
+        CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        var psi = new ProcessStartInfo(file)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = stdin is not null,
+            UseShellExecute = false,
+        };
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        using var process = new Process { StartInfo = psi };
+        process.Start();
         var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
         var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
         if (stdin is not null)
@@ -80,20 +88,25 @@ public sealed class ProcessCommandRunner : ICommandRunner
         }
         catch (OperationCanceledException)
         {
-            try
-            {
-                process.Kill(entireProcessTree: true);
-            }
-            catch (InvalidOperationException)
-            {
-                // Exited meanwhile.
-            }
-
+            KillQuietly(process);
             cancellationToken.ThrowIfCancellationRequested();
-            throw new InterceptionRulesException($"{file} {string.Join(' ', args)} did not finish within {timeout}");
+            throw new TimeoutException($"{file} did not finish within {timeout}");
         }
 
         return new CommandOutcome(process.ExitCode, await stdout.ConfigureAwait(false), await stderr.ConfigureAwait(false));
+    }
+
+    private static void KillQuietly(Process process)
+    {
+        try
+        {
+            process.Kill(entireProcessTree: true);
+            process.WaitForExit(2000);
+        }
+        catch (InvalidOperationException)
+        {
+            // Exited between the timeout and the kill.
+        }
     }
 }
 

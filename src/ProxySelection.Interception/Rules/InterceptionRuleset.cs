@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace ProxySelection.Interception.Rules;
 
@@ -25,13 +27,15 @@ public sealed class InterceptionRuleset
 {
     private readonly InterceptionRulesetOptions options;
     private readonly ICommandRunner runner;
+    private readonly ILogger logger;
 
-    public InterceptionRuleset(InterceptionRulesetOptions options, ICommandRunner? runner = null)
+    public InterceptionRuleset(InterceptionRulesetOptions options, ICommandRunner? runner = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         this.options = options;
         this.runner = runner ?? new ProcessCommandRunner();
+        this.logger = logger ?? NullLogger.Instance;
     }
 
     public string QueueChain => $"{options.ChainPrefix}_QUEUE";
@@ -59,16 +63,23 @@ public sealed class InterceptionRuleset
                     null, cancellationToken).ConfigureAwait(false);
             }
         }
-        catch
+        catch (Exception e)
         {
             // Never leave half a ruleset behind.
             await CleanupAsync(CancellationToken.None).ConfigureAwait(false);
+            InterceptionLog.RulesetApplyFailed(logger, options.ChainPrefix, e);
             throw;
         }
+
+        InterceptionLog.RulesetApplied(logger, options.ChainPrefix, options.QueueNumber, string.Join(',', options.Ports));
     }
 
-    /// <summary>Removes the ruleset installed by <see cref="ApplyAsync"/>. Same as <see cref="CleanupAsync"/>.</summary>
-    public Task RemoveAsync(CancellationToken cancellationToken = default) => CleanupAsync(cancellationToken);
+    /// <summary>Removes the ruleset installed by <see cref="ApplyAsync"/>: <see cref="CleanupAsync"/>, logged.</summary>
+    public async Task RemoveAsync(CancellationToken cancellationToken = default)
+    {
+        await CleanupAsync(cancellationToken).ConfigureAwait(false);
+        InterceptionLog.RulesetRemoved(logger, options.ChainPrefix);
+    }
 
     /// <summary>
     /// Removes everything this ruleset would install — whether this process installed it or a crashed one did.
@@ -127,6 +138,11 @@ public sealed class InterceptionRuleset
         {
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            if (o.QueueSynAcks)
+            {
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            }
         }
 
         sb.Append("COMMIT\n*mangle\n");

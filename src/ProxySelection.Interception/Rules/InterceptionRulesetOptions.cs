@@ -38,6 +38,10 @@ public sealed partial class InterceptionRulesetOptions
 
     public bool IPv6 { get; init; } = true;
 
+    /// <summary>Also queue SYN/ACKs coming from the intercepted ports (raw PREROUTING): the answers to the proxy's probes
+    /// (a claim from a proxy further on) and SYN/ACKs passing through (what other probers learn). Off by default.</summary>
+    public bool QueueSynAcks { get; init; }
+
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 
     /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>

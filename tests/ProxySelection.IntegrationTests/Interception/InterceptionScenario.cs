@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Lab;
+using ProxySelection.Relay;
 
 namespace ProxySelection.IntegrationTests.Interception;
 
@@ -17,6 +19,10 @@ internal sealed record SeenPacket(uint Id, byte Family, NetfilterHook Hook, uint
 internal sealed class InterceptionScenario : IAsyncDisposable
 {
     public const ushort Port = 8080;
+
+    /// <summary>The ruleset's default intercept mark (TPROXY) and egress mark (own SYN/SYN-ACK queued at POSTROUTING).</summary>
+    public const uint InterceptMark = 0x1;
+    public const uint EgressMark = 0x2;
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
 
     private readonly List<IDisposable> owned = [];
@@ -63,23 +69,50 @@ internal sealed class InterceptionScenario : IAsyncDisposable
     public static IPAddress ClientAddress(bool v6) => IPAddress.Parse(v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
 
     /// <summary>Opens an NFQUEUE client on queue 3 inside the proxy namespace.</summary>
-    public async Task<NfqueueClient> OpenQueueAsync(uint maxQueueLength = 1024)
+    public async Task<NfqueueClient> OpenQueueAsync(uint maxQueueLength = 1024, ILogger? logger = null)
     {
         var q = await Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
         {
             QueueNumber = 3,
             MaxQueueLength = maxQueueLength,
-        })).WaitAsync(Timeout);
+        }, logger: logger)).WaitAsync(Timeout);
         owned.Add(q);
         return q;
     }
 
-    /// <summary>A listener on any address, port <see cref="Port"/>, in <paramref name="ns"/>; transparent if asked.</summary>
-    public async Task<Socket> ListenAsync(NetNamespace ns, bool v6, bool transparent = false)
+    /// <summary>Runs <paramref name="handler"/> on <paramref name="queue"/> until the returned loop is stopped.</summary>
+    public static QueueLoop Run(NfqueueClient queue, NfqueuePacketHandler handler, Action<NfqueueException>? onHandlerError = null) =>
+        new(queue, handler, onHandlerError);
+
+    /// <summary>Gives a client SYN (PREROUTING) the intercept mark, so TPROXY hands it to the transparent listener;
+    /// false for any other packet, which the caller decides on.</summary>
+    public static bool TryIntercept(NfqueueClient queue, in NfqueuePacket p)
+    {
+        if (p.Hook != NetfilterHook.PreRouting)
+        {
+            return false;
+        }
+
+        queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, InterceptMark, InterceptMark));
+        return true;
+    }
+
+    /// <summary>An unconnected stream socket created in <paramref name="ns"/> (so it lives there): TCP, or MPTCP if
+    /// asked; with SO_MARK when <paramref name="mark"/> is not 0. Disposed with the scenario.</summary>
+    public async Task<Socket> SocketAsync(NetNamespace ns, bool v6, uint mark = 0, bool mptcp = false)
+    {
+        var s = await ns.RunInNamespaceAsync(() => NewSocket(v6, mark, mptcp)).WaitAsync(Timeout);
+        owned.Add(s);
+        return s;
+    }
+
+    /// <summary>A listener on any address, port <see cref="Port"/>, in <paramref name="ns"/>; transparent, marked or
+    /// MPTCP if asked.</summary>
+    public async Task<Socket> ListenAsync(NetNamespace ns, bool v6, bool transparent = false, uint mark = 0, bool mptcp = false)
     {
         var s = await ns.RunInNamespaceAsync(() =>
         {
-            var l = new Socket(v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            var l = NewSocket(v6, mark, mptcp);
             if (v6)
             {
                 l.DualMode = false;
@@ -103,9 +136,7 @@ internal sealed class InterceptionScenario : IAsyncDisposable
     /// <paramref name="listener"/>, and checks one message each way. Returns (client side, accepted side).</summary>
     public async Task<(Socket Client, Socket Accepted)> ConnectAndExchangeAsync(Socket listener, bool v6)
     {
-        var client = await Topology.Client.RunInNamespaceAsync(() =>
-            new Socket(v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
-        owned.Add(client);
+        var client = await SocketAsync(Topology.Client, v6);
         using var cts = new CancellationTokenSource(Timeout);
         var accept = listener.AcceptAsync(cts.Token).AsTask();
         await client.ConnectAsync(new IPEndPoint(ServerAddress(v6), Port), cts.Token);
@@ -140,6 +171,18 @@ internal sealed class InterceptionScenario : IAsyncDisposable
         }
     }
 
+    private static Socket NewSocket(bool v6, uint mark, bool mptcp)
+    {
+        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        var s = mptcp ? SocketFactory.CreateMptcp(family) : new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+        if (mark != 0)
+        {
+            s.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(mark));
+        }
+
+        return s;
+    }
+
     private static async Task ExpectAsync(Socket s, string text, CancellationToken cancellationToken)
     {
         var buffer = new byte[64];
@@ -156,5 +199,45 @@ internal sealed class InterceptionScenario : IAsyncDisposable
         }
 
         Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, got), Is.EqualTo(text));
+    }
+}
+
+/// <summary>A queue's receive loop on its own thread; <see cref="StopAsync"/> (or disposal) cancels it and waits.</summary>
+internal sealed class QueueLoop : IAsyncDisposable
+{
+    private readonly CancellationTokenSource stop = new();
+    private readonly Task loop;
+    private bool disposed;
+
+    public QueueLoop(NfqueueClient queue, NfqueuePacketHandler handler, Action<NfqueueException>? onHandlerError) =>
+        loop = queue.RunAsync(handler, stop.Token, onHandlerError);
+
+    /// <summary>Cancels the loop and waits for it to end (a faulted loop rethrows). Safe to call again.</summary>
+    public async Task StopAsync()
+    {
+        if (!disposed)
+        {
+            await stop.CancelAsync();
+        }
+
+        await loop.WaitAsync(InterceptionScenario.Timeout);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (disposed)
+        {
+            return;
+        }
+
+        try
+        {
+            await StopAsync();
+        }
+        finally
+        {
+            disposed = true;
+            stop.Dispose();
+        }
     }
 }

@@ -1,7 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Lab;
+using ProxySelection.Relay;
+using ProxySelection.Wire;
 
 namespace ProxySelection.IntegrationTests.Interception;
 
@@ -13,32 +16,32 @@ public sealed class NfqueueInterceptionTests
 
     [TestCase(false)]
     [TestCase(true)]
-    public async Task Accept_QueuedSyn_ConnectionReachesServer(bool v6)
+    public async Task Accept_QueuedSyn_ConnectionReachesServerAndOnlyTheBindIsLogged(bool v6)
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
-        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        var log = new RecordingLogger();
+        var queue = await s.OpenQueueAsync(logger: log).WaitAsync(Timeout);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
             queue.Accept(p.PacketId);
-        }, stop.Token);
+        });
 
         var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
         var syn = s.Seen.Single();
         Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PreRouting));
         Assert.That(syn.Family, Is.EqualTo(v6 ? (byte)10 : (byte)2));
         Assert.That(syn.InDevice, Is.Not.Zero);
-        Assert.That(TcpTestPackets.IsSyn(syn.Payload), Is.True);
-        Assert.That(TcpTestPackets.DestinationPort(syn.Payload), Is.EqualTo(InterceptionScenario.Port));
+        Assert.That(IsSyn(syn.Payload), Is.True);
+        Assert.That(TcpPacket.Parse(syn.Payload).Tcp.DestinationPort, Is.EqualTo(InterceptionScenario.Port));
         Assert.That(queue.Statistics.PacketsReceived, Is.EqualTo(1));
         Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
         Assert.That(queue.Statistics.NetlinkErrors, Is.Zero);
+        Assert.That(log.Entries.Select(e => (e.Level, e.Id.Id)), Is.EqualTo(new[] { (LogLevel.Information, 1000) }), "a handled packet logs nothing");
     }
 
     [TestCase(false)]
@@ -49,16 +52,14 @@ public sealed class NfqueueInterceptionTests
         var server = await s.ListenAsync(s.Topology.Server, v6).WaitAsync(Timeout);
         var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
-            queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
-        }, stop.Token);
+            queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, InterceptionScenario.InterceptMark, InterceptionScenario.InterceptMark));
+        });
 
         var (_, accepted) = await s.ConnectAndExchangeAsync(proxyListener, v6).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         // The proxy holds the connection under the server's address and the original port.
         Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
@@ -80,24 +81,22 @@ public sealed class NfqueueInterceptionTests
         {
             await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
             var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-            using var stop = new CancellationTokenSource();
-            var loop = queue.RunAsync((in NfqueuePacket p) =>
+            await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
             {
                 s.Record(p);
-                queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
-            }, stop.Token);
+                queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
+            });
 
             await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
-            await stop.CancelAsync();
-            await loop.WaitAsync(Timeout);
+            await loop.StopAsync();
             var packets = await capture.StopAsync().WaitAsync(Timeout);
 
-            var syns = packets.Select(p => p.IpPacket.ToArray()).Where(ip => ip.Length > 0 && TcpTestPackets.IsSyn(ip)).ToList();
+            var syns = packets.Select(p => p.IpPacket.ToArray()).Where(IsSyn).ToList();
             Assert.That(syns, Has.Count.EqualTo(1), capture.Log);
-            var options = TcpTestPackets.Options(syns[0]).ToArray();
+            var options = Options(syns[0]);
             Assert.That(options.AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0), Convert.ToHexString(options));
-            Assert.That(TcpTestPackets.TcpChecksumValid(syns[0]), Is.True);
-            Assert.That(TcpTestPackets.Options(s.Seen.Single().Payload).IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
+            Assert.That(TcpChecksumValid(syns[0]), Is.True);
+            Assert.That(Options(s.Seen.Single().Payload).AsSpan().IndexOf(option), Is.LessThan(0), "the client's SYN did not carry it");
         }
         finally
         {
@@ -125,11 +124,10 @@ public sealed class NfqueueInterceptionTests
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync(maxQueueLength: 1).WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
         // Hold every packet: the first SYN fills the queue.
-        var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) => s.Record(p));
 
-        var blocked = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
+        var blocked = await s.SocketAsync(s.Topology.Client, v6: false).WaitAsync(Timeout);
         using var blockedCts = new CancellationTokenSource(Timeout);
         var heldConnect = blocked.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), blockedCts.Token).AsTask();
         await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => !s.Seen.IsEmpty, Timeout);
@@ -139,8 +137,7 @@ public sealed class NfqueueInterceptionTests
         // Only the first SYN was queued; the second found the queue full and was accepted by the kernel (fail-open).
         Assert.That(accepted.Connected, Is.True);
         Assert.That(s.Seen, Has.Count.EqualTo(1));
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
         queue.Dispose(); // accepts what it still holds
         await heldConnect.WaitAsync(Timeout);
         blocked.Dispose();
@@ -152,30 +149,23 @@ public sealed class NfqueueInterceptionTests
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
             queue.Accept(p.PacketId);
-        }, stop.Token);
+        });
 
-        using var probe = await s.Topology.Proxy.RunInNamespaceAsync(() =>
-        {
-            var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
-            return c;
-        }).WaitAsync(Timeout);
+        var probe = await s.SocketAsync(s.Topology.Proxy, v6: false, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         var accept = server.AcceptAsync(cts.Token).AsTask();
         await probe.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token);
         using var accepted = await accept.WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         var syn = s.Seen.Single();
         Assert.That(syn.Hook, Is.EqualTo(NetfilterHook.PostRouting));
         Assert.That(syn.Mark & 0x2, Is.EqualTo(0x2u));
-        Assert.That(TcpTestPackets.IsSyn(syn.Payload), Is.True);
+        Assert.That(IsSyn(syn.Payload), Is.True);
     }
 
     [Test]
@@ -196,14 +186,13 @@ public sealed class NfqueueInterceptionTests
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) => s.Record(p), stop.Token);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) => s.Record(p));
         var clients = new List<Socket>();
         var connects = new List<Task>();
         using var cts = new CancellationTokenSource(Timeout);
         for (var i = 0; i < 4; i++)
         {
-            var c = await s.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).WaitAsync(Timeout);
+            var c = await s.SocketAsync(s.Topology.Client, v6: false).WaitAsync(Timeout);
             clients.Add(c);
             connects.Add(c.ConnectAsync(new IPEndPoint(InterceptionScenario.ServerAddress(false), InterceptionScenario.Port), cts.Token).AsTask());
         }
@@ -221,8 +210,7 @@ public sealed class NfqueueInterceptionTests
         }
         finally
         {
-            await stop.CancelAsync();
-            await loop.WaitAsync(Timeout);
+            await loop.StopAsync();
             clients.ForEach(c => c.Dispose());
         }
     }
@@ -233,8 +221,7 @@ public sealed class NfqueueInterceptionTests
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
             if (s.Seen.Count == 1)
@@ -245,11 +232,10 @@ public sealed class NfqueueInterceptionTests
             {
                 queue.Accept(p.PacketId);
             }
-        }, stop.Token);
+        });
 
         await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         var seen = s.Seen.ToList();
         Assert.That(seen, Has.Count.EqualTo(2), "the dropped SYN and its retransmission");
@@ -257,16 +243,17 @@ public sealed class NfqueueInterceptionTests
     }
 
     [Test]
-    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsAndKeepsReceiving()
+    public async Task Receive_ReceiveBufferOverrun_CountsEnobufsLogsAWarningAndKeepsReceiving()
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
         // The smallest buffer (64 KiB, doubled by the kernel) overflows after a few hundred queued SYN messages.
+        var log = new RecordingLogger();
         var queue = await s.Topology.Proxy.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions
         {
             QueueNumber = 3,
             ReceiveBufferBytes = 64 * 1024,
-        })).WaitAsync(Timeout);
+        }, logger: log)).WaitAsync(Timeout);
         using var _ = queue;
         var clients = new List<Socket>();
         using var cts = new CancellationTokenSource(Timeout);
@@ -302,6 +289,9 @@ public sealed class NfqueueInterceptionTests
             Assert.That(queue.Statistics.ReceiveOverruns, Is.GreaterThan(0));
             Assert.That(handled, Is.GreaterThan(0), "receiving goes on after ENOBUFS");
             Assert.That(queue.Statistics.MalformedMessages, Is.Zero);
+            var overruns = log.Entries.Where(e => e.Id.Id == 1001).ToList();
+            Assert.That(overruns, Has.Count.EqualTo(queue.Statistics.ReceiveOverruns), "one warning per ENOBUFS");
+            Assert.That(overruns.Select(e => e.Level), Is.All.EqualTo(LogLevel.Warning));
         }
         finally
         {
@@ -314,24 +304,15 @@ public sealed class NfqueueInterceptionTests
     public async Task InterceptMark_MptcpClientOnTwoPaths_BothSubflowsReachTheTransparentListener(bool v6)
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
-        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
-        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
-        {
-            var l = MptcpTestSockets.Create(family);
-            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
-            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
-            l.Listen();
-            return l;
-        }).WaitAsync(Timeout);
+        var listener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true, mptcp: true).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
         // Every SYN on the port, MP_CAPABLE and MP_JOIN alike, is intercepted.
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
-            queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
-        }, stop.Token);
-        using var client = await s.Topology.Client.RunInNamespaceAsync(() => MptcpTestSockets.Create(family)).WaitAsync(Timeout);
+            _ = InterceptionScenario.TryIntercept(queue, p);
+        });
+        var client = await s.SocketAsync(s.Topology.Client, v6, mptcp: true).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         try
         {
@@ -342,18 +323,17 @@ public sealed class NfqueueInterceptionTests
             var buffer = new byte[16];
             var n = await accepted.ReceiveAsync(buffer, cts.Token);
 
-            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => MptcpTestSockets.AdditionalSubflows(accepted) >= 1, Timeout);
+            await ProxySelection.IntegrationTests.Lab.LabTests.WaitUntilAsync(() => AdditionalSubflows(accepted) >= 1, Timeout);
 
             Assert.That(System.Text.Encoding.ASCII.GetString(buffer, 0, n), Is.EqualTo("mptcp"));
             Assert.That(accepted.LocalEndPoint, Is.EqualTo(new IPEndPoint(InterceptionScenario.ServerAddress(v6), InterceptionScenario.Port)));
             var path2 = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4);
             Assert.That(s.Seen.Select(p => SourceAddress(p.Payload)), Has.Member(path2), "the MP_JOIN SYN over path2 was queued");
-            Assert.That(MptcpTestSockets.AdditionalSubflows(client), Is.EqualTo(1));
+            Assert.That(AdditionalSubflows(client), Is.EqualTo(1));
         }
         finally
         {
-            await stop.CancelAsync();
-            await loop.WaitAsync(Timeout);
+            await loop.StopAsync();
         }
     }
 
@@ -368,16 +348,14 @@ public sealed class NfqueueInterceptionTests
             CopyRange = 24,
         })).WaitAsync(Timeout);
         var copies = new System.Collections.Concurrent.ConcurrentQueue<NfqueuePacketCopy>();
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             copies.Enqueue(p.Copy());
             queue.Accept(p.PacketId);
-        }, stop.Token);
+        });
 
         await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         var syn = copies.Single();
         Assert.That(syn.Payload, Has.Length.EqualTo(24));
@@ -396,18 +374,12 @@ public sealed class NfqueueInterceptionTests
             Gso = true,
         })).WaitAsync(Timeout);
         var seen = new System.Collections.Concurrent.ConcurrentQueue<(NfqueueSkbInfo Info, NetfilterHook Hook)>();
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             seen.Enqueue((p.SkbInfo, p.Hook));
             queue.Accept(p.PacketId);
-        }, stop.Token);
-        using var probe = await s.Topology.Proxy.RunInNamespaceAsync(() =>
-        {
-            var c = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            c.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
-            return c;
-        }).WaitAsync(Timeout);
+        });
+        var probe = await s.SocketAsync(s.Topology.Proxy, v6: false, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
         using var cts = new CancellationTokenSource(Timeout);
         try
         {
@@ -417,8 +389,7 @@ public sealed class NfqueueInterceptionTests
         }
         finally
         {
-            await stop.CancelAsync();
-            await loop.WaitAsync(Timeout);
+            await loop.StopAsync();
         }
 
         // With GSO the kernel no longer completes offloaded checksums before queueing a locally built packet, and
@@ -450,23 +421,26 @@ public sealed class NfqueueInterceptionTests
     }
 
     [Test]
-    public async Task HandlerThrows_PacketAcceptedAndLoopContinuesWithErrorCallback()
+    public async Task HandlerThrows_PacketAcceptedLoggedAsErrorAndLoopContinuesWithErrorCallback()
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
         var server = await s.ListenAsync(s.Topology.Server, v6: false).WaitAsync(Timeout);
-        var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
+        var log = new RecordingLogger();
+        var queue = await s.OpenQueueAsync(logger: log).WaitAsync(Timeout);
         var errors = new System.Collections.Concurrent.ConcurrentQueue<NfqueueException>();
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) => throw new InvalidOperationException("handler bug"), stop.Token, errors.Enqueue);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) => throw new InvalidOperationException("handler bug"), errors.Enqueue);
 
         await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
         await s.ConnectAndExchangeAsync(server, v6: false).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         Assert.That(errors, Has.Count.EqualTo(2));
         Assert.That(errors.First().InnerException, Is.InstanceOf<InvalidOperationException>());
         Assert.That(queue.Statistics.FailOpenAccepts, Is.EqualTo(2));
+        var faults = log.Entries.Where(e => e.Id.Id == 1003).ToList();
+        Assert.That(faults, Has.Count.EqualTo(2));
+        Assert.That(faults.Select(e => e.Level), Is.All.EqualTo(LogLevel.Error));
+        Assert.That(faults.Select(e => e.Exception), Is.All.InstanceOf<InvalidOperationException>());
     }
 
     [TestCase(false)]
@@ -474,31 +448,17 @@ public sealed class NfqueueInterceptionTests
     public async Task EgressHook_InterceptedConnectionOnMarkedListener_SynAckQueuedAtPostroutingUnderServerAddress(bool v6)
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
-        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
         // The proxy's transparent listener carries the egress mark, as one that must add MP_PROXY to its SYN/ACKs.
-        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
-        {
-            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
-            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
-            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
-            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
-            l.Listen();
-            return l;
-        }).WaitAsync(Timeout);
+        var listener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) =>
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
         {
             s.Record(p);
-            if (p.Hook == NetfilterHook.PreRouting)
-            {
-                queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
-            }
-            else
+            if (!InterceptionScenario.TryIntercept(queue, p))
             {
                 queue.Accept(p.PacketId);
             }
-        }, stop.Token);
+        });
 
         try
         {
@@ -506,14 +466,13 @@ public sealed class NfqueueInterceptionTests
         }
         finally
         {
-            await stop.CancelAsync();
-            await loop.WaitAsync(Timeout);
+            await loop.StopAsync();
         }
 
         var seen = s.Seen.ToList();
         Assert.That(seen.Select(p => p.Hook), Is.EqualTo(new[] { NetfilterHook.PreRouting, NetfilterHook.PostRouting }));
         var synAck = seen[1];
-        Assert.That(TcpTestPackets.Flags(synAck.Payload) & 0x12, Is.EqualTo(0x12), "SYN/ACK");
+        Assert.That(IsSynAck(synAck.Payload), Is.True, "SYN/ACK");
         Assert.That(synAck.Mark & 0x2, Is.EqualTo(0x2u));
         Assert.That(SourceAddress(synAck.Payload), Is.EqualTo(InterceptionScenario.ServerAddress(v6)), "answered under the server's address");
     }
@@ -523,36 +482,22 @@ public sealed class NfqueueInterceptionTests
     public async Task EgressHook_OptionAddedToOwnSynAck_ClientSideCaptureCarriesItAndConnectionWorks(bool v6)
     {
         await using var s = await InterceptionScenario.CreateAsync().WaitAsync(Timeout);
-        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
-        using var listener = await s.Topology.Proxy.RunInNamespaceAsync(() =>
-        {
-            var l = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
-            l.SetRawSocketOption(v6 ? 41 : 0, v6 ? 75 : 19, BitConverter.GetBytes(1));
-            l.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(0x2));
-            l.Bind(new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, InterceptionScenario.Port));
-            l.Listen();
-            return l;
-        }).WaitAsync(Timeout);
+        var listener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true, mark: InterceptionScenario.EgressMark).WaitAsync(Timeout);
         var pcap = Path.Combine(Path.GetTempPath(), $"{s.Topology.Proxy.Name}-path1.pcap");
         byte[] option = [253, 4, 0x50, 0x53];
         try
         {
             await using var capture = await s.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, pcap, $"tcp port {InterceptionScenario.Port}").WaitAsync(Timeout);
             var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-            using var stop = new CancellationTokenSource();
-            var loop = queue.RunAsync((in NfqueuePacket p) =>
+            await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) =>
             {
                 s.Record(p);
-                if (p.Hook == NetfilterHook.PreRouting)
-                {
-                    queue.AcceptWithMark(p.PacketId, NfqueueClient.MaskedMark(p.Mark, 0x1, 0x1));
-                }
-                else
+                if (!InterceptionScenario.TryIntercept(queue, p))
                 {
                     // The proxy's own SYN/ACK: the kernel completed its checksum before queueing (no GSO flag).
-                    queue.AcceptWithPayload(p.PacketId, TcpTestPackets.InsertOption(p.Payload, option));
+                    queue.AcceptWithPayload(p.PacketId, InsertOption(p.Payload, option));
                 }
-            }, stop.Token);
+            });
 
             try
             {
@@ -560,16 +505,15 @@ public sealed class NfqueueInterceptionTests
             }
             finally
             {
-                await stop.CancelAsync();
-                await loop.WaitAsync(Timeout);
+                await loop.StopAsync();
             }
 
             var packets = await capture.StopAsync().WaitAsync(Timeout);
             var synAcks = packets.Select(p => p.IpPacket.ToArray())
-                .Where(ip => ip.Length > 0 && TcpTestPackets.Protocol(ip) == 6 && (TcpTestPackets.Flags(ip) & 0x12) == 0x12).ToList();
+                .Where(IsSynAck).ToList();
             Assert.That(synAcks, Has.Count.EqualTo(1), capture.Log);
-            Assert.That(TcpTestPackets.Options(synAcks[0]).IndexOf(option), Is.GreaterThanOrEqualTo(0));
-            Assert.That(TcpTestPackets.TcpChecksumValid(synAcks[0]), Is.True);
+            Assert.That(Options(synAcks[0]).AsSpan().IndexOf(option), Is.GreaterThanOrEqualTo(0));
+            Assert.That(TcpChecksumValid(synAcks[0]), Is.True);
         }
         finally
         {
@@ -586,17 +530,39 @@ public sealed class NfqueueInterceptionTests
         // Listeners are opened before verdicts, so one exists on the port while other SYNs are passed.
         var proxyListener = await s.ListenAsync(s.Topology.Proxy, v6, transparent: true).WaitAsync(Timeout);
         var queue = await s.OpenQueueAsync().WaitAsync(Timeout);
-        using var stop = new CancellationTokenSource();
-        var loop = queue.RunAsync((in NfqueuePacket p) => queue.Accept(p.PacketId), stop.Token);
+        await using var loop = InterceptionScenario.Run(queue, (in NfqueuePacket p) => queue.Accept(p.PacketId));
 
         var (_, accepted) = await s.ConnectAndExchangeAsync(server, v6).WaitAsync(Timeout);
-        await stop.CancelAsync();
-        await loop.WaitAsync(Timeout);
+        await loop.StopAsync();
 
         Assert.That(((IPEndPoint)accepted.RemoteEndPoint!).Address, Is.EqualTo(InterceptionScenario.ClientAddress(v6)));
         Assert.That(proxyListener.Poll(0, SelectMode.SelectRead), Is.False, "the proxy's listener got nothing");
     }
 
-    private static IPAddress SourceAddress(byte[] ip) =>
-        new(TcpTestPackets.IsV6(ip) ? ip.AsSpan(8, 16) : ip.AsSpan(12, 4));
+    private static IPAddress SourceAddress(byte[] ip) => new(TcpPacket.Parse(ip).Ip.SourceAddress);
+
+    /// <summary>mptcp_info.mptcpi_subflows (subflows beyond the first); null unless the socket runs MPTCP.</summary>
+    private static int? AdditionalSubflows(Socket socket) =>
+        MptcpSocket.TryGetInfo(socket, out var info) == MptcpStatus.Active ? info.AdditionalSubflows : null;
+
+    private static bool IsSyn(byte[] ip) => HasFlags(ip, TcpFlags.Syn, TcpFlags.Syn | TcpFlags.Ack);
+
+    private static bool IsSynAck(byte[] ip) => HasFlags(ip, TcpFlags.Syn | TcpFlags.Ack, TcpFlags.Syn | TcpFlags.Ack);
+
+    private static bool HasFlags(byte[] ip, TcpFlags expected, TcpFlags mask) =>
+        TcpPacket.TryParse(ip, out var p) == WireError.None && (p.Tcp.Flags & mask) == expected;
+
+    private static byte[] Options(byte[] ip) => TcpPacket.Parse(ip).Tcp.Options.ToArray();
+
+    private static bool TcpChecksumValid(byte[] ip) => InternetChecksum.VerifyTcp(TcpPacket.Parse(ip).Ip);
+
+    /// <summary>A copy of the packet with <paramref name="option"/> inserted by the Wire codec (lengths and checksums
+    /// recomputed: the queued packet's checksum is complete, so recomputing equals updating).</summary>
+    private static byte[] InsertOption(ReadOnlySpan<byte> packet, ReadOnlySpan<byte> option)
+    {
+        var buffer = new byte[packet.Length + TcpHeader.MaxOptionsLength];
+        packet.CopyTo(buffer);
+        var error = OptionRewriter.TryInsert(buffer, packet.Length, option, out int length, ChecksumUpdate.Recompute);
+        return error == WireError.None ? buffer[..length] : throw new WireException(error, 0, "cannot insert the test option");
+    }
 }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using ProxySelection.IntegrationTests.Interception;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.IntegrationTests.Unit;
@@ -50,14 +52,31 @@ public sealed class InterceptionRulesetCleanupTests
     }
 
     [Test]
-    public async Task Apply_RestoreFails_LeavesNothingBehindAndThrows()
+    public async Task Apply_RestoreFails_LeavesNothingBehindLogsTheRollbackAndThrows()
     {
         var runner = new ScriptedRunner(legacy: true) { FailRestore = true };
-        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner);
+        var log = new RecordingLogger();
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner, log);
 
         Assert.That(async () => await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10)), Throws.InstanceOf<InterceptionRulesException>());
         // Cleanup ran before and again after the failed restore.
         Assert.That(runner.Commands.Count(c => c == "iptables -t raw -X PSEL_QUEUE"), Is.EqualTo(2));
+        var entry = log.Entries.Single();
+        Assert.That((entry.Level, entry.Id.Id), Is.EqualTo((LogLevel.Error, 1011)));
+        Assert.That(entry.Exception, Is.InstanceOf<InterceptionRulesException>());
+    }
+
+    [Test]
+    public async Task ApplyThenRemove_ToolsSucceed_LogsAppliedAndRemovedAtInformation()
+    {
+        var log = new RecordingLogger();
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80, 443], IPv6 = false }, new ScriptedRunner(legacy: true), log);
+
+        await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        await rules.RemoveAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(log.Entries.Select(e => (e.Level, e.Id.Id)), Is.EqualTo(new[] { (LogLevel.Information, 1010), (LogLevel.Information, 1012) }));
+        Assert.That(log.Entries.First().Message, Does.Contain("PSEL").And.Contain("80,443"));
     }
 
     private sealed class ScriptedRunner(bool legacy) : ICommandRunner

@@ -1,0 +1,33 @@
+using System.CommandLine;
+using ProxySelection.Interception.Rules;
+
+namespace ProxySelection.Host;
+
+/// <summary>
+/// <c>proxysel cleanup</c>: removes every rule, chain, policy-routing rule and route a proxy with the same chain
+/// prefix installed in this network namespace, e.g. after it was killed. Idempotent.
+/// </summary>
+internal static class CleanupCommand
+{
+    public static Command Build(TextWriter stderr)
+    {
+        var prefix = new Option<string>("--chain-prefix") { Description = "Prefix of the iptables chains the proxy used", DefaultValueFactory = _ => "PSEL" };
+        var command = new Command("cleanup", "Remove every rule a crashed or killed proxy left behind in this network namespace (idempotent)") { prefix };
+        command.SetAction(result =>
+        {
+            try
+            {
+                // Ports only shape what Apply installs; removal goes by the chain prefix, the rule and the route.
+                var ruleset = new InterceptionRuleset(new InterceptionRulesetOptions { ChainPrefix = result.GetValue(prefix)!, Ports = [1] });
+                ruleset.CleanupAsync().GetAwaiter().GetResult();
+                return ExitCodes.Ok;
+            }
+            catch (Exception e) when (e is InterceptionRulesException or ArgumentException)
+            {
+                stderr.WriteLine($"cleanup: {e.Message}");
+                return ExitCodes.FileNotReadable;
+            }
+        });
+        return command;
+    }
+}

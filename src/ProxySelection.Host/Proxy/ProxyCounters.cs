@@ -1,0 +1,129 @@
+namespace ProxySelection.Host.Proxy;
+
+/// <summary>What the engine did, counted; safe to read from any thread.</summary>
+internal sealed class ProxyCounters
+{
+    private long _syns;
+    private long _passed;
+    private long _held;
+    private long _probesStarted;
+    private long _probesAnswered;
+    private long _probesFailed;
+    private long _released;
+    private long _intercepted;
+    private long _joinsIntercepted;
+    private long _probesAdopted;
+    private long _claimsAdded;
+    private long _probeSignalsAdded;
+    private long _egressUntouched;
+    private long _hookFailures;
+    private long _relayed;
+    private long _maxHoldTicks;
+    private long _probeAnswersSent;
+    private long _synAcks;
+
+    public long Syns => Interlocked.Read(ref _syns);
+
+    /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched).</summary>
+    public long SynAcks => Interlocked.Read(ref _synAcks);
+
+    /// <summary>SYNs accepted untouched at once (pass, defer, foreign join, not parsed).</summary>
+    public long Passed => Interlocked.Read(ref _passed);
+
+    /// <summary>SYNs held while a probe was out.</summary>
+    public long Held => Interlocked.Read(ref _held);
+
+    public long ProbesStarted => Interlocked.Read(ref _probesStarted);
+
+    /// <summary>Probes whose connect completed (SYN/ACK seen).</summary>
+    public long ProbesAnswered => Interlocked.Read(ref _probesAnswered);
+
+    /// <summary>Probes reset, refused or unreachable.</summary>
+    public long ProbesFailed => Interlocked.Read(ref _probesFailed);
+
+    /// <summary>Held SYNs accepted untouched after their probe.</summary>
+    public long Released => Interlocked.Read(ref _released);
+
+    /// <summary>SYNs sent to TPROXY (from the cache or after a probe).</summary>
+    public long Intercepted => Interlocked.Read(ref _intercepted);
+
+    public long JoinsIntercepted => Interlocked.Read(ref _joinsIntercepted);
+
+    /// <summary>Probe connections that became an upstream leg.</summary>
+    public long ProbesAdopted => Interlocked.Read(ref _probesAdopted);
+
+    public long ClaimsAdded => Interlocked.Read(ref _claimsAdded);
+
+    /// <summary>Other proxies' probes this proxy answered (Defer: its policy selected it over the prober).</summary>
+    public long ProbeAnswersSent => Interlocked.Read(ref _probeAnswersSent);
+
+    public long ProbeSignalsAdded => Interlocked.Read(ref _probeSignalsAdded);
+
+    /// <summary>Own SYNs/SYN-ACKs the egress hook let go unchanged (no signal for them, or no room).</summary>
+    public long EgressUntouched => Interlocked.Read(ref _egressUntouched);
+
+    /// <summary>Exceptions in the per-packet path; each packet was accepted untouched (fail open).</summary>
+    public long HookFailures => Interlocked.Read(ref _hookFailures);
+
+    /// <summary>Relayed connections that ended.</summary>
+    public long Relayed => Interlocked.Read(ref _relayed);
+
+    /// <summary>Longest time a SYN was held, from its arrival in the hook to its verdict.</summary>
+    public TimeSpan MaxHold => TimeSpan.FromTicks(Interlocked.Read(ref _maxHoldTicks));
+
+    public void AddSyn() => Interlocked.Increment(ref _syns);
+
+    public void AddSynAck() => Interlocked.Increment(ref _synAcks);
+
+    public void AddPassed() => Interlocked.Increment(ref _passed);
+
+    public void AddHeld() => Interlocked.Increment(ref _held);
+
+    public void AddProbeStarted() => Interlocked.Increment(ref _probesStarted);
+
+    public void AddProbeAnswered() => Interlocked.Increment(ref _probesAnswered);
+
+    public void AddProbeFailed() => Interlocked.Increment(ref _probesFailed);
+
+    public void AddReleased() => Interlocked.Increment(ref _released);
+
+    public void AddIntercepted() => Interlocked.Increment(ref _intercepted);
+
+    public void AddJoinIntercepted() => Interlocked.Increment(ref _joinsIntercepted);
+
+    public void AddProbeAdopted() => Interlocked.Increment(ref _probesAdopted);
+
+    public void AddClaim() => Interlocked.Increment(ref _claimsAdded);
+
+    public void AddProbeAnswerSent() => Interlocked.Increment(ref _probeAnswersSent);
+
+    public void AddProbeSignal() => Interlocked.Increment(ref _probeSignalsAdded);
+
+    public void AddEgressUntouched() => Interlocked.Increment(ref _egressUntouched);
+
+    public void AddHookFailure() => Interlocked.Increment(ref _hookFailures);
+
+    public void AddRelayed() => Interlocked.Increment(ref _relayed);
+
+    public void RecordHold(TimeSpan held)
+    {
+        long ticks = held.Ticks;
+        long seen = Interlocked.Read(ref _maxHoldTicks);
+        while (ticks > seen)
+        {
+            long previous = Interlocked.CompareExchange(ref _maxHoldTicks, ticks, seen);
+            if (previous == seen)
+            {
+                return;
+            }
+
+            seen = previous;
+        }
+    }
+
+    public override string ToString() =>
+        $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
+        $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
+        $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
+        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+}

@@ -1,0 +1,563 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using ProxySelection.Interception.Nfqueue;
+using ProxySelection.Interception.Rules;
+using ProxySelection.Negotiation;
+using ProxySelection.Relay;
+using ProxySelection.Wire;
+using ProxySelection.Wire.MpProxy;
+
+namespace ProxySelection.Host.Proxy;
+
+/// <summary>
+/// One proxy, wired end to end inside the current network namespace (design §5 data flow): the interception ruleset,
+/// the NFQUEUE hook (SYN → Wire parse → negotiation → verdict), probes, the egress hook that adds MP_PROXY to the
+/// proxy's own SYNs and SYN/ACKs, and the relay behind the transparent listeners.
+/// </summary>
+/// <remarks>
+/// The packet hook fails open: any exception in the per-packet path accepts the packet untouched and is counted, and
+/// the queue is bound with fail-open and installed with <c>--queue-bypass</c>, so traffic passes when the daemon is gone.
+/// </remarks>
+internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
+{
+    private readonly ProxyEngineOptions _options;
+    private readonly TimeProvider _time;
+    private readonly Action<string> _log;
+    private readonly InterceptionRuleset _ruleset;
+    private readonly InterceptionRulesetOptions _rulesetOptions;
+    private readonly ProxyNegotiator _negotiator;
+    private readonly EgressSigner _signer;
+    private readonly MarkingSocketFactory _markedSockets;
+    private readonly UpstreamConnector _connector;
+    private readonly RelayServer _relay;
+    private readonly ListenerRegistry _listeners;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _holdLock = new();
+    private readonly Dictionary<long, HeldSyn> _holds = [];
+    private readonly ConcurrentDictionary<long, Socket> _probes = new();
+    private readonly ConcurrentDictionary<FlowEndPoints, Socket> _adopted = new();
+    private readonly ConcurrentDictionary<Task, byte> _connections = new();
+    private readonly ConcurrentDictionary<FlowEndPoints, byte> _awaitingAccept = new();
+    private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
+    private readonly List<ParkedJoin> _parkedJoins = [];
+    private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
+    private NfqueueClient? _queue;
+    private Task _receiveLoop = Task.CompletedTask;
+    private int _stopped;
+
+    public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(time);
+        ArgumentNullException.ThrowIfNull(log);
+        var errors = options.Validate();
+        if (errors.Count > 0)
+        {
+            throw new ArgumentException("Invalid proxy options: " + string.Join(" ", errors), nameof(options));
+        }
+
+        _options = options;
+        _time = time;
+        _log = log;
+        _rulesetOptions = RulesetOptions(options);
+        _ruleset = new InterceptionRuleset(_rulesetOptions);
+        _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
+        _signer = new EgressSigner(options.KeyRing);
+        // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
+        _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
+        _connector = new UpstreamConnector(new UpstreamConnectorOptions(), SocketFactory.Default, time);
+        bool downgrade = options.Negotiation.Role == ProxyRole.Downgrade;
+        var relayOptions = new RelayOptions
+        {
+            ClientProtocol = downgrade ? TransportProtocol.Mptcp : TransportProtocol.Tcp,
+            UpstreamProtocol = downgrade ? TransportProtocol.Tcp : TransportProtocol.Mptcp,
+            MaxConnections = options.Negotiation.MaxConnections,
+            IdleTimeout = options.IdleTimeout,
+        };
+        _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
+        _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
+        ClientProtocol = relayOptions.ClientProtocol;
+    }
+
+    public ProxyCounters Counters { get; } = new();
+
+    public ProxyNegotiator Negotiator => _negotiator;
+
+    public TransportProtocol ClientProtocol { get; }
+
+    /// <summary>The ruleset options for <paramref name="options"/>: what <c>proxysel cleanup</c> removes.</summary>
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return new InterceptionRulesetOptions
+        {
+            ChainPrefix = options.ChainPrefix,
+            QueueNumber = options.QueueNumber,
+            Ports = options.Ports,
+            // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
+            QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
+        };
+    }
+
+    /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true });
+        _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        try
+        {
+            await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private void ReceiveLoop()
+    {
+        var queue = _queue!;
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                queue.Receive(OnPacket, TimeSpan.FromMilliseconds(100));
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (NfqueueException e)
+            {
+                // The failing packet was accepted by the client already; keep receiving.
+                _log($"hook: {e.InnerException?.Message ?? e.Message}");
+            }
+        }
+    }
+
+    private void OnPacket(in NfqueuePacket packet)
+    {
+        try
+        {
+            if (packet.Hook == NetfilterHook.PostRouting)
+            {
+                OnEgress(packet);
+            }
+            else
+            {
+                OnSyn(packet);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Counters.AddHookFailure();
+            _log($"hook failed, packet accepted untouched: {e.GetType().Name}: {e.Message}");
+            TryVerdict(packet.PacketId, null);
+        }
+    }
+
+    private void OnEgress(in NfqueuePacket packet)
+    {
+        if (_signer.TryRewrite(packet.Payload, out var rewritten, out int length, out bool isSynAck))
+        {
+            _queue!.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
+            if (isSynAck)
+            {
+                Counters.AddClaim();
+            }
+            else
+            {
+                Counters.AddProbeSignal();
+            }
+
+            return;
+        }
+
+        Counters.AddEgressUntouched();
+        _queue!.Accept(packet.PacketId);
+    }
+
+    private void OnSyn(in NfqueuePacket packet)
+    {
+        if (TcpPacket.TryParse(packet.Payload, out var parsed) != WireError.None
+            || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
+        {
+            Counters.AddSyn();
+            Counters.AddPassed();
+            _queue!.Accept(packet.PacketId);
+            return;
+        }
+
+        if ((parsed.Tcp.Flags & TcpFlags.Ack) != 0)
+        {
+            Counters.AddSynAck();
+            OnSynAck(parsed);
+            _queue!.Accept(packet.PacketId);
+            return;
+        }
+
+        Counters.AddSyn();
+
+        var ip = parsed.Ip;
+        var tcp = parsed.Tcp;
+        var kind = ReadMptcp(tcp.Options, out uint token);
+        var flow = new FlowKey(new DestinationKey(ip.SourceAddress, tcp.SourcePort), new DestinationKey(ip.DestinationAddress, tcp.DestinationPort));
+        ProxySignal? signal = null;
+        if (_options.Negotiation.Mode == SignalingMode.Explicit)
+        {
+            var mpFlow = MpProxyFlow.ForSyn(ip.SourceAddress, ip.DestinationAddress, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber);
+            signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
+        }
+
+        var observation = new SynObservation(flow, kind, signal, token);
+        var endpoints = new FlowEndPoints(flow.Initiator.ToEndPoint(), flow.Responder.ToEndPoint());
+        uint packetId = packet.PacketId;
+        uint mark = packet.Mark;
+        if (kind != SynKind.MpJoin && _awaitingAccept.ContainsKey(endpoints))
+        {
+            // A retransmission of a SYN already intercepted (its SYN/ACK was lost): same verdict, no second decision.
+            _log($"syn {endpoints.Client} -> {endpoints.Destination} {kind}: Intercept (retransmission)");
+            InterceptVerdict(packetId, mark, endpoints.Destination);
+            return;
+        }
+
+        SynDecision decision;
+        lock (_holdLock)
+        {
+            // Under the lock: a probe that ends at once must find the hold registered.
+            decision = _negotiator.OnSyn(observation);
+            if (decision.Verdict == SynVerdict.HoldAndProbe)
+            {
+                // A foreign probe's bytes are kept: answering it later rewrites them.
+                var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
+                _holds[decision.HoldId] = new HeldSyn(packetId, mark, endpoints, _time.GetTimestamp(), bytes);
+            }
+        }
+
+        // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
+        bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
+            && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
+        string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
+        _log(kind == SynKind.MpJoin
+            ? $"syn {endpoints.Client} -> {endpoints.Destination} {kind} token={token:x8}: {verdict} ({decision.Reason})"
+            : $"syn {endpoints.Client} -> {endpoints.Destination} {kind}: {verdict} ({decision.Reason})");
+        switch (decision.Verdict)
+        {
+            case SynVerdict.HoldAndProbe:
+                Counters.AddHeld();
+                if (decision.StartProbe)
+                {
+                    StartProbe(decision.ProbeId, endpoints.Destination, decision.ProbeSignal);
+                }
+
+                break;
+            case SynVerdict.Intercept:
+                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null);
+                break;
+            case SynVerdict.InterceptJoin:
+                Counters.AddJoinIntercepted();
+                InterceptVerdict(packetId, mark, endpoints.Destination);
+                break;
+            case SynVerdict.Pass when park:
+                if (!TryParkJoin(new ParkedJoin(packetId, mark, token, endpoints)))
+                {
+                    // Registered between the decision and now.
+                    Counters.AddJoinIntercepted();
+                    InterceptVerdict(packetId, mark, endpoints.Destination);
+                }
+
+                break;
+            case SynVerdict.AnswerProbe:
+                AnswerProbe(packet.Payload, packetId, mark, endpoints, decision.SynAckSignal);
+                break;
+            default:
+                // Pass, Defer.
+                Counters.AddPassed();
+                _queue!.Accept(packetId);
+                break;
+        }
+    }
+
+    private static SynKind ReadMptcp(ReadOnlySpan<byte> options, out uint token)
+    {
+        token = 0;
+        foreach (var option in new TcpOptionReader(options))
+        {
+            if (option.Kind != TcpOptionKind.Mptcp || MptcpOption.TryParse(option.Slice(options), out var mptcp) != WireError.None)
+            {
+                continue;
+            }
+
+            if (mptcp.Subtype == MptcpSubtype.MpCapable)
+            {
+                return SynKind.MpCapable;
+            }
+
+            if (mptcp.Subtype == MptcpSubtype.MpJoin && mptcp.MpJoin.Form == MpJoinForm.Syn)
+            {
+                token = mptcp.MpJoin.ReceiverToken;
+                return SynKind.MpJoin;
+            }
+        }
+
+        return SynKind.Tcp;
+    }
+
+    /// <summary>Opens the listener on the original port, then gives the verdict that sends the SYN to TPROXY.</summary>
+    private void InterceptVerdict(uint packetId, uint mark, IPEndPoint destination)
+    {
+        _listeners.Ensure(new ListenerKey(destination.Port, destination.AddressFamily, ClientProtocol));
+        var intercept = NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask);
+        _queue!.AcceptWithMark(packetId, intercept);
+    }
+
+    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe)
+    {
+        if (claim is { } signal)
+        {
+            _signer.ExpectSynAck(flow, signal);
+        }
+
+        _awaitingAccept[flow] = 0;
+        if (probe is not null)
+        {
+            _adopted[flow] = probe;
+        }
+
+        try
+        {
+            InterceptVerdict(packetId, mark, flow.Destination);
+        }
+        catch
+        {
+            // No listener, no interception: the SYN passes (the caller's fail-open accept) and the slot is freed.
+            Forget(flow, closeProbe: true);
+            _negotiator.OnConnectionClosed();
+            throw;
+        }
+
+        Counters.AddIntercepted();
+        if (probe is not null)
+        {
+            Counters.AddProbeAdopted();
+        }
+
+        _ = ExpireAdoptionAsync(flow);
+    }
+
+    private async Task ExpireAdoptionAsync(FlowEndPoints flow)
+    {
+        try
+        {
+            await Task.Delay(_options.AdoptionTimeout, _time, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        _signer.ForgetClaim(flow);
+        if (_awaitingAccept.TryRemove(flow, out _))
+        {
+            // The client's connection never reached the listener: its slot (and probe) go.
+            if (_adopted.TryRemove(flow, out var probe))
+            {
+                CloseAbortively(probe);
+            }
+
+            _negotiator.OnConnectionClosed();
+            _log($"intercepted connection never arrived {flow.Client} -> {flow.Destination}");
+        }
+    }
+
+    private void Forget(FlowEndPoints flow, bool closeProbe)
+    {
+        _signer.ForgetClaim(flow);
+        _awaitingAccept.TryRemove(flow, out _);
+        if (_adopted.TryRemove(flow, out var probe) && closeProbe)
+        {
+            CloseAbortively(probe);
+        }
+    }
+
+    private async Task OnAcceptedAsync(Socket client, ListenerKey key)
+    {
+        await Task.Yield();
+        var run = RelayAcceptedAsync(client);
+        _connections[run] = 0;
+        try
+        {
+            await run.ConfigureAwait(false);
+        }
+        finally
+        {
+            _connections.TryRemove(run, out _);
+        }
+    }
+
+    private async Task RelayAcceptedAsync(Socket client)
+    {
+        uint token = 0;
+        bool registered = false;
+        if (MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active)
+        {
+            // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
+            token = info.Token;
+            lock (_parkedJoins)
+            {
+                registered = _negotiator.Tokens.Register(token);
+            }
+
+            _log($"accepted {client.RemoteEndPoint} -> {client.LocalEndPoint} token={token:x8}");
+        }
+
+        var flow = new FlowEndPoints((IPEndPoint)client.RemoteEndPoint!, (IPEndPoint)client.LocalEndPoint!);
+        _signer.ForgetClaim(flow);
+        if (_answeredProbes.TryRemove(flow, out _))
+        {
+            // Another proxy's probe that this proxy answered: nothing to relay; the prober resets it.
+            await DrainAsync(client).ConfigureAwait(false);
+            return;
+        }
+
+        // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
+        bool counted = _awaitingAccept.TryRemove(flow, out _);
+        if (registered)
+        {
+            AdoptParkedJoins(token);
+        }
+
+        try
+        {
+            var result = _adopted.TryRemove(flow, out var probe)
+                ? await _relay.RelayAsync(client, probe).ConfigureAwait(false)
+                : await _relay.HandleAsync(client).ConfigureAwait(false);
+            Counters.AddRelayed();
+            _log($"relay {result.Client} -> {result.OriginalDestination}: {result.Reason} up={result.BytesClientToUpstream} down={result.BytesUpstreamToClient} " +
+                 $"subflows={result.ClientMaxSubflows} client={result.ClientMptcp.Status} upstream={result.UpstreamMptcp.Status} connect={result.ConnectStatus} in {result.Duration.TotalMilliseconds:F0} ms");
+        }
+        finally
+        {
+            if (registered)
+            {
+                _negotiator.Tokens.Unregister(token);
+            }
+
+            if (counted)
+            {
+                _negotiator.OnConnectionClosed();
+            }
+        }
+    }
+
+    private async Task DrainAsync(Socket socket)
+    {
+        var buffer = new byte[256];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), _time);
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token).ConfigureAwait(false) > 0)
+            {
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            CloseAbortively(socket);
+        }
+    }
+
+    private void TryVerdict(uint packetId, uint? mark)
+    {
+        try
+        {
+            _queue?.SetVerdict(packetId, NfqueueVerdict.Accept, mark);
+        }
+        catch (Exception e) when (e is NfqueueException or ObjectDisposedException)
+        {
+            // Nothing more to do: with fail-open, bypass and the kernel's queue timeout the packet is not stranded.
+        }
+    }
+
+    private static void CloseAbortively(Socket socket)
+    {
+        try
+        {
+            // RST, not FIN: the probe's server must not take it for a finished request.
+            socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+        }
+
+        socket.Dispose();
+    }
+
+    /// <summary>Stops the hook (held SYNs are accepted by the queue's dispose), closes the relay and removes the rules.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _receiveLoop.ConfigureAwait(false);
+        _queue?.Dispose();
+        _negotiator.Dispose();
+        foreach (var probe in _probes.Values)
+        {
+            CloseAbortively(probe);
+        }
+
+        foreach (var probe in _adopted.Values)
+        {
+            CloseAbortively(probe);
+        }
+
+        _listeners.Dispose();
+        await _relay.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(_connections.Keys).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+
+        await _connector.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await _ruleset.RemoveAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        finally
+        {
+            _stopping.Dispose();
+        }
+    }
+
+    private sealed record HeldSyn(uint PacketId, uint Mark, FlowEndPoints Flow, long HeldAt, byte[]? Syn);
+}
+
+/// <summary>Sockets with SO_MARK set, so their SYNs and SYN/ACKs match the egress hook.</summary>
+internal sealed class MarkingSocketFactory(uint mark) : SocketFactory
+{
+    public override Socket Create(AddressFamily family, TransportProtocol protocol)
+    {
+        var socket = base.Create(family, protocol);
+        try
+        {
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(mark));
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+}
