@@ -15,4 +15,7 @@ public sealed class BenchEnvironment(TwoPathTopology topology, IReadOnlyList<str
 
     /// <summary>How to start <c>proxysel</c>; <c>bench relay ...</c> is appended.</summary>
     public IReadOnlyList<string> RelayCommand { get; } = relayCommand;
+
+    /// <summary>The engine (<c>proxysel run</c>) when an engine subject is measured; shared by those subjects.</summary>
+    public LabProcess? Engine { get; set; }
 }

@@ -36,6 +36,9 @@ public sealed class BenchOptions
     /// no idle-memory figure for it).</summary>
     public IReadOnlyList<string> RelayCommand { get; set; } = [];
 
+    /// <summary>How to start <c>proxysel</c> for the engine subjects (<c>proxysel run</c>); empty: none.</summary>
+    public IReadOnlyList<string> EngineCommand { get; set; } = [];
+
     /// <summary>Only these subjects (by name); empty: all.</summary>
     public IReadOnlyList<string> Only { get; set; } = [];
 

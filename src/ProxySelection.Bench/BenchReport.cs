@@ -24,6 +24,11 @@ public static class BenchReport
         "holding_mptcp_vs_direct_throughput_1g",
         "conn_rate_mptcp_vs_haproxy_mptcp",
         "aggregation_two_paths_vs_one",
+        "engine_holding_vs_haproxy_mptcp_throughput",
+        "engine_holding_vs_direct_throughput_1g",
+        "engine_holding_vs_haproxy_mptcp_cpu_per_gb",
+        "conn_rate_engine_holding_vs_haproxy_mptcp",
+        "conn_rate_passthrough_vs_direct",
     ];
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -41,7 +46,7 @@ public static class BenchReport
         {
             ["holding_vs_haproxy_throughput"] = Ratio(Tput("relay-tcp"), Tput("haproxy")),
             ["holding_vs_direct_throughput"] = Ratio(Tput("relay-tcp"), Tput("direct")),
-            ["passthrough_vs_direct_throughput"] = Ratio(Tput("passthrough"), Tput("direct")),
+            ["passthrough_vs_direct_throughput"] = Ratio(Tput("proxy-passthrough"), Tput("direct")),
             ["holding_vs_haproxy_cpu_per_gb"] = Ratio(Cpu("relay-tcp"), Cpu("haproxy")),
             ["conn_rate_vs_haproxy"] = Ratio(Conn("relay-tcp"), Conn("haproxy")),
             ["holding_vs_socat_throughput"] = Ratio(Tput("relay-tcp"), Tput("socat")),
@@ -52,6 +57,11 @@ public static class BenchReport
             ["holding_mptcp_vs_direct_throughput_1g"] = Ratio(Tput("relay-mptcp", limited: true), Tput("direct", limited: true)),
             ["conn_rate_mptcp_vs_haproxy_mptcp"] = Ratio(Conn("relay-mptcp"), Conn("haproxy-mptcp")),
             ["aggregation_two_paths_vs_one"] = results.AggregationTwoPathsVsOne,
+            ["engine_holding_vs_haproxy_mptcp_throughput"] = Ratio(Tput("proxy-holding"), Tput("haproxy-mptcp")),
+            ["engine_holding_vs_direct_throughput_1g"] = Ratio(Tput("proxy-holding", limited: true), Tput("direct", limited: true)),
+            ["engine_holding_vs_haproxy_mptcp_cpu_per_gb"] = Ratio(Cpu("proxy-holding"), Cpu("haproxy-mptcp")),
+            ["conn_rate_engine_holding_vs_haproxy_mptcp"] = Ratio(Conn("proxy-holding"), Conn("haproxy-mptcp")),
+            ["conn_rate_passthrough_vs_direct"] = Ratio(Conn("proxy-passthrough"), Conn("direct")),
         };
         var json = new JsonObject();
         foreach (var key in RatioKeys)
@@ -137,6 +147,10 @@ public static class BenchReport
             ["one_path_bps"] = Round(results.AggregationOnePathBps, 0),
             ["load"] = results.AggregationLoad,
         };
+        if (evidence && results.EngineOutputTail is not null)
+        {
+            json["engine_output_tail"] = results.EngineOutputTail;
+        }
         json["notes"] = new JsonArray([.. results.Notes.Select(n => (JsonNode?)JsonValue.Create(n))]);
         return json;
     }

@@ -90,5 +90,8 @@ public sealed class BenchResults(BenchOptions options, MachineDescription machin
 
     public List<string> Notes { get; } = [];
 
+    /// <summary>The last lines of <c>proxysel run</c>'s output (decisions, counters) when the engine ran.</summary>
+    public string? EngineOutputTail { get; set; }
+
     public SubjectResult? Find(string name) => Subjects.FirstOrDefault(s => s.Subject.Name == name);
 }

@@ -37,10 +37,15 @@ public abstract class BenchSubject
 
     public override string ToString() => Name;
 
-    /// <summary>The subjects a run compares, in table order (the engine's come first when present).</summary>
-    public static IReadOnlyList<BenchSubject> Standard(bool includeDirectMptcp = true)
+    /// <summary>The subjects a run compares, in table order; the engine's (<c>proxysel run</c>) when asked.</summary>
+    public static IReadOnlyList<BenchSubject> Standard(bool includeEngine = false, bool includeDirectMptcp = true)
     {
         List<BenchSubject> subjects = [new DirectSubject(mptcp: false)];
+        if (includeEngine)
+        {
+            subjects.Add(new EngineSubject(holding: false));
+            subjects.Add(new EngineSubject(holding: true));
+        }
         if (includeDirectMptcp)
         {
             subjects.Add(new DirectSubject(mptcp: true));
@@ -59,7 +64,8 @@ public abstract class BenchSubject
 }
 
 /// <summary>A started subject: where the client connects, and the relay process when there is one.</summary>
-public sealed class SubjectInstance(IPEndPoint target, LabProcess? process, Func<ValueTask>? cleanup = null, Func<double>? inProcessCpuSeconds = null)
+public sealed class SubjectInstance(IPEndPoint target, LabProcess? process, Func<ValueTask>? cleanup = null, Func<double>? inProcessCpuSeconds = null,
+    int? sharedGroup = null)
     : IAsyncDisposable
 {
     public IPEndPoint Target { get; } = target;
@@ -70,7 +76,10 @@ public sealed class SubjectInstance(IPEndPoint target, LabProcess? process, Func
     /// <summary>The relay's CPU seconds so far (its process group, or this whole process for the in-process relay);
     /// null when nothing relays in user space.</summary>
     public double? CpuSeconds() =>
-        Process is not null ? ProcessStats.CpuSeconds(Process.Pid) : inProcessCpuSeconds?.Invoke();
+        MeasuredGroup is int group ? ProcessStats.CpuSeconds(group) : inProcessCpuSeconds?.Invoke();
+
+    /// <summary>The process group whose CPU and RSS are this subject's: its own process, or a shared one (the engine).</summary>
+    public int? MeasuredGroup => Process?.Pid ?? sharedGroup;
 
     public async ValueTask DisposeAsync()
     {
@@ -182,6 +191,61 @@ internal sealed class NamespaceSocketFactory(NetNamespace ns) : SocketFactory
     // Blocking on purpose: setns is per thread, so creation runs synchronously on the Lab's namespace thread.
     public override Socket Create(AddressFamily family, TransportProtocol protocol) =>
         ns.RunInNamespaceAsync(() => base.Create(family, protocol)).WaitAsync(TimeSpan.FromSeconds(20)).GetAwaiter().GetResult();
+}
+
+/// <summary>
+/// Our proxy, the real engine (<c>proxysel run</c> in the proxy namespace: NFQUEUE for SYNs, TPROXY, MP_PROXY probe,
+/// relay). One engine process serves both engine subjects; it intercepts only the server's "engine" ports, so the other
+/// subjects never cross it. The client dials the server itself. <c>proxy-passthrough</c>: a plain TCP client, the engine
+/// sees the SYN and passes it (only SYNs reach user space). <c>proxy-holding</c>: an MPTCP client toward the TCP-only
+/// server, the engine intercepts and relays (MPTCP client leg → TCP server leg).
+/// </summary>
+public sealed class EngineSubject(bool holding) : BenchSubject
+{
+    /// <summary>Printed by <c>proxysel run</c> once its rules and queue are in place.</summary>
+    public const string ReadyLine = "proxysel: running";
+
+    public override string Name => holding ? "proxy-holding" : "proxy-passthrough";
+
+    public override string Description => holding
+        ? "our proxy (proxysel run) holding: MPTCP client intercepted via NFQUEUE/TPROXY, relayed to the TCP server"
+        : "our proxy (proxysel run) in pass-through: TCP client, the SYN is seen and passed";
+
+    public override bool ClientMptcp => holding;
+
+    // Pass-through holds nothing; the engine's RSS would only show its caches.
+    public override bool MeasuresIdleMemory => holding;
+
+    public override Task<SubjectInstance> StartAsync(BenchEnvironment environment, int listenPort, IPEndPoint upstream)
+    {
+        ArgumentNullException.ThrowIfNull(environment);
+        var engine = environment.Engine ?? throw new LabException("the engine (proxysel run) is not running");
+        return Task.FromResult(new SubjectInstance(upstream, null, sharedGroup: engine.Pid));
+    }
+
+    /// <summary>Starts <c>proxysel run --ports ...</c> in the proxy namespace; returns once it is running.</summary>
+    public static async Task<LabProcess> StartEngineAsync(NetNamespace proxy, IReadOnlyList<string> command, IEnumerable<int> ports)
+    {
+        ArgumentNullException.ThrowIfNull(proxy);
+        ArgumentNullException.ThrowIfNull(command);
+        List<string> args =
+        [
+            .. command.Skip(1), "run", "--ports", string.Join(',', ports.Select(p => p.ToString(CultureInfo.InvariantCulture))),
+            "--chain-prefix", "PSBENCH",
+        ];
+        var process = proxy.StartProcess(command[0], args);
+        try
+        {
+            await process.WaitForOutputAsync(ReadyLine, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is LabException or TimeoutException)
+        {
+            var output = process.Output;
+            await process.DisposeAsync().ConfigureAwait(false);
+            throw new LabException($"proxysel run did not start: {output}", e);
+        }
+        return process;
+    }
 }
 
 /// <summary>Debian's HAProxy, <c>mode tcp</c>, config in a temporary directory; optionally under <c>mptcpize run</c>

@@ -19,6 +19,11 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
     private const int HttpPort = 8080;
     private const int HttpMptcpPort = 8081;
     private const int IdlePort = 9000;
+
+    // The engine intercepts only these, so no other subject's traffic crosses its queue.
+    private const int EngineIperfPort = 5203;
+    private const int EngineHttpPort = 8082;
+    private const int EngineIdlePort = 9001;
     private const string SmallFile = "/small";
 
     private static readonly string[] CounterPrefixes = ["MPTcpExt", "TcpExt"];
@@ -59,9 +64,30 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             results.Notes.Add($"proxy namespace sysctl {key}={value}");
         }
 
-        await ThroughputPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
-        await ConnectionPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
-        await IdlePhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+        if (results.Subjects.Any(r => r.Subject is EngineSubject))
+        {
+            if (options.EngineCommand.Count == 0)
+            {
+                throw new ArgumentException("engine subjects need BenchOptions.EngineCommand");
+            }
+            env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand, [EngineIperfPort, EngineHttpPort, EngineIdlePort])
+                .ConfigureAwait(false);
+        }
+        try
+        {
+            await ThroughputPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            await ConnectionPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            await IdlePhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (env.Engine is not null)
+            {
+                await env.Engine.StopAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+                results.EngineOutputTail = Tail(env.Engine.Output, 40);
+                await env.Engine.DisposeAsync().ConfigureAwait(false);
+            }
+        }
         return results;
     }
 
@@ -69,13 +95,15 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     private async Task ThroughputPhaseAsync(BenchEnvironment env, BenchResults results, CancellationToken cancellationToken)
     {
-        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort)).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort, EngineIperfPort)).ConfigureAwait(false);
         try
         {
             // Servers after the subjects: a readiness probe through HAProxy or socat would otherwise reach iperf3 as a test.
             await using var iperf = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{IperfPort}"]);
             await using var iperfMptcp = env.Topology.Server.StartProcess("mptcpize", ["run", "iperf3", "-s", "--forceflush", "-p", $"{IperfMptcpPort}"]);
+            await using var iperfEngine = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{EngineIperfPort}"]);
             await iperf.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            await iperfEngine.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             await iperfMptcp.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
 
             for (int round = 0; round < options.Rounds; round++)
@@ -249,7 +277,9 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         await using var nginxMptcp = await NginxServer.StartAsync(env.Topology.Server, HttpMptcpPort, serverAddress, mptcp: true).ConfigureAwait(false);
         await File.WriteAllTextAsync(nginx.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
         await File.WriteAllTextAsync(nginxMptcp.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
-        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort)).ConfigureAwait(false);
+        await using var nginxEngine = await NginxServer.StartAsync(env.Topology.Server, EngineHttpPort, serverAddress).ConfigureAwait(false);
+        await File.WriteAllTextAsync(nginxEngine.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort, EngineHttpPort)).ConfigureAwait(false);
         try
         {
             for (int round = 0; round < options.Rounds; round++)
@@ -299,6 +329,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             return;
         }
         await using var holder = await IdleConnections.StartAsync(env.Topology.Server, new IPEndPoint(env.ServerAddress, IdlePort)).ConfigureAwait(false);
+        await using var engineHolder = await IdleConnections.StartAsync(env.Topology.Server, new IPEndPoint(env.ServerAddress, EngineIdlePort)).ConfigureAwait(false);
         int count = Math.Min(options.IdleConnections, IdleConnectionLimit());
         if (count < options.IdleConnections)
         {
@@ -311,7 +342,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             SubjectInstance instance;
             try
             {
-                instance = await result.Subject.StartAsync(env, port++, new IPEndPoint(env.ServerAddress, IdlePort)).ConfigureAwait(false);
+                instance = await result.Subject.StartAsync(env, port++, Upstream(env, result.Subject, IdlePort, IdlePort, EngineIdlePort)).ConfigureAwait(false);
             }
             catch (LabException e)
             {
@@ -321,8 +352,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             await using (instance.ConfigureAwait(false))
             {
                 double load = LoadOne();
-                var (perConnection, held, error) = await holder.MeasureAsync(env.Topology.Client, instance.Target, result.Subject.ClientMptcp,
-                    instance.Process!.Pid, count).ConfigureAwait(false);
+                var (perConnection, held, error) = await (result.Subject is EngineSubject ? engineHolder : holder).MeasureAsync(env.Topology.Client,
+                    instance.Target, result.Subject.ClientMptcp, instance.MeasuredGroup!.Value, count).ConfigureAwait(false);
                 result.IdleConnectionsHeld = held;
                 if (perConnection is double bytes)
                 {
@@ -340,8 +371,16 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     // ---- helpers --------------------------------------------------------------------------------------------
 
-    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort) =>
-        new(env.ServerAddress, subject is DirectSubject { ServerMptcp: true } ? mptcpPort : port);
+    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort, int enginePort) =>
+        new(env.ServerAddress, subject switch
+        {
+            DirectSubject { ServerMptcp: true } => mptcpPort,
+            EngineSubject => enginePort,
+            _ => port,
+        });
+
+    private static string Tail(string text, int lines) =>
+        string.Join('\n', text.Split('\n').TakeLast(lines));
 
     private async Task<List<(SubjectResult Result, SubjectInstance Instance)>> StartAllAsync(BenchEnvironment env, BenchResults results, int basePort,
         Func<BenchSubject, IPEndPoint> upstream)

@@ -43,6 +43,7 @@ public static class BenchCommand
             options.ProxySysctls = [.. (result.GetValue(sysctl) ?? []).Select(s => s.Split("=", 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
             options.Only = result.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
             options.RelayCommand = SelfCommand();
+            options.EngineCommand = SelfCommand();
             options.Log = stderr;
             var errors = options.Validate();
             if (errors.Count > 0)
@@ -57,7 +58,7 @@ public static class BenchCommand
             }
 
             var time = TimeProvider.System;
-            var results = await new Benchmark(options, time).RunAsync(BenchSubject.Standard(), cancellationToken).ConfigureAwait(false);
+            var results = await new Benchmark(options, time).RunAsync(BenchSubject.Standard(includeEngine: true), cancellationToken).ConfigureAwait(false);
             var file = result.GetValue(output)?.FullName
                 ?? Path.GetFullPath($"bench-{time.GetUtcNow().ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}.json");
             await File.WriteAllTextAsync(file, BenchReport.ToFileText(results), CancellationToken.None).ConfigureAwait(false);

@@ -27,10 +27,11 @@ public sealed class BenchQuickRunTests
         using var log = new StringWriter();
         var options = BenchOptions.QuickDefaults();
         options.RelayCommand = await RelayCommandAsync();
+        options.EngineCommand = ProxyselCommand();
         bool relayAsProcess = options.RelayCommand.Count > 0;
         await TestContext.Out.WriteLineAsync(relayAsProcess ? "relay: its own process (proxysel bench relay)" : "relay: in-process (bench verb not registered in Cli.cs yet)");
         options.Log = log;
-        var subjects = BenchSubject.Standard();
+        var subjects = BenchSubject.Standard(includeEngine: true);
 
         var results = await new Benchmark(options, TimeProvider.System).RunAsync(subjects, cancellationToken).WaitAsync(TimeSpan.FromSeconds(200), cancellationToken);
         var json = JsonNode.Parse(BenchReport.ToJsonLine(results))!.AsObject();
@@ -78,9 +79,8 @@ public sealed class BenchQuickRunTests
     /// </summary>
     private static async Task<IReadOnlyList<string>> RelayCommandAsync()
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "proxysel.dll");
-        Assert.That(File.Exists(dll), Is.True, dll);
-        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+        var command = ProxyselCommand();
+        var (dotnet, dll) = (command[0], command[1]);
         // "--help" exits 0 even for an unknown verb; bad endpoints reach the verb's own message only when it exists.
         using var probe = Process.Start(new ProcessStartInfo(dotnet, [dll, "bench", "relay", "--listen", "x", "--upstream", "y"])
         {
@@ -91,6 +91,15 @@ public sealed class BenchQuickRunTests
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         string stderr = await probe.StandardError.ReadToEndAsync(cts.Token);
         await probe.WaitForExitAsync(cts.Token);
-        return stderr.Contains("take address:port", StringComparison.Ordinal) ? [dotnet, dll] : [];
+        return stderr.Contains("take address:port", StringComparison.Ordinal) ? command : [];
+    }
+
+    /// <summary><c>dotnet proxysel.dll</c>, copied next to the tests by the Host project reference.</summary>
+    private static string[] ProxyselCommand()
+    {
+        var dll = Path.Combine(AppContext.BaseDirectory, "proxysel.dll");
+        Assert.That(File.Exists(dll), Is.True, dll);
+        var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
+        return [dotnet, dll];
     }
 }
