@@ -177,7 +177,7 @@ public static class BenchReport
         sb.AppendLine(CultureInfo.InvariantCulture, $"machine: {m.CpuModel}, {m.Cores} cores, kernel {m.Kernel}, {m.DotNet}, load at start {m.LoadAverageAtStart}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"{results.Options.Rounds} interleaved round(s), iperf3 {results.Options.Seconds} s, wrk {results.Options.ConnectionSeconds} s, {results.Options.IdleConnections} idle connections; medians; ×direct = ratio to the direct TCP path");
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"{"subject",-14} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"idle KiB",8}  load (1 min)");
+            $"{"subject",-18} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"idle KiB",8}  load (1 min)");
         foreach (var r in results.Subjects)
         {
             double? t = SubjectResult.Median(r.ThroughputBps);
@@ -186,7 +186,7 @@ public static class BenchReport
             string loadText = load is { } l ? FormattableString.Invariant($"{l.Min:F1}–{l.Max:F1}") : "-";
             string errorText = r.Errors.Count > 0 ? FormattableString.Invariant($"  ({r.Errors.Count} error(s))") : "";
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{r.Subject.Name,-14} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
+                $"{r.Subject.Name,-18} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
         }
         sb.AppendLine("ratios (same run):");
         var json = ToJson(results);

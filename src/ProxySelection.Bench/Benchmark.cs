@@ -180,14 +180,14 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                     result.CpuSecondsPerGb.Add(new Sample(seconds / (r.Bytes / 1e9), load));
                 }
             }
-            Log($"{result.Subject.Name,-14} {(limited ? "1G " : "")}throughput {r.BitsPerSecond / 1e9:F2} Gbit/s" +
+            Log($"{result.Subject.Name,-18} {(limited ? "1G " : "")}throughput {r.BitsPerSecond / 1e9:F2} Gbit/s" +
                 (cpu is not null && !limited ? $", relay CPU {cpu:F2} s for {r.Bytes / 1e9:F2} GB" : "") +
                 $", {r.StalledIntervals} of {r.IntervalBitsPerSecond.Count} 0.1 s intervals under a tenth of that (load {load:F2})");
         }
         catch (LabException e)
         {
             result.Errors.Add($"iperf3{(limited ? " at 1 Gbit/s" : "")}: {e.Message}");
-            Log($"{result.Subject.Name,-14} iperf3 failed: {e.Message}");
+            Log($"{result.Subject.Name,-18} iperf3 failed: {e.Message}");
         }
         if (snapshot is not null)
         {
@@ -256,7 +256,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             result.DiagnoseThroughputBps = r.BitsPerSecond;
             await strace.StopAsync(TimeSpan.FromSeconds(5), signal: 2 /* SIGINT: strace prints its summary */).ConfigureAwait(false);
             result.SyscallSummary = File.Exists(outFile) ? await File.ReadAllTextAsync(outFile).ConfigureAwait(false) : strace.Output;
-            Log($"{result.Subject.Name,-14} under strace: {r.BitsPerSecond / 1e9:F2} Gbit/s, {r.Bytes} bytes\n{result.SyscallSummary}");
+            Log($"{result.Subject.Name,-18} under strace: {r.BitsPerSecond / 1e9:F2} Gbit/s, {r.Bytes} bytes\n{result.SyscallSummary}");
         }
         catch (LabException e)
         {
@@ -301,12 +301,12 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                             result.LatencyP99Ms.Add(new Sample(p99, load));
                         }
                         result.ConnectionErrors += w.SocketErrors + w.Non2xx;
-                        Log($"{result.Subject.Name,-14} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx} (load {load:F2})");
+                        Log($"{result.Subject.Name,-18} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx} (load {load:F2})");
                     }
                     catch (LabException e)
                     {
                         result.Errors.Add($"wrk: {e.Message}");
-                        Log($"{result.Subject.Name,-14} wrk failed: {e.Message}");
+                        Log($"{result.Subject.Name,-18} wrk failed: {e.Message}");
                     }
                     // Let TIME_WAIT and the accept backlog settle before the next subject.
                     await Task.Delay(300, cancellationToken).ConfigureAwait(false);
@@ -358,12 +358,12 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                 if (perConnection is double bytes)
                 {
                     result.IdleBytesPerConnection = new Sample(bytes, load);
-                    Log($"{result.Subject.Name,-14} idle: {bytes / 1024:F1} KiB RSS per connection over {held} connections (load {load:F2})");
+                    Log($"{result.Subject.Name,-18} idle: {bytes / 1024:F1} KiB RSS per connection over {held} connections (load {load:F2})");
                 }
                 else
                 {
                     result.Errors.Add($"idle memory: {error}");
-                    Log($"{result.Subject.Name,-14} idle memory failed: {error}");
+                    Log($"{result.Subject.Name,-18} idle memory failed: {error}");
                 }
             }
         }
@@ -396,7 +396,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             catch (LabException e)
             {
                 result.Errors.Add($"start: {e.Message}");
-                Log($"{result.Subject.Name,-14} did not start: {e.Message}");
+                Log($"{result.Subject.Name,-18} did not start: {e.Message}");
             }
         }
         return started;

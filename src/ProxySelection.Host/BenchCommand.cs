@@ -13,7 +13,7 @@ namespace ProxySelection.Host;
 /// <c>--json</c> one JSON object as the last line. The hidden <c>bench relay</c> runs our relay as its own process so
 /// the bench measures it like HAProxy and socat.
 /// </summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     public static Command Create()
     {
