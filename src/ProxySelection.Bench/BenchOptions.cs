@@ -31,6 +31,9 @@ public sealed class BenchOptions
     /// <summary>Sysctls set in the proxy namespace before measuring, e.g. <c>("net.ipv4.tcp_rmem", "4096 131072 33554432")</c>.</summary>
     public IReadOnlyList<(string Key, string Value)> ProxySysctls { get; set; } = [];
 
+    /// <summary>Sysctls set in the client namespace (the MPTCP sender in the throughput runs) before measuring.</summary>
+    public IReadOnlyList<(string Key, string Value)> ClientSysctls { get; set; } = [];
+
     /// <summary>How to start <c>proxysel</c> (e.g. <c>["/usr/bin/proxysel"]</c> or <c>["dotnet", ".../proxysel.dll"]</c>);
     /// the bench appends <c>bench relay ...</c>. Empty: our relay runs inside the bench process (CPU from this process,
     /// no idle-memory figure for it).</summary>

@@ -63,6 +63,11 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             await topology.Proxy.SysctlAsync((key, value)).ConfigureAwait(false);
             results.Notes.Add($"proxy namespace sysctl {key}={value}");
         }
+        foreach (var (key, value) in options.ClientSysctls)
+        {
+            await topology.Client.SysctlAsync((key, value)).ConfigureAwait(false);
+            results.Notes.Add($"client namespace sysctl {key}={value}");
+        }
 
         if (results.Subjects.Any(r => r.Subject is EngineSubject))
         {

@@ -24,11 +24,12 @@ internal static class BenchCommand
         var output = new Option<FileInfo?>("--out") { Description = "Results file (JSON with the machine description and the table); default bench-<UTC time>.json" };
         var singlePath = new Option<bool>("--single-path") { Description = "Remove the client's MPTCP subflow endpoints: one subflow per MPTCP connection" };
         var sysctl = new Option<string[]>("--proxy-sysctl") { Description = "key=value set in the proxy namespace first (repeatable), e.g. net.ipv4.tcp_rmem=\"4096 131072 33554432\"" };
+        var clientSysctl = new Option<string[]>("--client-sysctl") { Description = "key=value set in the client namespace first (repeatable)" };
         var diagnose = new Option<bool>("--diagnose") { Description = "Extra pass: strace -c of every relay during an unlimited run (its rate is not a figure)" };
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -40,7 +41,8 @@ internal static class BenchCommand
             options.Seconds = result.GetValue(seconds) ?? options.Seconds;
             options.Diagnose = result.GetValue(diagnose);
             options.SinglePath = result.GetValue(singlePath);
-            options.ProxySysctls = [.. (result.GetValue(sysctl) ?? []).Select(s => s.Split("=", 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
+            options.ProxySysctls = ParseSysctls(result.GetValue(sysctl));
+            options.ClientSysctls = ParseSysctls(result.GetValue(clientSysctl));
             options.Only = result.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
             options.RelayCommand = SelfCommand();
             options.EngineCommand = SelfCommand();
@@ -72,6 +74,9 @@ internal static class BenchCommand
         });
         return command;
     }
+
+    private static (string, string)[] ParseSysctls(string[]? values) =>
+        [.. (values ?? []).Select(s => s.Split('=', 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
 
     /// <summary><c>proxysel bench relay --listen A:P --upstream A:P --client-protocol tcp|mptcp</c> (hidden).</summary>
     private static Command CreateRelay()
