@@ -121,31 +121,49 @@ internal sealed class IdleConnections : IAsyncDisposable
         }
     }
 
+    /// <summary>Connects <paramref name="count"/> sockets; one that fails (a SYN lost to a full backlog under load) is
+    /// replaced by a fresh one once, so the figure is not lost to a few slow handshakes.</summary>
     private static async Task<List<Socket>> ConnectAsync(NetNamespace client, IPEndPoint target, bool mptcp, int count)
     {
-        var sockets = await client.RunInNamespaceAsync(() =>
+        var connected = new List<Socket>(count);
+        for (int attempt = 0; attempt < 2 && connected.Count < count; attempt++)
         {
-            var list = new List<Socket>(count);
-            for (int i = 0; i < count; i++)
+            int wanted = count - connected.Count;
+            var sockets = await client.RunInNamespaceAsync(() =>
             {
-                list.Add(mptcp ? SocketFactory.CreateMptcp(target.AddressFamily) : new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
-            }
-            return list;
-        }).ConfigureAwait(false);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        var connects = sockets.Select(async s =>
-        {
-            try
+                var list = new List<Socket>(wanted);
+                for (int i = 0; i < wanted; i++)
+                {
+                    list.Add(mptcp ? SocketFactory.CreateMptcp(target.AddressFamily) : new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
+                }
+                return list;
+            }).ConfigureAwait(false);
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            var results = await Task.WhenAll(sockets.Select(async s =>
             {
-                await s.ConnectAsync(target, cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is SocketException or OperationCanceledException)
+                try
+                {
+                    await s.ConnectAsync(target, cts.Token).ConfigureAwait(false);
+                    return true;
+                }
+                catch (Exception e) when (e is SocketException or OperationCanceledException)
+                {
+                    return false;
+                }
+            })).ConfigureAwait(false);
+            for (int i = 0; i < sockets.Count; i++)
             {
-                // Counted by the server side: a connection that never arrives makes the figure null.
+                if (results[i])
+                {
+                    connected.Add(sockets[i]);
+                }
+                else
+                {
+                    sockets[i].Dispose();
+                }
             }
-        });
-        await Task.WhenAll(connects).ConfigureAwait(false);
-        return sockets;
+        }
+        return connected;
     }
 
     private async Task<bool> WaitAcceptedAsync(int count, TimeSpan timeout)
