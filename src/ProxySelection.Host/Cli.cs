@@ -14,6 +14,7 @@ internal static class Cli
         root.Subcommands.Add(CleanupCommand.Build(stderr));
         root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(Lab.LabCommand.Build(stderr));
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 

@@ -1,0 +1,223 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace ProxySelection.Bench;
+
+/// <summary>The table with ratios, and the JSON object (ratios beside the raw figures) for scripts and the results file.</summary>
+public static class BenchReport
+{
+    /// <summary>Ratio keys always present in the JSON (null when a side was not measured).</summary>
+    public static readonly IReadOnlyList<string> RatioKeys =
+    [
+        "holding_vs_haproxy_throughput",
+        "holding_vs_direct_throughput",
+        "passthrough_vs_direct_throughput",
+        "holding_vs_haproxy_cpu_per_gb",
+        "conn_rate_vs_haproxy",
+        "holding_vs_socat_throughput",
+        "holding_vs_socat_cpu_per_gb",
+        "holding_mptcp_vs_haproxy_mptcp_throughput",
+        "holding_mptcp_vs_socat_mptcp_throughput",
+        "holding_mptcp_vs_direct_throughput",
+        "holding_mptcp_vs_direct_throughput_1g",
+        "conn_rate_mptcp_vs_haproxy_mptcp",
+        "aggregation_two_paths_vs_one",
+        "engine_holding_vs_haproxy_mptcp_throughput",
+        "engine_holding_vs_direct_throughput_1g",
+        "engine_holding_vs_haproxy_mptcp_cpu_per_gb",
+        "conn_rate_engine_holding_vs_haproxy_mptcp",
+        "conn_rate_passthrough_vs_direct",
+    ];
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
+    /// <param name="results">The run.</param>
+    /// <param name="evidence">Include the long texts (ss -tinM, strace -c); the results file has them, the JSON line not.</param>
+    public static JsonObject ToJson(BenchResults results, bool evidence = false)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        double? Tput(string name, bool limited = false) => results.Find(name) is { } r ? SubjectResult.Median(limited ? r.ThroughputBps1G : r.ThroughputBps) : null;
+        double? Cpu(string name) => results.Find(name) is { } r ? SubjectResult.Median(r.CpuSecondsPerGb) : null;
+        double? Conn(string name) => results.Find(name) is { } r ? SubjectResult.Median(r.ConnectionsPerSecond) : null;
+        // "holding" is our relay TCP → TCP; "passthrough" needs the engine (null until it is a subject).
+        var ratios = new Dictionary<string, double?>
+        {
+            ["holding_vs_haproxy_throughput"] = Ratio(Tput("relay-tcp"), Tput("haproxy")),
+            ["holding_vs_direct_throughput"] = Ratio(Tput("relay-tcp"), Tput("direct")),
+            ["passthrough_vs_direct_throughput"] = Ratio(Tput("proxy-passthrough"), Tput("direct")),
+            ["holding_vs_haproxy_cpu_per_gb"] = Ratio(Cpu("relay-tcp"), Cpu("haproxy")),
+            ["conn_rate_vs_haproxy"] = Ratio(Conn("relay-tcp"), Conn("haproxy")),
+            ["holding_vs_socat_throughput"] = Ratio(Tput("relay-tcp"), Tput("socat")),
+            ["holding_vs_socat_cpu_per_gb"] = Ratio(Cpu("relay-tcp"), Cpu("socat")),
+            ["holding_mptcp_vs_haproxy_mptcp_throughput"] = Ratio(Tput("relay-mptcp"), Tput("haproxy-mptcp")),
+            ["holding_mptcp_vs_socat_mptcp_throughput"] = Ratio(Tput("relay-mptcp"), Tput("socat-mptcp")),
+            ["holding_mptcp_vs_direct_throughput"] = Ratio(Tput("relay-mptcp"), Tput("direct")),
+            ["holding_mptcp_vs_direct_throughput_1g"] = Ratio(Tput("relay-mptcp", limited: true), Tput("direct", limited: true)),
+            ["conn_rate_mptcp_vs_haproxy_mptcp"] = Ratio(Conn("relay-mptcp"), Conn("haproxy-mptcp")),
+            ["aggregation_two_paths_vs_one"] = results.AggregationTwoPathsVsOne,
+            ["engine_holding_vs_haproxy_mptcp_throughput"] = Ratio(Tput("proxy-holding"), Tput("haproxy-mptcp")),
+            ["engine_holding_vs_direct_throughput_1g"] = Ratio(Tput("proxy-holding", limited: true), Tput("direct", limited: true)),
+            ["engine_holding_vs_haproxy_mptcp_cpu_per_gb"] = Ratio(Cpu("proxy-holding"), Cpu("haproxy-mptcp")),
+            ["conn_rate_engine_holding_vs_haproxy_mptcp"] = Ratio(Conn("proxy-holding"), Conn("haproxy-mptcp")),
+            ["conn_rate_passthrough_vs_direct"] = Ratio(Conn("proxy-passthrough"), Conn("direct")),
+        };
+        var json = new JsonObject();
+        foreach (var key in RatioKeys)
+        {
+            json[key] = Round(ratios[key], 3);
+        }
+        json["machine"] = new JsonObject
+        {
+            ["cpu_model"] = results.Machine.CpuModel,
+            ["cores"] = results.Machine.Cores,
+            ["kernel"] = results.Machine.Kernel,
+            ["dotnet"] = results.Machine.DotNet,
+            ["load_average_at_start"] = results.Machine.LoadAverageAtStart,
+            ["haproxy"] = results.Machine.HaproxyVersion,
+            ["socat"] = results.Machine.SocatVersion,
+        };
+        json["settings"] = new JsonObject
+        {
+            ["started_utc"] = results.Started.ToString("O", CultureInfo.InvariantCulture),
+            ["rounds"] = results.Options.Rounds,
+            ["iperf3_seconds"] = results.Options.Seconds,
+            ["wrk_seconds"] = results.Options.ConnectionSeconds,
+            ["idle_connections"] = results.Options.IdleConnections,
+            ["rate_limited_1g"] = results.Options.RateLimited,
+        };
+        var subjects = new JsonObject();
+        foreach (var r in results.Subjects)
+        {
+            var s = new JsonObject
+            {
+                ["description"] = r.Subject.Description,
+                ["client_mptcp"] = r.Subject.ClientMptcp,
+                ["throughput_bps"] = Round(SubjectResult.Median(r.ThroughputBps), 0),
+                ["throughput_bps_rounds"] = Samples(r.ThroughputBps),
+                ["stalled_intervals_rounds"] = new JsonArray([.. r.StalledIntervals.Select(v => (JsonNode?)JsonValue.Create(v))]),
+                ["throughput_1g_bps"] = Round(SubjectResult.Median(r.ThroughputBps1G), 0),
+                ["throughput_1g_bps_rounds"] = Samples(r.ThroughputBps1G),
+                ["cpu_seconds_per_gb"] = Round(SubjectResult.Median(r.CpuSecondsPerGb), 3),
+                ["cpu_seconds_per_gb_rounds"] = Samples(r.CpuSecondsPerGb),
+                ["connections_per_second"] = Round(SubjectResult.Median(r.ConnectionsPerSecond), 0),
+                ["connections_per_second_rounds"] = Samples(r.ConnectionsPerSecond),
+                ["latency_p50_ms"] = Round(SubjectResult.Median(r.LatencyP50Ms), 3),
+                ["latency_p99_ms"] = Round(SubjectResult.Median(r.LatencyP99Ms), 3),
+                ["connection_errors"] = r.ConnectionErrors,
+                ["idle_bytes_per_connection"] = Round(r.IdleBytesPerConnection?.Value, 0),
+                ["idle_connections_held"] = r.IdleConnectionsHeld,
+                ["idle_load"] = r.IdleBytesPerConnection?.Load,
+                ["errors"] = new JsonArray([.. r.Errors.Select(e => (JsonNode?)JsonValue.Create(e))]),
+            };
+            if (r.ProxyCounters is not null)
+            {
+                var counters = new JsonObject();
+                foreach (var (k, v) in r.ProxyCounters.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                {
+                    counters[k] = v;
+                }
+                s["proxy_counter_deltas"] = counters;
+            }
+            if (r.ClientCounters is not null)
+            {
+                var counters = new JsonObject();
+                foreach (var (k, v) in r.ClientCounters.Where(kv => kv.Key.StartsWith("MPTcpExt", StringComparison.Ordinal)).OrderBy(kv => kv.Key, StringComparer.Ordinal))
+                {
+                    counters[k] = v;
+                }
+                s["client_mptcp_counter_deltas"] = counters;
+            }
+            if (evidence && r.SocketSnapshot is not null)
+            {
+                s["proxy_ss_tinM"] = r.SocketSnapshot;
+            }
+            if (evidence && r.SyscallSummary is not null)
+            {
+                s["strace_c"] = r.SyscallSummary;
+                s["strace_run_bps"] = Round(r.DiagnoseThroughputBps, 0);
+            }
+            subjects[r.Subject.Name] = s;
+        }
+        json["subjects"] = subjects;
+        json["aggregation"] = new JsonObject
+        {
+            ["two_paths_bps"] = Round(results.AggregationTwoPathsBps, 0),
+            ["one_path_bps"] = Round(results.AggregationOnePathBps, 0),
+            ["load"] = results.AggregationLoad,
+        };
+        if (evidence && results.EngineOutputTail is not null)
+        {
+            json["engine_output_tail"] = results.EngineOutputTail;
+        }
+        json["notes"] = new JsonArray([.. results.Notes.Select(n => (JsonNode?)JsonValue.Create(n))]);
+        return json;
+    }
+
+    /// <summary>One line: what <c>--json</c> prints last.</summary>
+    public static string ToJsonLine(BenchResults results) => ToJson(results).ToJsonString();
+
+    /// <summary>The results file: the table (as comments are not JSON, a "table" field) and everything else.</summary>
+    public static string ToFileText(BenchResults results)
+    {
+        var json = ToJson(results, evidence: true);
+        json["table"] = ToTable(results);
+        return json.ToJsonString(Indented);
+    }
+
+    public static string ToTable(BenchResults results)
+    {
+        ArgumentNullException.ThrowIfNull(results);
+        var direct = results.Find("direct");
+        double? directTput = direct is null ? null : SubjectResult.Median(direct.ThroughputBps);
+        double? direct1G = direct is null ? null : SubjectResult.Median(direct.ThroughputBps1G);
+        var sb = new StringBuilder();
+        var m = results.Machine;
+        sb.AppendLine(CultureInfo.InvariantCulture, $"machine: {m.CpuModel}, {m.Cores} cores, kernel {m.Kernel}, {m.DotNet}, load at start {m.LoadAverageAtStart}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"{results.Options.Rounds} interleaved round(s), iperf3 {results.Options.Seconds} s, wrk {results.Options.ConnectionSeconds} s, {results.Options.IdleConnections} idle connections; medians; ×direct = ratio to the direct TCP path");
+        sb.AppendLine(CultureInfo.InvariantCulture,
+            $"{"subject",-18} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"idle KiB",8}  load (1 min)");
+        foreach (var r in results.Subjects)
+        {
+            double? t = SubjectResult.Median(r.ThroughputBps);
+            double? t1 = SubjectResult.Median(r.ThroughputBps1G);
+            var load = SubjectResult.LoadRange(r.ThroughputBps, r.ThroughputBps1G, r.ConnectionsPerSecond);
+            string loadText = load is { } l ? FormattableString.Invariant($"{l.Min:F1}–{l.Max:F1}") : "-";
+            string errorText = r.Errors.Count > 0 ? FormattableString.Invariant($"  ({r.Errors.Count} error(s))") : "";
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"{r.Subject.Name,-18} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
+        }
+        sb.AppendLine("ratios (same run):");
+        var json = ToJson(results);
+        foreach (var key in RatioKeys)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"  {key,-44} {(json[key] is JsonNode v ? v.ToJsonString() : "null (not measured)")}");
+        }
+        if (results.AggregationTwoPathsBps is double a && results.AggregationOnePathBps is double b)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"aggregation: two 50 Mbit/s paths {a / 1e6:F1} Mbit/s vs one path {b / 1e6:F1} Mbit/s (load {results.AggregationLoad})");
+        }
+        foreach (var note in results.Notes)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"note: {note}");
+        }
+        foreach (var r in results.Subjects.Where(r => r.Errors.Count > 0))
+        {
+            foreach (var e in r.Errors)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"error: {r.Subject.Name}: {e}");
+            }
+        }
+        return sb.ToString();
+    }
+
+    private static double? Ratio(double? a, double? b) => a is double x && b is double y && y > 0 ? x / y : null;
+
+    private static double? Round(double? v, int digits) => v is double x ? Math.Round(x, digits) : null;
+
+    private static string F(double? v, string format) => v is double x ? x.ToString(format, CultureInfo.InvariantCulture) : "-";
+
+    private static JsonArray Samples(List<Sample> samples) =>
+        [.. samples.Select(s => (JsonNode?)new JsonObject { ["value"] = Math.Round(s.Value, 3), ["load"] = s.Load })];
+}

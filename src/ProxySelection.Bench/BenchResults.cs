@@ -1,0 +1,97 @@
+namespace ProxySelection.Bench;
+
+/// <summary>One measured value and the 1-minute load average when it was taken (the machine is shared).</summary>
+public sealed record Sample(double Value, double Load);
+
+/// <summary>Everything measured for one subject. Lists hold one sample per round; figures are their medians.</summary>
+public sealed class SubjectResult(BenchSubject subject)
+{
+    public BenchSubject Subject { get; } = subject;
+
+    public List<Sample> ThroughputBps { get; } = [];
+
+    public List<Sample> ThroughputBps1G { get; } = [];
+
+    /// <summary>Per unlimited run: 0.1 s intervals below a tenth of the run's rate.</summary>
+    public List<int> StalledIntervals { get; } = [];
+
+    /// <summary>Relay CPU seconds (user + system, whole process group) per GB moved, from the unlimited runs.</summary>
+    public List<Sample> CpuSecondsPerGb { get; } = [];
+
+    public List<Sample> ConnectionsPerSecond { get; } = [];
+
+    public List<Sample> LatencyP50Ms { get; } = [];
+
+    public List<Sample> LatencyP99Ms { get; } = [];
+
+    public long ConnectionErrors { get; set; }
+
+    public Sample? IdleBytesPerConnection { get; set; }
+
+    public int IdleConnectionsHeld { get; set; }
+
+    /// <summary>Kernel counters that moved in the proxy namespace during the first unlimited run (MPTcpExt*, TcpExt*).</summary>
+    public IReadOnlyDictionary<string, long>? ProxyCounters { get; set; }
+
+    /// <summary>Kernel counters that moved in the client namespace (the MPTCP sender) during the same run.</summary>
+    public IReadOnlyDictionary<string, long>? ClientCounters { get; set; }
+
+    /// <summary><c>ss -tinM</c> in the proxy namespace half-way through the first unlimited run.</summary>
+    public string? SocketSnapshot { get; set; }
+
+    /// <summary><c>strace -c -f</c> of the relay during a diagnose run, and that run's rate (slowed by tracing).</summary>
+    public string? SyscallSummary { get; set; }
+
+    public double? DiagnoseThroughputBps { get; set; }
+
+    public List<string> Errors { get; } = [];
+
+    public static double? Median(IReadOnlyList<Sample> samples)
+    {
+        if (samples.Count == 0)
+        {
+            return null;
+        }
+        var sorted = samples.Select(s => s.Value).Order().ToArray();
+        int mid = sorted.Length / 2;
+        return sorted.Length % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    }
+
+    public static (double Min, double Max)? LoadRange(params IReadOnlyList<Sample>[] lists)
+    {
+        var loads = lists.SelectMany(l => l).Select(s => s.Load).ToArray();
+        return loads.Length == 0 ? null : (loads.Min(), loads.Max());
+    }
+}
+
+/// <summary>The machine the figures come from.</summary>
+public sealed record MachineDescription(
+    string CpuModel, int Cores, string Kernel, string DotNet, string LoadAverageAtStart, string HaproxyVersion, string SocatVersion);
+
+/// <summary>A whole run: settings, machine, per-subject results and the two-path aggregation figure.</summary>
+public sealed class BenchResults(BenchOptions options, MachineDescription machine, DateTimeOffset started)
+{
+    public BenchOptions Options { get; } = options;
+
+    public MachineDescription Machine { get; } = machine;
+
+    public DateTimeOffset Started { get; } = started;
+
+    public List<SubjectResult> Subjects { get; } = [];
+
+    /// <summary>Two 50 Mbit/s paths: relay-mptcp (2 subflows) over relay-tcp (one path); null when not run.</summary>
+    public double? AggregationTwoPathsVsOne { get; set; }
+
+    public double? AggregationTwoPathsBps { get; set; }
+
+    public double? AggregationOnePathBps { get; set; }
+
+    public string? AggregationLoad { get; set; }
+
+    public List<string> Notes { get; } = [];
+
+    /// <summary>The last lines of <c>proxysel run</c>'s output (decisions, counters) when the engine ran.</summary>
+    public string? EngineOutputTail { get; set; }
+
+    public SubjectResult? Find(string name) => Subjects.FirstOrDefault(s => s.Subject.Name == name);
+}

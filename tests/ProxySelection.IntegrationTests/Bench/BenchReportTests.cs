@@ -1,0 +1,82 @@
+using System.Text.Json.Nodes;
+using ProxySelection.Bench;
+using ProxySelection.Relay;
+
+namespace ProxySelection.IntegrationTests.Bench;
+
+/// <summary>The bench's parsing and arithmetic on fixed inputs (no lab, no timing).</summary>
+[TestFixture]
+public sealed class BenchReportTests
+{
+    private const string WrkOutput = """
+        Running 1s test @ http://198.18.1.1:21002/small
+          1 threads and 16 connections
+          Thread Stats   Avg      Stdev     Max   +/- Stdev
+            Latency     1.23ms    2.34ms  30.12ms   95.00%
+            Req/Sec     7.00k   500.00     8.00k    80.00%
+          Latency Distribution
+             50%  512.00us
+             75%    1.10ms
+             90%    2.00ms
+             99%   12.34ms
+          7000 requests in 1.00s, 1.50MB read
+          Socket errors: connect 1, read 3, write 0, timeout 2
+          Non-2xx or 3xx responses: 4
+        Requests/sec:   6990.12
+        Transfer/sec:      1.50MB
+        """;
+
+    [Test]
+    public void WrkParse_FullOutput_ReadsRatePercentilesInMillisecondsAndErrors()
+    {
+        var r = Wrk.Parse(WrkOutput);
+
+        Assert.That(r.RequestsPerSecond, Is.EqualTo(6990.12).Within(1e-9));
+        Assert.That(r.P50Ms, Is.EqualTo(0.512).Within(1e-9));
+        Assert.That(r.P99Ms, Is.EqualTo(12.34).Within(1e-9));
+        Assert.That(r.Requests, Is.EqualTo(7000));
+        Assert.That(r.SocketErrors, Is.EqualTo(6));
+        Assert.That(r.Non2xx, Is.EqualTo(4));
+    }
+
+    [Test]
+    public void WrkParse_NoRateLine_ThrowsLabException()
+    {
+        Assert.Throws<ProxySelection.Lab.LabException>(() => Wrk.Parse("unable to connect to 198.18.1.1:80 Connection refused"));
+    }
+
+    [Test]
+    public void ToJson_RatiosFromMedians_NullWhereASideIsMissing()
+    {
+        var results = new BenchResults(new BenchOptions { Rounds = 3 }, new MachineDescription("cpu", 2, "6.18", ".NET", "1 1 1", "h", "s"),
+            DateTimeOffset.UnixEpoch);
+        Add(results, new DirectSubject(mptcp: false), throughput: [10e9, 12e9, 11e9], cpu: [], conn: [20_000]);
+        Add(results, new RelaySubject(TransportProtocol.Tcp), throughput: [6e9, 5e9, 9e9], cpu: [0.5, 0.7, 0.6], conn: [9_000]);
+        Add(results, new HaproxySubject(mptcpize: false), throughput: [4e9, 3e9, 5e9], cpu: [0.9, 1.0, 0.8], conn: [12_000]);
+
+        var json = BenchReport.ToJson(results);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(json["holding_vs_haproxy_throughput"]!.GetValue<double>(), Is.EqualTo(1.5).Within(1e-9));   // 6 / 4
+            Assert.That(json["holding_vs_direct_throughput"]!.GetValue<double>(), Is.EqualTo(0.545).Within(1e-9)); // 6 / 11, rounded
+            Assert.That(json["holding_vs_haproxy_cpu_per_gb"]!.GetValue<double>(), Is.EqualTo(0.667).Within(1e-9));
+            Assert.That(json["conn_rate_vs_haproxy"]!.GetValue<double>(), Is.EqualTo(0.75).Within(1e-9));
+            Assert.That(json.ContainsKey("passthrough_vs_direct_throughput"), Is.True);
+            Assert.That(json["passthrough_vs_direct_throughput"], Is.Null);
+            Assert.That(json["subjects"]!["relay-tcp"]!["throughput_bps"]!.GetValue<double>(), Is.EqualTo(6e9));
+            Assert.That(json["subjects"]!["relay-tcp"]!["throughput_bps_rounds"]!.AsArray(), Has.Count.EqualTo(3));
+            Assert.That(BenchReport.ToTable(results), Does.Contain("relay-tcp").And.Contain("holding_vs_haproxy_throughput"));
+            Assert.That(JsonNode.Parse(BenchReport.ToJsonLine(results)), Is.Not.Null);
+        });
+    }
+
+    private static void Add(BenchResults results, BenchSubject subject, double[] throughput, double[] cpu, double[] conn)
+    {
+        var r = new SubjectResult(subject);
+        r.ThroughputBps.AddRange(throughput.Select(v => new Sample(v, 1.0)));
+        r.CpuSecondsPerGb.AddRange(cpu.Select(v => new Sample(v, 1.0)));
+        r.ConnectionsPerSecond.AddRange(conn.Select(v => new Sample(v, 1.0)));
+        results.Subjects.Add(r);
+    }
+}
