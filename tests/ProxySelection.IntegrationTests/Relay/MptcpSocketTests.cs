@@ -183,7 +183,8 @@ public sealed class MptcpSocketTests
     {
         var deadline = DateTime.UtcNow + Timeout;
         var snapshot = MptcpSocket.Snapshot(socket);
-        while (snapshot.Subflows.Length < count && DateTime.UtcNow < deadline)
+        // The subflow list (MPTCP_SUBFLOW_ADDRS) can show a join before MPTCP_INFO counts it: wait for both.
+        while ((snapshot.Subflows.Length < count || snapshot.Info.Subflows < count) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(20);
             snapshot = MptcpSocket.Snapshot(socket);
