@@ -173,8 +173,22 @@ public readonly record struct MpFail : IMptcpSuboption
 
     public static WireError TryParse(ReadOnlySpan<byte> option, out MpFail value)
     {
-        value = default;
-        var error = MptcpCodec.CheckHeader(option, MptcpSubtype.MpFail);
+        var error = TryParseReserved12With64(option, MptcpSubtype.MpFail, out ushort reserved, out ulong dsn);
+        value = error == WireError.None ? new MpFail(reserved, dsn) : default;
+        return error;
+    }
+
+    public WireError TryWrite(Span<byte> destination, out int written) =>
+        WriteReserved12With64(destination, Subtype, Reserved, DataSequenceNumber, out written);
+
+    internal static ushort ReadReserved12(ReadOnlySpan<byte> option) => (ushort)(((option[2] & 0x0F) << 8) | option[3]);
+
+    /// <summary>MP_FAIL and MP_FASTCLOSE share one layout: 12 reserved bits, then a 64-bit value; length 12.</summary>
+    internal static WireError TryParseReserved12With64(ReadOnlySpan<byte> option, MptcpSubtype subtype, out ushort reserved, out ulong value)
+    {
+        reserved = 0;
+        value = 0;
+        var error = MptcpCodec.CheckHeader(option, subtype);
         if (error != WireError.None)
         {
             return error;
@@ -185,26 +199,25 @@ public readonly record struct MpFail : IMptcpSuboption
             return WireError.BadMptcpLength;
         }
 
-        value = new MpFail(ReadReserved12(option), BinaryPrimitives.ReadUInt64BigEndian(option[4..]));
+        reserved = ReadReserved12(option);
+        value = BinaryPrimitives.ReadUInt64BigEndian(option[4..]);
         return WireError.None;
     }
 
-    public WireError TryWrite(Span<byte> destination, out int written)
+    internal static WireError WriteReserved12With64(Span<byte> destination, MptcpSubtype subtype, ushort reserved, ulong value, out int written)
     {
         written = 0;
-        if (destination.Length < Length)
+        if (destination.Length < 12)
         {
             return WireError.BufferTooSmall;
         }
 
-        MptcpCodec.WriteHeader(destination, Length, Subtype, Reserved >> 8);
-        destination[3] = (byte)Reserved;
-        BinaryPrimitives.WriteUInt64BigEndian(destination[4..], DataSequenceNumber);
-        written = Length;
+        MptcpCodec.WriteHeader(destination, 12, subtype, reserved >> 8);
+        destination[3] = (byte)reserved;
+        BinaryPrimitives.WriteUInt64BigEndian(destination[4..], value);
+        written = 12;
         return WireError.None;
     }
-
-    internal static ushort ReadReserved12(ReadOnlySpan<byte> option) => (ushort)(((option[2] & 0x0F) << 8) | option[3]);
 }
 
 /// <summary>MP_FASTCLOSE (subtype 0x7, RFC 8684 section 3.5): 12 bits reserved, receiver's key; length 12.</summary>
@@ -232,36 +245,13 @@ public readonly record struct MpFastClose : IMptcpSuboption
 
     public static WireError TryParse(ReadOnlySpan<byte> option, out MpFastClose value)
     {
-        value = default;
-        var error = MptcpCodec.CheckHeader(option, MptcpSubtype.MpFastClose);
-        if (error != WireError.None)
-        {
-            return error;
-        }
-
-        if (option.Length != 12)
-        {
-            return WireError.BadMptcpLength;
-        }
-
-        value = new MpFastClose(MpFail.ReadReserved12(option), BinaryPrimitives.ReadUInt64BigEndian(option[4..]));
-        return WireError.None;
+        var error = MpFail.TryParseReserved12With64(option, MptcpSubtype.MpFastClose, out ushort reserved, out ulong key);
+        value = error == WireError.None ? new MpFastClose(reserved, key) : default;
+        return error;
     }
 
-    public WireError TryWrite(Span<byte> destination, out int written)
-    {
-        written = 0;
-        if (destination.Length < Length)
-        {
-            return WireError.BufferTooSmall;
-        }
-
-        MptcpCodec.WriteHeader(destination, Length, Subtype, Reserved >> 8);
-        destination[3] = (byte)Reserved;
-        BinaryPrimitives.WriteUInt64BigEndian(destination[4..], ReceiverKey);
-        written = Length;
-        return WireError.None;
-    }
+    public WireError TryWrite(Span<byte> destination, out int written) =>
+        MpFail.WriteReserved12With64(destination, Subtype, Reserved, ReceiverKey, out written);
 }
 
 /// <summary>MP_TCPRST flags (RFC 8684 section 3.6): U V W T from the most significant bit of the nibble.</summary>
