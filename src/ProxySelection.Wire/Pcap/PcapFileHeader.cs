@@ -80,7 +80,8 @@ public readonly record struct PcapFileHeader(bool BigEndian, bool Nanosecond, Pc
         originalLength = Read32(recordHeader[12..], BigEndian);
         nanoseconds = Nanosecond ? fraction : fraction * 1000u;
         capturedLength = 0;
-        if (captured > Math.Max(SnapLength, MaxSnapLength))
+        // A corrupted snap length may exceed int.MaxValue; no record can, whatever the header says.
+        if (captured > Math.Max(SnapLength, MaxSnapLength) || captured > int.MaxValue)
         {
             return PcapStatus.BadRecordLength;
         }

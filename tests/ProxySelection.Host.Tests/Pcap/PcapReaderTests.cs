@@ -193,6 +193,18 @@ public class PcapReaderTests
         }).QuickCheckThrowOnFailure();
     }
 
+    [Test]
+    public void ReadNext_CorruptSnapLengthAndRecordLengthAboveIntMax_ReturnsBadRecordLength()
+    {
+        // Found by the property above: a snap length over int.MaxValue let a captured length of 2^31 + 1 through,
+        // which became a negative slice length.
+        var bytes = Write(PcapLinkType.Ethernet, false, true, [Ipv4Packet]);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(16), 0xFFFF_FFFF);
+        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(24 + 8), 0x8000_0001);
+
+        Assert.That(ReadAll(bytes), Is.EqualTo(PcapStatus.BadRecordLength));
+    }
+
     private static PcapStatus ReadAll(ReadOnlySpan<byte> file)
     {
         var status = PcapReader.TryCreate(file, out var reader);
