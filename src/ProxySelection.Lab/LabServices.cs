@@ -161,21 +161,27 @@ public static class LabNetwork
         return p;
     }
 
-    /// <summary>Runs an iperf3 client for <paramref name="seconds"/> (bounded) and reads the received rate from its JSON.</summary>
-    public static async Task<Iperf3Result> Iperf3Async(NetNamespace ns, IPAddress server, int port, int seconds, bool mptcp = false, bool reverse = false)
+    /// <summary>
+    /// Runs an iperf3 client for <paramref name="seconds"/> (bounded) and reads the received rate from its JSON. With
+    /// <paramref name="omitSeconds"/>, iperf3 first runs that long uncounted (<c>-O</c>: slow start and set-up left out).
+    /// </summary>
+    public static async Task<Iperf3Result> Iperf3Async(NetNamespace ns, IPAddress server, int port, int seconds, bool mptcp = false, bool reverse = false,
+        int omitSeconds = 0)
     {
         ArgumentNullException.ThrowIfNull(ns);
         ArgumentNullException.ThrowIfNull(server);
         ArgumentOutOfRangeException.ThrowIfLessThan(seconds, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(seconds, 60);
+        ArgumentOutOfRangeException.ThrowIfNegative(omitSeconds);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(omitSeconds, 10);
         List<string> args = ["iperf3", "-c", server.ToString(), "-p", port.ToString(CultureInfo.InvariantCulture), "-t",
-            seconds.ToString(CultureInfo.InvariantCulture), "-J"];
+            seconds.ToString(CultureInfo.InvariantCulture), "-O", omitSeconds.ToString(CultureInfo.InvariantCulture), "-J"];
         if (reverse)
         {
             args.Add("-R");
         }
 
-        var timeout = TimeSpan.FromSeconds(seconds + 15);
+        var timeout = TimeSpan.FromSeconds(seconds + omitSeconds + 15);
         var r = mptcp
             ? await ns.RunAsync("mptcpize", ["run", .. args], timeout).ConfigureAwait(false)
             : await ns.RunAsync(args[0], args.Skip(1), timeout).ConfigureAwait(false);

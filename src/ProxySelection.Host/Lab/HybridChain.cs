@@ -89,4 +89,18 @@ internal sealed class HybridChain
 
         return new HybridChain(home, cpe, agg, server);
     }
+
+    /// <summary>
+    /// With <paramref name="enabled"/> false the CPE's lte endpoint is removed, so its next MPTCP connections keep to dsl
+    /// alone (same proxies, same relays, one subflow); true puts it back. Existing connections are left as they are only
+    /// when none is open: call between transfers.
+    /// </summary>
+    public async Task SetSecondPathAsync(bool enabled)
+    {
+        await Cpe.IpAsync("mptcp", "endpoint", "flush").ConfigureAwait(false);
+        if (enabled)
+        {
+            await Cpe.AddMptcpEndpointAsync(CpeLte, DemoChain.Lte, "subflow").ConfigureAwait(false);
+        }
+    }
 }

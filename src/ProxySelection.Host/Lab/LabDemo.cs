@@ -24,8 +24,11 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     /// </summary>
     private TimeSpan DownloadLimit => TimeSpan.FromSeconds(20 + (3.0 * options.SizeMegabytes * 8.39 / (2.0 * options.RateMbit)));
 
-    /// <summary>The demo proper (after any package installation) must finish within this, or it stops and cleans up.</summary>
-    private TimeSpan Budget => TimeSpan.FromSeconds(30) + (2 * (DownloadLimit + TimeSpan.FromSeconds(5)));
+    /// <summary>
+    /// The demo proper (after any package installation) must finish within this, or it stops and cleans up: the two
+    /// downloads, set-up, and about 10 s of throughput comparison.
+    /// </summary>
+    private TimeSpan Budget => TimeSpan.FromSeconds(60) + (2 * (DownloadLimit + TimeSpan.FromSeconds(5)));
 
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(20);
     // On a terminal the progress line redraws itself; in a pipe or a log it prints a line every 25 %.
@@ -142,7 +145,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         var missing = Prerequisites.Missing(Prerequisites.SearchPath());
         if (missing.Count == 0)
         {
-            Step("Checking prerequisites").Done("all there (iproute2, iptables, tcpdump, mptcpize, nginx-light, curl, ethtool)");
+            Step("Checking prerequisites").Done($"all there ({string.Join(", ", Prerequisites.Tools.Select(t => t.Package).Distinct())})");
             return true;
         }
 
@@ -236,11 +239,11 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         return keyFile;
     }
 
-    private LabProcess StartProxy(NetNamespace ns, int id, string keyFile, string role = "downgrade")
+    private LabProcess StartProxy(NetNamespace ns, int id, string keyFile, string role = "downgrade", string ports = "80")
     {
         _processes++;
         var (file, prefix) = ProxyselCommand();
-        return ns.StartProcess(file, [.. prefix, "run", "--role", role, "--ports", "80", "--mode", "explicit", "--policy", "first",
+        return ns.StartProcess(file, [.. prefix, "run", "--role", role, "--ports", ports, "--mode", "explicit", "--policy", "first",
             "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
     }
 
@@ -269,8 +272,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         NetNamespace pathNamespace, string subflowDestination, CancellationToken ct)
     {
         long total = (long)options.SizeMegabytes << 20;
-        var dsl0 = await RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false);
-        var lte0 = await RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false);
+        var dsl0 = await HybridThroughput.RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false);
+        var lte0 = await HybridThroughput.RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false);
         string[] curlArgs = ["curl", "-sS", "-o", path, "-w", "result %{http_code} %{size_download} %{time_total}\n", "--max-time",
             DownloadLimit.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture), url];
         _processes++;
@@ -322,8 +325,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             await Task.Delay(200, ct).ConfigureAwait(false);
         }
 
-        var dsl = await RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false) - dsl0;
-        var lte = await RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false) - lte0;
+        var dsl = await HybridThroughput.RxBytesAsync(pathNamespace, DemoChain.Dsl).ConfigureAwait(false) - dsl0;
+        var lte = await HybridThroughput.RxBytesAsync(pathNamespace, DemoChain.Lte).ConfigureAwait(false) - lte0;
         var match = CurlResultPattern().Match(curl.Output);
         if (curl.ExitCode != 0 || !match.Success)
         {
@@ -340,12 +343,6 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             $"    100%  {download.Bytes / 1048576.0:F1} MB in {download.Seconds:F2} s, HTTP {download.HttpStatus}");
         output.WriteLine(_tty ? $"\r{done}{new string(' ', 30)}" : done);
         return download;
-    }
-
-    private static async Task<long> RxBytesAsync(NetNamespace ns, string device)
-    {
-        var text = await ns.CheckAsync("cat", [$"/sys/class/net/{device}/statistics/rx_bytes"], StepTimeout).ConfigureAwait(false);
-        return long.Parse(text.Trim(), CultureInfo.InvariantCulture);
     }
 
     /// <summary>The client's TCP sockets toward the server that are MPTCP subflows (ss shows the <c>tcp-ulp-mptcp</c> ULP).</summary>

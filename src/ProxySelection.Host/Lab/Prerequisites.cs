@@ -16,6 +16,7 @@ internal static class Prerequisites
         ("mptcpize", "mptcpize"),  // curl with MPTCP sockets
         ("nginx", "nginx-light"),  // the TCP-only web server
         ("curl", "curl"),          // the download
+        ("iperf3", "iperf3"),      // hybrid access: one path against both, in steady state
         ("ethtool", "ethtool"),    // checksum offload off where captures compare segments
         ("setsid", "util-linux"),  // long-running lab processes in their own process group
     ];

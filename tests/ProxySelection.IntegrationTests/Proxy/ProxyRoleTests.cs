@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using ProxySelection.Host.Lab;
 using ProxySelection.Lab;
 
 namespace ProxySelection.IntegrationTests.Proxy;
@@ -31,6 +34,57 @@ public sealed class ProxyRoleTests
             Assert.That(ProxyLab.Counter(proxy, "probes_adopted"), Is.EqualTo(1));
             Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(1));
         });
+    }
+
+    /// <summary>
+    /// Issue 5 acceptance, hybrid access: a plain TCP client behind the CPE (upgrade), two 50 Mbit/s paths to the AGG
+    /// (downgrade), a plain TCP server. Steady-state goodput at the client (iperf3 through both proxies, first second
+    /// uncounted, 4 s counted) with both paths is at least 1.9 times that with one path through the same proxies. Noise
+    /// policy: 3 alternating rounds of each, the medians compared, once; no retries.
+    /// </summary>
+    [Test]
+    public async Task HybridAccess_TwoPathsOf50Mbit_BothPathsCarryAtLeast1Point9TimesOnePath()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var chain = await HybridChain.BuildAsync(lab, "50mbit", CancellationToken.None).WaitAsync(ProxyLab.Timeout);
+        var keyFile = Path.Combine(Path.GetTempPath(), $"psel-hybrid-{Environment.ProcessId}.key");
+        await File.WriteAllTextAsync(keyFile, Convert.ToHexString(RandomNumberGenerator.GetBytes(32)));
+        try
+        {
+            var agg = await StartHybridProxyAsync(chain.Agg, "downgrade", 2, keyFile);
+            var cpe = await StartHybridProxyAsync(chain.Cpe, "upgrade", 1, keyFile);
+
+            var comparison = await HybridThroughput.CompareAsync(chain, rounds: 3, seconds: 4, round => TestContext.Progress.WriteLine(
+                string.Create(CultureInfo.InvariantCulture, $"{(round.BothPaths ? "both paths" : "one path")}: {round.Mbit:F1} Mbit/s (CPE received dsl {round.DslBytes} B, lte {round.LteBytes} B)")),
+                CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
+            await cpe.StopAsync(ProxyLab.Timeout);
+            await agg.StopAsync(ProxyLab.Timeout);
+            TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"median one path {comparison.OnePathMbit:F1} Mbit/s, both paths {comparison.BothPathsMbit:F1} Mbit/s, ratio {comparison.Ratio:F2}"));
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(comparison.Ratio, Is.GreaterThanOrEqualTo(1.9));
+                // Each "one path" round really kept to dsl, each "both paths" round really used lte as much as dsl.
+                Assert.That(comparison.Rounds.Where(r => !r.BothPaths).Select(r => r.LteBytes), Has.All.LessThan(100_000));
+                Assert.That(comparison.Rounds.Where(r => r.BothPaths).Select(r => (double)r.LteBytes / r.DslBytes), Has.All.InRange(0.8, 1.25));
+                Assert.That(ProxyLab.Lines(agg, "relay "), Has.Some.Contains("subflows=2"), "AGG's MPTCP client leg had both subflows");
+                Assert.That(ProxyLab.Lines(cpe, "relay "), Has.All.Contains("client=NotMptcp"), "the home client spoke plain TCP");
+                Assert.That(ProxyLab.Lines(agg, "relay "), Has.None.Contains("upstream=Active"), "the server spoke plain TCP");
+            });
+        }
+        finally
+        {
+            File.Delete(keyFile);
+        }
+    }
+
+    private static async Task<LabProcess> StartHybridProxyAsync(NetNamespace ns, string role, int id, string keyFile)
+    {
+        var process = ns.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--role", role, "--ports", $"80,{HybridThroughput.Port}",
+            "--mode", "explicit", "--policy", "first", "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
+        await process.WaitForOutputAsync("proxysel: running", ProxyLab.Timeout);
+        return process;
     }
 
     /// <summary>
