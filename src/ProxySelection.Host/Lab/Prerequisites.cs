@@ -44,14 +44,25 @@ internal static class Prerequisites
     public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout, string aptGet = "apt-get",
         string aptCache = "apt-cache")
     {
-        if (!RunApt(aptGet, ["update"], log, timeout))
+        if (!RunApt(aptGet, ["update", .. WaitForLock], log, timeout))
         {
             return false;
         }
 
         var names = packages.Select(p => Alternatives.TryGetValue(p, out var other) && !HasCandidate(aptCache, p) ? other : p).ToList();
-        return RunApt(aptGet, ["install", "-y", "--no-install-recommends", .. names], log, timeout);
+        return RunApt(aptGet, ["install", "-y", "--no-install-recommends", .. WaitForLock, .. KeepConfigFiles, .. names], log, timeout);
     }
+
+    /// <summary>
+    /// Another apt (unattended-upgrades on a fresh machine, often) holds the lock: wait for it rather than fail at once.
+    /// </summary>
+    private static readonly string[] WaitForLock = ["-o", "DPkg::Lock::Timeout=120"];
+
+    /// <summary>
+    /// Config files left by an earlier install that was removed (not purged): keep them without asking. The
+    /// noninteractive frontend silences debconf only; dpkg would still ask about them.
+    /// </summary>
+    private static readonly string[] KeepConfigFiles = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"];
 
     /// <summary>Where a release lacks a package: newer Debian and Ubuntu ship one nginx, older ones mptcpize inside mptcpd.</summary>
     private static readonly Dictionary<string, string> Alternatives = new(StringComparer.Ordinal)

@@ -14,7 +14,7 @@ public sealed class PrerequisitesTests
         try
         {
             Assert.That(Prerequisites.Missing([empty.FullName]),
-                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "ethtool", "util-linux" }));
+                Is.EqualTo(new[] { "iproute2", "iptables", "tcpdump", "mptcpize", "nginx-light", "curl", "iperf3", "ethtool", "util-linux" }));
         }
         finally
         {
@@ -43,8 +43,8 @@ public sealed class PrerequisitesTests
             Assert.That(ok, Is.True, log.ToString());
             Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[]
             {
-                "noninteractive update",
-                "noninteractive install -y --no-install-recommends curl tcpdump",
+                "noninteractive update -o DPkg::Lock::Timeout=120",
+                "noninteractive install -y --no-install-recommends -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold curl tcpdump",
             }));
             Assert.That(log.ToString(), Does.Contain("  | working"));
         }
@@ -70,7 +70,7 @@ public sealed class PrerequisitesTests
             bool ok = Prerequisites.Install(["nginx-light", "curl"], log, TimeSpan.FromSeconds(20), apt, cache);
 
             Assert.That(ok, Is.True, log.ToString());
-            Assert.That(File.ReadAllLines(calls).Last(), Is.EqualTo("install -y --no-install-recommends nginx curl"));
+            Assert.That(File.ReadAllLines(calls).Last(), Does.EndWith("--force-confold nginx curl"));
         }
         finally
         {
@@ -91,7 +91,7 @@ public sealed class PrerequisitesTests
             bool ok = Prerequisites.Install(["curl"], log, TimeSpan.FromSeconds(20), apt);
 
             Assert.That(ok, Is.False);
-            Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[] { "update" }));
+            Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[] { "update -o DPkg::Lock::Timeout=120" }));
             Assert.That(log.ToString(), Does.Contain("apt-get update failed (exit code 100)"));
         }
         finally
