@@ -53,6 +53,7 @@ internal sealed partial class LabDemo
             $"[{++_step}] Comparing one path with both, the same way for each: iperf3 (plain TCP) from the home client through CPE and AGG,"));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"    {HybridThroughput.OmitSeconds} s left uncounted (set-up, slow start), then {ComparisonSeconds} s counted; \"one path\" = the CPE's lte endpoint removed"));
+        _processes += 2; // an iperf3 server for each of the two transfers
         var comparison = await HybridThroughput.CompareAsync(chain, rounds: 1, ComparisonSeconds, round => output.WriteLine(string.Create(
             CultureInfo.InvariantCulture, $"      {(round.BothPaths ? "both paths" : "one path  ")}  {round.Mbit,5:F1} Mbit/s")), ct).ConfigureAwait(false);
 

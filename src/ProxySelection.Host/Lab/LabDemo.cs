@@ -134,11 +134,26 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         output.WriteLine("holds each connection (ends the MPTCP side, talks plain TCP on the other and relays the bytes); the others");
         output.WriteLine("pass every packet through untouched. This demo downloads a file through such proxies and shows what happened:");
         output.WriteLine("who held the connection, its subflows (one per link), the throughput and each proxy's decisions.");
-        output.WriteLine($"Both links are limited to {options.RateMbit} Mbit/s, so using both shows as about twice that.");
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"Each link is limited to {options.RateMbit} Mbit/s, which carries about {PayloadMbit(options.RateMbit):F1} Mbit/s of TCP data (headers count"));
+        output.WriteLine("against the limit), so a connection using both links gets about twice that.");
         output.WriteLine($"Everything runs in throw-away network namespaces on this machine (names starting with {LabRun.Prefix})");
         output.WriteLine("and is removed at the end, also on Ctrl-C.");
         output.WriteLine();
+        output.WriteLine("Words used below");
+        output.WriteLine("  subflow       one TCP connection over one link; an MPTCP connection bundles one subflow per link");
+        output.WriteLine("  holder        the proxy that ends a connection: it speaks MPTCP on one side and plain TCP on the other,");
+        output.WriteLine("                relaying the bytes between them");
+        output.WriteLine("  pass-through  a proxy that is not the holder and forwards the connection's packets unchanged");
+        output.WriteLine("  client leg    the holder's connection toward the client; upstream (server leg): toward the server.");
+        output.WriteLine("                Their state: Active = MPTCP in use, NotMptcp = plain TCP socket, FellBackToTcp = opened");
+        output.WriteLine("                as MPTCP, but the other end answered in plain TCP");
+        output.WriteLine("  units         MB = 2^20 bytes; Mbit/s = 10^6 bits of data per second");
+        output.WriteLine();
     }
+
+    /// <summary>TCP data a link shaped to <paramref name="mbit"/> carries: 1448 bytes per 1514-byte frame (timestamps on, 1500 MTU).</summary>
+    private static double PayloadMbit(int mbit) => mbit * 1448.0 / 1514;
 
     private bool EnsurePackages()
     {
@@ -170,6 +185,14 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         }
 
         output.WriteLine($"    installed {string.Join(", ", missing)}");
+        if (missing.Contains("nginx-light"))
+        {
+            // Debian's nginx packages enable and start a web server on port 80 of this machine (under systemd). The demo
+            // runs its own nginx inside a namespace and does not need it.
+            output.WriteLine("    note: Debian starts its own nginx service on port 80 after installing nginx; the demo does not use it");
+            output.WriteLine("    (it runs nginx inside a namespace). To stop and disable it: systemctl disable --now nginx");
+        }
+
         return true;
     }
 
@@ -311,7 +334,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             }
 
             string line = string.Create(CultureInfo.InvariantCulture,
-                $"{percent,3}%  {have / 1048576.0,6:F1} MB  {have * 8 / 1e6 / Math.Max(seconds, 0.001),6:F1} Mbit/s  subflows seen: {subflows.Count}");
+                $"{percent,3}%  {have / 1048576.0,6:F1} MB  {have * 8 / 1e6 / Math.Max(seconds, 0.001),6:F1} Mbit/s on average so far  subflows seen: {subflows.Count}");
             if (_tty)
             {
                 output.Write($"\r    {spinner[tick % 4]} {line}");
@@ -469,11 +492,11 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     {
         double mbit = download.Bytes * 8 / 1e6 / Math.Max(download.Seconds, 0.001);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  total: {download.Bytes} bytes in {download.Seconds:F2} s = {mbit:F1} Mbit/s ({mbit / options.RateMbit:F2} x one {options.RateMbit} Mbit/s path)"));
+            $"  total: {download.Bytes} bytes in {download.Seconds:F2} s = {mbit:F1} Mbit/s (connection set-up and TCP slow start included)"));
         if (download.SteadyMbit > 0)
         {
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  after the first second: {download.SteadyMbit:F1} Mbit/s ({download.SteadyMbit / options.RateMbit:F2} x one path)"));
+                $"  after the first second: {download.SteadyMbit:F1} Mbit/s (two {options.RateMbit} Mbit/s links carry at most about {2 * PayloadMbit(options.RateMbit):F1} Mbit/s of TCP data)"));
         }
 
         foreach (var (name, bytes) in new[] { (DemoChain.Dsl, download.DslBytes), (DemoChain.Lte, download.LteBytes) })
@@ -532,7 +555,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         await LabRun.DeleteOwnNamespacesAsync().ConfigureAwait(false);
         var left = (await LabRun.ListNamespacesAsync().ConfigureAwait(false)).Count(n => n.StartsWith(LabRun.Prefix, StringComparison.Ordinal));
         step.Done(left == 0
-            ? $"{count} namespaces deleted (their rules with them), {_processes} processes stopped (nginx, proxies, curl, tcpdump); nothing of this run is left"
+            ? $"{count} namespaces deleted (their rules with them), {_processes} processes stopped (nginx, proxies, curl, tcpdump, iperf3); nothing of this run is left"
             : $"{left} namespaces of this run are still there!");
     }
 

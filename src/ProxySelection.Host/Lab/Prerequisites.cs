@@ -118,7 +118,8 @@ internal static class Prerequisites
             var gate = new Lock();
             void Forward(object sender, DataReceivedEventArgs e)
             {
-                if (e.Data is { Length: > 0 } line)
+                // dpkg redraws "(Reading database ... 45%" with carriage returns, which arrive as twenty lines.
+                if (e.Data is { Length: > 0 } line && !line.StartsWith("(Reading database ... ", StringComparison.Ordinal))
                 {
                     lock (gate)
                     {

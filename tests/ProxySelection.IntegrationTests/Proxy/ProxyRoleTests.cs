@@ -60,7 +60,7 @@ public sealed class ProxyRoleTests
             await cpe.StopAsync(ProxyLab.Timeout);
             await agg.StopAsync(ProxyLab.Timeout);
             TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"median one path {comparison.OnePathMbit:F1} Mbit/s, both paths {comparison.BothPathsMbit:F1} Mbit/s, ratio {comparison.Ratio:F2}"));
+                $"median one path {comparison.OnePathMbit:F1} Mbit/s, both paths {comparison.BothPathsMbit:F1} Mbit/s, ratio {comparison.Ratio:F2}; load average {File.ReadAllText("/proc/loadavg").Trim()} on {Environment.ProcessorCount} CPUs"));
 
             Assert.Multiple(() =>
             {
