@@ -59,6 +59,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             return LabDemoExitCodes.PrerequisitesMissing;
         }
 
+        output.WriteLine();
+
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(interrupt);
         budget.CancelAfter(Budget);
         var directory = Directory.CreateTempSubdirectory("psel-demo-").FullName;
@@ -189,8 +191,8 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         {
             // Debian's nginx packages enable and start a web server on port 80 of this machine (under systemd). The demo
             // runs its own nginx inside a namespace and does not need it.
-            output.WriteLine("    note: Debian starts its own nginx service on port 80 after installing nginx; the demo does not use it");
-            output.WriteLine("    (it runs nginx inside a namespace). To stop and disable it: systemctl disable --now nginx");
+            output.WriteLine("    note: on a machine with systemd, Debian's nginx package also starts an nginx service on port 80. The demo");
+            output.WriteLine("    does not use it (it runs its own nginx inside a namespace); to stop and disable it: systemctl disable --now nginx");
         }
 
         return true;

@@ -40,6 +40,11 @@ public sealed class LabDemoTests
         Assert.That(output, Does.Contain("2 subflows seen at the CPE; AGG's client leg reports subflows=2"));
         Assert.That(Regex.Matches(output, @"^  (dsl  198\.18\.11\.2|lte  198\.18\.12\.2):[0-9]+ +-> 198\.18\.13\.2:80$", RegexOptions.Multiline), Has.Count.EqualTo(2));
         Assert.That(output, Does.Match(@"(?s)Tcp: HoldAndProbe \(CacheMiss\).*mp_capable=True.*client=NotMptcp upstream=Active"));
+        // One path against both through the same proxies, measured alike (the ratio itself is asserted by ProxyRoleTests).
+        Assert.That(output, Does.Match(@"one path  \(dsl subflow only\) +[0-9.]+ Mbit/s"));
+        Assert.That(output, Does.Match(@"both paths \(dsl and lte subflows\) +[0-9.]+ Mbit/s"));
+        Assert.That(output, Does.Match(@"both paths / one path = [0-9.]+ x"));
+        Assert.That(output, Does.Contain("Words used below"), "the legend for holder, pass-through, subflow and units");
         Assert.That(output, Does.Contain("Everything came out as expected."));
         Assert.That(output, Does.Contain("nothing of this run is left"));
 
