@@ -39,14 +39,17 @@ internal static class Prerequisites
 
     /// <summary>
     /// <c>apt-get update</c>, then <c>apt-get install</c> of <paramref name="packages"/>, non-interactive; apt's output
-    /// goes to <paramref name="log"/> indented. Returns false (with apt's exit code said) when either step fails.
+    /// goes to <paramref name="log"/> indented. Returns false (with apt's exit code said) when the install fails; a failed
+    /// update is said and the install tried all the same.
     /// </summary>
     public static bool Install(IReadOnlyList<string> packages, TextWriter log, TimeSpan timeout, string aptGet = "apt-get",
         string aptCache = "apt-cache")
     {
+        // One unreachable third-party repository fails the whole update, while Debian's own lists may be fine: try the
+        // install anyway; it fails by itself when the packages cannot be found.
         if (!RunApt(aptGet, ["update", .. WaitForLock], log, timeout))
         {
-            return false;
+            log.WriteLine("  trying the install with the package lists this machine has");
         }
 
         var names = packages.Select(p => Alternatives.TryGetValue(p, out var other) && !HasCandidate(aptCache, p) ? other : p).ToList();

@@ -55,6 +55,27 @@ public sealed class PrerequisitesTests
     }
 
     [Test]
+    public void Install_UpdateFailsInstallSucceeds_Installed()
+    {
+        var dir = Directory.CreateTempSubdirectory("psel-fake-apt-");
+        try
+        {
+            // A broken third-party repository: update exits 100, Debian's own packages still install.
+            var apt = FakeApt(dir.FullName, "if [ \"$1\" = update ]; then echo 'E: Some index files failed to download'; exit 100; fi; exit 0");
+            using var log = new StringWriter();
+
+            bool ok = Prerequisites.Install(["curl"], log, TimeSpan.FromSeconds(20), apt);
+
+            Assert.That(ok, Is.True, log.ToString());
+            Assert.That(log.ToString(), Does.Contain("trying the install with the package lists this machine has"));
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Test]
     public void Install_NginxLightNotAvailable_InstallsNginx()
     {
         var dir = Directory.CreateTempSubdirectory("psel-fake-apt-");
@@ -79,20 +100,21 @@ public sealed class PrerequisitesTests
     }
 
     [Test]
-    public void Install_UpdateFails_StopsAndSaysSo()
+    public void Install_UpdateAndInstallFail_TriesInstallAnywayAndSaysBoth()
     {
         var dir = Directory.CreateTempSubdirectory("psel-fake-apt-");
         try
         {
             var calls = Path.Combine(dir.FullName, "calls");
-            var apt = FakeApt(dir.FullName, $"echo \"$*\" >> {calls}; exit 100");
+            var apt = FakeApt(dir.FullName, $"echo \"$1\" >> {calls}; exit 100");
             using var log = new StringWriter();
 
             bool ok = Prerequisites.Install(["curl"], log, TimeSpan.FromSeconds(20), apt);
 
             Assert.That(ok, Is.False);
-            Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[] { "update -o DPkg::Lock::Timeout=120" }));
+            Assert.That(File.ReadAllLines(calls), Is.EqualTo(new[] { "update", "install" }));
             Assert.That(log.ToString(), Does.Contain("apt-get update failed (exit code 100)"));
+            Assert.That(log.ToString(), Does.Contain("apt-get install failed (exit code 100)"));
         }
         finally
         {
