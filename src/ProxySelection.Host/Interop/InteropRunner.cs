@@ -342,11 +342,11 @@ internal sealed partial class InteropRunner(InteropOptions options)
             // A holder's side toward the client carries connections its other side never sees; a router passes them all,
             // less what tcpdump lost (reported, plus a few at the stop: see CaptureComparison).
             int tolerance = (2 * CaptureComparison.MaxCaptureLoss) + run.ReportedLoss[i];
-            bool identical = comparison.Before > 0 && comparison.Identical(tolerance);
             // Judged on the handshakes: a holder answers the SYNs it intercepts, so they never leave by its other side;
             // a few segments each, so tcpdump's losses under load (thousands of data segments) do not blur them.
             var syns = CaptureComparison.Compare(run.Down[i], run.Up[i], s => s.IsSyn && flows.Contains(s.Flow));
             bool byCapture = comparison.Changed > 0 || (syns.Before > 0 && syns.Missing * 2 > syns.Before + syns.After);
+            bool identical = !byCapture && comparison.Before > 0 && comparison.Identical(tolerance);
             if (byOutput)
             {
                 heldByOutput.Add(name);
