@@ -143,6 +143,43 @@ public sealed class LinearChainTopology
         return new LinearChainTopology(client, chain, server);
     }
 
+    /// <summary>
+    /// Adds <paramref name="oneWay"/> of delay (netem, root qdisc: replaces any rate limit) on both ends of every link,
+    /// so a round trip client–server crosses 2 × (hops + 1) delays, like the chain simulator's equal links.
+    /// </summary>
+    public async Task SetLinkDelayAsync(TimeSpan oneWay, CancellationToken cancellationToken = default)
+    {
+        var delay = string.Create(CultureInfo.InvariantCulture, $"{oneWay.TotalMilliseconds:0.###}ms");
+        var ends = new List<(NetNamespace, string)> { (Client, ClientPath1), (Client, ClientPath2), (Server, ServerDown) };
+        for (int i = 0; i < Hops.Count; i++)
+        {
+            ends.AddRange(DownDevices(i).Select(d => (Hops[i], d)));
+            ends.Add((Hops[i], HopUp));
+        }
+
+        foreach (var (ns, device) in ends)
+        {
+            await ns.CheckAsync("tc", ["qdisc", "replace", "dev", device, "root", "netem", "delay", delay, "limit", "10000"], cancellationToken: cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Gives the server <paramref name="count"/> more addresses, 198.18.100.1 upward (on its loopback; the last hop's
+    /// default route already leads there): distinct destinations, so every connection finds the proxies' caches cold.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> AddServerAddressesAsync(int count, CancellationToken cancellationToken = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 0);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, 500);
+        var addresses = Enumerable.Range(0, count).Select(i => string.Create(CultureInfo.InvariantCulture, $"198.18.{100 + ((i + 1) / 256)}.{(i + 1) % 256}")).ToList();
+        if (count > 0)
+        {
+            await Server.IpBatchAsync(addresses.Select(a => $"addr add {a}/32 dev lo"), cancellationToken).ConfigureAwait(false);
+        }
+
+        return addresses;
+    }
+
     /// <summary>Address <paramref name="host"/> (1: the hop nearer the client, 2: the next) on link i (Hi ↔ Hi+1).</summary>
     private static string InterHop(int link, int host) => string.Create(CultureInfo.InvariantCulture, $"198.18.{10 + link}.{host}");
 }

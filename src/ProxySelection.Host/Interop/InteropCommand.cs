@@ -42,10 +42,11 @@ internal static partial class InteropCommand
         var rate = new Option<int>("--rate") { Description = "Mbit/s of each client path (1..1000)", DefaultValueFactory = _ => 20 };
         var timeout = new Option<int>("--cell-timeout") { Description = "Seconds one cell may take before it fails (10..600)", DefaultValueFactory = _ => 90 };
         var compare = new Option<bool>("--compare") { Description = "Measure implicit vs explicit for chains of 1-3 proxies (context holders, extra upstream connections, setup time p50/p99) instead of the matrix" };
-        var connections = new Option<int>("--connections") { Description = "Connections per configuration timed by --compare (1..2000)", DefaultValueFactory = _ => 200 };
+        var connections = new Option<int>("--connections") { Description = "Connections per configuration timed by --compare, cold and warm each (2..500)", DefaultValueFactory = _ => 200 };
+        var delay = new Option<double>("--delay") { Description = "One-way delay in ms on every link for --compare (0..100; needs the kernel's netem qdisc)", DefaultValueFactory = _ => 0 };
         var command = new Command("interop", "Run proxy instances against each other in namespaces: a matrix of chains of 0-3 proxies, each cell checked for the expected holder (from the simulator), subflows, data integrity and untouched pass-through (captures)")
         {
-            full, cells, list, json, binaries, size, rate, timeout, compare, connections,
+            full, cells, list, json, binaries, size, rate, timeout, compare, connections, delay,
         };
         command.SetAction(result =>
         {
@@ -54,9 +55,9 @@ internal static partial class InteropCommand
             int mbit = result.GetValue(rate);
             int seconds = result.GetValue(timeout);
             int count = result.GetValue(connections);
-            if (kib is < 64 or > 65536 || mbit is < 1 or > 1000 || seconds is < 10 or > 600 || count is < 1 or > 2000)
+            if (kib is < 64 or > 65536 || mbit is < 1 or > 1000 || seconds is < 10 or > 600 || count is < 2 or > 500 || result.GetValue(delay) is < 0 or > 100)
             {
-                stderr.WriteLine("--size must be 64..65536, --rate 1..1000, --cell-timeout 10..600, --connections 1..2000");
+                stderr.WriteLine("--size must be 64..65536, --rate 1..1000, --cell-timeout 10..600, --connections 2..500, --delay 0..100");
                 return ExitCodes.Usage;
             }
 
@@ -103,7 +104,7 @@ internal static partial class InteropCommand
             LabRun.SweepStaleAsync(CancellationToken.None).GetAwaiter().GetResult();
             if (result.GetValue(compare))
             {
-                return new InteropComparison(options, count, output).RunAsync(result.GetValue(json), interrupt.Token).GetAwaiter().GetResult();
+                return new InteropComparison(options with { LinkDelay = TimeSpan.FromMilliseconds(result.GetValue(delay)) }, count, output).RunAsync(result.GetValue(json), interrupt.Token).GetAwaiter().GetResult();
             }
 
             return RunMatrixAsync(selected, options, output, result.GetValue(json), interrupt.Token).GetAwaiter().GetResult();
@@ -220,7 +221,7 @@ internal static partial class InteropCommand
     private static string Row(CellResult r) => string.Create(CultureInfo.InvariantCulture,
         $"{r.Cell.Name,-44} | {(r.Cell.ClientMptcp ? "mptcp" : "tcp"),-6} | {(r.Cell.ServerMptcp ? "mptcp" : "tcp"),-6} | {r.Cell.Proxies.Count} | {r.Cell.ModeName,-8} | {r.Cell.PolicyName,-14} | {r.Expected.Holder,-8} | {r.HolderByOutput,-15} | {r.HolderByCapture,-17} | {r.Subflows}/{r.Expected.Subflows,-6} | {(r.Integrity ? "ok" : "BAD"),-6} | {(r.PassthroughIdentical ? "identical" : "CHANGED"),-12} | {r.Elapsed.TotalSeconds,4:0.0} s | {(r.Ok ? "yes" : "NO")}");
 
-    private static string Explain(CellResult r)
+    public static string Explain(CellResult r)
     {
         var text = new StringBuilder();
         if (r.Error is not null)

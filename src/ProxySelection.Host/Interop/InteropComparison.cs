@@ -13,9 +13,10 @@ internal sealed record MeasuredRow(
     int ContextHolders,
     int ExtraUpstreamConnections,
     int Probes,
-    double ColdConnectMilliseconds,
-    double P50Milliseconds,
-    double P99Milliseconds,
+    double ColdP50Milliseconds,
+    double ColdP99Milliseconds,
+    double WarmP50Milliseconds,
+    double WarmP99Milliseconds,
     int Connections,
     bool Ok);
 
@@ -23,13 +24,13 @@ internal sealed record MeasuredRow(
 /// <c>proxysel interop --compare</c>: the IETF 91 analysis' comparison measured on the real kernel, for an MPTCP client,
 /// a TCP-only server and chains of 1-3 downgrade proxies (spec Appendix B beside the simulator's figures). Per chain
 /// and mode, one cold connection judged as an interop cell (its counters give who held context, the probes and the
-/// upstream connections), then <c>count</c> connections one after another on fresh instances timed by the client.
+/// upstream connections), then <c>count</c> connections to as many server addresses (cold caches) and <c>count</c> to
+/// one address (warm) on fresh instances, timed by the client.
 /// </summary>
 internal sealed class InteropComparison(InteropOptions options, int count, TextWriter output)
 {
     private static readonly (string Name, SignalingMode Mode, SelectionPolicy Policy)[] Modes =
     [
-        ("no proxy (routers)", SignalingMode.Explicit, SelectionPolicy.First),
         ("implicit", SignalingMode.Implicit, SelectionPolicy.First),
         ("explicit first", SignalingMode.Explicit, SelectionPolicy.First),
         ("explicit nearest-server", SignalingMode.Explicit, SelectionPolicy.NearestServer),
@@ -40,25 +41,30 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
         output.WriteLine($"proxysel interop --compare: MPTCP client, TCP-only server, 1-3 downgrade proxies; {count} connections timed per line");
         var runner = new InteropRunner(options);
         var rows = new List<MeasuredRow>();
-        for (int n = 1; n <= 3 && !cancellationToken.IsCancellationRequested; n++)
+        // The baseline: one router, no proxy; the client's handshake is then with the server itself.
+        var configurations = new List<(int N, string Name, InteropCell Cell)> { (0, "no proxy (router)", new InteropCell(true, false, [])) };
+        for (int n = 1; n <= 3; n++)
         {
             foreach (var (name, mode, policy) in Modes)
             {
-                if (cancellationToken.IsCancellationRequested)
-                {
-                    break;
-                }
-
-                bool routers = name.StartsWith("no proxy", StringComparison.Ordinal);
-                var cell = new InteropCell(true, false, routers ? [] : [.. Enumerable.Repeat(new InteropProxy(mode, policy), n)]);
-                var row = await MeasureAsync(runner, cell, n, name, cancellationToken).ConfigureAwait(false);
-                rows.Add(row);
-                output.WriteLine(FormatRow(row));
+                configurations.Add((n, name, new InteropCell(true, false, [.. Enumerable.Repeat(new InteropProxy(mode, policy), n)])));
             }
         }
 
+        foreach (var (n, name, cell) in configurations)
+        {
+            if (cancellationToken.IsCancellationRequested)
+            {
+                break;
+            }
+
+            var row = await MeasureAsync(runner, cell, n, name, cancellationToken).ConfigureAwait(false);
+            rows.Add(row);
+            output.WriteLine(FormatRow(row));
+        }
+
         output.WriteLine();
-        output.Write(Format(rows, count));
+        output.Write(Format(rows, count, options.LinkDelay));
         if (json)
         {
             output.WriteLine(Json(rows));
@@ -69,21 +75,23 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
 
     private async Task<MeasuredRow> MeasureAsync(InteropRunner runner, InteropCell cell, int n, string mode, CancellationToken cancellationToken)
     {
-        var cold = await runner.RunAsync(cell, cancellationToken).ConfigureAwait(false);
-        double Sum(string counter) => cold.Instances.Sum(i => i.Counters.TryGetValue(counter, out var v) ? v : 0);
+        var first = await runner.RunAsync(cell, cancellationToken).ConfigureAwait(false);
+        double Sum(string counter) => first.Instances.Sum(i => i.Counters.TryGetValue(counter, out var v) ? v : 0);
         // Held a SYN or intercepted anything during setup: the analysis' "context at initial subflow setup".
-        int context = cold.Instances.Count(i => i.Counters.GetValueOrDefault("held") + i.Counters.GetValueOrDefault("intercepted") > 0);
+        int context = first.Instances.Count(i => i.Counters.GetValueOrDefault("held") + i.Counters.GetValueOrDefault("intercepted") > 0);
         int probes = (int)Sum("probes");
-        int holders = cold.HolderByOutput == "none" ? 0 : cold.HolderByOutput.Split('+').Length;
+        int holders = first.HolderByOutput == "none" ? 0 : first.HolderByOutput.Split('+').Length;
         // Every probe is a connection toward the server; every intercept that did not adopt its probe opens one more;
         // the holder's one upstream leg is the only one that carries the client's data.
         int extra = probes + (int)(Sum("intercepted") - Sum("probes_adopted")) - holders;
-        IReadOnlyList<double> times = [];
-        if (cold.Ok)
+        IReadOnlyList<double> cold = [];
+        IReadOnlyList<double> warm = [];
+        if (first.Ok)
         {
             try
             {
-                times = await runner.TimeConnectionsAsync(cell, count, cancellationToken).ConfigureAwait(false);
+                cold = [.. (await runner.TimeConnectionsAsync(cell, count, cold: true, cancellationToken).ConfigureAwait(false)).Order()];
+                warm = [.. (await runner.TimeConnectionsAsync(cell, count, cold: false, cancellationToken).ConfigureAwait(false)).Order()];
             }
             catch (Exception e) when (e is InvalidOperationException or ProxySelection.Lab.LabException or OperationCanceledException or TimeoutException)
             {
@@ -92,12 +100,12 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
         }
         else
         {
-            output.WriteLine($"    the cold connection was not as expected ({cold.Expected.Holder} expected, {cold.HolderByOutput} held): {cold.Error}");
+            output.WriteLine($"    the first connection was not as expected:\n{InteropCommand.Explain(first)}");
         }
 
-        var sorted = times.Order().ToList();
-        return new MeasuredRow(n, mode, cold.HolderByOutput, context, extra, probes, cold.ConnectMilliseconds,
-            Percentile(sorted, 0.50), Percentile(sorted, 0.99), sorted.Count, cold.Ok && sorted.Count == count);
+        return new MeasuredRow(n, mode, first.HolderByOutput, context, extra, probes,
+            Percentile(cold, 0.50), Percentile(cold, 0.99), Percentile(warm, 0.50), Percentile(warm, 0.99), cold.Count,
+            first.Ok && cold.Count == count && warm.Count == count);
     }
 
     /// <summary>Nearest-rank percentile of an ascending list (NaN when empty).</summary>
@@ -114,25 +122,27 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
     }
 
     private static string FormatRow(MeasuredRow r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Proxies,7} | {r.Mode,-23} | {r.Holder,-6} | {r.ContextHolders,7} | {r.ExtraUpstreamConnections,20} | {r.Probes,6} | {r.ColdConnectMilliseconds,12:0.000} | {r.P50Milliseconds,9:0.000} | {r.P99Milliseconds,9:0.000} | {r.Connections,5}{(r.Ok ? "" : " | NOT AS EXPECTED")}");
+        $"{r.Proxies,7} | {r.Mode,-23} | {r.Holder,-6} | {r.ContextHolders,7} | {r.ExtraUpstreamConnections,20} | {r.Probes,6} | {r.ColdP50Milliseconds,8:0.0} | {r.ColdP99Milliseconds,8:0.0} | {r.WarmP50Milliseconds,8:0.0} | {r.WarmP99Milliseconds,8:0.0} | {r.Connections,5}{(r.Ok ? "" : " | NOT AS EXPECTED")}");
 
     /// <summary>The measured table (for the terminal and spec Appendix B).</summary>
-    public static string Format(IReadOnlyList<MeasuredRow> rows, int count)
+    public static string Format(IReadOnlyList<MeasuredRow> rows, int count, TimeSpan delay)
     {
         ArgumentNullException.ThrowIfNull(rows);
         var text = new StringBuilder();
-        text.AppendLine("proxies | mode                    | holder | context | extra upstream conns | probes | cold connect | p50 (ms) | p99 (ms) | conns");
-        text.AppendLine("--------|-------------------------|--------|---------|----------------------|--------|--------------|-----------|-----------|------");
+        text.AppendLine("proxies | mode                    | holder | context | extra upstream conns | probes | cold p50 | cold p99 | warm p50 | warm p99 | conns");
+        text.AppendLine("--------|-------------------------|--------|---------|----------------------|--------|----------|----------|----------|----------|------");
         foreach (var r in rows)
         {
             text.AppendLine(FormatRow(r));
         }
 
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"MPTCP client (curl under mptcpize), TCP-only nginx, N downgrade `proxysel run` instances in namespaces (veth, no added delay). context, extra"));
-        text.AppendLine("upstream conns and probes: from the instances' counters on a cold first connection; cold connect: that connection's");
+            $"MPTCP client (curl under mptcpize), TCP-only nginx, N downgrade `proxysel run` instances in namespaces, veth links with {(delay > TimeSpan.Zero ? $"{delay.TotalMilliseconds:0.#} ms one way on" : "no added delay on")}"));
+        text.AppendLine("every link. context, extra upstream conns, probes: the instances' counters after one cold connection (a proxy");
+        text.AppendLine("that held a SYN or intercepted counts as context). Setup = the client's SYN to its SYN/ACK (curl time_connect), ms:");
         text.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"SYN to SYN/ACK at the client (ms); p50/p99: {count} further connections one after another on fresh instances (the first cold)."));
+            $"cold = {count} connections to {count} distinct server addresses (every cache misses), warm = {count} to one address; each series"));
+        text.AppendLine("after one uncounted connection (a fresh .NET process compiles its packet path on first use).");
         return text.ToString();
     }
 
@@ -153,9 +163,10 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
                 w.WriteNumber("context_holders", r.ContextHolders);
                 w.WriteNumber("extra_upstream_connections", r.ExtraUpstreamConnections);
                 w.WriteNumber("probes", r.Probes);
-                WriteNumber(w, "cold_connect_ms", r.ColdConnectMilliseconds);
-                WriteNumber(w, "p50_ms", r.P50Milliseconds);
-                WriteNumber(w, "p99_ms", r.P99Milliseconds);
+                WriteNumber(w, "cold_p50_ms", r.ColdP50Milliseconds);
+                WriteNumber(w, "cold_p99_ms", r.ColdP99Milliseconds);
+                WriteNumber(w, "warm_p50_ms", r.WarmP50Milliseconds);
+                WriteNumber(w, "warm_p99_ms", r.WarmP99Milliseconds);
                 w.WriteNumber("connections", r.Connections);
                 w.WriteBoolean("ok", r.Ok);
                 w.WriteEndObject();

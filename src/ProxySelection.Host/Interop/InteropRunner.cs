@@ -33,7 +33,9 @@ internal sealed record ProxyBinary(string File, IReadOnlyList<string> Prefix, st
 /// <param name="FileBytes">Size of the downloaded file.</param>
 /// <param name="RateMbit">Rate of each client path (at P1's egress toward the client): paced so the join subflow joins and tcpdump keeps up.</param>
 /// <param name="CellTimeout">Bound on one cell, teardown excluded.</param>
-internal sealed record InteropOptions(IReadOnlyList<ProxyBinary> Binaries, int FileBytes = 1 << 19, int RateMbit = 20, TimeSpan? CellTimeout = null)
+/// <param name="LinkDelay">One-way delay on every link (netem); when set, it replaces the rate limit.</param>
+internal sealed record InteropOptions(IReadOnlyList<ProxyBinary> Binaries, int FileBytes = 1 << 19, int RateMbit = 20, TimeSpan? CellTimeout = null,
+    TimeSpan LinkDelay = default)
 {
     public TimeSpan Timeout => CellTimeout ?? TimeSpan.FromSeconds(90);
 
@@ -153,9 +155,16 @@ internal sealed partial class InteropRunner(InteropOptions options)
         int n = cell.Proxies.Count;
         var topology = await LinearChainTopology.BuildAsync(lab, Math.Max(1, n), n == 0 ? "r" : "p", ct).ConfigureAwait(false);
         var rate = options.RateMbit.ToString(CultureInfo.InvariantCulture) + "mbit";
-        foreach (var device in LinearChainTopology.DownDevices(0))
+        if (options.LinkDelay > TimeSpan.Zero)
         {
-            await topology.Hops[0].SetRateLimitAsync(device, rate).ConfigureAwait(false);
+            await topology.SetLinkDelayAsync(options.LinkDelay, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            foreach (var device in LinearChainTopology.DownDevices(0))
+            {
+                await topology.Hops[0].SetRateLimitAsync(device, rate).ConfigureAwait(false);
+            }
         }
 
         var server = IPAddress.Parse(LinearChainTopology.ServerV4);
@@ -208,38 +217,44 @@ internal sealed partial class InteropRunner(InteropOptions options)
 
     /// <summary>
     /// Times <paramref name="count"/> connections, one after another, through the cell's chain (one curl, a fresh
-    /// connection per request): the client's SYN to its SYN/ACK (curl's time_connect), in milliseconds.
+    /// connection per request) after one that is not counted: the client's SYN to its SYN/ACK (curl's time_connect),
+    /// in milliseconds. With <paramref name="cold"/>, each goes to another server address, so every proxy's cache
+    /// misses every time; without, all go to the address the first one warmed.
     /// </summary>
-    public async Task<IReadOnlyList<double>> TimeConnectionsAsync(InteropCell cell, int count, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<double>> TimeConnectionsAsync(InteropCell cell, int count, bool cold, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(cell);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        bounded.CancelAfter(options.Timeout + TimeSpan.FromMilliseconds(100.0 * count));
+        bounded.CancelAfter(options.Timeout + TimeSpan.FromMilliseconds(1000.0 * count));
         var directory = Directory.CreateTempSubdirectory("psel-interop-").FullName;
         var lab = LabEnvironment.Create();
         var proxies = new List<LabProcess>();
         try
         {
             await using var prepared = await PrepareAsync(cell, lab, directory, proxies, bounded.Token).ConfigureAwait(false);
-            var url = $"http://{LinearChainTopology.ServerV4}/empty.txt";
+            // One connection first, to the server's own address, not counted: a fresh .NET process compiles its
+            // packet path on first use (measured ~100 ms), a start-up cost, not the negotiation's.
+            IReadOnlyList<string> servers = cold
+                ? [LinearChainTopology.ServerV4, .. await prepared.Topology.AddServerAddressesAsync(count, bounded.Token).ConfigureAwait(false)]
+                : [.. Enumerable.Repeat(LinearChainTopology.ServerV4, count + 1)];
             List<string> curl = ["curl", "-s", "-H", "Connection: close", "-w", "%{time_connect}\\n"];
-            for (int i = 0; i < count; i++)
+            foreach (var server in servers)
             {
-                curl.AddRange(["-o", "/dev/null", url]);
+                curl.AddRange(["-o", "/dev/null", $"http://{server}/empty.txt"]);
             }
 
-            var limit = TimeSpan.FromSeconds(10) + TimeSpan.FromMilliseconds(100.0 * count);
+            var limit = TimeSpan.FromSeconds(10) + TimeSpan.FromMilliseconds(1000.0 * count);
             var run = cell.ClientMptcp
                 ? await prepared.Topology.Client.RunAsync("mptcpize", ["run", .. curl], limit, cancellationToken: bounded.Token).ConfigureAwait(false)
                 : await prepared.Topology.Client.RunAsync(curl[0], curl[1..], limit, cancellationToken: bounded.Token).ConfigureAwait(false);
             var times = run.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(t => double.Parse(t, CultureInfo.InvariantCulture) * 1000).ToList();
-            if (run.ExitCode != 0 || times.Count != count)
+            if (run.ExitCode != 0 || times.Count != count + 1)
             {
-                throw new InvalidOperationException($"curl timed {times.Count} of {count} connections (exit {run.ExitCode}): {run.StdErr}");
+                throw new InvalidOperationException($"curl timed {times.Count} of {count + 1} connections (exit {run.ExitCode}): {run.StdErr}");
             }
 
-            return times;
+            return times[1..];
         }
         finally
         {
