@@ -15,6 +15,7 @@ internal static class Cli
         root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(Lab.LabCommand.Build(stderr));
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(Interop.InteropCommand.Build(stderr));
         return root;
     }
 

@@ -66,7 +66,7 @@ public sealed partial class ProxyDownloadTests
     }
 
     /// <summary>Every MP_CAPABLE segment of the kind given carries an MP_PROXY of <paramref name="kind"/> that verifies under the key.</summary>
-    private static void AssertSignal(IReadOnlyList<Captures.Segment> segments, SignalKind kind, bool synAck)
+    private static void AssertSignal(IReadOnlyList<CapturedSegment> segments, SignalKind kind, bool synAck)
     {
         var ring = new MpProxyKeyRing(1, Key);
         var capable = segments.Where(s => HasMpCapable(s.Bytes)).ToList();

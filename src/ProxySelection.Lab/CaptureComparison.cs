@@ -1,0 +1,143 @@
+using System.Globalization;
+using System.Net;
+using System.Text.RegularExpressions;
+using ProxySelection.Wire;
+
+namespace ProxySelection.Lab;
+
+/// <summary>One captured TCP segment: addresses, flags, capture time and the segment's bytes (TCP header and payload).</summary>
+public sealed record CapturedSegment(string Source, string Destination, TcpFlags Flags, long TimestampMicroseconds, byte[] Bytes)
+{
+    /// <summary>What a router must not change: both addresses and the whole TCP segment (TTL/hop limit and the IPv4
+    /// header checksum are the only IP fields left out, as a router legitimately rewrites them).</summary>
+    public string Identity => $"{Source}>{Destination} {Convert.ToHexString(Bytes)}";
+
+    /// <summary>Ports, sequence, acknowledgement, data offset and flags: which segment this is, not what it carries.</summary>
+    public string Key => $"{Source}>{Destination} {Convert.ToHexString(Bytes, 0, Math.Min(14, Bytes.Length))}";
+
+    public ushort SourcePort => (ushort)((Bytes[0] << 8) | Bytes[1]);
+
+    public ushort DestinationPort => (ushort)((Bytes[2] << 8) | Bytes[3]);
+
+    /// <summary>The connection, the same for both directions: lower endpoint first.</summary>
+    public string Flow
+    {
+        get
+        {
+            var a = $"{Source}:{SourcePort.ToString(CultureInfo.InvariantCulture)}";
+            var b = $"{Destination}:{DestinationPort.ToString(CultureInfo.InvariantCulture)}";
+            return string.CompareOrdinal(a, b) < 0 ? $"{a}-{b}" : $"{b}-{a}";
+        }
+    }
+
+    /// <summary>Bytes after the TCP header (data offset in the header's 13th byte).</summary>
+    public int PayloadLength => Bytes.Length - ((Bytes[12] >> 4) * 4);
+
+    public bool IsSyn => (Flags & (TcpFlags.Syn | TcpFlags.Ack)) == TcpFlags.Syn;
+
+    public bool IsSynAck => (Flags & (TcpFlags.Syn | TcpFlags.Ack)) == (TcpFlags.Syn | TcpFlags.Ack);
+}
+
+/// <summary>How the segments on the two sides of a router compare, per direction of one endpoint's traffic.</summary>
+/// <param name="Changed">Segments present on both sides (same key) with different bytes: never a capture artefact.</param>
+/// <param name="Missing">Segments seen on one side only.</param>
+/// <param name="Before">Segments counted on the first side.</param>
+/// <param name="After">Segments counted on the second side.</param>
+/// <param name="Detail">What differed, for a report.</param>
+public sealed record SideComparison(int Changed, int Missing, int Before, int After, string Detail)
+{
+    /// <summary>Nothing changed and at most <paramref name="tolerance"/> segments are missing (capture losses).</summary>
+    public bool Identical(int tolerance) => Changed == 0 && Missing <= tolerance;
+}
+
+/// <summary>
+/// Reads TCP segments out of captures so the two sides of a router can be compared byte for byte (design §2,
+/// untouched pass-through). Used by the integration tests and <c>proxysel interop</c>.
+/// </summary>
+public static partial class CaptureComparison
+{
+    /// <summary>Segments per direction a capture may lose at its stop without a comparison failing.</summary>
+    public const int MaxCaptureLoss = 3;
+
+    public static List<CapturedSegment> Segments(IEnumerable<PcapPacket> packets, Func<CapturedSegment, bool>? where = null)
+    {
+        ArgumentNullException.ThrowIfNull(packets);
+        var segments = new List<CapturedSegment>();
+        foreach (var packet in packets)
+        {
+            if (IpPacket.TryParse(packet.IpPacket.Span, out var ip) != WireError.None
+                || TcpHeader.TryParse(ip.Payload, out var tcp) != WireError.None)
+            {
+                continue;
+            }
+
+            var segment = new CapturedSegment(
+                new IPAddress(ip.SourceAddress).ToString(),
+                new IPAddress(ip.DestinationAddress).ToString(),
+                tcp.Flags,
+                packet.TimestampMicroseconds,
+                ip.Payload.ToArray());
+            if (where is null || where(segment))
+            {
+                segments.Add(segment);
+            }
+        }
+
+        return segments;
+    }
+
+    /// <summary>
+    /// Compares <paramref name="before"/> and <paramref name="after"/> for the segments <paramref name="mine"/> selects
+    /// (one direction of some traffic): which segments seen on both sides differ, and how many appear on one side only.
+    /// </summary>
+    public static SideComparison Compare(IReadOnlyList<CapturedSegment> before, IReadOnlyList<CapturedSegment> after, Func<CapturedSegment, bool> mine)
+    {
+        ArgumentNullException.ThrowIfNull(before);
+        ArgumentNullException.ThrowIfNull(after);
+        ArgumentNullException.ThrowIfNull(mine);
+        var one = before.Where(mine).ToList();
+        var two = after.Where(mine).ToList();
+        var oneIds = one.Select(s => s.Identity).ToHashSet();
+        var twoIds = two.Select(s => s.Identity).ToHashSet();
+        var oneKeys = one.ToLookup(s => s.Key);
+        var twoKeys = two.ToLookup(s => s.Key);
+        var changed = one.Where(s => !twoIds.Contains(s.Identity) && twoKeys.Contains(s.Key))
+            .Concat(two.Where(s => !oneIds.Contains(s.Identity) && oneKeys.Contains(s.Key)))
+            .Select(s => s.Identity).ToList();
+        var lostAfter = one.Where(s => !twoKeys.Contains(s.Key)).ToList();
+        var lostBefore = two.Where(s => !oneKeys.Contains(s.Key)).ToList();
+        var detail = string.Join("\n", changed.Take(5).Select(c => $"changed: {Abbreviate(c)}")
+            .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
+            .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));
+        return new SideComparison(changed.Count, lostAfter.Count + lostBefore.Count, one.Count, two.Count, detail);
+    }
+
+    /// <summary>
+    /// Packets tcpdump says it lost: dropped by the kernel, plus received by the filter but not written (at the stop).
+    /// </summary>
+    public static int ReportedLoss(PacketCapture capture)
+    {
+        ArgumentNullException.ThrowIfNull(capture);
+        int Read(string what)
+        {
+            var match = Regex.Match(capture.Log, $@"(\d+) packets? {what}");
+            return match.Success ? int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+        }
+
+        return Read("dropped by kernel") + Math.Max(0, Read("received by filter") - Read("captured"));
+    }
+
+    /// <summary>
+    /// Lets the closing segments reach every interface, then stops all <paramref name="captures"/> together (a long quiet
+    /// period: on SIGINT tcpdump drops what it was handed but had not written, see <see cref="PacketCapture.StopAsync"/>).
+    /// </summary>
+    public static async Task<IReadOnlyList<IReadOnlyList<PcapPacket>>> StopAllAsync(IReadOnlyList<PacketCapture> captures, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(captures);
+        await Task.Delay(TimeSpan.FromMilliseconds(500)).ConfigureAwait(false);
+        var stops = captures.Select(c => c.StopAsync(TimeSpan.FromSeconds(1))).ToList();
+        return await Task.WhenAll(stops).WaitAsync(timeout).ConfigureAwait(false);
+    }
+
+    private static string Abbreviate(string identity) => identity.Length > 140 ? identity[..140] + "…" : identity;
+}
