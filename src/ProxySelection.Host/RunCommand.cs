@@ -1,11 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ProxySelection.Host.Hosting;
-using ProxySelection.Host.Proxy;
-using ProxySelection.Interception.Rules;
-using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
 namespace ProxySelection.Host;

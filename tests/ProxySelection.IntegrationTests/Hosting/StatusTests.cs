@@ -34,6 +34,7 @@ public sealed class StatusTests
         var cacheTable = await ControlCli.ControlAsync(lab, "cache", "show", "--socket", socket);
         var flushed = JsonNode.Parse(await ControlCli.ControlAsync(lab, "cache", "flush", "--socket", socket, "--json"))!;
         var afterFlush = JsonNode.Parse(await ControlCli.ControlAsync(lab, "cache", "show", "--socket", socket, "--json"))!;
+        var reload = await ProxySelection.Host.Control.ControlClient.SendAsync(socket, ProxySelection.Host.Control.ControlCommand.Reload, ProxyLab.Timeout);
         var socketMode = File.GetUnixFileMode(socket);
         var folderMode = File.GetUnixFileMode(Path.GetDirectoryName(socket)!);
 
@@ -63,6 +64,10 @@ public sealed class StatusTests
             Assert.That(cacheTable, Does.Contain(TwoPathTopology.ServerV4 + ":80").And.Contains("TcpOnly"));
             Assert.That((int)flushed["removed"]!, Is.GreaterThanOrEqualTo(1));
             Assert.That(afterFlush["entries"]!.AsArray(), Is.Empty, "cache flush emptied it");
+            Assert.That(reload.Ok, Is.True, reload.Error);
+            Assert.That((bool?)reload.Reply["applied"], Is.True);
+            Assert.That((string?)reload.Reply["message"], Does.StartWith("proxysel: reloaded policy=First"), "the control socket's reload is SIGHUP's");
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: reloaded policy=First"), Has.Count.EqualTo(1));
             Assert.That(socketMode, Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite), "0660");
             Assert.That(folderMode, Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute), "0750");
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
