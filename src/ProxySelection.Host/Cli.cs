@@ -12,6 +12,8 @@ internal static class Cli
         root.Subcommands.Add(DecodeCommand.Build(stdout, stderr));
         root.Subcommands.Add(RunCommand.Build(stderr));
         root.Subcommands.Add(CleanupCommand.Build(stderr));
+        root.Subcommands.Add(Control.ControlVerbs.BuildStatus(stderr));
+        root.Subcommands.Add(Control.ControlVerbs.BuildCache(stderr));
         root.Subcommands.Add(SimulateCommand.Create());
         root.Subcommands.Add(Lab.LabCommand.Build(stderr));
         root.Subcommands.Add(BenchCommand.Create());

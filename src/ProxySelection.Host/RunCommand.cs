@@ -1,11 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ProxySelection.Host.Hosting;
-using ProxySelection.Host.Proxy;
-using ProxySelection.Interception.Rules;
-using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
 namespace ProxySelection.Host;
@@ -13,7 +9,8 @@ namespace ProxySelection.Host;
 /// <summary>
 /// <c>proxysel run</c>: one proxy in the current network namespace until SIGINT or SIGTERM (after a drain of
 /// Proxy:DrainTimeout), then its rules are removed; SIGHUP reloads the policy. Settings come from
-/// <see cref="ProxyConfiguration"/>. Prints one line per decision and, at the end, the counters.
+/// <see cref="ProxyConfiguration"/>; the host is <see cref="ProxyDaemon"/>. Prints one line per decision and, at the
+/// end, the counters.
 /// </summary>
 internal static class RunCommand
 {
@@ -77,94 +74,9 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
-            return Run(loaded.Engine!, loaded.Options!, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
+            return ProxyDaemon.Run(loaded, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;
-    }
-
-    private static int Run(ProxyEngineOptions options, ProxyHostOptions settings, Func<ProxyConfigurationResult> reload)
-    {
-        var log = new Lock();
-        void Log(string line)
-        {
-            lock (log)
-            {
-                Console.Out.WriteLine(line);
-                Console.Out.Flush();
-            }
-        }
-
-        using var stop = new CancellationTokenSource();
-        using var abortDrain = new CancellationTokenSource();
-        void OnSignal(PosixSignalContext context)
-        {
-            context.Cancel = true;
-            // A second signal cuts a drain short.
-            if (stop.IsCancellationRequested)
-            {
-                abortDrain.Cancel();
-            }
-
-            stop.Cancel();
-        }
-
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
-        var policy = new PolicyReload(settings, options.Negotiation);
-        var reloading = new Lock();
-        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
-        {
-            context.Cancel = true;
-            _ = Task.Run(() =>
-            {
-                lock (reloading)
-                {
-                    Log(policy.Apply(reload()));
-                }
-            });
-        });
-        var engine = new ProxyEngine(options, TimeProvider.System, Log);
-        try
-        {
-            engine.StartAsync(stop.Token).GetAwaiter().GetResult();
-            Log(string.Create(CultureInfo.InvariantCulture,
-                $"proxysel: running role={options.Negotiation.Role} mode={options.Negotiation.Mode} policy={options.Negotiation.Policy} id={options.Negotiation.ProxyId} ports={string.Join(',', options.Ports)} queue={options.QueueNumber}"));
-            stop.Token.WaitHandle.WaitOne();
-            Log("proxysel: stopping");
-            var drainTimeout = policy.Running.DrainTimeout;
-            if (drainTimeout > TimeSpan.Zero)
-            {
-                Drain(engine, options, drainTimeout, Log, abortDrain.Token);
-            }
-        }
-        finally
-        {
-            engine.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        }
-
-        Log($"proxysel: stopped, rules removed; {engine.Counters}");
-        return ExitCodes.Ok;
-    }
-
-    private static void Drain(ProxyEngine engine, ProxyEngineOptions options, TimeSpan deadline, Action<string> log, CancellationToken abort)
-    {
-        var drain = new GracefulDrain(options, new ProcessCommandRunner(), TimeProvider.System);
-        try
-        {
-            drain.StopClaimingAsync(CancellationToken.None).GetAwaiter().GetResult();
-        }
-        catch (InterceptionRulesException e)
-        {
-            log($"proxysel: no drain, new connections could not be turned away: {e.Message}");
-            return;
-        }
-
-        log(string.Create(CultureInfo.InvariantCulture,
-            $"proxysel: draining {engine.Negotiator.ActiveConnections} held connection(s) for up to {deadline.TotalSeconds:0.###} s; new connections pass untouched"));
-        bool drained = drain.WaitForHeldAsync(() => engine.Negotiator.ActiveConnections, deadline, abort).GetAwaiter().GetResult();
-        log(drained
-            ? "proxysel: drained, every held connection finished"
-            : string.Create(CultureInfo.InvariantCulture, $"proxysel: drain ended with {engine.Negotiator.ActiveConnections} connection(s) still held; closing them"));
     }
 
     public static bool TryParsePorts(string text, out IReadOnlyList<ushort> ports)

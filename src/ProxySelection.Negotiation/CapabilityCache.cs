@@ -21,6 +21,9 @@ public enum CapabilityState : byte
 
 public readonly record struct CapabilityEntry(CapabilityState State, byte ProxyId);
 
+/// <summary>One live cache entry as an operator sees it: how long ago it was set and how long it has left.</summary>
+public readonly record struct CapabilityCacheItem(DestinationKey Destination, CapabilityEntry Entry, TimeSpan Age, TimeSpan Remaining);
+
 /// <summary>
 /// Bounded destination → capability map with a lifetime per state and least-recently-used eviction.
 /// Lookups and updates of existing keys do not allocate: entries live in parallel arrays linked into an
@@ -161,6 +164,49 @@ public sealed class CapabilityCache
 
             RemoveLocked(slot);
             return true;
+        }
+    }
+
+    /// <summary>
+    /// The live entries, most recently used first, without counting, refreshing or expiring them (for the control
+    /// socket). Age is the state's lifetime minus what is left of it: an entry is only ever set with its full lifetime.
+    /// </summary>
+    public IReadOnlyList<CapabilityCacheItem> Snapshot()
+    {
+        var items = new List<CapabilityCacheItem>();
+        lock (_lock)
+        {
+            long now = _time.GetTimestamp();
+            for (int slot = _head; slot != None; slot = _next[slot])
+            {
+                if (now >= _expiresAt[slot])
+                {
+                    continue;
+                }
+
+                var entry = _entries[slot];
+                var remaining = TimeSpan.FromSeconds((double)(_expiresAt[slot] - now) / _time.TimestampFrequency);
+                var age = TtlOf(entry.State) - remaining;
+                items.Add(new CapabilityCacheItem(_keys[slot], entry, age < TimeSpan.Zero ? TimeSpan.Zero : age, remaining));
+            }
+        }
+
+        return items;
+    }
+
+    /// <summary>Removes every entry (an operator's flush); the hit, miss, eviction and expiry counters stay. Returns how many went.</summary>
+    public int Clear()
+    {
+        lock (_lock)
+        {
+            int removed = _index.Count;
+            _index.Clear();
+            Array.Clear(_keys);
+            _head = None;
+            _tail = None;
+            _freeHead = None;
+            _used = 0;
+            return removed;
         }
     }
 

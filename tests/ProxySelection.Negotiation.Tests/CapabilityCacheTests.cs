@@ -47,6 +47,55 @@ public class CapabilityCacheTests
         });
     }
 
+    [Test]
+    public void Snapshot_LiveEntries_MostRecentFirstWithAgeAndRemaining()
+    {
+        var (cache, time) = Create();
+        cache.Set(Server(1), CapabilityState.TcpOnly);
+        time.Advance(TimeSpan.FromSeconds(20));
+        cache.Set(Server(2), CapabilityState.ProxyBeyond, proxyId: 3);
+        cache.Set(Server(3), CapabilityState.ProbedByOther);
+        time.Advance(TimeSpan.FromSeconds(10));
+
+        var items = cache.Snapshot();
+
+        Assert.That(items, Is.EqualTo(new[]
+        {
+            new CapabilityCacheItem(Server(2), new CapabilityEntry(CapabilityState.ProxyBeyond, 3), TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(110)),
+            new CapabilityCacheItem(Server(1), new CapabilityEntry(CapabilityState.TcpOnly, 0), TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(570)),
+        }), "the expired ProbedByOther entry is left out");
+        Assert.That(cache.Hits + cache.Misses + cache.Expirations, Is.Zero, "a snapshot counts nothing");
+    }
+
+    [Test]
+    public void Clear_Entries_AllGoneCountedAndCacheStillWorks()
+    {
+        var (cache, _) = Create(maxEntries: 4);
+        for (int i = 0; i < 6; i++)
+        {
+            cache.Set(Server(i), CapabilityState.TcpOnly);
+        }
+
+        Assert.That(cache.Clear(), Is.EqualTo(4));
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.Zero);
+            Assert.That(cache.Snapshot(), Is.Empty);
+            Assert.That(cache.TryPeek(Server(5), out _), Is.False);
+        });
+
+        for (int i = 0; i < 5; i++)
+        {
+            cache.Set(Server(10 + i), CapabilityState.MptcpCapable);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(cache.Count, Is.EqualTo(4), "the slots are reusable after a flush");
+            Assert.That(cache.Snapshot().Select(i => i.Destination), Is.EqualTo(new[] { Server(14), Server(13), Server(12), Server(11) }));
+        });
+    }
+
     [TestCase(CapabilityState.MptcpCapable, 600)]
     [TestCase(CapabilityState.TcpOnly, 600)]
     [TestCase(CapabilityState.ProxyBeyond, 120)]

@@ -85,5 +85,15 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         {
             yield return nameof(a.IdleTimeout);
         }
+
+        if (!string.Equals(a.ControlSocketPath, b.ControlSocketPath, StringComparison.Ordinal))
+        {
+            yield return nameof(a.ControlSocket);
+        }
+
+        if (a.Logging != b.Logging)
+        {
+            yield return nameof(a.Logging);
+        }
     }
 }

@@ -31,7 +31,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.ProxyId), nameof(ProxyHostOptions.Priority), nameof(ProxyHostOptions.KeyFile),
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
-        nameof(ProxyHostOptions.IdleTimeout),
+        nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
     ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
@@ -267,6 +267,11 @@ internal static class ProxyConfiguration
             case nameof(ProxyHostOptions.KeyFile):
                 options.KeyFile = value ?? "";
                 return null;
+            case nameof(ProxyHostOptions.ControlSocket):
+                options.ControlSocket = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.Logging):
+                return ParseChoice(value, [("plain", LogFormat.Plain), ("json", LogFormat.Json), ("systemd", LogFormat.Systemd)], v => options.Logging = v);
             default:
                 return ParsePorts(setting, options);
         }

@@ -55,4 +55,37 @@ internal sealed class ProxyHostOptions
 
     /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// The control socket <c>proxysel status</c> and <c>proxysel cache</c> talk to: an absolute path of at most
+    /// 107 bytes (a unix socket address), or <c>none</c>. Default <c>/run/proxysel/&lt;ChainPrefix&gt;.sock</c>.
+    /// Its mode 0660 and its folder's 0750 are the access control.
+    /// </summary>
+    public string? ControlSocket { get; set; }
+
+    /// <summary>How log lines are written to stdout: <c>plain</c> (the message alone; the default), <c>json</c> or <c>systemd</c> (with journald priority prefixes).</summary>
+    public LogFormat Logging { get; set; } = LogFormat.Plain;
+
+    /// <summary>The control socket path in force: <see cref="ControlSocket"/> or the default from the chain prefix; null for none.</summary>
+    public string? ControlSocketPath => ControlSocket switch
+    {
+        null => $"/run/proxysel/{ChainPrefix}.sock",
+        var path when string.Equals(path, NoControlSocket, StringComparison.OrdinalIgnoreCase) => null,
+        var path => path,
+    };
+
+    public const string NoControlSocket = "none";
+}
+
+/// <summary>The console formats <c>proxysel run</c> can write.</summary>
+internal enum LogFormat
+{
+    /// <summary>The message alone, one line each: what the demo and the tests parse.</summary>
+    Plain,
+
+    /// <summary>One JSON object per line (Microsoft.Extensions.Logging's JSON console formatter).</summary>
+    Json,
+
+    /// <summary>One line each with a <c>&lt;6&gt;</c>-style syslog priority prefix, which journald reads as the level.</summary>
+    Systemd,
 }

@@ -12,6 +12,8 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
     /// <summary>iptables chain names are at most 28 characters; the engine appends up to 12.</summary>
     public const int MaxChainPrefixLength = 16;
 
+    public const int MaxControlSocketPathBytes = 107;
+
     public ValidateOptionsResult Validate(string? name, ProxyHostOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -85,6 +87,20 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
         if (options.IdleTimeout < TimeSpan.FromSeconds(1) || options.IdleTimeout > TimeSpan.FromDays(1))
         {
             Fail(nameof(options.IdleTimeout), $"must be within 1 s..1 day (was {options.IdleTimeout})");
+        }
+
+        if (!Enum.IsDefined(options.Logging))
+        {
+            Fail(nameof(options.Logging), "must be plain, json or systemd");
+        }
+
+        if (options.ControlSocketPath is { } socket)
+        {
+            // sun_path is 108 bytes including the terminating NUL.
+            if (!Path.IsPathFullyQualified(socket) || System.Text.Encoding.UTF8.GetByteCount(socket) > MaxControlSocketPathBytes)
+            {
+                Fail(nameof(options.ControlSocket), $"must be an absolute path of at most {MaxControlSocketPathBytes} bytes (a unix socket address), or \"{ProxyHostOptions.NoControlSocket}\" (was \"{socket}\")");
+            }
         }
 
         if (options.KeyFile is { Length: 0 })

@@ -57,7 +57,7 @@ internal sealed partial class ProxyEngine
         }
 
         Counters.AddPassed();
-        _log($"join {join.Flow.Client} -> {join.Flow.Destination} token={join.Token:x8}: Pass (JoinTokenForeign, waited)");
+        ProxyEngineLog.ParkedJoinPassed(_log, join.Flow.Client, join.Flow.Destination, join.Token);
         TryVerdict(join.PacketId, null);
     }
 
@@ -81,7 +81,7 @@ internal sealed partial class ProxyEngine
             try
             {
                 Counters.AddJoinIntercepted();
-                _log($"join {join.Flow.Client} -> {join.Flow.Destination} token={token:x8}: InterceptJoin (JoinTokenOwned, waited)");
+                ProxyEngineLog.ParkedJoinIntercepted(_log, join.Flow.Client, join.Flow.Destination, token);
                 InterceptVerdict(join.PacketId, join.Mark, join.Flow.Destination);
             }
             catch (Exception e) when (e is not OutOfMemoryException)

@@ -62,7 +62,7 @@ internal sealed partial class ProxyEngine
         }
 
         Counters.AddProbeAnswerSent();
-        _log($"answered probe {flow.Client} -> {flow.Destination} with {claim?.Kind}");
+        ProxyEngineLog.ProbeAnswerSent(_log, flow.Client, flow.Destination, claim?.Kind.ToString() ?? "");
         _ = ForgetAnsweredProbeAsync(flow);
     }
 
@@ -96,7 +96,7 @@ internal sealed partial class ProxyEngine
         }
         catch (SocketException e)
         {
-            _log($"probe {probeId} to {destination}: socket failed: {e.SocketErrorCode}");
+            ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
             Counters.AddProbeFailed();
             _negotiator.OnProbeReset(probeId);
             return;
@@ -142,7 +142,7 @@ internal sealed partial class ProxyEngine
         // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim.
         bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
         var claim = seen is { Seen: true } ? seen.Signal : null;
-        _log($"probe {probeId} to {destination}: answered, mp_capable={mpCapable}{(claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "")}");
+        ProxyEngineLog.ProbeAnswered(_log, probeId, destination, mpCapable, claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "");
         _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable, claim));
     }
 
@@ -166,14 +166,14 @@ internal sealed partial class ProxyEngine
 
             var holdTime = _time.GetElapsedTime(held.HeldAt);
             Counters.RecordHold(holdTime);
-            _log($"hold {held.Flow.Client} -> {held.Flow.Destination}: {resolution.Outcome} ({resolution.Reason}) after {holdTime.TotalMilliseconds:F1} ms");
+            ProxyEngineLog.HoldResolved(_log, held.Flow.Client, held.Flow.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
             try
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)
                 {
                     var upstream = resolution.UpstreamIsProbe && probe is not null && !handedOver ? probe : null;
                     handedOver |= upstream is not null;
-                    Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream);
+                    Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream, resolution.Reason);
                 }
                 else if (resolution.Outcome == HoldOutcome.AnswerProbe && held.Syn is not null)
                 {
@@ -188,7 +188,7 @@ internal sealed partial class ProxyEngine
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Counters.AddHookFailure();
-                _log($"verdict failed, SYN accepted untouched: {e.GetType().Name}: {e.Message}");
+                ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
                 TryVerdict(held.PacketId, null);
             }
         }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
@@ -23,7 +24,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 {
     private readonly ProxyEngineOptions _options;
     private readonly TimeProvider _time;
-    private readonly Action<string> _log;
+    private readonly ILogger _log;
     private readonly InterceptionRuleset _ruleset;
     private readonly InterceptionRulesetOptions _rulesetOptions;
     private readonly ProxyNegotiator _negotiator;
@@ -47,6 +48,11 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
+        : this(options, time, new LineLogger(log ?? throw new ArgumentNullException(nameof(log))))
+    {
+    }
+
+    public ProxyEngine(ProxyEngineOptions options, TimeProvider time, ILogger log)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -132,7 +138,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             catch (NfqueueException e)
             {
                 // The failing packet was accepted by the client already; keep receiving.
-                _log($"hook: {e.InnerException?.Message ?? e.Message}");
+                ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
             }
         }
     }
@@ -153,7 +159,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             Counters.AddHookFailure();
-            _log($"hook failed, packet accepted untouched: {e.GetType().Name}: {e.Message}");
+            ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
             TryVerdict(packet.PacketId, null);
         }
     }
@@ -218,8 +224,18 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (kind != SynKind.MpJoin && _awaitingAccept.ContainsKey(endpoints))
         {
             // A retransmission of a SYN already intercepted (its SYN/ACK was lost): same verdict, no second decision.
-            _log($"syn {endpoints.Client} -> {endpoints.Destination} {kind}: Intercept (retransmission)");
+            ProxyEngineLog.Retransmission(_log, endpoints.Client, endpoints.Destination, kind);
             InterceptVerdict(packetId, mark, endpoints.Destination);
+            return;
+        }
+
+        if (kind != SynKind.MpJoin && IsDraining)
+        {
+            // Draining: new connections are not claimed; joins still reach the negotiator, so a held connection keeps
+            // adding subflows (its token is owned) until it ends.
+            ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, nameof(SynVerdict.Pass), "Draining");
+            Counters.AddPassed();
+            _queue!.Accept(packetId);
             return;
         }
 
@@ -240,9 +256,14 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
             && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
         string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
-        _log(kind == SynKind.MpJoin
-            ? $"syn {endpoints.Client} -> {endpoints.Destination} {kind} token={token:x8}: {verdict} ({decision.Reason})"
-            : $"syn {endpoints.Client} -> {endpoints.Destination} {kind}: {verdict} ({decision.Reason})");
+        if (kind == SynKind.MpJoin)
+        {
+            ProxyEngineLog.JoinSyn(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
+        }
+        else
+        {
+            ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
+        }
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -254,7 +275,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
                 break;
             case SynVerdict.Intercept:
-                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null);
+                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null, decision.Reason);
                 break;
             case SynVerdict.InterceptJoin:
                 Counters.AddJoinIntercepted();
@@ -313,8 +334,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _queue!.AcceptWithMark(packetId, intercept);
     }
 
-    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe)
+    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe, DecisionReason reason)
     {
+        _decided[flow] = new Decided(reason, _time.GetTimestamp());
         if (claim is { } signal)
         {
             _signer.ExpectSynAck(flow, signal);
@@ -361,6 +383,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _signer.ForgetClaim(flow);
         if (_awaitingAccept.TryRemove(flow, out _))
         {
+            _decided.TryRemove(flow, out _);
             // The client's connection never reached the listener: its slot (and probe) go.
             if (_adopted.TryRemove(flow, out var probe))
             {
@@ -368,13 +391,14 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
 
             _negotiator.OnConnectionClosed();
-            _log($"intercepted connection never arrived {flow.Client} -> {flow.Destination}");
+            ProxyEngineLog.NeverArrived(_log, flow.Client, flow.Destination);
         }
     }
 
     private void Forget(FlowEndPoints flow, bool closeProbe)
     {
         _signer.ForgetClaim(flow);
+        _decided.TryRemove(flow, out _);
         _awaitingAccept.TryRemove(flow, out _);
         if (_adopted.TryRemove(flow, out var probe) && closeProbe)
         {
@@ -410,7 +434,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 registered = _negotiator.Tokens.Register(token);
             }
 
-            _log($"accepted {client.RemoteEndPoint} -> {client.LocalEndPoint} token={token:x8}");
+            ProxyEngineLog.Accepted(_log, client.RemoteEndPoint, client.LocalEndPoint, token);
         }
 
         var flow = new FlowEndPoints((IPEndPoint)client.RemoteEndPoint!, (IPEndPoint)client.LocalEndPoint!);
@@ -435,11 +459,12 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 ? await _relay.RelayAsync(client, probe).ConfigureAwait(false)
                 : await _relay.HandleAsync(client).ConfigureAwait(false);
             Counters.AddRelayed();
-            _log($"relay {result.Client} -> {result.OriginalDestination}: {result.Reason} up={result.BytesClientToUpstream} down={result.BytesUpstreamToClient} " +
-                 $"subflows={result.ClientMaxSubflows} client={result.ClientMptcp.Status} upstream={result.UpstreamMptcp.Status} connect={result.ConnectStatus} in {result.Duration.TotalMilliseconds:F0} ms");
+            ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
+                result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);
         }
         finally
         {
+            _decided.TryRemove(flow, out _);
             if (registered)
             {
                 _negotiator.Tokens.Unregister(token);

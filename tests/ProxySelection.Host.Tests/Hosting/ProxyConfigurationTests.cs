@@ -42,6 +42,10 @@ public sealed class ProxyConfigurationTests
         new object[] { """{ "Proxy": { "KeyFile": "no-such.key" } }""", "Proxy:KeyFile", "cannot read" },
         new object[] { """{ "Proxy": { "ProbTimeout": "300ms" } }""", "Proxy:ProbTimeout", "unknown key (did you mean ProbeTimeout?)" },
         new object[] { """{ "Proxi": { "Role": "upgrade" } }""", "Proxi", "unknown section (did you mean Proxy?)" },
+        new object[] { """{ "Proxy": { "ControlSocket": "run/proxysel.sock" } }""", "Proxy:ControlSocket", "must be an absolute path" },
+        new object[] { """{ "Proxy": { "ControlSocket": "/run/proxysel/""" + new string('x', 100) + """.sock" } }""", "Proxy:ControlSocket", "at most 107 bytes" },
+        new object[] { """{ "Proxy": { "ControlSocket": "" } }""", "Proxy:ControlSocket", "or \"none\"" },
+        new object[] { """{ "Proxy": { "Logging": "xml" } }""", "Proxy:Logging", "unknown value \"xml\"; expected plain, json, systemd" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]

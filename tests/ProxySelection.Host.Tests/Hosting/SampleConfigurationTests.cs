@@ -28,6 +28,10 @@ public sealed class SampleConfigurationTests
             var result = ProxyConfiguration.Load(path, usesKey ? [$"Proxy:KeyFile={key}"] : [], new MemoryConfigurationSource());
 
             Assert.That(result.Errors, Is.Empty);
+            var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
+            var stopSeconds = int.Parse(unit.Single(l => l.StartsWith("TimeoutStopSec=", StringComparison.Ordinal))["TimeoutStopSec=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+            Assert.That(TimeSpan.FromSeconds(stopSeconds), Is.GreaterThanOrEqualTo(ProxyDaemon.ShutdownTimeoutFor(result.Options!.DrainTimeout)),
+                "systemd must not SIGKILL the daemon inside its own stop budget");
         }
         finally
         {
@@ -55,7 +59,7 @@ public sealed class SampleConfigurationTests
     }
 
     [Test]
-    public void SystemdUnit_StartsFromConfigAndCleansUp()
+    public void SystemdUnit_StartsFromConfigNotifiesAndCleansUp()
     {
         var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
 
@@ -64,6 +68,8 @@ public sealed class SampleConfigurationTests
         Assert.That(unit, Has.Some.EqualTo("ExecReload=/bin/kill -HUP $MAINPID"));
         Assert.That(unit, Has.Some.EqualTo("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"));
         Assert.That(unit, Has.Some.EqualTo("RestartPreventExitStatus=2"), "exit 2 is an invalid configuration");
+        Assert.That(unit, Has.Some.EqualTo("Type=notify"), "the daemon sends READY=1 once its rules are in");
+        Assert.That(unit, Has.Some.EqualTo("RuntimeDirectory=proxysel").And.Some.EqualTo("RuntimeDirectoryMode=0750"), "the control socket's folder");
     }
 
     internal static string SamplesDirectory()

@@ -1,0 +1,123 @@
+using System.Globalization;
+using ProxySelection.Host.Proxy;
+using ProxySelection.Negotiation;
+using ProxySelection.Relay;
+
+namespace ProxySelection.Host.Control;
+
+/// <summary><c>status</c>: the daemon, its held connections, its decision counters and a cache summary.</summary>
+internal sealed record StatusReply(DaemonStatus Daemon, IReadOnlyList<ConnectionStatus> Connections, IReadOnlyDictionary<string, long> Decisions, CacheSummary Cache);
+
+internal sealed record DaemonStatus(
+    string State, string Role, string Mode, string Policy, int ProxyId, int Priority, IReadOnlyList<ushort> Ports,
+    double UptimeSeconds, int HeldConnections, int HeldSyns, int ProbesInFlight);
+
+/// <summary>One held connection; <c>Subflows</c> lists the MPTCP leg's subflows as the kernel reports them (MPTCP_SUBFLOW_ADDRS).</summary>
+internal sealed record ConnectionStatus(
+    string Client, string Server, string Role, string? Reason, double? AgeSeconds, long BytesUp, long BytesDown,
+    string MptcpLeg, string MptcpStatus, string? Token, int SubflowCount, IReadOnlyList<SubflowStatus> Subflows);
+
+internal sealed record SubflowStatus(string Local, string Remote, string State, uint RttUs);
+
+internal sealed record CacheSummary(int Entries, int Capacity, long Hits, long Misses, long Evictions, long Expirations, double? HitRatio);
+
+/// <summary><c>cache-show</c>.</summary>
+internal sealed record CacheReply(IReadOnlyList<CacheEntryStatus> Entries, CacheSummary Summary);
+
+internal sealed record CacheEntryStatus(string Destination, string State, int? ProxyId, double AgeSeconds, double TtlSeconds);
+
+/// <summary><c>cache-flush</c>.</summary>
+internal sealed record FlushReply(int Removed);
+
+/// <summary><c>reload</c>: whether the new settings took, and the line the daemon logged.</summary>
+internal sealed record ReloadReply(bool Applied, string Message);
+
+/// <summary>Builds the replies from the engine's live state.</summary>
+internal static class ControlReplies
+{
+    public static StatusReply Status(ProxyEngine engine, ProxyEngineOptions options, TimeSpan uptime)
+    {
+        ArgumentNullException.ThrowIfNull(engine);
+        ArgumentNullException.ThrowIfNull(options);
+        var negotiation = options.Negotiation;
+        var negotiator = engine.Negotiator;
+        var daemon = new DaemonStatus(
+            engine.IsDraining ? "draining" : "running",
+            Lower(negotiation.Role), Lower(negotiation.Mode), negotiation.Policy == SelectionPolicy.NearestServer ? "nearest-server" : Lower(negotiation.Policy),
+            negotiation.ProxyId, negotiation.Priority, options.Ports, Math.Round(uptime.TotalSeconds, 3),
+            negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
+        var connections = engine.HeldConnections().Select(Connection).ToList();
+        return new StatusReply(daemon, connections, Decisions(engine.Counters), Summary(negotiator.Cache));
+    }
+
+    public static CacheReply Cache(CapabilityCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        var entries = cache.Snapshot().Select(item => new CacheEntryStatus(
+            item.Destination.ToString(),
+            item.Entry.State.ToString(),
+            item.Entry.State == CapabilityState.ProxyBeyond ? item.Entry.ProxyId : null,
+            Math.Round(item.Age.TotalSeconds, 3),
+            Math.Round(item.Remaining.TotalSeconds, 3))).ToList();
+        return new CacheReply(entries, Summary(cache));
+    }
+
+    public static CacheSummary Summary(CapabilityCache cache)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        long hits = cache.Hits;
+        long misses = cache.Misses;
+        return new CacheSummary(cache.Count, cache.Capacity, hits, misses, cache.Evictions, cache.Expirations,
+            hits + misses == 0 ? null : Math.Round((double)hits / (hits + misses), 4));
+    }
+
+    private static ConnectionStatus Connection(HeldConnection held)
+    {
+        var mptcp = held.Mptcp;
+        bool active = mptcp.Status == MptcpStatus.Active;
+        return new ConnectionStatus(
+            held.Client.ToString(), held.Destination.ToString(), Lower(held.Role), held.Reason?.ToString(),
+            held.Age is { } age ? Math.Round(age.TotalSeconds, 3) : null,
+            held.BytesClientToUpstream, held.BytesUpstreamToClient, held.MptcpLeg, mptcp.Status.ToString(),
+            active ? mptcp.Info.Token.ToString("x8", CultureInfo.InvariantCulture) : null,
+            active ? Math.Max(mptcp.Info.Subflows, mptcp.Subflows.Length) : 0,
+            [.. mptcp.Subflows.Select(s => new SubflowStatus(s.Local.ToString(), s.Remote.ToString(), TcpStateName(s.TcpState), s.RttMicroseconds))]);
+    }
+
+    private static Dictionary<string, long> Decisions(ProxyCounters c) => new()
+    {
+        ["syns"] = c.Syns,
+        ["passed"] = c.Passed,
+        ["held"] = c.Held,
+        ["released"] = c.Released,
+        ["intercepted"] = c.Intercepted,
+        ["joins_intercepted"] = c.JoinsIntercepted,
+        ["probes"] = c.ProbesStarted,
+        ["probes_answered"] = c.ProbesAnswered,
+        ["probes_failed"] = c.ProbesFailed,
+        ["probes_adopted"] = c.ProbesAdopted,
+        ["probe_answers_sent"] = c.ProbeAnswersSent,
+        ["relayed"] = c.Relayed,
+        ["hook_failures"] = c.HookFailures,
+    };
+
+    /// <summary>include/net/tcp_states.h.</summary>
+    private static string TcpStateName(byte state) => state switch
+    {
+        1 => "established",
+        2 => "syn-sent",
+        3 => "syn-recv",
+        4 => "fin-wait1",
+        5 => "fin-wait2",
+        6 => "time-wait",
+        7 => "close",
+        8 => "close-wait",
+        9 => "last-ack",
+        10 => "listen",
+        11 => "closing",
+        _ => state.ToString(CultureInfo.InvariantCulture),
+    };
+
+    private static string Lower<T>(T value)
+        where T : struct, Enum => value.ToString().ToLowerInvariant();
+}

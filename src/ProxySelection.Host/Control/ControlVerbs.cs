@@ -1,0 +1,147 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using System.Text.Json.Nodes;
+
+namespace ProxySelection.Host.Control;
+
+/// <summary><c>proxysel status</c> and <c>proxysel cache show|flush</c>: clients of a running daemon's control socket.</summary>
+internal static class ControlVerbs
+{
+    public const string DefaultSocket = "/run/proxysel/PSEL.sock";
+
+    public static Command BuildStatus(TextWriter stderr)
+    {
+        var (socket, json) = (SocketOption(), JsonOption());
+        var command = new Command("status", "Show a running proxy's held connections (with their subflows), decision counters and cache") { socket, json };
+        command.SetAction(result => Exchange(result, ControlCommand.Status, socket, json, stderr, FormatStatus));
+        return command;
+    }
+
+    public static Command BuildCache(TextWriter stderr)
+    {
+        var (socket, json) = (SocketOption(), JsonOption());
+        var show = new Command("show", "List the capability cache: destination, state, age and time left") { socket, json };
+        show.SetAction(result => Exchange(result, ControlCommand.CacheShow, socket, json, stderr, FormatCache));
+        var flush = new Command("flush", "Empty the capability cache (held connections are not touched)") { socket, json };
+        flush.SetAction(result => Exchange(result, ControlCommand.CacheFlush, socket, json, stderr,
+            reply => string.Create(CultureInfo.InvariantCulture, $"cache flushed: {Number(reply, "removed")} entries removed\n")));
+        return new Command("cache", "Show or flush a running proxy's capability cache") { show, flush };
+    }
+
+    private static Option<string> SocketOption() => new("--socket")
+    {
+        Description = "The daemon's control socket (Proxy:ControlSocket; default /run/proxysel/<chain-prefix>.sock)",
+        DefaultValueFactory = _ => DefaultSocket,
+    };
+
+    private static Option<bool> JsonOption() => new("--json") { Description = "Print the daemon's JSON reply as it came" };
+
+    private static int Exchange(ParseResult result, ControlCommand command, Option<string> socket, Option<bool> json, TextWriter stderr, Func<JsonObject, string> format)
+    {
+        var path = result.GetValue(socket)!;
+        var exchange = ControlClient.SendAsync(path, command, ControlClient.DefaultTimeout).GetAwaiter().GetResult();
+        if (!exchange.Ok)
+        {
+            stderr.WriteLine("proxysel: " + exchange.Error);
+            return ExitCodes.FileNotReadable;
+        }
+
+        var output = result.InvocationConfiguration.Output;
+        output.Write(result.GetValue(json) ? exchange.Line + "\n" : format(exchange.Reply));
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The status reply as tables: the daemon, one row per held connection with its subflows beneath, counters, cache.</summary>
+    public static string FormatStatus(JsonObject reply)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        var text = new StringBuilder();
+        var daemon = reply["daemon"] as JsonObject ?? [];
+        text.Append(CultureInfo.InvariantCulture,
+            $"proxysel {Text(daemon, "state")}: role={Text(daemon, "role")} mode={Text(daemon, "mode")} policy={Text(daemon, "policy")} id={Number(daemon, "proxy_id")} priority={Number(daemon, "priority")} up {Seconds(daemon, "uptime_seconds")}\n");
+        var connections = reply["connections"] as JsonArray ?? [];
+        text.Append(CultureInfo.InvariantCulture, $"held connections: {connections.Count}\n");
+        if (connections.Count > 0)
+        {
+            var rows = new List<string[]> { new[] { "CLIENT", "SERVER", "REASON", "AGE", "UP", "DOWN", "MPTCP", "SUBFLOWS" } };
+            var subflows = new List<List<string>>();
+            foreach (var connection in connections.OfType<JsonObject>())
+            {
+                rows.Add([Text(connection, "client"), Text(connection, "server"), Text(connection, "reason"), Seconds(connection, "age_seconds"),
+                    Number(connection, "bytes_up"), Number(connection, "bytes_down"), $"{Text(connection, "mptcp_leg")}:{Text(connection, "mptcp_status")}",
+                    Number(connection, "subflow_count")]);
+                subflows.Add([.. (connection["subflows"] as JsonArray ?? []).OfType<JsonObject>()
+                    .Select(s => $"    subflow {Text(s, "local")} <-> {Text(s, "remote")} {Text(s, "state")} rtt={Number(s, "rtt_us")}us")]);
+            }
+
+            var table = Table(rows);
+            text.Append(table[0]);
+            for (int i = 1; i < table.Count; i++)
+            {
+                text.Append(table[i]);
+                foreach (var line in subflows[i - 1])
+                {
+                    text.Append(line).Append('\n');
+                }
+            }
+        }
+
+        var decisions = reply["decisions"] as JsonObject ?? [];
+        text.Append("decisions: ").AppendJoin(' ', decisions.Select(d => $"{d.Key}={d.Value}")).Append('\n');
+        var cache = reply["cache"] as JsonObject ?? [];
+        text.Append(CacheLine(cache));
+        return text.ToString();
+    }
+
+    public static string FormatCache(JsonObject reply)
+    {
+        ArgumentNullException.ThrowIfNull(reply);
+        var text = new StringBuilder();
+        var entries = (reply["entries"] as JsonArray ?? []).OfType<JsonObject>().ToList();
+        if (entries.Count == 0)
+        {
+            text.Append("cache is empty\n");
+        }
+        else
+        {
+            var rows = new List<string[]> { new[] { "DESTINATION", "STATE", "PROXY", "AGE", "TTL LEFT" } };
+            rows.AddRange(entries.Select(e => new[] { Text(e, "destination"), Text(e, "state"), Text(e, "proxy_id"), Seconds(e, "age_seconds"), Seconds(e, "ttl_seconds") }));
+            foreach (var line in Table(rows))
+            {
+                text.Append(line);
+            }
+        }
+
+        text.Append(CacheLine(reply["summary"] as JsonObject ?? []));
+        return text.ToString();
+    }
+
+    private static string CacheLine(JsonObject cache) => string.Create(CultureInfo.InvariantCulture,
+        $"cache: {Number(cache, "entries")} of {Number(cache, "capacity")} entries, hits={Number(cache, "hits")} misses={Number(cache, "misses")} hit_ratio={Text(cache, "hit_ratio")} evictions={Number(cache, "evictions")} expirations={Number(cache, "expirations")}\n");
+
+    private static List<string> Table(List<string[]> rows)
+    {
+        var widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
+        return [.. rows.Select(r => string.Join("  ", r.Select((cell, c) => c == r.Length - 1 ? cell : cell.PadRight(widths[c]))).TrimEnd() + "\n")];
+    }
+
+    private static string Text(JsonObject node, string name) => node[name] switch
+    {
+        null => "-",
+        JsonValue value when value.TryGetValue(out string? s) => s,
+        var other => other.ToJsonString(),
+    };
+
+    private static string Number(JsonObject node, string name) => Text(node, name);
+
+    private static string Seconds(JsonObject node, string name) =>
+        node[name] is JsonValue value && value.TryGetValue(out double seconds)
+            ? seconds switch
+            {
+                < 60 => seconds.ToString("0.0", CultureInfo.InvariantCulture) + "s",
+                < 3600 => (seconds / 60).ToString("0.0", CultureInfo.InvariantCulture) + "m",
+                _ => (seconds / 3600).ToString("0.0", CultureInfo.InvariantCulture) + "h",
+            }
+            : "-";
+}

@@ -1,0 +1,114 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Hosting.Systemd;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
+
+namespace ProxySelection.Host.Hosting;
+
+/// <summary>
+/// <c>proxysel run</c> on Microsoft.Extensions.Hosting: the engine as a hosted service (<see cref="ProxyService"/>),
+/// systemd integration (sd_notify READY=1 once the rules are in, STOPPING=1 on the way out), logging through the
+/// console logger with <see cref="PlainConsoleFormatter"/> by default. The host reads no appsettings.json and no
+/// environment of its own: <see cref="ProxyConfiguration"/> already did, with its precedence and validation.
+/// </summary>
+internal static class ProxyDaemon
+{
+    /// <summary>What the host may take beyond the drain to stop: the engine's dispose waits up to 5 s for the relay, then removes the rules.</summary>
+    public static readonly TimeSpan StopMargin = TimeSpan.FromSeconds(20);
+
+    /// <summary>Builds and runs the host until SIGTERM/SIGINT; returns the exit code.</summary>
+    public static int Run(ProxyConfigurationResult loaded, Func<ProxyConfigurationResult> reload)
+    {
+        ArgumentNullException.ThrowIfNull(loaded);
+        using var host = Build(loaded, reload);
+        try
+        {
+            host.Run();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException && host.Services.GetRequiredService<ProxyService>().StartFailure is not null)
+        {
+            // Already logged by the service; the host's own trace adds nothing for an operator.
+            return ExitCodes.FileNotReadable;
+        }
+
+        return ExitCodes.Ok;
+    }
+
+    public static IHost Build(ProxyConfigurationResult loaded, Func<ProxyConfigurationResult> reload)
+    {
+        ArgumentNullException.ThrowIfNull(loaded);
+        var settings = loaded.Options!;
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            DisableDefaults = true,
+            Args = [],
+            ContentRootPath = AppContext.BaseDirectory,
+            ApplicationName = "proxysel",
+        });
+        AddSystemd(builder.Services);
+        ConfigureLogging(builder.Logging, settings.Logging);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeoutFor(settings.DrainTimeout));
+        builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(loaded);
+        builder.Services.AddSingleton(reload);
+        builder.Services.AddSingleton<ProxyService>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ProxyService>());
+        ConfigureTelemetry(builder.Services, builder.Configuration, loaded);
+        return builder.Build();
+    }
+
+    /// <summary>
+    /// The place for the OpenTelemetry setup (traces, metrics, exporters) the telemetry work adds: it runs after the
+    /// engine's services are registered and before the host is built.
+    /// </summary>
+    public static void ConfigureTelemetry(IServiceCollection services, IConfigurationManager configuration, ProxyConfigurationResult loaded)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configuration);
+        ArgumentNullException.ThrowIfNull(loaded);
+    }
+
+    /// <summary>The host's stop budget: the drain, then the engine's dispose.</summary>
+    public static TimeSpan ShutdownTimeoutFor(TimeSpan drainTimeout) => drainTimeout + StopMargin;
+
+    /// <summary>
+    /// <c>AddSystemd</c> acts only under systemd itself (parent pid 1 or a parent named systemd). A notify socket
+    /// without that (a container's init, a supervisor speaking sd_notify, the tests) gets the same lifetime and notifier.
+    /// </summary>
+    private static void AddSystemd(IServiceCollection services)
+    {
+        services.AddSystemd();
+        if (!SystemdHelpers.IsSystemdService() && !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NOTIFY_SOCKET")))
+        {
+            services.TryAddSingleton<ISystemdNotifier, SystemdNotifier>();
+            services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        }
+    }
+
+    private static void ConfigureLogging(ILoggingBuilder logging, LogFormat format)
+    {
+        logging.ClearProviders();
+        logging.SetMinimumLevel(LogLevel.Information);
+        // The host's own lifecycle chatter would break the one-line-per-event stdout.
+        logging.AddFilter("Microsoft", LogLevel.Warning);
+        logging.AddConsoleFormatter<PlainConsoleFormatter, ConsoleFormatterOptions>();
+        logging.AddConsole(o =>
+        {
+            o.FormatterName = format switch
+            {
+                LogFormat.Json => ConsoleFormatterNames.Json,
+                LogFormat.Systemd => ConsoleFormatterNames.Systemd,
+                _ => PlainConsoleFormatter.FormatterName,
+            };
+            // Everything on stdout, as before; journald takes the level from the systemd format's prefix.
+            o.LogToStandardErrorThreshold = LogLevel.None;
+        });
+        // AddConsole registers the json and systemd formatters too; AddJsonConsole would also switch the formatter.
+        logging.Services.Configure<JsonConsoleFormatterOptions>(o => o.UseUtcTimestamp = true);
+        logging.Services.Configure<ConsoleFormatterOptions>(o => o.UseUtcTimestamp = true);
+    }
+}

@@ -1,0 +1,182 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ProxySelection.Host.Control;
+using ProxySelection.Host.Proxy;
+
+namespace ProxySelection.Host.Hosting;
+
+/// <summary>
+/// The engine as a hosted service. Start: queue, rules, control socket (the host then signals READY=1). Stop
+/// (SIGTERM/SIGINT): the engine stops claiming new flows, held connections get up to Proxy:DrainTimeout (a second
+/// signal or the host's stop budget cuts it short), then the engine closes what is left and removes its rules.
+/// SIGHUP and the control socket's <c>reload</c> apply what <see cref="PolicyReload"/> allows.
+/// </summary>
+internal sealed class ProxyService(
+    ProxyConfigurationResult loaded,
+    Func<ProxyConfigurationResult> reload,
+    IHostApplicationLifetime lifetime,
+    IOptions<HostOptions> hostOptions,
+    ILoggerFactory loggers,
+    TimeProvider time) : IHostedService, IDisposable
+{
+    private readonly ProxyEngineOptions _options = loaded.Engine!;
+    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation);
+    private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
+    private readonly Lock _reloading = new();
+    private readonly CancellationTokenSource _abortDrain = new();
+    private readonly List<PosixSignalRegistration> _signals = [];
+    private ProxyEngine? _engine;
+    private ControlServer? _control;
+    private long _startedAt;
+    private int _stopSignals;
+
+    /// <summary>Why the start failed, once it has.</summary>
+    public Exception? StartFailure { get; private set; }
+
+    public ProxyEngine? Engine => _engine;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        _startedAt = time.GetTimestamp();
+        var engine = new ProxyEngine(_options, time, loggers.CreateLogger<ProxyEngine>());
+        try
+        {
+            await engine.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            StartFailure = e;
+            DaemonLog.StartFailed(_log, e.Message);
+            throw;
+        }
+
+        _engine = engine;
+        // The host's lifetime stops on the first SIGTERM/SIGINT; this counts them, so a second one cuts a drain short.
+        foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
+        {
+            _signals.Add(PosixSignalRegistration.Create(signal, OnStopSignal));
+        }
+
+        _signals.Add(PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            _ = Task.Run(Reload, CancellationToken.None);
+        }));
+        StartControlSocket(engine);
+        var negotiation = _options.Negotiation;
+        DaemonLog.Running(_log, negotiation.Role, negotiation.Mode, negotiation.Policy, negotiation.ProxyId, string.Join(',', _options.Ports), _options.QueueNumber);
+    }
+
+    private void OnStopSignal(PosixSignalContext context)
+    {
+        context.Cancel = true;
+        if (Interlocked.Increment(ref _stopSignals) > 1)
+        {
+            _abortDrain.Cancel();
+        }
+
+        lifetime.StopApplication();
+    }
+
+    private void StartControlSocket(ProxyEngine engine)
+    {
+        if (_policy.Running.ControlSocketPath is not { } path)
+        {
+            return;
+        }
+
+        _control = ControlServer.Start(path, command => Handle(engine, command), time, out var error);
+        if (_control is null)
+        {
+            // The proxy itself is fine: it runs, only without status and cache commands.
+            DaemonLog.ControlUnavailable(_log, error);
+            return;
+        }
+
+        DaemonLog.ControlListening(_log, path);
+    }
+
+    private byte[] Handle(ProxyEngine engine, ControlCommand command)
+    {
+        switch (command)
+        {
+            case ControlCommand.Status:
+                return ControlProtocol.FormatOk(ControlReplies.Status(engine, _options, time.GetElapsedTime(_startedAt)));
+            case ControlCommand.CacheShow:
+                return ControlProtocol.FormatOk(ControlReplies.Cache(engine.Negotiator.Cache));
+            case ControlCommand.CacheFlush:
+                int removed = engine.Negotiator.Cache.Clear();
+                DaemonLog.CacheFlushed(_log, removed);
+                return ControlProtocol.FormatOk(new FlushReply(removed));
+            default:
+                var (applied, message) = Reload();
+                return ControlProtocol.FormatOk(new ReloadReply(applied, message));
+        }
+    }
+
+    /// <summary>SIGHUP and the control socket's reload: one at a time; the drain budget follows a new drain timeout.</summary>
+    public (bool Applied, string Message) Reload()
+    {
+        lock (_reloading)
+        {
+            var before = _policy.Running;
+            var line = _policy.Apply(reload());
+            DaemonLog.Reload(_log, line);
+            // Host reads its options instance when it stops.
+            hostOptions.Value.ShutdownTimeout = ProxyDaemon.ShutdownTimeoutFor(_policy.Running.DrainTimeout);
+            return (!ReferenceEquals(before, _policy.Running), line);
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        var engine = _engine;
+        if (engine is null)
+        {
+            return;
+        }
+
+        DaemonLog.Stopping(_log);
+        var drainTimeout = _policy.Running.DrainTimeout;
+        if (drainTimeout > TimeSpan.Zero)
+        {
+            using var abort = CancellationTokenSource.CreateLinkedTokenSource(_abortDrain.Token, cancellationToken);
+            await DrainAsync(engine, drainTimeout, abort.Token).ConfigureAwait(false);
+        }
+
+        if (_control is not null)
+        {
+            await _control.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await engine.DisposeAsync().ConfigureAwait(false);
+        DaemonLog.Stopped(_log, engine.Counters);
+    }
+
+    private async Task DrainAsync(ProxyEngine engine, TimeSpan deadline, CancellationToken abort)
+    {
+        engine.StopClaiming();
+        DaemonLog.Draining(_log, engine.Negotiator.ActiveConnections, deadline.TotalSeconds);
+        bool drained = await new GracefulDrain(time).WaitForHeldAsync(() => engine.Negotiator.ActiveConnections, deadline, abort).ConfigureAwait(false);
+        if (drained)
+        {
+            DaemonLog.Drained(_log);
+        }
+        else
+        {
+            DaemonLog.DrainEnded(_log, engine.Negotiator.ActiveConnections);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var signal in _signals)
+        {
+            signal.Dispose();
+        }
+
+        _abortDrain.Dispose();
+    }
+}

@@ -1,0 +1,178 @@
+using System.Net.Sockets;
+using System.Text;
+using ProxySelection.Host.Control;
+
+namespace ProxySelection.Host.Tests.Control;
+
+/// <summary>The control socket with a stub handler: permissions, bad clients, stale files. Real unix sockets in a temp folder.</summary>
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public sealed class ControlServerTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
+    private string _directory = "";
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("psel-ctl-").FullName;
+
+    [TearDown]
+    public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
+
+    private string SocketPath => Path.Combine(_directory, "run", "proxysel", "ctl.sock");
+
+    private static byte[] Stub(ControlCommand command) => ControlProtocol.FormatOk(new ReloadReply(true, ControlProtocol.NameOf(command)));
+
+    private ControlServer Start()
+    {
+        var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+        Assert.That(server, Is.Not.Null, error);
+        return server!;
+    }
+
+    [Test]
+    public async Task Start_NewFolder_Socket0660InFolder0750()
+    {
+        await using var server = Start();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.GetUnixFileMode(SocketPath), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite));
+            Assert.That(File.GetUnixFileMode(Path.GetDirectoryName(SocketPath)!),
+                Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute));
+        });
+    }
+
+    [Test]
+    public async Task Client_SendsCommand_GetsTheHandlersReply()
+    {
+        await using var server = Start();
+
+        var exchange = await ControlClient.SendAsync(SocketPath, ControlCommand.CacheShow, Timeout).WaitAsync(Timeout);
+
+        Assert.That(exchange.Ok, Is.True, exchange.Error);
+        Assert.That((string?)exchange.Reply["message"], Is.EqualTo("cache-show"));
+    }
+
+    [Test]
+    public async Task Connection_GarbageThenValidRequests_ErrorReplyThenServedOnTheSameConnection()
+    {
+        await using var server = Start();
+        using var client = await ConnectAsync();
+
+        var lines = await ExchangeAsync(client, "not json\n{\"command\":\"nope\"}\n\n{\"command\":\"status\"}\n", expectedLines: 3);
+
+        Assert.That(lines[0], Does.StartWith("{\"ok\":false,\"error\":\"malformed JSON"));
+        Assert.That(lines[1], Does.StartWith("{\"ok\":false,\"error\":\"unknown command \\\"nope\\\""));
+        Assert.That(lines[2], Is.EqualTo("{\"ok\":true,\"applied\":true,\"message\":\"status\"}"));
+    }
+
+    [Test]
+    public async Task Connection_RequestOverTheLimit_ErrorReplyAndClosed()
+    {
+        await using var server = Start();
+        using var client = await ConnectAsync();
+
+        var lines = await ExchangeAsync(client, new string('x', ControlProtocol.MaxRequestBytes + 10), expectedLines: 1);
+        var buffer = new byte[64];
+        int more = await client.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Timeout);
+
+        Assert.That(lines[0], Does.Contain($"request longer than {ControlProtocol.MaxRequestBytes} bytes"));
+        Assert.That(more, Is.Zero, "the server closed the connection");
+    }
+
+    [Test]
+    public async Task Connection_SilentClient_OthersStillServed()
+    {
+        await using var server = Start();
+        using var silent = await ConnectAsync();
+        using var halfLine = await ConnectAsync();
+        await halfLine.SendAsync(Encoding.UTF8.GetBytes("{\"comm"), SocketFlags.None);
+
+        var exchange = await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout);
+
+        Assert.That(exchange.Ok, Is.True, exchange.Error);
+    }
+
+    [Test]
+    public async Task Handler_Throws_ErrorReplyNamingTheCommand()
+    {
+        await using var server = ControlServer.Start(SocketPath, _ => throw new InvalidOperationException("engine gone"), TimeProvider.System, out _)!;
+
+        var exchange = await ControlClient.SendAsync(SocketPath, ControlCommand.Reload, Timeout).WaitAsync(Timeout);
+
+        Assert.That(exchange.Ok, Is.False);
+        Assert.That(exchange.Error, Is.EqualTo("reload failed: engine gone"));
+    }
+
+    [Test]
+    public async Task Start_StaleSocketFile_Replaced()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(SocketPath)!);
+        // .NET unlinks a socket file when the socket that bound it is disposed; a killed daemon leaves it, as python does.
+        using (var python = System.Diagnostics.Process.Start("python3", ["-c", "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", SocketPath]))
+        {
+            await python.WaitForExitAsync().WaitAsync(Timeout);
+        }
+
+        Assert.That(Path.Exists(SocketPath), Is.True, "a socket file nobody listens on");
+        await using var server = Start();
+
+        Assert.That((await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout)).Ok, Is.True);
+    }
+
+    [Test]
+    public async Task Start_AnotherServerListening_RefusedAndTheOtherKeepsItsSocket()
+    {
+        await using var first = Start();
+
+        var second = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+
+        Assert.That(second, Is.Null);
+        Assert.That(error, Is.EqualTo($"{SocketPath} is in use by another running proxysel"));
+        Assert.That((await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout)).Ok, Is.True);
+    }
+
+    [Test]
+    public async Task DisposeAsync_RemovesTheSocketFile()
+    {
+        var server = Start();
+
+        await server.DisposeAsync().AsTask().WaitAsync(Timeout);
+
+        Assert.That(Path.Exists(SocketPath), Is.False);
+    }
+
+    [Test]
+    public async Task Client_NoServer_FailsNamingTheSocket()
+    {
+        var exchange = await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout);
+
+        Assert.That(exchange.Ok, Is.False);
+        Assert.That(exchange.Error, Does.StartWith($"cannot reach the control socket {SocketPath}: "));
+    }
+
+    private async Task<Socket> ConnectAsync()
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath)).WaitAsync(Timeout);
+        return socket;
+    }
+
+    private static async Task<List<string>> ExchangeAsync(Socket socket, string send, int expectedLines)
+    {
+        await socket.SendAsync(Encoding.UTF8.GetBytes(send), SocketFlags.None).WaitAsync(Timeout);
+        var received = new StringBuilder();
+        var buffer = new byte[4096];
+        while (received.ToString().Count(c => c == '\n') < expectedLines)
+        {
+            int read = await socket.ReceiveAsync(buffer, SocketFlags.None).WaitAsync(Timeout);
+            if (read == 0)
+            {
+                break;
+            }
+
+            received.Append(Encoding.UTF8.GetString(buffer, 0, read));
+        }
+
+        return [.. received.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    }
+}
