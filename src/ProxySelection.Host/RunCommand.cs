@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 using ProxySelection.Host.Hosting;
 using ProxySelection.Host.Proxy;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
@@ -77,6 +78,8 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
+            // Exporters first, so the engine's source and meter have listeners from its first SYN; stopped after it.
+            using var telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry);
             return Run(loaded.Engine!, loaded.Options!, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;

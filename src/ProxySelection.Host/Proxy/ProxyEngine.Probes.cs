@@ -98,6 +98,7 @@ internal sealed partial class ProxyEngine
         {
             _log($"probe {probeId} to {destination}: socket failed: {e.SocketErrorCode}");
             Counters.AddProbeFailed();
+            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
             _negotiator.OnProbeReset(probeId);
             return;
         }
@@ -134,6 +135,7 @@ internal sealed partial class ProxyEngine
         if (!answered)
         {
             Counters.AddProbeFailed();
+            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
             _negotiator.OnProbeReset(probeId);
             return;
         }
@@ -143,6 +145,7 @@ internal sealed partial class ProxyEngine
         bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
         var claim = seen is { Seen: true } ? seen.Signal : null;
         _log($"probe {probeId} to {destination}: answered, mp_capable={mpCapable}{(claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "")}");
+        _telemetry.ProbeEnded(probeId, answered: true, mpCapable, claim?.Kind.ToString());
         _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable, claim));
     }
 
@@ -166,6 +169,7 @@ internal sealed partial class ProxyEngine
 
             var holdTime = _time.GetElapsedTime(held.HeldAt);
             Counters.RecordHold(holdTime);
+            _telemetry.HoldResolved(held.Flow, resolution);
             _log($"hold {held.Flow.Client} -> {held.Flow.Destination}: {resolution.Outcome} ({resolution.Reason}) after {holdTime.TotalMilliseconds:F1} ms");
             try
             {

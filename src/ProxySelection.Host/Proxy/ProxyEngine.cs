@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
@@ -32,6 +33,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly UpstreamConnector _connector;
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
+    private readonly ProxyTelemetry _telemetry;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _holdLock = new();
     private readonly Dictionary<long, HeldSyn> _holds = [];
@@ -63,6 +65,8 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _rulesetOptions = RulesetOptions(options);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
+        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
+        Counters = new ProxyCounters(_telemetry);
         _signer = new EgressSigner(options.KeyRing);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
@@ -80,7 +84,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
-    public ProxyCounters Counters { get; } = new();
+    public ProxyCounters Counters { get; }
 
     public ProxyNegotiator Negotiator => _negotiator;
 
@@ -105,6 +109,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     {
         _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _telemetry.Start();
         try
         {
             await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
@@ -243,6 +248,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _log(kind == SynKind.MpJoin
             ? $"syn {endpoints.Client} -> {endpoints.Destination} {kind} token={token:x8}: {verdict} ({decision.Reason})"
             : $"syn {endpoints.Client} -> {endpoints.Destination} {kind}: {verdict} ({decision.Reason})");
+        _telemetry.OnSynDecision(endpoints, kind, decision);
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -335,6 +341,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             // No listener, no interception: the SYN passes (the caller's fail-open accept) and the slot is freed.
             Forget(flow, closeProbe: true);
             _negotiator.OnConnectionClosed();
+            _telemetry.Abandoned(flow, "verdict_failed");
             throw;
         }
 
@@ -368,6 +375,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
 
             _negotiator.OnConnectionClosed();
+            _telemetry.Abandoned(flow, "never_arrived");
             _log($"intercepted connection never arrived {flow.Client} -> {flow.Destination}");
         }
     }
@@ -424,6 +432,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
         bool counted = _awaitingAccept.TryRemove(flow, out _);
+        var trace = _telemetry.Accepted(flow, token);
         if (registered)
         {
             AdoptParkedJoins(token);
@@ -432,9 +441,10 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         try
         {
             var result = _adopted.TryRemove(flow, out var probe)
-                ? await _relay.RelayAsync(client, probe).ConfigureAwait(false)
-                : await _relay.HandleAsync(client).ConfigureAwait(false);
+                ? await RelayAdoptedAsync(client, probe, trace).ConfigureAwait(false)
+                : await ConnectAndRelayAsync(client, flow, trace).ConfigureAwait(false);
             Counters.AddRelayed();
+            _telemetry.Relayed(trace, result);
             _log($"relay {result.Client} -> {result.OriginalDestination}: {result.Reason} up={result.BytesClientToUpstream} down={result.BytesUpstreamToClient} " +
                  $"subflows={result.ClientMaxSubflows} client={result.ClientMptcp.Status} upstream={result.UpstreamMptcp.Status} connect={result.ConnectStatus} in {result.Duration.TotalMilliseconds:F0} ms");
         }
@@ -536,6 +546,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
         finally
         {
+            _telemetry.Dispose();
             _stopping.Dispose();
         }
     }
