@@ -23,10 +23,14 @@ internal static class ProxyTelemetryExporters
             return services;
         }
 
-        services.AddOpenTelemetry()
+        var builder = services.AddOpenTelemetry()
             .ConfigureResource(resource => Describe(resource, options))
-            .WithTracing(tracing => ConfigureTracing(tracing, options))
             .WithMetrics(metrics => ConfigureMetrics(metrics, options));
+        if (options.ExportsTraces)
+        {
+            builder.WithTracing(tracing => ConfigureTracing(tracing, options));
+        }
+
         return services;
     }
 
@@ -39,18 +43,24 @@ internal static class ProxyTelemetryExporters
             return new Providers(null, null);
         }
 
-        var tracing = Sdk.CreateTracerProviderBuilder().ConfigureResource(resource => Describe(resource, options));
-        ConfigureTracing(tracing, options);
-        var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options));
-        ConfigureMetrics(metrics, options);
-        var tracer = tracing.Build();
+        TracerProvider? tracer = null;
+        if (options.ExportsTraces)
+        {
+            // Only with a span exporter: otherwise no span is created at all (the source has no listener).
+            var tracing = Sdk.CreateTracerProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            ConfigureTracing(tracing, options);
+            tracer = tracing.Build();
+        }
+
         try
         {
+            var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            ConfigureMetrics(metrics, options);
             return new Providers(tracer, metrics.Build());
         }
         catch
         {
-            tracer.Dispose();
+            tracer?.Dispose();
             throw;
         }
     }

@@ -59,6 +59,9 @@ internal sealed class TelemetryOptions
     /// <summary>True when any exporter is configured.</summary>
     public bool Enabled => Console || OtlpEndpoint is not null || PrometheusEndpoint is not null;
 
+    /// <summary>True when spans go somewhere (console or OTLP); Prometheus takes metrics only.</summary>
+    public bool ExportsTraces => Console || OtlpEndpoint is not null;
+
     public static string Key(string name) => SectionName + ":" + name;
 
     /// <summary>
