@@ -338,7 +338,8 @@ internal sealed class ProxyTelemetry : IDisposable
         trace.Relayed(result, subflows);
     }
 
-    private void OnPathManagerEvent(MptcpPmEvent e)
+    /// <summary>One kernel event: onto its connection's span, or kept until the accept names its token.</summary>
+    internal void OnPathManagerEvent(MptcpPmEvent e)
     {
         if (e.Type is MptcpPmEventType.ListenerCreated or MptcpPmEventType.ListenerClosed)
         {
