@@ -23,9 +23,11 @@ public sealed class OtlpTraceTests
         lab.WriteFile("first.bin", Size);
         lab.WriteFile("second.bin", Size);
         await lab.StartNginxAsync();
-        await using var receiver = await OtlpHttpReceiver.StartAsync(lab.Topology.Proxy, 4318);
+        // Where samples/otel-collector.yaml has the collector take OTLP/HTTP.
+        var endpoint = TelemetrySampleTests.OtlpHttpEndpoint();
+        await using var receiver = await OtlpHttpReceiver.StartAsync(lab.Topology.Proxy, int.Parse(endpoint.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture));
         var proxy = await lab.StartProxyAsync(
-            "--set", "Telemetry:Otlp:Endpoint=http://127.0.0.1:4318",
+            "--set", "Telemetry:Otlp:Endpoint=http://" + endpoint,
             "--set", "Telemetry:Otlp:Protocol=http/protobuf",
             "--set", "Telemetry:ExportInterval=500ms",
             "--set", "Telemetry:ServiceName=proxysel-otlp-test");

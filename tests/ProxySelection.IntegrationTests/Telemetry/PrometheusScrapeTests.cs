@@ -49,6 +49,9 @@ public sealed class PrometheusScrapeTests
             values[query] = await WaitForPositiveAsync(lab, query, prometheus);
         }
 
+        // The sample's recording rule: one of the two MPTCP SYNs was decided from the cache.
+        values["proxysel:cache_hit_ratio"] = await WaitForPositiveAsync(lab, "proxysel:cache_hit_ratio", prometheus);
+
         // Present even at zero: the gauges a dashboard needs from the first scrape.
         var active = await QueryAsync(lab, "proxysel_connections_active");
         var drops = await QueryAsync(lab, "proxysel_queue_drops_total");
@@ -59,26 +62,24 @@ public sealed class PrometheusScrapeTests
             Assert.That(values["""proxysel_bytes_total{proxysel_direction="downstream"}"""], Is.GreaterThanOrEqualTo(2 * 4 * 1024 * 1024));
             Assert.That(values["proxysel_cache_misses_total"], Is.EqualTo(1), "the first connection probed");
             Assert.That(values["proxysel_cache_hits_total"], Is.EqualTo(1), "the second was decided from the cache");
+            Assert.That(values["proxysel:cache_hit_ratio"], Is.EqualTo(0.5));
             Assert.That(active, Is.Not.Null);
             Assert.That(drops, Is.Not.Null);
         });
     }
 
-    /// <summary>Prometheus in the proxy namespace, scraping the daemon every second, its API on the namespace's loopback.</summary>
+    /// <summary>
+    /// Prometheus in the proxy namespace with samples/prometheus.yml and its rules (intervals shortened to 1 s), scraping
+    /// the daemon, its API on the namespace's loopback.
+    /// </summary>
     private static async Task<LabProcess> StartPrometheusAsync(ProxyLab lab)
     {
         var directory = Directory.CreateDirectory(Path.Combine(lab.Directory, "prometheus")).FullName;
         var config = Path.Combine(directory, "prometheus.yml");
-        await File.WriteAllTextAsync(config, """
-            global:
-              scrape_interval: 1s
-              evaluation_interval: 1s
-            scrape_configs:
-              - job_name: proxysel
-                metrics_path: /metrics
-                static_configs:
-                  - targets: ['127.0.0.1:9464']
-            """);
+        var sample = await File.ReadAllTextAsync(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "prometheus.yml"));
+        Assert.That(sample, Does.Contain("scrape_interval: 15s").And.Contain("evaluation_interval: 15s").And.Contain("'127.0.0.1:9464'"));
+        await File.WriteAllTextAsync(config, sample.Replace("15s", "1s", StringComparison.Ordinal));
+        File.Copy(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "proxysel-rules.yml"), Path.Combine(directory, "proxysel-rules.yml"));
         var process = lab.Topology.Proxy.StartProcess("prometheus",
         [
             "--config.file=" + config, "--storage.tsdb.path=" + Path.Combine(directory, "data"), "--web.listen-address=" + PrometheusAddress,
