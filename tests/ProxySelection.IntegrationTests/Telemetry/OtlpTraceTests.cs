@@ -4,7 +4,7 @@ using ProxySelection.Lab;
 namespace ProxySelection.IntegrationTests.Telemetry;
 
 /// <summary>
-/// Issue 6 acceptance: the daemon exports its traces over OTLP/HTTP (protobuf) to a test receiver in its namespace;
+/// Issue 6 acceptance: the daemon exports its traces over OTLP (HTTP/protobuf and gRPC) to a test receiver in its namespace;
 /// the decoded spans of two MPTCP transfers over both client paths carry the flow, the decision, the parent/child
 /// links of probe and upstream connect, and one subflow-established event per path from the kernel's mptcp_pm events.
 /// </summary>
@@ -16,19 +16,23 @@ public sealed class OtlpTraceTests
     private const int SpanKindServer = 2;
     private const int SpanKindClient = 3;
 
-    [Test]
-    public async Task TwoPathTransfers_OtlpHttpExport_ConnectionSpansWithProbeUpstreamConnectAndSubflowEvents()
+    [TestCase("http/protobuf")]
+    [TestCase("grpc")]
+    public async Task TwoPathTransfers_OtlpExport_ConnectionSpansWithProbeUpstreamConnectAndSubflowEvents(string protocol)
     {
         await using var lab = await ProxyLab.StartAsync();
         lab.WriteFile("first.bin", Size);
         lab.WriteFile("second.bin", Size);
         await lab.StartNginxAsync();
-        // Where samples/otel-collector.yaml has the collector take OTLP/HTTP.
-        var endpoint = TelemetrySampleTests.OtlpHttpEndpoint();
-        await using var receiver = await OtlpHttpReceiver.StartAsync(lab.Topology.Proxy, int.Parse(endpoint.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture));
+        // Where samples/otel-collector.yaml has the collector take OTLP over each protocol.
+        var endpoint = TelemetrySampleTests.OtlpEndpoint(protocol == "grpc" ? "grpc" : "http");
+        int port = int.Parse(endpoint.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture);
+        await using OtlpReceiver receiver = protocol == "grpc"
+            ? await OtlpGrpcReceiver.StartAsync(lab.Topology.Proxy, port)
+            : await OtlpHttpReceiver.StartAsync(lab.Topology.Proxy, port);
         var proxy = await lab.StartProxyAsync(
             "--set", "Telemetry:Otlp:Endpoint=http://" + endpoint,
-            "--set", "Telemetry:Otlp:Protocol=http/protobuf",
+            "--set", "Telemetry:Otlp:Protocol=" + protocol,
             "--set", "Telemetry:ExportInterval=500ms",
             "--set", "Telemetry:ServiceName=proxysel-otlp-test");
 

@@ -27,7 +27,7 @@ public sealed class TelemetrySampleTests
 
         var protocols = Map(Map(Map(root, "receivers"), "otlp"), "protocols");
         Assert.That(Scalar(Map(protocols, "grpc"), "endpoint"), Is.EqualTo("127.0.0.1:4317"));
-        Assert.That(Scalar(Map(protocols, "http"), "endpoint"), Is.EqualTo(OtlpHttpEndpoint()));
+        Assert.That(Scalar(Map(protocols, "http"), "endpoint"), Is.EqualTo("127.0.0.1:4318"));
         var pipelines = Map(Map(root, "service"), "pipelines");
         foreach (var signal in new[] { "traces", "metrics" })
         {
@@ -42,11 +42,11 @@ public sealed class TelemetrySampleTests
         }
     }
 
-    /// <summary>The collector sample's OTLP/HTTP endpoint, which the OTLP test's receiver takes.</summary>
-    internal static string OtlpHttpEndpoint()
+    /// <summary>The collector sample's OTLP endpoint for <paramref name="protocol"/> (grpc, http), which the OTLP test's receiver takes.</summary>
+    internal static string OtlpEndpoint(string protocol)
     {
         var root = Load("otel-collector.yaml");
-        return Scalar(Map(Map(Map(Map(root, "receivers"), "otlp"), "protocols"), "http"), "endpoint");
+        return Scalar(Map(Map(Map(Map(root, "receivers"), "otlp"), "protocols"), protocol), "endpoint");
     }
 
     internal static string SamplesDirectory()
