@@ -83,9 +83,6 @@ internal sealed class ProxyTelemetry : IDisposable
 
     public Meter Meter { get; }
 
-    /// <summary>The MPTCP path-manager listener's counters, for tests and the final line.</summary>
-    public MptcpPmListener? PathManagerEvents => _pmListener;
-
     /// <summary>Whether an exporter listens: only then the <c>mptcp_pm</c> listener runs.</summary>
     public static bool IsObserved => Source.HasListeners();
 
@@ -147,7 +144,7 @@ internal sealed class ProxyTelemetry : IDisposable
 
         if (decision.Verdict is not (SynVerdict.Intercept or SynVerdict.HoldAndProbe) || !Source.HasListeners() || _byFlow.Count >= MaxTraces)
         {
-            if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true })
+            if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true } && _probeDuration.Enabled)
             {
                 _probes[decision.ProbeId] = (null, _time.GetTimestamp());
             }
