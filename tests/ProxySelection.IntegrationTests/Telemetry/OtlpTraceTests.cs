@@ -12,7 +12,8 @@ namespace ProxySelection.IntegrationTests.Telemetry;
 [NonParallelizable]
 public sealed class OtlpTraceTests
 {
-    private const int Size = 8 * 1024 * 1024;
+    // Large enough that the second subflow always joins before the transfer ends, even on a loaded machine.
+    private const int Size = 32 * 1024 * 1024;
     private const int SpanKindServer = 2;
     private const int SpanKindClient = 3;
 
