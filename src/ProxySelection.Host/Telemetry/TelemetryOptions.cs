@@ -73,6 +73,11 @@ internal sealed class TelemetryOptions
         ArgumentNullException.ThrowIfNull(section);
         ArgumentNullException.ThrowIfNull(errors);
         var options = new TelemetryOptions();
+        if (section.Value is not null)
+        {
+            errors.Add($"{SectionName}: expected a section with {string.Join(", ", KnownKeys)}, not a value");
+        }
+
         foreach (var setting in section.GetChildren())
         {
             var name = Known(setting.Key, KnownKeys, Key(setting.Key), errors);

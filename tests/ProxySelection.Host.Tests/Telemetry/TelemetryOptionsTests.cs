@@ -36,6 +36,7 @@ public sealed class TelemetryOptionsTests
         new object[] { """{ "Telemetry": { "ServiceName": " " } }""", "Telemetry:ServiceName", "must not be empty" },
         new object[] { """{ "Telemetry": { "Jaeger": { "Endpoint": "http://127.0.0.1:14268" } } }""", "Telemetry:Jaeger", "unknown key; known keys: ServiceName, Console, ExportInterval, Otlp, Prometheus" },
         new object[] { """{ "Telemetri": { "Console": true } }""", "Telemetri", "unknown section (did you mean Telemetry?)" },
+        new object[] { """{ "Telemetry": true }""", "Telemetry", "expected a section with ServiceName, Console, ExportInterval, Otlp, Prometheus, not a value" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]
