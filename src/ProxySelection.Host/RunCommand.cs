@@ -79,7 +79,18 @@ internal static class RunCommand
             }
 
             // Exporters first, so the engine's source and meter have listeners from its first SYN; stopped after it.
-            using var telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry);
+            IDisposable telemetry;
+            try
+            {
+                telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry);
+            }
+            catch (TelemetryException e)
+            {
+                stderr.WriteLine("proxysel: " + e.Message);
+                return ExitCodes.Usage;
+            }
+
+            using var exporters = telemetry;
             return Run(loaded.Engine!, loaded.Options!, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;

@@ -7,6 +7,9 @@ using OpenTelemetry.Trace;
 
 namespace ProxySelection.Host.Telemetry;
 
+/// <summary>An exporter could not start; the message names the configuration key and the reason.</summary>
+internal sealed class TelemetryException(string message, Exception inner) : Exception(message, inner);
+
 /// <summary>
 /// Wires the <see cref="ProxyTelemetry.Name"/> source and meter to the exporters of <see cref="TelemetryOptions"/>:
 /// <see cref="AddProxyTelemetry"/> for the generic host, <see cref="StartExporters"/> without one.
@@ -34,7 +37,10 @@ internal static class ProxyTelemetryExporters
         return services;
     }
 
-    /// <summary>Starts the exporters now; disposing flushes and stops them (call after the engine stopped).</summary>
+    /// <summary>
+    /// Starts the exporters now; disposing flushes and stops them (call after the engine stopped).
+    /// <see cref="TelemetryException"/> when the Prometheus endpoint cannot be served.
+    /// </summary>
     public static IDisposable StartExporters(TelemetryOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -57,6 +63,12 @@ internal static class ProxyTelemetryExporters
             var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options));
             ConfigureMetrics(metrics, options);
             return new Providers(tracer, metrics.Build());
+        }
+        catch (InvalidOperationException e) when (options.PrometheusEndpoint is not null && e.InnerException is System.Net.HttpListenerException listener)
+        {
+            tracer?.Dispose();
+            // The scrape endpoint's port is taken (EADDRINUSE) or the address is not on this host.
+            throw new TelemetryException($"{TelemetryOptions.Key("Prometheus:Endpoint")}: cannot serve {options.PrometheusEndpoint}: {listener.Message}", e);
         }
         catch
         {

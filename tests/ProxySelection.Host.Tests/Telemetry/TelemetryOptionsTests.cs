@@ -121,6 +121,27 @@ public sealed class TelemetryOptionsTests
         Assert.That(ProxyTelemetry.IsObserved, Is.False);
     }
 
+    [Test]
+    public void StartExporters_PrometheusPortTaken_RefusedNamingKeyAndReason()
+    {
+        // Bound, never connected to: only the port is taken.
+        var squatter = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        squatter.Start();
+        try
+        {
+            int port = ((System.Net.IPEndPoint)squatter.LocalEndpoint).Port;
+            var options = new TelemetryOptions { PrometheusEndpoint = new Uri($"http://127.0.0.1:{port}/metrics") };
+
+            var e = Assert.Throws<TelemetryException>(() => ProxyTelemetryExporters.StartExporters(options).Dispose());
+
+            Assert.That(e!.Message, Does.StartWith("Telemetry:Prometheus:Endpoint: cannot serve http://127.0.0.1:" + port + "/metrics: ").And.Contains("in use"));
+        }
+        finally
+        {
+            squatter.Stop();
+        }
+    }
+
     private ProxyConfigurationResult Load(string json)
     {
         var path = Path.Combine(_directory, "config.json");
