@@ -104,6 +104,54 @@ public sealed class OtlpTraceTests
         });
     }
 
+    /// <summary>
+    /// Upgrade role: the MPTCP leg is the proxy's own upstream connection, so its token (MPTCP_INFO of the upstream
+    /// socket) names the subflow events: the adopted probe's for the first connection, the relay's connect for the second.
+    /// </summary>
+    [Test]
+    public async Task UpgradeRole_OtlpExport_SubflowEventsOfTheUpstreamMptcpLeg()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        lab.WriteFile("file.bin", 4 * 1024 * 1024);
+        await lab.StartNginxAsync(mptcp: true);
+        var endpoint = TelemetrySampleTests.OtlpEndpoint("http");
+        await using OtlpReceiver receiver = await OtlpHttpReceiver.StartAsync(lab.Topology.Proxy,
+            int.Parse(endpoint.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture));
+        var proxy = await lab.StartProxyAsync("--role", "upgrade",
+            "--set", "Telemetry:Otlp:Endpoint=http://" + endpoint, "--set", "Telemetry:Otlp:Protocol=http/protobuf", "--set", "Telemetry:ExportInterval=500ms");
+
+        for (int i = 0; i < 2; i++)
+        {
+            var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: false, Path.Combine(lab.Directory, $"file{i}.out"));
+            Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+        }
+
+        await WaitForRelaysAsync(proxy, 2);
+        await proxy.StopAsync(ProxyLab.Timeout);
+        var spans = await receiver.WaitForSpansAsync(s => s.Count(x => x.Name == "proxysel.connection") >= 2, ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(string.Join("\n", spans.Select(Describe)));
+
+        var roots = spans.Where(s => s.Name == "proxysel.connection").ToList();
+        Assert.That(roots, Has.Count.EqualTo(2), proxy.Output);
+        Assert.Multiple(() =>
+        {
+            foreach (var root in roots)
+            {
+                Assert.That(root.Attributes["proxysel.role"], Is.EqualTo("upgrade"));
+                Assert.That(root.Attributes["proxysel.upstream.mptcp"], Is.EqualTo("Active"));
+                Assert.That(root.Attributes["proxysel.client.mptcp"], Is.EqualTo("NotMptcp"));
+                var established = root.Events.Where(e => e.Name == "proxysel.subflow.established").ToList();
+                Assert.That(established, Is.Not.Empty, $"subflow events of {root.SpanId}");
+                Assert.That(established.Select(e => e.Attributes["network.peer.address"]), Has.All.EqualTo(TwoPathTopology.ServerV4));
+                Assert.That(established.Select(e => e.Attributes["network.local.address"]), Has.All.EqualTo(TwoPathTopology.ProxyUpV4));
+                Assert.That(established.Select(e => e.Attributes["mptcp.token"]), Has.All.EqualTo(root.Attributes["proxysel.mptcp.token"]));
+            }
+
+            var connect = spans.Single(s => s.Name == "proxysel.upstream_connect");
+            Assert.That(connect.Attributes["proxysel.upstream.protocol"], Is.EqualTo("mptcp"));
+        });
+    }
+
     private static async Task WaitForRelaysAsync(LabProcess proxy, int count)
     {
         var deadline = DateTime.UtcNow + ProxyLab.Timeout;
