@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Security.Cryptography;
 using ProxySelection.Host.Hosting;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Wire.MpProxy;
 
 namespace ProxySelection.Host;
@@ -74,6 +75,19 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
+            // Exporters first, so the engine's source and meter have listeners from its first SYN; stopped after the host.
+            IDisposable telemetry;
+            try
+            {
+                telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry);
+            }
+            catch (TelemetryException e)
+            {
+                stderr.WriteLine("proxysel: " + e.Message);
+                return ExitCodes.Usage;
+            }
+
+            using var exporters = telemetry;
             return ProxyDaemon.Run(loaded, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
         });
         return command;

@@ -4,6 +4,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Memory;
 using ProxySelection.Host.Proxy;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
@@ -13,6 +14,9 @@ namespace ProxySelection.Host.Hosting;
 internal sealed record ProxyConfigurationResult(ProxyHostOptions? Options, ProxyEngineOptions? Engine, IReadOnlyList<string> Errors)
 {
     public bool IsValid => Errors.Count == 0;
+
+    /// <summary>The <c>Telemetry</c> section (exporters); all off when the section is absent.</summary>
+    public TelemetryOptions Telemetry { get; init; } = new();
 }
 
 /// <summary>
@@ -91,14 +95,17 @@ internal static class ProxyConfiguration
     /// </summary>
     private static MemoryConfigurationSource ProxyEnvironment()
     {
-        string prefix = EnvironmentPrefix + ProxyHostOptions.SectionName + "__";
         var settings = new List<KeyValuePair<string, string?>>();
-        foreach (System.Collections.DictionaryEntry entry in Environment.GetEnvironmentVariables())
+        foreach (var section in (string[])[ProxyHostOptions.SectionName, TelemetryOptions.SectionName])
         {
-            if (entry.Key is string name && name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+            string prefix = EnvironmentPrefix + section + "__";
+            foreach (System.Collections.DictionaryEntry entry in Environment.GetEnvironmentVariables())
             {
-                string key = ProxyHostOptions.SectionName + ":" + name[prefix.Length..].Replace("__", ":", StringComparison.Ordinal);
-                settings.Add(new(key, entry.Value as string));
+                if (entry.Key is string name && name.StartsWith(prefix, StringComparison.OrdinalIgnoreCase))
+                {
+                    string key = section + ":" + name[prefix.Length..].Replace("__", ":", StringComparison.Ordinal);
+                    settings.Add(new(key, entry.Value as string));
+                }
             }
         }
 
@@ -112,9 +119,10 @@ internal static class ProxyConfiguration
         var errors = new List<string>();
         foreach (var section in configuration.GetChildren())
         {
-            if (!string.Equals(section.Key, ProxyHostOptions.SectionName, StringComparison.OrdinalIgnoreCase))
+            if (!string.Equals(section.Key, ProxyHostOptions.SectionName, StringComparison.OrdinalIgnoreCase)
+                && !string.Equals(section.Key, TelemetryOptions.SectionName, StringComparison.OrdinalIgnoreCase))
             {
-                errors.Add($"{section.Key}: unknown section{Suggest(section.Key, [ProxyHostOptions.SectionName])}; the configuration has one section, {ProxyHostOptions.SectionName}");
+                errors.Add($"{section.Key}: unknown section{Suggest(section.Key, [ProxyHostOptions.SectionName, TelemetryOptions.SectionName])}; the configuration has the sections {ProxyHostOptions.SectionName} and {TelemetryOptions.SectionName}");
             }
         }
 
@@ -136,6 +144,7 @@ internal static class ProxyConfiguration
         }
 
         errors.AddRange(new ProxyHostOptionsValidator().Validate(null, options).Failures ?? []);
+        var telemetry = TelemetryOptions.Read(configuration.GetSection(TelemetryOptions.SectionName), errors);
         if (errors.Count > 0)
         {
             return new ProxyConfigurationResult(null, null, errors);
@@ -151,7 +160,7 @@ internal static class ProxyConfiguration
         var engineErrors = engine.Validate();
         return engineErrors.Count > 0
             ? new ProxyConfigurationResult(null, null, [.. engineErrors])
-            : new ProxyConfigurationResult(options, engine, []);
+            : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry };
     }
 
     public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key)

@@ -57,19 +57,7 @@ internal static class ProxyDaemon
         builder.Services.AddSingleton(reload);
         builder.Services.AddSingleton<ProxyService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ProxyService>());
-        ConfigureTelemetry(builder.Services, builder.Configuration, loaded);
         return builder.Build();
-    }
-
-    /// <summary>
-    /// The place for the OpenTelemetry setup (traces, metrics, exporters) the telemetry work adds: it runs after the
-    /// engine's services are registered and before the host is built.
-    /// </summary>
-    public static void ConfigureTelemetry(IServiceCollection services, IConfigurationManager configuration, ProxyConfigurationResult loaded)
-    {
-        ArgumentNullException.ThrowIfNull(services);
-        ArgumentNullException.ThrowIfNull(configuration);
-        ArgumentNullException.ThrowIfNull(loaded);
     }
 
     /// <summary>The host's stop budget: the drain, then the engine's dispose.</summary>

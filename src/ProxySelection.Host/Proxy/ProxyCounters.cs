@@ -1,7 +1,12 @@
+using ProxySelection.Host.Telemetry;
+
 namespace ProxySelection.Host.Proxy;
 
-/// <summary>What the engine did, counted; safe to read from any thread.</summary>
-internal sealed class ProxyCounters
+/// <summary>
+/// What the engine did, counted; safe to read from any thread. With <paramref name="telemetry"/>, SYN decisions and
+/// hold times also go to the OpenTelemetry instruments (<c>proxysel.connections</c>, <c>proxysel.verdict.duration</c>).
+/// </summary>
+internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 {
     private long _syns;
     private long _passed;
@@ -75,7 +80,11 @@ internal sealed class ProxyCounters
 
     public void AddSynAck() => Interlocked.Increment(ref _synAcks);
 
-    public void AddPassed() => Interlocked.Increment(ref _passed);
+    public void AddPassed()
+    {
+        Interlocked.Increment(ref _passed);
+        telemetry?.AddConnection("pass");
+    }
 
     public void AddHeld() => Interlocked.Increment(ref _held);
 
@@ -85,9 +94,17 @@ internal sealed class ProxyCounters
 
     public void AddProbeFailed() => Interlocked.Increment(ref _probesFailed);
 
-    public void AddReleased() => Interlocked.Increment(ref _released);
+    public void AddReleased()
+    {
+        Interlocked.Increment(ref _released);
+        telemetry?.AddConnection("release");
+    }
 
-    public void AddIntercepted() => Interlocked.Increment(ref _intercepted);
+    public void AddIntercepted()
+    {
+        Interlocked.Increment(ref _intercepted);
+        telemetry?.AddConnection("intercept");
+    }
 
     public void AddJoinIntercepted() => Interlocked.Increment(ref _joinsIntercepted);
 
@@ -95,7 +112,11 @@ internal sealed class ProxyCounters
 
     public void AddClaim() => Interlocked.Increment(ref _claimsAdded);
 
-    public void AddProbeAnswerSent() => Interlocked.Increment(ref _probeAnswersSent);
+    public void AddProbeAnswerSent()
+    {
+        Interlocked.Increment(ref _probeAnswersSent);
+        telemetry?.AddConnection("answer_probe");
+    }
 
     public void AddProbeSignal() => Interlocked.Increment(ref _probeSignalsAdded);
 
@@ -107,6 +128,7 @@ internal sealed class ProxyCounters
 
     public void RecordHold(TimeSpan held)
     {
+        telemetry?.RecordVerdict(held);
         long ticks = held.Ticks;
         long seen = Interlocked.Read(ref _maxHoldTicks);
         while (ticks > seen)

@@ -98,6 +98,7 @@ internal sealed partial class ProxyEngine
         {
             ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
             Counters.AddProbeFailed();
+            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
             _negotiator.OnProbeReset(probeId);
             return;
         }
@@ -134,6 +135,7 @@ internal sealed partial class ProxyEngine
         if (!answered)
         {
             Counters.AddProbeFailed();
+            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
             _negotiator.OnProbeReset(probeId);
             return;
         }
@@ -143,6 +145,7 @@ internal sealed partial class ProxyEngine
         bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
         var claim = seen is { Seen: true } ? seen.Signal : null;
         ProxyEngineLog.ProbeAnswered(_log, probeId, destination, mpCapable, claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "");
+        _telemetry.ProbeEnded(probeId, answered: true, mpCapable, claim?.Kind.ToString());
         _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable, claim));
     }
 
@@ -167,6 +170,7 @@ internal sealed partial class ProxyEngine
             var holdTime = _time.GetElapsedTime(held.HeldAt);
             Counters.RecordHold(holdTime);
             ProxyEngineLog.HoldResolved(_log, held.Flow.Client, held.Flow.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
+            _telemetry.HoldResolved(held.Flow, resolution);
             try
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)

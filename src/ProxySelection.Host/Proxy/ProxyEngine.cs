@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
@@ -33,6 +34,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly UpstreamConnector _connector;
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
+    private readonly ProxyTelemetry _telemetry;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _holdLock = new();
     private readonly Dictionary<long, HeldSyn> _holds = [];
@@ -69,6 +71,8 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _rulesetOptions = RulesetOptions(options);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
+        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
+        Counters = new ProxyCounters(_telemetry);
         _signer = new EgressSigner(options.KeyRing);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
@@ -86,7 +90,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
-    public ProxyCounters Counters { get; } = new();
+    public ProxyCounters Counters { get; }
 
     public ProxyNegotiator Negotiator => _negotiator;
 
@@ -111,6 +115,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     {
         _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _telemetry.Start();
         try
         {
             await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
@@ -264,6 +269,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
         }
+        _telemetry.OnSynDecision(endpoints, kind, decision);
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -357,6 +363,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             // No listener, no interception: the SYN passes (the caller's fail-open accept) and the slot is freed.
             Forget(flow, closeProbe: true);
             _negotiator.OnConnectionClosed();
+            _telemetry.Abandoned(flow, "verdict_failed");
             throw;
         }
 
@@ -392,6 +399,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
             _negotiator.OnConnectionClosed();
             ProxyEngineLog.NeverArrived(_log, flow.Client, flow.Destination);
+            _telemetry.Abandoned(flow, "never_arrived");
         }
     }
 
@@ -448,6 +456,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
         bool counted = _awaitingAccept.TryRemove(flow, out _);
+        var trace = _telemetry.Accepted(flow, token);
         if (registered)
         {
             AdoptParkedJoins(token);
@@ -456,11 +465,12 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         try
         {
             var result = _adopted.TryRemove(flow, out var probe)
-                ? await _relay.RelayAsync(client, probe).ConfigureAwait(false)
-                : await _relay.HandleAsync(client).ConfigureAwait(false);
+                ? await RelayAdoptedAsync(client, probe, trace).ConfigureAwait(false)
+                : await ConnectAndRelayAsync(client, flow, trace).ConfigureAwait(false);
             Counters.AddRelayed();
             ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
                 result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);
+            _telemetry.Relayed(trace, result);
         }
         finally
         {
@@ -561,6 +571,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
         finally
         {
+            _telemetry.Dispose();
             _stopping.Dispose();
         }
     }

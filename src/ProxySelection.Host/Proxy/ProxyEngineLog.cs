@@ -56,6 +56,9 @@ internal static partial class ProxyEngineLog
         "relay {Client} -> {Destination}: {Reason} up={Up} down={Down} subflows={Subflows} client={ClientMptcp} upstream={UpstreamMptcp} connect={Connect} in {DurationMilliseconds:F0} ms")]
     public static partial void Relayed(ILogger logger, IPEndPoint? client, IPEndPoint? destination, Relay.CloseReason reason, long up, long down, int subflows,
         Relay.MptcpStatus clientMptcp, Relay.MptcpStatus upstreamMptcp, Relay.UpstreamConnectStatus connect, double durationMilliseconds);
+
+    [LoggerMessage(115, LogLevel.Warning, "telemetry: no subflow events: {Message}")]
+    public static partial void NoSubflowEvents(ILogger logger, string message);
 }
 
 /// <summary>An <see cref="ILogger"/> that hands each formatted message to a delegate: the engine's former <c>Action&lt;string&gt;</c> sink.</summary>

@@ -22,4 +22,7 @@ public enum NetlinkStatus
 
     /// <summary>A packet message without NFQA_PACKET_HDR.</summary>
     MissingPacketHeader,
+
+    /// <summary>A message without an attribute it must carry (an MPTCP event's token, a family's id or group).</summary>
+    MissingAttribute,
 }

@@ -49,6 +49,16 @@ public ref struct NetlinkWriter
         BinaryPrimitives.WriteUInt16BigEndian(h[2..], resourceId);
     }
 
+    /// <summary>struct genlmsghdr: command, version, two reserved bytes (generic netlink).</summary>
+    public void WriteGenlHeader(byte command, byte version)
+    {
+        var h = Reserve(4);
+        h[0] = command;
+        h[1] = version;
+        h[2] = 0;
+        h[3] = 0;
+    }
+
     public void AddAttribute(ushort type, scoped ReadOnlySpan<byte> payload)
     {
         if (payload.Length > ushort.MaxValue - Netlink.AttributeHeaderLength)

@@ -1,0 +1,149 @@
+using Microsoft.Extensions.DependencyInjection;
+using OpenTelemetry;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
+
+namespace ProxySelection.Host.Telemetry;
+
+/// <summary>An exporter could not start; the message names the configuration key and the reason.</summary>
+internal sealed class TelemetryException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>
+/// Wires the <see cref="ProxyTelemetry.Name"/> source and meter to the exporters of <see cref="TelemetryOptions"/>:
+/// <see cref="AddProxyTelemetry"/> for the generic host, <see cref="StartExporters"/> without one.
+/// </summary>
+internal static class ProxyTelemetryExporters
+{
+    /// <summary>Registers the exporters with the host's OpenTelemetry SDK (started and flushed with the host).</summary>
+    public static IServiceCollection AddProxyTelemetry(this IServiceCollection services, TelemetryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Enabled)
+        {
+            return services;
+        }
+
+        var builder = services.AddOpenTelemetry()
+            .ConfigureResource(resource => Describe(resource, options))
+            .WithMetrics(metrics => ConfigureMetrics(metrics, options));
+        if (options.ExportsTraces)
+        {
+            builder.WithTracing(tracing => ConfigureTracing(tracing, options));
+        }
+
+        return services;
+    }
+
+    /// <summary>
+    /// Starts the exporters now; disposing flushes and stops them (call after the engine stopped).
+    /// <see cref="TelemetryException"/> when the Prometheus endpoint cannot be served.
+    /// </summary>
+    public static IDisposable StartExporters(TelemetryOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Enabled)
+        {
+            return new Providers(null, null);
+        }
+
+        TracerProvider? tracer = null;
+        if (options.ExportsTraces)
+        {
+            // Only with a span exporter: otherwise no span is created at all (the source has no listener).
+            var tracing = Sdk.CreateTracerProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            ConfigureTracing(tracing, options);
+            tracer = tracing.Build();
+        }
+
+        try
+        {
+            var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            ConfigureMetrics(metrics, options);
+            return new Providers(tracer, metrics.Build());
+        }
+        catch (InvalidOperationException e) when (options.PrometheusEndpoint is not null && e.InnerException is System.Net.HttpListenerException listener)
+        {
+            tracer?.Dispose();
+            // The scrape endpoint's port is taken (EADDRINUSE) or the address is not on this host.
+            throw new TelemetryException($"{TelemetryOptions.Key("Prometheus:Endpoint")}: cannot serve {options.PrometheusEndpoint}: {listener.Message}", e);
+        }
+        catch
+        {
+            tracer?.Dispose();
+            throw;
+        }
+    }
+
+    private static void Describe(ResourceBuilder resource, TelemetryOptions options) =>
+        resource.AddService(options.ServiceName, serviceVersion: typeof(ProxyTelemetry).Assembly.GetName().Version?.ToString(3));
+
+    private static void ConfigureTracing(TracerProviderBuilder tracing, TelemetryOptions options)
+    {
+        tracing.AddSource(ProxyTelemetry.Name);
+        if (options.Console)
+        {
+            tracing.AddConsoleExporter();
+        }
+
+        if (options.OtlpEndpoint is { } endpoint)
+        {
+            tracing.AddOtlpExporter(otlp =>
+            {
+                Configure(otlp, endpoint, "v1/traces", options);
+                otlp.BatchExportProcessorOptions.ScheduledDelayMilliseconds = (int)options.ExportInterval.TotalMilliseconds;
+            });
+        }
+    }
+
+    private static void ConfigureMetrics(MeterProviderBuilder metrics, TelemetryOptions options)
+    {
+        metrics.AddMeter(ProxyTelemetry.Name);
+        int interval = (int)options.ExportInterval.TotalMilliseconds;
+        if (options.Console)
+        {
+            metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = interval);
+        }
+
+        if (options.OtlpEndpoint is { } endpoint)
+        {
+            metrics.AddOtlpExporter((otlp, reader) =>
+            {
+                Configure(otlp, endpoint, "v1/metrics", options);
+                reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = interval;
+            });
+        }
+
+        if (options.PrometheusEndpoint is { } scrape)
+        {
+            metrics.AddPrometheusHttpListener(prometheus =>
+            {
+                prometheus.Host = scrape.Host;
+                prometheus.Port = scrape.Port;
+                prometheus.ScrapeEndpointPath = scrape.AbsolutePath;
+            });
+        }
+    }
+
+    private static void Configure(OtlpExporterOptions otlp, Uri endpoint, string signalPath, TelemetryOptions options)
+    {
+        otlp.Protocol = options.OtlpProtocol == OtlpProtocol.Grpc ? OtlpExportProtocol.Grpc : OtlpExportProtocol.HttpProtobuf;
+        // Set in code, the HTTP exporter posts to the endpoint as given: the signal's path is added here, as the SDK
+        // does for OTEL_EXPORTER_OTLP_ENDPOINT.
+        otlp.Endpoint = options.OtlpProtocol == OtlpProtocol.Grpc
+            ? endpoint
+            : new Uri(endpoint.AbsoluteUri.TrimEnd('/') + "/" + signalPath);
+    }
+
+    private sealed class Providers(TracerProvider? tracer, MeterProvider? meter) : IDisposable
+    {
+        public void Dispose()
+        {
+            // Spans end as the engine stops; the tracer flushes them before the meter's last export.
+            tracer?.Dispose();
+            meter?.Dispose();
+        }
+    }
+}
