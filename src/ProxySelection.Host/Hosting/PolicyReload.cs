@@ -1,14 +1,19 @@
 using System.Globalization;
 using ProxySelection.Negotiation;
+using ProxySelection.Wire.MpProxy;
 
 namespace ProxySelection.Host.Hosting;
 
 /// <summary>
 /// SIGHUP: re-reads the configuration and applies what the negotiator reads per decision (policy, priority, probe
-/// timeout) and the drain timeout, without touching held connections. Everything else is fixed in the rules, the
-/// listeners or the relay at start; a change to it refuses the whole reload, which then changes nothing.
+/// timeout), the drain timeout and the operator keys (a step of a rotation, spec §9.4), without touching held
+/// connections. Everything else is fixed in the rules, the listeners or the relay at start; a change to it refuses
+/// the whole reload, which then changes nothing.
 /// </summary>
-internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live)
+/// <param name="running">The settings the proxy started with (or last reloaded).</param>
+/// <param name="live">The negotiator's options, changed in place.</param>
+/// <param name="liveKeys">The key ring the engine signs and verifies with; null leaves keys out of reloads (tests).</param>
+internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null)
 {
     /// <summary>The settings in force, for the drain timeout a later stop uses.</summary>
     public ProxyHostOptions Running { get; private set; } = running;
@@ -29,13 +34,31 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             return "proxysel: reload refused; these keys only change with a restart: " + string.Join(", ", fixedKeys.Select(ProxyConfiguration.Key));
         }
 
+        // Keys come from files: with an operator key on both sides they are reloaded even when no setting changed.
+        var nextKeys = reloaded.Engine!.KeyRing;
+        bool reloadKeys = liveKeys is not null && Running.KeyFile is not null && next.KeyFile is not null;
+        if (reloadKeys && liveKeys!.FindConflict(nextKeys) is { } reused)
+        {
+            return string.Create(CultureInfo.InvariantCulture,
+                $"proxysel: reload refused; {ProxyConfiguration.Key(nameof(next.KeyId))}: key id {reused} already names another key; a new key needs a new key id (spec §9.4)");
+        }
+
         // The negotiator reads these per decision; each is one aligned write, so a decision sees the old or the new value.
         live.Policy = next.Policy;
         live.Priority = (byte)next.Priority;
         live.ProbeTimeout = next.ProbeTimeout;
+        string keys = "";
+        if (reloadKeys)
+        {
+            // One snapshot swap: a SYN is signed or verified with the old keys or the new, never a mix.
+            liveKeys!.ReplaceWith(nextKeys);
+            keys = string.Create(CultureInfo.InvariantCulture,
+                $" key_id={nextKeys.CurrentKeyId}{(nextKeys.PreviousKeyId is { } verify ? $" verify_key_id={verify}" : "")}");
+        }
+
         Running = next;
         return string.Create(CultureInfo.InvariantCulture,
-            $"proxysel: reloaded policy={next.Policy} priority={next.Priority} probe_timeout={next.ProbeTimeout.TotalMilliseconds}ms drain_timeout={next.DrainTimeout.TotalSeconds}s");
+            $"proxysel: reloaded policy={next.Policy} priority={next.Priority} probe_timeout={next.ProbeTimeout.TotalMilliseconds}ms drain_timeout={next.DrainTimeout.TotalSeconds}s{keys}");
     }
 
     private static IEnumerable<string> FixedChanges(ProxyHostOptions a, ProxyHostOptions b)
@@ -55,10 +78,16 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.ProxyId);
         }
 
-        // The key ring is built once; a new key file (or new contents) needs a restart.
-        if (!string.Equals(a.KeyFile, b.KeyFile, StringComparison.Ordinal))
+        // A random key (no key file) cannot become an operator key or the other way round in place: the proxies that
+        // verify this one's tags would change. Between operator keys, files and ids are reloaded.
+        if ((a.KeyFile is null) != (b.KeyFile is null))
         {
             yield return nameof(a.KeyFile);
+        }
+
+        if (a.KeyFile is null && b.KeyFile is null && (a.KeyId != b.KeyId || a.VerifyKeyId != b.VerifyKeyId))
+        {
+            yield return nameof(a.KeyId);
         }
 
         if (!a.Ports.SequenceEqual(b.Ports))

@@ -33,6 +33,7 @@ internal static class ProxyConfiguration
     [
         nameof(ProxyHostOptions.Role), nameof(ProxyHostOptions.Mode), nameof(ProxyHostOptions.Policy),
         nameof(ProxyHostOptions.ProxyId), nameof(ProxyHostOptions.Priority), nameof(ProxyHostOptions.KeyFile),
+        nameof(ProxyHostOptions.KeyId), nameof(ProxyHostOptions.VerifyKeyFile), nameof(ProxyHostOptions.VerifyKeyId),
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
@@ -156,16 +157,32 @@ internal static class ProxyConfiguration
             return Failed(Key(nameof(ProxyHostOptions.KeyFile)) + ": " + keyError);
         }
 
-        var engine = ToEngineOptions(options, key);
+        byte[]? verifyKey = null;
+        if (options.VerifyKeyFile is not null)
+        {
+            verifyKey = LoadKey(options.VerifyKeyFile, baseDirectory, out keyError);
+            if (verifyKey is null)
+            {
+                return Failed(Key(nameof(ProxyHostOptions.VerifyKeyFile)) + ": " + keyError);
+            }
+        }
+
+        var engine = ToEngineOptions(options, key, verifyKey);
         var engineErrors = engine.Validate();
         return engineErrors.Count > 0
             ? new ProxyConfigurationResult(null, null, [.. engineErrors])
             : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry };
     }
 
-    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key)
+    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var keyRing = new MpProxyKeyRing((byte)options.KeyId, key);
+        if (verifyKey is not null && options.VerifyKeyId is { } verifyId)
+        {
+            keyRing.AcceptNext((byte)verifyId, verifyKey);
+        }
+
         return new ProxyEngineOptions
         {
             Negotiation = new NegotiatorOptions
@@ -181,7 +198,7 @@ internal static class ProxyConfiguration
             Ports = [.. options.Ports.Select(p => (ushort)p)],
             QueueNumber = (ushort)options.QueueNumber,
             ChainPrefix = options.ChainPrefix,
-            KeyRing = new MpProxyKeyRing(1, key),
+            KeyRing = keyRing,
             IdleTimeout = options.IdleTimeout,
         };
     }
@@ -260,6 +277,13 @@ internal static class ProxyConfiguration
                 return ParseInteger(value, v => options.ProxyId = v);
             case nameof(ProxyHostOptions.Priority):
                 return ParseInteger(value, v => options.Priority = v);
+            case nameof(ProxyHostOptions.KeyId):
+                return ParseInteger(value, v => options.KeyId = v);
+            case nameof(ProxyHostOptions.VerifyKeyFile):
+                options.VerifyKeyFile = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.VerifyKeyId):
+                return ParseInteger(value, v => options.VerifyKeyId = v);
             case nameof(ProxyHostOptions.QueueNumber):
                 return ParseInteger(value, v => options.QueueNumber = v);
             case nameof(ProxyHostOptions.Capacity):

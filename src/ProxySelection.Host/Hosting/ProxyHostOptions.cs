@@ -32,6 +32,18 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public string? KeyFile { get; set; }
 
+    /// <summary>The key id of <see cref="KeyFile"/>'s key, 1..255, carried in long-form tags. Default 1.</summary>
+    public int KeyId { get; set; } = 1;
+
+    /// <summary>
+    /// A second operator key that verifies but does not sign: the next key in step 1 of a rotation (spec §9.4), the
+    /// previous one until step 3 retires it. Needs <see cref="KeyFile"/> and <see cref="VerifyKeyId"/>. Default none.
+    /// </summary>
+    public string? VerifyKeyFile { get; set; }
+
+    /// <summary>The key id of <see cref="VerifyKeyFile"/>'s key, 1..255, other than <see cref="KeyId"/>.</summary>
+    public int? VerifyKeyId { get; set; }
+
     /// <summary>Destination ports to intercept, 1..65535: a JSON array or a comma-separated string. Default 80, 443.</summary>
     public IReadOnlyList<int> Ports { get; set; } = [80, 443];
 

@@ -45,6 +45,41 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(nameof(options.Priority), Was("must be 0..15 (a 4-bit wire field)", options.Priority));
         }
 
+        if (options.KeyId is < 1 or > 255)
+        {
+            Fail(nameof(options.KeyId), Was("must be 1..255", options.KeyId));
+        }
+
+        if (options.VerifyKeyFile is not null)
+        {
+            if (options.KeyFile is null)
+            {
+                Fail(nameof(options.VerifyKeyFile), "needs Proxy:KeyFile: a verify-only key rotates an operator key, not this proxy's random one");
+            }
+
+            if (options.VerifyKeyId is null)
+            {
+                Fail(nameof(options.VerifyKeyFile), "needs Proxy:VerifyKeyId, the key id the other proxies give that key");
+            }
+        }
+
+        if (options.VerifyKeyId is { } verifyId)
+        {
+            if (options.VerifyKeyFile is null)
+            {
+                Fail(nameof(options.VerifyKeyId), "is set but Proxy:VerifyKeyFile is not");
+            }
+
+            if (verifyId is < 1 or > 255)
+            {
+                Fail(nameof(options.VerifyKeyId), Was("must be 1..255", verifyId));
+            }
+            else if (verifyId == options.KeyId)
+            {
+                Fail(nameof(options.VerifyKeyId), Was("must differ from Proxy:KeyId: one id names one key", verifyId));
+            }
+        }
+
         if (options.Ports is null || options.Ports.Count == 0)
         {
             Fail(nameof(options.Ports), "must list at least one port");

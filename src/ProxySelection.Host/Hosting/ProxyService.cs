@@ -22,7 +22,7 @@ internal sealed class ProxyService(
     TimeProvider time) : IHostedService, IDisposable
 {
     private readonly ProxyEngineOptions _options = loaded.Engine!;
-    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation);
+    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing);
     private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
     private readonly Lock _reloading = new();
     private readonly CancellationTokenSource _abortDrain = new();

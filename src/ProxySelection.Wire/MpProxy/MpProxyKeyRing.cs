@@ -78,6 +78,54 @@ public sealed class MpProxyKeyRing
         }
     }
 
+    /// <summary>
+    /// Takes <paramref name="other"/>'s keys (its current key and, if any, its verify-only key) in one step, as a
+    /// configuration reload installs the keys of the step of a rotation (spec §9.4) the operator pushed.
+    /// Check <see cref="FindConflict"/> first: the ring does not refuse a reused key id here.
+    /// </summary>
+    public void ReplaceWith(MpProxyKeyRing other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var next = Volatile.Read(ref other._keys);
+        lock (_rotation)
+        {
+            Volatile.Write(ref _keys, next);
+        }
+    }
+
+    /// <summary>
+    /// A key id that names one key here and another in <paramref name="other"/>, else null. A key id is not reused
+    /// before its key is retired (spec §9.4): long-form tags name the key by id, so a reused id would verify against
+    /// the wrong key during the skew between proxies.
+    /// </summary>
+    public byte? FindConflict(MpProxyKeyRing other)
+    {
+        ArgumentNullException.ThrowIfNull(other);
+        var mine = Volatile.Read(ref _keys);
+        var theirs = Volatile.Read(ref other._keys);
+        foreach (var (id, key) in Keys(mine))
+        {
+            foreach (var (otherId, otherKey) in Keys(theirs))
+            {
+                if (id == otherId && !CryptographicOperations.FixedTimeEquals(key, otherKey))
+                {
+                    return id;
+                }
+            }
+        }
+
+        return null;
+    }
+
+    private static IEnumerable<(byte Id, byte[] Key)> Keys(Snapshot keys)
+    {
+        yield return (keys.CurrentId, keys.Current);
+        if (keys.Previous is not null)
+        {
+            yield return (keys.PreviousId, keys.Previous);
+        }
+    }
+
     /// <summary>Closes the rotation window: tags under the previous key stop verifying.</summary>
     public void RetirePrevious()
     {

@@ -62,6 +62,72 @@ public sealed class PolicyReloadTests
         Assert.That(live.Priority, Is.EqualTo(8));
     }
 
+    [Test]
+    public void Apply_ThreeStepKeyRotation_EachStepInstallsItsKeysInPlace()
+    {
+        var live = new NegotiatorOptions();
+        var running = Keyed(o => o.KeyFile = "old.key", Old);
+        var keys = running.Engine!.KeyRing;
+        var reload = new PolicyReload(running.Options!, live, keys);
+
+        // 1 accept: the new key verifies; 2 switch: it signs, the old verifies; 3 retire: the old is gone.
+        var accept = reload.Apply(Keyed(o => { o.KeyFile = "old.key"; o.VerifyKeyFile = "new.key"; o.VerifyKeyId = 2; }, Old, New));
+        var acceptState = (keys.CurrentKeyId, keys.PreviousKeyId);
+        var @switch = reload.Apply(Keyed(o => { o.KeyFile = "new.key"; o.KeyId = 2; o.VerifyKeyFile = "old.key"; o.VerifyKeyId = 1; }, New, Old));
+        var switchState = (keys.CurrentKeyId, keys.PreviousKeyId);
+        var retire = reload.Apply(Keyed(o => { o.KeyFile = "new.key"; o.KeyId = 2; }, New));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(accept, Does.EndWith(" key_id=1 verify_key_id=2"));
+            Assert.That(acceptState, Is.EqualTo(((byte)1, (byte?)2)));
+            Assert.That(@switch, Does.EndWith(" key_id=2 verify_key_id=1"));
+            Assert.That(switchState, Is.EqualTo(((byte)2, (byte?)1)));
+            Assert.That(retire, Does.EndWith(" key_id=2"));
+            Assert.That((keys.CurrentKeyId, keys.PreviousKeyId), Is.EqualTo(((byte)2, (byte?)null)));
+        });
+    }
+
+    [Test]
+    public void Apply_KeyIdReusedForAnotherKey_RefusedWholeAndKeysUnchanged()
+    {
+        var live = new NegotiatorOptions();
+        var running = Keyed(o => o.KeyFile = "old.key", Old);
+        var keys = running.Engine!.KeyRing;
+        var reload = new PolicyReload(running.Options!, live, keys);
+
+        var line = reload.Apply(Keyed(o => { o.KeyFile = "new.key"; o.Policy = SelectionPolicy.Priority; }, New));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line, Is.EqualTo("proxysel: reload refused; Proxy:KeyId: key id 1 already names another key; a new key needs a new key id (spec §9.4)"));
+            Assert.That(live.Policy, Is.EqualTo(SelectionPolicy.First));
+            Assert.That(keys.FindConflict(new ProxySelection.Wire.MpProxy.MpProxyKeyRing(1, Old)), Is.Null, "still the old key");
+        });
+    }
+
+    [Test]
+    public void Apply_RandomKeyToOperatorKey_NeedsARestart()
+    {
+        var live = new NegotiatorOptions();
+        var running = Valid(_ => { });
+        var reload = new PolicyReload(running.Options!, live, running.Engine!.KeyRing);
+
+        var line = reload.Apply(Keyed(o => { o.KeyFile = "op.key"; o.KeyId = 2; }, New));
+
+        Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:KeyFile"));
+    }
+
+    private static readonly byte[] Old = [.. Enumerable.Repeat((byte)0x11, 32)];
+    private static readonly byte[] New = [.. Enumerable.Repeat((byte)0x22, 32)];
+
+    private static ProxyConfigurationResult Keyed(Action<ProxyHostOptions> change, byte[] key, byte[]? verifyKey = null)
+    {
+        var options = new ProxyHostOptions();
+        change(options);
+        return new ProxyConfigurationResult(options, ProxyConfiguration.ToEngineOptions(options, key, verifyKey), []);
+    }
+
     private static ProxyConfigurationResult Valid(Action<ProxyHostOptions> change)
     {
         var options = new ProxyHostOptions();

@@ -46,6 +46,11 @@ public sealed class ProxyConfigurationTests
         new object[] { """{ "Proxy": { "ControlSocket": "/run/proxysel/""" + new string('x', 100) + """.sock" } }""", "Proxy:ControlSocket", "at most 107 bytes" },
         new object[] { """{ "Proxy": { "ControlSocket": "" } }""", "Proxy:ControlSocket", "or \"none\"" },
         new object[] { """{ "Proxy": { "Logging": "xml" } }""", "Proxy:Logging", "unknown value \"xml\"; expected plain, json, systemd" },
+        new object[] { """{ "Proxy": { "KeyId": 0 } }""", "Proxy:KeyId", "must be 1..255 (was 0)" },
+        new object[] { """{ "Proxy": { "VerifyKeyFile": "next.key", "VerifyKeyId": 2 } }""", "Proxy:VerifyKeyFile", "needs Proxy:KeyFile" },
+        new object[] { """{ "Proxy": { "KeyFile": "op.key", "VerifyKeyFile": "next.key" } }""", "Proxy:VerifyKeyFile", "needs Proxy:VerifyKeyId" },
+        new object[] { """{ "Proxy": { "KeyFile": "op.key", "VerifyKeyFile": "next.key", "VerifyKeyId": 1 } }""", "Proxy:VerifyKeyId", "must differ from Proxy:KeyId" },
+        new object[] { """{ "Proxy": { "VerifyKeyId": 3 } }""", "Proxy:VerifyKeyId", "Proxy:VerifyKeyFile is not" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]

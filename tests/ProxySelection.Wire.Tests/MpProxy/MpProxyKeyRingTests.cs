@@ -198,6 +198,54 @@ public class MpProxyKeyRingTests
     }
 
     [Test]
+    public void ReplaceWith_NextStepOfARotation_SignsAndVerifiesWithTheOtherRingsKeys()
+    {
+        var live = MpProxyTestData.Ring();
+        var switched = new MpProxyKeyRing(2, MpProxyTestData.Key2);
+        switched.AcceptNext(1, MpProxyTestData.Key1);
+
+        live.ReplaceWith(switched);
+        var signed = LongProbe;
+        live.Sign(ref signed, MpProxyTestData.SynV4);
+        Assert.Multiple(() =>
+        {
+            Assert.That(live.CurrentKeyId, Is.EqualTo(2));
+            Assert.That(live.PreviousKeyId, Is.EqualTo(1));
+            Assert.That(signed.KeyId, Is.EqualTo(2));
+            Assert.That(new MpProxyKeyRing(2, MpProxyTestData.Key2).Verify(signed, MpProxyTestData.SynV4), Is.True, "signed with the new key");
+            Assert.That(live.Verify(MpProxyTestData.Signed(ShortClaim, MpProxyTestData.SynAckV4), MpProxyTestData.SynAckV4), Is.True, "the old key still verifies");
+        });
+    }
+
+    [Test]
+    public void FindConflict_SameIdOtherKey_NamesTheId()
+    {
+        var live = MpProxyTestData.Ring();
+        live.AcceptNext(2, MpProxyTestData.Key2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(live.FindConflict(new MpProxyKeyRing(2, MpProxyTestData.Key1)), Is.EqualTo(2), "id 2 names Key2 here");
+            Assert.That(live.FindConflict(new MpProxyKeyRing(1, MpProxyTestData.Key2)), Is.EqualTo(1), "id 1 names Key1 here");
+        });
+    }
+
+    [Test]
+    public void FindConflict_SameKeysOrNewIds_None()
+    {
+        var live = MpProxyTestData.Ring();
+        var nextStep = new MpProxyKeyRing(1, MpProxyTestData.Key1);
+        nextStep.AcceptNext(3, MpProxyTestData.Key2);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(live.FindConflict(MpProxyTestData.Ring()), Is.Null);
+            Assert.That(live.FindConflict(nextStep), Is.Null);
+            Assert.That(live.FindConflict(new MpProxyKeyRing(4, MpProxyTestData.Key2)), Is.Null);
+        });
+    }
+
+    [Test]
     public void AcceptNext_CurrentKeyId_Throws()
     {
         Assert.Throws<ArgumentException>(() => MpProxyTestData.Ring().AcceptNext(1, MpProxyTestData.Key2));
