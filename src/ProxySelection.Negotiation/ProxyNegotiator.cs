@@ -258,6 +258,13 @@ public sealed class ProxyNegotiator : IDisposable
         }
     }
 
+    /// <summary>
+    /// The upstream leg of a connection this proxy intercepted could not be opened (spec §10.6): what the cache says
+    /// of <paramref name="destination"/> may be stale (the server moved, or changed), so its entry goes and the next
+    /// SYN toward it probes again. Returns whether there was an entry.
+    /// </summary>
+    public bool OnUpstreamFailed(in DestinationKey destination) => Cache.Remove(destination);
+
     /// <summary>A connection this proxy held has closed: its slot is free again.</summary>
     public void OnConnectionClosed()
     {

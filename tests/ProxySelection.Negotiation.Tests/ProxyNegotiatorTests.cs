@@ -58,6 +58,25 @@ public class ProxyNegotiatorTests
     }
 
     [Test]
+    public void UpstreamFailedAfterCacheHit_EntryRemoved_NextSynProbesAgain()
+    {
+        using var h = new NegotiatorHarness();
+        h.Negotiator.Cache.Set(Server, CapabilityState.TcpOnly);
+        var first = h.OnSyn(1000);
+
+        bool removed = h.Negotiator.OnUpstreamFailed(Server);
+        var next = h.OnSyn(1001);
+        Assert.Multiple(() =>
+        {
+            Assert.That(first.Verdict, Is.EqualTo(SynVerdict.Intercept));
+            Assert.That(removed, Is.True);
+            Assert.That(next.Verdict, Is.EqualTo(SynVerdict.HoldAndProbe), "spec §10.6: the next SYN probes again");
+            Assert.That(next.Reason, Is.EqualTo(DecisionReason.CacheMiss));
+            Assert.That(h.Negotiator.OnUpstreamFailed(NegotiatorHarness.Flow(1, new DestinationKey([198, 18, 9, 9], 80)).Responder), Is.False, "no entry, nothing removed");
+        });
+    }
+
+    [Test]
     public void ProbeAnsweredWithMpCapable_ReleasesUntouchedAndCachesMptcpCapable()
     {
         using var h = new NegotiatorHarness();

@@ -471,6 +471,12 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
                 result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);
             _telemetry.Relayed(trace, result);
+            if (result.ConnectStatus is UpstreamConnectStatus.Refused or UpstreamConnectStatus.TimedOut or UpstreamConnectStatus.Unreachable
+                or UpstreamConnectStatus.CircuitOpen or UpstreamConnectStatus.Failed
+                && _negotiator.OnUpstreamFailed(DestinationKey.From(flow.Destination)))
+            {
+                ProxyEngineLog.CacheEntryRemoved(_log, flow.Destination, result.ConnectStatus);
+            }
         }
         finally
         {

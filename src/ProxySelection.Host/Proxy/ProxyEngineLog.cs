@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
 using ProxySelection.Negotiation;
+using ProxySelection.Relay;
 
 namespace ProxySelection.Host.Proxy;
 
@@ -56,6 +57,9 @@ internal static partial class ProxyEngineLog
         "relay {Client} -> {Destination}: {Reason} up={Up} down={Down} subflows={Subflows} client={ClientMptcp} upstream={UpstreamMptcp} connect={Connect} in {DurationMilliseconds:F0} ms")]
     public static partial void Relayed(ILogger logger, IPEndPoint? client, IPEndPoint? destination, Relay.CloseReason reason, long up, long down, int subflows,
         Relay.MptcpStatus clientMptcp, Relay.MptcpStatus upstreamMptcp, Relay.UpstreamConnectStatus connect, double durationMilliseconds);
+
+    [LoggerMessage(116, LogLevel.Information, "cache {Destination}: entry removed, the upstream connect failed ({Status}); the next SYN probes again")]
+    public static partial void CacheEntryRemoved(ILogger logger, EndPoint destination, UpstreamConnectStatus status);
 
     [LoggerMessage(115, LogLevel.Warning, "telemetry: no subflow events: {Message}")]
     public static partial void NoSubflowEvents(ILogger logger, string message);

@@ -47,6 +47,42 @@ public sealed class ProxyFailureTests
     }
 
     /// <summary>
+    /// Spec §10.6: the server goes away after the cache learnt it is TCP-only. The next connection is intercepted from
+    /// the cache, its upstream connect is refused and the client is reset; the entry is removed, so the connection
+    /// after it probes again instead of trusting the stale entry.
+    /// </summary>
+    [Test]
+    public async Task UpstreamRefusedAfterCacheHit_EntryRemoved_NextSynProbesAgain()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        lab.WriteFile("small.bin", 64 * 1024);
+        var nginx = await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync();
+        var url = ProxyLab.Url(false, "small.bin");
+
+        var learnt = await lab.CurlAsync(url, mptcp: true, Path.Combine(lab.Directory, "1.out"));
+        await nginx.StopAsync(ProxyLab.Timeout);
+        var refused = await lab.CurlAsync(url, mptcp: true, Path.Combine(lab.Directory, "2.out"), TimeSpan.FromSeconds(8));
+        var removed = await ProxyLab.WaitForLineAsync(proxy, "cache ", "entry removed");
+        var probedAgain = await lab.CurlAsync(url, mptcp: true, Path.Combine(lab.Directory, "3.out"), TimeSpan.FromSeconds(8));
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        var syns = ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains(" MpCapable: ", StringComparison.Ordinal)).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(learnt.ExitCode, Is.Zero, learnt.StdErr);
+            Assert.That(refused.ExitCode, Is.Not.Zero, "the server is gone");
+            Assert.That(probedAgain.ExitCode, Is.Not.Zero, "the server is still gone");
+            Assert.That(removed, Does.Contain("the upstream connect failed (Refused)"));
+            Assert.That(syns, Has.Count.EqualTo(3));
+            Assert.That(syns[0], Does.EndWith("HoldAndProbe (CacheMiss)"));
+            Assert.That(syns[1], Does.Contain(": Intercept ("), "intercepted from the cache");
+            Assert.That(syns[2], Does.EndWith("HoldAndProbe (CacheMiss)"), "the stale entry was removed");
+        });
+    }
+
+    /// <summary>
     /// Port closed (nginx not running) and host unreachable (no such neighbour): the client sees exactly what it sees
     /// with no proxy on the path — curl's exit code and message — and never an accepted-then-closed connection.
     /// </summary>
