@@ -33,6 +33,13 @@ internal static partial class Native
     public const int AfInet = 2;
     public const int AfInet6 = 10;
 
+    public const int MsgDontwait = 0x40;
+    public const int EAgain = 11;
+    public const int EIntr = 4;
+
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
+
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    public static unsafe partial nint Recv(nint fd, byte* buffer, nuint length, int flags);
 }
