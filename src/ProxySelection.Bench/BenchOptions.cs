@@ -12,6 +12,9 @@ public sealed class BenchOptions
     /// <summary>wrk seconds per connection-rate run. Default 5.</summary>
     public int ConnectionSeconds { get; set; } = 5;
 
+    /// <summary>Sequential connects per subject and round for the connect-time (SYN decision) figure. Default 1000.</summary>
+    public int Connects { get; set; } = 1000;
+
     /// <summary>Idle connections held for the memory figure. Default 10,000.</summary>
     public int IdleConnections { get; set; } = 10_000;
 
@@ -55,6 +58,7 @@ public sealed class BenchOptions
         Seconds = 2,
         ConnectionSeconds = 1,
         IdleConnections = 300,
+        Connects = 200,
         Aggregation = false,
     };
 
@@ -72,6 +76,10 @@ public sealed class BenchOptions
         if (ConnectionSeconds is < 1 or > 30)
         {
             errors.Add("connection seconds must be 1..30");
+        }
+        if (Connects is < 10 or > 100_000)
+        {
+            errors.Add("connects must be 10..100000");
         }
         if (IdleConnections is < 1 or > 20_000)
         {

@@ -266,10 +266,11 @@ public sealed class HaproxySubject(bool mptcpize) : BenchSubject
         ArgumentNullException.ThrowIfNull(upstream);
         var dir = Directory.CreateTempSubdirectory($"{environment.Topology.Proxy.Name}-haproxy-").FullName;
         var listen = new IPEndPoint(environment.ProxyAddress, listenPort);
+        // Two descriptors per connection must fit RLIMIT_NOFILE (inherited from the bench, raised when it may be).
+        long maxconn = Math.Clamp((OpenFileLimit.Current - 300) / 2, 1000, 20_000);
         var config = $"""
             global
-                # Two descriptors per connection must fit RLIMIT_NOFILE (20,000 where measured, not raisable).
-                maxconn 9700
+                maxconn {maxconn}
                 log stderr format raw local0 err
             defaults
                 mode tcp

@@ -21,9 +21,11 @@ public static class RelayProcess
         ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(upstream);
         ArgumentNullException.ThrowIfNull(output);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        // A TaskCompletionSource, not a CancellationTokenSource: a second signal arriving while the registrations are being
+        // disposed must not throw ObjectDisposedException on the signal thread (seen: the process aborted at stop).
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
 
         var options = BenchRelayOptions(clientProtocol);
         var listenerOptions = BenchListenerOptions(listen);
@@ -35,7 +37,7 @@ public static class RelayProcess
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+            await stop.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
