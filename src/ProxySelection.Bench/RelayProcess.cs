@@ -16,7 +16,7 @@ public static class RelayProcess
     public const string ReadyLine = "relay listening";
 
     public static async Task<int> RunAsync(IPEndPoint listen, IPEndPoint upstream, TransportProtocol clientProtocol, TextWriter output,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, bool splice = false)
     {
         ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(upstream);
@@ -28,12 +28,13 @@ public static class RelayProcess
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
 
         var options = BenchRelayOptions(clientProtocol);
+        options.Splice = splice;
         var listenerOptions = BenchListenerOptions(listen);
         await using var connector = new UpstreamConnector(new UpstreamConnectorOptions(), SocketFactory.Default, TimeProvider.System);
         await using var relay = new RelayServer(options, listenerOptions, SocketFactory.Default, connector, TimeProvider.System, _ => { },
             _ => upstream);
         var listener = relay.EnsureListener(listen.Port, listen.AddressFamily);
-        await output.WriteLineAsync($"{ReadyLine} on {listener.LocalEndPoint} ({clientProtocol}) → {upstream} (TCP)").ConfigureAwait(false);
+        await output.WriteLineAsync($"{ReadyLine} on {listener.LocalEndPoint} ({clientProtocol}) → {upstream} (TCP){(splice ? ", splice" : "")}").ConfigureAwait(false);
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {

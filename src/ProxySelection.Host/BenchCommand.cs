@@ -85,7 +85,8 @@ internal static class BenchCommand
         var upstream = new Option<string>("--upstream") { Required = true, Description = "address:port every connection is relayed to (TCP)" };
         var protocol = new Option<string>("--client-protocol") { DefaultValueFactory = _ => "tcp", Description = "tcp or mptcp" };
         protocol.AcceptOnlyFromAmong("tcp", "mptcp");
-        var command = new Command("relay", "Run our relay as a process for the bench") { listen, upstream, protocol };
+        var splice = new Option<bool>("--splice") { Description = "Relay with splice(2) instead of user-space copies" };
+        var command = new Command("relay", "Run our relay as a process for the bench") { listen, upstream, protocol, splice };
         command.Hidden = true;
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -95,7 +96,8 @@ internal static class BenchCommand
                 return ExitCodes.Usage;
             }
             var client = result.GetValue(protocol) == "mptcp" ? TransportProtocol.Mptcp : TransportProtocol.Tcp;
-            return await RelayProcess.RunAsync(l, u, client, result.InvocationConfiguration.Output, cancellationToken).ConfigureAwait(false);
+            return await RelayProcess.RunAsync(l, u, client, result.InvocationConfiguration.Output, cancellationToken, result.GetValue(splice))
+                .ConfigureAwait(false);
         });
         return command;
     }

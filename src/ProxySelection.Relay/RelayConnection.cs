@@ -188,6 +188,10 @@ public sealed class RelayConnection
 
     private Task PumpAsync(Socket source, Side sourceSide, Socket destination, Side destinationSide)
     {
+        if (_options.Splice)
+        {
+            return SpliceAsync(source, sourceSide, destination, destinationSide);
+        }
         var pipe = new Pipe(_pipeOptions);
         return Task.WhenAll(
             FillAsync(source, sourceSide, pipe),
@@ -289,6 +293,66 @@ public sealed class RelayConnection
             {
                 handle.DangerousRelease();
             }
+        }
+    }
+
+    /// <summary>
+    /// The zero-copy direction (<see cref="RelayOptions.Splice"/>): wait until the source is readable (zero-byte read, no
+    /// buffer held), splice what is there into this direction's kernel pipe, splice it all on to the destination, repeat.
+    /// The pipe is emptied before the next read, so a slow destination stops reads from the source (as the copy path's
+    /// pause threshold does, with the pipe's size as the bound).
+    /// </summary>
+    private async Task SpliceAsync(Socket source, Side sourceSide, Socket destination, Side destinationSide)
+    {
+        SplicePipe? pipe = null;
+        var side = sourceSide;
+        var oneByte = new byte[1];
+        try
+        {
+            while (true)
+            {
+                side = sourceSide;
+                await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                pipe ??= SplicePipe.Open(_options.SplicePipeSize);
+                int moved = pipe.Fill(source, _options.SplicePipeSize);
+                if (moved < 0)
+                {
+                    continue; // a stale wakeup (see FillAsync)
+                }
+                if (moved == 0)
+                {
+                    break;
+                }
+                Interlocked.Add(ref sourceSide == Side.Client ? ref _toUpstream : ref _toClient, moved);
+                _idle.Reset();
+                SampleSubflows();
+                side = destinationSide;
+                while (pipe.Pending > 0)
+                {
+                    if (pipe.Drain(destination) < 0)
+                    {
+                        // The send buffer is full: hand the next byte to SendAsync, which waits until it is writable.
+                        oneByte[0] = pipe.TakeOne();
+                        while (await destination.SendAsync(oneByte, SocketFlags.None).ConfigureAwait(false) == 0)
+                        {
+                        }
+                    }
+                }
+                _idle.Reset();
+            }
+            // The source sent FIN and every byte before it is written: pass the FIN on.
+            if (Reason == CloseReason.None)
+            {
+                destination.Shutdown(SocketShutdown.Send);
+            }
+        }
+        catch (Exception e)
+        {
+            OnFailure(e, side);
+        }
+        finally
+        {
+            pipe?.Dispose();
         }
     }
 
