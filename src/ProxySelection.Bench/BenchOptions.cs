@@ -45,6 +45,11 @@ public sealed class BenchOptions
     /// <summary>How to start <c>proxysel</c> for the engine subjects (<c>proxysel run</c>); empty: none.</summary>
     public IReadOnlyList<string> EngineCommand { get; set; } = [];
 
+    /// <summary>Phases to run: <c>throughput</c> (with CPU per GB), <c>connections</c> (wrk and connect times), <c>idle</c>. Default all.</summary>
+    public IReadOnlyList<string> Phases { get; set; } = AllPhases;
+
+    public static readonly IReadOnlyList<string> AllPhases = ["throughput", "connections", "idle"];
+
     /// <summary>Only these subjects (by name); empty: all.</summary>
     public IReadOnlyList<string> Only { get; set; } = [];
 
@@ -80,6 +85,10 @@ public sealed class BenchOptions
         if (Connects is < 10 or > 100_000)
         {
             errors.Add("connects must be 10..100000");
+        }
+        if (Phases.Count == 0 || Phases.Any(p => !AllPhases.Contains(p)))
+        {
+            errors.Add("phases must be a non-empty list of throughput, connections, idle");
         }
         if (IdleConnections is < 1 or > 20_000)
         {

@@ -33,6 +33,9 @@ public static class BenchReport
         "syn_added_p99_us_engine_holding",
         "engine_syn_immediate_p99_us",
         "engine_syn_held_p99_us",
+        "splice_vs_copy_cpu_per_gb",
+        "splice_vs_socat_cpu_per_gb",
+        "splice_vs_copy_conn_rate",
     ];
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -73,6 +76,9 @@ public static class BenchReport
             ["syn_added_p99_us_engine_holding"] = Difference(ConnectP99("proxy-holding"), ConnectP99("direct-mptcp") ?? ConnectP99("direct")),
             ["engine_syn_immediate_p99_us"] = engine is { ImmediateCount: > 0 } ? engine.ImmediateP99Us : null,
             ["engine_syn_held_p99_us"] = engine is { HeldCount: > 0 } ? engine.HeldP99Us : null,
+            ["splice_vs_copy_cpu_per_gb"] = Ratio(Cpu("relay-tcp-splice"), Cpu("relay-tcp")),
+            ["splice_vs_socat_cpu_per_gb"] = Ratio(Cpu("relay-tcp-splice"), Cpu("socat")),
+            ["splice_vs_copy_conn_rate"] = Ratio(Conn("relay-tcp-splice"), Conn("relay-tcp")),
         };
         var json = new JsonObject();
         foreach (var key in RatioKeys)

@@ -87,9 +87,18 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         }
         try
         {
-            await ThroughputPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
-            await ConnectionPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
-            await IdlePhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            if (options.Phases.Contains("throughput"))
+            {
+                await ThroughputPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            }
+            if (options.Phases.Contains("connections"))
+            {
+                await ConnectionPhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            }
+            if (options.Phases.Contains("idle"))
+            {
+                await IdlePhaseAsync(env, results, cancellationToken).ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -21,6 +21,7 @@ public static class RelayProcess
         ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(upstream);
         ArgumentNullException.ThrowIfNull(output);
+        SocketRuntime.UseInlineCompletions();
         // A TaskCompletionSource, not a CancellationTokenSource: a second signal arriving while the registrations are being
         // disposed must not throw ObjectDisposedException on the signal thread (seen: the process aborted at stop).
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

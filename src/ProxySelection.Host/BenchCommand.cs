@@ -27,9 +27,10 @@ internal static class BenchCommand
         var clientSysctl = new Option<string[]>("--client-sysctl") { Description = "key=value set in the client namespace first (repeatable)" };
         var diagnose = new Option<bool>("--diagnose") { Description = "Extra pass: strace -c of every relay during an unlimited run (its rate is not a figure)" };
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
+        var phases = new Option<string?>("--phases") { Description = "Comma-separated phases to run: throughput,connections,idle (default all)" };
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -44,6 +45,10 @@ internal static class BenchCommand
             options.ProxySysctls = ParseSysctls(result.GetValue(sysctl));
             options.ClientSysctls = ParseSysctls(result.GetValue(clientSysctl));
             options.Only = result.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+            if (result.GetValue(phases) is string p)
+            {
+                options.Phases = p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            }
             options.RelayCommand = SelfCommand();
             options.EngineCommand = SelfCommand();
             options.Log = stderr;

@@ -60,6 +60,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _options = options;
         _time = time;
         _log = log;
+        SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
