@@ -50,6 +50,9 @@ public sealed class BenchOptions
 
     public static readonly IReadOnlyList<string> AllPhases = ["throughput", "connections", "idle"];
 
+    /// <summary>Bytes our relay subjects ask for per read (≥ 64 KiB); null: the relay's default. For the MPTCP read experiments.</summary>
+    public int? RelayReadSize { get; set; }
+
     /// <summary>Only these subjects (by name); empty: all.</summary>
     public IReadOnlyList<string> Only { get; set; } = [];
 

@@ -55,6 +55,7 @@ public abstract class BenchSubject
             new RelaySubject(TransportProtocol.Tcp),
             new RelaySubject(TransportProtocol.Mptcp),
             new RelaySubject(TransportProtocol.Tcp, splice: true),
+            new RelaySubject(TransportProtocol.Mptcp, splice: true),
             new HaproxySubject(mptcpize: false),
             new HaproxySubject(mptcpize: true),
             new SocatSubject(mptcpize: false),
@@ -148,6 +149,7 @@ public sealed class RelaySubject(TransportProtocol clientProtocol, bool splice =
             .. environment.RelayCommand.Skip(1), "bench", "relay", "--listen", listen.ToString(), "--upstream", upstream.ToString(),
             "--client-protocol", clientProtocol == TransportProtocol.Mptcp ? "mptcp" : "tcp",
             .. (splice ? (string[])["--splice"] : []),
+            .. (environment.RelayReadSize is int size ? (string[])["--read-size", size.ToString(CultureInfo.InvariantCulture)] : []),
         ];
         var process = environment.Topology.Proxy.StartProcess(environment.RelayCommand[0], args);
         try
@@ -169,6 +171,7 @@ public sealed class RelaySubject(TransportProtocol clientProtocol, bool splice =
         var connector = new UpstreamConnector(new UpstreamConnectorOptions(), sockets, TimeProvider.System);
         var relayOptions = RelayProcess.BenchRelayOptions(clientProtocol);
         relayOptions.Splice = splice;
+        relayOptions.ReadSize = environment.RelayReadSize ?? relayOptions.ReadSize;
         var relay = new RelayServer(relayOptions, RelayProcess.BenchListenerOptions(listen), sockets, connector,
             TimeProvider.System, _ => { }, _ => upstream);
         try

@@ -50,7 +50,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
         await using var lab = Lab.Lab.Create();
         var topology = await TwoPathTopology.BuildAsync(lab, cancellationToken).ConfigureAwait(false);
-        var env = new BenchEnvironment(topology, options.RelayCommand);
+        var env = new BenchEnvironment(topology, options.RelayCommand) { RelayReadSize = options.RelayReadSize };
         Log($"lab {topology.Client.Name} / {topology.Proxy.Name} / {topology.Server.Name}; load {LoadAverage()}");
         foreach (var ns in new[] { topology.Client, topology.Proxy, topology.Server })
         {

@@ -16,7 +16,7 @@ public static class RelayProcess
     public const string ReadyLine = "relay listening";
 
     public static async Task<int> RunAsync(IPEndPoint listen, IPEndPoint upstream, TransportProtocol clientProtocol, TextWriter output,
-        CancellationToken cancellationToken = default, bool splice = false)
+        CancellationToken cancellationToken = default, bool splice = false, int? readSize = null)
     {
         ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(upstream);
@@ -30,6 +30,7 @@ public static class RelayProcess
 
         var options = BenchRelayOptions(clientProtocol);
         options.Splice = splice;
+        options.ReadSize = readSize ?? options.ReadSize;
         var listenerOptions = BenchListenerOptions(listen);
         await using var connector = new UpstreamConnector(new UpstreamConnectorOptions(), SocketFactory.Default, TimeProvider.System);
         await using var relay = new RelayServer(options, listenerOptions, SocketFactory.Default, connector, TimeProvider.System, _ => { },
