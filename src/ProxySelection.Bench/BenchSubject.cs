@@ -275,7 +275,7 @@ public sealed class HaproxySubject(bool mptcpize) : BenchSubject
         var dir = Directory.CreateTempSubdirectory($"{environment.Topology.Proxy.Name}-haproxy-").FullName;
         var listen = new IPEndPoint(environment.ProxyAddress, listenPort);
         // Two descriptors per connection must fit RLIMIT_NOFILE (inherited from the bench, raised when it may be).
-        long maxconn = Math.Clamp((OpenFileLimit.Current - 300) / 2, 1000, 20_000);
+        long maxconn = Math.Clamp((OpenFileLimit.Current - 100) / 2, 1000, 20_000);
         var config = $"""
             global
                 maxconn {maxconn}

@@ -104,7 +104,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true });
+        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true, ReceiveThreadNice = -10 });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {

@@ -36,6 +36,7 @@ public sealed unsafe class NfqueueClient : IDisposable
     // Latency bookkeeping: when the current batch reached user space, which ingress packet a handler is deciding now
     // (-1: none) and whether its verdict went out during the handler.
     private long batchReceivedAt;
+    private int nicedThread;
     private long dispatching = -1;
     private int dispatchVerdicted;
 
@@ -111,6 +112,7 @@ public sealed unsafe class NfqueueClient : IDisposable
         ArgumentNullException.ThrowIfNull(handler);
         using var scope = receiveGate.EnterScope();
         ObjectDisposedException.ThrowIf(Volatile.Read(ref disposed) != 0, this);
+        SetReceiveThreadNice();
         var count = ReceiveDatagrams(timeout);
         batchReceivedAt = time.GetTimestamp();
         var handled = 0;
@@ -473,6 +475,25 @@ public sealed unsafe class NfqueueClient : IDisposable
         }
 
         return handled;
+    }
+
+    /// <summary>Applies <see cref="NfqueueOptions.ReceiveThreadNice"/> once per receiving thread (best effort: without
+    /// CAP_SYS_NICE a negative value is refused and the thread keeps its priority).</summary>
+    private void SetReceiveThreadNice()
+    {
+        if (options.ReceiveThreadNice is not int nice)
+        {
+            return;
+        }
+
+        var tid = gettid();
+        if (nicedThread == tid)
+        {
+            return;
+        }
+
+        nicedThread = tid;
+        _ = setpriority(0 /* PRIO_PROCESS: with a thread id, that thread */, tid, nice);
     }
 
     private void Malformed(ushort type, NetlinkStatus status)
