@@ -1,7 +1,6 @@
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 
 namespace ProxySelection.Relay;
 
@@ -260,39 +259,10 @@ public sealed class RelayConnection
     /// <exception cref="ObjectDisposedException">the socket was closed (an abort).</exception>
     private static unsafe int ReceiveNow(Socket source, Span<byte> buffer)
     {
-        var handle = source.SafeHandle;
-        bool added = false;
-        try
+        fixed (byte* p = buffer)
         {
-            handle.DangerousAddRef(ref added);
-            while (true)
-            {
-                nint received;
-                fixed (byte* p = buffer)
-                {
-                    received = Native.Recv(handle.DangerousGetHandle(), p, (nuint)buffer.Length, Native.MsgDontwait);
-                }
-                if (received >= 0)
-                {
-                    return (int)received;
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Native.EAgain)
-                {
-                    return -1;
-                }
-                if (errno != Native.EIntr)
-                {
-                    throw new SocketException((int)SocketErrors.FromErrno(errno));
-                }
-            }
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return (int)DescriptorCall.Run(source.SafeHandle, ((nint)p, buffer.Length),
+                static (fd, b) => Native.Recv(fd, (byte*)b.Item1, (nuint)b.Item2, Native.MsgDontwait));
         }
     }
 

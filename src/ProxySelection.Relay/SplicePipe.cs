@@ -81,41 +81,10 @@ internal sealed unsafe class SplicePipe : IDisposable
         }
     }
 
-    private long Splice(SafeHandle socket, bool fromSocket, int length)
-    {
-        bool added = false;
-        try
-        {
-            socket.DangerousAddRef(ref added);
-            nint fd = socket.DangerousGetHandle();
-            while (true)
-            {
-                nint moved = fromSocket
-                    ? Native.Splice(fd, null, _write, null, (nuint)length, Flags)
-                    : Native.Splice(_read, null, fd, null, (nuint)length, Flags);
-                if (moved >= 0)
-                {
-                    return moved;
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == Native.EAgain)
-                {
-                    return -1;
-                }
-                if (errno != Native.EIntr)
-                {
-                    throw new SocketException((int)SocketErrors.FromErrno(errno));
-                }
-            }
-        }
-        finally
-        {
-            if (added)
-            {
-                socket.DangerousRelease();
-            }
-        }
-    }
+    private long Splice(SafeHandle socket, bool fromSocket, int length) =>
+        DescriptorCall.Run(socket, (FromSocket: fromSocket, Read: _read, Write: _write, Length: length), static (fd, s) => s.FromSocket
+            ? Native.Splice(fd, null, s.Write, null, (nuint)s.Length, Flags)
+            : Native.Splice(s.Read, null, fd, null, (nuint)s.Length, Flags));
 
     public void Dispose()
     {
