@@ -16,6 +16,9 @@ public sealed class BenchEnvironment(TwoPathTopology topology, IReadOnlyList<str
     /// <summary>How to start <c>proxysel</c>; <c>bench relay ...</c> is appended.</summary>
     public IReadOnlyList<string> RelayCommand { get; } = relayCommand;
 
+    /// <summary>Bytes our relay asks for per read (<c>bench relay --read-size</c>); null: the relay's default (64 KiB).</summary>
+    public int? RelayReadSize { get; init; }
+
     /// <summary>The engine (<c>proxysel run</c>) when an engine subject is measured; shared by those subjects.</summary>
     public LabProcess? Engine { get; set; }
 }

@@ -12,6 +12,9 @@ public sealed class BenchOptions
     /// <summary>wrk seconds per connection-rate run. Default 5.</summary>
     public int ConnectionSeconds { get; set; } = 5;
 
+    /// <summary>Sequential connects per subject and round for the connect-time (SYN decision) figure. Default 1000.</summary>
+    public int Connects { get; set; } = 1000;
+
     /// <summary>Idle connections held for the memory figure. Default 10,000.</summary>
     public int IdleConnections { get; set; } = 10_000;
 
@@ -42,6 +45,14 @@ public sealed class BenchOptions
     /// <summary>How to start <c>proxysel</c> for the engine subjects (<c>proxysel run</c>); empty: none.</summary>
     public IReadOnlyList<string> EngineCommand { get; set; } = [];
 
+    /// <summary>Phases to run: <c>throughput</c> (with CPU per GB), <c>connections</c> (wrk and connect times), <c>idle</c>. Default all.</summary>
+    public IReadOnlyList<string> Phases { get; set; } = AllPhases;
+
+    public static readonly IReadOnlyList<string> AllPhases = ["throughput", "connections", "idle"];
+
+    /// <summary>Bytes our relay subjects ask for per read (≥ 64 KiB); null: the relay's default. For the MPTCP read experiments.</summary>
+    public int? RelayReadSize { get; set; }
+
     /// <summary>Only these subjects (by name); empty: all.</summary>
     public IReadOnlyList<string> Only { get; set; } = [];
 
@@ -55,6 +66,7 @@ public sealed class BenchOptions
         Seconds = 2,
         ConnectionSeconds = 1,
         IdleConnections = 300,
+        Connects = 200,
         Aggregation = false,
     };
 
@@ -72,6 +84,14 @@ public sealed class BenchOptions
         if (ConnectionSeconds is < 1 or > 30)
         {
             errors.Add("connection seconds must be 1..30");
+        }
+        if (Connects is < 10 or > 100_000)
+        {
+            errors.Add("connects must be 10..100000");
+        }
+        if (Phases.Count == 0 || Phases.Any(p => !AllPhases.Contains(p)))
+        {
+            errors.Add("phases must be a non-empty list of throughput, connections, idle");
         }
         if (IdleConnections is < 1 or > 20_000)
         {

@@ -29,6 +29,13 @@ public static class BenchReport
         "engine_holding_vs_haproxy_mptcp_cpu_per_gb",
         "conn_rate_engine_holding_vs_haproxy_mptcp",
         "conn_rate_passthrough_vs_direct",
+        "syn_added_p99_us_passthrough",
+        "syn_added_p99_us_engine_holding",
+        "engine_syn_immediate_p99_us",
+        "engine_syn_held_p99_us",
+        "splice_vs_copy_cpu_per_gb",
+        "splice_vs_socat_cpu_per_gb",
+        "splice_vs_copy_conn_rate",
     ];
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -41,6 +48,8 @@ public static class BenchReport
         double? Tput(string name, bool limited = false) => results.Find(name) is { } r ? SubjectResult.Median(limited ? r.ThroughputBps1G : r.ThroughputBps) : null;
         double? Cpu(string name) => results.Find(name) is { } r ? SubjectResult.Median(r.CpuSecondsPerGb) : null;
         double? Conn(string name) => results.Find(name) is { } r ? SubjectResult.Median(r.ConnectionsPerSecond) : null;
+        double? ConnectP99(string name) => results.Find(name) is { } r ? SubjectResult.Median(r.ConnectP99Us) : null;
+        var engine = results.EngineSynLatency;
         // "holding" is our relay TCP → TCP; "passthrough" needs the engine (null until it is a subject).
         var ratios = new Dictionary<string, double?>
         {
@@ -62,12 +71,26 @@ public static class BenchReport
             ["engine_holding_vs_haproxy_mptcp_cpu_per_gb"] = Ratio(Cpu("proxy-holding"), Cpu("haproxy-mptcp")),
             ["conn_rate_engine_holding_vs_haproxy_mptcp"] = Ratio(Conn("proxy-holding"), Conn("haproxy-mptcp")),
             ["conn_rate_passthrough_vs_direct"] = Ratio(Conn("proxy-passthrough"), Conn("direct")),
+            // Not ratios: µs the engine adds to the client's connect at p99 (same run), and the engine's own figures.
+            ["syn_added_p99_us_passthrough"] = Difference(ConnectP99("proxy-passthrough"), ConnectP99("direct")),
+            ["syn_added_p99_us_engine_holding"] = Difference(ConnectP99("proxy-holding"), ConnectP99("direct-mptcp") ?? ConnectP99("direct")),
+            ["engine_syn_immediate_p99_us"] = engine is { ImmediateCount: > 0 } ? engine.ImmediateP99Us : null,
+            ["engine_syn_held_p99_us"] = engine is { HeldCount: > 0 } ? engine.HeldP99Us : null,
+            ["splice_vs_copy_cpu_per_gb"] = Ratio(Cpu("relay-tcp-splice"), Cpu("relay-tcp")),
+            ["splice_vs_socat_cpu_per_gb"] = Ratio(Cpu("relay-tcp-splice"), Cpu("socat")),
+            ["splice_vs_copy_conn_rate"] = Ratio(Conn("relay-tcp-splice"), Conn("relay-tcp")),
         };
         var json = new JsonObject();
         foreach (var key in RatioKeys)
         {
             json[key] = Round(ratios[key], 3);
         }
+        var goals = new JsonObject();
+        foreach (var g in Goals(ratios, results))
+        {
+            goals[g.Key] = new JsonObject { ["goal"] = g.Text, ["value"] = Round(g.Value, 3), ["met"] = g.Met };
+        }
+        json["goals"] = goals;
         json["machine"] = new JsonObject
         {
             ["cpu_model"] = results.Machine.CpuModel,
@@ -106,6 +129,8 @@ public static class BenchReport
                 ["latency_p50_ms"] = Round(SubjectResult.Median(r.LatencyP50Ms), 3),
                 ["latency_p99_ms"] = Round(SubjectResult.Median(r.LatencyP99Ms), 3),
                 ["connection_errors"] = r.ConnectionErrors,
+                ["connect_p50_us"] = Round(SubjectResult.Median(r.ConnectP50Us), 0),
+                ["connect_p99_us"] = Round(SubjectResult.Median(r.ConnectP99Us), 0),
                 ["idle_bytes_per_connection"] = Round(r.IdleBytesPerConnection?.Value, 0),
                 ["idle_connections_held"] = r.IdleConnectionsHeld,
                 ["idle_load"] = r.IdleBytesPerConnection?.Load,
@@ -147,6 +172,15 @@ public static class BenchReport
             ["one_path_bps"] = Round(results.AggregationOnePathBps, 0),
             ["load"] = results.AggregationLoad,
         };
+        if (engine is not null)
+        {
+            json["engine_syn_latency_us"] = new JsonObject
+            {
+                ["immediate_n"] = engine.ImmediateCount, ["immediate_p50"] = engine.ImmediateP50Us, ["immediate_p99"] = engine.ImmediateP99Us,
+                ["immediate_max"] = engine.ImmediateMaxUs, ["held_n"] = engine.HeldCount, ["held_p50"] = engine.HeldP50Us,
+                ["held_p99"] = engine.HeldP99Us, ["held_max"] = engine.HeldMaxUs,
+            };
+        }
         if (evidence && results.EngineOutputTail is not null)
         {
             json["engine_output_tail"] = results.EngineOutputTail;
@@ -177,7 +211,7 @@ public static class BenchReport
         sb.AppendLine(CultureInfo.InvariantCulture, $"machine: {m.CpuModel}, {m.Cores} cores, kernel {m.Kernel}, {m.DotNet}, load at start {m.LoadAverageAtStart}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"{results.Options.Rounds} interleaved round(s), iperf3 {results.Options.Seconds} s, wrk {results.Options.ConnectionSeconds} s, {results.Options.IdleConnections} idle connections; medians; ×direct = ratio to the direct TCP path");
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"{"subject",-18} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"idle KiB",8}  load (1 min)");
+            $"{"subject",-18} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"SYN µs",6} {"p99",6} {"idle KiB",8}  load (1 min)");
         foreach (var r in results.Subjects)
         {
             double? t = SubjectResult.Median(r.ThroughputBps);
@@ -186,13 +220,24 @@ public static class BenchReport
             string loadText = load is { } l ? FormattableString.Invariant($"{l.Min:F1}–{l.Max:F1}") : "-";
             string errorText = r.Errors.Count > 0 ? FormattableString.Invariant($"  ({r.Errors.Count} error(s))") : "";
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{r.Subject.Name,-18} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
+                $"{r.Subject.Name,-18} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(SubjectResult.Median(r.ConnectP50Us), "F0"),6} {F(SubjectResult.Median(r.ConnectP99Us), "F0"),6} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
         }
         sb.AppendLine("ratios (same run):");
         var json = ToJson(results);
         foreach (var key in RatioKeys)
         {
             sb.AppendLine(CultureInfo.InvariantCulture, $"  {key,-44} {(json[key] is JsonNode v ? v.ToJsonString() : "null (not measured)")}");
+        }
+        if (results.EngineSynLatency is { } syn)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"engine receive→verdict: decided at once (pass, cache hit, SYN/ACK) n={syn.ImmediateCount} p50 {syn.ImmediateP50Us} µs p99 {syn.ImmediateP99Us} µs max {syn.ImmediateMaxUs} µs; held for a probe (cache miss) n={syn.HeldCount} p50 {syn.HeldP50Us} µs p99 {syn.HeldP99Us} µs");
+        }
+        sb.AppendLine("goals (issue 7, same run):");
+        foreach (var g in Goals(json, results))
+        {
+            string verdict = g.Met switch { true => "met", false => "NOT MET", null => "not measured" };
+            sb.AppendLine(CultureInfo.InvariantCulture, $"  {g.Text,-62} {F(g.Value, "F3"),9}  {verdict}");
         }
         if (results.AggregationTwoPathsBps is double a && results.AggregationOnePathBps is double b)
         {
@@ -211,6 +256,46 @@ public static class BenchReport
         }
         return sb.ToString();
     }
+
+    /// <summary>One goal of issue 7: its text, the measured value (ratio, µs or KiB) and whether it is met (null: not measured).</summary>
+    public sealed record Goal(string Key, string Text, double? Value, bool? Met);
+
+    private static List<Goal> Goals(JsonObject json, BenchResults results) =>
+        Goals(RatioKeys.ToDictionary(k => k, k => json[k] is JsonNode n ? (double?)n.GetValue<double>() : null), results);
+
+    /// <summary>The goals of issue 7 in its order, each from this run's ratios and figures.</summary>
+    public static List<Goal> Goals(IReadOnlyDictionary<string, double?> r, BenchResults results)
+    {
+        ArgumentNullException.ThrowIfNull(r);
+        ArgumentNullException.ThrowIfNull(results);
+        Goal AtLeast(string key, string text, double bound) => new(key, text, r[key], r[key] is double v ? v >= bound : null);
+        double? cpuVsBest = r["holding_vs_haproxy_cpu_per_gb"] is double h && r["holding_vs_socat_cpu_per_gb"] is double so ? Math.Max(h, so)
+            : r["holding_vs_haproxy_cpu_per_gb"] ?? r["holding_vs_socat_cpu_per_gb"];
+        double? addedHit = r["syn_added_p99_us_engine_holding"];
+        double? idleKiB = results.Subjects.Where(s => s.Subject is RelaySubject or EngineSubject && s.IdleBytesPerConnection is not null)
+            .Select(s => (double?)s.IdleBytesPerConnection!.Value / 1024).Max();
+        return
+        [
+            AtLeast("holding_vs_haproxy_throughput", "TCP→TCP holding throughput ≥ 1.0× HAProxy", 1.0),
+            AtLeast("holding_vs_socat_throughput", "TCP→TCP holding throughput ≥ 1.0× socat -b 65536", 1.0),
+            new("holding_cpu_per_gb_vs_best", "TCP→TCP relay CPU per GB ≤ the lower of HAProxy and socat (× the worse)", cpuVsBest,
+                cpuVsBest is double c ? c <= 1.0 : null),
+            AtLeast("holding_mptcp_vs_direct_throughput_1g", "MPTCP→TCP holding ≥ 0.97× direct at 1 Gbit/s (relay)", 0.97),
+            AtLeast("engine_holding_vs_direct_throughput_1g", "MPTCP→TCP holding ≥ 0.97× direct at 1 Gbit/s (engine)", 0.97),
+            AtLeast("holding_mptcp_vs_haproxy_mptcp_throughput", "MPTCP→TCP unlimited ≥ 1.0× HAProxy under mptcpize (relay)", 1.0),
+            AtLeast("engine_holding_vs_haproxy_mptcp_throughput", "MPTCP→TCP unlimited ≥ 1.0× HAProxy under mptcpize (engine)", 1.0),
+            AtLeast("passthrough_vs_direct_throughput", "pass-through throughput ≥ 0.97× direct", 0.97),
+            AtLeast("conn_rate_passthrough_vs_direct", "pass-through connection rate ≥ 0.97× direct", 0.97),
+            new("syn_added_p99_us_engine_holding", "cache-hit decision adds < 100 µs at p99 (client connect, µs)", addedHit,
+                addedHit is double a ? a < 100 : null),
+            AtLeast("conn_rate_vs_haproxy", "new connections/s ≥ HAProxy (TCP, relay)", 1.0),
+            AtLeast("conn_rate_mptcp_vs_haproxy_mptcp", "new connections/s ≥ HAProxy (MPTCP, relay)", 1.0),
+            AtLeast("conn_rate_engine_holding_vs_haproxy_mptcp", "new connections/s ≥ HAProxy (MPTCP, engine)", 1.0),
+            new("idle_kib_per_connection", "< 64 KiB per idle held connection (worst of ours, KiB)", idleKiB, idleKiB is double k ? k < 64 : null),
+        ];
+    }
+
+    private static double? Difference(double? a, double? b) => a is double x && b is double y ? x - y : null;
 
     private static double? Ratio(double? a, double? b) => a is double x && b is double y && y > 0 ? x / y : null;
 

@@ -26,6 +26,11 @@ public sealed class SubjectResult(BenchSubject subject)
 
     public long ConnectionErrors { get; set; }
 
+    /// <summary>Client connect(2) time, p50 and p99 per round (µs): the SYN decision as the client sees it.</summary>
+    public List<Sample> ConnectP50Us { get; } = [];
+
+    public List<Sample> ConnectP99Us { get; } = [];
+
     public Sample? IdleBytesPerConnection { get; set; }
 
     public int IdleConnectionsHeld { get; set; }
@@ -90,8 +95,55 @@ public sealed class BenchResults(BenchOptions options, MachineDescription machin
 
     public List<string> Notes { get; } = [];
 
+    /// <summary>The engine's own receive-to-verdict figures (its <c>proxysel: syn decision latency</c> line), µs.</summary>
+    public EngineSynLatency? EngineSynLatency { get; set; }
+
     /// <summary>The last lines of <c>proxysel run</c>'s output (decisions, counters) when the engine ran.</summary>
     public string? EngineOutputTail { get; set; }
 
     public SubjectResult? Find(string name) => Subjects.FirstOrDefault(s => s.Subject.Name == name);
+}
+
+/// <summary>
+/// What <c>proxysel run</c> printed at stop: receive-to-verdict of ingress packets decided at once (pass, cached intercept,
+/// SYN/ACK: the cache hit) and of SYNs held while a probe was out (the cache miss), over the whole run, in µs.
+/// </summary>
+public sealed record EngineSynLatency(long ImmediateCount, long ImmediateP50Us, long ImmediateP99Us, long ImmediateMaxUs,
+    long HeldCount, long HeldP50Us, long HeldP99Us, long HeldMaxUs)
+{
+    public const string LinePrefix = "proxysel: syn decision latency ";
+
+    /// <summary>Reads the line <c>proxysel: syn decision latency immediate n=… p50_us=… p90_us=… p99_us=… max_us=…; held n=… …</c>.</summary>
+    public static EngineSynLatency? Parse(string output)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        var line = output.Split('\n').LastOrDefault(l => l.StartsWith(LinePrefix, StringComparison.Ordinal));
+        if (line is null)
+        {
+            return null;
+        }
+        var parts = line[LinePrefix.Length..].Split(';', StringSplitOptions.TrimEntries);
+        if (parts.Length != 2 || !parts[0].StartsWith("immediate ", StringComparison.Ordinal) || !parts[1].StartsWith("held ", StringComparison.Ordinal))
+        {
+            return null;
+        }
+        var a = Fields(parts[0]);
+        var b = Fields(parts[1]);
+        long F(Dictionary<string, long> d, string k) => d.GetValueOrDefault(k);
+        return new EngineSynLatency(F(a, "n"), F(a, "p50_us"), F(a, "p99_us"), F(a, "max_us"), F(b, "n"), F(b, "p50_us"), F(b, "p99_us"), F(b, "max_us"));
+    }
+
+    private static Dictionary<string, long> Fields(string text)
+    {
+        var d = new Dictionary<string, long>();
+        foreach (var f in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var kv = f.Split('=', 2);
+            if (kv.Length == 2 && long.TryParse(kv[1], System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out long v))
+            {
+                d[kv[0]] = v;
+            }
+        }
+        return d;
+    }
 }

@@ -54,6 +54,8 @@ public abstract class BenchSubject
         [
             new RelaySubject(TransportProtocol.Tcp),
             new RelaySubject(TransportProtocol.Mptcp),
+            new RelaySubject(TransportProtocol.Tcp, splice: true),
+            new RelaySubject(TransportProtocol.Mptcp, splice: true),
             new HaproxySubject(mptcpize: false),
             new HaproxySubject(mptcpize: true),
             new SocatSubject(mptcpize: false),
@@ -121,12 +123,13 @@ public sealed class DirectSubject(bool mptcp) : BenchSubject
 /// sockets created in the proxy namespace, CPU is then the bench process's own delta (the bench itself idles while
 /// iperf3 runs) and idle memory is not measured.
 /// </summary>
-public sealed class RelaySubject(TransportProtocol clientProtocol) : BenchSubject
+public sealed class RelaySubject(TransportProtocol clientProtocol, bool splice = false) : BenchSubject
 {
-    public override string Name => clientProtocol == TransportProtocol.Mptcp ? "relay-mptcp" : "relay-tcp";
+    public override string Name => (clientProtocol == TransportProtocol.Mptcp ? "relay-mptcp" : "relay-tcp") + (splice ? "-splice" : "");
 
     public override string Description =>
-        $"our relay holding, {(clientProtocol == TransportProtocol.Mptcp ? "MPTCP" : "TCP")} client leg → TCP server leg (plain listener, client dials it)";
+        $"our relay holding, {(clientProtocol == TransportProtocol.Mptcp ? "MPTCP" : "TCP")} client leg → TCP server leg (plain listener, client dials it)" +
+        (splice ? ", splice(2) instead of user-space copies" : "");
 
     public override bool ClientMptcp => clientProtocol == TransportProtocol.Mptcp;
 
@@ -145,6 +148,8 @@ public sealed class RelaySubject(TransportProtocol clientProtocol) : BenchSubjec
         [
             .. environment.RelayCommand.Skip(1), "bench", "relay", "--listen", listen.ToString(), "--upstream", upstream.ToString(),
             "--client-protocol", clientProtocol == TransportProtocol.Mptcp ? "mptcp" : "tcp",
+            .. (splice ? (string[])["--splice"] : []),
+            .. (environment.RelayReadSize is int size ? (string[])["--read-size", size.ToString(CultureInfo.InvariantCulture)] : []),
         ];
         var process = environment.Topology.Proxy.StartProcess(environment.RelayCommand[0], args);
         try
@@ -164,7 +169,10 @@ public sealed class RelaySubject(TransportProtocol clientProtocol) : BenchSubjec
     {
         var sockets = new NamespaceSocketFactory(environment.Topology.Proxy);
         var connector = new UpstreamConnector(new UpstreamConnectorOptions(), sockets, TimeProvider.System);
-        var relay = new RelayServer(RelayProcess.BenchRelayOptions(clientProtocol), RelayProcess.BenchListenerOptions(listen), sockets, connector,
+        var relayOptions = RelayProcess.BenchRelayOptions(clientProtocol);
+        relayOptions.Splice = splice;
+        relayOptions.ReadSize = environment.RelayReadSize ?? relayOptions.ReadSize;
+        var relay = new RelayServer(relayOptions, RelayProcess.BenchListenerOptions(listen), sockets, connector,
             TimeProvider.System, _ => { }, _ => upstream);
         try
         {
@@ -266,10 +274,11 @@ public sealed class HaproxySubject(bool mptcpize) : BenchSubject
         ArgumentNullException.ThrowIfNull(upstream);
         var dir = Directory.CreateTempSubdirectory($"{environment.Topology.Proxy.Name}-haproxy-").FullName;
         var listen = new IPEndPoint(environment.ProxyAddress, listenPort);
+        // Two descriptors per connection must fit RLIMIT_NOFILE (inherited from the bench, raised when it may be).
+        long maxconn = Math.Clamp((OpenFileLimit.Current - 100) / 2, 1000, 20_000);
         var config = $"""
             global
-                # Two descriptors per connection must fit RLIMIT_NOFILE (20,000 where measured, not raisable).
-                maxconn 9700
+                maxconn {maxconn}
                 log stderr format raw local0 err
             defaults
                 mode tcp

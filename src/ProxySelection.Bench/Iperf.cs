@@ -27,14 +27,35 @@ internal static class Iperf
             ? await client.RunAsync("mptcpize", ["run", .. args], timeout).ConfigureAwait(false)
             : await client.RunAsync(args[0], args.Skip(1), timeout).ConfigureAwait(false);
         r.EnsureSuccess();
+        return Parse(r.StdOut);
+    }
+
+    /// <summary>
+    /// Reads iperf3 -J output. iperf3 can exit 0 with an <c>error</c> member and an empty <c>end</c> (e.g. the control
+    /// connection closed early, seen once at 1 Gbit/s under mptcpize): that is reported as the error, not as a missing key.
+    /// </summary>
+    internal static IperfRun Parse(string output)
+    {
         try
         {
-            using var json = JsonDocument.Parse(r.StdOut);
-            var end = json.RootElement.GetProperty("end").GetProperty("sum_received");
-            var intervals = json.RootElement.GetProperty("intervals").EnumerateArray()
-                .Select(i => i.GetProperty("sum").GetProperty("bits_per_second").GetDouble())
-                .ToArray();
-            return new IperfRun(end.GetProperty("bits_per_second").GetDouble(), end.GetProperty("bytes").GetInt64(), intervals);
+            using var json = JsonDocument.Parse(output);
+            var root = json.RootElement;
+            if (root.TryGetProperty("error", out var error))
+            {
+                throw new LabException($"iperf3 reported: {error}");
+            }
+            if (!root.TryGetProperty("end", out var end) ||
+                !(end.TryGetProperty("sum_received", out var sum) || end.TryGetProperty("sum", out sum)))
+            {
+                throw new LabException("iperf3 output has no end.sum_received (the test did not finish)");
+            }
+            var intervals = root.TryGetProperty("intervals", out var list)
+                ? list.EnumerateArray()
+                    .Where(i => i.TryGetProperty("sum", out _))
+                    .Select(i => i.GetProperty("sum").GetProperty("bits_per_second").GetDouble())
+                    .ToArray()
+                : [];
+            return new IperfRun(sum.GetProperty("bits_per_second").GetDouble(), sum.GetProperty("bytes").GetInt64(), intervals);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {

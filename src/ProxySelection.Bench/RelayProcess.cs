@@ -16,26 +16,31 @@ public static class RelayProcess
     public const string ReadyLine = "relay listening";
 
     public static async Task<int> RunAsync(IPEndPoint listen, IPEndPoint upstream, TransportProtocol clientProtocol, TextWriter output,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, bool splice = false, int? readSize = null)
     {
         ArgumentNullException.ThrowIfNull(listen);
         ArgumentNullException.ThrowIfNull(upstream);
         ArgumentNullException.ThrowIfNull(output);
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        SocketRuntime.UseInlineCompletions();
+        // A TaskCompletionSource, not a CancellationTokenSource: a second signal arriving while the registrations are being
+        // disposed must not throw ObjectDisposedException on the signal thread (seen: the process aborted at stop).
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
 
         var options = BenchRelayOptions(clientProtocol);
+        options.Splice = splice;
+        options.ReadSize = readSize ?? options.ReadSize;
         var listenerOptions = BenchListenerOptions(listen);
         await using var connector = new UpstreamConnector(new UpstreamConnectorOptions(), SocketFactory.Default, TimeProvider.System);
         await using var relay = new RelayServer(options, listenerOptions, SocketFactory.Default, connector, TimeProvider.System, _ => { },
             _ => upstream);
         var listener = relay.EnsureListener(listen.Port, listen.AddressFamily);
-        await output.WriteLineAsync($"{ReadyLine} on {listener.LocalEndPoint} ({clientProtocol}) → {upstream} (TCP)").ConfigureAwait(false);
+        await output.WriteLineAsync($"{ReadyLine} on {listener.LocalEndPoint} ({clientProtocol}) → {upstream} (TCP){(splice ? ", splice" : "")}").ConfigureAwait(false);
         await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
         try
         {
-            await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+            await stop.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {

@@ -27,9 +27,11 @@ internal static class BenchCommand
         var clientSysctl = new Option<string[]>("--client-sysctl") { Description = "key=value set in the client namespace first (repeatable)" };
         var diagnose = new Option<bool>("--diagnose") { Description = "Extra pass: strace -c of every relay during an unlimited run (its rate is not a figure)" };
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
+        var relayReadSize = new Option<int?>("--relay-read-size") { Description = "Bytes our relay subjects ask for per read (at least 65536)" };
+        var phases = new Option<string?>("--phases") { Description = "Comma-separated phases to run: throughput,connections,idle (default all)" };
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases, relayReadSize,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -44,6 +46,11 @@ internal static class BenchCommand
             options.ProxySysctls = ParseSysctls(result.GetValue(sysctl));
             options.ClientSysctls = ParseSysctls(result.GetValue(clientSysctl));
             options.Only = result.GetValue(only)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+            if (result.GetValue(phases) is string p)
+            {
+                options.Phases = p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            }
+            options.RelayReadSize = result.GetValue(relayReadSize);
             options.RelayCommand = SelfCommand();
             options.EngineCommand = SelfCommand();
             options.Log = stderr;
@@ -85,7 +92,9 @@ internal static class BenchCommand
         var upstream = new Option<string>("--upstream") { Required = true, Description = "address:port every connection is relayed to (TCP)" };
         var protocol = new Option<string>("--client-protocol") { DefaultValueFactory = _ => "tcp", Description = "tcp or mptcp" };
         protocol.AcceptOnlyFromAmong("tcp", "mptcp");
-        var command = new Command("relay", "Run our relay as a process for the bench") { listen, upstream, protocol };
+        var splice = new Option<bool>("--splice") { Description = "Relay with splice(2) instead of user-space copies" };
+        var readSize = new Option<int?>("--read-size") { Description = "Bytes per read (at least 65536)" };
+        var command = new Command("relay", "Run our relay as a process for the bench") { listen, upstream, protocol, splice, readSize };
         command.Hidden = true;
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -95,7 +104,9 @@ internal static class BenchCommand
                 return ExitCodes.Usage;
             }
             var client = result.GetValue(protocol) == "mptcp" ? TransportProtocol.Mptcp : TransportProtocol.Tcp;
-            return await RelayProcess.RunAsync(l, u, client, result.InvocationConfiguration.Output, cancellationToken).ConfigureAwait(false);
+            return await RelayProcess.RunAsync(l, u, client, result.InvocationConfiguration.Output, cancellationToken, result.GetValue(splice),
+                    result.GetValue(readSize))
+                .ConfigureAwait(false);
         });
         return command;
     }

@@ -33,6 +33,35 @@ internal static partial class Native
     public const int AfInet = 2;
     public const int AfInet6 = 10;
 
+    public const int MsgDontwait = 0x40;
+    public const int EAgain = 11;
+    public const int EIntr = 4;
+
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
+
+    public const int ONonblock = 0x800;
+    public const int OCloexec = 0x80000;
+    public const int FSetPipeSize = 1031;
+    public const uint SpliceFMove = 1;
+    public const uint SpliceFNonblock = 2;
+    public const uint SpliceFMore = 4;
+
+    [LibraryImport("libc", EntryPoint = "pipe2", SetLastError = true)]
+    public static unsafe partial int Pipe2(int* fds, int flags);
+
+    [LibraryImport("libc", EntryPoint = "splice", SetLastError = true)]
+    public static unsafe partial nint Splice(nint fdIn, long* offIn, nint fdOut, long* offOut, nuint length, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static unsafe partial nint Read(int fd, byte* buffer, nuint length);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
+    public static unsafe partial nint Recv(nint fd, byte* buffer, nuint length, int flags);
 }

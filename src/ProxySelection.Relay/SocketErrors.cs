@@ -30,4 +30,18 @@ public static class SocketErrors
                 return SocketFailure.Unexpected;
         }
     }
+
+    /// <summary>The SocketError .NET reports for a Linux errno from a direct syscall (the relay's recv(2)).</summary>
+    internal static SocketError FromErrno(int errno) => errno switch
+    {
+        104 /* ECONNRESET */ => SocketError.ConnectionReset,
+        32 /* EPIPE */ => SocketError.Shutdown,
+        103 /* ECONNABORTED */ => SocketError.ConnectionAborted,
+        110 /* ETIMEDOUT */ => SocketError.TimedOut,
+        107 /* ENOTCONN */ => SocketError.NotConnected,
+        113 /* EHOSTUNREACH */ => SocketError.HostUnreachable,
+        101 /* ENETUNREACH */ => SocketError.NetworkUnreachable,
+        9 /* EBADF */ => SocketError.OperationAborted,
+        _ => SocketError.SocketError,
+    };
 }

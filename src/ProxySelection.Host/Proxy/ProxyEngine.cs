@@ -68,6 +68,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _options = options;
         _time = time;
         _log = log;
+        SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
@@ -113,7 +114,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true });
+        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true, ReceiveThreadNice = -10 });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         _telemetry.Start();
         try
@@ -548,6 +549,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _receiveLoop.ConfigureAwait(false);
+        _log(_queue?.Latency.ToString() ?? "proxysel: syn decision latency not measured (no queue)");
         _queue?.Dispose();
         _negotiator.Dispose();
         foreach (var probe in _probes.Values)

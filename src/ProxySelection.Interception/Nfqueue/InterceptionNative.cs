@@ -79,6 +79,12 @@ internal static unsafe partial class InterceptionNative
     public static partial int recvmmsg(int fd, MMsgHdr* messages, uint count, int flags, void* timeout);
 
     [LibraryImport("libc", SetLastError = true)]
+    public static partial int gettid();
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int setpriority(int which, int who, int priority);
+
+    [LibraryImport("libc", SetLastError = true)]
     public static partial int poll(PollFd* fds, nuint count, int timeoutMilliseconds);
 
     [LibraryImport("libc", SetLastError = true)]

@@ -33,6 +33,12 @@ public sealed unsafe class NfqueueClient : IDisposable
     private int sequence;
     private long lastPacketId = -1;
     private int disposed;
+    // Latency bookkeeping: when the current batch reached user space, which ingress packet a handler is deciding now
+    // (-1: none) and whether its verdict went out during the handler.
+    private long batchReceivedAt;
+    private int nicedThread;
+    private long dispatching = -1;
+    private int dispatchVerdicted;
 
     private NfqueueClient(NetlinkSocketHandle socket, NfqueueOptions options, TimeProvider time, ILogger logger)
     {
@@ -40,6 +46,7 @@ public sealed unsafe class NfqueueClient : IDisposable
         this.options = options;
         this.time = time;
         this.logger = logger;
+        Latency = new VerdictLatency(time);
         // Payload up to the copy range plus headers and small attributes (conntrack is the largest, ~200 bytes):
         // a slot never truncates a packet message, so no packet is ever stranded without a verdict.
         slotSize = (int)Math.Min(options.CopyRange, 0xFFFF) + 4096;
@@ -58,6 +65,9 @@ public sealed unsafe class NfqueueClient : IDisposable
     public ushort QueueNumber => options.QueueNumber;
 
     public NfqueueStatistics Statistics { get; } = new();
+
+    /// <summary>Receive-to-verdict latency of ingress packets (decided in the handler, or held and decided later).</summary>
+    public VerdictLatency Latency { get; }
 
     /// <summary>
     /// Opens a netlink socket, binds <see cref="NfqueueOptions.QueueNumber"/> and configures copy mode, range, queue
@@ -102,7 +112,9 @@ public sealed unsafe class NfqueueClient : IDisposable
         ArgumentNullException.ThrowIfNull(handler);
         using var scope = receiveGate.EnterScope();
         ObjectDisposedException.ThrowIf(Volatile.Read(ref disposed) != 0, this);
+        SetReceiveThreadNice();
         var count = ReceiveDatagrams(timeout);
+        batchReceivedAt = time.GetTimestamp();
         var handled = 0;
         Exception? failure = null;
         for (var i = 0; i < count; i++)
@@ -178,6 +190,7 @@ public sealed unsafe class NfqueueClient : IDisposable
             var w = new NetlinkWriter(buffer);
             NfqueueCodec.WriteVerdict(ref w, NextSequence(), options.QueueNumber, packetId, NfqueueVerdict.Accept, mark, packet, replacePayload: true);
             Send(buffer[..w.Length], 1);
+            NoteVerdict(packetId);
         }
         finally
         {
@@ -195,6 +208,24 @@ public sealed unsafe class NfqueueClient : IDisposable
         var w = new NetlinkWriter(buffer);
         NfqueueCodec.WriteVerdict(ref w, NextSequence(), options.QueueNumber, packetId, verdict, mark);
         Send(buffer[..w.Length], 1);
+        NoteVerdict(packetId);
+    }
+
+    /// <summary>Records the verdict's latency: immediate when its packet's handler is still running, else deferred.</summary>
+    private void NoteVerdict(uint packetId)
+    {
+        var now = time.GetTimestamp();
+        if (Volatile.Read(ref dispatching) == packetId)
+        {
+            if (Interlocked.Exchange(ref dispatchVerdicted, 1) == 0)
+            {
+                Latency.Immediate.Record(time.GetElapsedTime(batchReceivedAt, now));
+            }
+        }
+        else
+        {
+            Latency.OnLateVerdict(packetId, now);
+        }
     }
 
     /// <summary>One verdict message per entry, all in one sendmsg.</summary>
@@ -216,6 +247,10 @@ public sealed unsafe class NfqueueClient : IDisposable
             }
 
             Send(rented.AsSpan(0, w.Length), verdicts.Length);
+            foreach (var (id, _, _) in verdicts)
+            {
+                NoteVerdict(id);
+            }
         }
         finally
         {
@@ -377,6 +412,13 @@ public sealed unsafe class NfqueueClient : IDisposable
                     Statistics.AddPacket();
                     RecordId(packet.PacketId);
                     handled++;
+                    bool timed = packet.Hook != NetfilterHook.PostRouting;
+                    if (timed)
+                    {
+                        Volatile.Write(ref dispatchVerdicted, 0);
+                        Volatile.Write(ref dispatching, packet.PacketId);
+                    }
+
                     try
                     {
                         handler(in packet);
@@ -387,6 +429,15 @@ public sealed unsafe class NfqueueClient : IDisposable
                         failure ??= e;
                         Statistics.AddFailOpenAccept();
                         TryAccept(packet.PacketId);
+                    }
+
+                    if (timed)
+                    {
+                        Volatile.Write(ref dispatching, -1);
+                        if (Volatile.Read(ref dispatchVerdicted) == 0)
+                        {
+                            Latency.Defer(packet.PacketId, batchReceivedAt);
+                        }
                     }
 
                     if (Volatile.Read(ref disposed) != 0)
@@ -424,6 +475,25 @@ public sealed unsafe class NfqueueClient : IDisposable
         }
 
         return handled;
+    }
+
+    /// <summary>Applies <see cref="NfqueueOptions.ReceiveThreadNice"/> once per receiving thread (best effort: without
+    /// CAP_SYS_NICE a negative value is refused and the thread keeps its priority).</summary>
+    private void SetReceiveThreadNice()
+    {
+        if (options.ReceiveThreadNice is not int nice)
+        {
+            return;
+        }
+
+        var tid = gettid();
+        if (nicedThread == tid)
+        {
+            return;
+        }
+
+        nicedThread = tid;
+        _ = setpriority(0 /* PRIO_PROCESS: with a thread id, that thread */, tid, nice);
     }
 
     private void Malformed(ushort type, NetlinkStatus status)

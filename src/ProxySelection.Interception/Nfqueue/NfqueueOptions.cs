@@ -31,6 +31,13 @@ public sealed class NfqueueOptions
     /// <summary>Socket receive buffer (SO_RCVBUFFORCE); too small and the kernel reports ENOBUFS (counted).</summary>
     public int ReceiveBufferBytes { get; init; } = 4 << 20;
 
+    /// <summary>
+    /// Nice value (-20..19) for the thread that calls <see cref="NfqueueClient.Receive"/>, set on its first call; null
+    /// leaves it. Every queued SYN waits for that thread to be scheduled: on a loaded machine its wakeup latency, not the
+    /// decision (well under 1 µs), sets the p99 a connection pays.
+    /// </summary>
+    public int? ReceiveThreadNice { get; init; }
+
     /// <summary>How long <see cref="NfqueueClient.Open"/> waits for the kernel to acknowledge the configuration.</summary>
     public TimeSpan ConfigTimeout { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -44,5 +51,10 @@ public sealed class NfqueueOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(BatchSize, 1024, nameof(BatchSize));
         ArgumentOutOfRangeException.ThrowIfLessThan(ReceiveBufferBytes, 64 * 1024, nameof(ReceiveBufferBytes));
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(ConfigTimeout, TimeSpan.Zero, nameof(ConfigTimeout));
+        if (ReceiveThreadNice is int nice)
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(nice, -20, nameof(ReceiveThreadNice));
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(nice, 19, nameof(ReceiveThreadNice));
+        }
     }
 }

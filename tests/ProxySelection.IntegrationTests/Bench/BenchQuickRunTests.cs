@@ -48,6 +48,7 @@ public sealed class BenchQuickRunTests
                 Assert.That(s.ThroughputBps1G, Has.Count.EqualTo(1), $"{s.Subject.Name} throughput at 1 Gbit/s");
                 Assert.That(s.ConnectionsPerSecond, Has.Count.EqualTo(1), $"{s.Subject.Name} connection rate");
                 Assert.That(s.LatencyP99Ms, Has.Count.EqualTo(1), $"{s.Subject.Name} p99 latency");
+                Assert.That(s.ConnectP99Us, Has.Count.EqualTo(1), $"{s.Subject.Name} connect time (SYN decision)");
                 if (s.Subject.HasProcess)
                 {
                     Assert.That(s.CpuSecondsPerGb, Has.Count.EqualTo(1), $"{s.Subject.Name} CPU per GB");
@@ -68,6 +69,9 @@ public sealed class BenchQuickRunTests
                 Assert.That(json[key], Is.Not.Null, key);
             }
             Assert.That(json["subjects"]!.AsObject().Count, Is.EqualTo(subjects.Count));
+            Assert.That(results.EngineSynLatency, Is.Not.Null, "the engine's syn decision latency line");
+            Assert.That(results.EngineSynLatency!.ImmediateCount, Is.GreaterThan(0), "SYNs decided at once");
+            Assert.That(json["goals"]!.AsObject().Count, Is.EqualTo(14));
             Assert.That(json["machine"]!["kernel"]!.GetValue<string>(), Is.Not.Empty);
         });
     }

@@ -537,7 +537,7 @@ public sealed class RelayTests
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
     }
 
-    private static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
+    internal static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
     {
         var deadline = DateTime.UtcNow + Timeout;
         var snapshot = connection.ClientMptcp();
