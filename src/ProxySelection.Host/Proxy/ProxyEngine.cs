@@ -549,7 +549,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _receiveLoop.ConfigureAwait(false);
-        _log(_queue?.Latency.ToString() ?? "proxysel: syn decision latency not measured (no queue)");
+        ProxyEngineLog.DecisionLatency(_log, _queue?.Latency.ToString() ?? "proxysel: syn decision latency not measured (no queue)");
         _queue?.Dispose();
         _negotiator.Dispose();
         foreach (var probe in _probes.Values)

@@ -61,6 +61,10 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(116, LogLevel.Information, "cache {Destination}: entry removed, the upstream connect failed ({Status}); the next SYN probes again")]
     public static partial void CacheEntryRemoved(ILogger logger, EndPoint destination, UpstreamConnectStatus status);
 
+    /// <summary>The queue's receive-to-verdict percentiles at stop (<c>VerdictLatency.ToString()</c>, parsed by the bench).</summary>
+    [LoggerMessage(117, LogLevel.Information, "{Line}")]
+    public static partial void DecisionLatency(ILogger logger, string line);
+
     [LoggerMessage(115, LogLevel.Warning, "telemetry: no subflow events: {Message}")]
     public static partial void NoSubflowEvents(ILogger logger, string message);
 }
