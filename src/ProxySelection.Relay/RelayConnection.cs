@@ -17,7 +17,11 @@ public sealed class RelayConnection
         Upstream,
     }
 
-    private const int SubflowSampleEvery = 64;
+    /// <summary>
+    /// How often a busy connection's subflows are counted. By time, not by reads: with 256 KiB reads a transfer makes
+    /// few reads, and a subflow that joined late (a path added mid-transfer) was missed by a count of every 64th read.
+    /// </summary>
+    private static readonly TimeSpan SubflowSampleInterval = TimeSpan.FromMilliseconds(100);
 
     private readonly Socket _client;
     private readonly Socket _upstream;
@@ -35,7 +39,7 @@ public sealed class RelayConnection
     private long _toUpstream;
     private long _toClient;
     private int _maxClientSubflows;
-    private long _reads;
+    private long _lastSubflowSample = long.MinValue;
     private bool _closed;
     private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
     private MptcpSnapshot _upstreamSnapshot = MptcpSnapshot.NotMptcp;
@@ -404,7 +408,15 @@ public sealed class RelayConnection
     /// <summary>Tracks the highest subflow count now and then: subflows join after the first data and may leave.</summary>
     private void SampleSubflows()
     {
-        if (!_clientIsMptcp || Interlocked.Increment(ref _reads) % SubflowSampleEvery != 1)
+        if (!_clientIsMptcp)
+        {
+            return;
+        }
+
+        long now = _time.GetTimestamp();
+        long last = Volatile.Read(ref _lastSubflowSample);
+        if ((last != long.MinValue && _time.GetElapsedTime(last, now) < SubflowSampleInterval)
+            || Interlocked.CompareExchange(ref _lastSubflowSample, now, last) != last)
         {
             return;
         }
