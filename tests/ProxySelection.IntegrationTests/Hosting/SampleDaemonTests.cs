@@ -9,13 +9,23 @@ public sealed class SampleDaemonTests
 {
     [TestCase("aggregation-downgrade.json", true, false)]
     [TestCase("cpe-upgrade.json", false, true)]
+    [TestCase("chain-member.json", true, false)]
     public async Task Sample_StartsInNamespace_ProxiesADownload(string sample, bool clientMptcp, bool serverMptcp)
     {
         await using var lab = await ProxyLab.StartAsync();
         var sha = lab.WriteFile("file.bin", 1024 * 1024);
         await lab.StartNginxAsync(serverMptcp);
         var path = Path.Combine(SamplesDirectory(), sample);
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", path]).WaitRunningAsync();
+        // A sample that names the operator's key file gets a key of the test's: the sample's path is the deployment's.
+        string[] key = [];
+        if (File.ReadAllText(path).Contains("\"KeyFile\"", StringComparison.Ordinal))
+        {
+            var keyFile = Path.Combine(lab.Directory, "operator.key");
+            await File.WriteAllTextAsync(keyFile, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
+            key = ["--set", "Proxy:KeyFile=" + keyFile];
+        }
+
+        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", path, .. key]).WaitRunningAsync();
 
         var output = Path.Combine(lab.Directory, "download.bin");
         var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), clientMptcp, output);
