@@ -1,4 +1,5 @@
 using System.Globalization;
+using ProxySelection.Host.Telemetry;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
 
@@ -13,8 +14,11 @@ namespace ProxySelection.Host.Hosting;
 /// <param name="running">The settings the proxy started with (or last reloaded).</param>
 /// <param name="live">The negotiator's options, changed in place.</param>
 /// <param name="liveKeys">The key ring the engine signs and verifies with; null leaves keys out of reloads (tests).</param>
-internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null)
+/// <param name="telemetry">The exporters' settings in force (they are built at start); null for the defaults.</param>
+internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null, TelemetryOptions? telemetry = null)
 {
+    private readonly TelemetryOptions _telemetry = telemetry ?? new();
+
     /// <summary>The settings in force, for the drain timeout a later stop uses.</summary>
     public ProxyHostOptions Running { get; private set; } = running;
 
@@ -28,10 +32,10 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         }
 
         var next = reloaded.Options!;
-        var fixedKeys = FixedChanges(Running, next).ToList();
+        var fixedKeys = FixedChanges(Running, next).Select(ProxyConfiguration.Key).Concat(TelemetryChanges(_telemetry, reloaded.Telemetry)).ToList();
         if (fixedKeys.Count > 0)
         {
-            return "proxysel: reload refused; these keys only change with a restart: " + string.Join(", ", fixedKeys.Select(ProxyConfiguration.Key));
+            return "proxysel: reload refused; these keys only change with a restart: " + string.Join(", ", fixedKeys);
         }
 
         // Keys come from files: with an operator key on both sides they are reloaded even when no setting changed.
@@ -59,6 +63,41 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         Running = next;
         return string.Create(CultureInfo.InvariantCulture,
             $"proxysel: reloaded policy={next.Policy} priority={next.Priority} probe_timeout={next.ProbeTimeout.TotalMilliseconds}ms drain_timeout={next.DrainTimeout.TotalSeconds}s{keys}");
+    }
+
+    /// <summary>The exporters are built once at start: a changed <c>Telemetry</c> key refuses the reload rather than being ignored.</summary>
+    private static IEnumerable<string> TelemetryChanges(TelemetryOptions a, TelemetryOptions b)
+    {
+        const string Section = TelemetryOptions.SectionName + ":";
+        if (!string.Equals(a.ServiceName, b.ServiceName, StringComparison.Ordinal))
+        {
+            yield return Section + "ServiceName";
+        }
+
+        if (a.Console != b.Console)
+        {
+            yield return Section + "Console";
+        }
+
+        if (a.OtlpEndpoint != b.OtlpEndpoint)
+        {
+            yield return Section + "Otlp:Endpoint";
+        }
+
+        if (a.OtlpProtocol != b.OtlpProtocol)
+        {
+            yield return Section + "Otlp:Protocol";
+        }
+
+        if (a.PrometheusEndpoint != b.PrometheusEndpoint)
+        {
+            yield return Section + "Prometheus:Endpoint";
+        }
+
+        if (a.ExportInterval != b.ExportInterval)
+        {
+            yield return Section + "ExportInterval";
+        }
     }
 
     private static IEnumerable<string> FixedChanges(ProxyHostOptions a, ProxyHostOptions b)

@@ -86,6 +86,11 @@ internal static class ProxyConfiguration
         {
             return Failed(DescribeFileError(configFile, e));
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Exists, but cannot be opened (a FIFO, a file replaced mid-reload, permissions under a capability-less root).
+            return Failed($"{configFile}: cannot read the configuration file: {e.Message}");
+        }
 
         return Read(configuration, baseDirectory);
     }

@@ -94,6 +94,10 @@ internal static class ProxyDaemon
             };
             // Everything on stdout, as before; journald takes the level from the systemd format's prefix.
             o.LogToStandardErrorThreshold = LogLevel.None;
+            // The packet hook logs per SYN: a stalled stdout (a full pipe, a slow journald) must drop lines, never hold
+            // a verdict. The queue is deep enough that only a reader that stopped loses anything.
+            o.QueueFullMode = ConsoleLoggerQueueFullMode.DropWrite;
+            o.MaxQueueLength = 16_384;
         });
         // AddConsole registers the json and systemd formatters too; AddJsonConsole would also switch the formatter.
         logging.Services.Configure<JsonConsoleFormatterOptions>(o => o.UseUtcTimestamp = true);

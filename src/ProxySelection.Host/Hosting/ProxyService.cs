@@ -22,7 +22,7 @@ internal sealed class ProxyService(
     TimeProvider time) : IHostedService, IDisposable
 {
     private readonly ProxyEngineOptions _options = loaded.Engine!;
-    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing);
+    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing, loaded.Telemetry);
     private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
     private readonly Lock _reloading = new();
     private readonly CancellationTokenSource _abortDrain = new();
@@ -122,7 +122,17 @@ internal sealed class ProxyService(
         lock (_reloading)
         {
             var before = _policy.Running;
-            var line = _policy.Apply(reload());
+            string line;
+            try
+            {
+                line = _policy.Apply(reload());
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                // A SIGHUP's reload runs on a pool thread: an escaping exception would vanish unlogged.
+                line = $"proxysel: reload refused, the configuration could not be read; still running as before: {e.GetType().Name}: {e.Message}";
+            }
+
             DaemonLog.Reload(_log, line);
             // Host reads its options instance when it stops.
             hostOptions.Value.ShutdownTimeout = ProxyDaemon.ShutdownTimeoutFor(_policy.Running.DrainTimeout);
@@ -146,12 +156,19 @@ internal sealed class ProxyService(
             await DrainAsync(engine, drainTimeout, abort.Token).ConfigureAwait(false);
         }
 
-        if (_control is not null)
+        try
         {
-            await _control.DisposeAsync().ConfigureAwait(false);
+            if (_control is not null)
+            {
+                await _control.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // The rules and the relay go whatever the control socket did.
+            await engine.DisposeAsync().ConfigureAwait(false);
         }
 
-        await engine.DisposeAsync().ConfigureAwait(false);
         DaemonLog.Stopped(_log, engine.Counters);
     }
 

@@ -98,7 +98,8 @@ internal sealed partial class InteropRunner(InteropOptions options)
             var run = await RunInLabAsync(cell, lab, directory, proxies, bounded.Token).ConfigureAwait(false);
             return Judge(cell, expected, run, clock.Elapsed, error: null);
         }
-        catch (Exception e) when (e is LabException or OperationCanceledException or TimeoutException or IOException or InvalidOperationException)
+        catch (Exception e) when (e is LabException or OperationCanceledException or TimeoutException or IOException or InvalidOperationException
+            or System.ComponentModel.Win32Exception or FormatException or UnauthorizedAccessException)
         {
             var error = bounded.IsCancellationRequested && !cancellationToken.IsCancellationRequested
                 ? $"cell did not finish within {options.Timeout.TotalSeconds:0} s"
@@ -247,8 +248,10 @@ internal sealed partial class InteropRunner(InteropOptions options)
             var run = cell.ClientMptcp
                 ? await prepared.Topology.Client.RunAsync("mptcpize", ["run", .. curl], limit, cancellationToken: bounded.Token).ConfigureAwait(false)
                 : await prepared.Topology.Client.RunAsync(curl[0], curl[1..], limit, cancellationToken: bounded.Token).ConfigureAwait(false);
+            // A line that is not a number (curl's output cut short) is left out; the count check below names it.
             var times = run.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                .Select(t => double.Parse(t, CultureInfo.InvariantCulture) * 1000).ToList();
+                .Select(t => double.TryParse(t, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) ? seconds * 1000 : double.NaN)
+                .Where(t => !double.IsNaN(t)).ToList();
             if (run.ExitCode != 0 || times.Count != count + 1)
             {
                 throw new InvalidOperationException($"curl timed {times.Count} of {count + 1} connections (exit {run.ExitCode}): {run.StdErr}");

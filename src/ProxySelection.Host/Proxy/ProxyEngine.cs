@@ -116,9 +116,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     {
         _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true, ReceiveThreadNice = -10 });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-        _telemetry.Start();
         try
         {
+            _telemetry.Start();
             await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
         }
         catch

@@ -118,6 +118,26 @@ public sealed class PolicyReloadTests
         Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:KeyFile"));
     }
 
+    [Test]
+    public void Apply_TelemetryChanged_RefusedNamingTheTelemetryKeys()
+    {
+        var live = new NegotiatorOptions();
+        var running = new ProxySelection.Host.Telemetry.TelemetryOptions { PrometheusEndpoint = new Uri("http://127.0.0.1:9464/metrics") };
+        var reload = new PolicyReload(new ProxyHostOptions(), live, telemetry: running);
+
+        var changed = Valid(o => o.Policy = SelectionPolicy.Priority) with
+        {
+            Telemetry = new ProxySelection.Host.Telemetry.TelemetryOptions { PrometheusEndpoint = new Uri("http://127.0.0.1:9465/metrics"), Console = true },
+        };
+        var line = reload.Apply(changed);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Telemetry:Console, Telemetry:Prometheus:Endpoint"));
+            Assert.That(live.Policy, Is.EqualTo(SelectionPolicy.First), "nothing applied");
+        });
+    }
+
     private static readonly byte[] Old = [.. Enumerable.Repeat((byte)0x11, 32)];
     private static readonly byte[] New = [.. Enumerable.Repeat((byte)0x22, 32)];
 

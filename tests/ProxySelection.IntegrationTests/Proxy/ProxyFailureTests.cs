@@ -177,9 +177,9 @@ public sealed class ProxyFailureTests
         Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
         Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
 
-        await Task.Delay(500);
-        var handshake = Captures.Segments(await before.StopAsync(TimeSpan.FromSeconds(1)), s => s.Source == TwoPathTopology.ClientPath1V4 || s.Destination == TwoPathTopology.ClientPath1V4);
+        // The relay line comes after the connection closed, so every SYN of it has crossed the capture point.
         await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
+        var handshake = Captures.Segments(await before.StopAsync(TimeSpan.FromSeconds(1)), s => s.Source == TwoPathTopology.ClientPath1V4 || s.Destination == TwoPathTopology.ClientPath1V4);
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
         var syns = handshake.Where(Captures.IsSyn).ToList();
