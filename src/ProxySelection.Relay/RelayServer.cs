@@ -92,7 +92,12 @@ public sealed class RelayServer : IAsyncDisposable
     /// Relays an accepted client socket (owned from here on): limit, connect upstream, copy. Never throws: every
     /// failure ends in a result, and the client socket is closed on every path.
     /// </summary>
-    public async Task<RelayResult> HandleAsync(Socket client)
+    /// <param name="client">The accepted client socket.</param>
+    /// <param name="onConnect">
+    /// Null, or called right before the upstream connect with its target and protocol; the callback it returns (if any)
+    /// gets the connect's result. For tracing the connect as a span on this very path; must not throw.
+    /// </param>
+    public async Task<RelayResult> HandleAsync(Socket client, Func<IPEndPoint, TransportProtocol, Action<UpstreamConnectResult>?>? onConnect = null)
     {
         ArgumentNullException.ThrowIfNull(client);
         long started = _time.GetTimestamp();
@@ -131,11 +136,13 @@ public sealed class RelayServer : IAsyncDisposable
                 RelayConnection.CloseSocket(client, abortive: true);
                 return Failed(CloseReason.Error, error: SocketError.SocketError);
             }
+            var connected = onConnect?.Invoke(upstream, _options.UpstreamProtocol);
             var connect = await _connector.ConnectAsync(
                 upstream,
                 _options.UpstreamProtocol,
                 _options.TransparentSource ? clientEndPoint?.Address : null,
                 _stopping.Token).ConfigureAwait(false);
+            connected?.Invoke(connect);
             if (!connect.Connected)
             {
                 // Reset, not FIN: the client must not take a closed port for an empty answer.

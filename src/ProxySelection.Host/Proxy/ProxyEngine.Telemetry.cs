@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net;
 using System.Net.Sockets;
 using ProxySelection.Host.Telemetry;
 using ProxySelection.Relay;
@@ -20,57 +21,31 @@ internal sealed partial class ProxyEngine
     }
 
     /// <summary>
-    /// Untraced: the relay's own connect-and-relay. Traced: the same steps (a limiter slot, the relay's connector, then
-    /// <see cref="RelayServer.RelayAsync"/>) with the connect inside a <c>proxysel.upstream_connect</c> span.
+    /// The relay's own connect-and-relay (limit, stopping check, upstream mapping, connect, relay); traced, the connect is
+    /// a <c>proxysel.upstream_connect</c> span of the connection's trace, through the relay's connect hook.
     /// </summary>
-    private async Task<RelayResult> ConnectAndRelayAsync(Socket client, FlowEndPoints flow, ConnectionTrace? trace)
+    private Task<RelayResult> ConnectAndRelayAsync(Socket client, ConnectionTrace? trace) =>
+        trace is null || !trace.Root.Recorded
+            ? _relay.HandleAsync(client)
+            : _relay.HandleAsync(client, (upstream, protocol) => TraceConnect(trace, upstream, protocol));
+
+    private Action<UpstreamConnectResult> TraceConnect(ConnectionTrace trace, IPEndPoint upstream, TransportProtocol protocol)
     {
-        if (trace is null || !trace.Root.Recorded)
+        // Started on the relay's async flow: the span is current for the connect only, and never leaks to the caller.
+        var span = trace.StartUpstreamConnect(upstream, protocol);
+        return connect =>
         {
-            return await _relay.HandleAsync(client).ConfigureAwait(false);
-        }
-
-        if (!_relay.Limiter.TryAcquire())
-        {
-            CloseAbortively(client);
-            return new RelayResult { Client = flow.Client, OriginalDestination = flow.Destination, Reason = CloseReason.Refused };
-        }
-
-        try
-        {
-            var upstreamProtocol = ClientProtocol == TransportProtocol.Mptcp ? TransportProtocol.Tcp : TransportProtocol.Mptcp;
-            UpstreamConnectResult connect;
-            using (var span = trace.StartUpstreamConnect(flow.Destination, upstreamProtocol))
-            {
-                connect = await _connector.ConnectAsync(flow.Destination, upstreamProtocol, null, _stopping.Token).ConfigureAwait(false);
-                span?.SetTag("proxysel.upstream.connect_status", connect.Status.ToString());
-                if (!connect.Connected)
-                {
-                    span?.SetStatus(ActivityStatusCode.Error, connect.Error.ToString());
-                }
-            }
-
+            span?.SetTag("proxysel.upstream.connect_status", connect.Status.ToString());
             if (!connect.Connected)
             {
-                // Reset, not FIN, as the relay does: the client must not take a closed port for an empty answer.
-                CloseAbortively(client);
-                return new RelayResult
-                {
-                    Client = flow.Client,
-                    OriginalDestination = flow.Destination,
-                    Upstream = flow.Destination,
-                    Reason = connect.Status == UpstreamConnectStatus.Cancelled ? CloseReason.Aborted : CloseReason.UpstreamConnectFailed,
-                    ConnectStatus = connect.Status,
-                    Error = connect.Error,
-                };
+                span?.SetStatus(ActivityStatusCode.Error, connect.Error.ToString());
             }
 
-            _telemetry.UpstreamConnected(trace, connect.Socket!);
-            return await _relay.RelayAsync(client, connect.Socket!).ConfigureAwait(false);
-        }
-        finally
-        {
-            _relay.Limiter.Release();
-        }
+            span?.Dispose();
+            if (connect.Connected)
+            {
+                _telemetry.UpstreamConnected(trace, connect.Socket!);
+            }
+        };
     }
 }

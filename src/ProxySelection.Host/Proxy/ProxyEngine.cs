@@ -256,6 +256,10 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
                 _holds[decision.HoldId] = new HeldSyn(packetId, mark, endpoints, _time.GetTimestamp(), bytes);
             }
+
+            // Under the lock too: a hold that joined a running probe may resolve on another thread as soon as the lock is
+            // released, and HoldResolved must find its trace (else the trace leaks).
+            _telemetry.OnSynDecision(endpoints, kind, decision);
         }
 
         // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
@@ -270,7 +274,6 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
         }
-        _telemetry.OnSynDecision(endpoints, kind, decision);
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -467,7 +470,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             var result = _adopted.TryRemove(flow, out var probe)
                 ? await RelayAdoptedAsync(client, probe, trace).ConfigureAwait(false)
-                : await ConnectAndRelayAsync(client, flow, trace).ConfigureAwait(false);
+                : await ConnectAndRelayAsync(client, trace).ConfigureAwait(false);
             Counters.AddRelayed();
             ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
                 result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);

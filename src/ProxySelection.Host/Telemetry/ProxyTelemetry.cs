@@ -29,6 +29,12 @@ internal sealed class ProxyTelemetry : IDisposable
     /// <summary>Tokens whose early subflow events wait for their connection's accept.</summary>
     private const int MaxPendingTokens = 4_096;
 
+    /// <summary>
+    /// Early events wait this long for their accept at most: the accept follows the kernel's first event within
+    /// milliseconds, so older ones belong to a connection never traced (unsampled, over the bound) or whose Closed was lost.
+    /// </summary>
+    private static readonly TimeSpan PendingLifetime = TimeSpan.FromSeconds(10);
+
     public static readonly ActivitySource Source = new(Name, typeof(ProxyTelemetry).Assembly.GetName().Version?.ToString(3));
 
     /// <summary>Bucket bounds for probe and verdict latencies, in seconds: a probe is held 20..400 ms.</summary>
@@ -39,8 +45,15 @@ internal sealed class ProxyTelemetry : IDisposable
     private readonly ILogger _log;
     private readonly bool _ownsMeter;
     private readonly ConcurrentDictionary<FlowEndPoints, ConnectionTrace> _byFlow = new();
-    private readonly ConcurrentDictionary<uint, ConnectionTrace> _byToken = new();
-    private readonly ConcurrentDictionary<uint, List<MptcpPmEvent>> _pendingEvents = new();
+    /// <summary>Guards <see cref="_byToken"/> and <see cref="_pendingEvents"/> together: publishing a token and draining its
+    /// early events is one step for the event listener. Kernel events are rare next to packets.</summary>
+    private readonly Lock _tokenLock = new();
+    private readonly Dictionary<uint, ConnectionTrace> _byToken = [];
+    private readonly Dictionary<uint, PendingEvents> _pendingEvents = [];
+    private readonly TimeSpan _traceLifetime;
+    private long _nextPendingSweep;
+    private long _nextTraceSweep;
+    private int _traceCount;
     private readonly ConcurrentDictionary<long, (Activity? Span, long Started)> _probes = new();
     private readonly Counter<long> _connections;
     private readonly Counter<long> _bytes;
@@ -66,6 +79,9 @@ internal sealed class ProxyTelemetry : IDisposable
         _time = time;
         _log = log;
         _ownsMeter = meterFactory is null;
+        // A trace waits in _byFlow for its hold (a probe, bounded by the probe timeout) and then for the accept (bounded
+        // by the adoption timeout); one older than twice both leaked (a lost race, a path that never reported).
+        _traceLifetime = 2 * (options.Negotiation.ProbeTimeout + options.AdoptionTimeout);
         Meter = meterFactory?.Create(Name) ?? new Meter(Name);
         _connections = Meter.CreateCounter<long>("proxysel.connections", "{connection}",
             "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe.");
@@ -143,7 +159,7 @@ internal sealed class ProxyTelemetry : IDisposable
             _cacheHits.Add(1);
         }
 
-        if (decision.Verdict is not (SynVerdict.Intercept or SynVerdict.HoldAndProbe) || !Source.HasListeners() || _byFlow.Count >= MaxTraces)
+        if (decision.Verdict is not (SynVerdict.Intercept or SynVerdict.HoldAndProbe) || !Source.HasListeners() || !HasTraceRoom())
         {
             if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true } && _probeDuration.Enabled)
             {
@@ -159,9 +175,24 @@ internal sealed class ProxyTelemetry : IDisposable
             return;
         }
 
-        var trace = new ConnectionTrace(root);
+        var trace = new ConnectionTrace(root, _time.GetTimestamp());
         trace.SetDecision(decision.Verdict == SynVerdict.Intercept ? "intercept" : "hold", decision.Reason);
-        _byFlow[flow] = trace;
+        if (TryRemoveTrace(flow, out var previous))
+        {
+            // The same flow decided again (a retransmitted SYN after its hold ended): the older trace has no future.
+            previous.End("superseded", error: false);
+        }
+
+        if (_byFlow.TryAdd(flow, trace))
+        {
+            Interlocked.Increment(ref _traceCount);
+        }
+        else
+        {
+            trace.End("superseded", error: false);
+            return;
+        }
+
         if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true })
         {
             var probe = Source.StartActivity("proxysel.probe", ActivityKind.Client, root.Context);
@@ -176,6 +207,57 @@ internal sealed class ProxyTelemetry : IDisposable
 
             _probes[decision.ProbeId] = (probe, _time.GetTimestamp());
         }
+    }
+
+    /// <summary>Open traces in <see cref="_byFlow"/> (an interlocked count: ConcurrentDictionary.Count takes every lock).</summary>
+    internal int OpenTraces => Volatile.Read(ref _traceCount);
+
+    /// <summary>Pending early-event tokens (tests).</summary>
+    internal int PendingTokens
+    {
+        get
+        {
+            lock (_tokenLock)
+            {
+                return _pendingEvents.Count;
+            }
+        }
+    }
+
+    /// <summary>Below <see cref="MaxTraces"/>; at the bound, or once in a trace lifetime, leaked traces are ended first.</summary>
+    private bool HasTraceRoom()
+    {
+        long now = _time.GetTimestamp();
+        if (Volatile.Read(ref _traceCount) >= MaxTraces || now >= Volatile.Read(ref _nextTraceSweep))
+        {
+            Volatile.Write(ref _nextTraceSweep, now + (long)(_traceLifetime.TotalSeconds * _time.TimestampFrequency));
+            SweepTraces(now);
+        }
+
+        return Volatile.Read(ref _traceCount) < MaxTraces;
+    }
+
+    private void SweepTraces(long now)
+    {
+        foreach (var (flow, trace) in _byFlow)
+        {
+            if (_time.GetElapsedTime(trace.Started, now) > _traceLifetime && _byFlow.TryRemove(new KeyValuePair<FlowEndPoints, ConnectionTrace>(flow, trace)))
+            {
+                Interlocked.Decrement(ref _traceCount);
+                trace.End("expired", error: true);
+            }
+        }
+    }
+
+    private bool TryRemoveTrace(FlowEndPoints flow, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out ConnectionTrace trace)
+    {
+        if (_byFlow.TryRemove(flow, out trace))
+        {
+            Interlocked.Decrement(ref _traceCount);
+            return true;
+        }
+
+        return false;
     }
 
     private Activity? StartRoot(FlowEndPoints flow)
@@ -252,7 +334,7 @@ internal sealed class ProxyTelemetry : IDisposable
             _ => "release",
         };
         trace.SetDecision(decision, resolution.Reason);
-        if (resolution.Outcome != HoldOutcome.Intercept && _byFlow.TryRemove(flow, out _))
+        if (resolution.Outcome != HoldOutcome.Intercept && TryRemoveTrace(flow, out _))
         {
             trace.End("not_held", error: false);
         }
@@ -261,7 +343,7 @@ internal sealed class ProxyTelemetry : IDisposable
     /// <summary>An intercepted connection that never reached the listener, or whose verdict failed.</summary>
     public void Abandoned(FlowEndPoints flow, string reason)
     {
-        if (_byFlow.TryRemove(flow, out var trace))
+        if (TryRemoveTrace(flow, out var trace))
         {
             trace.End(reason, error: true);
         }
@@ -270,7 +352,7 @@ internal sealed class ProxyTelemetry : IDisposable
     /// <summary>The listener accepted <paramref name="flow"/>; its MPTCP token (0 for TCP) names its subflow events.</summary>
     public ConnectionTrace? Accepted(FlowEndPoints flow, uint token)
     {
-        if (!_byFlow.TryRemove(flow, out var trace))
+        if (!TryRemoveTrace(flow, out var trace))
         {
             return null;
         }
@@ -295,12 +377,13 @@ internal sealed class ProxyTelemetry : IDisposable
     private void Track(ConnectionTrace trace, uint token)
     {
         trace.AddToken(token);
-        _byToken[token] = trace;
-        if (_pendingEvents.TryRemove(token, out var early))
+        lock (_tokenLock)
         {
-            lock (early)
+            // Under the lock: an event of this token is either buffered before and replayed here, or finds the trace.
+            _byToken[token] = trace;
+            if (_pendingEvents.Remove(token, out var early))
             {
-                foreach (var e in early)
+                foreach (var e in early.Events)
                 {
                     trace.OnPathManagerEvent(e);
                 }
@@ -328,9 +411,18 @@ internal sealed class ProxyTelemetry : IDisposable
             return;
         }
 
-        foreach (var token in trace.Tokens)
+        lock (_tokenLock)
         {
-            _byToken.TryRemove(token, out _);
+            foreach (var token in trace.Tokens)
+            {
+                // Only this trace's entry: a reused token may name a newer connection by now.
+                if (_byToken.TryGetValue(token, out var owner) && owner == trace)
+                {
+                    _byToken.Remove(token);
+                }
+
+                _pendingEvents.Remove(token);
+            }
         }
 
         trace.Relayed(result, subflows);
@@ -344,30 +436,74 @@ internal sealed class ProxyTelemetry : IDisposable
             return;
         }
 
-        if (_byToken.TryGetValue(e.Token, out var trace))
+        lock (_tokenLock)
         {
-            trace.OnPathManagerEvent(e);
-            return;
-        }
-
-        if (e.Type == MptcpPmEventType.Closed)
-        {
-            _pendingEvents.TryRemove(e.Token, out _);
-            return;
-        }
-
-        // The kernel reports a connection's first subflows before the accept reads its token: kept until then.
-        if (_pendingEvents.Count < MaxPendingTokens || _pendingEvents.ContainsKey(e.Token))
-        {
-            var list = _pendingEvents.GetOrAdd(e.Token, _ => []);
-            lock (list)
+            if (e.Type == MptcpPmEventType.Closed)
             {
-                if (list.Count < 64)
+                // In both cases: a token closed before its accept (never traced) must not stay buffered.
+                _pendingEvents.Remove(e.Token);
+            }
+
+            if (_byToken.TryGetValue(e.Token, out var trace))
+            {
+                trace.OnPathManagerEvent(e);
+                return;
+            }
+
+            if (e.Type == MptcpPmEventType.Closed)
+            {
+                return;
+            }
+
+            // The kernel reports a connection's first subflows before the accept reads its token: kept until then.
+            long now = _time.GetTimestamp();
+            if (!_pendingEvents.TryGetValue(e.Token, out var pending))
+            {
+                if (_pendingEvents.Count >= MaxPendingTokens || now >= _nextPendingSweep)
                 {
-                    list.Add(e);
+                    _nextPendingSweep = now + (long)(PendingLifetime.TotalSeconds * _time.TimestampFrequency);
+                    SweepPending(now);
                 }
+
+                if (_pendingEvents.Count >= MaxPendingTokens)
+                {
+                    return;
+                }
+
+                pending = new PendingEvents(now);
+                _pendingEvents.Add(e.Token, pending);
+            }
+
+            if (pending.Events.Count < 64)
+            {
+                pending.Events.Add(e);
             }
         }
+    }
+
+    /// <summary>Under <see cref="_tokenLock"/>: drops tokens whose accept did not come within <see cref="PendingLifetime"/>.</summary>
+    private void SweepPending(long now)
+    {
+        List<uint>? stale = null;
+        foreach (var (token, pending) in _pendingEvents)
+        {
+            if (_time.GetElapsedTime(pending.Since, now) > PendingLifetime)
+            {
+                (stale ??= []).Add(token);
+            }
+        }
+
+        foreach (var token in stale ?? [])
+        {
+            _pendingEvents.Remove(token);
+        }
+    }
+
+    private sealed class PendingEvents(long since)
+    {
+        public long Since => since;
+
+        public List<MptcpPmEvent> Events { get; } = [];
     }
 
     private static bool IsCacheAnswer(DecisionReason reason) => reason is DecisionReason.ServerSpeaksMptcp or DecisionReason.ServerTcpOnly
@@ -393,7 +529,7 @@ internal sealed class ProxyTelemetry : IDisposable
 
         foreach (var flow in _byFlow.Keys)
         {
-            if (_byFlow.TryRemove(flow, out var trace))
+            if (TryRemoveTrace(flow, out var trace))
             {
                 trace.End("aborted", error: false);
             }
@@ -414,7 +550,7 @@ internal sealed class ProxyTelemetry : IDisposable
 }
 
 /// <summary>One held connection's root span; safe to update from the hook, the relay and the event listener.</summary>
-internal sealed class ConnectionTrace(Activity root)
+internal sealed class ConnectionTrace(Activity root, long started)
 {
     private readonly Lock _lock = new();
     private readonly List<uint> _tokens = [];
@@ -422,6 +558,9 @@ internal sealed class ConnectionTrace(Activity root)
     private bool _ended;
 
     public Activity Root => root;
+
+    /// <summary>Timestamp of the SYN's decision (the telemetry's clock).</summary>
+    public long Started => started;
 
     public IReadOnlyList<uint> Tokens
     {

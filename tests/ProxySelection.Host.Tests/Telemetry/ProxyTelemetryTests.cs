@@ -144,8 +144,113 @@ public sealed class ProxyTelemetryTests
         Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
     }
 
-    private static ProxyTelemetry Create() =>
-        new(new ProxyEngineOptions { KeyRing = new MpProxyKeyRing(1, new byte[32]) }, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, () => 5, () => 3);
+    [Test]
+    public void OnPathManagerEvent_ClosedBeforeTheAccept_PendingEntryRemoved()
+    {
+        using var telemetry = Create();
+
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Established, 0xabc, "198.18.1.2", 40000));
+        Assert.That(telemetry.PendingTokens, Is.EqualTo(1));
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Closed, 0xabc, "198.18.1.2", 40000));
+
+        Assert.That(telemetry.PendingTokens, Is.Zero);
+    }
+
+    [Test]
+    public void OnPathManagerEvent_ClosedOfATrackedToken_LeavesNoPendingEntry()
+    {
+        var stopped = new List<Activity>();
+        using var listener = Listen(stopped);
+        using var telemetry = Create();
+        telemetry.OnSynDecision(Flow, SynKind.MpCapable, new SynDecision { Verdict = SynVerdict.Intercept, Reason = DecisionReason.ServerTcpOnly });
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Established, 0xabc, "198.18.1.2", 40000));
+        var trace = telemetry.Accepted(Flow, 0xabc);
+
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.SubflowEstablished, 0xabc, "198.18.2.2", 40001));
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Closed, 0xabc, "198.18.1.2", 40000));
+        Assert.That(telemetry.PendingTokens, Is.Zero, "drained at the accept, not buffered again after it");
+        telemetry.Relayed(trace, Result(CloseReason.Completed));
+
+        var root = stopped.Single(a => a.OperationName == "proxysel.connection");
+        Assert.That(root.Events.Select(e => e.Name),
+            Is.EqualTo(new[] { "proxysel.subflow.established", "proxysel.subflow.established", "proxysel.mptcp.closed" }));
+    }
+
+    [Test]
+    public void OnPathManagerEvent_BoundFullOfStaleTokens_StaleOnesEvictedAndNewBuffered()
+    {
+        var time = new ManualTime();
+        using var telemetry = Create(time);
+        for (uint token = 1; token <= 4096; token++)
+        {
+            telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Established, token, "198.18.1.2", 40000));
+        }
+
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Established, 5000, "198.18.1.2", 40000));
+        Assert.That(telemetry.PendingTokens, Is.EqualTo(4096), "the bound holds while the tokens are fresh");
+
+        time.Advance(TimeSpan.FromSeconds(11));
+        telemetry.OnPathManagerEvent(Event(MptcpPmEventType.Established, 5001, "198.18.1.2", 40000));
+
+        Assert.That(telemetry.PendingTokens, Is.EqualTo(1), "the stale tokens evicted, the new one buffered");
+    }
+
+    [Test]
+    public void OnSynDecision_TraceOlderThanItsLifetime_EndedExpired()
+    {
+        var stopped = new List<Activity>();
+        using var listener = Listen(stopped);
+        var time = new ManualTime();
+        using var telemetry = Create(time);
+        Hold(telemetry, probeId: 7);
+
+        // Probe timeout 250 ms, adoption timeout 10 s: a trace older than 2 × (both) leaked.
+        time.Advance(TimeSpan.FromSeconds(21));
+        var other = new FlowEndPoints(new IPEndPoint(IPAddress.Parse("198.18.1.2"), 40001), Flow.Destination);
+        telemetry.OnSynDecision(other, SynKind.MpCapable, new SynDecision { Verdict = SynVerdict.Intercept, Reason = DecisionReason.ServerTcpOnly });
+
+        var expired = stopped.Single(a => a.OperationName == "proxysel.connection");
+        Assert.Multiple(() =>
+        {
+            Assert.That(expired.GetTagItem("client.port"), Is.EqualTo(40000));
+            Assert.That(expired.GetTagItem("proxysel.close_reason"), Is.EqualTo("expired"));
+            Assert.That(telemetry.OpenTraces, Is.EqualTo(1), "only the new connection's");
+            Assert.That(telemetry.Accepted(Flow, 0), Is.Null);
+            Assert.That(telemetry.Accepted(other, 0), Is.Not.Null);
+        });
+    }
+
+    [Test]
+    public void OpenTraces_DecidedResolvedAndRedecided_CountsTheOpenOnes()
+    {
+        var stopped = new List<Activity>();
+        using var listener = Listen(stopped);
+        using var telemetry = Create();
+
+        Hold(telemetry, probeId: 3);
+        Assert.That(telemetry.OpenTraces, Is.EqualTo(1));
+        Hold(telemetry, probeId: 4);
+        Assert.That(telemetry.OpenTraces, Is.EqualTo(1), "the same flow again replaces its trace");
+        Assert.That(stopped.Single(a => a.OperationName == "proxysel.connection").GetTagItem("proxysel.close_reason"), Is.EqualTo("superseded"));
+        telemetry.HoldResolved(Flow, new HoldResolution { HoldId = 1, ProbeId = 4, Outcome = HoldOutcome.Release, Reason = DecisionReason.ProbeReset });
+
+        Assert.That(telemetry.OpenTraces, Is.Zero);
+    }
+
+    private static ProxyTelemetry Create(TimeProvider? time = null) =>
+        new(new ProxyEngineOptions { KeyRing = new MpProxyKeyRing(1, new byte[32]) }, time ?? TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, () => 5, () => 3);
+
+    /// <summary>A clock moved by the test only.</summary>
+    private sealed class ManualTime : TimeProvider
+    {
+        private long _now = 1;
+
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+
+        public override long GetTimestamp() => _now;
+
+        public void Advance(TimeSpan by) => _now += by.Ticks;
+    }
 
     private static void Hold(ProxyTelemetry telemetry, long probeId) =>
         telemetry.OnSynDecision(Flow, SynKind.MpCapable,
