@@ -42,6 +42,9 @@ internal sealed class ControlServer : IAsyncDisposable
 
     public string Path { get; }
 
+    /// <summary>The listening socket, for tests that make its accepts fail.</summary>
+    internal Socket Listener => _listener;
+
     /// <summary>
     /// Binds <paramref name="path"/> (its folder created 0750 when missing; a stale socket file of a dead daemon
     /// replaced). Null with <paramref name="error"/> when another daemon answers there, something other than a

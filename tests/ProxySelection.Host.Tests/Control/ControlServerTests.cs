@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
+using System.Threading.Channels;
 using ProxySelection.Host.Control;
 
 namespace ProxySelection.Host.Tests.Control;
@@ -270,6 +271,60 @@ public sealed class ControlServerTests
 
         Assert.That(exchange.Ok, Is.False);
         Assert.That(exchange.Error, Does.StartWith($"bad control socket path \"{path}\": "));
+    }
+
+    [Test]
+    public async Task AcceptLoop_AcceptFailsEveryTime_WaitsTheBackoffBeforeEachRetry()
+    {
+        var time = new BackoffRecordingTime();
+        await using var server = ControlServer.Start(SocketPath, Stub, time, out var error)!;
+        Assert.That(server, Is.Not.Null, error);
+
+        // Closed behind the server's back, the listener fails every accept at once, as EMFILE would.
+        server.Listener.Dispose();
+        await time.Requested.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+
+        Assert.That(time.Requested.Reader.TryRead(out _), Is.False, "no second accept before the backoff elapsed");
+        time.Fire();
+        await time.Requested.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+    }
+
+    /// <summary>System time, except that backoff-length timers only fire when the test says so.</summary>
+    private sealed class BackoffRecordingTime : TimeProvider
+    {
+        private static readonly TimeSpan Never = global::System.Threading.Timeout.InfiniteTimeSpan;
+
+        private readonly List<(TimerCallback Callback, object? State)> _pending = [];
+
+        public Channel<bool> Requested { get; } = Channel.CreateUnbounded<bool>();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            if (dueTime != ControlServer.AcceptErrorBackoff)
+            {
+                return TimeProvider.System.CreateTimer(callback, state, dueTime, period);
+            }
+
+            lock (_pending)
+            {
+                _pending.Add((callback, state));
+            }
+
+            Requested.Writer.TryWrite(true);
+            return TimeProvider.System.CreateTimer(_ => { }, null, Never, Never);
+        }
+
+        public void Fire()
+        {
+            List<(TimerCallback Callback, object? State)> due;
+            lock (_pending)
+            {
+                due = [.. _pending];
+                _pending.Clear();
+            }
+
+            due.ForEach(t => t.Callback(t.State));
+        }
     }
 
     private async Task<Socket> ConnectAsync()
