@@ -12,12 +12,23 @@ internal static class ControlClient
     /// <summary>Sends <paramref name="command"/>; the raw reply line and its parsed object, or why there is none.</summary>
     public static async Task<ControlExchange> SendAsync(string path, ControlCommand command, TimeSpan timeout)
     {
+        UnixDomainSocketEndPoint endpoint;
+        try
+        {
+            endpoint = new UnixDomainSocketEndPoint(path);
+        }
+        catch (ArgumentException e)
+        {
+            // Empty, or longer than sun_path (107 bytes and its NUL).
+            return ControlExchange.Failed($"bad control socket path \"{path}\": {(path.Length == 0 ? "empty" : e.Message)}");
+        }
+
         using var cancel = new CancellationTokenSource(timeout);
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         string line;
         try
         {
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancel.Token).ConfigureAwait(false);
+            await socket.ConnectAsync(endpoint, cancel.Token).ConfigureAwait(false);
             await socket.SendAsync(Encoding.UTF8.GetBytes(ControlProtocol.FormatRequest(command) + "\n"), SocketFlags.None, cancel.Token).ConfigureAwait(false);
             line = await ReadLineAsync(socket, cancel.Token).ConfigureAwait(false);
         }

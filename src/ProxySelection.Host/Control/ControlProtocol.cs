@@ -31,6 +31,8 @@ internal static class ControlProtocol
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
+    private static readonly JsonDocumentOptions RequestOptions = new() { AllowDuplicateProperties = false };
+
     private static readonly (string Name, ControlCommand Command)[] Commands =
     [
         ("status", ControlCommand.Status),
@@ -54,32 +56,35 @@ internal static class ControlProtocol
             return false;
         }
 
-        JsonNode? node;
+        string? name;
         try
         {
-            node = JsonNode.Parse(line);
+            // Parsed and checked whole inside the try: a duplicated key is refused here, never found later by a
+            // lazily built JsonObject that throws on lookup.
+            using var document = JsonDocument.Parse(line.ToArray(), RequestOptions);
+            if (document.RootElement.ValueKind != JsonValueKind.Object)
+            {
+                error = "a request is a JSON object, e.g. {\"command\":\"status\"}";
+                return false;
+            }
+
+            if (!document.RootElement.TryGetProperty("command", out var value) || value.ValueKind != JsonValueKind.String)
+            {
+                error = "missing \"command\" (a string): one of " + string.Join(", ", Commands.Select(c => c.Name));
+                return false;
+            }
+
+            name = value.GetString() ?? "";
         }
         catch (JsonException e)
         {
             error = "malformed JSON: " + FirstSentence(e.Message);
             return false;
         }
-        catch (ArgumentException)
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
         {
-            // Invalid UTF-8 surfaces as ArgumentException from the reader.
+            // Invalid UTF-8 surfaces as ArgumentException (or InvalidOperationException from GetString).
             error = "malformed JSON: not UTF-8";
-            return false;
-        }
-
-        if (node is not JsonObject request)
-        {
-            error = "a request is a JSON object, e.g. {\"command\":\"status\"}";
-            return false;
-        }
-
-        if (!request.TryGetPropertyValue("command", out var value) || value is not JsonValue text || !text.TryGetValue(out string? name))
-        {
-            error = "missing \"command\" (a string): one of " + string.Join(", ", Commands.Select(c => c.Name));
             return false;
         }
 

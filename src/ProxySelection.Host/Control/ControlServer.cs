@@ -16,6 +16,9 @@ internal sealed class ControlServer : IAsyncDisposable
     /// <summary>Clients served at once; one more is told "busy" and closed.</summary>
     public const int MaxClients = 16;
 
+    /// <summary>Pause after a failed accept (other than stopping), so a persistent error does not spin a core.</summary>
+    public static readonly TimeSpan AcceptErrorBackoff = TimeSpan.FromMilliseconds(100);
+
     private const UnixFileMode SocketMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite;
     private const UnixFileMode FolderMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.GroupRead | UnixFileMode.GroupExecute;
 
@@ -24,6 +27,7 @@ internal sealed class ControlServer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _stopping = new();
     private readonly ConcurrentDictionary<Task, byte> _clients = new();
+    private readonly ConcurrentDictionary<Task, byte> _refusing = new();
     private readonly Task _acceptLoop;
     private int _disposed;
 
@@ -38,9 +42,13 @@ internal sealed class ControlServer : IAsyncDisposable
 
     public string Path { get; }
 
+    /// <summary>The listening socket, for tests that make its accepts fail.</summary>
+    internal Socket Listener => _listener;
+
     /// <summary>
     /// Binds <paramref name="path"/> (its folder created 0750 when missing; a stale socket file of a dead daemon
-    /// replaced). Null with <paramref name="error"/> when another daemon answers there or the socket cannot be made.
+    /// replaced). Null with <paramref name="error"/> when another daemon answers there, something other than a
+    /// socket is there (never deleted), the folder is a symlink or writable by others, or the socket cannot be made.
     /// </summary>
     /// <param name="path">The socket file.</param>
     /// <param name="handle">Turns a parsed request into its reply line; it must not throw (a throw becomes an error reply).</param>
@@ -66,9 +74,28 @@ internal sealed class ControlServer : IAsyncDisposable
                 Directory.CreateDirectory(folder, FolderMode);
             }
 
-            // File.Exists is false for a socket file.
-            if (System.IO.Path.Exists(path) && !Directory.Exists(path))
+            if (FolderProblem(string.IsNullOrEmpty(folder) ? "." : folder) is { } problem)
             {
+                error = problem;
+                return null;
+            }
+
+            // lstat semantics: a symlink is judged itself, never what it points at.
+            var mode = ControlNative.ModeOf(path, out error);
+            if (error.Length > 0)
+            {
+                return null;
+            }
+
+            if (mode is { } existing)
+            {
+                if ((existing & ControlNative.SIfMt) != ControlNative.SIfSock)
+                {
+                    // Never unlink anything but a socket: a mistyped path must not cost a file.
+                    error = $"{path} exists and is not a socket";
+                    return null;
+                }
+
                 if (IsAnswering(path))
                 {
                     error = $"{path} is in use by another running proxysel";
@@ -80,19 +107,54 @@ internal sealed class ControlServer : IAsyncDisposable
             }
 
             listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(path));
-            // Between bind and chmod the 0750 folder keeps others out.
+            // bind creates the file 0777 & ~umask: with umask 077 it is owner-only until the chmod below. The umask
+            // is process-wide; 077 (not 117) keeps a folder another thread makes meanwhile usable by its owner.
+            uint previous = ControlNative.Umask(0x3F);
+            try
+            {
+                listener.Bind(new UnixDomainSocketEndPoint(path));
+            }
+            finally
+            {
+                ControlNative.Umask(previous);
+            }
+
+            // The folder is not writable by others (checked above), so nobody swapped the socket for a symlink.
             File.SetUnixFileMode(path, SocketMode);
             listener.Listen(MaxClients);
             error = "";
             return new ControlServer(path, listener, handle, time);
         }
-        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             listener?.Dispose();
             error = $"{path}: {e.Message}";
             return null;
         }
+    }
+
+    /// <summary>Why <paramref name="folder"/> is unfit to hold the socket (a symlink, or others may replace files in it), or null.</summary>
+    private static string? FolderProblem(string folder)
+    {
+        var mode = ControlNative.ModeOf(folder, out var error);
+        if (mode is not { } found)
+        {
+            return error.Length > 0 ? error : $"{folder} does not exist";
+        }
+
+        if ((found & ControlNative.SIfMt) == ControlNative.SIfLnk)
+        {
+            return $"{folder} is a symlink; give the control socket a path in a real folder";
+        }
+
+        // o+w without the sticky bit lets anyone swap the socket file (or plant a symlink) before the chmod.
+        const int OtherWrite = 0x2, Sticky = 0x200;
+        if ((found & OtherWrite) != 0 && (found & Sticky) == 0)
+        {
+            return $"{folder} is world-writable without the sticky bit; give the control socket a private folder";
+        }
+
+        return null;
     }
 
     private static bool IsAnswering(string path)
@@ -125,32 +187,55 @@ internal sealed class ControlServer : IAsyncDisposable
                     return;
                 }
 
+                // A persistent error (EMFILE: out of descriptors) fails every accept at once: pause, do not spin.
+                try
+                {
+                    await Task.Delay(AcceptErrorBackoff, _time, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
                 continue;
             }
 
             if (_clients.Count >= MaxClients)
             {
-                _ = RefuseAsync(client);
+                if (_refusing.Count >= MaxClients)
+                {
+                    // A flood: refusing politely holds a descriptor per client, so beyond this just close.
+                    client.Dispose();
+                    continue;
+                }
+
+                Track(_refusing, RefuseAsync(client));
                 continue;
             }
 
-            var serve = ServeAsync(client);
-            _clients[serve] = 0;
-            _ = serve.ContinueWith(t => _clients.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            Track(_clients, ServeAsync(client));
         }
     }
 
-    private static async Task RefuseAsync(Socket client)
+    private static void Track(ConcurrentDictionary<Task, byte> tasks, Task task)
     {
-        using (client)
+        tasks[task] = 0;
+        _ = task.ContinueWith(t => tasks.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+    }
+
+    private async Task RefuseAsync(Socket client)
+    {
+        await Task.Yield();
+        using var _ = client;
+        using var idle = new CancellationTokenSource(IdleTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, _stopping.Token);
+        try
         {
-            try
-            {
-                await client.SendAsync(ControlProtocol.FormatError("busy: too many control clients; try again"), SocketFlags.None).ConfigureAwait(false);
-            }
-            catch (SocketException)
-            {
-            }
+            await client.SendAsync(ControlProtocol.FormatError("busy: too many control clients; try again"), SocketFlags.None, linked.Token).ConfigureAwait(false);
+            await CloseAfterErrorAsync(client, linked.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
         }
     }
 
@@ -229,9 +314,18 @@ internal sealed class ControlServer : IAsyncDisposable
 
     private byte[] Reply(ReadOnlySpan<byte> line)
     {
-        if (!ControlProtocol.TryParseRequest(line, out var command, out var error))
+        ControlCommand command;
+        try
         {
-            return ControlProtocol.FormatError(error);
+            if (!ControlProtocol.TryParseRequest(line, out command, out var error))
+            {
+                return ControlProtocol.FormatError(error);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // TryParseRequest must not throw; if it ever does, the client still gets its one reply line.
+            return ControlProtocol.FormatError($"bad request: {e.Message}");
         }
 
         try
@@ -254,7 +348,7 @@ internal sealed class ControlServer : IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         _listener.Dispose();
         await _acceptLoop.ConfigureAwait(false);
-        await Task.WhenAll(_clients.Keys).ConfigureAwait(false);
+        await Task.WhenAll(_clients.Keys.Concat(_refusing.Keys)).ConfigureAwait(false);
         try
         {
             // Only ever this server's file: Start does not replace a socket another daemon answers on.

@@ -22,6 +22,7 @@ public sealed class ControlProtocolTests
     [TestCase("[\"status\"]", "a request is a JSON object")]
     [TestCase("\"status\"", "a request is a JSON object")]
     [TestCase("{}", "missing \"command\"")]
+    [TestCase("{\"command\":\"status\",\"command\":\"reload\"}", "malformed JSON")]
     [TestCase("{\"command\":5}", "missing \"command\" (a string)")]
     [TestCase("{\"command\":null}", "missing \"command\"")]
     [TestCase("{\"command\":\"Status\"}", "unknown command \"Status\"; expected one of status, cache-show, cache-flush, reload")]

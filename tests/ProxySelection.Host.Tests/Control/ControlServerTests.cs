@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
+using System.Threading.Channels;
 using ProxySelection.Host.Control;
 
 namespace ProxySelection.Host.Tests.Control;
@@ -148,6 +149,182 @@ public sealed class ControlServerTests
 
         Assert.That(exchange.Ok, Is.False);
         Assert.That(exchange.Error, Does.StartWith($"cannot reach the control socket {SocketPath}: "));
+    }
+
+    [Test]
+    public void Start_RegularFileAtThePath_RefusedAndTheFileKept()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(SocketPath)!);
+        File.WriteAllText(SocketPath, "precious");
+
+        var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+
+        Assert.That(server, Is.Null);
+        Assert.That(error, Is.EqualTo($"{SocketPath} exists and is not a socket"));
+        Assert.That(File.ReadAllText(SocketPath), Is.EqualTo("precious"));
+    }
+
+    [Test]
+    public void Start_SymlinkAtThePath_RefusedAndBothKept()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(SocketPath)!);
+        var target = Path.Combine(_directory, "target");
+        File.WriteAllText(target, "precious");
+        File.CreateSymbolicLink(SocketPath, target);
+
+        var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+
+        Assert.That(server, Is.Null);
+        Assert.That(error, Is.EqualTo($"{SocketPath} exists and is not a socket"));
+        Assert.That(new FileInfo(SocketPath).LinkTarget, Is.EqualTo(target));
+        Assert.That(File.ReadAllText(target), Is.EqualTo("precious"));
+    }
+
+    [Test]
+    public void Start_FolderWorldWritableWithoutSticky_Refused()
+    {
+        var folder = Path.GetDirectoryName(SocketPath)!;
+        Directory.CreateDirectory(folder);
+        File.SetUnixFileMode(folder, (UnixFileMode)0x1FF);
+
+        var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+
+        Assert.That(server, Is.Null);
+        Assert.That(error, Is.EqualTo($"{folder} is world-writable without the sticky bit; give the control socket a private folder"));
+        Assert.That(Path.Exists(SocketPath), Is.False);
+    }
+
+    [Test]
+    public async Task Start_FolderWorldWritableWithSticky_Served()
+    {
+        var folder = Path.GetDirectoryName(SocketPath)!;
+        Directory.CreateDirectory(folder);
+        File.SetUnixFileMode(folder, (UnixFileMode)0x3FF);
+        await using var server = Start();
+
+        Assert.That(File.GetUnixFileMode(SocketPath), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite));
+        Assert.That((await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout)).Ok, Is.True);
+    }
+
+    [Test]
+    public void Start_FolderIsASymlink_Refused()
+    {
+        var real = Path.Combine(_directory, "real");
+        Directory.CreateDirectory(real);
+        var folder = Path.GetDirectoryName(SocketPath)!;
+        Directory.CreateDirectory(Path.GetDirectoryName(folder)!);
+        Directory.CreateSymbolicLink(folder, real);
+
+        var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error);
+
+        Assert.That(server, Is.Null);
+        Assert.That(error, Is.EqualTo($"{folder} is a symlink; give the control socket a path in a real folder"));
+        Assert.That(Directory.GetFileSystemEntries(real), Is.Empty);
+    }
+
+    [Test]
+    public async Task Connection_DuplicatedCommandKey_ErrorReplyThenServedOnTheSameConnection()
+    {
+        await using var server = Start();
+        using var client = await ConnectAsync();
+
+        var lines = await ExchangeAsync(client, "{\"command\":\"status\",\"command\":\"reload\"}\n{\"command\":\"status\"}\n", expectedLines: 2);
+
+        Assert.That(lines, Has.Count.EqualTo(2));
+        Assert.That(lines[0], Does.StartWith("{\"ok\":false,\"error\":\"malformed JSON"));
+        Assert.That(lines[1], Is.EqualTo("{\"ok\":true,\"applied\":true,\"message\":\"status\"}"));
+    }
+
+    [Test]
+    public async Task Connection_OneOverMaxClientsWithItsRequestSent_GetsTheBusyReply()
+    {
+        await using var server = Start();
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < ControlServer.MaxClients; i++)
+            {
+                var socket = await ConnectAsync();
+                held.Add(socket);
+                // A reply proves the server took this client into a slot.
+                Assert.That((await ExchangeAsync(socket, "{\"command\":\"status\"}\n", expectedLines: 1))[0], Does.StartWith("{\"ok\":true"));
+            }
+
+            using var extra = await ConnectAsync();
+            var lines = await ExchangeAsync(extra, "{\"command\":\"status\"}\n{\"command\":\"status\"}\n", expectedLines: 1);
+
+            Assert.That(lines, Is.EqualTo(new[] { "{\"ok\":false,\"error\":\"busy: too many control clients; try again\"}" }));
+        }
+        finally
+        {
+            held.ForEach(s => s.Dispose());
+        }
+    }
+
+    [TestCase(0)]
+    [TestCase(108)]
+    public async Task Client_UnusablePath_FailsNamingThePath(int length)
+    {
+        var path = length == 0 ? "" : "/" + new string('p', length - 1);
+
+        var exchange = await ControlClient.SendAsync(path, ControlCommand.Status, Timeout).WaitAsync(Timeout);
+
+        Assert.That(exchange.Ok, Is.False);
+        Assert.That(exchange.Error, Does.StartWith($"bad control socket path \"{path}\": "));
+    }
+
+    [Test]
+    public async Task AcceptLoop_AcceptFailsEveryTime_WaitsTheBackoffBeforeEachRetry()
+    {
+        var time = new BackoffRecordingTime();
+        await using var server = ControlServer.Start(SocketPath, Stub, time, out var error)!;
+        Assert.That(server, Is.Not.Null, error);
+
+        // Closed behind the server's back, the listener fails every accept at once, as EMFILE would.
+        server.Listener.Dispose();
+        await time.Requested.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+
+        Assert.That(time.Requested.Reader.TryRead(out _), Is.False, "no second accept before the backoff elapsed");
+        time.Fire();
+        await time.Requested.Reader.ReadAsync().AsTask().WaitAsync(Timeout);
+    }
+
+    /// <summary>System time, except that backoff-length timers only fire when the test says so.</summary>
+    private sealed class BackoffRecordingTime : TimeProvider
+    {
+        private static readonly TimeSpan Never = global::System.Threading.Timeout.InfiniteTimeSpan;
+
+        private readonly List<(TimerCallback Callback, object? State)> _pending = [];
+
+        public Channel<bool> Requested { get; } = Channel.CreateUnbounded<bool>();
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+        {
+            if (dueTime != ControlServer.AcceptErrorBackoff)
+            {
+                return TimeProvider.System.CreateTimer(callback, state, dueTime, period);
+            }
+
+            lock (_pending)
+            {
+                _pending.Add((callback, state));
+            }
+
+            Requested.Writer.TryWrite(true);
+            return TimeProvider.System.CreateTimer(_ => { }, null, Never, Never);
+        }
+
+        public void Fire()
+        {
+            List<(TimerCallback Callback, object? State)> due;
+            lock (_pending)
+            {
+                due = [.. _pending];
+                _pending.Clear();
+            }
+
+            due.ForEach(t => t.Callback(t.State));
+        }
     }
 
     private async Task<Socket> ConnectAsync()
