@@ -90,16 +90,8 @@ internal static partial class InteropCommand
                 return InteropExitCodes.NotRoot;
             }
 
-            using var interrupt = new CancellationTokenSource();
-            void OnSignal(PosixSignalContext context)
-            {
-                // Ours to handle: the running cell cancels and tears its namespaces down before we exit.
-                context.Cancel = true;
-                interrupt.Cancel();
-            }
-
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            // Ours to handle: the running cell cancels and tears its namespaces down before we exit.
+            using var interrupt = new InterruptSignals();
             var options = new InteropOptions(builds, kib * 1024, mbit, TimeSpan.FromSeconds(seconds));
             LabRun.SweepStaleAsync(CancellationToken.None).GetAwaiter().GetResult();
             if (result.GetValue(compare))

@@ -27,16 +27,8 @@ internal static class LabCommand
                 return ExitCodes.Usage;
             }
 
-            using var interrupt = new CancellationTokenSource();
-            void OnSignal(PosixSignalContext context)
-            {
-                // Ours to handle: the demo cancels its steps and tears down before it exits.
-                context.Cancel = true;
-                interrupt.Cancel();
-            }
-
-            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
-            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+            // Ours to handle: the demo cancels its steps and tears down before we exit.
+            using var interrupt = new InterruptSignals();
             var demoRun = new LabDemo(result.InvocationConfiguration.Output, stderr, new LabDemoOptions(megabytes, mbit, !result.GetValue(noInstall), result.GetValue(scenario) != "hybrid", result.GetValue(scenario) != "chain"), TimeProvider.System);
             return demoRun.RunAsync(interrupt.Token).GetAwaiter().GetResult();
         });
