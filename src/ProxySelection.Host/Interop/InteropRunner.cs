@@ -360,12 +360,15 @@ internal sealed partial class InteropRunner(InteropOptions options)
             // A holder's side toward the client carries connections its other side never sees; a router passes them all,
             // less what tcpdump lost (reported, plus a few at the stop: see CaptureComparison).
             int tolerance = (2 * CaptureComparison.MaxCaptureLoss) + run.ReportedLoss[i];
-            // Judged per connection that carried data, on its handshake: a holder answers the SYNs it intercepts, so they
-            // never leave by its other side. A few segments each, so tcpdump's losses under load (thousands of data
-            // segments) do not blur them; half or more intercepted (a join may pass first and be retried) names a holder.
+            // Judged per connection that carried data: a holder ends the connections it intercepts, so none of their
+            // segments leaves by its other side as it came (a transparent upstream leg may reuse the client's addresses
+            // and ports, but not its sequence numbers); a router passes them all. Any segment of the connection, not
+            // just its SYN, so what tcpdump loses under load (a SYN at the start of a capture, once in a CI run) does
+            // not name a router the holder; half or more intercepted (a join may pass first and be retried) names a holder.
             var upIds = run.Up[i].Select(s => s.Identity).ToHashSet();
             var handshakes = run.Down[i].Where(s => s.IsSyn && flows.Contains(s.Flow) && run.Down[i].Any(d => d.Flow == s.Flow && d.PayloadLength > 0))
-                .GroupBy(s => s.Flow).Select(g => g.Any(s => upIds.Contains(s.Identity))).ToList();
+                .Select(s => s.Flow).Distinct()
+                .Select(flow => run.Down[i].Any(d => d.Flow == flow && upIds.Contains(d.Identity))).ToList();
             int intercepted = handshakes.Count(passed => !passed);
             bool byCapture = comparison.Changed > 0 || (intercepted > 0 && intercepted * 2 >= handshakes.Count);
             bool identical = !byCapture && comparison.Before > 0 && comparison.Identical(tolerance);

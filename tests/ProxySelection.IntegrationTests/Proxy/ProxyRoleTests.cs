@@ -40,7 +40,7 @@ public sealed class ProxyRoleTests
     /// Issue 5 acceptance, hybrid access: a plain TCP client behind the CPE (upgrade), two 50 Mbit/s paths to the AGG
     /// (downgrade), a plain TCP server. Steady-state goodput at the client (iperf3 through both proxies, first second
     /// uncounted, 4 s counted) with both paths is at least 1.9 times that with one path through the same proxies. Noise
-    /// policy: 3 alternating rounds of each, the medians compared, once; no retries.
+    /// policy: 5 alternating rounds of each, the medians compared, once; no retries.
     /// </summary>
     [Test]
     public async Task HybridAccess_TwoPathsOf50Mbit_BothPathsCarryAtLeast1Point9TimesOnePath()
@@ -54,7 +54,7 @@ public sealed class ProxyRoleTests
             var agg = await StartHybridProxyAsync(chain.Agg, "downgrade", 2, keyFile);
             var cpe = await StartHybridProxyAsync(chain.Cpe, "upgrade", 1, keyFile);
 
-            var comparison = await HybridThroughput.CompareAsync(chain, rounds: 3, seconds: 4, round => TestContext.Progress.WriteLine(
+            var comparison = await HybridThroughput.CompareAsync(chain, rounds: 5, seconds: 4, round => TestContext.Progress.WriteLine(
                 string.Create(CultureInfo.InvariantCulture, $"{(round.BothPaths ? "both paths" : "one path")}: {round.Mbit:F1} Mbit/s (CPE received dsl {round.DslBytes} B, lte {round.LteBytes} B)")),
                 CancellationToken.None).WaitAsync(TimeSpan.FromMinutes(2));
             await cpe.StopAsync(ProxyLab.Timeout);
