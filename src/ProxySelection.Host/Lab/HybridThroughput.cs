@@ -103,11 +103,10 @@ internal static class HybridThroughput
     /// </summary>
     private static async Task SettleAsync(HybridChain chain, CancellationToken cancellationToken)
     {
-        long Total(long dsl, long lte) => dsl + lte;
         long last = -1;
         for (int i = 0; i < 15; i++)
         {
-            long now = Total(await RxBytesAsync(chain.Cpe, DemoChain.Dsl).ConfigureAwait(false), await RxBytesAsync(chain.Cpe, DemoChain.Lte).ConfigureAwait(false));
+            long now = await RxBytesAsync(chain.Cpe, DemoChain.Dsl).ConfigureAwait(false) + await RxBytesAsync(chain.Cpe, DemoChain.Lte).ConfigureAwait(false);
             if (now == last)
             {
                 return;

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;
@@ -12,31 +11,11 @@ internal sealed class TelemetryException(string message, Exception inner) : Exce
 
 /// <summary>
 /// Wires the <see cref="ProxyTelemetry.Name"/> source and meter to the exporters of <see cref="TelemetryOptions"/>:
-/// <see cref="AddProxyTelemetry"/> for the generic host, <see cref="StartExporters"/> without one.
+/// <see cref="StartExporters"/> starts them before the host and stops them after it, so the engine's first and last
+/// spans and metrics have a listener.
 /// </summary>
 internal static class ProxyTelemetryExporters
 {
-    /// <summary>Registers the exporters with the host's OpenTelemetry SDK (started and flushed with the host).</summary>
-    public static IServiceCollection AddProxyTelemetry(this IServiceCollection services, TelemetryOptions options)
-    {
-        ArgumentNullException.ThrowIfNull(services);
-        ArgumentNullException.ThrowIfNull(options);
-        if (!options.Enabled)
-        {
-            return services;
-        }
-
-        var builder = services.AddOpenTelemetry()
-            .ConfigureResource(resource => Describe(resource, options))
-            .WithMetrics(metrics => ConfigureMetrics(metrics, options));
-        if (options.ExportsTraces)
-        {
-            builder.WithTracing(tracing => ConfigureTracing(tracing, options));
-        }
-
-        return services;
-    }
-
     /// <summary>
     /// Starts the exporters now; disposing flushes and stops them (call after the engine stopped).
     /// <see cref="TelemetryException"/> when the Prometheus endpoint cannot be served.
