@@ -101,11 +101,14 @@ public static partial class CaptureComparison
         var twoIds = two.Select(s => s.Identity).ToHashSet();
         var oneKeys = one.ToLookup(s => s.Key);
         var twoKeys = two.ToLookup(s => s.Key);
-        var changed = one.Where(s => !twoIds.Contains(s.Identity) && twoKeys.Contains(s.Key))
-            .Concat(two.Where(s => !oneIds.Contains(s.Identity) && oneKeys.Contains(s.Key)))
+        // Pure ACKs repeat a key with other bytes (a window update, a later timestamp): when tcpdump loses one of the pair
+        // on one side the other looks changed, so an unmatched pure ACK counts as lost, never as changed.
+        static bool Comparable(CapturedSegment s) => s.PayloadLength > 0 || (s.Flags & ~TcpFlags.Ack) != 0;
+        var changed = one.Where(s => Comparable(s) && !twoIds.Contains(s.Identity) && twoKeys.Contains(s.Key))
+            .Concat(two.Where(s => Comparable(s) && !oneIds.Contains(s.Identity) && oneKeys.Contains(s.Key)))
             .Select(s => s.Identity).ToList();
-        var lostAfter = one.Where(s => !twoKeys.Contains(s.Key)).ToList();
-        var lostBefore = two.Where(s => !oneKeys.Contains(s.Key)).ToList();
+        var lostAfter = one.Where(s => !twoKeys.Contains(s.Key) || (!Comparable(s) && !twoIds.Contains(s.Identity))).ToList();
+        var lostBefore = two.Where(s => !oneKeys.Contains(s.Key) || (!Comparable(s) && !oneIds.Contains(s.Identity))).ToList();
         var detail = string.Join("\n", changed.Take(5).Select(c => $"changed: {Abbreviate(c)}")
             .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
             .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));
