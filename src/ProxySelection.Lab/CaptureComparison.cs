@@ -39,7 +39,7 @@ public sealed record CapturedSegment(string Source, string Destination, TcpFlags
 }
 
 /// <summary>How the segments on the two sides of a router compare, per direction of one endpoint's traffic.</summary>
-/// <param name="Changed">Segments present on both sides (same key) with different bytes: never a capture artefact.</param>
+/// <param name="Changed">Segments whose key is on both sides with bytes each side lacks (a substitution): never a capture artefact.</param>
 /// <param name="Missing">Segments seen on one side only.</param>
 /// <param name="Before">Segments counted on the first side.</param>
 /// <param name="After">Segments counted on the second side.</param>
@@ -101,14 +101,21 @@ public static partial class CaptureComparison
         var twoIds = two.Select(s => s.Identity).ToHashSet();
         var oneKeys = one.ToLookup(s => s.Key);
         var twoKeys = two.ToLookup(s => s.Key);
-        // Pure ACKs repeat a key with other bytes (a window update, a later timestamp): when tcpdump loses one of the pair
-        // on one side the other looks changed, so an unmatched pure ACK counts as lost, never as changed.
+        // A change is a substitution: under one key (ports, sequence, acknowledgement, flags) each side holds bytes the
+        // other side lacks. Bytes on one side only, while every form the other side holds under that key is matched, are
+        // a loss: a retransmission after a drop inside the hop (the original and the retransmission differ in their
+        // timestamp) is seen twice before the hop and once after it; a router may drop, it may not rewrite.
+        // Pure ACKs repeat a key with other bytes (a window update, a later timestamp): when tcpdump loses one of a pair
+        // on each side the two look substituted, so an unmatched pure ACK counts as lost, never as changed.
         static bool Comparable(CapturedSegment s) => s.PayloadLength > 0 || (s.Flags & ~TcpFlags.Ack) != 0;
-        var changed = one.Where(s => Comparable(s) && !twoIds.Contains(s.Identity) && twoKeys.Contains(s.Key))
-            .Concat(two.Where(s => Comparable(s) && !oneIds.Contains(s.Identity) && oneKeys.Contains(s.Key)))
+        static bool Unmatched(IEnumerable<CapturedSegment> sameKey, HashSet<string> otherIds) => sameKey.Any(s => !otherIds.Contains(s.Identity));
+        bool Substituted(CapturedSegment s, HashSet<string> otherIds, ILookup<string, CapturedSegment> otherKeys, HashSet<string> ownIds) =>
+            Comparable(s) && !otherIds.Contains(s.Identity) && otherKeys.Contains(s.Key) && Unmatched(otherKeys[s.Key], ownIds);
+        var changed = one.Where(s => Substituted(s, twoIds, twoKeys, oneIds))
+            .Concat(two.Where(s => Substituted(s, oneIds, oneKeys, twoIds)))
             .Select(s => s.Identity).ToList();
-        var lostAfter = one.Where(s => !twoKeys.Contains(s.Key) || (!Comparable(s) && !twoIds.Contains(s.Identity))).ToList();
-        var lostBefore = two.Where(s => !oneKeys.Contains(s.Key) || (!Comparable(s) && !oneIds.Contains(s.Identity))).ToList();
+        var lostAfter = one.Where(s => !twoIds.Contains(s.Identity) && !Substituted(s, twoIds, twoKeys, oneIds)).ToList();
+        var lostBefore = two.Where(s => !oneIds.Contains(s.Identity) && !Substituted(s, oneIds, oneKeys, twoIds)).ToList();
         var detail = string.Join("\n", changed.Take(5).Select(c => $"changed: {Abbreviate(c)}")
             .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
             .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));

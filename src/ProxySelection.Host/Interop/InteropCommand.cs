@@ -289,6 +289,7 @@ internal static partial class InteropCommand
                     w.WriteBoolean("held_by_output", i.HeldByOutput);
                     w.WriteBoolean("held_by_capture", i.HeldByCapture);
                     w.WriteBoolean("identical", i.Identical);
+                    w.WriteString("detail", i.Detail);
                     w.WriteStartObject("counters");
                     foreach (var (name, value) in i.Counters)
                     {

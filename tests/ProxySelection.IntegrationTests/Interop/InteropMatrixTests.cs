@@ -47,7 +47,7 @@ public sealed class InteropMatrixTests
                 foreach (var instance in cell.GetProperty("instances").EnumerateArray())
                 {
                     bool holder = instance.GetProperty("id").GetString() == expected;
-                    Assert.That(instance.GetProperty("identical").GetBoolean(), Is.EqualTo(!holder), $"{name}: {instance.GetProperty("id")} sides identical unless it holds");
+                    Assert.That(instance.GetProperty("identical").GetBoolean(), Is.EqualTo(!holder), $"{name}: {instance.GetProperty("id")} sides identical unless it holds: {instance.GetProperty("detail")}");
                     Assert.That(instance.GetProperty("counters").GetProperty("hook_failures").GetDouble(), Is.Zero, $"{name}: {instance.GetProperty("id")}");
                 }
             }

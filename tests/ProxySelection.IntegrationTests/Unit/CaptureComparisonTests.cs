@@ -1,0 +1,140 @@
+using ProxySelection.Lab;
+using ProxySelection.Wire;
+
+namespace ProxySelection.IntegrationTests.Unit;
+
+/// <summary>
+/// The rule that tells a router's legitimate drops and tcpdump's losses from a rewrite (untouched pass-through, design §2):
+/// a change is a substitution, bytes under one segment key that each side lacks.
+/// </summary>
+[TestFixture]
+public sealed class CaptureComparisonTests
+{
+    private const string Client = "198.18.1.2";
+    private const string Server = "198.18.9.2";
+
+    [Test]
+    public void Compare_SameSegmentsBothSides_IdenticalWithNothingMissing()
+    {
+        var a = Data(seq: 1000, timestamp: 1);
+        var b = Data(seq: 2000, timestamp: 2);
+
+        var result = CaptureComparison.Compare([a, b], [a, b], _ => true);
+
+        Assert.That(result, Is.EqualTo(new SideComparison(0, 0, 2, 2, "")));
+    }
+
+    [Test]
+    public void Compare_PayloadRewrittenOnTheWay_Changed()
+    {
+        var sent = Data(seq: 1000, timestamp: 1, fill: 0x11);
+        var rewritten = Data(seq: 1000, timestamp: 1, fill: 0x22);
+
+        var result = CaptureComparison.Compare([sent], [rewritten], _ => true);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Changed, Is.EqualTo(2), "the bytes each side lacks, counted on both sides");
+            Assert.That(result.Identical(tolerance: 100), Is.False, "no tolerance hides a change");
+        });
+    }
+
+    [Test]
+    public void Compare_DroppedInsideTheHopThenRetransmitted_LossNotChange()
+    {
+        // The original reached the hop's first side and was dropped; the retransmission (same sequence, a later
+        // timestamp) crossed both sides.
+        var original = Data(seq: 1000, timestamp: 1);
+        var retransmission = Data(seq: 1000, timestamp: 9);
+
+        var result = CaptureComparison.Compare([original, retransmission], [retransmission], _ => true);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Changed, Is.Zero);
+            Assert.That(result.Missing, Is.EqualTo(1));
+            Assert.That(result.Identical(tolerance: 1), Is.True);
+        });
+    }
+
+    [Test]
+    public void Compare_RetransmissionLostByTcpdumpAfterTheHop_LossNotChange()
+    {
+        var original = Data(seq: 1000, timestamp: 1);
+        var retransmission = Data(seq: 1000, timestamp: 9);
+
+        var result = CaptureComparison.Compare([original, retransmission], [original], _ => true);
+
+        Assert.That((result.Changed, result.Missing), Is.EqualTo((0, 1)));
+    }
+
+    [Test]
+    public void Compare_OriginalOnOneSideRetransmissionOnlyOnTheOther_Changed()
+    {
+        // Bytes under one key that each side lacks: indistinguishable from a rewrite, so never tolerated.
+        var result = CaptureComparison.Compare([Data(seq: 1000, timestamp: 1)], [Data(seq: 1000, timestamp: 9)], _ => true);
+
+        Assert.That(result.Changed, Is.EqualTo(2));
+    }
+
+    [Test]
+    public void Compare_PureAckPairEachLostOnOneSide_LossNotChange()
+    {
+        var ack = Segment(Server, Client, seq: 1, ack: 5000, TcpFlags.Ack, timestamp: 1, payload: 0, fill: 0);
+        var windowUpdate = Segment(Server, Client, seq: 1, ack: 5000, TcpFlags.Ack, timestamp: 2, payload: 0, fill: 0, window: 4096);
+
+        var result = CaptureComparison.Compare([ack], [windowUpdate], _ => true);
+
+        Assert.That((result.Changed, result.Missing), Is.EqualTo((0, 2)));
+    }
+
+    [Test]
+    public void Compare_SegmentOnOneSideOnly_Missing()
+    {
+        var a = Data(seq: 1000, timestamp: 1);
+        var b = Data(seq: 2000, timestamp: 2);
+
+        var result = CaptureComparison.Compare([a, b], [a], _ => true);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((result.Changed, result.Missing), Is.EqualTo((0, 1)));
+            Assert.That(result.Detail, Does.StartWith("after: missing #1"));
+            Assert.That(result.Identical(tolerance: 0), Is.False);
+        });
+    }
+
+    [Test]
+    public void Compare_SelectsOnlyTheSegmentsMineAccepts()
+    {
+        var mine = Data(seq: 1000, timestamp: 1);
+        var other = Segment(Server, Client, seq: 7, ack: 1, TcpFlags.Ack | TcpFlags.Psh, timestamp: 1, payload: 10, fill: 3);
+
+        var result = CaptureComparison.Compare([mine, other], [mine], s => s.Source == Client);
+
+        Assert.That((result.Before, result.After, result.Missing), Is.EqualTo((1, 1, 0)));
+    }
+
+    private static CapturedSegment Data(uint seq, uint timestamp, byte fill = 0x5a) =>
+        Segment(Client, Server, seq, ack: 1, TcpFlags.Ack | TcpFlags.Psh, timestamp, payload: 100, fill);
+
+    /// <summary>A TCP header with a timestamp option (32 bytes) and <paramref name="payload"/> bytes of <paramref name="fill"/>.</summary>
+    private static CapturedSegment Segment(string source, string destination, uint seq, uint ack, TcpFlags flags, uint timestamp, int payload, byte fill, ushort window = 502)
+    {
+        var bytes = new byte[32 + payload];
+        bytes[0] = 0xc3; // source port 50000
+        bytes[1] = 0x50;
+        bytes[3] = 80;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(4), seq);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(8), ack);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(12), (ushort)((8 << 12) | (ushort)flags));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(bytes.AsSpan(14), window);
+        bytes[20] = 1; // NOP, NOP, timestamp
+        bytes[21] = 1;
+        bytes[22] = 8;
+        bytes[23] = 10;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes.AsSpan(24), timestamp);
+        bytes.AsSpan(32).Fill(fill);
+        return new CapturedSegment(source, destination, flags, timestamp, bytes);
+    }
+}
