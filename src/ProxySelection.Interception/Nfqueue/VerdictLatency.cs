@@ -100,7 +100,12 @@ public sealed class LatencyHistogram
 /// </summary>
 public sealed class VerdictLatency(TimeProvider time)
 {
-    private const int MaxPending = 4096;
+    /// <summary>Deferred packets remembered at most; when full, those deferred longer than <see cref="StaleAfter"/> are forgotten.</summary>
+    public const int MaxPending = 4096;
+
+    /// <summary>How long a deferred packet's entry is kept when the table is full.</summary>
+    public static readonly TimeSpan StaleAfter = TimeSpan.FromSeconds(10);
+
     private readonly Lock _pendingLock = new();
     private readonly Dictionary<uint, long> _pending = [];
     private int _pendingCount;
@@ -112,15 +117,24 @@ public sealed class VerdictLatency(TimeProvider time)
     /// <summary>One line for the daemon's log: <c>proxysel: syn decision latency immediate n=… …; held n=… …</c>.</summary>
     public override string ToString() => $"proxysel: syn decision latency immediate {Immediate}; held {Deferred}";
 
+    /// <summary>Packets deferred and not yet decided (bounded by <see cref="MaxPending"/>).</summary>
+    public int Pending => Volatile.Read(ref _pendingCount);
+
     internal void Defer(uint packetId, long receivedAt)
     {
         lock (_pendingLock)
         {
+            if (_pending.Count >= MaxPending)
+            {
+                ForgetStale(receivedAt);
+            }
+
             if (_pending.Count < MaxPending)
             {
                 _pending[packetId] = receivedAt;
-                _pendingCount = _pending.Count;
             }
+
+            _pendingCount = _pending.Count;
         }
     }
 
@@ -141,5 +155,25 @@ public sealed class VerdictLatency(TimeProvider time)
             _pendingCount = _pending.Count;
         }
         Deferred.Record(time.GetElapsedTime(receivedAt, now));
+    }
+
+    // A deferred packet whose verdict never comes through OnLateVerdict (accepted in a batch at close, or its entry
+    // outlived a queue restart) would otherwise hold its slot for ever, and once the table is full no held decision
+    // would be timed again. No SYN is held anywhere near StaleAfter (a client gives up on MPTCP after two lost SYNs).
+    private void ForgetStale(long now)
+    {
+        List<uint>? stale = null;
+        foreach (var (id, receivedAt) in _pending)
+        {
+            if (time.GetElapsedTime(receivedAt, now) >= StaleAfter)
+            {
+                (stale ??= []).Add(id);
+            }
+        }
+
+        foreach (var id in stale ?? [])
+        {
+            _pending.Remove(id);
+        }
     }
 }
