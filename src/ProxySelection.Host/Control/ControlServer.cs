@@ -269,9 +269,11 @@ internal sealed class ControlServer : IAsyncDisposable
                         continue;
                     }
 
+                    // A whole request restarts the deadline before its reply goes out: a client holding the reply
+                    // has its full idle time again.
+                    idle.CancelAfter(IdleTimeout);
                     var reply = Reply(line.Span.TrimEnd((byte)'\r'));
                     await client.SendAsync(reply, SocketFlags.None, linked.Token).ConfigureAwait(false);
-                    idle.CancelAfter(IdleTimeout);
                 }
 
                 Array.Copy(buffer, start, buffer, 0, filled - start);

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;
+using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Host.Control;
 
 namespace ProxySelection.Host.Tests.Control;
@@ -91,6 +92,39 @@ public sealed class ControlServerTests
         var exchange = await ControlClient.SendAsync(SocketPath, ControlCommand.Status, Timeout).WaitAsync(Timeout);
 
         Assert.That(exchange.Ok, Is.True, exchange.Error);
+    }
+
+    [Test]
+    public async Task Connection_SilentForTheIdleTimeout_ClosedByTheServer()
+    {
+        var time = new FakeTimeProvider();
+        await using var server = ControlServer.Start(SocketPath, Stub, time, out var error)!;
+        Assert.That(server, Is.Not.Null, error);
+        using var client = await ConnectAsync();
+        // One exchange first: the server is serving this client, so its idle deadline is armed.
+        await ExchangeAsync(client, "{\"command\":\"status\"}\n", expectedLines: 1);
+
+        time.Advance(ControlServer.IdleTimeout);
+        int read = await client.ReceiveAsync(new byte[64], SocketFlags.None).WaitAsync(Timeout);
+
+        Assert.That(read, Is.Zero, "the server closed the silent connection");
+    }
+
+    [Test]
+    public async Task Connection_RequestBeforeTheIdleTimeout_DeadlineRestartsAndServed()
+    {
+        var time = new FakeTimeProvider();
+        await using var server = ControlServer.Start(SocketPath, Stub, time, out var error)!;
+        Assert.That(server, Is.Not.Null, error);
+        using var client = await ConnectAsync();
+        await ExchangeAsync(client, "{\"command\":\"status\"}\n", expectedLines: 1);
+
+        time.Advance(ControlServer.IdleTimeout - TimeSpan.FromSeconds(1));
+        var second = await ExchangeAsync(client, "{\"command\":\"status\"}\n", expectedLines: 1);
+        time.Advance(ControlServer.IdleTimeout - TimeSpan.FromSeconds(1));
+        var third = await ExchangeAsync(client, "{\"command\":\"status\"}\n", expectedLines: 1);
+
+        Assert.That(second.Concat(third), Is.All.EqualTo("{\"ok\":true,\"applied\":true,\"message\":\"status\"}"));
     }
 
     [Test]
