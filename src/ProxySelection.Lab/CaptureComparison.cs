@@ -40,11 +40,13 @@ public sealed record CapturedSegment(string Source, string Destination, TcpFlags
 
 /// <summary>How the segments on the two sides of a router compare, per direction of one endpoint's traffic.</summary>
 /// <param name="Changed">Segments whose key is on both sides with bytes each side lacks (a substitution): never a capture artefact.</param>
-/// <param name="Missing">Segments seen on one side only.</param>
+/// <param name="Missing">Segments seen on one side only, with nothing under their key on the other side.</param>
 /// <param name="Before">Segments counted on the first side.</param>
 /// <param name="After">Segments counted on the second side.</param>
 /// <param name="Detail">What differed, for a report.</param>
-public sealed record SideComparison(int Changed, int Missing, int Before, int After, string Detail)
+/// <param name="Superseded">Segments seen on one side only whose key crossed in another form the other side also
+/// holds (a drop inside the hop followed by a retransmission, a window update tcpdump lost): not counted as missing.</param>
+public sealed record SideComparison(int Changed, int Missing, int Before, int After, string Detail, int Superseded = 0)
 {
     /// <summary>Nothing changed and at most <paramref name="tolerance"/> segments are missing (capture losses).</summary>
     public bool Identical(int tolerance) => Changed == 0 && Missing <= tolerance;
@@ -114,12 +116,14 @@ public static partial class CaptureComparison
         var changed = one.Where(s => Substituted(s, twoIds, twoKeys, oneIds))
             .Concat(two.Where(s => Substituted(s, oneIds, oneKeys, twoIds)))
             .Select(s => s.Identity).ToList();
-        var lostAfter = one.Where(s => !twoIds.Contains(s.Identity) && !Substituted(s, twoIds, twoKeys, oneIds)).ToList();
-        var lostBefore = two.Where(s => !oneIds.Contains(s.Identity) && !Substituted(s, oneIds, oneKeys, twoIds)).ToList();
+        var lostAfter = one.Where(s => !twoKeys.Contains(s.Key)).ToList();
+        var lostBefore = two.Where(s => !oneKeys.Contains(s.Key)).ToList();
+        int superseded = one.Count(s => !twoIds.Contains(s.Identity) && twoKeys.Contains(s.Key) && !Substituted(s, twoIds, twoKeys, oneIds))
+            + two.Count(s => !oneIds.Contains(s.Identity) && oneKeys.Contains(s.Key) && !Substituted(s, oneIds, oneKeys, twoIds));
         var detail = string.Join("\n", changed.Take(5).Select(c => $"changed: {Abbreviate(c)}")
             .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
             .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));
-        return new SideComparison(changed.Count, lostAfter.Count + lostBefore.Count, one.Count, two.Count, detail);
+        return new SideComparison(changed.Count, lostAfter.Count + lostBefore.Count, one.Count, two.Count, detail, superseded);
     }
 
     /// <summary>

@@ -392,7 +392,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
             {
                 instances.Add(new InstanceResult(isProxy ? name : $"router{i + 1}", isProxy ? options.BinaryFor(i).Label : "-", byOutput, byCapture, identical,
                     isProxy ? ProxyTrace.Counters(text) : new Dictionary<string, double>(),
-                    string.Create(CultureInfo.InvariantCulture, $"{comparison.Before} segments before, {comparison.After} after, {comparison.Changed} changed, {comparison.Missing} missing (tolerance {tolerance})") +
+                    string.Create(CultureInfo.InvariantCulture, $"{comparison.Before} segments before, {comparison.After} after, {comparison.Changed} changed, {comparison.Missing} missing (tolerance {tolerance}), {comparison.Superseded} superseded by a retransmission") +
                     (comparison.Detail.Length > 0 && !identical ? "\n" + comparison.Detail : "")));
             }
         }
