@@ -24,9 +24,12 @@ internal sealed record InteropProxy(SignalingMode Mode, SelectionPolicy Policy, 
         PolicyName + (Policy == SelectionPolicy.Priority ? string.Create(CultureInfo.InvariantCulture, $"({Priority})") : "") + (AtCapacity ? "+full" : "");
 }
 
-/// <summary>One cell of the interop matrix: client and server kind, the proxies P1..Pn in path order.</summary>
-internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnlyList<InteropProxy> Proxies)
+/// <summary>One cell of the interop matrix: client and server kind, the proxies P1..Pn in path order, the address family.</summary>
+internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnlyList<InteropProxy> Proxies, bool V6 = false)
 {
+    /// <summary>v4 or v6.</summary>
+    public string Family => V6 ? "v6" : "v4";
+
     /// <summary>explicit, implicit or mixed (some of each), or "-" without proxies.</summary>
     public string ModeName =>
         Proxies.Count == 0 ? "-" :
@@ -48,8 +51,13 @@ internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnly
         }
     }
 
-    /// <summary>A stable, unique name, e.g. <c>mptcp-tcp-3-explicit-first</c> or <c>mptcp-tcp-2-mixed-first.impl</c>.</summary>
-    public string Name
+    /// <summary>
+    /// A stable, unique name, e.g. <c>mptcp-tcp-3-explicit-first</c>, <c>mptcp-tcp-2-mixed-first.impl</c>, or with
+    /// <c>-v6</c> at the end for IPv6.
+    /// </summary>
+    public string Name => V6 ? ShapeName + "-v6" : ShapeName;
+
+    private string ShapeName
     {
         get
         {
@@ -125,17 +133,26 @@ internal static class InteropMatrix
         }
     }
 
-    /// <summary>Every client × server × 0..3 proxies × configuration.</summary>
+    /// <summary>
+    /// Every client × server × 0..3 proxies × configuration over IPv4, and over IPv6 every configuration of 0..3 proxies
+    /// for the case the proxies exist for (an MPTCP client, a TCP-only server).
+    /// </summary>
     public static IReadOnlyList<InteropCell> Full() =>
-        [.. from clientMptcp in new[] { true, false }
-            from serverMptcp in new[] { false, true }
-            from n in Enumerable.Range(0, 4)
-            from chain in Chains(n)
-            select new InteropCell(clientMptcp, serverMptcp, chain)];
+    [
+        .. from clientMptcp in new[] { true, false }
+           from serverMptcp in new[] { false, true }
+           from n in Enumerable.Range(0, 4)
+           from chain in Chains(n)
+           select new InteropCell(clientMptcp, serverMptcp, chain),
+        .. from n in Enumerable.Range(0, 4)
+           from chain in Chains(n)
+           select new InteropCell(true, false, chain, V6: true),
+    ];
 
     /// <summary>
     /// The CI subset: each client and server kind, 0 to 3 proxies, every mode (explicit, implicit, mixed) and every
-    /// policy (first, nearest-server, priority, capacity) at least once, the 3-proxy chain under each policy.
+    /// policy (first, nearest-server, priority, capacity) at least once, the 3-proxy chain under each policy; over IPv6
+    /// a 3-proxy explicit chain and a 2-proxy implicit one.
     /// </summary>
     public static IReadOnlyList<InteropCell> CiSubset() =>
     [
@@ -153,6 +170,8 @@ internal static class InteropMatrix
         new(true, false, [Priority(3), Priority(7), Priority(5)]),
         new(true, false, [First with { AtCapacity = true }, First, First]),
         new(true, false, [Implicit, Implicit, Implicit]),
+        new(true, false, [First, First, First], V6: true),
+        new(true, false, [Implicit, Implicit], V6: true),
     ];
 
     private static InteropProxy[] Repeat(InteropProxy proxy, int n) => [.. Enumerable.Repeat(proxy, n)];

@@ -252,6 +252,7 @@ internal static partial class InteropCommand
                 w.WriteNumber("proxies", r.Cell.Proxies.Count);
                 w.WriteString("mode", r.Cell.ModeName);
                 w.WriteString("policy", r.Cell.PolicyName);
+                w.WriteString("family", r.Cell.Family);
                 w.WriteStartArray("chain");
                 for (int i = 0; i < r.Cell.Proxies.Count; i++)
                 {

@@ -284,7 +284,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
         }
 
         var output = Path.Combine(directory, "file.out");
-        var url = $"http://{LinearChainTopology.ServerV4}/file.bin";
+        var url = cell.V6 ? $"http://[{LinearChainTopology.ServerV6}]/file.bin" : $"http://{LinearChainTopology.ServerV4}/file.bin";
         string[] curl = ["curl", "-sS", "-o", output, "-w", "%{http_code} %{time_connect}", "--max-time", "30", url];
         var download = cell.ClientMptcp
             ? await topology.Client.RunAsync("mptcpize", ["run", .. curl], TimeSpan.FromSeconds(35), cancellationToken: ct).ConfigureAwait(false)
@@ -342,7 +342,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
 
     private CellResult Judge(InteropCell cell, InteropExpectation expected, LabRunResult run, TimeSpan elapsed, string? error)
     {
-        string[] clients = [LinearChainTopology.ClientPath1V4, LinearChainTopology.ClientPath2V4];
+        var clients = LinearChainTopology.ClientAddresses(cell.V6);
         var instances = new List<InstanceResult>();
         var heldByOutput = new List<string>();
         var heldByCapture = new List<string>();
@@ -433,9 +433,9 @@ internal sealed partial class InteropRunner(InteropOptions options)
         throw new TimeoutException($"no line matching {pattern} in: {process.Output}");
     }
 
-    [GeneratedRegex(@"^(syn|hold) 198\.18\.[12]\.2:[0-9]+ -> 198\.18\.20\.2:80( [A-Za-z]+)?: Intercept \(", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(syn|hold) (198\.18\.[12]\.2|\[2001:db8:[12]::2\]):[0-9]+ -> (198\.18\.20\.2|\[2001:db8:20::2\]):80( [A-Za-z]+)?: Intercept \(", RegexOptions.CultureInvariant)]
     private static partial Regex ClientInterceptPattern();
 
-    [GeneratedRegex(@"^relay 198\.18\.[12]\.2:[0-9]+ -> 198\.18\.20\.2:80: ", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^relay (198\.18\.[12]\.2|\[2001:db8:[12]::2\]):[0-9]+ -> (198\.18\.20\.2|\[2001:db8:20::2\]):80: ", RegexOptions.CultureInvariant)]
     private static partial Regex ClientRelayPattern();
 }
