@@ -90,6 +90,18 @@ public sealed class Lab : IAsyncDisposable
     }
 
     /// <summary>Stops every process started in this lab, then deletes its namespaces. Never throws; safe to call twice.</summary>
+    private static async Task StopQuietlyAsync(LabProcess process)
+    {
+        try
+        {
+            await process.DisposeAsync().ConfigureAwait(false);
+        }
+        catch (LabException)
+        {
+            // Best effort: the namespace deletion still runs.
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         List<LabProcess> toStop;
@@ -103,17 +115,9 @@ public sealed class Lab : IAsyncDisposable
             namespaces.Clear();
         }
 
-        foreach (var p in toStop)
-        {
-            try
-            {
-                await p.DisposeAsync().ConfigureAwait(false);
-            }
-            catch (LabException)
-            {
-                // Best effort: the namespace deletion below still runs.
-            }
-        }
+        // All at once: each may take its grace and then the wait after SIGKILL, and one after another a loaded
+        // machine's teardown took longer than a caller's patience (the demo's Ctrl-C, once in a CI run).
+        await Task.WhenAll(toStop.Select(StopQuietlyAsync)).ConfigureAwait(false);
 
         foreach (var ns in toDelete)
         {

@@ -72,7 +72,15 @@ internal sealed partial class DemoProcess : IDisposable
     public async Task<int> WaitForExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cts.Token);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"the demo did not exit within {timeout.TotalSeconds:0} s; its output so far:\n{Output}");
+        }
+
         return _process.ExitCode;
     }
 
