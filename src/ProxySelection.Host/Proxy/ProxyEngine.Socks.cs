@@ -1,0 +1,380 @@
+using System.Net;
+using System.Net.Sockets;
+using ProxySelection.Host.Socks;
+using ProxySelection.Host.Telemetry;
+using ProxySelection.Negotiation;
+using ProxySelection.Relay;
+
+namespace ProxySelection.Host.Proxy;
+
+/// <summary>
+/// The host-configured mode (spec §7.10): a SOCKS5 server on an MPTCP listener. The host chose this proxy, so the
+/// negotiation decides nothing here; the connection takes a slot of the same limit (<see cref="ProxyNegotiator.TryAdmit"/>),
+/// the upstream leg goes through the same connector, the data phase through a relay with the same options, and the
+/// trace, counters, status and drain are the engine's.
+/// </summary>
+internal sealed partial class ProxyEngine
+{
+    private readonly RelayServer? _socksRelay;
+    private Socket? _socksListener;
+    private Task _socksAccept = Task.CompletedTask;
+
+    /// <summary>The SOCKS front's counts (zero without one).</summary>
+    public SocksCounters SocksCounters { get; } = new();
+
+    /// <summary>Where the SOCKS server listens, once started; null without one.</summary>
+    public IPEndPoint? SocksEndPoint { get; private set; }
+
+    private static RelayServer? CreateSocksRelay(ProxyEngineOptions options, UpstreamConnector connector, TimeProvider time) =>
+        options.Socks is null
+            ? null
+            : new RelayServer(
+                new RelayOptions
+                {
+                    ClientProtocol = TransportProtocol.Mptcp,
+                    UpstreamProtocol = TransportProtocol.Tcp,
+                    MaxConnections = options.Negotiation.MaxConnections,
+                    IdleTimeout = options.IdleTimeout,
+                },
+                new ListenerOptions(), SocketFactory.Default, connector, time, static _ => { });
+
+    private void StartSocks()
+    {
+        if (_options.Socks is not { } socks)
+        {
+            return;
+        }
+
+        var family = socks.Listen.AddressFamily;
+        Socket listener;
+        string transport = "mptcp";
+        try
+        {
+            listener = SocketFactory.Default.Create(family, TransportProtocol.Mptcp);
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ProtocolNotSupported)
+        {
+            // net.mptcp.enabled=0: SOCKS clients still get a proxy, as plain TCP.
+            SocksLog.NoMptcp(_log, e.SocketErrorCode);
+            listener = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            transport = "tcp";
+        }
+
+        try
+        {
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            listener.Bind(socks.Listen);
+            listener.Listen(512);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        _socksListener = listener;
+        SocksEndPoint = (IPEndPoint?)listener.LocalEndPoint;
+        SocksLog.Listening(_log, SocksEndPoint, transport, socks.Credentials is null ? "none" : "username/password");
+        _socksAccept = Task.Run(() => AcceptSocksAsync(listener), CancellationToken.None);
+    }
+
+    /// <summary>Draining: no new SOCKS client is accepted; relayed ones go on until they end or the drain does.</summary>
+    private void StopSocksListener() => Interlocked.Exchange(ref _socksListener, null)?.Dispose();
+
+    private async Task AcceptSocksAsync(Socket listener)
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket client;
+            try
+            {
+                client = await listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException e)
+            {
+                if (Volatile.Read(ref _socksListener) is null)
+                {
+                    return;
+                }
+
+                // EMFILE and the like: back off a little instead of spinning on the error.
+                SocksLog.AcceptFailed(_log, e.SocketErrorCode);
+                try
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(100), _time, _stopping.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            var run = Task.Run(() => SocksConnectionAsync(client), CancellationToken.None);
+            _connections[run] = 0;
+            _ = run.ContinueWith(t => _connections.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
+
+    private async Task SocksConnectionAsync(Socket client)
+    {
+        var socks = _options.Socks!;
+        var clientEndPoint = RemoteOf(client);
+        SocksCounters.AddAccepted();
+        _telemetry.AddConnection("host_configured");
+        if (IsDraining || !_negotiator.TryAdmit())
+        {
+            SocksCounters.AddRefused();
+            SocksLog.Refused(_log, clientEndPoint, IsDraining ? "draining" : "at capacity");
+            CloseAbortively(client);
+            return;
+        }
+
+        Socket? upstream = null;
+        ConnectionTrace? trace = null;
+        try
+        {
+            var (handshake, pending) = await SocksHandshakeAsync(client, socks).ConfigureAwait(false);
+            if (handshake is null)
+            {
+                return;
+            }
+
+            var target = handshake.Target;
+            trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User);
+            var (connected, reply, detail) = await SocksConnectAsync(target, socks, trace).ConfigureAwait(false);
+            SocksLog.Connect(_log, clientEndPoint, target.ToString(), reply, detail);
+            if (connected is null)
+            {
+                SocksCounters.AddConnectFailed();
+                trace?.End("socks_" + reply, error: true);
+                await SendAndCloseAsync(client, Socks5Handshake.Reply(reply)).ConfigureAwait(false);
+                return;
+            }
+
+            upstream = connected;
+            // BND.ADDR/BND.PORT: the address the proxy connected from (RFC 1928 §6).
+            await client.SendAsync(Socks5Handshake.Reply(SocksReply.Succeeded, (IPEndPoint?)upstream.LocalEndPoint), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            if (pending.Length > 0)
+            {
+                // Bytes the client sent behind its request (an optimistic client) belong to the server.
+                await upstream.SendAsync(pending, SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            }
+
+            SocksCounters.AddConnected();
+            var owned = upstream;
+            upstream = null;
+            var result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
+            SocksLog.Relayed(_log, result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
+                result.BytesUpstreamToClient, result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.Duration.TotalMilliseconds);
+            _telemetry.Relayed(trace, result);
+            trace = null;
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The client or the server went away between the reply and the relay, or the engine is stopping; whatever
+            // else failed, this connection ends and the listener goes on.
+            trace?.End("aborted", error: true);
+            CloseAbortively(client);
+            if (upstream is not null)
+            {
+                CloseAbortively(upstream);
+            }
+        }
+        finally
+        {
+            _negotiator.OnConnectionClosed();
+        }
+    }
+
+    /// <summary>
+    /// Reads the handshake within its deadline and size bound. Returns the handshake in state Connect and any bytes
+    /// behind the request, or null after it answered a failure (or the client left) and closed the socket.
+    /// </summary>
+    private async Task<(Socks5Handshake? Handshake, byte[] Pending)> SocksHandshakeAsync(Socket client, SocksOptions socks)
+    {
+        var handshake = new Socks5Handshake(socks.Credentials);
+        var buffer = new byte[2 * Socks5Handshake.MaxMessageLength];
+        int filled = 0;
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+        deadline.CancelAfter(socks.HandshakeTimeout);
+        try
+        {
+            while (true)
+            {
+                var step = handshake.Advance(buffer.AsSpan(0, filled), out int consumed, out var reply);
+                buffer.AsSpan(consumed, filled - consumed).CopyTo(buffer);
+                filled -= consumed;
+                switch (step)
+                {
+                    case Socks5Step.Connect:
+                        return (handshake, buffer.AsSpan(0, filled).ToArray());
+                    case Socks5Step.Send:
+                        await client.SendAsync(reply, SocketFlags.None, deadline.Token).ConfigureAwait(false);
+                        continue;
+                    case Socks5Step.Close:
+                        SocksCounters.AddHandshakeFailed();
+                        SocksLog.HandshakeFailed(_log, RemoteOf(client), handshake.Failure ?? "closed");
+                        await SendAndCloseAsync(client, reply).ConfigureAwait(false);
+                        return (null, []);
+                }
+
+                // NeedMore: every message fits the buffer (MaxMessageLength), so a full buffer cannot happen here.
+                int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, deadline.Token).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    SocksCounters.AddHandshakeFailed();
+                    SocksLog.HandshakeFailed(_log, RemoteOf(client), "client closed in " + handshake.State);
+                    CloseAbortively(client);
+                    return (null, []);
+                }
+
+                filled += read;
+            }
+        }
+        catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
+        {
+            SocksCounters.AddHandshakeFailed();
+            SocksLog.HandshakeFailed(_log, RemoteOf(client), "timed out in " + handshake.State);
+            CloseAbortively(client);
+            return (null, []);
+        }
+        catch (SocketException e)
+        {
+            SocksCounters.AddHandshakeFailed();
+            SocksLog.HandshakeFailed(_log, RemoteOf(client), e.SocketErrorCode.ToString());
+            CloseAbortively(client);
+            return (null, []);
+        }
+    }
+
+    /// <summary>Resolves (ATYP 3) and connects; on failure the reply code that matches (RFC 1928 §6).</summary>
+    private async Task<(Socket? Upstream, SocksReply Reply, string Detail)> SocksConnectAsync(Socks5Target target, SocksOptions socks, ConnectionTrace? trace)
+    {
+        IPAddress[] addresses;
+        if (target.Address is { } address)
+        {
+            addresses = [address];
+        }
+        else
+        {
+            using var resolve = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            resolve.CancelAfter(socks.ResolveTimeout);
+            try
+            {
+                addresses = await Dns.GetHostAddressesAsync(target.Host!, resolve.Token).WaitAsync(socks.ResolveTimeout, _time, resolve.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is SocketException or OperationCanceledException or TimeoutException or ArgumentException)
+            {
+                return (null, SocksReply.HostUnreachable, e is SocketException s ? "resolve: " + s.SocketErrorCode : "resolve: timed out");
+            }
+
+            if (addresses.Length == 0)
+            {
+                return (null, SocksReply.HostUnreachable, "resolve: no address");
+            }
+        }
+
+        (SocksReply Reply, string Detail) failure = (SocksReply.GeneralFailure, "no address tried");
+        foreach (var candidate in addresses.Take(socks.MaxAddresses))
+        {
+            var destination = new IPEndPoint(candidate.IsIPv4MappedToIPv6 ? candidate.MapToIPv4() : candidate, target.Port);
+            if (!IsAllowedDestination(destination.Address))
+            {
+                // The proxy's own loopback services and broadcast or multicast groups are not a SOCKS client's to reach.
+                failure = (SocksReply.NotAllowed, destination + " not allowed");
+                continue;
+            }
+
+            // Spec §7.10: MPTCP toward a server the cache knows speaks it, else TCP (the downgrade role's leg).
+            var key = DestinationKey.From(destination);
+            bool mptcp = _negotiator.Cache.TryPeek(key, out var entry) && entry.State == CapabilityState.MptcpCapable;
+            var protocol = mptcp ? TransportProtocol.Mptcp : TransportProtocol.Tcp;
+            var span = trace?.StartUpstreamConnect(destination, protocol);
+            var connect = await _connector.ConnectAsync(destination, protocol, null, _stopping.Token).ConfigureAwait(false);
+            span?.SetTag("proxysel.upstream.connect_status", connect.Status.ToString());
+            span?.Dispose();
+            if (connect.Connected)
+            {
+                if (trace is not null)
+                {
+                    _telemetry.UpstreamConnected(trace, connect.Socket!);
+                }
+
+                return (connect.Socket, SocksReply.Succeeded, $"{destination} {(mptcp ? "mptcp" : "tcp")}");
+            }
+
+            if (mptcp)
+            {
+                _negotiator.OnUpstreamFailed(key);
+            }
+
+            failure = (ReplyFor(connect), $"{destination} {connect.Status}");
+            if (connect.Status == UpstreamConnectStatus.Cancelled)
+            {
+                break;
+            }
+        }
+
+        return (null, failure.Reply, failure.Detail);
+    }
+
+    /// <summary>The RFC 1928 §6 code for a failed upstream connect.</summary>
+    internal static SocksReply ReplyFor(UpstreamConnectResult connect) => connect.Status switch
+    {
+        UpstreamConnectStatus.Refused => SocksReply.ConnectionRefused,
+        UpstreamConnectStatus.TimedOut => SocksReply.TtlExpired,
+        UpstreamConnectStatus.Unreachable when connect.Error is SocketError.NetworkUnreachable or SocketError.NetworkDown => SocksReply.NetworkUnreachable,
+        UpstreamConnectStatus.Unreachable or UpstreamConnectStatus.CircuitOpen => SocksReply.HostUnreachable,
+        _ => SocksReply.GeneralFailure,
+    };
+
+    internal static bool IsAllowedDestination(IPAddress address) =>
+        !IPAddress.IsLoopback(address)
+        && !address.Equals(IPAddress.Any) && !address.Equals(IPAddress.IPv6Any)
+        && !address.Equals(IPAddress.Broadcast)
+        && !address.IsIPv6Multicast
+        && !(address.AddressFamily == AddressFamily.InterNetwork && (address.GetAddressBytes()[0] & 0xF0) == 0xE0);
+
+    private static IPEndPoint? RemoteOf(Socket socket)
+    {
+        try
+        {
+            return socket.RemoteEndPoint as IPEndPoint;
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return null;
+        }
+    }
+
+    private static uint ClientToken(Socket client) =>
+        MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active ? info.Token : 0;
+
+    /// <summary>Sends a failure reply (best effort) and closes with a FIN, so the client reads the reply before the end.</summary>
+    private async Task SendAndCloseAsync(Socket client, byte[] reply)
+    {
+        try
+        {
+            if (reply.Length > 0)
+            {
+                using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2), _time);
+                await client.SendAsync(reply, SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            }
+
+            client.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+        }
+        finally
+        {
+            client.Dispose();
+        }
+    }
+}
