@@ -345,7 +345,10 @@ internal sealed partial class ProxyEngine
     {
         try
         {
-            return socket.RemoteEndPoint as IPEndPoint;
+            // A v4 client of a dual-stack listener is named as v4, as everywhere else in the logs.
+            return socket.RemoteEndPoint is IPEndPoint { Address.IsIPv4MappedToIPv6: true } mapped
+                ? new IPEndPoint(mapped.Address.MapToIPv4(), mapped.Port)
+                : socket.RemoteEndPoint as IPEndPoint;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException)
         {
