@@ -170,7 +170,7 @@ internal sealed partial class ProxyEngine
             var owned = upstream;
             upstream = null;
             var result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
-            SocksLog.Relayed(_log, result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
+            SocksLog.Relayed(_log, clientEndPoint ?? result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
                 result.BytesUpstreamToClient, result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.Duration.TotalMilliseconds);
             _telemetry.Relayed(trace, result);
             trace = null;

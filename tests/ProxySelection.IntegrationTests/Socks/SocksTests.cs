@@ -106,6 +106,82 @@ public sealed partial class SocksTests
         });
     }
 
+    /// <summary>One trace per SOCKS connection: a root span of mode host-configured, the upstream connect as its child, and the kernel's subflow events.</summary>
+    [Test]
+    public async Task Socks_OtlpExport_RootSpanHostConfiguredWithUpstreamConnectAndSubflowEvents()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync();
+        var endpoint = Telemetry.TelemetrySampleTests.OtlpEndpoint("http");
+        await using var receiver = await Telemetry.OtlpHttpReceiver.StartAsync(lab.Topology.Proxy,
+            int.Parse(endpoint.Split(':')[1], System.Globalization.CultureInfo.InvariantCulture));
+        var proxy = await StartSocksProxyAsync(lab, "--socks", $"{TwoPathTopology.ProxyPath1V4}:{Port}",
+            "--set", "Telemetry:Otlp:Endpoint=http://" + endpoint, "--set", "Telemetry:Otlp:Protocol=http/protobuf", "--set", "Telemetry:ExportInterval=500ms");
+
+        var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, Path.Combine(lab.Directory, "file.out"), TimeSpan.FromSeconds(60),
+            "--socks5", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--limit-rate", "8M");
+        await ProxyLab.WaitForLineAsync(proxy, "socks-relay ", "Completed");
+        await proxy.StopAsync(ProxyLab.Timeout);
+        var spans = await receiver.WaitForSpansAsync(s => s.Any(x => x.Name == "proxysel.connection"), ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        var root = spans.Single(s => s.Name == "proxysel.connection");
+        var connect = spans.Single(s => s.Name == "proxysel.upstream_connect");
+        var established = root.Events.Where(e => e.Name == "proxysel.subflow.established").ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+            Assert.That(root.ParentSpanId, Is.Empty, "a root span");
+            Assert.That(root.Attributes["proxysel.mode"], Is.EqualTo("host-configured"));
+            Assert.That(root.Attributes["proxysel.decision"], Is.EqualTo("socks"));
+            Assert.That(root.Attributes["client.address"], Is.EqualTo(TwoPathTopology.ClientPath1V4));
+            Assert.That(root.Attributes["server.address"], Is.EqualTo(TwoPathTopology.ServerV4));
+            Assert.That(root.Attributes["server.port"], Is.EqualTo(80L));
+            Assert.That(root.Attributes["proxysel.close_reason"], Is.EqualTo("Completed"));
+            Assert.That((long)root.Attributes["proxysel.bytes.downstream"]!, Is.GreaterThanOrEqualTo(Size));
+            Assert.That(root.Attributes["proxysel.subflows"], Is.EqualTo(2L));
+            Assert.That(connect.ParentSpanId, Is.EqualTo(root.SpanId));
+            Assert.That(connect.Attributes["proxysel.upstream.protocol"], Is.EqualTo("tcp"));
+            Assert.That(connect.Attributes["proxysel.upstream.connect_status"], Is.EqualTo("Connected"));
+            Assert.That(established.Select(e => e.Attributes["network.peer.address"]),
+                Is.EquivalentTo(new[] { TwoPathTopology.ClientPath1V4, TwoPathTopology.ClientPath2V4 }), "one subflow per client path");
+        });
+    }
+
+    /// <summary>SIGTERM: the relayed SOCKS connection finishes within the drain; a new SOCKS client is not accepted any more.</summary>
+    [Test]
+    public async Task Socks_Sigterm_DrainsTheRelayedConnectionAndTakesNoNewOne()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync();
+        var proxy = await StartSocksProxyAsync(lab, "--socks", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--set", "Proxy:DrainTimeout=40s");
+
+        // 16 MB at 2 MB/s: SIGTERM lands early in the transfer.
+        var output = Path.Combine(lab.Directory, "download.bin");
+        var transfer = lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60),
+            "--socks5", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--limit-rate", "2M");
+        await ProxyLab.WaitForLineAsync(proxy, "socks ", "Succeeded");
+        Assert.That(proxy.Signal(15 /* SIGTERM */), Is.True);
+        var draining = await ProxyLab.WaitForLineAsync(proxy, "proxysel: draining ", "held connection");
+        var late = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, Path.Combine(lab.Directory, "late.bin"), TimeSpan.FromSeconds(10),
+            "--socks5", $"{TwoPathTopology.ProxyPath1V4}:{Port}");
+        var curl = await transfer.WaitAsync(TimeSpan.FromSeconds(70));
+        var exit = await proxy.WaitForExitAsync(TimeSpan.FromSeconds(50));
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(draining, Does.Contain("draining 1 held connection"));
+            Assert.That(late.ExitCode, Is.Not.Zero, "the listener is closed during the drain");
+            Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), "the relayed transfer finished inside the drain");
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: drained"), Has.Count.EqualTo(1));
+            Assert.That(exit, Is.Zero);
+        });
+    }
+
     /// <summary>Every failure gets the RFC 1928 §6 code and a close; the daemon goes on serving.</summary>
     [Test]
     public async Task Socks_FailuresOnTheRealKernel_RfcReplyThenCloseAndTheDaemonGoesOn()
