@@ -285,6 +285,48 @@ public sealed partial class SocksTests
         return folder;
     }
 
+    /// <summary>The shipped sample starts as it is, with the lab's address and a users file of the test's.</summary>
+    [Test]
+    public async Task HostConfiguredSample_StartsInNamespace_ProxiesAnAuthenticatedDownload()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", 1024 * 1024);
+        await lab.StartNginxAsync();
+        var users = Path.Combine(lab.Directory, "users");
+        await File.WriteAllTextAsync(users, "alice:wonderland\n");
+        var sample = Path.Combine(SamplesDirectory(), "host-configured-socks.json");
+        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", sample,
+            "--set", "Proxy:SocksUsersFile=" + users, "--set", "Proxy:ControlSocket=none"]).WaitRunningAsync();
+
+        var output = Path.Combine(lab.Directory, "download.bin");
+        var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, null,
+            "--proxy", $"socks5h://alice:wonderland@{TwoPathTopology.ProxyPath1V4}:{Port}");
+        await ProxyLab.WaitForLineAsync(proxy, "socks-relay ", "Completed");
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: running"), Has.Some.EqualTo("proxysel: running mode=host-configured socks=0.0.0.0:1080 auth=username/password id=20"));
+            Assert.That(proxy.ExitCode, Is.Zero);
+        });
+    }
+
+    private static string SamplesDirectory()
+    {
+        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
+        {
+            if (File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
+            {
+                return Path.Combine(directory.FullName, "samples");
+            }
+        }
+
+        throw new DirectoryNotFoundException("samples/ not found above " + AppContext.BaseDirectory);
+    }
+
     private static void ExpectReplyThenClose((byte[] Received, bool Closed) actual, byte[] expected, string what)
     {
         Assert.That(actual.Received, Is.EqualTo(expected), what);
