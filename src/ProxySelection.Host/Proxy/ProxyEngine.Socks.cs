@@ -19,6 +19,9 @@ internal sealed partial class ProxyEngine
     private Socket? _socksListener;
     private Task _socksAccept = Task.CompletedTask;
 
+    /// <summary>When each relayed SOCKS connection was accepted, by (client, server): the status's age.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _socksAccepted = new();
+
     /// <summary>The SOCKS front's counts (zero without one).</summary>
     public SocksCounters SocksCounters { get; } = new();
 
@@ -124,6 +127,7 @@ internal sealed partial class ProxyEngine
     private async Task SocksConnectionAsync(Socket client)
     {
         var socks = _options.Socks!;
+        long acceptedAt = _time.GetTimestamp();
         var clientEndPoint = RemoteOf(client);
         SocksCounters.AddAccepted();
         _telemetry.AddConnection("host_configured");
@@ -169,7 +173,25 @@ internal sealed partial class ProxyEngine
             SocksCounters.AddConnected();
             var owned = upstream;
             upstream = null;
-            var result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
+            var flow = clientEndPoint is not null && RemoteOf(owned) is { } server ? new FlowEndPoints(clientEndPoint, server) : (FlowEndPoints?)null;
+            if (flow is { } started)
+            {
+                _socksAccepted[started] = acceptedAt;
+            }
+
+            RelayResult result;
+            try
+            {
+                result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (flow is { } ended)
+                {
+                    _socksAccepted.TryRemove(ended, out _);
+                }
+            }
+
             SocksLog.Relayed(_log, clientEndPoint ?? result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
                 result.BytesUpstreamToClient, result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.Duration.TotalMilliseconds);
             _telemetry.Relayed(trace, result);

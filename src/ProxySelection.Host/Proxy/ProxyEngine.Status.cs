@@ -54,7 +54,13 @@ internal sealed partial class ProxyEngine
             // The host named the destination: it is the upstream leg's peer, not the listener's address.
             if (connection.ClientEndPoint is { } client && connection.UpstreamEndPoint is { } server)
             {
-                held.Add(new HeldConnection(client, server, _options.Negotiation.Role, null, null, connection.BytesClientToUpstream,
+                if (client.Address.IsIPv4MappedToIPv6)
+                {
+                    client = new IPEndPoint(client.Address.MapToIPv4(), client.Port);
+                }
+
+                TimeSpan? age = _socksAccepted.TryGetValue(new FlowEndPoints(client, server), out var at) ? _time.GetElapsedTime(at) : null;
+                held.Add(new HeldConnection(client, server, _options.Negotiation.Role, null, age, connection.BytesClientToUpstream,
                     connection.BytesUpstreamToClient, "client", connection.ClientMptcp()) { Mode = HostConfiguredMode });
             }
         }

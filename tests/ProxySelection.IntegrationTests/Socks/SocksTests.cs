@@ -64,6 +64,7 @@ public sealed partial class SocksTests
                 Assert.That((string?)held["mode"], Is.EqualTo("host-configured"));
                 Assert.That((string?)held["server"], Is.EqualTo(TwoPathTopology.ServerV4 + ":80"), "the destination the host named, resolved");
                 Assert.That((string?)held["client"], Does.StartWith(TwoPathTopology.ClientPath1V4 + ":"));
+                Assert.That((double?)held["age_seconds"], Is.GreaterThan(0));
                 Assert.That(held["subflows"]!.AsArray().Select(s => (string?)s!["remote"]), Has.Some.StartsWith(TwoPathTopology.ClientPath2V4 + ":"));
                 Assert.That((long)status["decisions"]!["socks_connected"]!, Is.EqualTo(1));
                 Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connected=1"));
