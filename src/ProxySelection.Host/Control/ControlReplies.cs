@@ -53,14 +53,23 @@ internal static class ControlReplies
             negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
         var connections = engine.HeldConnections().Select(Connection).ToList();
         var decisions = Decisions(engine.Counters);
-        if (options.Socks is not null)
+        void Front(string name, Socks.SocksCounters counters)
         {
-            var socks = engine.SocksCounters;
-            decisions["socks_accepted"] = socks.Accepted;
-            decisions["socks_refused"] = socks.Refused;
-            decisions["socks_handshake_failed"] = socks.HandshakeFailed;
-            decisions["socks_connect_failed"] = socks.ConnectFailed;
-            decisions["socks_connected"] = socks.Connected;
+            decisions[name + "_accepted"] = counters.Accepted;
+            decisions[name + "_refused"] = counters.Refused;
+            decisions[name + "_handshake_failed"] = counters.HandshakeFailed;
+            decisions[name + "_connect_failed"] = counters.ConnectFailed;
+            decisions[name + "_connected"] = counters.Connected;
+        }
+
+        if (options.Socks?.Listen is not null)
+        {
+            Front("socks", engine.SocksCounters);
+        }
+
+        if (options.Socks?.Convert is not null)
+        {
+            Front("convert", engine.ConvertCounters);
         }
 
         return new StatusReply(daemon, connections, decisions, Summary(negotiator.Cache));

@@ -47,6 +47,10 @@ internal static partial class DaemonLog
     [LoggerMessage(15, LogLevel.Information, "proxysel: socks {Counters}")]
     public static partial void SocksStopped(ILogger logger, Socks.SocksCounters counters);
 
+    /// <summary>After <see cref="Stopped"/>, when a Convert server ran.</summary>
+    [LoggerMessage(16, LogLevel.Information, "proxysel: convert {Counters}")]
+    public static partial void ConvertStopped(ILogger logger, Socks.SocksCounters counters);
+
     [LoggerMessage(13, LogLevel.Information, "proxysel: capability cache flushed over the control socket, {Removed} entries removed")]
     public static partial void CacheFlushed(ILogger logger, int removed);
 }

@@ -128,6 +128,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.SocksUsersFile);
         }
 
+        if (a.Convert != b.Convert)
+        {
+            yield return nameof(a.Convert);
+        }
+
         // A random key (no key file) cannot become an operator key or the other way round in place: the proxies that
         // verify this one's tags would change. Between operator keys, files and ids are reloaded.
         if ((a.KeyFile is null) != (b.KeyFile is null))

@@ -37,7 +37,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
-        nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile),
+        nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile), nameof(ProxyHostOptions.Convert),
     ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
@@ -217,9 +217,14 @@ internal static class ProxyConfiguration
             KeyRing = keyRing,
             IdleTimeout = options.IdleTimeout,
             Transparent = options.Mode != ProxyMode.Socks,
-            Socks = options.SocksEndpoint is { } socks && TryParseEndPoint(socks, out var listen)
-                ? new Socks.SocksOptions { Listen = listen, Credentials = socksUsers }
-                : null,
+            Socks = options.SocksEndpoint is null && options.Convert is null
+                ? null
+                : new Socks.SocksOptions
+                {
+                    Listen = options.SocksEndpoint is { } socks && TryParseEndPoint(socks, out var listen) ? listen : null,
+                    Convert = options.Convert is { } convert && TryParseEndPoint(convert, out var converter) ? converter : null,
+                    Credentials = socksUsers,
+                },
         };
     }
 
@@ -360,6 +365,9 @@ internal static class ProxyConfiguration
                 return null;
             case nameof(ProxyHostOptions.Socks):
                 options.Socks = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.Convert):
+                options.Convert = value ?? "";
                 return null;
             case nameof(ProxyHostOptions.SocksUsersFile):
                 options.SocksUsersFile = value ?? "";

@@ -91,6 +91,12 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public string? SocksUsersFile { get; set; }
 
+    /// <summary>
+    /// The 0-RTT TCP Convert (RFC 8803) listen address and port, e.g. <c>0.0.0.0:5124</c>: an MPTCP listener with TCP
+    /// Fast Open (the namespace's <c>net.ipv4.tcp_fastopen</c> must enable the server side). Default none; any mode.
+    /// </summary>
+    public string? Convert { get; set; }
+
     public const string DefaultSocks = "0.0.0.0:1080";
 
     /// <summary>The SOCKS endpoint in force: <see cref="Socks"/>, or the default in mode <c>socks</c>; null for none.</summary>

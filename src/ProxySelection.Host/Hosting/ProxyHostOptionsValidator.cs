@@ -143,6 +143,11 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(nameof(options.Socks), $"must be an address and a port 1..65535, e.g. 0.0.0.0:1080 or [2001:db8::1]:1080 (was \"{socks}\")");
         }
 
+        if (options.Convert is { } convert && !ProxyConfiguration.TryParseEndPoint(convert, out _))
+        {
+            Fail(nameof(options.Convert), $"must be an address and a port 1..65535, e.g. 0.0.0.0:5124 (was \"{convert}\")");
+        }
+
         if (options.SocksUsersFile is { } users)
         {
             if (users.Length == 0)

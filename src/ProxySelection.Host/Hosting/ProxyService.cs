@@ -176,9 +176,14 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopped(_log, engine.Counters);
-        if (_options.Socks is not null)
+        if (_options.Socks?.Listen is not null)
         {
             DaemonLog.SocksStopped(_log, engine.SocksCounters);
+        }
+
+        if (_options.Socks?.Convert is not null)
+        {
+            DaemonLog.ConvertStopped(_log, engine.ConvertCounters);
         }
     }
 

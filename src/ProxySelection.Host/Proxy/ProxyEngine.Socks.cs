@@ -16,17 +16,26 @@ namespace ProxySelection.Host.Proxy;
 internal sealed partial class ProxyEngine
 {
     private readonly RelayServer? _socksRelay;
-    private Socket? _socksListener;
-    private Task _socksAccept = Task.CompletedTask;
+    private readonly Lock _frontLock = new();
+    private readonly List<Socket> _frontListeners = [];
+    private readonly List<Task> _frontAccepts = [];
 
-    /// <summary>When each relayed SOCKS connection was accepted, by (client, server): the status's age.</summary>
+    /// <summary>When each relayed SOCKS or Convert connection was accepted, by (client, server): the status's age.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _socksAccepted = new();
 
     /// <summary>The SOCKS front's counts (zero without one).</summary>
     public SocksCounters SocksCounters { get; } = new();
 
+    /// <summary>The Convert front's counts (zero without one).</summary>
+    public SocksCounters ConvertCounters { get; } = new();
+
     /// <summary>Where the SOCKS server listens, once started; null without one.</summary>
     public IPEndPoint? SocksEndPoint { get; private set; }
+
+    /// <summary>Where the Convert server listens, once started; null without one.</summary>
+    public IPEndPoint? ConvertEndPoint { get; private set; }
+
+    private Task _socksAccept => Task.WhenAll(_frontAccepts);
 
     private static RelayServer? CreateSocksRelay(ProxyEngineOptions options, UpstreamConnector connector, TimeProvider time) =>
         options.Socks is null
@@ -41,6 +50,9 @@ internal sealed partial class ProxyEngine
                 },
                 new ListenerOptions(), SocketFactory.Default, connector, time, static _ => { });
 
+    /// <summary>One host-configured front: its name in the log, its handshake, its counts.</summary>
+    private sealed record Front(string Name, Func<IHostConfiguredHandshake> Handshake, SocksCounters Counters);
+
     private void StartSocks()
     {
         if (_options.Socks is not { } socks)
@@ -48,16 +60,36 @@ internal sealed partial class ProxyEngine
             return;
         }
 
-        var family = socks.Listen.AddressFamily;
+        if (socks.Listen is { } listen)
+        {
+            var socket = OpenFront(listen, fastOpen: false, out var transport);
+            SocksEndPoint = (IPEndPoint?)socket.LocalEndPoint;
+            SocksLog.Listening(_log, "socks", SocksEndPoint, transport, socks.Credentials is null ? "none" : "username/password");
+            StartAccepting(socket, new Front("socks", () => new Socks5Handshake(socks.Credentials), SocksCounters));
+        }
+
+        if (socks.Convert is { } convert)
+        {
+            // RFC 8803 §4: the Convert message rides in the SYN, which a listener takes only with TCP Fast Open.
+            var socket = OpenFront(convert, fastOpen: true, out var transport);
+            ConvertEndPoint = (IPEndPoint?)socket.LocalEndPoint;
+            SocksLog.Listening(_log, "convert", ConvertEndPoint, transport, "none");
+            StartAccepting(socket, new Front("convert", () => new ConvertHandshake(), ConvertCounters));
+        }
+    }
+
+    private Socket OpenFront(IPEndPoint endPoint, bool fastOpen, out string transport)
+    {
+        var family = endPoint.AddressFamily;
         Socket listener;
-        string transport = "mptcp";
+        transport = "mptcp";
         try
         {
             listener = SocketFactory.Default.Create(family, TransportProtocol.Mptcp);
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ProtocolNotSupported)
         {
-            // net.mptcp.enabled=0: SOCKS clients still get a proxy, as plain TCP.
+            // net.mptcp.enabled=0: host-configured clients still get a proxy, as plain TCP.
             SocksLog.NoMptcp(_log, e.SocketErrorCode);
             listener = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
             transport = "tcp";
@@ -66,7 +98,21 @@ internal sealed partial class ProxyEngine
         try
         {
             listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            listener.Bind(socks.Listen);
+            listener.Bind(endPoint);
+            if (fastOpen)
+            {
+                try
+                {
+                    // TCP_FASTOPEN: the queue of pending 0-RTT connections; the namespace's net.ipv4.tcp_fastopen decides the rest.
+                    listener.SetRawSocketOption(6 /* IPPROTO_TCP */, 23 /* TCP_FASTOPEN */, BitConverter.GetBytes(256));
+                    transport += "+tfo";
+                }
+                catch (SocketException e)
+                {
+                    SocksLog.NoFastOpen(_log, e.SocketErrorCode);
+                }
+            }
+
             listener.Listen(512);
         }
         catch
@@ -75,16 +121,41 @@ internal sealed partial class ProxyEngine
             throw;
         }
 
-        _socksListener = listener;
-        SocksEndPoint = (IPEndPoint?)listener.LocalEndPoint;
-        SocksLog.Listening(_log, SocksEndPoint, transport, socks.Credentials is null ? "none" : "username/password");
-        _socksAccept = Task.Run(() => AcceptSocksAsync(listener), CancellationToken.None);
+        return listener;
     }
 
-    /// <summary>Draining: no new SOCKS client is accepted; relayed ones go on until they end or the drain does.</summary>
-    private void StopSocksListener() => Interlocked.Exchange(ref _socksListener, null)?.Dispose();
+    private void StartAccepting(Socket listener, Front front)
+    {
+        lock (_frontLock)
+        {
+            _frontListeners.Add(listener);
+            _frontAccepts.Add(Task.Run(() => AcceptSocksAsync(listener, front), CancellationToken.None));
+        }
+    }
 
-    private async Task AcceptSocksAsync(Socket listener)
+    /// <summary>Draining: no new host-configured client is accepted; relayed ones go on until they end or the drain does.</summary>
+    private void StopSocksListener()
+    {
+        lock (_frontLock)
+        {
+            foreach (var listener in _frontListeners)
+            {
+                listener.Dispose();
+            }
+
+            _frontListeners.Clear();
+        }
+    }
+
+    private bool IsListening(Socket listener)
+    {
+        lock (_frontLock)
+        {
+            return _frontListeners.Contains(listener);
+        }
+    }
+
+    private async Task AcceptSocksAsync(Socket listener, Front front)
     {
         while (!_stopping.IsCancellationRequested)
         {
@@ -99,13 +170,13 @@ internal sealed partial class ProxyEngine
             }
             catch (SocketException e)
             {
-                if (Volatile.Read(ref _socksListener) is null)
+                if (!IsListening(listener))
                 {
                     return;
                 }
 
                 // EMFILE and the like: back off a little instead of spinning on the error.
-                SocksLog.AcceptFailed(_log, e.SocketErrorCode);
+                SocksLog.AcceptFailed(_log, front.Name, e.SocketErrorCode);
                 try
                 {
                     await Task.Delay(TimeSpan.FromMilliseconds(100), _time, _stopping.Token).ConfigureAwait(false);
@@ -118,23 +189,24 @@ internal sealed partial class ProxyEngine
                 continue;
             }
 
-            var run = Task.Run(() => SocksConnectionAsync(client), CancellationToken.None);
+            var run = Task.Run(() => SocksConnectionAsync(client, front), CancellationToken.None);
             _connections[run] = 0;
             _ = run.ContinueWith(t => _connections.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
-    private async Task SocksConnectionAsync(Socket client)
+    private async Task SocksConnectionAsync(Socket client, Front front)
     {
         var socks = _options.Socks!;
         long acceptedAt = _time.GetTimestamp();
         var clientEndPoint = RemoteOf(client);
-        SocksCounters.AddAccepted();
+        var counters = front.Counters;
+        counters.AddAccepted();
         _telemetry.AddConnection("host_configured");
         if (IsDraining || !_negotiator.TryAdmit())
         {
-            SocksCounters.AddRefused();
-            SocksLog.Refused(_log, clientEndPoint, IsDraining ? "draining" : "at capacity");
+            counters.AddRefused();
+            SocksLog.Refused(_log, front.Name, clientEndPoint, IsDraining ? "draining" : "at capacity");
             CloseAbortively(client);
             return;
         }
@@ -143,34 +215,34 @@ internal sealed partial class ProxyEngine
         ConnectionTrace? trace = null;
         try
         {
-            var (handshake, pending) = await SocksHandshakeAsync(client, socks).ConfigureAwait(false);
+            var (handshake, pending) = await SocksHandshakeAsync(client, socks, front).ConfigureAwait(false);
             if (handshake is null)
             {
                 return;
             }
 
             var target = handshake.Target;
-            trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User);
+            trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User, front.Name);
             var (connected, reply, detail) = await SocksConnectAsync(target, socks, trace).ConfigureAwait(false);
-            SocksLog.Connect(_log, clientEndPoint, target.ToString(), reply, detail);
+            SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
             if (connected is null)
             {
-                SocksCounters.AddConnectFailed();
-                trace?.End("socks_" + reply, error: true);
-                await SendAndCloseAsync(client, Socks5Handshake.Reply(reply)).ConfigureAwait(false);
+                counters.AddConnectFailed();
+                trace?.End(front.Name + "_" + reply, error: true);
+                await SendAndCloseAsync(client, handshake.Failed(reply)).ConfigureAwait(false);
                 return;
             }
 
             upstream = connected;
             // BND.ADDR/BND.PORT: the address the proxy connected from (RFC 1928 §6).
-            await client.SendAsync(Socks5Handshake.Reply(SocksReply.Succeeded, (IPEndPoint?)upstream.LocalEndPoint), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
+            await client.SendAsync(handshake.Succeeded((IPEndPoint?)upstream.LocalEndPoint), SocketFlags.None, _stopping.Token).ConfigureAwait(false);
             if (pending.Length > 0)
             {
                 // Bytes the client sent behind its request (an optimistic client) belong to the server.
                 await upstream.SendAsync(pending, SocketFlags.None, _stopping.Token).ConfigureAwait(false);
             }
 
-            SocksCounters.AddConnected();
+            counters.AddConnected();
             var owned = upstream;
             upstream = null;
             var flow = clientEndPoint is not null && RemoteOf(owned) is { } server ? new FlowEndPoints(clientEndPoint, server) : (FlowEndPoints?)null;
@@ -192,7 +264,7 @@ internal sealed partial class ProxyEngine
                 }
             }
 
-            SocksLog.Relayed(_log, clientEndPoint ?? result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
+            SocksLog.Relayed(_log, front.Name, clientEndPoint ?? result.Client, result.Upstream ?? RemoteOf(owned), result.Reason, result.BytesClientToUpstream,
                 result.BytesUpstreamToClient, result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.Duration.TotalMilliseconds);
             _telemetry.Relayed(trace, result);
             trace = null;
@@ -218,10 +290,12 @@ internal sealed partial class ProxyEngine
     /// Reads the handshake within its deadline and size bound. Returns the handshake in state Connect and any bytes
     /// behind the request, or null after it answered a failure (or the client left) and closed the socket.
     /// </summary>
-    private async Task<(Socks5Handshake? Handshake, byte[] Pending)> SocksHandshakeAsync(Socket client, SocksOptions socks)
+    private async Task<(IHostConfiguredHandshake? Handshake, byte[] Pending)> SocksHandshakeAsync(Socket client, SocksOptions socks, Front front)
     {
-        var handshake = new Socks5Handshake(socks.Credentials);
-        var buffer = new byte[2 * Socks5Handshake.MaxMessageLength];
+        var handshake = front.Handshake();
+        var counters = front.Counters;
+        // Twice the longest message of either protocol: a message and what follows it fit.
+        var buffer = new byte[2 * Math.Max(Socks5Handshake.MaxMessageLength, ConvertHandshake.MaxMessageLength)];
         int filled = 0;
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
         deadline.CancelAfter(socks.HandshakeTimeout);
@@ -240,8 +314,8 @@ internal sealed partial class ProxyEngine
                         await client.SendAsync(reply, SocketFlags.None, deadline.Token).ConfigureAwait(false);
                         continue;
                     case Socks5Step.Close:
-                        SocksCounters.AddHandshakeFailed();
-                        SocksLog.HandshakeFailed(_log, RemoteOf(client), handshake.Failure ?? "closed");
+                        counters.AddHandshakeFailed();
+                        SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), handshake.Failure ?? "closed");
                         await SendAndCloseAsync(client, reply).ConfigureAwait(false);
                         return (null, []);
                 }
@@ -250,8 +324,8 @@ internal sealed partial class ProxyEngine
                 int read = await client.ReceiveAsync(buffer.AsMemory(filled), SocketFlags.None, deadline.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    SocksCounters.AddHandshakeFailed();
-                    SocksLog.HandshakeFailed(_log, RemoteOf(client), "client closed in " + handshake.State);
+                    counters.AddHandshakeFailed();
+                    SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), "client closed in " + handshake.StateName);
                     CloseAbortively(client);
                     return (null, []);
                 }
@@ -261,15 +335,15 @@ internal sealed partial class ProxyEngine
         }
         catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
         {
-            SocksCounters.AddHandshakeFailed();
-            SocksLog.HandshakeFailed(_log, RemoteOf(client), "timed out in " + handshake.State);
+            counters.AddHandshakeFailed();
+            SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), "timed out in " + handshake.StateName);
             CloseAbortively(client);
             return (null, []);
         }
         catch (SocketException e)
         {
-            SocksCounters.AddHandshakeFailed();
-            SocksLog.HandshakeFailed(_log, RemoteOf(client), e.SocketErrorCode.ToString());
+            counters.AddHandshakeFailed();
+            SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), e.SocketErrorCode.ToString());
             CloseAbortively(client);
             return (null, []);
         }

@@ -61,7 +61,7 @@ internal readonly record struct Socks5Target(IPAddress? Address, string? Host, u
 /// pure state machine over received bytes: no socket, no clock, no allocation beyond the replies. Every input ends in a
 /// step; malformed or unsupported input ends in <see cref="Socks5Step.Close"/> with the RFC's reply, never an exception.
 /// </summary>
-internal sealed class Socks5Handshake(SocksCredentials? credentials)
+internal sealed class Socks5Handshake(SocksCredentials? credentials) : IHostConfiguredHandshake
 {
     public const byte Version = 5;
     public const byte AuthVersion = 1;
@@ -89,6 +89,12 @@ internal sealed class Socks5Handshake(SocksCredentials? credentials)
 
     /// <summary>Why the handshake closed (the reply code sent, or the method/auth failure in words).</summary>
     public string? Failure { get; private set; }
+
+    public string StateName => State.ToString();
+
+    public byte[] Succeeded(IPEndPoint? bound) => Reply(SocksReply.Succeeded, bound);
+
+    public byte[] Failed(SocksReply reason) => Reply(reason);
 
     /// <summary>
     /// Consumes at most one complete message from the start of <paramref name="input"/>. <paramref name="reply"/> holds

@@ -2,11 +2,14 @@ using System.Net;
 
 namespace ProxySelection.Host.Socks;
 
-/// <summary>The host-configured mode's SOCKS5 front (spec §7.10): where it listens and whom it lets in.</summary>
+/// <summary>The host-configured mode's fronts (spec §7.10): SOCKS5 and Convert, where they listen and whom they let in.</summary>
 internal sealed class SocksOptions
 {
-    /// <summary>The listen address and port (an MPTCP listener: the host side is MPTCP).</summary>
-    public required IPEndPoint Listen { get; init; }
+    /// <summary>The SOCKS5 listen address and port (an MPTCP listener: the host side is MPTCP); null for no SOCKS.</summary>
+    public IPEndPoint? Listen { get; init; }
+
+    /// <summary>The Convert (RFC 8803) listen address and port (MPTCP, TCP Fast Open); null for no Convert.</summary>
+    public IPEndPoint? Convert { get; init; }
 
     /// <summary>RFC 1929 users; null offers NO AUTH instead.</summary>
     public SocksCredentials? Credentials { get; init; }

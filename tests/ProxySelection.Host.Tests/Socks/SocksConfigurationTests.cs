@@ -52,6 +52,20 @@ public sealed class SocksConfigurationTests
     }
 
     [Test]
+    public void Load_ConvertBesideATransparentMode_ConvertFrontOnly()
+    {
+        var result = Load("""{ "Proxy": { "Convert": "0.0.0.0:5124" } }""");
+
+        Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Engine!.Transparent, Is.True);
+            Assert.That(result.Engine.Socks!.Convert, Is.EqualTo(IPEndPoint.Parse("0.0.0.0:5124")));
+            Assert.That(result.Engine.Socks.Listen, Is.Null);
+        });
+    }
+
+    [Test]
     public void Load_TransparentModeWithoutSocks_NoSocksFront() =>
         Assert.That(Load("{}").Engine!.Socks, Is.Null);
 
@@ -76,6 +90,7 @@ public sealed class SocksConfigurationTests
         new object[] { """{ "Proxy": { "Mode": "socks", "SocksUsersFile": "" } }""", "Proxy:SocksUsersFile", "is empty" },
         new object[] { """{ "Proxy": { "Mode": "socks", "SocksUsersFile": "missing" } }""", "Proxy:SocksUsersFile", "cannot read" },
         new object[] { """{ "Proxy": { "Mode": "sock" } }""", "Proxy:Mode", "expected explicit, implicit, socks" },
+        new object[] { """{ "Proxy": { "Convert": "5124" } }""", "Proxy:Convert", "address and a port" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]
