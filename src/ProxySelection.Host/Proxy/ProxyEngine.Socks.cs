@@ -255,6 +255,8 @@ internal sealed partial class ProxyEngine
             try
             {
                 result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
+                // The bytes behind the request went to the server before the relay began: they count all the same.
+                result = result with { BytesClientToUpstream = result.BytesClientToUpstream + pending.Length };
             }
             finally
             {
