@@ -15,13 +15,13 @@ namespace ProxySelection.Host.Proxy;
 /// </summary>
 internal sealed partial class ProxyEngine
 {
-    private readonly RelayServer? _socksRelay;
+    private readonly RelayServer? _frontRelay;
     private readonly Lock _frontLock = new();
     private readonly List<Socket> _frontListeners = [];
     private readonly List<Task> _frontAccepts = [];
 
     /// <summary>When each relayed SOCKS or Convert connection was accepted, by (client, server): the status's age.</summary>
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _socksAccepted = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _frontAccepted = new();
 
     /// <summary>The SOCKS front's counts (zero without one).</summary>
     public SocksCounters SocksCounters { get; } = new();
@@ -35,9 +35,16 @@ internal sealed partial class ProxyEngine
     /// <summary>Where the Convert server listens, once started; null without one.</summary>
     public IPEndPoint? ConvertEndPoint { get; private set; }
 
-    private Task _socksAccept => Task.WhenAll(_frontAccepts);
+    /// <summary>The accept loops of the fronts; they end once the engine stops.</summary>
+    private Task FrontAcceptLoops()
+    {
+        lock (_frontLock)
+        {
+            return Task.WhenAll(_frontAccepts);
+        }
+    }
 
-    private static RelayServer? CreateSocksRelay(ProxyEngineOptions options, UpstreamConnector connector, TimeProvider time) =>
+    private static RelayServer? CreateFrontRelay(ProxyEngineOptions options, UpstreamConnector connector, TimeProvider time) =>
         options.Socks is null
             ? null
             : new RelayServer(
@@ -53,7 +60,7 @@ internal sealed partial class ProxyEngine
     /// <summary>One host-configured front: its name in the log, its handshake, its counts.</summary>
     private sealed record Front(string Name, Func<IHostConfiguredHandshake> Handshake, SocksCounters Counters);
 
-    private void StartSocks()
+    private void StartFronts()
     {
         if (_options.Socks is not { } socks)
         {
@@ -129,12 +136,12 @@ internal sealed partial class ProxyEngine
         lock (_frontLock)
         {
             _frontListeners.Add(listener);
-            _frontAccepts.Add(Task.Run(() => AcceptSocksAsync(listener, front), CancellationToken.None));
+            _frontAccepts.Add(Task.Run(() => AcceptFrontAsync(listener, front), CancellationToken.None));
         }
     }
 
     /// <summary>Draining: no new host-configured client is accepted; relayed ones go on until they end or the drain does.</summary>
-    private void StopSocksListener()
+    private void StopFrontListeners()
     {
         lock (_frontLock)
         {
@@ -155,7 +162,7 @@ internal sealed partial class ProxyEngine
         }
     }
 
-    private async Task AcceptSocksAsync(Socket listener, Front front)
+    private async Task AcceptFrontAsync(Socket listener, Front front)
     {
         while (!_stopping.IsCancellationRequested)
         {
@@ -189,13 +196,13 @@ internal sealed partial class ProxyEngine
                 continue;
             }
 
-            var run = Task.Run(() => SocksConnectionAsync(client, front), CancellationToken.None);
+            var run = Task.Run(() => FrontConnectionAsync(client, front), CancellationToken.None);
             _connections[run] = 0;
             _ = run.ContinueWith(t => _connections.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
-    private async Task SocksConnectionAsync(Socket client, Front front)
+    private async Task FrontConnectionAsync(Socket client, Front front)
     {
         var socks = _options.Socks!;
         long acceptedAt = _time.GetTimestamp();
@@ -215,7 +222,7 @@ internal sealed partial class ProxyEngine
         ConnectionTrace? trace = null;
         try
         {
-            var (handshake, pending) = await SocksHandshakeAsync(client, socks, front).ConfigureAwait(false);
+            var (handshake, pending) = await FrontHandshakeAsync(client, socks, front).ConfigureAwait(false);
             if (handshake is null)
             {
                 return;
@@ -223,7 +230,7 @@ internal sealed partial class ProxyEngine
 
             var target = handshake.Target;
             trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User, front.Name);
-            var (connected, reply, detail) = await SocksConnectAsync(target, socks, trace).ConfigureAwait(false);
+            var (connected, reply, detail) = await FrontConnectAsync(target, socks, trace).ConfigureAwait(false);
             SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
             if (connected is null)
             {
@@ -248,13 +255,13 @@ internal sealed partial class ProxyEngine
             var flow = clientEndPoint is not null && RemoteOf(owned) is { } server ? new FlowEndPoints(clientEndPoint, server) : (FlowEndPoints?)null;
             if (flow is { } started)
             {
-                _socksAccepted[started] = acceptedAt;
+                _frontAccepted[started] = acceptedAt;
             }
 
             RelayResult result;
             try
             {
-                result = await _socksRelay!.RelayAsync(client, owned).ConfigureAwait(false);
+                result = await _frontRelay!.RelayAsync(client, owned).ConfigureAwait(false);
                 // The bytes behind the request went to the server before the relay began: they count all the same.
                 result = result with { BytesClientToUpstream = result.BytesClientToUpstream + pending.Length };
             }
@@ -262,7 +269,7 @@ internal sealed partial class ProxyEngine
             {
                 if (flow is { } ended)
                 {
-                    _socksAccepted.TryRemove(ended, out _);
+                    _frontAccepted.TryRemove(ended, out _);
                 }
             }
 
@@ -292,7 +299,7 @@ internal sealed partial class ProxyEngine
     /// Reads the handshake within its deadline and size bound. Returns the handshake in state Connect and any bytes
     /// behind the request, or null after it answered a failure (or the client left) and closed the socket.
     /// </summary>
-    private async Task<(IHostConfiguredHandshake? Handshake, byte[] Pending)> SocksHandshakeAsync(Socket client, SocksOptions socks, Front front)
+    private async Task<(IHostConfiguredHandshake? Handshake, byte[] Pending)> FrontHandshakeAsync(Socket client, SocksOptions socks, Front front)
     {
         var handshake = front.Handshake();
         var counters = front.Counters;
@@ -352,7 +359,7 @@ internal sealed partial class ProxyEngine
     }
 
     /// <summary>Resolves (ATYP 3) and connects; on failure the reply code that matches (RFC 1928 §6).</summary>
-    private async Task<(Socket? Upstream, SocksReply Reply, string Detail)> SocksConnectAsync(Socks5Target target, SocksOptions socks, ConnectionTrace? trace)
+    private async Task<(Socket? Upstream, SocksReply Reply, string Detail)> FrontConnectAsync(Socks5Target target, SocksOptions socks, ConnectionTrace? trace)
     {
         IPAddress[] addresses;
         if (target.Address is { } address)

@@ -21,7 +21,7 @@ internal sealed partial class ProxyEngine
     public void StopClaiming()
     {
         Volatile.Write(ref _draining, 1);
-        StopSocksListener();
+        StopFrontListeners();
     }
 
     /// <summary>The connections the relay carries now, with why each was held and what the kernel says of its MPTCP leg.</summary>
@@ -49,7 +49,7 @@ internal sealed partial class ProxyEngine
                 clientIsMptcp ? connection.ClientMptcp() : connection.UpstreamMptcp()));
         }
 
-        foreach (var connection in _socksRelay?.Connections ?? [])
+        foreach (var connection in _frontRelay?.Connections ?? [])
         {
             // The host named the destination: it is the upstream leg's peer, not the listener's address.
             if (connection.ClientEndPoint is { } client && connection.UpstreamEndPoint is { } server)
@@ -59,7 +59,7 @@ internal sealed partial class ProxyEngine
                     client = new IPEndPoint(client.Address.MapToIPv4(), client.Port);
                 }
 
-                TimeSpan? age = _socksAccepted.TryGetValue(new FlowEndPoints(client, server), out var at) ? _time.GetElapsedTime(at) : null;
+                TimeSpan? age = _frontAccepted.TryGetValue(new FlowEndPoints(client, server), out var at) ? _time.GetElapsedTime(at) : null;
                 held.Add(new HeldConnection(client, server, _options.Negotiation.Role, null, age, connection.BytesClientToUpstream,
                     connection.BytesUpstreamToClient, "client", connection.ClientMptcp()) { Mode = HostConfiguredMode });
             }

@@ -88,7 +88,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         };
         _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
         _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
-        _socksRelay = CreateSocksRelay(options, _connector, time);
+        _frontRelay = CreateFrontRelay(options, _connector, time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
@@ -121,7 +121,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             try
             {
                 _telemetry.Start();
-                StartSocks();
+                StartFronts();
             }
             catch
             {
@@ -138,7 +138,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             _telemetry.Start();
             await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
-            StartSocks();
+            StartFronts();
         }
         catch
         {
@@ -585,14 +585,14 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         _listeners.Dispose();
-        StopSocksListener();
+        StopFrontListeners();
         await _relay.DisposeAsync().ConfigureAwait(false);
-        if (_socksRelay is not null)
+        if (_frontRelay is not null)
         {
-            await _socksRelay.DisposeAsync().ConfigureAwait(false);
+            await _frontRelay.DisposeAsync().ConfigureAwait(false);
         }
 
-        await _socksAccept.ConfigureAwait(false);
+        await FrontAcceptLoops().ConfigureAwait(false);
         try
         {
             await Task.WhenAll(_connections.Keys).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
