@@ -306,8 +306,8 @@ internal sealed partial class ProxyEngine
         // Twice the longest message of either protocol: a message and what follows it fit.
         var buffer = new byte[2 * Math.Max(Socks5Handshake.MaxMessageLength, ConvertHandshake.MaxMessageLength)];
         int filled = 0;
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-        deadline.CancelAfter(socks.HandshakeTimeout);
+        using var timeout = new CancellationTokenSource(socks.HandshakeTimeout, _time);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timeout.Token);
         try
         {
             while (true)
@@ -368,8 +368,8 @@ internal sealed partial class ProxyEngine
         }
         else
         {
-            using var resolve = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
-            resolve.CancelAfter(socks.ResolveTimeout);
+            using var timeout = new CancellationTokenSource(socks.ResolveTimeout, _time);
+            using var resolve = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, timeout.Token);
             try
             {
                 addresses = await Dns.GetHostAddressesAsync(target.Host!, resolve.Token).WaitAsync(socks.ResolveTimeout, _time, resolve.Token).ConfigureAwait(false);
