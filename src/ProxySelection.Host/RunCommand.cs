@@ -19,8 +19,8 @@ internal static class RunCommand
     {
         var role = new Option<string>("--role") { Description = "downgrade (MPTCP client, TCP server) or upgrade", DefaultValueFactory = _ => "downgrade" };
         role.AcceptOnlyFromAmong("downgrade", "upgrade");
-        var mode = new Option<string>("--mode") { Description = "explicit (MP_PROXY signals) or implicit (none)", DefaultValueFactory = _ => "explicit" };
-        mode.AcceptOnlyFromAmong("explicit", "implicit");
+        var mode = new Option<string>("--mode") { Description = "explicit (MP_PROXY signals), implicit (none), or socks (host-configured: a SOCKS5 server, no interception)", DefaultValueFactory = _ => "explicit" };
+        mode.AcceptOnlyFromAmong("explicit", "implicit", "socks");
         var policy = new Option<string>("--policy") { Description = "first, nearest-server or priority", DefaultValueFactory = _ => "first" };
         policy.AcceptOnlyFromAmong("first", "nearest-server", "priority");
         var proxyId = new Option<byte>("--proxy-id") { Description = "This proxy's id in MP_PROXY (1..255)", DefaultValueFactory = _ => 1 };
@@ -30,9 +30,12 @@ internal static class RunCommand
         var queue = new Option<ushort>("--queue") { Description = "NFQUEUE number", DefaultValueFactory = _ => 0 };
         var capacity = new Option<int>("--capacity") { Description = "Connections held at most; at the limit the proxy defers", DefaultValueFactory = _ => 10_000 };
         var prefix = new Option<string>("--chain-prefix") { Description = "Prefix of the iptables chains (cleanup must use the same)", DefaultValueFactory = _ => "PSEL" };
+        var socks = new Option<string>("--socks") { Description = "SOCKS5 listen address:port (default 0.0.0.0:1080 with --mode socks; in a transparent mode, serves SOCKS clients in addition)" };
+        var socksUsers = new Option<FileInfo?>("--socks-users") { Description = "RFC 1929 users for the SOCKS server: a file of name:password lines (default: NO AUTH)" };
+        var convert = new Option<string>("--convert") { Description = "0-RTT TCP Convert (RFC 8803) listen address:port, with TCP Fast Open (default: none)" };
         var command = new Command("run", "Run a proxy in this network namespace until SIGINT/SIGTERM; its rules are removed on the way out")
         {
-            role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix,
+            role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix, socks, socksUsers, convert,
         };
         var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
         var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)" };
@@ -60,6 +63,9 @@ internal static class RunCommand
             Flag(queue, nameof(ProxyHostOptions.QueueNumber), v => v.ToString(CultureInfo.InvariantCulture));
             Flag(capacity, nameof(ProxyHostOptions.Capacity), v => v.ToString(CultureInfo.InvariantCulture));
             Flag(prefix, nameof(ProxyHostOptions.ChainPrefix), v => v);
+            Flag(socks, nameof(ProxyHostOptions.Socks), v => v);
+            Flag(socksUsers, nameof(ProxyHostOptions.SocksUsersFile), v => v!.FullName);
+            Flag(convert, nameof(ProxyHostOptions.Convert), v => v);
             // Without a file the command line stops at once, as it always did (the lab stops proxies with a 3 s grace).
             var configFile = result.GetValue(config)?.FullName;
             KeyValuePair<string, string?>[] defaults = configFile is null ? [new(ProxyConfiguration.Key(nameof(ProxyHostOptions.DrainTimeout)), "0s")] : [];

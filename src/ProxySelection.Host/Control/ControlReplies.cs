@@ -15,7 +15,12 @@ internal sealed record DaemonStatus(
 /// <summary>One held connection; <c>Subflows</c> lists the MPTCP leg's subflows as the kernel reports them (MPTCP_SUBFLOW_ADDRS).</summary>
 internal sealed record ConnectionStatus(
     string Client, string Server, string Role, string? Reason, double? AgeSeconds, long BytesUp, long BytesDown,
-    string MptcpLeg, string MptcpStatus, string? Token, int SubflowCount, IReadOnlyList<SubflowStatus> Subflows);
+    string MptcpLeg, string MptcpStatus, string? Token, int SubflowCount, IReadOnlyList<SubflowStatus> Subflows)
+{
+    /// <summary><c>host-configured</c> for a SOCKS connection (the host named <see cref="Server"/>); absent for intercepted ones.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Mode { get; init; }
+}
 
 internal sealed record SubflowStatus(string Local, string Remote, string State, uint RttUs);
 
@@ -43,11 +48,31 @@ internal static class ControlReplies
         var negotiator = engine.Negotiator;
         var daemon = new DaemonStatus(
             engine.IsDraining ? "draining" : "running",
-            Lower(negotiation.Role), Lower(negotiation.Mode), negotiation.Policy == SelectionPolicy.NearestServer ? "nearest-server" : Lower(negotiation.Policy),
+            Lower(negotiation.Role), options.Transparent ? Lower(negotiation.Mode) : ProxyEngine.HostConfiguredMode, negotiation.Policy == SelectionPolicy.NearestServer ? "nearest-server" : Lower(negotiation.Policy),
             negotiation.ProxyId, negotiation.Priority, options.Ports, Math.Round(uptime.TotalSeconds, 3),
             negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
         var connections = engine.HeldConnections().Select(Connection).ToList();
-        return new StatusReply(daemon, connections, Decisions(engine.Counters), Summary(negotiator.Cache));
+        var decisions = Decisions(engine.Counters);
+        void Front(string name, Socks.SocksCounters counters)
+        {
+            decisions[name + "_accepted"] = counters.Accepted;
+            decisions[name + "_refused"] = counters.Refused;
+            decisions[name + "_handshake_failed"] = counters.HandshakeFailed;
+            decisions[name + "_connect_failed"] = counters.ConnectFailed;
+            decisions[name + "_connected"] = counters.Connected;
+        }
+
+        if (options.Socks?.Listen is not null)
+        {
+            Front("socks", engine.SocksCounters);
+        }
+
+        if (options.Socks?.Convert is not null)
+        {
+            Front("convert", engine.ConvertCounters);
+        }
+
+        return new StatusReply(daemon, connections, decisions, Summary(negotiator.Cache));
     }
 
     public static CacheReply Cache(CapabilityCache cache)
@@ -81,7 +106,10 @@ internal static class ControlReplies
             held.BytesClientToUpstream, held.BytesUpstreamToClient, held.MptcpLeg, mptcp.Status.ToString(),
             active ? mptcp.Info.Token.ToString("x8", CultureInfo.InvariantCulture) : null,
             active ? Math.Max(mptcp.Info.Subflows, mptcp.Subflows.Length) : 0,
-            [.. mptcp.Subflows.Select(s => new SubflowStatus(s.Local.ToString(), s.Remote.ToString(), TcpStateName(s.TcpState), s.RttMicroseconds))]);
+            [.. mptcp.Subflows.Select(s => new SubflowStatus(s.Local.ToString(), s.Remote.ToString(), TcpStateName(s.TcpState), s.RttMicroseconds))])
+        {
+            Mode = held.Mode,
+        };
     }
 
     private static Dictionary<string, long> Decisions(ProxyCounters c) => new()

@@ -39,6 +39,18 @@ internal static partial class DaemonLog
     [LoggerMessage(11, LogLevel.Warning, "proxysel: no control socket: {Reason}")]
     public static partial void ControlUnavailable(ILogger logger, string reason);
 
+    /// <summary>The host-configured mode alone: no role, policy, ports or queue are in play (a line kind of its own).</summary>
+    [LoggerMessage(14, LogLevel.Information, "proxysel: running mode=host-configured socks={Socks} auth={Auth} id={ProxyId}")]
+    public static partial void RunningHostConfigured(ILogger logger, System.Net.EndPoint? socks, string auth, byte proxyId);
+
+    /// <summary>After <see cref="Stopped"/>, when a SOCKS server ran.</summary>
+    [LoggerMessage(15, LogLevel.Information, "proxysel: socks {Counters}")]
+    public static partial void SocksStopped(ILogger logger, Socks.SocksCounters counters);
+
+    /// <summary>After <see cref="Stopped"/>, when a Convert server ran.</summary>
+    [LoggerMessage(16, LogLevel.Information, "proxysel: convert {Counters}")]
+    public static partial void ConvertStopped(ILogger logger, Socks.SocksCounters counters);
+
     [LoggerMessage(13, LogLevel.Information, "proxysel: capability cache flushed over the control socket, {Removed} entries removed")]
     public static partial void CacheFlushed(ILogger logger, int removed);
 }

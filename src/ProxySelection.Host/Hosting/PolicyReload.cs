@@ -117,6 +117,22 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.ProxyId);
         }
 
+        // The SOCKS listener is bound once at start, and its users with it.
+        if (a.SocksEndpoint != b.SocksEndpoint)
+        {
+            yield return nameof(a.Socks);
+        }
+
+        if (a.SocksUsersFile != b.SocksUsersFile)
+        {
+            yield return nameof(a.SocksUsersFile);
+        }
+
+        if (a.Convert != b.Convert)
+        {
+            yield return nameof(a.Convert);
+        }
+
         // A random key (no key file) cannot become an operator key or the other way round in place: the proxies that
         // verify this one's tags would change. Between operator keys, files and ids are reloaded.
         if ((a.KeyFile is null) != (b.KeyFile is null))

@@ -37,6 +37,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
+        nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile), nameof(ProxyHostOptions.Convert),
     ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
@@ -172,14 +173,24 @@ internal static class ProxyConfiguration
             }
         }
 
-        var engine = ToEngineOptions(options, key, verifyKey);
+        Socks.SocksCredentials? users = null;
+        if (options.SocksUsersFile is not null)
+        {
+            users = LoadUsers(options.SocksUsersFile, baseDirectory, out var usersError);
+            if (users is null)
+            {
+                return Failed(Key(nameof(ProxyHostOptions.SocksUsersFile)) + ": " + usersError);
+            }
+        }
+
+        var engine = ToEngineOptions(options, key, verifyKey, users);
         var engineErrors = engine.Validate();
         return engineErrors.Count > 0
             ? new ProxyConfigurationResult(null, null, [.. engineErrors])
             : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry };
     }
 
-    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null)
+    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null, Socks.SocksCredentials? socksUsers = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var keyRing = new MpProxyKeyRing((byte)options.KeyId, key);
@@ -193,7 +204,7 @@ internal static class ProxyConfiguration
             Negotiation = new NegotiatorOptions
             {
                 Role = options.Role,
-                Mode = options.Mode,
+                Mode = options.Mode == ProxyMode.Implicit ? SignalingMode.Implicit : SignalingMode.Explicit,
                 Policy = options.Policy,
                 ProxyId = (byte)options.ProxyId,
                 Priority = (byte)options.Priority,
@@ -205,7 +216,54 @@ internal static class ProxyConfiguration
             ChainPrefix = options.ChainPrefix,
             KeyRing = keyRing,
             IdleTimeout = options.IdleTimeout,
+            Transparent = options.Mode != ProxyMode.Socks,
+            Socks = options.SocksEndpoint is null && options.Convert is null
+                ? null
+                : new Socks.SocksOptions
+                {
+                    Listen = options.SocksEndpoint is { } socks && TryParseEndPoint(socks, out var listen) ? listen : null,
+                    Convert = options.Convert is { } convert && TryParseEndPoint(convert, out var converter) ? converter : null,
+                    Credentials = socksUsers,
+                },
         };
+    }
+
+    /// <summary><c>address:port</c>, IPv6 in brackets; the port 1..65535 is required.</summary>
+    public static bool TryParseEndPoint(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out System.Net.IPEndPoint? endPoint)
+    {
+        endPoint = null;
+        // Without a port (or an IPv6 address without brackets) the parsed port is 0: refused, a listener needs one.
+        if (!System.Net.IPEndPoint.TryParse(text, out var parsed) || parsed.Port == 0)
+        {
+            return false;
+        }
+
+        endPoint = parsed;
+        return true;
+    }
+
+    /// <summary>The SOCKS users file (RFC 1929), relative to <paramref name="baseDirectory"/>.</summary>
+    public static Socks.SocksCredentials? LoadUsers(string file, string baseDirectory, out string error)
+    {
+        var path = Path.GetFullPath(file, baseDirectory);
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            error = $"cannot read {path}: {e.Message}";
+            return null;
+        }
+
+        var users = Socks.SocksCredentials.Parse(text, out error);
+        if (users is null)
+        {
+            error = $"{path}: {error}";
+        }
+
+        return users;
     }
 
     /// <summary>Hex text (whitespace ignored) or, failing that, the file's raw bytes; a random key when no file is named.</summary>
@@ -275,7 +333,7 @@ internal static class ProxyConfiguration
             case nameof(ProxyHostOptions.Role):
                 return ParseChoice(value, [("downgrade", ProxyRole.Downgrade), ("upgrade", ProxyRole.Upgrade)], v => options.Role = v);
             case nameof(ProxyHostOptions.Mode):
-                return ParseChoice(value, [("explicit", SignalingMode.Explicit), ("implicit", SignalingMode.Implicit)], v => options.Mode = v);
+                return ParseChoice(value, [("explicit", ProxyMode.Explicit), ("implicit", ProxyMode.Implicit), ("socks", ProxyMode.Socks), ("host-configured", ProxyMode.Socks)], v => options.Mode = v);
             case nameof(ProxyHostOptions.Policy):
                 return ParseChoice(value, [("first", SelectionPolicy.First), ("nearest-server", SelectionPolicy.NearestServer), ("priority", SelectionPolicy.Priority)], v => options.Policy = v);
             case nameof(ProxyHostOptions.ProxyId):
@@ -304,6 +362,15 @@ internal static class ProxyConfiguration
                 return null;
             case nameof(ProxyHostOptions.KeyFile):
                 options.KeyFile = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.Socks):
+                options.Socks = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.Convert):
+                options.Convert = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.SocksUsersFile):
+                options.SocksUsersFile = value ?? "";
                 return null;
             case nameof(ProxyHostOptions.ControlSocket):
                 options.ControlSocket = value ?? "";

@@ -14,8 +14,11 @@ internal sealed class ProxyHostOptions
     /// <summary><c>downgrade</c> (MPTCP client, TCP server; the default) or <c>upgrade</c>.</summary>
     public ProxyRole Role { get; set; } = ProxyRole.Downgrade;
 
-    /// <summary><c>explicit</c> (MP_PROXY signals; the default) or <c>implicit</c>.</summary>
-    public SignalingMode Mode { get; set; } = SignalingMode.Explicit;
+    /// <summary>
+    /// <c>explicit</c> (MP_PROXY signals; the default), <c>implicit</c>, or <c>socks</c>: the host-configured mode alone
+    /// (spec §7.10), a SOCKS5 server on <see cref="Socks"/> and no interception.
+    /// </summary>
+    public ProxyMode Mode { get; set; } = ProxyMode.Explicit;
 
     /// <summary><c>first</c> (the default), <c>nearest-server</c> or <c>priority</c>.</summary>
     public SelectionPolicy Policy { get; set; } = SelectionPolicy.First;
@@ -75,6 +78,30 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public string? ControlSocket { get; set; }
 
+    /// <summary>
+    /// The SOCKS5 listen address and port (host-configured mode, spec §7.10), e.g. <c>0.0.0.0:1080</c> or
+    /// <c>[2001:db8::1]:1080</c>. Default: <see cref="DefaultSocks"/> in mode <c>socks</c>, none otherwise; set in a
+    /// transparent mode, the proxy serves SOCKS clients in addition.
+    /// </summary>
+    public string? Socks { get; set; }
+
+    /// <summary>
+    /// RFC 1929 users for the SOCKS server, a file of <c>name:password</c> lines; relative paths are taken from the
+    /// configuration file's folder. Default none: NO AUTH. Needs <see cref="Socks"/> or mode <c>socks</c>.
+    /// </summary>
+    public string? SocksUsersFile { get; set; }
+
+    /// <summary>
+    /// The 0-RTT TCP Convert (RFC 8803) listen address and port, e.g. <c>0.0.0.0:5124</c>: an MPTCP listener with TCP
+    /// Fast Open (the namespace's <c>net.ipv4.tcp_fastopen</c> must enable the server side). Default none; any mode.
+    /// </summary>
+    public string? Convert { get; set; }
+
+    public const string DefaultSocks = "0.0.0.0:1080";
+
+    /// <summary>The SOCKS endpoint in force: <see cref="Socks"/>, or the default in mode <c>socks</c>; null for none.</summary>
+    public string? SocksEndpoint => Socks ?? (Mode == ProxyMode.Socks ? DefaultSocks : null);
+
     /// <summary>How log lines are written to stdout: <c>plain</c> (the message alone; the default), <c>json</c> or <c>systemd</c> (with journald priority prefixes).</summary>
     public LogFormat Logging { get; set; } = LogFormat.Plain;
 
@@ -87,6 +114,19 @@ internal sealed class ProxyHostOptions
     };
 
     public const string NoControlSocket = "none";
+}
+
+/// <summary>How the proxy is brought into a connection (design §1).</summary>
+internal enum ProxyMode
+{
+    /// <summary>Transparent, with MP_PROXY signals.</summary>
+    Explicit,
+
+    /// <summary>Transparent, no signals.</summary>
+    Implicit,
+
+    /// <summary>Host-configured only: a SOCKS5 server the host talks to on purpose; nothing is intercepted.</summary>
+    Socks,
 }
 
 /// <summary>The console formats <c>proxysel run</c> can write.</summary>

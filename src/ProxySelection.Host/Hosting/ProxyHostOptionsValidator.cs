@@ -27,7 +27,7 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
 
         if (!Enum.IsDefined(options.Mode))
         {
-            Fail(nameof(options.Mode), "must be explicit or implicit");
+            Fail(nameof(options.Mode), "must be explicit, implicit or socks");
         }
 
         if (!Enum.IsDefined(options.Policy))
@@ -135,6 +135,28 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             if (!Path.IsPathFullyQualified(socket) || System.Text.Encoding.UTF8.GetByteCount(socket) > MaxControlSocketPathBytes)
             {
                 Fail(nameof(options.ControlSocket), $"must be an absolute path of at most {MaxControlSocketPathBytes} bytes (a unix socket address), or \"{ProxyHostOptions.NoControlSocket}\" (was \"{socket}\")");
+            }
+        }
+
+        if (options.Socks is { } socks && !ProxyConfiguration.TryParseEndPoint(socks, out _))
+        {
+            Fail(nameof(options.Socks), $"must be an address and a port 1..65535, e.g. 0.0.0.0:1080 or [2001:db8::1]:1080 (was \"{socks}\")");
+        }
+
+        if (options.Convert is { } convert && !ProxyConfiguration.TryParseEndPoint(convert, out _))
+        {
+            Fail(nameof(options.Convert), $"must be an address and a port 1..65535, e.g. 0.0.0.0:5124 (was \"{convert}\")");
+        }
+
+        if (options.SocksUsersFile is { } users)
+        {
+            if (users.Length == 0)
+            {
+                Fail(nameof(options.SocksUsersFile), "is empty; leave it out for NO AUTH, or name a file of name:password lines");
+            }
+            else if (options.SocksEndpoint is null)
+            {
+                Fail(nameof(options.SocksUsersFile), "is set but no SOCKS server runs: set Proxy:Socks or Proxy:Mode=socks");
             }
         }
 

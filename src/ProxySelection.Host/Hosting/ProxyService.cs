@@ -66,6 +66,12 @@ internal sealed class ProxyService(
         }));
         StartControlSocket(engine);
         var negotiation = _options.Negotiation;
+        if (!_options.Transparent)
+        {
+            DaemonLog.RunningHostConfigured(_log, engine.SocksEndPoint, _options.Socks?.Credentials is null ? "none" : "username/password", negotiation.ProxyId);
+            return;
+        }
+
         DaemonLog.Running(_log, negotiation.Role, negotiation.Mode, negotiation.Policy, negotiation.ProxyId, string.Join(',', _options.Ports), _options.QueueNumber);
     }
 
@@ -170,6 +176,15 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopped(_log, engine.Counters);
+        if (_options.Socks?.Listen is not null)
+        {
+            DaemonLog.SocksStopped(_log, engine.SocksCounters);
+        }
+
+        if (_options.Socks?.Convert is not null)
+        {
+            DaemonLog.ConvertStopped(_log, engine.ConvertCounters);
+        }
     }
 
     private async Task DrainAsync(ProxyEngine engine, TimeSpan deadline, CancellationToken abort)

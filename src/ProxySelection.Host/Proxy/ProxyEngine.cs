@@ -88,6 +88,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         };
         _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
         _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
+        _frontRelay = CreateFrontRelay(options, _connector, time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
@@ -114,12 +115,30 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (!_options.Transparent)
+        {
+            // Host-configured alone: no queue, no rules; the SOCKS listener is the only way in.
+            try
+            {
+                _telemetry.Start();
+                StartFronts();
+            }
+            catch
+            {
+                await DisposeAsync().ConfigureAwait(false);
+                throw;
+            }
+
+            return;
+        }
+
         _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true, ReceiveThreadNice = -10 });
         _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {
             _telemetry.Start();
             await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+            StartFronts();
         }
         catch
         {
@@ -566,7 +585,14 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         _listeners.Dispose();
+        StopFrontListeners();
         await _relay.DisposeAsync().ConfigureAwait(false);
+        if (_frontRelay is not null)
+        {
+            await _frontRelay.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await FrontAcceptLoops().ConfigureAwait(false);
         try
         {
             await Task.WhenAll(_connections.Keys).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
@@ -578,7 +604,11 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         await _connector.DisposeAsync().ConfigureAwait(false);
         try
         {
-            await _ruleset.RemoveAsync(CancellationToken.None).ConfigureAwait(false);
+            if (_options.Transparent)
+            {
+                // Never applied otherwise: another proxy's rules under the same prefix are not this one's to remove.
+                await _ruleset.RemoveAsync(CancellationToken.None).ConfigureAwait(false);
+            }
         }
         finally
         {

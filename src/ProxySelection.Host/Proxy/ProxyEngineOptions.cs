@@ -28,6 +28,15 @@ internal sealed class ProxyEngineOptions
 
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Whether the transparent modes run (NFQUEUE hook, rules, TPROXY listeners). False in the host-configured mode
+    /// alone (<c>--mode socks</c>): nothing is intercepted and no rule is installed or removed.
+    /// </summary>
+    public bool Transparent { get; init; } = true;
+
+    /// <summary>The host-configured mode's SOCKS5 front (spec §7.10), or null for none.</summary>
+    public Socks.SocksOptions? Socks { get; init; }
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>(Negotiation.Validate());
@@ -39,6 +48,11 @@ internal sealed class ProxyEngineOptions
         if (AdoptionTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero)
         {
             errors.Add("AdoptionTimeout and IdleTimeout must be positive.");
+        }
+
+        if (!Transparent && Socks is null)
+        {
+            errors.Add("A proxy that intercepts nothing needs the SOCKS front.");
         }
 
         return errors;

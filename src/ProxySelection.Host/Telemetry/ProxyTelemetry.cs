@@ -288,6 +288,38 @@ internal sealed class ProxyTelemetry : IDisposable
         return root;
     }
 
+    /// <summary>
+    /// A SOCKS client's CONNECT (host-configured mode, spec §7.10): a root span of its own, tagged mode
+    /// <c>host-configured</c> and decision <c>socks</c> or <c>convert</c>, named by the host's destination (a name for ATYP 3). The client
+    /// leg's MPTCP token (0 for TCP) names its subflow events. Null when nobody listens.
+    /// </summary>
+    public ConnectionTrace? HostConfigured(IPEndPoint? client, string server, int port, uint token, string? user, string front = "socks")
+    {
+        if (client is null || !Source.HasListeners())
+        {
+            return null;
+        }
+
+        var root = StartRoot(new FlowEndPoints(client, new IPEndPoint(client.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, port)));
+        if (root is null)
+        {
+            return null;
+        }
+
+        root.SetTag("server.address", server);
+        root.SetTag("proxysel.mode", ProxyEngine.HostConfiguredMode);
+        root.SetTag("proxysel.decision", front);
+        root.SetTag("proxysel.reason", "HostSelected");
+        root.SetTag("proxysel.socks.authenticated", user is not null);
+        var trace = new ConnectionTrace(root, _time.GetTimestamp());
+        if (token != 0)
+        {
+            Track(trace, token);
+        }
+
+        return trace;
+    }
+
     /// <summary>A probe ended: its duration, and its span's outcome.</summary>
     public void ProbeEnded(long probeId, bool answered, bool mpCapable, string? signal)
     {

@@ -119,7 +119,7 @@ public sealed class ProxyConfigurationTests
         Assert.Multiple(() =>
         {
             Assert.That(options.Role, Is.EqualTo(ProxyRole.Downgrade));
-            Assert.That(options.Mode, Is.EqualTo(SignalingMode.Explicit));
+            Assert.That(options.Mode, Is.EqualTo(ProxyMode.Explicit));
             Assert.That(options.Policy, Is.EqualTo(SelectionPolicy.First));
             Assert.That(options.Ports, Is.EqualTo(new[] { 80, 443 }));
             Assert.That(options.ProbeTimeout, Is.EqualTo(TimeSpan.FromMilliseconds(250)));

@@ -20,12 +20,18 @@ public sealed class SampleConfigurationTests
         var path = Path.Combine(SamplesDirectory(), name);
         // A sample names the operator key's installed path (/etc/proxysel); a generated key stands in for it.
         var key = Path.GetTempFileName();
+        var users = Path.GetTempFileName();
         try
         {
             File.WriteAllText(key, Convert.ToHexString(new byte[32]));
-            var usesKey = File.ReadAllText(path).Contains("\"KeyFile\"", StringComparison.Ordinal);
+            File.WriteAllText(users, "alice:wonderland\n");
+            var text = File.ReadAllText(path);
+            var usesKey = text.Contains("\"KeyFile\"", StringComparison.Ordinal);
+            // Likewise the SOCKS users file of the host-configured sample.
+            var usesUsers = text.Contains("\"SocksUsersFile\"", StringComparison.Ordinal);
 
-            var result = ProxyConfiguration.Load(path, usesKey ? [$"Proxy:KeyFile={key}"] : [], new MemoryConfigurationSource());
+            var result = ProxyConfiguration.Load(path, [.. usesKey ? [$"Proxy:KeyFile={key}"] : Array.Empty<string>(), .. usesUsers ? [$"Proxy:SocksUsersFile={users}"] : Array.Empty<string>()],
+                new MemoryConfigurationSource());
 
             Assert.That(result.Errors, Is.Empty);
             var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
@@ -36,6 +42,7 @@ public sealed class SampleConfigurationTests
         finally
         {
             File.Delete(key);
+            File.Delete(users);
         }
     }
 
