@@ -68,7 +68,9 @@ public sealed class LabDemoTests
     [Test]
     public async Task Demo_SigintAfterChainUp_TearsDownAndExits130()
     {
-        using var demo = DemoProcess.Start(extra: ["--size", "200"]);
+        // SIGINT back to its default: a test run started in the background of a non-interactive shell inherits it
+        // ignored, and .NET (like any program) keeps an inherited "ignore" for SIGINT, so Ctrl-C would never arrive.
+        using var demo = DemoProcess.Start(wrapper: ["env", "--default-signal=INT", "dotnet"], extra: ["--size", "200"]);
         await demo.WaitForOutputAsync("chain up", DemoProcess.Timeout);
         var prefix = demo.Prefix;
         Assert.That(await DemoProcess.NamespacesLeftAsync(prefix), Has.Count.EqualTo(4), "the chain's namespaces exist before the interrupt");
