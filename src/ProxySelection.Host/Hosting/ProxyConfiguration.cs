@@ -37,6 +37,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
+        nameof(ProxyHostOptions.AnnounceAddresses),
     ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
@@ -310,6 +311,11 @@ internal static class ProxyConfiguration
                 return null;
             case nameof(ProxyHostOptions.Logging):
                 return ParseChoice(value, [("plain", LogFormat.Plain), ("json", LogFormat.Json), ("systemd", LogFormat.Systemd)], v => options.Logging = v);
+            case nameof(ProxyHostOptions.AnnounceAddresses):
+                options.AnnounceAddresses = setting.Value is { } list
+                    ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    : [.. setting.GetChildren().Select(c => c.Value ?? "")];
+                return null;
             default:
                 return ParsePorts(setting, options);
         }
