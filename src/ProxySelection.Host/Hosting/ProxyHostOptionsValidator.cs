@@ -94,6 +94,8 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             }
         }
 
+        ValidateAnnounceAddresses(options, Fail);
+
         if (options.QueueNumber is < 0 or > ushort.MaxValue)
         {
             Fail(nameof(options.QueueNumber), Was("must be 0..65535", options.QueueNumber));
@@ -139,8 +141,6 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
                 Fail(nameof(options.ControlSocket), $"must be an absolute path of at most {MaxControlSocketPathBytes} bytes (a unix socket address), or \"{ProxyHostOptions.NoControlSocket}\" (was \"{socket}\")");
             }
         }
-
-        ValidateAnnounceAddresses(options, Fail);
 
         if (options.KeyFile is { Length: 0 })
         {
