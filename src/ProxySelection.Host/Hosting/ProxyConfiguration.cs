@@ -31,11 +31,11 @@ internal static class ProxyConfiguration
 
     private static readonly string[] KnownKeys =
     [
-        nameof(ProxyHostOptions.AnnounceAddresses),
         nameof(ProxyHostOptions.Role), nameof(ProxyHostOptions.Mode), nameof(ProxyHostOptions.Policy),
         nameof(ProxyHostOptions.ProxyId), nameof(ProxyHostOptions.Priority), nameof(ProxyHostOptions.KeyFile),
         nameof(ProxyHostOptions.KeyId), nameof(ProxyHostOptions.VerifyKeyFile), nameof(ProxyHostOptions.VerifyKeyId),
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
+        nameof(ProxyHostOptions.AnnounceAddresses),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
     ];
