@@ -56,8 +56,9 @@ internal sealed class ProxyService(
                 }
                 catch
                 {
-                    await announcer.WithdrawAsync(CancellationToken.None).ConfigureAwait(false);
+                    // What was added goes with the rules; the start failure is the error to report.
                     await engine.DisposeAsync().ConfigureAwait(false);
+                    await WithdrawAsync(announcer).ConfigureAwait(false);
                     throw;
                 }
             }
@@ -70,7 +71,6 @@ internal sealed class ProxyService(
         }
 
         _announcer = announcer;
-
         _engine = engine;
         // The host's lifetime stops on the first SIGTERM/SIGINT; this counts them, so a second one cuts a drain short.
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
@@ -192,7 +192,7 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopping(_log);
-        await WithdrawAnnouncedAsync().ConfigureAwait(false);
+        await WithdrawAsync(_announcer).ConfigureAwait(false);
         var drainTimeout = _policy.Running.DrainTimeout;
         if (drainTimeout > TimeSpan.Zero)
         {
@@ -217,16 +217,16 @@ internal sealed class ProxyService(
     }
 
     /// <summary>First thing on a drain or stop: REMOVE_ADDR, so clients close their subflows to this host before it goes (spec §7.8.1).</summary>
-    private async Task WithdrawAnnouncedAsync()
+    private async Task WithdrawAsync(AddressAnnouncer? announcer)
     {
-        if (_announcer is null)
+        if (announcer is null)
         {
             return;
         }
 
         try
         {
-            await _announcer.WithdrawAsync(CancellationToken.None).ConfigureAwait(false);
+            await announcer.WithdrawAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception e) when (e is InterceptionRulesException or IOException or UnauthorizedAccessException)
         {
