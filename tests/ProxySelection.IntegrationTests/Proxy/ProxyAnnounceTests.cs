@@ -16,29 +16,35 @@ public sealed partial class ProxyAnnounceTests
 {
     private const int Size = 48 * 1024 * 1024;
 
-    // Path 2's proxy address: reachable from the client over its second link only.
     private const string Announced = TwoPathTopology.ProxyPath2V4;
 
-    [Test]
-    public async Task AnnouncedAddress_ClientJoinsTheHolderThere_AndDrainWithdrawsItWithRemoveAddr()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task AnnouncedAddress_ClientJoinsTheHolderThere_AndDrainWithdrawsItWithRemoveAddr(bool v6)
     {
+        // Path 2's proxy address: reachable from the client over its second link only.
+        string announced = v6 ? TwoPathTopology.ProxyPath2V6 : TwoPathTopology.ProxyPath2V4;
+        string client1 = v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4;
+        string client2 = v6 ? TwoPathTopology.ClientPath2V6 : TwoPathTopology.ClientPath2V4;
         await using var lab = await ProxyLab.StartAsync();
         // The client opens no subflow of its own: only an ADD_ADDR can give it a second one.
         await lab.Topology.Client.IpBatchAsync(["mptcp endpoint flush", "mptcp limits set subflow 2 add_addr_accepted 1"]).WaitAsync(ProxyLab.Timeout);
         var sha = lab.WriteFile("file.bin", Size);
         await lab.StartNginxAsync();
-        var proxy = await lab.StartProxyAsync("--set", $"Proxy:AnnounceAddresses={Announced}", "--set", "Proxy:DrainTimeout=20s");
+        var proxy = await lab.StartProxyAsync("--set", $"Proxy:AnnounceAddresses={announced}", "--set", "Proxy:DrainTimeout=20s");
         var endpoints = await EndpointsAsync(lab);
         // Control segments only: ADD_ADDR and REMOVE_ADDR ride on the proxy's pure ACKs, joins and closes are SYN, FIN, RST.
         // Leaving out the download's data and the client's ACKs keeps tcpdump from dropping packets on a loaded machine.
-        const string Control = $"tcp port 80 and less 200 and (not (src host {TwoPathTopology.ClientPath1V4} or src host {TwoPathTopology.ClientPath2V4}) or tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0)";
-        var path1 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath1, Path.Combine(lab.Directory, "path1.pcap"), Control);
-        var path2 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath2, Path.Combine(lab.Directory, "path2.pcap"), Control);
+        // (libpcap has no tcp[] for IPv6: there the flags are byte 13 of a TCP header right after the 40-byte IPv6 header.)
+        string flags = v6 ? "ip6[53] & 0x07 != 0" : "tcp[tcpflags] & (tcp-syn|tcp-fin|tcp-rst) != 0";
+        string control = $"tcp port 80 and less 200 and (not (src host {client1} or src host {client2}) or {flags})";
+        var path1 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath1, Path.Combine(lab.Directory, "path1.pcap"), control);
+        var path2 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath2, Path.Combine(lab.Directory, "path2.pcap"), control);
 
         // Rate-limited so the connection is still held when the drain starts.
         var output = Path.Combine(lab.Directory, "file.out");
-        var download = lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "8M");
-        var join = await ProxyLab.WaitForLineAsync(proxy, "syn ", $"-> {Announced}:80 MpJoin");
+        var download = lab.CurlAsync(ProxyLab.Url(v6, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "8M");
+        var join = await ProxyLab.WaitForLineAsync(proxy, "syn ", $"-> {new IPEndPoint(IPAddress.Parse(announced), 80)} MpJoin");
         var subflows = await ExtraSubflowAsync(lab.Topology.Client, "dport = :80");
         var holder = await ExtraSubflowAsync(lab.Topology.Proxy, "sport = :80");
         await proxy.StopAsync(TimeSpan.FromSeconds(60));
@@ -48,28 +54,27 @@ public sealed partial class ProxyAnnounceTests
         TestContext.Progress.WriteLine($"{proxy.Output}\nendpoints before: {endpoints}\nclient subflows: {subflows}\nholder: {holder}\ncapture loss: {Captures.ReportedLoss(path1)} + {Captures.ReportedLoss(path2)}");
 
         var options = Captures.Segments(onPath1).Concat(Captures.Segments(onPath2)).SelectMany(Mptcp).ToList();
-        var addAddr = options.Where(o => o.Segment.Destination == TwoPathTopology.ClientPath1V4 && o.Option.Subtype == MptcpSubtype.AddAddr && !o.Option.AddAddr.Echo)
+        var addAddr = options.Where(o => o.Segment.Destination == client1 && o.Option.Subtype == MptcpSubtype.AddAddr && !o.Option.AddAddr.Echo)
             .Select(o => (Address: new IPAddress(o.Option.AddAddr.Address), o.Option.AddAddr.HasPort, o.Option.AddAddr.AddressId)).ToList();
-        var removeAddr = options.Where(o => o.Option.Subtype == MptcpSubtype.RemoveAddr && o.Segment.Destination.StartsWith("198.18.", StringComparison.Ordinal)
-            && o.Segment.Source != TwoPathTopology.ClientPath1V4 && o.Segment.Source != TwoPathTopology.ClientPath2V4).ToList();
-        var joins = Captures.Segments(onPath2, Captures.IsSyn).Where(s => s.Destination == Announced).ToList();
+        var removeAddr = options.Where(o => o.Option.Subtype == MptcpSubtype.RemoveAddr && o.Segment.Source != client1 && o.Segment.Source != client2).ToList();
+        var joins = Captures.Segments(onPath2, Captures.IsSyn).Where(s => s.Destination == announced).ToList();
         Assert.Multiple(() =>
         {
-            Assert.That(endpoints, Does.Contain($"\"address\":\"{Announced}\"").And.Contain("\"signal\":true"));
+            Assert.That(endpoints, Does.Contain($"\"address\":\"{announced}\"").And.Contain("\"signal\":true"));
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), "the transfer went on over the first subflow after the withdrawal");
-            Assert.That(addAddr.Select(a => (a.Address.ToString(), a.HasPort)), Has.Some.EqualTo((Announced, false)), "ADD_ADDR of the proxy's own address, no port: joins go to S's port");
-            Assert.That(joins.Select(j => (j.Source, j.DestinationPort)), Has.Some.EqualTo((TwoPathTopology.ClientPath2V4, (ushort)80)), "the client's MP_JOIN to the announced address");
+            Assert.That(addAddr.Select(a => (a.Address.ToString(), a.HasPort)), Has.Some.EqualTo((announced, false)), "ADD_ADDR of the proxy's own address, no port: joins go to S's port");
+            Assert.That(joins.Select(j => (j.Source, j.DestinationPort)), Has.Some.EqualTo((client2, (ushort)80)), "the client's MP_JOIN to the announced address");
             Assert.That(join, Does.EndWith("Intercept (JoinTokenOwned)").Or.EndWith("Wait for the accept (JoinTokenForeign)"));
             Assert.That(subflows, Does.Match(@"subflows:1\b"), "MPTCP_INFO at the client: one extra subflow besides the initial one");
             Assert.That(subflows, Does.Contain("add_addr_accepted:1"));
-            Assert.That(removeAddr.Select(r => r.Option.RemoveAddr.AddressIds.ToArray()), Has.Some.EqualTo(new[] { addAddr[0].AddressId }), "REMOVE_ADDR of the announced id");
+            Assert.That(removeAddr.Select(r => r.Option.RemoveAddr.AddressIds.ToArray()), Has.Some.EqualTo(new[] { addAddr.FirstOrDefault().AddressId }), "REMOVE_ADDR of the announced id");
             Assert.That(holder, Does.Match(@"subflows:1\b"), "MPTCP_INFO at the holder: the join joined the held connection");
             // The relay samples its subflow count, and the withdrawal closes the second one: subflows= may read 1 or 2 here.
             Assert.That(ProxyLab.Lines(proxy, "relay ").Single(), Does.Contain("Completed"));
             Assert.That(ProxyLab.Lines(proxy, "proxysel: withdrew "), Has.Count.EqualTo(1));
             Assert.That(after, Is.EqualTo("[]"), "the proxy's endpoint is gone");
-            Assert.That(Captures.Segments(onPath2).Any(s => s.Source == TwoPathTopology.ClientPath2V4 && s.Destination == Announced
+            Assert.That(Captures.Segments(onPath2).Any(s => s.Source == client2 && s.Destination == announced
                 && (s.Flags & (TcpFlags.Fin | TcpFlags.Rst)) != 0), Is.True, "the client closed its subflow to the withdrawn address");
         });
     }
