@@ -20,20 +20,14 @@ public sealed class EgressSignerTests
     public void Rewrite_ProbeSynExpected_AddsSignedProbeWithValidChecksums(bool v6)
     {
         var syn = PacketBuilder.Build(v6, ClientPort, TcpFlags.Syn, SynCapable);
-        Assert.That(TcpPacket.TryParse(syn, out var original), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectSyn(ClientPort, new IPEndPoint(new IPAddress(original.Ip.DestinationAddress), PacketBuilder.ServerPort), new ProxySignal(SignalKind.Probe, 7, 9));
+        signer.ExpectSyn(ClientPort, ServerOf(syn), new ProxySignal(SignalKind.Probe, 7, 9));
 
         Assert.That(signer.Rewrite(syn, out var rewritten, out int length), Is.EqualTo(EgressRewrite.Probe));
 
         var packet = rewritten.AsSpan(0, length);
         Assert.That(length, Is.EqualTo(syn.Length + 16), "the 16-byte form on a SYN");
-        Assert.That(InternetChecksum.TryVerify(packet), Is.EqualTo(WireError.None));
-        Assert.That(TcpPacket.TryParse(packet, out var parsed), Is.EqualTo(WireError.None));
-        var flow = MpProxyFlow.ForSyn(parsed.Ip.SourceAddress, parsed.Ip.DestinationAddress, ClientPort, PacketBuilder.ServerPort, parsed.Tcp.SequenceNumber);
-        var signal = SignalCodec.Read(parsed.Tcp.Options, Ring, flow, out var check);
-        Assert.That(check, Is.EqualTo(SignalCheck.Verified));
-        Assert.That(signal, Is.EqualTo(new ProxySignal(SignalKind.Probe, 7, 9)));
+        Assert.That(VerifiedSynSignal(packet), Is.EqualTo(new ProxySignal(SignalKind.Probe, 7, 9)));
     }
 
     [TestCase(false)]
@@ -80,9 +74,8 @@ public sealed class EgressSignerTests
     public void Rewrite_NotASyn_LeavesPacketEvenWhenExpected()
     {
         var ack = PacketBuilder.Build(false, ClientPort, TcpFlags.Ack, SynCapable);
-        Assert.That(TcpPacket.TryParse(ack, out var parsed), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectSyn(ClientPort, new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort), new ProxySignal(SignalKind.Probe, 1, 8));
+        signer.ExpectSyn(ClientPort, ServerOf(ack), new ProxySignal(SignalKind.Probe, 1, 8));
         Assert.That(signer.Rewrite(ack, out _, out _), Is.EqualTo(EgressRewrite.Untouched));
     }
 
@@ -93,9 +86,8 @@ public sealed class EgressSignerTests
         var options = new byte[36];
         Array.Fill(options, (byte)TcpOptionKind.Nop);
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, options);
-        Assert.That(TcpPacket.TryParse(syn, out var parsed), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectSyn(ClientPort, new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort), new ProxySignal(SignalKind.Probe, 1, 8));
+        signer.ExpectSyn(ClientPort, ServerOf(syn), new ProxySignal(SignalKind.Probe, 1, 8));
         Assert.That(signer.Rewrite(syn, out _, out _), Is.EqualTo(EgressRewrite.NoRoom));
     }
 
@@ -113,8 +105,7 @@ public sealed class EgressSignerTests
     {
         // A plain TCP SYN as the kernel writes it: MSS, SACK permitted, timestamps, window scale (20 bytes).
         var syn = PacketBuilder.Build(v6, ClientPort, TcpFlags.Syn, StockTcpSynOptions);
-        Assert.That(TcpPacket.TryParse(syn, out var original), Is.EqualTo(WireError.None));
-        var server = new IPEndPoint(new IPAddress(original.Ip.DestinationAddress), PacketBuilder.ServerPort);
+        var server = ServerOf(syn);
         var signer = new EgressSigner(Ring);
         signer.ExpectUpstreamSyn(server, new ProxySignal(SignalKind.Claim, 7, 9));
 
@@ -122,20 +113,14 @@ public sealed class EgressSignerTests
 
         var packet = rewritten.AsSpan(0, length);
         Assert.That(length, Is.EqualTo(syn.Length + 16), "the long form fills the 20 bytes a plain SYN has left but 4");
-        Assert.That(InternetChecksum.TryVerify(packet), Is.EqualTo(WireError.None));
-        Assert.That(TcpPacket.TryParse(packet, out var parsed), Is.EqualTo(WireError.None));
-        var flow = MpProxyFlow.ForSyn(parsed.Ip.SourceAddress, parsed.Ip.DestinationAddress, ClientPort, PacketBuilder.ServerPort, parsed.Tcp.SequenceNumber);
-        var signal = SignalCodec.Read(parsed.Tcp.Options, Ring, flow, out var check);
-        Assert.That(check, Is.EqualTo(SignalCheck.Verified));
-        Assert.That(signal, Is.EqualTo(new ProxySignal(SignalKind.Claim, 7, 9)));
+        Assert.That(VerifiedSynSignal(packet), Is.EqualTo(new ProxySignal(SignalKind.Claim, 7, 9)));
     }
 
     [Test]
     public void Rewrite_UpstreamLegsToOneDestination_SignedUntilTheLastLegIsForgotten()
     {
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, StockTcpSynOptions);
-        Assert.That(TcpPacket.TryParse(syn, out var parsed), Is.EqualTo(WireError.None));
-        var server = new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort);
+        var server = ServerOf(syn);
         var signer = new EgressSigner(Ring);
         signer.ExpectUpstreamSyn(server, new ProxySignal(SignalKind.Claim, 7, 9));
         signer.ExpectUpstreamSyn(server, new ProxySignal(SignalKind.Claim, 7, 9));
@@ -151,9 +136,8 @@ public sealed class EgressSignerTests
     public void Rewrite_UpstreamLegToAnotherDestination_LeavesPacket()
     {
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, StockTcpSynOptions);
-        Assert.That(TcpPacket.TryParse(syn, out var parsed), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectUpstreamSyn(new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort + 1), new ProxySignal(SignalKind.Claim, 7, 9));
+        signer.ExpectUpstreamSyn(new IPEndPoint(ServerOf(syn).Address, PacketBuilder.ServerPort + 1), new ProxySignal(SignalKind.Claim, 7, 9));
 
         Assert.That(signer.Rewrite(syn, out _, out _), Is.EqualTo(EgressRewrite.Untouched));
     }
@@ -162,9 +146,8 @@ public sealed class EgressSignerTests
     public void Rewrite_JoinSynWhileUpstreamLegConnects_LeavesPacket()
     {
         var join = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, MpJoin.Syn(false, 1, 0x01020304, 0x05060708));
-        Assert.That(TcpPacket.TryParse(join, out var parsed), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectUpstreamSyn(new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort), new ProxySignal(SignalKind.Upgrade, 7, 9));
+        signer.ExpectUpstreamSyn(ServerOf(join), new ProxySignal(SignalKind.Upgrade, 7, 9));
 
         Assert.That(signer.Rewrite(join, out _, out _), Is.EqualTo(EgressRewrite.Untouched));
     }
@@ -173,8 +156,7 @@ public sealed class EgressSignerTests
     public void Rewrite_ProbeAndUpstreamLegToOneDestination_ProbeKeepsItsSignal()
     {
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, SynCapable);
-        Assert.That(TcpPacket.TryParse(syn, out var parsed), Is.EqualTo(WireError.None));
-        var server = new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort);
+        var server = ServerOf(syn);
         var signer = new EgressSigner(Ring);
         signer.ExpectUpstreamSyn(server, new ProxySignal(SignalKind.Claim, 7, 9));
         signer.ExpectSyn(ClientPort, server, new ProxySignal(SignalKind.Probe, 7, 9));
@@ -188,12 +170,29 @@ public sealed class EgressSignerTests
         var options = new byte[28];
         Array.Fill(options, (byte)TcpOptionKind.Nop);
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, options);
-        Assert.That(TcpPacket.TryParse(syn, out var parsed), Is.EqualTo(WireError.None));
         var signer = new EgressSigner(Ring);
-        signer.ExpectUpstreamSyn(new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), PacketBuilder.ServerPort), new ProxySignal(SignalKind.Claim, 7, 9));
+        signer.ExpectUpstreamSyn(ServerOf(syn), new ProxySignal(SignalKind.Claim, 7, 9));
 
         Assert.That(signer.Rewrite(syn, out var rewritten, out int length), Is.EqualTo(EgressRewrite.NoRoom));
         Assert.That(length, Is.Zero);
         Assert.That(rewritten, Is.Empty);
+    }
+
+    /// <summary>The MP_PROXY of a SYN with valid checksums, verified under the ring over the SYN's own flow.</summary>
+    private static ProxySignal? VerifiedSynSignal(ReadOnlySpan<byte> packet)
+    {
+        Assert.That(InternetChecksum.TryVerify(packet), Is.EqualTo(WireError.None));
+        Assert.That(TcpPacket.TryParse(packet, out var parsed), Is.EqualTo(WireError.None));
+        var flow = MpProxyFlow.ForSyn(parsed.Ip.SourceAddress, parsed.Ip.DestinationAddress, parsed.Tcp.SourcePort, parsed.Tcp.DestinationPort, parsed.Tcp.SequenceNumber);
+        var signal = SignalCodec.Read(parsed.Tcp.Options, Ring, flow, out var check);
+        Assert.That(check, Is.EqualTo(SignalCheck.Verified));
+        return signal;
+    }
+
+    /// <summary>The packet's destination, the server its SYN is for.</summary>
+    private static IPEndPoint ServerOf(byte[] packet)
+    {
+        Assert.That(TcpPacket.TryParse(packet, out var parsed), Is.EqualTo(WireError.None));
+        return new IPEndPoint(new IPAddress(parsed.Ip.DestinationAddress), parsed.Tcp.DestinationPort);
     }
 }
