@@ -1,11 +1,13 @@
 using System.CommandLine;
+using ProxySelection.Host.Proxy;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host;
 
 /// <summary>
 /// <c>proxysel cleanup</c>: removes every rule, chain, policy-routing rule and route a proxy with the same chain
-/// prefix installed in this network namespace, e.g. after it was killed. Idempotent.
+/// prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
+/// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add). Idempotent.
 /// </summary>
 internal static class CleanupCommand
 {
@@ -20,9 +22,11 @@ internal static class CleanupCommand
                 // Ports only shape what Apply installs; removal goes by the chain prefix, the rule and the route.
                 var ruleset = new InterceptionRuleset(new InterceptionRulesetOptions { ChainPrefix = result.GetValue(prefix)!, Ports = [1] });
                 ruleset.CleanupAsync().GetAwaiter().GetResult();
+                string prefixValue = result.GetValue(prefix)!;
+                AddressAnnouncer.CleanupAsync(AddressAnnouncer.RecordPathFor(prefixValue), new ProcessCommandRunner(), CancellationToken.None).GetAwaiter().GetResult();
                 return ExitCodes.Ok;
             }
-            catch (Exception e) when (e is InterceptionRulesException or ArgumentException)
+            catch (Exception e) when (e is InterceptionRulesException or ArgumentException or IOException or UnauthorizedAccessException)
             {
                 stderr.WriteLine($"cleanup: {e.Message}");
                 return ExitCodes.FileNotReadable;

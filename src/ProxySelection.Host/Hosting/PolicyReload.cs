@@ -179,5 +179,10 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         {
             yield return nameof(a.Logging);
         }
+
+        if (!a.AnnounceAddresses.SequenceEqual(b.AnnounceAddresses, StringComparer.Ordinal))
+        {
+            yield return nameof(a.AnnounceAddresses);
+        }
     }
 }

@@ -35,6 +35,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.ProxyId), nameof(ProxyHostOptions.Priority), nameof(ProxyHostOptions.KeyFile),
         nameof(ProxyHostOptions.KeyId), nameof(ProxyHostOptions.VerifyKeyFile), nameof(ProxyHostOptions.VerifyKeyId),
         nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
+        nameof(ProxyHostOptions.AnnounceAddresses),
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
         nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile), nameof(ProxyHostOptions.Convert),
@@ -377,6 +378,11 @@ internal static class ProxyConfiguration
                 return null;
             case nameof(ProxyHostOptions.Logging):
                 return ParseChoice(value, [("plain", LogFormat.Plain), ("json", LogFormat.Json), ("systemd", LogFormat.Systemd)], v => options.Logging = v);
+            case nameof(ProxyHostOptions.AnnounceAddresses):
+                options.AnnounceAddresses = setting.Value is { } list
+                    ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                    : [.. setting.GetChildren().Select(c => c.Value ?? "")];
+                return null;
             default:
                 return ParsePorts(setting, options);
         }

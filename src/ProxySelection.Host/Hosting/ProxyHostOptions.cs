@@ -50,6 +50,14 @@ internal sealed class ProxyHostOptions
     /// <summary>Destination ports to intercept, 1..65535: a JSON array or a comma-separated string. Default 80, 443.</summary>
     public IReadOnlyList<int> Ports { get; set; } = [80, 443];
 
+    /// <summary>
+    /// Downgrade role: addresses of this host's own at which its MPTCP clients may open further subflows, announced to
+    /// them with ADD_ADDR and withdrawn (REMOVE_ADDR) when the proxy drains or stops (spec §7.8.1). Each must be a
+    /// unicast address on an interface of this host, reachable from the clients (the operator asserts it). A JSON
+    /// array or a comma-separated string. Default none.
+    /// </summary>
+    public IReadOnlyList<string> AnnounceAddresses { get; set; } = [];
+
     /// <summary>NFQUEUE number, 0..65535. Default 0.</summary>
     public int QueueNumber { get; set; }
 

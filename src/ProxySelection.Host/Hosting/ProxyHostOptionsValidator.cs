@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Options;
 using ProxySelection.Negotiation;
 
@@ -92,6 +94,8 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             }
         }
 
+        ValidateAnnounceAddresses(options, Fail);
+
         if (options.QueueNumber is < 0 or > ushort.MaxValue)
         {
             Fail(nameof(options.QueueNumber), Was("must be 0..65535", options.QueueNumber));
@@ -166,6 +170,61 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    /// <summary>
+    /// Spec §7.8.1: only the downgrade holder announces, and only unicast addresses a client can join (whether each is
+    /// this host's is checked at start, where the interfaces are: <see cref="Proxy.AddressAnnouncer.NotLocal"/>).
+    /// </summary>
+    private static void ValidateAnnounceAddresses(ProxyHostOptions options, Action<string, string> fail)
+    {
+        const string Key = nameof(options.AnnounceAddresses);
+        if (options.AnnounceAddresses is null || options.AnnounceAddresses.Count == 0)
+        {
+            return;
+        }
+
+        if (options.Role != ProxyRole.Downgrade)
+        {
+            fail(Key, "applies to the downgrade role only (the upgrade holder does not announce its addresses to the TCP client)");
+        }
+
+        var seen = new HashSet<IPAddress>();
+        foreach (var text in options.AnnounceAddresses)
+        {
+            // IPAddress.TryParse also reads "1" and "1.2" (as 0.0.0.1, 1.0.0.2): a dotted quad or an IPv6 text only.
+            if (!IPAddress.TryParse(text, out var address)
+                || (address.AddressFamily == AddressFamily.InterNetwork ? text.Count(c => c == '.') != 3 : !text.Contains(':', StringComparison.Ordinal)))
+            {
+                fail(Key, $"\"{text}\" is not an IPv4 or IPv6 address");
+            }
+            else if (!IsAnnounceable(address))
+            {
+                fail(Key, $"{text} is not a unicast address a client can join (unspecified, loopback, multicast, broadcast or link-local)");
+            }
+            else if (!seen.Add(address))
+            {
+                fail(Key, $"{text} is listed twice");
+            }
+        }
+    }
+
+    private static bool IsAnnounceable(IPAddress address)
+    {
+        if (IPAddress.IsLoopback(address) || address.IsIPv6Multicast || address.IsIPv6LinkLocal || address.IsIPv4MappedToIPv6
+            || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) || address.Equals(IPAddress.Broadcast))
+        {
+            return false;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            var bytes = address.GetAddressBytes();
+            // 224.0.0.0/4 multicast, 240.0.0.0/4 reserved, 169.254.0.0/16 link-local, 0.0.0.0/8 "this network".
+            return bytes[0] is not (>= 224 or 0) && !(bytes[0] == 169 && bytes[1] == 254);
+        }
+
+        return true;
     }
 
     private static string Was(string reason, int value) => string.Create(CultureInfo.InvariantCulture, $"{reason} (was {value})");

@@ -1,9 +1,11 @@
+using System.Net;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ProxySelection.Host.Control;
 using ProxySelection.Host.Proxy;
+using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host.Hosting;
 
@@ -29,6 +31,7 @@ internal sealed class ProxyService(
     private readonly List<PosixSignalRegistration> _signals = [];
     private ProxyEngine? _engine;
     private ControlServer? _control;
+    private AddressAnnouncer? _announcer;
     private long _startedAt;
     private int _stopSignals;
 
@@ -40,10 +43,25 @@ internal sealed class ProxyService(
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         _startedAt = time.GetTimestamp();
+        var announcer = CreateAnnouncer();
         var engine = new ProxyEngine(_options, time, loggers.CreateLogger<ProxyEngine>());
         try
         {
             await engine.StartAsync(cancellationToken).ConfigureAwait(false);
+            if (announcer is not null)
+            {
+                try
+                {
+                    await announcer.AnnounceAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch
+                {
+                    // What was added goes with the rules; the start failure is the error to report.
+                    await engine.DisposeAsync().ConfigureAwait(false);
+                    await WithdrawAsync(announcer).ConfigureAwait(false);
+                    throw;
+                }
+            }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -52,6 +70,7 @@ internal sealed class ProxyService(
             throw;
         }
 
+        _announcer = announcer;
         _engine = engine;
         // The host's lifetime stops on the first SIGTERM/SIGINT; this counts them, so a second one cuts a drain short.
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
@@ -73,6 +92,30 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Running(_log, negotiation.Role, negotiation.Mode, negotiation.Policy, negotiation.ProxyId, string.Join(',', _options.Ports), _options.QueueNumber);
+    }
+
+    /// <summary>The announcer for Proxy:AnnounceAddresses, null when none; refuses an address that is not this host's (spec §7.8.1).</summary>
+    private AddressAnnouncer? CreateAnnouncer()
+    {
+        var running = _policy.Running;
+        if (running.AnnounceAddresses.Count == 0)
+        {
+            return null;
+        }
+
+        var announcer = new AddressAnnouncer([.. running.AnnounceAddresses.Select(IPAddress.Parse)], AddressAnnouncer.RecordPathFor(running.ChainPrefix),
+            new ProcessCommandRunner(), _log);
+        var notLocal = announcer.NotLocal(AddressAnnouncer.LocalAddresses());
+        if (notLocal.Count > 0)
+        {
+            var e = new InvalidOperationException(
+                $"{AddressAnnouncer.Key}: {string.Join(", ", notLocal)} is not an address of this host's interfaces; announcing it would send clients' subflows elsewhere");
+            StartFailure = e;
+            DaemonLog.StartFailed(_log, e.Message);
+            throw e;
+        }
+
+        return announcer;
     }
 
     private void OnStopSignal(PosixSignalContext context)
@@ -155,6 +198,7 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopping(_log);
+        await WithdrawAsync(_announcer).ConfigureAwait(false);
         var drainTimeout = _policy.Running.DrainTimeout;
         if (drainTimeout > TimeSpan.Zero)
         {
@@ -184,6 +228,25 @@ internal sealed class ProxyService(
         if (_options.Socks?.Convert is not null)
         {
             DaemonLog.ConvertStopped(_log, engine.ConvertCounters);
+        }
+    }
+
+    /// <summary>First thing on a drain or stop: REMOVE_ADDR, so clients close their subflows to this host before it goes (spec §7.8.1).</summary>
+    private async Task WithdrawAsync(AddressAnnouncer? announcer)
+    {
+        if (announcer is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await announcer.WithdrawAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is InterceptionRulesException or IOException or UnauthorizedAccessException)
+        {
+            // The stop goes on; proxysel cleanup removes what is recorded.
+            AnnounceLog.WithdrawFailed(_log, e.Message);
         }
     }
 

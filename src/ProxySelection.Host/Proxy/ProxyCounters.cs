@@ -21,6 +21,8 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _claimsAdded;
     private long _probeSignalsAdded;
     private long _egressUntouched;
+    private long _upstreamSignalsAdded;
+    private long _egressNoRoom;
     private long _hookFailures;
     private long _relayed;
     private long _maxHoldTicks;
@@ -63,6 +65,12 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long ProbeAnswersSent => Interlocked.Read(ref _probeAnswersSent);
 
     public long ProbeSignalsAdded => Interlocked.Read(ref _probeSignalsAdded);
+
+    /// <summary>Upstream legs' SYNs that got the holder's Claim (downgrade) or Upgrade (spec §7.3.3).</summary>
+    public long UpstreamSignalsAdded => Interlocked.Read(ref _upstreamSignalsAdded);
+
+    /// <summary>Own SYNs/SYN-ACKs a signal was due on that had no option room left: they went out unchanged (fail open).</summary>
+    public long EgressNoRoom => Interlocked.Read(ref _egressNoRoom);
 
     /// <summary>Own SYNs/SYN-ACKs the egress hook let go unchanged (no signal for them, or no room).</summary>
     public long EgressUntouched => Interlocked.Read(ref _egressUntouched);
@@ -122,6 +130,10 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     public void AddEgressUntouched() => Interlocked.Increment(ref _egressUntouched);
 
+    public void AddUpstreamSignal() => Interlocked.Increment(ref _upstreamSignalsAdded);
+
+    public void AddEgressNoRoom() => Interlocked.Increment(ref _egressNoRoom);
+
     public void AddHookFailure() => Interlocked.Increment(ref _hookFailures);
 
     public void AddRelayed() => Interlocked.Increment(ref _relayed);
@@ -147,5 +159,6 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
+        $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
         $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
 }

@@ -177,7 +177,7 @@ internal sealed partial class ProxyEngine
                 {
                     var upstream = resolution.UpstreamIsProbe && probe is not null && !handedOver ? probe : null;
                     handedOver |= upstream is not null;
-                    Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream, resolution.Reason);
+                    Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream, resolution.Reason, resolution.UpstreamSignal);
                 }
                 else if (resolution.Outcome == HoldOutcome.AnswerProbe && held.Syn is not null)
                 {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using ProxySelection.Host.Telemetry;
+using ProxySelection.Negotiation;
 using ProxySelection.Relay;
 
 namespace ProxySelection.Host.Proxy;
@@ -22,12 +23,36 @@ internal sealed partial class ProxyEngine
 
     /// <summary>
     /// The relay's own connect-and-relay (limit, stopping check, upstream mapping, connect, relay); traced, the connect is
-    /// a <c>proxysel.upstream_connect</c> span of the connection's trace, through the relay's connect hook.
+    /// a <c>proxysel.upstream_connect</c> span of the connection's trace, through the relay's connect hook. With
+    /// <paramref name="upstreamSignal"/>, the egress hook signs the leg's SYN while it connects (spec §7.3.3).
     /// </summary>
-    private Task<RelayResult> ConnectAndRelayAsync(Socket client, ConnectionTrace? trace) =>
-        trace is null || !trace.Root.Recorded
-            ? _relay.HandleAsync(client)
-            : _relay.HandleAsync(client, (upstream, protocol) => TraceConnect(trace, upstream, protocol));
+    private Task<RelayResult> ConnectAndRelayAsync(Socket client, ConnectionTrace? trace, ProxySignal? upstreamSignal)
+    {
+        bool traced = trace is not null && trace.Root.Recorded;
+        if (!traced && upstreamSignal is null)
+        {
+            return _relay.HandleAsync(client);
+        }
+
+        return _relay.HandleAsync(client, (upstream, protocol) =>
+        {
+            if (upstreamSignal is { } signal)
+            {
+                _signer.ExpectUpstreamSyn(upstream, signal);
+            }
+
+            var connected = traced ? TraceConnect(trace!, upstream, protocol) : null;
+            return connect =>
+            {
+                if (upstreamSignal is not null)
+                {
+                    _signer.ForgetUpstreamSyn(upstream);
+                }
+
+                connected?.Invoke(connect);
+            };
+        });
+    }
 
     private Action<UpstreamConnectResult> TraceConnect(ConnectionTrace trace, IPEndPoint upstream, TransportProtocol protocol)
     {

@@ -40,6 +40,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly Dictionary<long, HeldSyn> _holds = [];
     private readonly ConcurrentDictionary<long, Socket> _probes = new();
     private readonly ConcurrentDictionary<FlowEndPoints, Socket> _adopted = new();
+    private readonly ConcurrentDictionary<FlowEndPoints, ProxySignal> _upstreamSignals = new();
     private readonly ConcurrentDictionary<Task, byte> _connections = new();
     private readonly ConcurrentDictionary<FlowEndPoints, byte> _awaitingAccept = new();
     private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
@@ -77,7 +78,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _signer = new EgressSigner(options.KeyRing);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
-        _connector = new UpstreamConnector(new UpstreamConnectorOptions(), SocketFactory.Default, time);
+        // Explicit mode: upstream legs carry the mark too, so their SYNs get the holder's Claim or Upgrade (spec §7.3.3).
+        _connector = new UpstreamConnector(new UpstreamConnectorOptions(),
+            options.Negotiation.Mode == SignalingMode.Explicit ? _markedSockets : SocketFactory.Default, time);
         bool downgrade = options.Negotiation.Role == ProxyRole.Downgrade;
         var relayOptions = new RelayOptions
         {
@@ -191,23 +194,34 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnEgress(in NfqueuePacket packet)
     {
-        if (_signer.TryRewrite(packet.Payload, out var rewritten, out int length, out bool isSynAck))
+        var rewrite = _signer.Rewrite(packet.Payload, out var rewritten, out int length);
+        switch (rewrite)
         {
-            _queue!.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
-            if (isSynAck)
-            {
+            case EgressRewrite.SynAck:
                 Counters.AddClaim();
-            }
-            else
-            {
+                break;
+            case EgressRewrite.Probe:
                 Counters.AddProbeSignal();
-            }
+                break;
+            case EgressRewrite.Upstream:
+                Counters.AddUpstreamSignal();
+                break;
+            case EgressRewrite.NoRoom:
+                Counters.AddEgressNoRoom();
+                Counters.AddEgressUntouched();
+                break;
+            default:
+                Counters.AddEgressUntouched();
+                break;
+        }
 
+        if (rewrite is EgressRewrite.Untouched or EgressRewrite.NoRoom)
+        {
+            _queue!.Accept(packet.PacketId);
             return;
         }
 
-        Counters.AddEgressUntouched();
-        _queue!.Accept(packet.PacketId);
+        _queue!.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
     }
 
     private void OnSyn(in NfqueuePacket packet)
@@ -304,7 +318,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
                 break;
             case SynVerdict.Intercept:
-                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null, decision.Reason);
+                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null, decision.Reason, decision.UpstreamSignal);
                 break;
             case SynVerdict.InterceptJoin:
                 Counters.AddJoinIntercepted();
@@ -363,7 +377,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _queue!.AcceptWithMark(packetId, intercept);
     }
 
-    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe, DecisionReason reason)
+    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe, DecisionReason reason, ProxySignal? upstreamSignal)
     {
         _decided[flow] = new Decided(reason, _time.GetTimestamp());
         if (claim is { } signal)
@@ -375,6 +389,10 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (probe is not null)
         {
             _adopted[flow] = probe;
+        }
+        else if (upstreamSignal is { } leg)
+        {
+            _upstreamSignals[flow] = leg;
         }
 
         try
@@ -414,6 +432,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (_awaitingAccept.TryRemove(flow, out _))
         {
             _decided.TryRemove(flow, out _);
+            _upstreamSignals.TryRemove(flow, out _);
             // The client's connection never reached the listener: its slot (and probe) go.
             if (_adopted.TryRemove(flow, out var probe))
             {
@@ -431,6 +450,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _signer.ForgetClaim(flow);
         _decided.TryRemove(flow, out _);
         _awaitingAccept.TryRemove(flow, out _);
+        _upstreamSignals.TryRemove(flow, out _);
         if (_adopted.TryRemove(flow, out var probe) && closeProbe)
         {
             CloseAbortively(probe);
@@ -479,6 +499,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
         bool counted = _awaitingAccept.TryRemove(flow, out _);
+        _upstreamSignals.TryRemove(flow, out var upstreamSignal);
         var trace = _telemetry.Accepted(flow, token);
         if (registered)
         {
@@ -489,7 +510,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             var result = _adopted.TryRemove(flow, out var probe)
                 ? await RelayAdoptedAsync(client, probe, trace).ConfigureAwait(false)
-                : await ConnectAndRelayAsync(client, trace).ConfigureAwait(false);
+                : await ConnectAndRelayAsync(client, trace, upstreamSignal).ConfigureAwait(false);
             Counters.AddRelayed();
             ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
                 result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);

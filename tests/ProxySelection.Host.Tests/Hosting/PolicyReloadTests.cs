@@ -51,6 +51,17 @@ public sealed class PolicyReloadTests
     }
 
     [Test]
+    public void Apply_AnnounceAddressesChanged_RefusedUntilARestart()
+    {
+        var reload = new PolicyReload(new ProxyHostOptions(), new NegotiatorOptions());
+
+        var line = reload.Apply(Valid(o => o.AnnounceAddresses = ["198.18.7.1"]));
+
+        Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:AnnounceAddresses"));
+        Assert.That(reload.Running.AnnounceAddresses, Is.Empty);
+    }
+
+    [Test]
     public void Apply_InvalidConfiguration_RefusedNamingTheKey()
     {
         var live = new NegotiatorOptions();

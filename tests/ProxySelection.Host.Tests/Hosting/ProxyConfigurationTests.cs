@@ -51,6 +51,17 @@ public sealed class ProxyConfigurationTests
         new object[] { """{ "Proxy": { "KeyFile": "op.key", "VerifyKeyFile": "next.key" } }""", "Proxy:VerifyKeyFile", "needs Proxy:VerifyKeyId" },
         new object[] { """{ "Proxy": { "KeyFile": "op.key", "VerifyKeyFile": "next.key", "VerifyKeyId": 1 } }""", "Proxy:VerifyKeyId", "must differ from Proxy:KeyId" },
         new object[] { """{ "Proxy": { "VerifyKeyId": 3 } }""", "Proxy:VerifyKeyId", "Proxy:VerifyKeyFile is not" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["198.18.7"] } }""", "Proxy:AnnounceAddresses", "\"198.18.7\" is not an IPv4 or IPv6 address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": "proxy.example" } }""", "Proxy:AnnounceAddresses", "is not an IPv4 or IPv6 address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["224.0.0.1"] } }""", "Proxy:AnnounceAddresses", "224.0.0.1 is not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["127.0.0.1"] } }""", "Proxy:AnnounceAddresses", "not a unicast address a client can join" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["0.0.0.0"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["255.255.255.255"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["169.254.1.1"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["fe80::1"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["ff02::1"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": "198.18.7.1, 198.18.7.1" } }""", "Proxy:AnnounceAddresses", "198.18.7.1 is listed twice" },
+        new object[] { """{ "Proxy": { "Role": "upgrade", "AnnounceAddresses": ["198.18.7.1"] } }""", "Proxy:AnnounceAddresses", "downgrade role only" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]
@@ -157,6 +168,18 @@ public sealed class ProxyConfigurationTests
             Assert.That(engine.IdleTimeout, Is.EqualTo(TimeSpan.FromMinutes(1)));
             Assert.That(result.Options!.DrainTimeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
         });
+    }
+
+    [Test]
+    public void Load_AnnounceAddresses_ArrayOrCommaSeparatedStringOfV4AndV6()
+    {
+        var array = Load("""{ "Proxy": { "AnnounceAddresses": ["198.18.7.1", "2001:db8::7"] } }""");
+        var scalar = ProxyConfiguration.Load(null, ["Proxy:AnnounceAddresses=198.18.7.1, 2001:db8::7"], NoEnvironment());
+
+        Assert.That(array.IsValid, Is.True, string.Join("; ", array.Errors));
+        Assert.That(scalar.IsValid, Is.True, string.Join("; ", scalar.Errors));
+        Assert.That(array.Options!.AnnounceAddresses, Is.EqualTo(new[] { "198.18.7.1", "2001:db8::7" }));
+        Assert.That(scalar.Options!.AnnounceAddresses, Is.EqualTo(new[] { "198.18.7.1", "2001:db8::7" }));
     }
 
     [Test]

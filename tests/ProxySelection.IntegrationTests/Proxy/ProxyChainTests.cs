@@ -12,11 +12,11 @@ namespace ProxySelection.IntegrationTests.Proxy;
 [NonParallelizable]
 public sealed class ProxyChainTests
 {
-    private const string Origin = "198.18.5.2";
+    internal const string Origin = "198.18.5.2";
 
     // Large enough that the second subflow always joins before the transfer ends: a 64 KiB file finished in 16 ms
     // on one subflow in a loaded CI run, before the client's MP_JOIN got through.
-    private const int FileSize = 64 * 1024 * 1024;
+    internal const int FileSize = 64 * 1024 * 1024;
 
     [Test]
     public async Task FirstPolicy_ProxyNearestClientHolds_SecondPassesTheProbeAndTheConnection()
@@ -165,7 +165,7 @@ public sealed class ProxyChainTests
     }
 
     /// <summary>Turns the two-path lab's server namespace into P2's, with the origin (nginx, <see cref="FileSize"/> bytes) behind it.</summary>
-    private static async Task<NetNamespace> BuildChainAsync(ProxyLab lab)
+    internal static async Task<NetNamespace> BuildChainAsync(ProxyLab lab)
     {
         var p2 = lab.Topology.Server;
         var origin = await lab.Lab.AddNamespaceAsync("origin").WaitAsync(ProxyLab.Timeout);
