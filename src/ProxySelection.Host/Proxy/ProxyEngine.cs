@@ -194,7 +194,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnEgress(in NfqueuePacket packet)
     {
-        var rewrite = _signer.Rewrite(packet.Payload, out var rewritten, out int length);
+        var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
         {
             case EgressRewrite.SynAck:
@@ -215,7 +215,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 break;
         }
 
-        if (rewrite is EgressRewrite.Untouched or EgressRewrite.NoRoom)
+        if (rewrite is EgressRewrite.Untouched or EgressRewrite.NoRoom or EgressRewrite.Forwarded)
         {
             _queue!.Accept(packet.PacketId);
             return;

@@ -133,6 +133,23 @@ public sealed class EgressSignerTests
     }
 
     [Test]
+    public void Rewrite_ForwardedSynToADestinationWhoseLegConnects_LeftAsItIs()
+    {
+        // A client's SYN routed through this host with the mark bit set by the operator's own policy: not ours to sign.
+        var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, StockTcpSynOptions);
+        var signer = new EgressSigner(Ring);
+        signer.ExpectUpstreamSyn(ServerOf(syn), new ProxySignal(SignalKind.Claim, 7, 9));
+        signer.ExpectSyn(ClientPort, ServerOf(syn), new ProxySignal(SignalKind.Probe, 7, 9));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(signer.Rewrite(syn, inDeviceIndex: 3, out var rewritten, out int length), Is.EqualTo(EgressRewrite.Forwarded));
+            Assert.That((rewritten.Length, length), Is.EqualTo((0, 0)));
+            Assert.That(signer.Rewrite(syn, inDeviceIndex: 0, out _, out _), Is.EqualTo(EgressRewrite.Probe), "the host's own SYN still is");
+        });
+    }
+
+    [Test]
     public void Rewrite_UpstreamLegToAnotherDestination_LeavesPacket()
     {
         var syn = PacketBuilder.Build(false, ClientPort, TcpFlags.Syn, StockTcpSynOptions);
