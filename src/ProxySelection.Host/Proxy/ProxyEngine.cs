@@ -108,6 +108,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             Ports = options.Ports,
             // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
             QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
+            // A downgrading proxy passes every SYN without an MPTCP option (ProxyNegotiator.OnSyn: NotMptcp): those stay
+            // in the kernel, so plain TCP through it never crosses the queue (issue 7: pass-through connection rate).
+            QueueOnlyMptcpSyns = options.Negotiation.Role == ProxyRole.Downgrade,
         };
     }
 
