@@ -24,6 +24,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
     private const int EngineIperfPort = 5203;
     private const int EngineHttpPort = 8082;
     private const int EngineIdlePort = 9001;
+    private const int EngineIperfMptcpPort = 5204;
+    private const int EngineHttpMptcpPort = 8083;
     private const string SmallFile = "/small";
 
     private static readonly string[] CounterPrefixes = ["MPTcpExt", "TcpExt"];
@@ -82,7 +84,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             {
                 throw new ArgumentException("engine subjects need BenchOptions.EngineCommand");
             }
-            env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand, [EngineIperfPort, EngineHttpPort, EngineIdlePort])
+            env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand,
+                [EngineIperfPort, EngineHttpPort, EngineIdlePort, EngineIperfMptcpPort, EngineHttpMptcpPort])
                 .ConfigureAwait(false);
         }
         try
@@ -117,16 +120,18 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     private async Task ThroughputPhaseAsync(BenchEnvironment env, BenchResults results, CancellationToken cancellationToken)
     {
-        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort, EngineIperfPort)).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort, EngineIperfPort, EngineIperfMptcpPort)).ConfigureAwait(false);
         try
         {
             // Servers after the subjects: a readiness probe through HAProxy or socat would otherwise reach iperf3 as a test.
             await using var iperf = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{IperfPort}"]);
             await using var iperfMptcp = env.Topology.Server.StartProcess("mptcpize", ["run", "iperf3", "-s", "--forceflush", "-p", $"{IperfMptcpPort}"]);
             await using var iperfEngine = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{EngineIperfPort}"]);
+            await using var iperfEngineMptcp = env.Topology.Server.StartProcess("mptcpize", ["run", "iperf3", "-s", "--forceflush", "-p", $"{EngineIperfMptcpPort}"]);
             await iperf.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             await iperfEngine.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             await iperfMptcp.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            await iperfEngineMptcp.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
 
             for (int round = 0; round < options.Rounds; round++)
             {
@@ -312,7 +317,10 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         await File.WriteAllTextAsync(nginxMptcp.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
         await using var nginxEngine = await NginxServer.StartAsync(env.Topology.Server, EngineHttpPort, serverAddress).ConfigureAwait(false);
         await File.WriteAllTextAsync(nginxEngine.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
-        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort, EngineHttpPort)).ConfigureAwait(false);
+        await using var nginxEngineMptcp = await NginxServer.StartAsync(env.Topology.Server, EngineHttpMptcpPort, serverAddress, mptcp: true).ConfigureAwait(false);
+        await File.WriteAllTextAsync(nginxEngineMptcp.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort, EngineHttpPort, EngineHttpMptcpPort))
+            .ConfigureAwait(false);
         try
         {
             for (int round = 0; round < options.Rounds; round++)
@@ -400,7 +408,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             SubjectInstance instance;
             try
             {
-                instance = await result.Subject.StartAsync(env, port++, Upstream(env, result.Subject, IdlePort, IdlePort, EngineIdlePort)).ConfigureAwait(false);
+                instance = await result.Subject.StartAsync(env, port++, Upstream(env, result.Subject, IdlePort, IdlePort, EngineIdlePort, EngineIdlePort)).ConfigureAwait(false);
             }
             catch (LabException e)
             {
@@ -429,10 +437,11 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     // ---- helpers --------------------------------------------------------------------------------------------
 
-    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort, int enginePort) =>
+    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort, int enginePort, int engineMptcpPort) =>
         new(env.ServerAddress, subject switch
         {
             DirectSubject { ServerMptcp: true } => mptcpPort,
+            EngineSubject { ServerMptcp: true } => engineMptcpPort,
             EngineSubject => enginePort,
             _ => port,
         });
