@@ -45,6 +45,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
     private readonly List<ParkedJoin> _parkedJoins = [];
     private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
+    private readonly CachePassLogSampler _cachePassLog;
     private NfqueueClient? _queue;
     private Task _receiveLoop = Task.CompletedTask;
     private int _stopped;
@@ -70,6 +71,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _log = log;
         SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
+        _cachePassLog = new CachePassLogSampler(time);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
         _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
@@ -272,6 +274,10 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (kind == SynKind.MpJoin)
         {
             ProxyEngineLog.JoinSyn(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
+        }
+        else if (CachePassLogSampler.IsRoutineCachePass(decision, signal) && !_cachePassLog.AtInformation(flow.Responder))
+        {
+            ProxyEngineLog.SynPassedFromCache(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
         }
         else
         {
