@@ -136,6 +136,8 @@ public static class BenchReport
                 ["latency_p50_ms"] = Round(SubjectResult.Median(r.LatencyP50Ms), 3),
                 ["latency_p99_ms"] = Round(SubjectResult.Median(r.LatencyP99Ms), 3),
                 ["connection_errors"] = r.ConnectionErrors,
+                ["cpu_us_per_connection"] = Round(SubjectResult.Median(r.CpuMicrosPerConnection), 1),
+                ["cpu_us_per_connection_rounds"] = Samples(r.CpuMicrosPerConnection),
                 ["connect_p50_us"] = Round(SubjectResult.Median(r.ConnectP50Us), 0),
                 ["connect_p99_us"] = Round(SubjectResult.Median(r.ConnectP99Us), 0),
                 ["idle_bytes_per_connection"] = Round(r.IdleBytesPerConnection?.Value, 0),
@@ -218,7 +220,7 @@ public static class BenchReport
         sb.AppendLine(CultureInfo.InvariantCulture, $"machine: {m.CpuModel}, {m.Cores} cores, kernel {m.Kernel}, {m.DotNet}, load at start {m.LoadAverageAtStart}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"{results.Options.Rounds} interleaved round(s), iperf3 {results.Options.Seconds} s, wrk {results.Options.ConnectionSeconds} s, {results.Options.IdleConnections} idle connections; medians; ×direct = ratio to the direct TCP path");
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"{"subject",-23} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"SYN µs",6} {"p99",6} {"idle KiB",8}  load (1 min)");
+            $"{"subject",-23} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"SYN µs",6} {"p99",6} {"µs/conn",7} {"idle KiB",8}  load (1 min)");
         foreach (var r in results.Subjects)
         {
             double? t = SubjectResult.Median(r.ThroughputBps);
@@ -227,7 +229,7 @@ public static class BenchReport
             string loadText = load is { } l ? FormattableString.Invariant($"{l.Min:F1}–{l.Max:F1}") : "-";
             string errorText = r.Errors.Count > 0 ? FormattableString.Invariant($"  ({r.Errors.Count} error(s))") : "";
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"{r.Subject.Name,-23} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(SubjectResult.Median(r.ConnectP50Us), "F0"),6} {F(SubjectResult.Median(r.ConnectP99Us), "F0"),6} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
+                $"{r.Subject.Name,-23} {F(t / 1e9, "F2"),7} {F(Ratio(t, directTput), "F2"),7} {F(t1 / 1e9, "F2"),6} {F(Ratio(t1, direct1G), "F2"),7} {F(SubjectResult.Median(r.CpuSecondsPerGb), "F2"),8} {F(SubjectResult.Median(r.ConnectionsPerSecond), "F0"),7} {F(SubjectResult.Median(r.LatencyP50Ms), "F2"),7} {F(SubjectResult.Median(r.LatencyP99Ms), "F2"),7} {F(SubjectResult.Median(r.ConnectP50Us), "F0"),6} {F(SubjectResult.Median(r.ConnectP99Us), "F0"),6} {F(SubjectResult.Median(r.CpuMicrosPerConnection), "F1"),7} {F(r.IdleBytesPerConnection?.Value / 1024, "F1"),8}  {loadText}{errorText}");
         }
         sb.AppendLine("ratios (same run):");
         var json = ToJson(results);

@@ -329,9 +329,15 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     double load = LoadOne();
+                    double? cpuBefore = instance.CpuSeconds();
                     try
                     {
                         var w = await Wrk.RunAsync(env.Topology.Client, instance.Target, SmallFile, options.ConnectionSeconds, result.Subject.ClientMptcp).ConfigureAwait(false);
+                        double? cpu = instance.CpuSeconds() - cpuBefore;
+                        if (cpu is double seconds && w.Requests > 0)
+                        {
+                            result.CpuMicrosPerConnection.Add(new Sample(seconds * 1e6 / w.Requests, load));
+                        }
                         result.ConnectionsPerSecond.Add(new Sample(w.RequestsPerSecond, load));
                         if (w.P50Ms is double p50)
                         {
@@ -342,7 +348,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                             result.LatencyP99Ms.Add(new Sample(p99, load));
                         }
                         result.ConnectionErrors += w.SocketErrors + w.Non2xx;
-                        Log($"{result.Subject.Name,-18} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx} (load {load:F2})");
+                        Log($"{result.Subject.Name,-18} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx}" +
+                            (cpu is double c ? FormattableString.Invariant($", CPU {c * 1e6 / Math.Max(1, w.Requests):F1} µs/conn") : "") + $" (load {load:F2})");
                     }
                     catch (LabException e)
                     {

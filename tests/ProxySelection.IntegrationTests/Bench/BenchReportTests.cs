@@ -72,7 +72,7 @@ public sealed class BenchReportTests
     }
 
     [Test]
-    public void ToJson_MptcpPassThroughBesideDirectMptcp_RatiosAndAddedSynTimeAgainstDirectMptcp()
+    public void ToJson_MptcpPassThroughBesideDirectMptcp_RatiosAddedSynTimeAndCpuPerConnection()
     {
         var results = new BenchResults(new BenchOptions { Rounds = 1 }, new MachineDescription("cpu", 2, "6.18", ".NET", "1 1 1", "h", "s"),
             DateTimeOffset.UnixEpoch);
@@ -80,6 +80,7 @@ public sealed class BenchReportTests
         direct.ConnectP99Us.Add(new Sample(300, 1.0));
         var pass = Add(results, new EngineSubject(EngineTraffic.PassThroughMptcp), throughput: [9e9], cpu: [], conn: [6_000]);
         pass.ConnectP99Us.Add(new Sample(380, 1.0));
+        pass.CpuMicrosPerConnection.AddRange([new Sample(30, 1.0), new Sample(10, 1.0), new Sample(20, 1.0)]);
 
         var json = BenchReport.ToJson(results);
 
@@ -92,6 +93,8 @@ public sealed class BenchReportTests
             Assert.That(json["goals"]!["syn_added_p99_us_passthrough_mptcp"]!["met"]!.GetValue<bool>(), Is.True);
             Assert.That(json["goals"]!["conn_rate_passthrough_mptcp_vs_direct_mptcp"]!["met"]!.GetValue<bool>(), Is.False);
             Assert.That(json["subjects"]!["proxy-passthrough-mptcp"]!["client_mptcp"]!.GetValue<bool>(), Is.True);
+            Assert.That(json["subjects"]!["proxy-passthrough-mptcp"]!["cpu_us_per_connection"]!.GetValue<double>(), Is.EqualTo(20), "the median of the rounds");
+            Assert.That(json["subjects"]!["direct-mptcp"]!["cpu_us_per_connection"], Is.Null, "nothing in user space");
         });
     }
 
