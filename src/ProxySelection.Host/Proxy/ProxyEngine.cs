@@ -46,6 +46,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly List<ParkedJoin> _parkedJoins = [];
     private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
     private readonly CachePassLogSampler _cachePassLog;
+    private readonly CachePassLogSampler _joinPassLog;
     private NfqueueClient? _queue;
     private Task _receiveLoop = Task.CompletedTask;
     private int _stopped;
@@ -72,6 +73,7 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
         _cachePassLog = new CachePassLogSampler(time);
+        _joinPassLog = new CachePassLogSampler(time);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
         _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
@@ -271,7 +273,11 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
             && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
         string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
-        if (kind == SynKind.MpJoin)
+        if (kind == SynKind.MpJoin && CachePassLogSampler.IsRoutineJoinPass(decision, park) && !_joinPassLog.AtInformation(flow.Responder))
+        {
+            ProxyEngineLog.JoinSynPassed(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
+        }
+        else if (kind == SynKind.MpJoin)
         {
             ProxyEngineLog.JoinSyn(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
         }

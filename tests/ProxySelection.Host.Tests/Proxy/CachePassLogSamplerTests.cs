@@ -73,4 +73,14 @@ public sealed class CachePassLogSamplerTests
             Assert.That(CachePassLogSampler.IsRoutineCachePass(pass, new ProxySignal(SignalKind.Probe, 7, 1)), Is.False, "another proxy's probe stays at Information");
         });
     }
+
+    [TestCase(DecisionReason.JoinTokenForeign, false, true)]
+    [TestCase(DecisionReason.JoinTokenForeign, true, false)]
+    [TestCase(DecisionReason.JoinTokenOwned, false, false)]
+    public void IsRoutineJoinPass_ForeignJoinNotParked_True(DecisionReason reason, bool parked, bool expected)
+    {
+        var decision = new SynDecision { Verdict = reason == DecisionReason.JoinTokenOwned ? SynVerdict.InterceptJoin : SynVerdict.Pass, Reason = reason };
+
+        Assert.That(CachePassLogSampler.IsRoutineJoinPass(decision, parked), Is.EqualTo(expected));
+    }
 }
