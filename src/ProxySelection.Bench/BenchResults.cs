@@ -26,6 +26,9 @@ public sealed class SubjectResult(BenchSubject subject)
 
     public long ConnectionErrors { get; set; }
 
+    /// <summary>CPU µs of the subject's process group (for the engine: the whole engine) per connection wrk completed.</summary>
+    public List<Sample> CpuMicrosPerConnection { get; } = [];
+
     /// <summary>Client connect(2) time, p50 and p99 per round (µs): the SYN decision as the client sees it.</summary>
     public List<Sample> ConnectP50Us { get; } = [];
 

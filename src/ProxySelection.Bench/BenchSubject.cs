@@ -43,8 +43,9 @@ public abstract class BenchSubject
         List<BenchSubject> subjects = [new DirectSubject(mptcp: false)];
         if (includeEngine)
         {
-            subjects.Add(new EngineSubject(holding: false));
-            subjects.Add(new EngineSubject(holding: true));
+            subjects.Add(new EngineSubject(EngineTraffic.PassThroughTcp));
+            subjects.Add(new EngineSubject(EngineTraffic.PassThroughMptcp));
+            subjects.Add(new EngineSubject(EngineTraffic.Holding));
         }
         if (includeDirectMptcp)
         {
@@ -201,28 +202,57 @@ internal sealed class NamespaceSocketFactory(NetNamespace ns) : SocketFactory
         ns.RunInNamespaceAsync(() => base.Create(family, protocol)).WaitAsync(TimeSpan.FromSeconds(20)).GetAwaiter().GetResult();
 }
 
+/// <summary>What traffic an <see cref="EngineSubject"/> sends through the engine.</summary>
+public enum EngineTraffic
+{
+    /// <summary>A plain TCP client to the TCP server: the downgrading engine's queue skips its SYN (no MPTCP option), so
+    /// only the SYN/ACK crosses the engine (explicit mode).</summary>
+    PassThroughTcp,
+
+    /// <summary>An MPTCP client to an MPTCP server: every SYN is queued, the first probes, the rest are cache hits that
+    /// pass (ServerSpeaksMptcp). The cost of a queued SYN's decision.</summary>
+    PassThroughMptcp,
+
+    /// <summary>An MPTCP client to the TCP server: intercepted and relayed (MPTCP client leg → TCP server leg).</summary>
+    Holding,
+}
+
 /// <summary>
 /// Our proxy, the real engine (<c>proxysel run</c> in the proxy namespace: NFQUEUE for SYNs, TPROXY, MP_PROXY probe,
-/// relay). One engine process serves both engine subjects; it intercepts only the server's "engine" ports, so the other
-/// subjects never cross it. The client dials the server itself. <c>proxy-passthrough</c>: a plain TCP client, the engine
-/// sees the SYN and passes it (only SYNs reach user space). <c>proxy-holding</c>: an MPTCP client toward the TCP-only
-/// server, the engine intercepts and relays (MPTCP client leg → TCP server leg).
+/// relay). One engine process serves every engine subject; it intercepts only the server's "engine" ports, so the other
+/// subjects never cross it. The client dials the server itself. <c>proxy-passthrough</c>: a plain TCP client, which the
+/// downgrading engine's queue skips (only the SYN/ACK reaches user space). <c>proxy-passthrough-mptcp</c>: an MPTCP
+/// client to an MPTCP server, every SYN queued and passed (after the first, from the cache). <c>proxy-holding</c>: an
+/// MPTCP client toward the TCP-only server, the engine intercepts and relays (MPTCP client leg → TCP server leg).
 /// </summary>
-public sealed class EngineSubject(bool holding) : BenchSubject
+public sealed class EngineSubject(EngineTraffic traffic) : BenchSubject
 {
     /// <summary>Printed by <c>proxysel run</c> once its rules and queue are in place.</summary>
     public const string ReadyLine = "proxysel: running";
 
-    public override string Name => holding ? "proxy-holding" : "proxy-passthrough";
+    public EngineTraffic Traffic => traffic;
 
-    public override string Description => holding
-        ? "our proxy (proxysel run) holding: MPTCP client intercepted via NFQUEUE/TPROXY, relayed to the TCP server"
-        : "our proxy (proxysel run) in pass-through: TCP client, the SYN is seen and passed";
+    public override string Name => traffic switch
+    {
+        EngineTraffic.Holding => "proxy-holding",
+        EngineTraffic.PassThroughMptcp => "proxy-passthrough-mptcp",
+        _ => "proxy-passthrough",
+    };
 
-    public override bool ClientMptcp => holding;
+    public override string Description => traffic switch
+    {
+        EngineTraffic.Holding => "our proxy (proxysel run) holding: MPTCP client intercepted via NFQUEUE/TPROXY, relayed to the TCP server",
+        EngineTraffic.PassThroughMptcp => "our proxy (proxysel run) in pass-through: MPTCP client to an MPTCP server, every SYN queued and passed (cache hits after the first)",
+        _ => "our proxy (proxysel run) in pass-through: TCP client, the SYN skips the queue (no MPTCP option), the SYN/ACK crosses it",
+    };
+
+    public override bool ClientMptcp => traffic != EngineTraffic.PassThroughTcp;
+
+    /// <summary>The server end speaks MPTCP (the engine's cache learns it and passes).</summary>
+    public bool ServerMptcp => traffic == EngineTraffic.PassThroughMptcp;
 
     // Pass-through holds nothing; the engine's RSS would only show its caches.
-    public override bool MeasuresIdleMemory => holding;
+    public override bool MeasuresIdleMemory => traffic == EngineTraffic.Holding;
 
     public override Task<SubjectInstance> StartAsync(BenchEnvironment environment, int listenPort, IPEndPoint upstream)
     {

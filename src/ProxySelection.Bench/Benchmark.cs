@@ -24,6 +24,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
     private const int EngineIperfPort = 5203;
     private const int EngineHttpPort = 8082;
     private const int EngineIdlePort = 9001;
+    private const int EngineIperfMptcpPort = 5204;
+    private const int EngineHttpMptcpPort = 8083;
     private const string SmallFile = "/small";
 
     private static readonly string[] CounterPrefixes = ["MPTcpExt", "TcpExt"];
@@ -82,7 +84,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             {
                 throw new ArgumentException("engine subjects need BenchOptions.EngineCommand");
             }
-            env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand, [EngineIperfPort, EngineHttpPort, EngineIdlePort])
+            env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand,
+                [EngineIperfPort, EngineHttpPort, EngineIdlePort, EngineIperfMptcpPort, EngineHttpMptcpPort])
                 .ConfigureAwait(false);
         }
         try
@@ -117,16 +120,19 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     private async Task ThroughputPhaseAsync(BenchEnvironment env, BenchResults results, CancellationToken cancellationToken)
     {
-        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort, EngineIperfPort)).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 20000, s => Upstream(env, s, IperfPort, IperfMptcpPort, EngineIperfPort, EngineIperfMptcpPort)).ConfigureAwait(false);
         try
         {
             // Servers after the subjects: a readiness probe through HAProxy or socat would otherwise reach iperf3 as a test.
             await using var iperf = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{IperfPort}"]);
             await using var iperfMptcp = env.Topology.Server.StartProcess("mptcpize", ["run", "iperf3", "-s", "--forceflush", "-p", $"{IperfMptcpPort}"]);
             await using var iperfEngine = env.Topology.Server.StartProcess("iperf3", ["-s", "--forceflush", "-p", $"{EngineIperfPort}"]);
+            await using var iperfEngineMptcp = env.Topology.Server.StartProcess("mptcpize", ["run", "iperf3", "-s", "--forceflush", "-p", $"{EngineIperfMptcpPort}"]);
             await iperf.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             await iperfEngine.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
             await iperfMptcp.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            await iperfEngineMptcp.WaitForOutputAsync("Server listening", TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);
+            await WarmEngineCacheAsync(env, instances, cancellationToken).ConfigureAwait(false);
 
             for (int round = 0; round < options.Rounds; round++)
             {
@@ -312,7 +318,10 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
         await File.WriteAllTextAsync(nginxMptcp.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
         await using var nginxEngine = await NginxServer.StartAsync(env.Topology.Server, EngineHttpPort, serverAddress).ConfigureAwait(false);
         await File.WriteAllTextAsync(nginxEngine.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
-        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort, EngineHttpPort)).ConfigureAwait(false);
+        await using var nginxEngineMptcp = await NginxServer.StartAsync(env.Topology.Server, EngineHttpMptcpPort, serverAddress, mptcp: true).ConfigureAwait(false);
+        await File.WriteAllTextAsync(nginxEngineMptcp.WebRoot + SmallFile, "ok\n", cancellationToken).ConfigureAwait(false);
+        var instances = await StartAllAsync(env, results, basePort: 21000, s => Upstream(env, s, HttpPort, HttpMptcpPort, EngineHttpPort, EngineHttpMptcpPort))
+            .ConfigureAwait(false);
         try
         {
             for (int round = 0; round < options.Rounds; round++)
@@ -321,9 +330,15 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
                     double load = LoadOne();
+                    double? cpuBefore = instance.CpuSeconds();
                     try
                     {
                         var w = await Wrk.RunAsync(env.Topology.Client, instance.Target, SmallFile, options.ConnectionSeconds, result.Subject.ClientMptcp).ConfigureAwait(false);
+                        double? cpu = instance.CpuSeconds() - cpuBefore;
+                        if (cpu is double seconds && w.Requests > 0)
+                        {
+                            result.CpuMicrosPerConnection.Add(new Sample(seconds * 1e6 / w.Requests, load));
+                        }
                         result.ConnectionsPerSecond.Add(new Sample(w.RequestsPerSecond, load));
                         if (w.P50Ms is double p50)
                         {
@@ -334,7 +349,8 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
                             result.LatencyP99Ms.Add(new Sample(p99, load));
                         }
                         result.ConnectionErrors += w.SocketErrors + w.Non2xx;
-                        Log($"{result.Subject.Name,-18} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx} (load {load:F2})");
+                        Log($"{result.Subject.Name,-18} {w.RequestsPerSecond:F0} conn/s p50 {w.P50Ms:F2} ms p99 {w.P99Ms:F2} ms errors {w.SocketErrors + w.Non2xx}" +
+                            (cpu is double c ? FormattableString.Invariant($", CPU {c * 1e6 / Math.Max(1, w.Requests):F1} µs/conn") : "") + $" (load {load:F2})");
                     }
                     catch (LabException e)
                     {
@@ -400,7 +416,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             SubjectInstance instance;
             try
             {
-                instance = await result.Subject.StartAsync(env, port++, Upstream(env, result.Subject, IdlePort, IdlePort, EngineIdlePort)).ConfigureAwait(false);
+                instance = await result.Subject.StartAsync(env, port++, Upstream(env, result.Subject, IdlePort, IdlePort, EngineIdlePort, EngineIdlePort)).ConfigureAwait(false);
             }
             catch (LabException e)
             {
@@ -429,10 +445,34 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
 
     // ---- helpers --------------------------------------------------------------------------------------------
 
-    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort, int enginePort) =>
+    /// <summary>
+    /// One connect through each engine pass-through subject whose server speaks MPTCP, before measuring: the first SYN
+    /// is a cache miss, and the engine's probe reaches the server as a connection of its own — iperf3 takes it for a
+    /// client's control connection and fails the run that follows. After it, every SYN is a cache hit.
+    /// </summary>
+    private async Task WarmEngineCacheAsync(BenchEnvironment env, IReadOnlyList<(SubjectResult Result, SubjectInstance Instance)> instances,
+        CancellationToken cancellationToken)
+    {
+        foreach (var (result, instance) in instances.Where(i => i.Result.Subject is EngineSubject { ServerMptcp: true }))
+        {
+            try
+            {
+                await ConnectLatency.MeasureAsync(env.Topology.Client, instance.Target, mptcp: true, count: 1, time, cancellationToken).ConfigureAwait(false);
+            }
+            catch (LabException e)
+            {
+                Log($"{result.Subject.Name,-18} cache warm-up connect failed: {e.Message}");
+            }
+        }
+        // iperf3 reports the reset probe as a failed test and listens again.
+        await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static IPEndPoint Upstream(BenchEnvironment env, BenchSubject subject, int port, int mptcpPort, int enginePort, int engineMptcpPort) =>
         new(env.ServerAddress, subject switch
         {
             DirectSubject { ServerMptcp: true } => mptcpPort,
+            EngineSubject { ServerMptcp: true } => engineMptcpPort,
             EngineSubject => enginePort,
             _ => port,
         });

@@ -29,6 +29,8 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _probeAnswersSent;
     private long _synAcks;
 
+    /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
+    /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
     public long Syns => Interlocked.Read(ref _syns);
 
     /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched).</summary>

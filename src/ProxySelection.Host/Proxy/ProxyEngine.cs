@@ -46,6 +46,8 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
     private readonly List<ParkedJoin> _parkedJoins = [];
     private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
+    private readonly CachePassLogSampler _cachePassLog;
+    private readonly CachePassLogSampler _joinPassLog;
     private NfqueueClient? _queue;
     private Task _receiveLoop = Task.CompletedTask;
     private int _stopped;
@@ -71,6 +73,8 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _log = log;
         SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
+        _cachePassLog = new CachePassLogSampler(time);
+        _joinPassLog = new CachePassLogSampler(time);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
         _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
@@ -112,6 +116,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             Ports = options.Ports,
             // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
             QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
+            // A downgrading proxy passes every SYN without an MPTCP option (ProxyNegotiator.OnSyn: NotMptcp): those stay
+            // in the kernel, so plain TCP through it never crosses the queue (issue 7: pass-through connection rate).
+            QueueOnlyMptcpSyns = options.Negotiation.Role == ProxyRole.Downgrade,
         };
     }
 
@@ -299,9 +306,17 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
             && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
         string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
-        if (kind == SynKind.MpJoin)
+        if (kind == SynKind.MpJoin && CachePassLogSampler.IsRoutineJoinPass(decision, park) && !_joinPassLog.AtInformation(flow.Responder))
+        {
+            ProxyEngineLog.JoinSynPassed(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
+        }
+        else if (kind == SynKind.MpJoin)
         {
             ProxyEngineLog.JoinSyn(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
+        }
+        else if (CachePassLogSampler.IsRoutineCachePass(decision, signal) && !_cachePassLog.AtInformation(flow.Responder))
+        {
+            ProxyEngineLog.SynPassedFromCache(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
         }
         else
         {

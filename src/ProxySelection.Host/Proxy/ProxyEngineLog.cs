@@ -65,6 +65,14 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(117, LogLevel.Information, "{Line}")]
     public static partial void DecisionLatency(ILogger logger, string line);
 
+    /// <summary>The <see cref="Syn"/> line at Debug: routine cache-hit passes beyond the sampled one (<see cref="CachePassLogSampler"/>).</summary>
+    [LoggerMessage(118, LogLevel.Debug, "syn {Client} -> {Destination} {Kind}: {Verdict} ({Reason})")]
+    public static partial void SynPassedFromCache(ILogger logger, IPEndPoint client, IPEndPoint destination, SynKind kind, string verdict, string reason);
+
+    /// <summary>The <see cref="JoinSyn"/> line at Debug: foreign MP_JOINs beyond the sampled one (<see cref="CachePassLogSampler"/>).</summary>
+    [LoggerMessage(119, LogLevel.Debug, "syn {Client} -> {Destination} {Kind} token={Token:x8}: {Verdict} ({Reason})")]
+    public static partial void JoinSynPassed(ILogger logger, IPEndPoint client, IPEndPoint destination, SynKind kind, uint token, string verdict, string reason);
+
     [LoggerMessage(115, LogLevel.Warning, "telemetry: no subflow events: {Message}")]
     public static partial void NoSubflowEvents(ILogger logger, string message);
 }

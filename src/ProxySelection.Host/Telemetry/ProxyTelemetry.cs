@@ -84,7 +84,8 @@ internal sealed class ProxyTelemetry : IDisposable
         _traceLifetime = 2 * (options.Negotiation.ProbeTimeout + options.AdoptionTimeout);
         Meter = meterFactory?.Create(Name) ?? new Meter(Name);
         _connections = Meter.CreateCounter<long>("proxysel.connections", "{connection}",
-            "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe.");
+            "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe. " +
+            "A downgrading proxy never sees plain TCP SYNs (its queue takes only SYNs with an MPTCP option): they are not counted.");
         Meter.CreateObservableUpDownCounter("proxysel.connections.active", () => new Measurement<long>(activeConnections(), DecisionTag("intercept")),
             "{connection}", "Connections this proxy holds now.");
         _bytes = Meter.CreateCounter<long>("proxysel.bytes", "By", "Bytes relayed, by direction (upstream: client to server).");

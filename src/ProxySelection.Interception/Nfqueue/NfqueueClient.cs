@@ -556,6 +556,15 @@ public sealed unsafe class NfqueueClient : IDisposable
 
     private int ReceiveDatagrams(TimeSpan timeout)
     {
+        // Under load the next batch is queued already (packets arrive while the last one's verdicts are sent): take it
+        // before paying a poll(2), which was 8 % of the hook thread's time in MPTCP pass-through (perf). Idle, this
+        // costs one recvmmsg that finds nothing.
+        var n = TryReceiveDatagrams();
+        if (n > 0)
+        {
+            return n;
+        }
+
         var pfd = new PollFd { Fd = socket.Fd, Events = PollIn };
         var ms = (int)Math.Clamp(timeout.TotalMilliseconds, 0, int.MaxValue);
         var ready = poll(&pfd, 1, ms);
@@ -565,11 +574,12 @@ public sealed unsafe class NfqueueClient : IDisposable
             return errno == EIntr ? 0 : throw new NfqueueException("poll(netlink)", errno);
         }
 
-        if (ready == 0)
-        {
-            return 0;
-        }
+        return ready == 0 ? 0 : TryReceiveDatagrams();
+    }
 
+    /// <summary>One non-blocking recvmmsg: the datagrams queued now (0 when none).</summary>
+    private int TryReceiveDatagrams()
+    {
         // Two tries: an ENOBUFS report comes alone, the datagrams still queued follow it.
         for (var attempt = 0; attempt < 2; attempt++)
         {

@@ -9,7 +9,8 @@ namespace ProxySelection.Interception.Rules;
 /// The kernel side of interception, for IPv4 and IPv6:
 /// <list type="bullet">
 /// <item><c>raw PREROUTING → PREFIX_QUEUE</c>: client SYNs to the intercepted ports go to NFQUEUE with
-/// <c>--queue-bypass</c>, so they pass when no daemon listens. raw, because NF_ACCEPT resumes at the next hook.</item>
+/// <c>--queue-bypass</c>, so they pass when no daemon listens. raw, because NF_ACCEPT resumes at the next hook. With
+/// <see cref="InterceptionRulesetOptions.QueueOnlyMptcpSyns"/> only SYNs carrying TCP option 30 (MPTCP) are queued.</item>
 /// <item><c>mangle PREROUTING → PREFIX_TPROXY</c>: packets of connections a transparent socket already holds get the
 /// intercept mark and skip the rest; a packet carrying the verdict's mark goes to TPROXY with <c>--on-port 0</c>,
 /// which keeps the original destination port (a transparent listener must exist on it, or MP_JOIN is reset).</item>
@@ -136,8 +137,10 @@ public sealed class InterceptionRuleset
         // multiport takes at most 15 ports per rule.
         foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
         {
+            // --tcp-option 30 (MPTCP) also matches in ip6tables; iptables-nft renders it as "tcp option 30 exists".
+            string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
-                $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+                $"-A {QueueChain} -p tcp --syn{mptcpOnly} -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
             if (o.QueueSynAcks)
             {
                 sb.Append(CultureInfo.InvariantCulture,

@@ -42,6 +42,12 @@ public sealed partial class InterceptionRulesetOptions
     /// (a claim from a proxy further on) and SYN/ACKs passing through (what other probers learn). Off by default.</summary>
     public bool QueueSynAcks { get; init; }
 
+    /// <summary>Queue only client SYNs carrying TCP option 30 (MPTCP: MP_CAPABLE, MP_JOIN, MP_PROXY); the rest never leave
+    /// the kernel. For a downgrading proxy, which passes every SYN without an MPTCP option (<c>NotMptcp</c>), so its
+    /// verdicts stay the same and plain TCP costs no user-space trip. SYN/ACKs and the egress hook are not filtered (a
+    /// TCP server's SYN/ACK to a probe has no option 30). Off by default: an upgrading proxy acts on plain TCP SYNs.</summary>
+    public bool QueueOnlyMptcpSyns { get; init; }
+
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 
     /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>

@@ -71,7 +71,7 @@ public sealed class BenchQuickRunTests
             Assert.That(json["subjects"]!.AsObject().Count, Is.EqualTo(subjects.Count));
             Assert.That(results.EngineSynLatency, Is.Not.Null, "the engine's syn decision latency line");
             Assert.That(results.EngineSynLatency!.ImmediateCount, Is.GreaterThan(0), "SYNs decided at once");
-            Assert.That(json["goals"]!.AsObject().Count, Is.EqualTo(14));
+            Assert.That(json["goals"]!.AsObject().Count, Is.EqualTo(16));
             Assert.That(json["machine"]!["kernel"]!.GetValue<string>(), Is.Not.Empty);
         });
     }

@@ -71,12 +71,53 @@ public sealed class BenchReportTests
         });
     }
 
-    private static void Add(BenchResults results, BenchSubject subject, double[] throughput, double[] cpu, double[] conn)
+    [Test]
+    public void ToJson_MptcpPassThroughBesideDirectMptcp_RatiosAddedSynTimeAndCpuPerConnection()
+    {
+        var results = new BenchResults(new BenchOptions { Rounds = 1 }, new MachineDescription("cpu", 2, "6.18", ".NET", "1 1 1", "h", "s"),
+            DateTimeOffset.UnixEpoch);
+        var direct = Add(results, new DirectSubject(mptcp: true), throughput: [10e9], cpu: [], conn: [8_000]);
+        direct.ConnectP99Us.Add(new Sample(300, 1.0));
+        var pass = Add(results, new EngineSubject(EngineTraffic.PassThroughMptcp), throughput: [9e9], cpu: [], conn: [6_000]);
+        pass.ConnectP99Us.Add(new Sample(380, 1.0));
+        pass.CpuMicrosPerConnection.AddRange([new Sample(30, 1.0), new Sample(10, 1.0), new Sample(20, 1.0)]);
+
+        var json = BenchReport.ToJson(results);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(json["passthrough_mptcp_vs_direct_mptcp_throughput"]!.GetValue<double>(), Is.EqualTo(0.9).Within(1e-9));
+            Assert.That(json["conn_rate_passthrough_mptcp_vs_direct_mptcp"]!.GetValue<double>(), Is.EqualTo(0.75).Within(1e-9));
+            Assert.That(json["syn_added_p99_us_passthrough_mptcp"]!.GetValue<double>(), Is.EqualTo(80).Within(1e-9));
+            Assert.That(json["conn_rate_passthrough_vs_direct"], Is.Null, "the plain TCP pass-through was not measured");
+            Assert.That(json["goals"]!["syn_added_p99_us_passthrough_mptcp"]!["met"]!.GetValue<bool>(), Is.True);
+            Assert.That(json["goals"]!["conn_rate_passthrough_mptcp_vs_direct_mptcp"]!["met"]!.GetValue<bool>(), Is.False);
+            Assert.That(json["subjects"]!["proxy-passthrough-mptcp"]!["client_mptcp"]!.GetValue<bool>(), Is.True);
+            Assert.That(json["subjects"]!["proxy-passthrough-mptcp"]!["cpu_us_per_connection"]!.GetValue<double>(), Is.EqualTo(20), "the median of the rounds");
+            Assert.That(json["subjects"]!["direct-mptcp"]!["cpu_us_per_connection"], Is.Null, "nothing in user space");
+        });
+    }
+
+    [Test]
+    public void EngineSubject_EachTraffic_NameClientAndServerProtocolsAndIdleMemory()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(BenchSubject.Standard(includeEngine: true).OfType<EngineSubject>().Select(s => s.Name),
+                Is.EqualTo(new[] { "proxy-passthrough", "proxy-passthrough-mptcp", "proxy-holding" }));
+            Assert.That(new EngineSubject(EngineTraffic.PassThroughTcp) is { ClientMptcp: false, ServerMptcp: false, MeasuresIdleMemory: false });
+            Assert.That(new EngineSubject(EngineTraffic.PassThroughMptcp) is { ClientMptcp: true, ServerMptcp: true, MeasuresIdleMemory: false });
+            Assert.That(new EngineSubject(EngineTraffic.Holding) is { ClientMptcp: true, ServerMptcp: false, MeasuresIdleMemory: true });
+        });
+    }
+
+    private static SubjectResult Add(BenchResults results, BenchSubject subject, double[] throughput, double[] cpu, double[] conn)
     {
         var r = new SubjectResult(subject);
         r.ThroughputBps.AddRange(throughput.Select(v => new Sample(v, 1.0)));
         r.CpuSecondsPerGb.AddRange(cpu.Select(v => new Sample(v, 1.0)));
         r.ConnectionsPerSecond.AddRange(conn.Select(v => new Sample(v, 1.0)));
         results.Subjects.Add(r);
+        return r;
     }
 }

@@ -115,7 +115,7 @@ public sealed class SynLatencyFigureTests
             Assert.That(table, Does.Match(@"TCP→TCP holding throughput ≥ 1\.0× HAProxy\s+1\.500\s+met"));
             Assert.That(table, Does.Match(@"new connections/s ≥ HAProxy \(TCP, relay\)\s+0\.500\s+NOT MET"));
             Assert.That(table, Does.Match(@"cache-hit decision adds < 100 µs.*not measured"));
-            Assert.That(json["goals"]!.AsObject().Count, Is.EqualTo(14));
+            Assert.That(json["goals"]!.AsObject().Count, Is.EqualTo(16));
             Assert.That(json["goals"]!["conn_rate_vs_haproxy"]!["met"]!.GetValue<bool>(), Is.False);
         });
     }

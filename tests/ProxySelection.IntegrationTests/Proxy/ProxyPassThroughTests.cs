@@ -12,7 +12,7 @@ public sealed class ProxyPassThroughTests
 
     [TestCase(false)]
     [TestCase(true)]
-    public async Task PlainTcpClientToTcpServer_PassesUntouched_CapturesBeforeAndAfterProxyCarrySameSegments(bool v6)
+    public async Task PlainTcpClientToTcpServer_PassesUntouchedWithoutBeingQueued_CapturesBeforeAndAfterProxyCarrySameSegments(bool v6)
     {
         await using var lab = await ProxyLab.StartAsync();
         var sha = lab.WriteFile("small.bin", CapturedSize);
@@ -30,14 +30,21 @@ public sealed class ProxyPassThroughTests
         var one = Captures.Segments(first);
         var two = Captures.Segments(second);
         Captures.AssertSameSegments(one, two, v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4, Captures.ReportedLoss(before) + Captures.ReportedLoss(after));
+        // Then an MPTCP client through the same rules: its SYN is still queued and decided.
+        var mptcpOutput = Path.Combine(lab.Directory, "small-mptcp.out");
+        var mptcpCurl = await lab.CurlAsync(ProxyLab.Url(v6, "small.bin"), mptcp: true, mptcpOutput);
         await proxy.StopAsync(ProxyLab.Timeout);
+        var decisions = ProxyLab.Lines(proxy, "syn ");
         Assert.Multiple(() =>
         {
-            Assert.That(ProxyLab.Counter(proxy, "syns"), Is.EqualTo(1));
-            Assert.That(ProxyLab.Counter(proxy, "synacks"), Is.EqualTo(1), "the SYN/ACK went through the hook too, untouched");
-            Assert.That(ProxyLab.Counter(proxy, "passed"), Is.EqualTo(1));
-            Assert.That(ProxyLab.Counter(proxy, "probes"), Is.Zero);
-            Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.Zero);
+            Assert.That(mptcpCurl.ExitCode, Is.Zero, mptcpCurl.StdErr);
+            Assert.That(decisions, Has.None.Contains(" Tcp: "), "a downgrading proxy's queue skips SYNs without an MPTCP option");
+            Assert.That(decisions, Has.One.Contains(" MpCapable: HoldAndProbe (CacheMiss)"), "the MPTCP SYN was queued and decided");
+            Assert.That(ProxyLab.Counter(proxy, "syns"), Is.EqualTo(decisions.Count), "every queued SYN is the MPTCP connection's (joins included)");
+            Assert.That(ProxyLab.Counter(proxy, "synacks"), Is.EqualTo(2), "SYN/ACKs are not filtered: the plain connection's and the probe's answer");
+            Assert.That(ProxyLab.Counter(proxy, "passed"), Is.Zero);
+            Assert.That(ProxyLab.Counter(proxy, "probes"), Is.EqualTo(1), "only the MPTCP connection probed");
+            Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(1), "only the MPTCP connection was intercepted");
         });
     }
 

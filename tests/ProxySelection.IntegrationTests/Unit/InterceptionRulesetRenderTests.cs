@@ -40,4 +40,27 @@ public sealed class InterceptionRulesetRenderTests
         Assert.That(script, Does.Contain("-I PREROUTING 1 -j PX2_QUEUE\n").And.Contain("-I POSTROUTING 1 -j PX2_EGRESS\n"));
         Assert.That(script.Split('\n').Count(l => l == "COMMIT"), Is.EqualTo(2));
     }
+
+    [Test]
+    public void RenderRestoreScript_QueueOnlyMptcpSyns_ClientSynRuleMatchesOption30AndSynAckAndEgressRulesStayUnfiltered()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80, 443], QueueNumber = 3, QueueSynAcks = true, QueueOnlyMptcpSyns = true })
+            .RenderRestoreScript();
+
+        var lines = script.Split('\n');
+        Assert.That(lines, Has.One.EqualTo("-A PSEL_QUEUE -p tcp --syn --tcp-option 30 -m multiport --dports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"));
+        Assert.That(lines, Has.One.EqualTo(
+            "-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"),
+            "a TCP server's SYN/ACK to a probe carries no option 30");
+        Assert.That(lines.Where(l => l.StartsWith("-A PSEL_EGRESS", StringComparison.Ordinal)), Has.All.Not.Contain("--tcp-option"));
+    }
+
+    [Test]
+    public void RenderRestoreScript_DefaultOptions_ClientSynRuleQueuesEverySyn()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80] }).RenderRestoreScript();
+
+        Assert.That(script, Does.Contain("-A PSEL_QUEUE -p tcp --syn -m multiport --dports 80 -j NFQUEUE --queue-num 0 --queue-bypass\n"));
+        Assert.That(script, Does.Not.Contain("--tcp-option"));
+    }
 }
