@@ -77,9 +77,21 @@ internal sealed class AddressAnnouncer(IReadOnlyList<IPAddress> addresses, strin
     public async Task AnnounceAsync(CancellationToken cancellationToken)
     {
         await CleanupAsync(recordPath, runner, cancellationToken).ConfigureAwait(false);
+        // What the kernel would not delete is still recorded, and still ours: it announces its address already.
+        var leftover = ReadRecord(recordPath);
+        lock (_lock)
+        {
+            _added.AddRange(leftover);
+        }
+
         var existing = await ListAsync(runner, cancellationToken).ConfigureAwait(false);
         foreach (var address in addresses)
         {
+            if (leftover.Any(e => e.Address.Equals(address)))
+            {
+                continue;
+            }
+
             var foreign = existing.Where(e => e.Address.Equals(address)).ToList();
             if (foreign.Count > 0)
             {
@@ -120,8 +132,14 @@ internal sealed class AddressAnnouncer(IReadOnlyList<IPAddress> addresses, strin
             return;
         }
 
-        int removed = await RemoveAsync(added, runner, cancellationToken).ConfigureAwait(false);
-        DeleteRecord(recordPath);
+        var (removed, left) = await RemoveAsync(added, runner, cancellationToken).ConfigureAwait(false);
+        lock (_lock)
+        {
+            // What the kernel would not delete stays ours: recorded, so a later withdraw or cleanup finds it.
+            _added = [.. left, .. _added];
+            KeepRecord(recordPath, _added);
+        }
+
         AnnounceLog.Withdrawn(log, removed);
     }
 
@@ -139,23 +157,49 @@ internal sealed class AddressAnnouncer(IReadOnlyList<IPAddress> addresses, strin
             return 0;
         }
 
-        int removed = await RemoveAsync(recorded, runner, cancellationToken).ConfigureAwait(false);
-        DeleteRecord(path);
+        var (removed, left) = await RemoveAsync(recorded, runner, cancellationToken).ConfigureAwait(false);
+        KeepRecord(path, left);
         return removed;
     }
 
-    private static async Task<int> RemoveAsync(IReadOnlyList<MptcpEndpoint> endpoints, ICommandRunner runner, CancellationToken cancellationToken)
+    /// <summary>
+    /// Deletes those of <paramref name="endpoints"/> that still exist with the same id and address; returns how many went
+    /// and the ones the kernel refused to delete (still there, still ours).
+    /// </summary>
+    private static async Task<(int Removed, List<MptcpEndpoint> Left)> RemoveAsync(IReadOnlyList<MptcpEndpoint> endpoints, ICommandRunner runner,
+        CancellationToken cancellationToken)
     {
         var existing = await ListAsync(runner, cancellationToken).ConfigureAwait(false);
         int removed = 0;
+        var left = new List<MptcpEndpoint>();
         foreach (var endpoint in endpoints.Where(existing.Contains))
         {
             var delete = await runner.RunAsync("ip", ["mptcp", "endpoint", "delete", "id", endpoint.Id.ToString(CultureInfo.InvariantCulture)], null, cancellationToken)
                 .ConfigureAwait(false);
-            removed += delete.Succeeded ? 1 : 0;
+            if (delete.Succeeded)
+            {
+                removed++;
+            }
+            else
+            {
+                left.Add(endpoint);
+            }
         }
 
-        return removed;
+        return (removed, left);
+    }
+
+    /// <summary>The record lists exactly <paramref name="endpoints"/>; none: no record.</summary>
+    private static void KeepRecord(string path, IReadOnlyList<MptcpEndpoint> endpoints)
+    {
+        if (endpoints.Count == 0)
+        {
+            DeleteRecord(path);
+        }
+        else
+        {
+            WriteRecord(path, endpoints);
+        }
     }
 
     /// <summary>The namespace's endpoints, from <c>ip -j mptcp endpoint show</c>.</summary>

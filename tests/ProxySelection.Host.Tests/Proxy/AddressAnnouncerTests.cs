@@ -94,6 +94,28 @@ public sealed class AddressAnnouncerTests
     }
 
     [Test]
+    public async Task WithdrawAsync_KernelRefusesTheDelete_StaysRecordedAndTheNextRunOrCleanupFindsIt()
+    {
+        var kernel = new FakeEndpoints();
+        var first = new AddressAnnouncer([Mine], RecordPath, kernel, NullLogger.Instance);
+        await first.AnnounceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        kernel.RefuseDelete = true;
+
+        await first.WithdrawAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.That(AddressAnnouncer.ReadRecord(RecordPath), Is.EqualTo(new[] { new MptcpEndpoint(1, Mine) }), "not deleted: still recorded");
+
+        // The next run's own cleanup is refused too: the endpoint is still its own, announced, and recorded.
+        var second = new AddressAnnouncer([Mine], RecordPath, kernel, NullLogger.Instance);
+        await second.AnnounceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.That(second.Announced, Is.EqualTo(new[] { new MptcpEndpoint(1, Mine) }));
+        Assert.That(kernel.Commands.Count(c => c.Contains("endpoint add", StringComparison.Ordinal)), Is.EqualTo(1));
+
+        kernel.RefuseDelete = false;
+        int removed = await AddressAnnouncer.CleanupAsync(RecordPath, kernel, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.That((removed, kernel.Endpoints.Count, File.Exists(RecordPath)), Is.EqualTo((1, 0, false)));
+    }
+
+    [Test]
     public async Task CleanupAsync_NoRecordAndNoFolder_NothingToDo()
     {
         var kernel = new FakeEndpoints();
@@ -141,6 +163,8 @@ public sealed class AddressAnnouncerTests
 
         public bool RefuseAdd { get; init; }
 
+        public bool RefuseDelete { get; set; }
+
         public Task<CommandOutcome> RunAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)
         {
             Commands.Add(file + " " + string.Join(' ', args));
@@ -152,7 +176,7 @@ public sealed class AddressAnnouncerTests
                     int id = Enumerable.Range(1, 255).First(i => Endpoints.All(e => e.Id != i));
                     Endpoints.Add(new MptcpEndpoint(id, IPAddress.Parse(address)));
                     return Done(0, "");
-                case ["mptcp", "endpoint", "delete", "id", var text] when Endpoints.Any(e => e.Id == int.Parse(text, System.Globalization.CultureInfo.InvariantCulture)):
+                case ["mptcp", "endpoint", "delete", "id", var text] when !RefuseDelete && Endpoints.Any(e => e.Id == int.Parse(text, System.Globalization.CultureInfo.InvariantCulture)):
                     Endpoints.RemoveAll(e => e.Id == int.Parse(text, System.Globalization.CultureInfo.InvariantCulture));
                     return Done(0, "");
                 default:
