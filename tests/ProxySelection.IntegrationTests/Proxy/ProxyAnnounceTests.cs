@@ -41,12 +41,14 @@ public sealed partial class ProxyAnnounceTests
         var path1 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath1, Path.Combine(lab.Directory, "path1.pcap"), control);
         var path2 = await lab.Topology.Client.StartCaptureAsync(TwoPathTopology.ClientPath2, Path.Combine(lab.Directory, "path2.pcap"), control);
 
-        // Rate-limited so the connection is still held when the drain starts.
+        // Rate-limited so the connection is still held when the drain starts: about 12 s, against the join, two `ss`
+        // polls and a SIGTERM in between (a few seconds on a loaded 2-vCPU machine); asserted below, not assumed.
         var output = Path.Combine(lab.Directory, "file.out");
-        var download = lab.CurlAsync(ProxyLab.Url(v6, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "8M");
+        var download = lab.CurlAsync(ProxyLab.Url(v6, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "4M");
         var join = await ProxyLab.WaitForLineAsync(proxy, "syn ", $"-> {new IPEndPoint(IPAddress.Parse(announced), 80)} MpJoin");
         var subflows = await ExtraSubflowAsync(lab.Topology.Client, "dport = :80");
         var holder = await ExtraSubflowAsync(lab.Topology.Proxy, "sport = :80");
+        bool heldAtTheDrain = !download.IsCompleted;
         await proxy.StopAsync(TimeSpan.FromSeconds(60));
         var curl = await download.WaitAsync(TimeSpan.FromSeconds(90));
         var (onPath1, onPath2) = await Captures.StopBothAsync(path1, path2);
@@ -60,6 +62,7 @@ public sealed partial class ProxyAnnounceTests
         var joins = Captures.Segments(onPath2, Captures.IsSyn).Where(s => s.Destination == announced).ToList();
         Assert.Multiple(() =>
         {
+            Assert.That(heldAtTheDrain, Is.True, "the download was still running when the drain began");
             Assert.That(endpoints, Does.Contain($"\"address\":\"{announced}\"").And.Contain("\"signal\":true"));
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), "the transfer went on over the first subflow after the withdrawal");
