@@ -210,6 +210,9 @@ public sealed partial class SocksTests
         var addressType = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 9, 0, 0]);
         var unknownName = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 3, 12, .. "nowhere.test"u8, 0, 80]);
         var loopback = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, 127, 0, 0, 1, 0x04, 0x38]);
+        // The proxy host's own addresses: its own front (a loop) and another interface's address.
+        var self = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, .. IPAddress.Parse(TwoPathTopology.ProxyPath1V4).GetAddressBytes(), 0x04, 0x38]);
+        var ownUplink = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, .. IPAddress.Parse(TwoPathTopology.ProxyUpV4).GetAddressBytes(), 0, 80]);
         var socks4 = await ExchangeAsync(lab, [4, 1, 0, 80, .. server, 0]);
         var curlRefused = await lab.CurlAsync($"http://{TwoPathTopology.ServerV4}:81/", mptcp: true, Path.Combine(lab.Directory, "none"), null,
             "--socks5", $"{TwoPathTopology.ProxyPath1V4}:{Port}");
@@ -226,13 +229,15 @@ public sealed partial class SocksTests
             ExpectReplyThenClose(addressType, [5, 0, 5, 8, 0, 1, 0, 0, 0, 0, 0, 0], "address type not supported 0x08");
             ExpectReplyThenClose(unknownName, [5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0], "host unreachable 0x04");
             ExpectReplyThenClose(loopback, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: the proxy's own loopback");
+            ExpectReplyThenClose(self, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: the proxy's own SOCKS front");
+            ExpectReplyThenClose(ownUplink, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: another address of the proxy host");
             ExpectReplyThenClose(socks4, [5, 0xFF], "no acceptable method");
             Assert.That(curlRefused.ExitCode, Is.Not.Zero);
             Assert.That(curlRefused.StdErr, Does.Contain("(5)"), "curl read reply 0x05");
             Assert.That(running, Is.True, "no input took the daemon down");
             Assert.That(after.ExitCode, Is.Zero, after.StdErr);
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
-            Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connect_failed=4").And.Contains("handshake_failed=3").And.Contains("connected=1"));
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connect_failed=6").And.Contains("handshake_failed=3").And.Contains("connected=1"));
         });
     }
 
@@ -368,7 +373,7 @@ public sealed partial class SocksTests
                 break;
             }
 
-            // Each reply is one segment on a quiet lab link; a short wait tells "all of it" from "more to come".
+            // Each reply is one segment on a quiet lab link: one read takes all of it.
             int read = await ReadAsync(socket, buffer, timeout.Token);
             if (read <= 0)
             {
