@@ -75,7 +75,7 @@ public sealed class SocksBesideExplicitTests
         {
             for (int i = 0; i < 10; i++)
             {
-                silent.Add(await ConnectAsync(lab));
+                silent.Add(await ConnectAsync(lab) ?? throw new AssertionException("a silent client was refused under the handshake bound"));
             }
 
             var output = Path.Combine(lab.Directory, "download.bin");
@@ -83,9 +83,17 @@ public sealed class SocksBesideExplicitTests
 
             // 16 in their handshake at most: 10 silent + 6 more fill it, 4 past it are closed at once.
             var extra = new List<Socket>();
+            int resetAtConnect = 0;
             for (int i = 0; i < 10; i++)
             {
-                extra.Add(await ConnectAsync(lab));
+                if (await ConnectAsync(lab) is { } connected)
+                {
+                    extra.Add(connected);
+                }
+                else
+                {
+                    resetAtConnect++;
+                }
             }
 
             silent.AddRange(extra);
@@ -106,7 +114,7 @@ public sealed class SocksBesideExplicitTests
                     return false;
                 }
             }).ToList();
-            int closed = (await Task.WhenAll(reads).WaitAsync(ProxyLab.Timeout)).Count(c => c);
+            int closed = resetAtConnect + (await Task.WhenAll(reads).WaitAsync(ProxyLab.Timeout)).Count(c => c);
             await proxy.StopAsync(ProxyLab.Timeout);
             TestContext.Progress.WriteLine(proxy.Output);
 
@@ -128,11 +136,63 @@ public sealed class SocksBesideExplicitTests
         }
     }
 
-    private static async Task<Socket> ConnectAsync(ProxyLab lab)
+    /// <summary>Beside the explicit mode, capacity 4: ten silent SOCKS clients leave the transparent mode its slots.</summary>
+    [Test]
+    public async Task SilentSocksClients_TransparentFlowStillInterceptedNotDeferredAtCapacity()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", 64 * 1024);
+        await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync("--socks", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--set", "Proxy:Capacity=4", "--set", "Proxy:ControlSocket=none");
+        var silent = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                // Refused ones (a slot of the limit taken by the others) are left out: what counts is the transparent flow.
+                if (await ConnectAsync(lab) is { } connected)
+                {
+                    silent.Add(connected);
+                }
+            }
+
+            var output = Path.Combine(lab.Directory, "download.bin");
+            var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(30));
+            await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
+            await proxy.StopAsync(ProxyLab.Timeout);
+            TestContext.Progress.WriteLine(proxy.Output);
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
+                Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+                Assert.That(ProxyLab.Lines(proxy, "syn "), Has.None.Contains("AtCapacity"), "no slot was held by a silent client");
+                Assert.That(ProxyLab.Lines(proxy, "syn "), Has.Some.Contains("HoldAndProbe (CacheMiss)"));
+            });
+        }
+        finally
+        {
+            foreach (var socket in silent)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    /// <summary>A silent client: connected, or null when the proxy closed it (a reset) before the connect returned.</summary>
+    private static async Task<Socket?> ConnectAsync(ProxyLab lab)
     {
         var socket = await lab.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
         using var timeout = new CancellationTokenSource(ProxyLab.Timeout);
-        await socket.ConnectAsync(new IPEndPoint(IPAddress.Parse(TwoPathTopology.ProxyPath1V4), Port), timeout.Token);
-        return socket;
+        try
+        {
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Parse(TwoPathTopology.ProxyPath1V4), Port), timeout.Token);
+            return socket;
+        }
+        catch (SocketException)
+        {
+            socket.Dispose();
+            return null;
+        }
     }
 }
