@@ -104,6 +104,7 @@ public sealed partial class SocksTests
             Assert.That(ProxyLab.Lines(proxy, "socks "), Has.Some.Contains($"-> {server}: Succeeded"));
             Assert.That(relay, Does.Contain($"-> {server}:").And.Contains("client=Active").And.Contains("upstream=NotMptcp"));
             Assert.That(Subflows(relay), Is.EqualTo(2));
+            Assert.That(ProxyLab.Lines(proxy, "socks listens on "), Has.One.Contains("[::]:1080 with no authentication"), "a wildcard without users is warned about");
         });
     }
 
@@ -235,6 +236,7 @@ public sealed partial class SocksTests
             Assert.That(curlRefused.ExitCode, Is.Not.Zero);
             Assert.That(curlRefused.StdErr, Does.Contain("(5)"), "curl read reply 0x05");
             Assert.That(running, Is.True, "no input took the daemon down");
+            Assert.That(ProxyLab.Lines(proxy, "socks listens on "), Is.Empty, "one address, not a wildcard: no warning");
             Assert.That(after.ExitCode, Is.Zero, after.StdErr);
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
             Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connect_failed=6").And.Contains("handshake_failed=3").And.Contains("connected=1"));
