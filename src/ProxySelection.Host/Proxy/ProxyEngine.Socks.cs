@@ -301,7 +301,11 @@ internal sealed partial class ProxyEngine
             var target = handshake.Target;
             trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User, front.Name);
             var (connected, reply, detail) = await FrontConnectAsync(target, socks, trace).ConfigureAwait(false);
-            SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
+            if (connected is not null || TakeFrontLine())
+            {
+                // Failures are per-client lines too: bounded under a flood like the handshake's.
+                SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
+            }
             if (connected is null)
             {
                 counters.AddConnectFailed();
