@@ -7,7 +7,7 @@ namespace ProxySelection.Host.Hosting;
 
 /// <summary>
 /// SIGHUP: re-reads the configuration and applies what the negotiator reads per decision (policy, priority, probe
-/// timeout), the drain timeout and the operator keys (a step of a rotation, spec §9.4), without touching held
+/// timeout), the drain timeout, the operator keys (a step of a rotation, spec §9.4) and the SOCKS users file's content, without touching held
 /// connections. Everything else is fixed in the rules, the listeners or the relay at start; a change to it refuses
 /// the whole reload, which then changes nothing.
 /// </summary>
@@ -15,7 +15,9 @@ namespace ProxySelection.Host.Hosting;
 /// <param name="live">The negotiator's options, changed in place.</param>
 /// <param name="liveKeys">The key ring the engine signs and verifies with; null leaves keys out of reloads (tests).</param>
 /// <param name="telemetry">The exporters' settings in force (they are built at start); null for the defaults.</param>
-internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null, TelemetryOptions? telemetry = null)
+/// <param name="liveUsers">The SOCKS users the front checks; a reload reads the users file again (same path) into it.</param>
+internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null, TelemetryOptions? telemetry = null,
+    Socks.SocksCredentials? liveUsers = null)
 {
     private readonly TelemetryOptions _telemetry = telemetry ?? new();
 
@@ -60,9 +62,17 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
                 $" key_id={nextKeys.CurrentKeyId}{(nextKeys.PreviousKeyId is { } verify ? $" verify_key_id={verify}" : "")}");
         }
 
+        string users = "";
+        if (liveUsers is not null && reloaded.Engine.Socks?.Credentials is { } nextUsers)
+        {
+            // The path is fixed (a restart changes it); what the file says now is what an operator edited it for.
+            liveUsers.ReplaceWith(nextUsers);
+            users = string.Create(CultureInfo.InvariantCulture, $" socks_users={nextUsers.Count}");
+        }
+
         Running = next;
         return string.Create(CultureInfo.InvariantCulture,
-            $"proxysel: reloaded policy={next.Policy} priority={next.Priority} probe_timeout={next.ProbeTimeout.TotalMilliseconds}ms drain_timeout={next.DrainTimeout.TotalSeconds}s{keys}");
+            $"proxysel: reloaded policy={next.Policy} priority={next.Priority} probe_timeout={next.ProbeTimeout.TotalMilliseconds}ms drain_timeout={next.DrainTimeout.TotalSeconds}s{keys}{users}");
     }
 
     /// <summary>The exporters are built once at start: a changed <c>Telemetry</c> key refuses the reload rather than being ignored.</summary>

@@ -152,6 +152,11 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(nameof(options.Convert), $"must be an address and a port 1..65535, e.g. 0.0.0.0:5124 (was \"{convert}\")");
         }
 
+        foreach (var (key, reason) in FrontPortConflicts(options))
+        {
+            Fail(key, reason);
+        }
+
         if (options.SocksUsersFile is { } users)
         {
             if (users.Length == 0)
@@ -228,4 +233,35 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
     }
 
     private static string Was(string reason, int value) => string.Create(CultureInfo.InvariantCulture, $"{reason} (was {value})");
+    /// <summary>
+    /// A front that would share its port with the other front or with a transparent listener fails at bind; said here
+    /// instead, naming the key. The transparent listeners take every port of Proxy:Ports on 0.0.0.0 and [::], so any
+    /// address family collides; two fronts collide on the same address, or when either is a wildcard.
+    /// </summary>
+    private static IEnumerable<(string Key, string Reason)> FrontPortConflicts(ProxyHostOptions options)
+    {
+        IPEndPoint? socks = options.SocksEndpoint is { } s && ProxyConfiguration.TryParseEndPoint(s, out var parsedSocks) ? parsedSocks : null;
+        IPEndPoint? convert = options.Convert is { } c && ProxyConfiguration.TryParseEndPoint(c, out var parsedConvert) ? parsedConvert : null;
+        if (socks is not null && convert is not null && socks.Port == convert.Port
+            && (socks.Address.Equals(convert.Address) || IsWildcard(socks.Address) || IsWildcard(convert.Address)))
+        {
+            yield return (nameof(options.Convert), $"listens where Proxy:Socks does ({convert} and {socks}): give the Convert server a port of its own");
+        }
+
+        if (options.Mode == ProxyMode.Socks || options.Ports is null)
+        {
+            yield break;
+        }
+
+        foreach (var (key, front) in new[] { (nameof(options.Socks), socks), (nameof(options.Convert), convert) })
+        {
+            if (front is not null && options.Ports.Contains(front.Port))
+            {
+                yield return (key, string.Create(CultureInfo.InvariantCulture,
+                    $"port {front.Port} is also in Proxy:Ports, where the transparent mode listens on every address: pick another port or leave {front.Port} out of Proxy:Ports"));
+            }
+        }
+    }
+
+    private static bool IsWildcard(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
 }

@@ -24,7 +24,8 @@ internal sealed class ProxyService(
     TimeProvider time) : IHostedService, IDisposable
 {
     private readonly ProxyEngineOptions _options = loaded.Engine!;
-    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing, loaded.Telemetry);
+    private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing, loaded.Telemetry,
+        loaded.Engine!.Socks?.Credentials);
     private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
     private readonly Lock _reloading = new();
     private readonly CancellationTokenSource _abortDrain = new();

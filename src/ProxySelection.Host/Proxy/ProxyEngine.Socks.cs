@@ -8,10 +8,12 @@ using ProxySelection.Relay;
 namespace ProxySelection.Host.Proxy;
 
 /// <summary>
-/// The host-configured mode (spec §7.10): a SOCKS5 server on an MPTCP listener. The host chose this proxy, so the
-/// negotiation decides nothing here; the connection takes a slot of the same limit (<see cref="ProxyNegotiator.TryAdmit"/>),
-/// the upstream leg goes through the same connector, the data phase through a relay with the same options, and the
-/// trace, counters, status and drain are the engine's.
+/// The host-configured mode (spec §7.10): a SOCKS5 server and an RFC 8803 Convert server on MPTCP listeners. The host
+/// chose this proxy, so the negotiation decides nothing here. A client in its handshake holds a slot of a small bound of
+/// its own (<see cref="MaxHandshakes"/>); only a parsed, authenticated CONNECT takes a slot of the shared limit
+/// (<see cref="ProxyNegotiator.TryAdmit"/>), so silent clients cannot starve the transparent mode. The upstream leg goes
+/// through the same connector, the data phase through a relay with the same options, and the trace, counters, status
+/// and drain are the engine's.
 /// </summary>
 internal sealed partial class ProxyEngine
 {
@@ -19,6 +21,9 @@ internal sealed partial class ProxyEngine
     private readonly Lock _frontLock = new();
     private readonly List<Socket> _frontListeners = [];
     private readonly List<Task> _frontAccepts = [];
+    private readonly LocalAddresses _localAddresses;
+    private readonly FrontLogBudget _frontLogBudget;
+    private int _handshakes;
 
     /// <summary>When each relayed SOCKS or Convert connection was accepted, by (client, server): the status's age.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _frontAccepted = new();
@@ -34,6 +39,21 @@ internal sealed partial class ProxyEngine
 
     /// <summary>Where the Convert server listens, once started; null without one.</summary>
     public IPEndPoint? ConvertEndPoint { get; private set; }
+
+    /// <summary>
+    /// Clients in their handshake at once, both fronts together: a tenth of the connection limit, at least 16, at most
+    /// 256. Over it a new client is closed at once (counted as refused), before it reads a byte.
+    /// </summary>
+    internal int MaxHandshakes => MaxHandshakesFor(_options.Negotiation.MaxConnections);
+
+    internal static int MaxHandshakesFor(int capacity) => Math.Min(256, Math.Max(16, capacity / 10));
+
+    /// <summary>
+    /// Explicit beside a transparent mode: the egress queue exists and the connector marks its sockets, so a front's leg
+    /// is registered with the egress hook and its SYN carries the proxy's Claim (spec §7.10). Alone, the fronts have no
+    /// queue: the connector does not mark, and nothing is registered.
+    /// </summary>
+    private bool SignsFrontLegs => _options.Transparent && _options.Negotiation.Mode == SignalingMode.Explicit;
 
     /// <summary>The accept loops of the fronts; they end once the engine stops.</summary>
     private Task FrontAcceptLoops()
@@ -72,6 +92,11 @@ internal sealed partial class ProxyEngine
             var socket = OpenFront(listen, fastOpen: false, out var transport);
             SocksEndPoint = (IPEndPoint?)socket.LocalEndPoint;
             SocksLog.Listening(_log, "socks", SocksEndPoint, transport, socks.Credentials is null ? "none" : "username/password");
+            if (socks.Credentials is null && IsWildcard(listen.Address))
+            {
+                SocksLog.OpenToAll(_log, "socks", SocksEndPoint);
+            }
+
             StartAccepting(socket, new Front("socks", () => new Socks5Handshake(socks.Credentials), SocksCounters));
         }
 
@@ -81,9 +106,16 @@ internal sealed partial class ProxyEngine
             var socket = OpenFront(convert, fastOpen: true, out var transport);
             ConvertEndPoint = (IPEndPoint?)socket.LocalEndPoint;
             SocksLog.Listening(_log, "convert", ConvertEndPoint, transport, "none");
+            if (IsWildcard(convert.Address))
+            {
+                SocksLog.OpenToAll(_log, "convert", ConvertEndPoint);
+            }
+
             StartAccepting(socket, new Front("convert", () => new ConvertHandshake(), ConvertCounters));
         }
     }
+
+    private static bool IsWildcard(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
 
     private Socket OpenFront(IPEndPoint endPoint, bool fastOpen, out string transport)
     {
@@ -183,7 +215,11 @@ internal sealed partial class ProxyEngine
                 }
 
                 // EMFILE and the like: back off a little instead of spinning on the error.
-                SocksLog.AcceptFailed(_log, front.Name, e.SocketErrorCode);
+                if (TakeFrontLine())
+                {
+                    SocksLog.AcceptFailed(_log, front.Name, e.SocketErrorCode);
+                }
+
                 try
                 {
                     await Task.Delay(TimeSpan.FromMilliseconds(100), _time, _stopping.Token).ConfigureAwait(false);
@@ -193,6 +229,22 @@ internal sealed partial class ProxyEngine
                     return;
                 }
 
+                continue;
+            }
+
+            bool draining = IsDraining;
+            if (draining || Interlocked.Increment(ref _handshakes) > MaxHandshakes)
+            {
+                // Over the handshake bound: closed before it costs a task or a buffer; the transparent mode's slots stay free.
+                if (!draining)
+                {
+                    Interlocked.Decrement(ref _handshakes);
+                }
+
+                front.Counters.AddAccepted();
+                front.Counters.AddRefused();
+                LogRefused(front, RemoteOf(client), draining ? "draining" : "handshakes at their bound");
+                CloseAbortively(client);
                 continue;
             }
 
@@ -210,11 +262,34 @@ internal sealed partial class ProxyEngine
         var counters = front.Counters;
         counters.AddAccepted();
         _telemetry.AddConnection("host_configured");
+        IHostConfiguredHandshake? handshake;
+        byte[] pending;
+        try
+        {
+            (handshake, pending) = await FrontHandshakeAsync(client, socks, front).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // The engine is stopping (or the client failed in a way the handshake did not name): this connection ends.
+            CloseAbortively(client);
+            return;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _handshakes);
+        }
+
+        if (handshake is null)
+        {
+            return;
+        }
+
+        // A parsed, authenticated CONNECT: only now a slot of the limit the transparent mode shares.
         if (IsDraining || !_negotiator.TryAdmit())
         {
             counters.AddRefused();
-            SocksLog.Refused(_log, front.Name, clientEndPoint, IsDraining ? "draining" : "at capacity");
-            CloseAbortively(client);
+            LogRefused(front, clientEndPoint, IsDraining ? "draining" : "at capacity");
+            await SendAndCloseAsync(client, handshake.Failed(SocksReply.GeneralFailure)).ConfigureAwait(false);
             return;
         }
 
@@ -222,16 +297,15 @@ internal sealed partial class ProxyEngine
         ConnectionTrace? trace = null;
         try
         {
-            var (handshake, pending) = await FrontHandshakeAsync(client, socks, front).ConfigureAwait(false);
-            if (handshake is null)
-            {
-                return;
-            }
 
             var target = handshake.Target;
             trace = _telemetry.HostConfigured(clientEndPoint, target.Address?.ToString() ?? target.Host!, target.Port, ClientToken(client), handshake.User, front.Name);
             var (connected, reply, detail) = await FrontConnectAsync(target, socks, trace).ConfigureAwait(false);
-            SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
+            if (connected is not null || TakeFrontLine())
+            {
+                // Failures are per-client lines too: bounded under a flood like the handshake's.
+                SocksLog.Connect(_log, front.Name, clientEndPoint, target.ToString(), reply, detail);
+            }
             if (connected is null)
             {
                 counters.AddConnectFailed();
@@ -324,7 +398,7 @@ internal sealed partial class ProxyEngine
                         continue;
                     case Socks5Step.Close:
                         counters.AddHandshakeFailed();
-                        SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), handshake.Failure ?? "closed");
+                        LogHandshakeFailed(front, client, handshake.Failure ?? "closed");
                         await SendAndCloseAsync(client, reply).ConfigureAwait(false);
                         return (null, []);
                 }
@@ -334,7 +408,7 @@ internal sealed partial class ProxyEngine
                 if (read == 0)
                 {
                     counters.AddHandshakeFailed();
-                    SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), "client closed in " + handshake.StateName);
+                    LogHandshakeFailed(front, client, "client closed in " + handshake.StateName);
                     CloseAbortively(client);
                     return (null, []);
                 }
@@ -345,14 +419,14 @@ internal sealed partial class ProxyEngine
         catch (OperationCanceledException) when (!_stopping.IsCancellationRequested)
         {
             counters.AddHandshakeFailed();
-            SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), "timed out in " + handshake.StateName);
+            LogHandshakeFailed(front, client, "timed out in " + handshake.StateName);
             CloseAbortively(client);
             return (null, []);
         }
         catch (SocketException e)
         {
             counters.AddHandshakeFailed();
-            SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), e.SocketErrorCode.ToString());
+            LogHandshakeFailed(front, client, e.SocketErrorCode.ToString());
             CloseAbortively(client);
             return (null, []);
         }
@@ -389,9 +463,10 @@ internal sealed partial class ProxyEngine
         foreach (var candidate in addresses.Take(socks.MaxAddresses))
         {
             var destination = new IPEndPoint(candidate.IsIPv4MappedToIPv6 ? candidate.MapToIPv4() : candidate, target.Port);
-            if (!IsAllowedDestination(destination.Address))
+            if (!IsAllowedDestination(destination.Address) || _localAddresses.Contains(destination.Address))
             {
-                // The proxy's own loopback services and broadcast or multicast groups are not a SOCKS client's to reach.
+                // The proxy host's own services (loopback or not, its own fronts included: a loop) and broadcast or
+                // multicast groups are not a client's to reach.
                 failure = (SocksReply.NotAllowed, destination + " not allowed");
                 continue;
             }
@@ -401,9 +476,18 @@ internal sealed partial class ProxyEngine
             bool mptcp = _negotiator.Cache.TryPeek(key, out var entry) && entry.State == CapabilityState.MptcpCapable;
             var protocol = mptcp ? TransportProtocol.Mptcp : TransportProtocol.Tcp;
             var span = trace?.StartUpstreamConnect(destination, protocol);
-            var connect = await _connector.ConnectAsync(destination, protocol, null, _stopping.Token).ConfigureAwait(false);
+            var connect = await ConnectFrontLegAsync(destination, protocol).ConfigureAwait(false);
             span?.SetTag("proxysel.upstream.connect_status", connect.Status.ToString());
             span?.Dispose();
+            if (connect.Connected && IsSelfConnection(connect.Socket!))
+            {
+                // An address this host took after the last look at its interfaces: the kernel connected the host to itself.
+                CloseAbortively(connect.Socket!);
+                _localAddresses.Invalidate();
+                failure = (SocksReply.NotAllowed, destination + " not allowed");
+                continue;
+            }
+
             if (connect.Connected)
             {
                 if (trace is not null)
@@ -427,6 +511,65 @@ internal sealed partial class ProxyEngine
         }
 
         return (null, failure.Reply, failure.Detail);
+    }
+
+    /// <summary>The front's upstream connect; beside an explicit transparent mode, its SYN registered for the proxy's Claim.</summary>
+    private async Task<UpstreamConnectResult> ConnectFrontLegAsync(IPEndPoint destination, TransportProtocol protocol)
+    {
+        if (!SignsFrontLegs)
+        {
+            return await _connector.ConnectAsync(destination, protocol, null, _stopping.Token).ConfigureAwait(false);
+        }
+
+        // Spec §7.10: the leg's SYN carries MP_PROXY Claim (the 16-byte form), so a P-aware proxy beyond passes it.
+        _signer.ExpectUpstreamSyn(destination, new ProxySignal(SignalKind.Claim, _options.Negotiation.ProxyId, _options.Negotiation.Priority));
+        try
+        {
+            return await _connector.ConnectAsync(destination, protocol, null, _stopping.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _signer.ForgetUpstreamSyn(destination);
+        }
+    }
+
+    private static bool IsSelfConnection(Socket socket)
+    {
+        try
+        {
+            return socket.LocalEndPoint is IPEndPoint local && socket.RemoteEndPoint is IPEndPoint remote && local.Address.Equals(remote.Address);
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private void LogRefused(Front front, IPEndPoint? client, string reason)
+    {
+        if (TakeFrontLine())
+        {
+            SocksLog.Refused(_log, front.Name, client, reason);
+        }
+    }
+
+    private void LogHandshakeFailed(Front front, Socket client, string reason)
+    {
+        if (TakeFrontLine())
+        {
+            SocksLog.HandshakeFailed(_log, front.Name, RemoteOf(client), reason);
+        }
+    }
+
+    private bool TakeFrontLine()
+    {
+        bool take = _frontLogBudget.TryTake(out long skipped);
+        if (skipped > 0)
+        {
+            SocksLog.LinesLeftOut(_log, skipped, FrontLogBudget.LinesPerWindow);
+        }
+
+        return take;
     }
 
     /// <summary>The RFC 1928 §6 code for a failed upstream connect.</summary>

@@ -83,8 +83,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
         // Explicit mode: upstream legs carry the mark too, so their SYNs get the holder's Claim or Upgrade (spec §7.3.3).
+        // Host-configured alone has no egress queue: its legs go unmarked.
         _connector = new UpstreamConnector(new UpstreamConnectorOptions(),
-            options.Negotiation.Mode == SignalingMode.Explicit ? _markedSockets : SocketFactory.Default, time);
+            options.Negotiation.Mode == SignalingMode.Explicit && options.Transparent ? _markedSockets : SocketFactory.Default, time);
         bool downgrade = options.Negotiation.Role == ProxyRole.Downgrade;
         var relayOptions = new RelayOptions
         {
@@ -96,6 +97,8 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
         _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
         _frontRelay = CreateFrontRelay(options, _connector, time);
+        _localAddresses = new Socks.LocalAddresses(time);
+        _frontLogBudget = new Socks.FrontLogBudget(time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 

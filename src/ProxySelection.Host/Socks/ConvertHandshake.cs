@@ -89,7 +89,8 @@ internal sealed class ConvertHandshake : IHostConfiguredHandshake
 
         if (input[0] != Version)
         {
-            return Close(ref reply, ConvertError.UnsupportedVersion, "version " + input[0].ToString(System.Globalization.CultureInfo.InvariantCulture));
+            // RFC 8803 §5.2.7: the value names the version this converter supports.
+            return Close(ref reply, ConvertError.UnsupportedVersion, "version " + input[0].ToString(System.Globalization.CultureInfo.InvariantCulture), Version);
         }
 
         int length = input[1] * 4;
@@ -135,7 +136,8 @@ internal sealed class ConvertHandshake : IHostConfiguredHandshake
                     if (tlvLength > 20)
                     {
                         // TCP options for the upstream SYN: the proxy's kernel writes its own (RFC 8803 §5.2.2 lets it refuse).
-                        return Close(ref reply, ConvertError.UnsupportedTcpOption, "TCP options in the Connect TLV");
+                        // The value names the (first) option kind refused (RFC 8803 §5.2.7).
+                        return Close(ref reply, ConvertError.UnsupportedTcpOption, "TCP options in the Connect TLV", tlvs[20]);
                     }
 
                     ushort port = BinaryPrimitives.ReadUInt16BigEndian(tlvs[2..]);
@@ -183,8 +185,8 @@ internal sealed class ConvertHandshake : IHostConfiguredHandshake
         _ => ConvertError.NetworkFailure,
     });
 
-    /// <summary>Header and Error TLV (type 30, one word: code and a zero value byte).</summary>
-    public static byte[] ErrorMessage(ConvertError error) => [Version, 2, Magic >> 8, Magic & 0xFF, TlvError, 1, (byte)error, 0];
+    /// <summary>Header and Error TLV (type 30, one word: code and a value byte, zero unless the code gives it a meaning).</summary>
+    public static byte[] ErrorMessage(ConvertError error, byte value = 0) => [Version, 2, Magic >> 8, Magic & 0xFF, TlvError, 1, (byte)error, value];
 
     /// <summary>A Convert message with one Connect TLV (the client's side; tests and the lab client).</summary>
     public static byte[] ConnectMessage(IPEndPoint destination)
@@ -200,11 +202,11 @@ internal sealed class ConvertHandshake : IHostConfiguredHandshake
         return message;
     }
 
-    private Socks5Step Close(ref byte[] reply, ConvertError error, string why)
+    private Socks5Step Close(ref byte[] reply, ConvertError error, string why, byte value = 0)
     {
         _closed = true;
         Failure = why;
-        reply = ErrorMessage(error);
+        reply = ErrorMessage(error, value);
         return Socks5Step.Close;
     }
 }

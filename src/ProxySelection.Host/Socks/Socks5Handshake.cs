@@ -324,34 +324,44 @@ internal sealed class Socks5Handshake(SocksCredentials? credentials) : IHostConf
 /// </summary>
 internal sealed class SocksCredentials
 {
-    private readonly Dictionary<string, (string Name, byte[] Password)> _users = new(StringComparer.Ordinal);
+    // The password's SHA-256, not the password: comparing fixed-length digests in fixed time leaks neither the bytes
+    // nor the length.
+    private static readonly byte[] NoUser = new byte[SHA256.HashSizeInBytes];
+
+    // Replaced whole on a reload (ReplaceWith): a handshake checks against the old users or the new, never a mix.
+    private volatile Dictionary<string, (string Name, byte[] PasswordHash)> _users = new(StringComparer.Ordinal);
 
     public int Count => _users.Count;
 
     public void Add(string name, string password)
     {
         var user = System.Text.Encoding.UTF8.GetBytes(name);
-        _users[Convert.ToHexString(user)] = (name, System.Text.Encoding.UTF8.GetBytes(password));
+        _users[Convert.ToHexString(user)] = (name, SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(password)));
     }
 
     public bool Verify(ReadOnlySpan<byte> user, ReadOnlySpan<byte> password, out string? name)
     {
         name = null;
+        Span<byte> hash = stackalloc byte[SHA256.HashSizeInBytes];
+        SHA256.HashData(password, hash);
         // Keyed by the bytes' hex: any byte sequence looks up without a decoding failure.
-        if (!_users.TryGetValue(Convert.ToHexString(user), out var entry))
-        {
-            // Same work for an unknown user as for a wrong password.
-            CryptographicOperations.FixedTimeEquals(password, password);
-            return false;
-        }
-
-        if (!CryptographicOperations.FixedTimeEquals(entry.Password, password))
+        bool known = _users.TryGetValue(Convert.ToHexString(user), out var entry);
+        // Same work for an unknown user as for a wrong password.
+        bool equal = CryptographicOperations.FixedTimeEquals(known ? entry.PasswordHash : NoUser, hash);
+        if (!known || !equal)
         {
             return false;
         }
 
         name = entry.Name;
         return true;
+    }
+
+    /// <summary>SIGHUP: the users file read again; connections past their authentication keep going.</summary>
+    public void ReplaceWith(SocksCredentials next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        _users = next._users;
     }
 
     /// <summary>Parses the file's text; null and <paramref name="error"/> when a line is malformed.</summary>

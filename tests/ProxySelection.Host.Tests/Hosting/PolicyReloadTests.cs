@@ -149,6 +149,33 @@ public sealed class PolicyReloadTests
         });
     }
 
+    [Test]
+    public void Apply_UsersFileContentChangedSamePath_NewUsersCheckedOldOnesRefused()
+    {
+        var running = WithUsers("alice:old-password\n");
+        var users = running.Engine!.Socks!.Credentials!;
+        var reload = new PolicyReload(running.Options!, new NegotiatorOptions(), liveUsers: users);
+
+        var line = reload.Apply(WithUsers("alice:new-password\nbob:secret\n"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(line, Does.EndWith(" socks_users=2"));
+            Assert.That(users.Verify("alice"u8, "new-password"u8, out var name), Is.True);
+            Assert.That(name, Is.EqualTo("alice"));
+            Assert.That(users.Verify("alice"u8, "old-password"u8, out _), Is.False, "the old password no longer opens");
+            Assert.That(users.Verify("bob"u8, "secret"u8, out _), Is.True);
+        });
+    }
+
+    private static ProxyConfigurationResult WithUsers(string text)
+    {
+        var options = new ProxyHostOptions { Socks = "198.18.0.1:1080", SocksUsersFile = "users" };
+        var credentials = ProxySelection.Host.Socks.SocksCredentials.Parse(text, out var error);
+        Assert.That(credentials, Is.Not.Null, error);
+        return new ProxyConfigurationResult(options, ProxyConfiguration.ToEngineOptions(options, new byte[32], socksUsers: credentials), []);
+    }
+
     private static readonly byte[] Old = [.. Enumerable.Repeat((byte)0x11, 32)];
     private static readonly byte[] New = [.. Enumerable.Repeat((byte)0x22, 32)];
 

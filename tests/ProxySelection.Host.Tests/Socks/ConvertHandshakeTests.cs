@@ -85,10 +85,17 @@ public sealed class ConvertHandshakeTests
     public void Advance_MalformedOrUnsupported_ErrorTlvAndClose(byte[] message, byte error, string what)
     {
         var (step, _, reply, handshake) = Advance(message);
+        // RFC 8803 §5.2.7: Unsupported Version carries the supported version, Unsupported TCP Option the option kind.
+        byte value = error switch
+        {
+            (byte)ConvertError.UnsupportedVersion => 1,
+            (byte)ConvertError.UnsupportedTcpOption => message[24],
+            _ => 0,
+        };
         Assert.Multiple(() =>
         {
             Assert.That(step, Is.EqualTo(Socks5Step.Close), what);
-            Assert.That(reply, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, error, 0 }), what);
+            Assert.That(reply, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, error, value }), what);
             Assert.That(handshake.Failure, Is.Not.Null, what);
         });
     }
@@ -117,7 +124,9 @@ public sealed class ConvertHandshakeTests
             {
                 Socks5Step.NeedMore => consumed == 0 && reply.Length == 0,
                 Socks5Step.Connect => consumed >= 24 && consumed <= input.Length && handshake.Target.Port != 0 && handshake.Target.Address is not null,
-                Socks5Step.Close => reply is [1, 2, 0x22, 0x63, 30, 1, _, 0] && Enum.IsDefined((ConvertError)reply[6]),
+                // The value byte is zero but for the two codes that give it a meaning (the version, the option kind).
+                Socks5Step.Close => reply is [1, 2, 0x22, 0x63, 30, 1, var code, var value] && Enum.IsDefined((ConvertError)code)
+                    && (value == 0 || code is (byte)ConvertError.UnsupportedVersion or (byte)ConvertError.UnsupportedTcpOption),
                 _ => false,
             };
         });

@@ -91,6 +91,10 @@ public sealed class SocksConfigurationTests
         new object[] { """{ "Proxy": { "Mode": "socks", "SocksUsersFile": "missing" } }""", "Proxy:SocksUsersFile", "cannot read" },
         new object[] { """{ "Proxy": { "Mode": "sock" } }""", "Proxy:Mode", "expected explicit, implicit, socks" },
         new object[] { """{ "Proxy": { "Convert": "5124" } }""", "Proxy:Convert", "address and a port" },
+        new object[] { """{ "Proxy": { "Mode": "socks", "Socks": "198.18.0.1:1080", "Convert": "198.18.0.1:1080" } }""", "Proxy:Convert", "listens where Proxy:Socks does" },
+        new object[] { """{ "Proxy": { "Mode": "socks", "Socks": "198.18.0.1:1080", "Convert": "0.0.0.0:1080" } }""", "Proxy:Convert", "listens where Proxy:Socks does" },
+        new object[] { """{ "Proxy": { "Mode": "explicit", "Socks": "198.18.0.1:443" } }""", "Proxy:Socks", "port 443 is also in Proxy:Ports" },
+        new object[] { """{ "Proxy": { "Mode": "implicit", "Ports": [ 80, 5124 ], "Convert": "[2001:db8::1]:5124" } }""", "Proxy:Convert", "port 5124 is also in Proxy:Ports" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]
@@ -100,6 +104,37 @@ public sealed class SocksConfigurationTests
 
         Assert.That(result.IsValid, Is.False);
         Assert.That(result.Errors, Has.Some.StartsWith(key + ": ").And.Contains(reason));
+    }
+
+    [Test]
+    public void Load_FrontsOnDistinctPortsAndAddresses_Valid()
+    {
+        // Same port on two specific addresses, and a SOCKS port in Proxy:Ports with no transparent mode: no collision.
+        var separate = Load("""{ "Proxy": { "Mode": "socks", "Socks": "198.18.0.1:1080", "Convert": "198.18.0.2:1080" } }""");
+        var socksOnly = Load("""{ "Proxy": { "Mode": "socks", "Socks": "0.0.0.0:80" } }""");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(separate.IsValid, Is.True, string.Join("; ", separate.Errors));
+            Assert.That(socksOnly.IsValid, Is.True, string.Join("; ", socksOnly.Errors));
+        });
+    }
+
+    [Test]
+    public void Verify_PasswordsOfOtherLengthsOrUnknownUser_Refused()
+    {
+        var users = SocksCredentials.Parse("alice:secret\n", out var error)!;
+        Assert.That(users, Is.Not.Null, error);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(users.Verify("alice"u8, "secret"u8, out _), Is.True);
+            Assert.That(users.Verify("alice"u8, "secre"u8, out _), Is.False);
+            Assert.That(users.Verify("alice"u8, "secretsecret"u8, out _), Is.False);
+            Assert.That(users.Verify("alice"u8, ""u8, out _), Is.False);
+            Assert.That(users.Verify("bob"u8, "secret"u8, out var name), Is.False);
+            Assert.That(name, Is.Null);
+        });
     }
 
     [TestCase("alice", "line 1: expected name:password")]

@@ -76,7 +76,7 @@ public sealed class ProxyUpstreamClaimTests
         });
     }
 
-    private static ProxySignal? Read(CapturedSegment segment, MpProxyKeyRing ring)
+    internal static ProxySignal? Read(CapturedSegment segment, MpProxyKeyRing ring)
     {
         if (TcpHeader.TryParse(segment.Bytes, out var tcp) != WireError.None)
         {

@@ -88,7 +88,7 @@ public sealed partial class ConvertTests
         Assert.Multiple(() =>
         {
             Assert.That(refused, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 96, 0 }), "Error TLV Connection Reset");
-            Assert.That(version, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 0, 0 }), "Error TLV Unsupported Version");
+            Assert.That(version, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 0, 1 }), "Error TLV Unsupported Version, the value naming version 1");
             Assert.That(info, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 2, 0 }), "Error TLV Unsupported Message");
             Assert.That(running, Is.True);
             Assert.That(ProxyLab.Lines(proxy, "proxysel: convert "), Has.Some.Contains("handshake_failed=2").And.Contains("connect_failed=1"));

@@ -104,6 +104,7 @@ public sealed partial class SocksTests
             Assert.That(ProxyLab.Lines(proxy, "socks "), Has.Some.Contains($"-> {server}: Succeeded"));
             Assert.That(relay, Does.Contain($"-> {server}:").And.Contains("client=Active").And.Contains("upstream=NotMptcp"));
             Assert.That(Subflows(relay), Is.EqualTo(2));
+            Assert.That(ProxyLab.Lines(proxy, "socks listens on "), Has.One.Contains("[::]:1080 with no authentication"), "a wildcard without users is warned about");
         });
     }
 
@@ -210,6 +211,9 @@ public sealed partial class SocksTests
         var addressType = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 9, 0, 0]);
         var unknownName = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 3, 12, .. "nowhere.test"u8, 0, 80]);
         var loopback = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, 127, 0, 0, 1, 0x04, 0x38]);
+        // The proxy host's own addresses: its own front (a loop) and another interface's address.
+        var self = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, .. IPAddress.Parse(TwoPathTopology.ProxyPath1V4).GetAddressBytes(), 0x04, 0x38]);
+        var ownUplink = await ExchangeAsync(lab, [5, 1, 0], [5, 1, 0, 1, .. IPAddress.Parse(TwoPathTopology.ProxyUpV4).GetAddressBytes(), 0, 80]);
         var socks4 = await ExchangeAsync(lab, [4, 1, 0, 80, .. server, 0]);
         var curlRefused = await lab.CurlAsync($"http://{TwoPathTopology.ServerV4}:81/", mptcp: true, Path.Combine(lab.Directory, "none"), null,
             "--socks5", $"{TwoPathTopology.ProxyPath1V4}:{Port}");
@@ -226,13 +230,16 @@ public sealed partial class SocksTests
             ExpectReplyThenClose(addressType, [5, 0, 5, 8, 0, 1, 0, 0, 0, 0, 0, 0], "address type not supported 0x08");
             ExpectReplyThenClose(unknownName, [5, 0, 5, 4, 0, 1, 0, 0, 0, 0, 0, 0], "host unreachable 0x04");
             ExpectReplyThenClose(loopback, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: the proxy's own loopback");
+            ExpectReplyThenClose(self, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: the proxy's own SOCKS front");
+            ExpectReplyThenClose(ownUplink, [5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0], "not allowed 0x02: another address of the proxy host");
             ExpectReplyThenClose(socks4, [5, 0xFF], "no acceptable method");
             Assert.That(curlRefused.ExitCode, Is.Not.Zero);
             Assert.That(curlRefused.StdErr, Does.Contain("(5)"), "curl read reply 0x05");
             Assert.That(running, Is.True, "no input took the daemon down");
+            Assert.That(ProxyLab.Lines(proxy, "socks listens on "), Is.Empty, "one address, not a wildcard: no warning");
             Assert.That(after.ExitCode, Is.Zero, after.StdErr);
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
-            Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connect_failed=4").And.Contains("handshake_failed=3").And.Contains("connected=1"));
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: socks "), Has.Some.Contains("connect_failed=6").And.Contains("handshake_failed=3").And.Contains("connected=1"));
         });
     }
 
@@ -368,7 +375,7 @@ public sealed partial class SocksTests
                 break;
             }
 
-            // Each reply is one segment on a quiet lab link; a short wait tells "all of it" from "more to come".
+            // Each reply is one segment on a quiet lab link: one read takes all of it.
             int read = await ReadAsync(socket, buffer, timeout.Token);
             if (read <= 0)
             {
