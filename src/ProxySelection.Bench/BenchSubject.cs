@@ -205,8 +205,8 @@ internal sealed class NamespaceSocketFactory(NetNamespace ns) : SocketFactory
 /// <summary>What traffic an <see cref="EngineSubject"/> sends through the engine.</summary>
 public enum EngineTraffic
 {
-    /// <summary>A plain TCP client to the TCP server: the downgrading engine's queue skips its SYN (no MPTCP option), so
-    /// only the SYN/ACK crosses the engine (explicit mode).</summary>
+    /// <summary>A plain TCP client to the TCP server: the downgrading engine's queue skips its SYN and SYN/ACK (no MPTCP
+    /// option), so nothing of it reaches the engine.</summary>
     PassThroughTcp,
 
     /// <summary>An MPTCP client to an MPTCP server: every SYN is queued, the first probes, the rest are cache hits that
@@ -243,7 +243,7 @@ public sealed class EngineSubject(EngineTraffic traffic) : BenchSubject
     {
         EngineTraffic.Holding => "our proxy (proxysel run) holding: MPTCP client intercepted via NFQUEUE/TPROXY, relayed to the TCP server",
         EngineTraffic.PassThroughMptcp => "our proxy (proxysel run) in pass-through: MPTCP client to an MPTCP server, every SYN queued and passed (cache hits after the first)",
-        _ => "our proxy (proxysel run) in pass-through: TCP client, the SYN skips the queue (no MPTCP option), the SYN/ACK crosses it",
+        _ => "our proxy (proxysel run) in pass-through: TCP client, its SYN and SYN/ACK skip the queue (no MPTCP option)",
     };
 
     public override bool ClientMptcp => traffic != EngineTraffic.PassThroughTcp;

@@ -122,6 +122,9 @@ internal sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             // A downgrading proxy passes every SYN without an MPTCP option (ProxyNegotiator.OnSyn: NotMptcp): those stay
             // in the kernel, so plain TCP through it never crosses the queue (issue 7: pass-through connection rate).
             QueueOnlyMptcpSyns = options.Negotiation.Role == ProxyRole.Downgrade,
+            // Nor does it learn anything from a SYN/ACK without one (OnSynAck: the signal and MP_CAPABLE are MPTCP options,
+            // a probe's answer is read from its socket): plain TCP's SYN/ACK stays in the kernel too.
+            QueueOnlyMptcpSynAcks = options.Negotiation.Role == ProxyRole.Downgrade,
         };
     }
 

@@ -10,7 +10,8 @@ namespace ProxySelection.Interception.Rules;
 /// <list type="bullet">
 /// <item><c>raw PREROUTING → PREFIX_QUEUE</c>: client SYNs to the intercepted ports go to NFQUEUE with
 /// <c>--queue-bypass</c>, so they pass when no daemon listens. raw, because NF_ACCEPT resumes at the next hook. With
-/// <see cref="InterceptionRulesetOptions.QueueOnlyMptcpSyns"/> only SYNs carrying TCP option 30 (MPTCP) are queued.</item>
+/// <see cref="InterceptionRulesetOptions.QueueOnlyMptcpSyns"/> only SYNs carrying TCP option 30 (MPTCP) are queued, with
+/// <see cref="InterceptionRulesetOptions.QueueOnlyMptcpSynAcks"/> only such SYN/ACKs.</item>
 /// <item><c>mangle PREROUTING → PREFIX_TPROXY</c>: packets of connections a transparent socket already holds get the
 /// intercept mark and skip the rest; a packet carrying the verdict's mark goes to TPROXY with <c>--on-port 0</c>,
 /// which keeps the original destination port (a transparent listener must exist on it, or MP_JOIN is reset).</item>
@@ -144,7 +145,7 @@ public sealed class InterceptionRuleset
             if (o.QueueSynAcks)
             {
                 sb.Append(CultureInfo.InvariantCulture,
-                    $"-A {QueueChain} -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+                    $"-A {QueueChain} -p tcp --tcp-flags SYN,ACK,RST SYN,ACK{(o.QueueOnlyMptcpSynAcks ? " --tcp-option 30" : "")} -m multiport --sports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
             }
         }
 

@@ -44,9 +44,16 @@ public sealed partial class InterceptionRulesetOptions
 
     /// <summary>Queue only client SYNs carrying TCP option 30 (MPTCP: MP_CAPABLE, MP_JOIN, MP_PROXY); the rest never leave
     /// the kernel. For a downgrading proxy, which passes every SYN without an MPTCP option (<c>NotMptcp</c>), so its
-    /// verdicts stay the same and plain TCP costs no user-space trip. SYN/ACKs and the egress hook are not filtered (a
-    /// TCP server's SYN/ACK to a probe has no option 30). Off by default: an upgrading proxy acts on plain TCP SYNs.</summary>
+    /// verdicts stay the same and plain TCP costs no user-space trip. SYN/ACKs: see <see cref="QueueOnlyMptcpSynAcks"/>;
+    /// the egress hook is not filtered. Off by default: an upgrading proxy acts on plain TCP SYNs.</summary>
     public bool QueueOnlyMptcpSyns { get; init; }
+
+    /// <summary>With <see cref="QueueSynAcks"/>: queue only SYN/ACKs carrying TCP option 30. For a downgrading proxy,
+    /// whose engine learns nothing from a SYN/ACK without one: a probe's MP_CAPABLE comes from the probe socket's
+    /// MPTCP_INFO, and what it takes from an answer (a Defer, a claim, MP_CAPABLE on another prober's answer) is an MPTCP
+    /// option. A TCP server's answer, to a probe or to a plain TCP client, then stays in the kernel. Off by default: an
+    /// upgrading proxy learns "TCP only" from answers without one.</summary>
+    public bool QueueOnlyMptcpSynAcks { get; init; }
 
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 

@@ -15,6 +15,7 @@ public sealed class ProxyEngineRulesetTests
         var options = ProxyEngine.RulesetOptions(new ProxyEngineOptions { KeyRing = Ring, Negotiation = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = mode } });
 
         Assert.That(options.QueueOnlyMptcpSyns, Is.True, "every SYN without an MPTCP option passes (NotMptcp): it need not leave the kernel");
+        Assert.That(options.QueueOnlyMptcpSynAcks, Is.True, "nothing is learnt from a SYN/ACK without an MPTCP option");
         Assert.That(options.QueueSynAcks, Is.EqualTo(mode == SignalingMode.Explicit));
     }
 
@@ -25,5 +26,6 @@ public sealed class ProxyEngineRulesetTests
         var options = ProxyEngine.RulesetOptions(new ProxyEngineOptions { KeyRing = Ring, Negotiation = new NegotiatorOptions { Role = ProxyRole.Upgrade, Mode = mode } });
 
         Assert.That(options.QueueOnlyMptcpSyns, Is.False, "an upgrading proxy acts on plain TCP SYNs");
+        Assert.That(options.QueueOnlyMptcpSynAcks, Is.False, "an upgrading proxy learns TCP-only servers from answers without MPTCP");
     }
 }

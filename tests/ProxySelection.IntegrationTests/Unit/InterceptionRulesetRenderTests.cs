@@ -51,7 +51,21 @@ public sealed class InterceptionRulesetRenderTests
         Assert.That(lines, Has.One.EqualTo("-A PSEL_QUEUE -p tcp --syn --tcp-option 30 -m multiport --dports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"));
         Assert.That(lines, Has.One.EqualTo(
             "-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"),
-            "a TCP server's SYN/ACK to a probe carries no option 30");
+            "SYN/ACKs are filtered only when asked separately");
+        Assert.That(lines.Where(l => l.StartsWith("-A PSEL_EGRESS", StringComparison.Ordinal)), Has.All.Not.Contain("--tcp-option"));
+    }
+
+    [Test]
+    public void RenderRestoreScript_QueueOnlyMptcpSynAcks_SynAckRuleMatchesOption30AndEgressStaysUnfiltered()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            Ports = [80, 443], QueueNumber = 3, QueueSynAcks = true, QueueOnlyMptcpSyns = true, QueueOnlyMptcpSynAcks = true,
+        }).RenderRestoreScript();
+
+        var lines = script.Split('\n');
+        Assert.That(lines, Has.One.EqualTo(
+            "-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK --tcp-option 30 -m multiport --sports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"));
         Assert.That(lines.Where(l => l.StartsWith("-A PSEL_EGRESS", StringComparison.Ordinal)), Has.All.Not.Contain("--tcp-option"));
     }
 
