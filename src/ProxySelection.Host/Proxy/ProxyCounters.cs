@@ -33,7 +33,8 @@ internal sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
     public long Syns => Interlocked.Read(ref _syns);
 
-    /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched).</summary>
+    /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched). A downgrading proxy queues
+    /// only those with an MPTCP option (kind 30): a TCP server's answers are not counted.</summary>
     public long SynAcks => Interlocked.Read(ref _synAcks);
 
     /// <summary>SYNs accepted untouched at once (pass, defer, foreign join, not parsed).</summary>

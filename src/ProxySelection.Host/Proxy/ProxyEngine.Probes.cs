@@ -141,7 +141,8 @@ internal sealed partial class ProxyEngine
         }
 
         Counters.AddProbeAnswered();
-        // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim.
+        // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim (a
+        // downgrading proxy queues only SYN/ACKs with an MPTCP option: an answer without one carries no claim anyway).
         bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
         var claim = seen is { Seen: true } ? seen.Signal : null;
         ProxyEngineLog.ProbeAnswered(_log, probeId, destination, mpCapable, claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "");
