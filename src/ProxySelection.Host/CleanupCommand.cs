@@ -1,5 +1,5 @@
 using System.CommandLine;
-using ProxySelection.Host.Proxy;
+using ProxySelection.Engine;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host;

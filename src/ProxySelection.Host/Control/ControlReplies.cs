@@ -1,5 +1,5 @@
 using System.Globalization;
-using ProxySelection.Host.Proxy;
+using ProxySelection.Engine;
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;
 
@@ -53,7 +53,7 @@ internal static class ControlReplies
             negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
         var connections = engine.HeldConnections().Select(Connection).ToList();
         var decisions = Decisions(engine.Counters);
-        void Front(string name, Socks.SocksCounters counters)
+        void Front(string name, ProxySelection.Engine.Fronts.SocksCounters counters)
         {
             decisions[name + "_accepted"] = counters.Accepted;
             decisions[name + "_refused"] = counters.Refused;

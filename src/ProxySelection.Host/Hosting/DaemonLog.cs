@@ -24,7 +24,7 @@ internal static partial class DaemonLog
     public static partial void DrainEnded(ILogger logger, int held);
 
     [LoggerMessage(6, LogLevel.Information, "proxysel: stopped, rules removed; {Counters}")]
-    public static partial void Stopped(ILogger logger, Proxy.ProxyCounters counters);
+    public static partial void Stopped(ILogger logger, ProxySelection.Engine.ProxyCounters counters);
 
     /// <summary>The outcome line of a reload (SIGHUP or the control socket), as <see cref="PolicyReload.Apply"/> words it.</summary>
     [LoggerMessage(7, LogLevel.Information, "{Outcome}")]
@@ -45,11 +45,11 @@ internal static partial class DaemonLog
 
     /// <summary>After <see cref="Stopped"/>, when a SOCKS server ran.</summary>
     [LoggerMessage(15, LogLevel.Information, "proxysel: socks {Counters}")]
-    public static partial void SocksStopped(ILogger logger, Socks.SocksCounters counters);
+    public static partial void SocksStopped(ILogger logger, ProxySelection.Engine.Fronts.SocksCounters counters);
 
     /// <summary>After <see cref="Stopped"/>, when a Convert server ran.</summary>
     [LoggerMessage(16, LogLevel.Information, "proxysel: convert {Counters}")]
-    public static partial void ConvertStopped(ILogger logger, Socks.SocksCounters counters);
+    public static partial void ConvertStopped(ILogger logger, ProxySelection.Engine.Fronts.SocksCounters counters);
 
     [LoggerMessage(13, LogLevel.Information, "proxysel: capability cache flushed over the control socket, {Removed} entries removed")]
     public static partial void CacheFlushed(ILogger logger, int removed);

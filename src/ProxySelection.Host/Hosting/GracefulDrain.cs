@@ -1,7 +1,7 @@
 namespace ProxySelection.Host.Hosting;
 
 /// <summary>
-/// The wait of a graceful stop: the engine has stopped claiming new flows (<see cref="Proxy.ProxyEngine.StopClaiming"/>),
+/// The wait of a graceful stop: the engine has stopped claiming new flows (<see cref="ProxySelection.Engine.ProxyEngine.StopClaiming"/>),
 /// held connections may finish. The engine's dispose then closes what is left and removes the rules.
 /// </summary>
 internal sealed class GracefulDrain(TimeProvider time)

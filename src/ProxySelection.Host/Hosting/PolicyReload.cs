@@ -17,7 +17,7 @@ namespace ProxySelection.Host.Hosting;
 /// <param name="telemetry">The exporters' settings in force (they are built at start); null for the defaults.</param>
 /// <param name="liveUsers">The SOCKS users the front checks; a reload reads the users file again (same path) into it.</param>
 internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions live, MpProxyKeyRing? liveKeys = null, TelemetryOptions? telemetry = null,
-    Socks.SocksCredentials? liveUsers = null)
+    ProxySelection.Engine.Fronts.SocksCredentials? liveUsers = null)
 {
     private readonly TelemetryOptions _telemetry = telemetry ?? new();
 

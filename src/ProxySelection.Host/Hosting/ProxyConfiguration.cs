@@ -3,7 +3,7 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Memory;
-using ProxySelection.Host.Proxy;
+using ProxySelection.Engine;
 using ProxySelection.Host.Telemetry;
 using ProxySelection.Negotiation;
 using ProxySelection.Wire.MpProxy;
@@ -174,7 +174,7 @@ internal static class ProxyConfiguration
             }
         }
 
-        Socks.SocksCredentials? users = null;
+        ProxySelection.Engine.Fronts.SocksCredentials? users = null;
         if (options.SocksUsersFile is not null)
         {
             users = LoadUsers(options.SocksUsersFile, baseDirectory, out var usersError);
@@ -191,7 +191,7 @@ internal static class ProxyConfiguration
             : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry };
     }
 
-    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null, Socks.SocksCredentials? socksUsers = null)
+    public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null, ProxySelection.Engine.Fronts.SocksCredentials? socksUsers = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         var keyRing = new MpProxyKeyRing((byte)options.KeyId, key);
@@ -220,7 +220,7 @@ internal static class ProxyConfiguration
             Transparent = options.Mode != ProxyMode.Socks,
             Socks = options.SocksEndpoint is null && options.Convert is null
                 ? null
-                : new Socks.SocksOptions
+                : new ProxySelection.Engine.Fronts.SocksOptions
                 {
                     Listen = options.SocksEndpoint is { } socks && TryParseEndPoint(socks, out var listen) ? listen : null,
                     Convert = options.Convert is { } convert && TryParseEndPoint(convert, out var converter) ? converter : null,
@@ -244,7 +244,7 @@ internal static class ProxyConfiguration
     }
 
     /// <summary>The SOCKS users file (RFC 1929), relative to <paramref name="baseDirectory"/>.</summary>
-    public static Socks.SocksCredentials? LoadUsers(string file, string baseDirectory, out string error)
+    public static ProxySelection.Engine.Fronts.SocksCredentials? LoadUsers(string file, string baseDirectory, out string error)
     {
         var path = Path.GetFullPath(file, baseDirectory);
         string text;
@@ -258,7 +258,7 @@ internal static class ProxyConfiguration
             return null;
         }
 
-        var users = Socks.SocksCredentials.Parse(text, out error);
+        var users = ProxySelection.Engine.Fronts.SocksCredentials.Parse(text, out error);
         if (users is null)
         {
             error = $"{path}: {error}";

@@ -179,7 +179,7 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
 
     /// <summary>
     /// Spec §7.8.1: only the downgrade holder announces, and only unicast addresses a client can join (whether each is
-    /// this host's is checked at start, where the interfaces are: <see cref="Proxy.AddressAnnouncer.NotLocal"/>).
+    /// this host's is checked at start, where the interfaces are: <see cref="ProxySelection.Engine.AddressAnnouncer.NotLocal"/>).
     /// </summary>
     private static void ValidateAnnounceAddresses(ProxyHostOptions options, Action<string, string> fail)
     {

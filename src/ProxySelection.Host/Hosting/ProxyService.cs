@@ -4,7 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ProxySelection.Host.Control;
-using ProxySelection.Host.Proxy;
+using ProxySelection.Engine;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host.Hosting;

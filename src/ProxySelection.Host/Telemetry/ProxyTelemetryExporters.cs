@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Metrics;

@@ -9,7 +9,7 @@ public sealed class PlainConsoleFormatterTests
     private static string Write(string message, Exception? exception = null)
     {
         var output = new StringWriter();
-        var entry = new LogEntry<string>(LogLevel.Warning, "ProxySelection.Host.Proxy.ProxyEngine", new EventId(100), message, exception, (s, _) => s);
+        var entry = new LogEntry<string>(LogLevel.Warning, "ProxySelection.Engine.ProxyEngine", new EventId(100), message, exception, (s, _) => s);
         new PlainConsoleFormatter().Write(entry, null, output);
         return output.ToString();
     }

@@ -171,7 +171,7 @@ public sealed class PolicyReloadTests
     private static ProxyConfigurationResult WithUsers(string text)
     {
         var options = new ProxyHostOptions { Socks = "198.18.0.1:1080", SocksUsersFile = "users" };
-        var credentials = ProxySelection.Host.Socks.SocksCredentials.Parse(text, out var error);
+        var credentials = ProxySelection.Engine.Fronts.SocksCredentials.Parse(text, out var error);
         Assert.That(credentials, Is.Not.Null, error);
         return new ProxyConfigurationResult(options, ProxyConfiguration.ToEngineOptions(options, new byte[32], socksUsers: credentials), []);
     }

@@ -1,7 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Configuration.Memory;
 using ProxySelection.Host.Hosting;
-using ProxySelection.Host.Socks;
+using ProxySelection.Engine.Fronts;
 
 namespace ProxySelection.Host.Tests.Socks;
 

@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using Microsoft.Extensions.Configuration.Memory;
 using ProxySelection.Host.Hosting;
 using ProxySelection.Host.Telemetry;

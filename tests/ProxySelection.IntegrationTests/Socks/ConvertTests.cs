@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
-using ProxySelection.Host.Socks;
+using ProxySelection.Engine.Fronts;
 using ProxySelection.IntegrationTests.Hosting;
 using ProxySelection.IntegrationTests.Proxy;
 using ProxySelection.Lab;

@@ -1,0 +1,167 @@
+using ProxySelection.Engine.Diagnostics;
+
+namespace ProxySelection.Engine;
+
+/// <summary>
+/// What the engine did, counted; safe to read from any thread. With <paramref name="telemetry"/>, SYN decisions and
+/// hold times also go to the OpenTelemetry instruments (<c>proxysel.connections</c>, <c>proxysel.verdict.duration</c>).
+/// </summary>
+public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
+{
+    private long _syns;
+    private long _passed;
+    private long _held;
+    private long _probesStarted;
+    private long _probesAnswered;
+    private long _probesFailed;
+    private long _released;
+    private long _intercepted;
+    private long _joinsIntercepted;
+    private long _probesAdopted;
+    private long _claimsAdded;
+    private long _probeSignalsAdded;
+    private long _egressUntouched;
+    private long _upstreamSignalsAdded;
+    private long _egressNoRoom;
+    private long _hookFailures;
+    private long _relayed;
+    private long _maxHoldTicks;
+    private long _probeAnswersSent;
+    private long _synAcks;
+
+    /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
+    /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
+    public long Syns => Interlocked.Read(ref _syns);
+
+    /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched). A downgrading proxy queues
+    /// only those with an MPTCP option (kind 30): a TCP server's answers are not counted.</summary>
+    public long SynAcks => Interlocked.Read(ref _synAcks);
+
+    /// <summary>SYNs accepted untouched at once (pass, defer, foreign join, not parsed).</summary>
+    public long Passed => Interlocked.Read(ref _passed);
+
+    /// <summary>SYNs held while a probe was out.</summary>
+    public long Held => Interlocked.Read(ref _held);
+
+    public long ProbesStarted => Interlocked.Read(ref _probesStarted);
+
+    /// <summary>Probes whose connect completed (SYN/ACK seen).</summary>
+    public long ProbesAnswered => Interlocked.Read(ref _probesAnswered);
+
+    /// <summary>Probes reset, refused or unreachable.</summary>
+    public long ProbesFailed => Interlocked.Read(ref _probesFailed);
+
+    /// <summary>Held SYNs accepted untouched after their probe.</summary>
+    public long Released => Interlocked.Read(ref _released);
+
+    /// <summary>SYNs sent to TPROXY (from the cache or after a probe).</summary>
+    public long Intercepted => Interlocked.Read(ref _intercepted);
+
+    public long JoinsIntercepted => Interlocked.Read(ref _joinsIntercepted);
+
+    /// <summary>Probe connections that became an upstream leg.</summary>
+    public long ProbesAdopted => Interlocked.Read(ref _probesAdopted);
+
+    public long ClaimsAdded => Interlocked.Read(ref _claimsAdded);
+
+    /// <summary>Other proxies' probes this proxy answered (Defer: its policy selected it over the prober).</summary>
+    public long ProbeAnswersSent => Interlocked.Read(ref _probeAnswersSent);
+
+    public long ProbeSignalsAdded => Interlocked.Read(ref _probeSignalsAdded);
+
+    /// <summary>Upstream legs' SYNs that got the holder's Claim (downgrade) or Upgrade (spec §7.3.3).</summary>
+    public long UpstreamSignalsAdded => Interlocked.Read(ref _upstreamSignalsAdded);
+
+    /// <summary>Own SYNs/SYN-ACKs a signal was due on that had no option room left: they went out unchanged (fail open).</summary>
+    public long EgressNoRoom => Interlocked.Read(ref _egressNoRoom);
+
+    /// <summary>Own SYNs/SYN-ACKs the egress hook let go unchanged (no signal for them, or no room).</summary>
+    public long EgressUntouched => Interlocked.Read(ref _egressUntouched);
+
+    /// <summary>Exceptions in the per-packet path; each packet was accepted untouched (fail open).</summary>
+    public long HookFailures => Interlocked.Read(ref _hookFailures);
+
+    /// <summary>Relayed connections that ended.</summary>
+    public long Relayed => Interlocked.Read(ref _relayed);
+
+    /// <summary>Longest time a SYN was held, from its arrival in the hook to its verdict.</summary>
+    public TimeSpan MaxHold => TimeSpan.FromTicks(Interlocked.Read(ref _maxHoldTicks));
+
+    public void AddSyn() => Interlocked.Increment(ref _syns);
+
+    public void AddSynAck() => Interlocked.Increment(ref _synAcks);
+
+    public void AddPassed()
+    {
+        Interlocked.Increment(ref _passed);
+        telemetry?.AddConnection("pass");
+    }
+
+    public void AddHeld() => Interlocked.Increment(ref _held);
+
+    public void AddProbeStarted() => Interlocked.Increment(ref _probesStarted);
+
+    public void AddProbeAnswered() => Interlocked.Increment(ref _probesAnswered);
+
+    public void AddProbeFailed() => Interlocked.Increment(ref _probesFailed);
+
+    public void AddReleased()
+    {
+        Interlocked.Increment(ref _released);
+        telemetry?.AddConnection("release");
+    }
+
+    public void AddIntercepted()
+    {
+        Interlocked.Increment(ref _intercepted);
+        telemetry?.AddConnection("intercept");
+    }
+
+    public void AddJoinIntercepted() => Interlocked.Increment(ref _joinsIntercepted);
+
+    public void AddProbeAdopted() => Interlocked.Increment(ref _probesAdopted);
+
+    public void AddClaim() => Interlocked.Increment(ref _claimsAdded);
+
+    public void AddProbeAnswerSent()
+    {
+        Interlocked.Increment(ref _probeAnswersSent);
+        telemetry?.AddConnection("answer_probe");
+    }
+
+    public void AddProbeSignal() => Interlocked.Increment(ref _probeSignalsAdded);
+
+    public void AddEgressUntouched() => Interlocked.Increment(ref _egressUntouched);
+
+    public void AddUpstreamSignal() => Interlocked.Increment(ref _upstreamSignalsAdded);
+
+    public void AddEgressNoRoom() => Interlocked.Increment(ref _egressNoRoom);
+
+    public void AddHookFailure() => Interlocked.Increment(ref _hookFailures);
+
+    public void AddRelayed() => Interlocked.Increment(ref _relayed);
+
+    public void RecordHold(TimeSpan held)
+    {
+        telemetry?.RecordVerdict(held);
+        long ticks = held.Ticks;
+        long seen = Interlocked.Read(ref _maxHoldTicks);
+        while (ticks > seen)
+        {
+            long previous = Interlocked.CompareExchange(ref _maxHoldTicks, ticks, seen);
+            if (previous == seen)
+            {
+                return;
+            }
+
+            seen = previous;
+        }
+    }
+
+    public override string ToString() =>
+        $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
+        $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
+        $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
+        $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
+        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+}

@@ -1,0 +1,60 @@
+using ProxySelection.Negotiation;
+using ProxySelection.Wire.MpProxy;
+
+namespace ProxySelection.Engine;
+
+/// <summary>What one proxy instance does; validated by <see cref="Validate"/> before anything touches the kernel.</summary>
+public sealed class ProxyEngineOptions
+{
+    public NegotiatorOptions Negotiation { get; init; } = new();
+
+    /// <summary>Destination ports whose SYNs are queued.</summary>
+    public IReadOnlyList<ushort> Ports { get; init; } = [80, 443];
+
+    /// <summary>NFQUEUE number for client SYNs and for the proxy's own SYNs and SYN/ACKs (egress hook).</summary>
+    public ushort QueueNumber { get; init; }
+
+    /// <summary>Prefix of the iptables chains; <c>proxysel cleanup</c> must use the same one.</summary>
+    public string ChainPrefix { get; init; } = "PSEL";
+
+    /// <summary>Operator key for MP_PROXY tags (explicit mode).</summary>
+    public required MpProxyKeyRing KeyRing { get; init; }
+
+    /// <summary>
+    /// How long an intercepted SYN's adopted probe connection (or claim) waits for the client's connection to reach
+    /// the listener before it is dropped. The client retransmits a lost SYN after 1 s, 3 s, so 10 s covers two losses.
+    /// </summary>
+    public TimeSpan AdoptionTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
+    /// Whether the transparent modes run (NFQUEUE hook, rules, TPROXY listeners). False in the host-configured mode
+    /// alone (<c>--mode socks</c>): nothing is intercepted and no rule is installed or removed.
+    /// </summary>
+    public bool Transparent { get; init; } = true;
+
+    /// <summary>The host-configured mode's SOCKS5 front (spec §7.10), or null for none.</summary>
+    public Fronts.SocksOptions? Socks { get; init; }
+
+    public IReadOnlyList<string> Validate()
+    {
+        var errors = new List<string>(Negotiation.Validate());
+        if (Ports.Count == 0 || Ports.Contains((ushort)0))
+        {
+            errors.Add("Ports must list at least one port, none of them 0.");
+        }
+
+        if (AdoptionTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero)
+        {
+            errors.Add("AdoptionTimeout and IdleTimeout must be positive.");
+        }
+
+        if (!Transparent && Socks is null)
+        {
+            errors.Add("A proxy that intercepts nothing needs the SOCKS front.");
+        }
+
+        return errors;
+    }
+}
