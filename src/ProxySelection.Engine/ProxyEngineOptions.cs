@@ -37,6 +37,9 @@ public sealed class ProxyEngineOptions
     /// <summary>The host-configured mode's SOCKS5 front (spec §7.10), or null for none.</summary>
     public Fronts.SocksOptions? Socks { get; init; }
 
+    /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
+    public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>(Negotiation.Validate());
