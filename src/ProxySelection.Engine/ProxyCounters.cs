@@ -158,6 +158,17 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         }
     }
 
+    /// <summary>Every count by the name the stop line gives it (what the <c>stopped</c> event carries).</summary>
+    public IReadOnlyDictionary<string, long> Snapshot() => new Dictionary<string, long>(StringComparer.Ordinal)
+    {
+        ["syns"] = Syns, ["synacks"] = SynAcks, ["passed"] = Passed, ["held"] = Held, ["probes"] = ProbesStarted,
+        ["probes_answered"] = ProbesAnswered, ["probes_failed"] = ProbesFailed, ["released"] = Released, ["intercepted"] = Intercepted,
+        ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
+        ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
+        ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
+        ["relayed"] = Relayed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+    };
+
     public override string ToString() =>
         $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +

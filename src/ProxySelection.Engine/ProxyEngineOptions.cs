@@ -4,7 +4,7 @@ using ProxySelection.Wire.MpProxy;
 namespace ProxySelection.Engine;
 
 /// <summary>What one proxy instance does; validated by <see cref="Validate"/> before anything touches the kernel.</summary>
-public sealed class ProxyEngineOptions
+public sealed record ProxyEngineOptions
 {
     public NegotiatorOptions Negotiation { get; init; } = new();
 

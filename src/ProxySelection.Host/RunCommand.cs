@@ -32,10 +32,11 @@ internal static class RunCommand
         var prefix = new Option<string>("--chain-prefix") { Description = "Prefix of the iptables chains (cleanup must use the same)", DefaultValueFactory = _ => "PSEL" };
         var socks = new Option<string>("--socks") { Description = "SOCKS5 listen address:port (default 0.0.0.0:1080 with --mode socks; in a transparent mode, serves SOCKS clients in addition)" };
         var socksUsers = new Option<FileInfo?>("--socks-users") { Description = "RFC 1929 users for the SOCKS server: a file of name:password lines (default: NO AUTH)" };
+        var events = new Option<string>("--events") { Description = "Append the proxy's decisions to this file as JSON lines (Proxy:EventsFile)" };
         var convert = new Option<string>("--convert") { Description = "0-RTT TCP Convert (RFC 8803) listen address:port, with TCP Fast Open (default: none)" };
         var command = new Command("run", "Run a proxy in this network namespace until SIGINT/SIGTERM; its rules are removed on the way out")
         {
-            role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix, socks, socksUsers, convert,
+            role, mode, policy, proxyId, priority, keyFile, ports, queue, capacity, prefix, socks, socksUsers, convert, events,
         };
         var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
         var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)" };
@@ -66,6 +67,7 @@ internal static class RunCommand
             Flag(socks, nameof(ProxyHostOptions.Socks), v => v);
             Flag(socksUsers, nameof(ProxyHostOptions.SocksUsersFile), v => v!.FullName);
             Flag(convert, nameof(ProxyHostOptions.Convert), v => v);
+            Flag(events, nameof(ProxyHostOptions.EventsFile), v => Path.GetFullPath(v));
             // Without a file the command line stops at once, as it always did (the lab stops proxies with a 3 s grace).
             var configFile = result.GetValue(config)?.FullName;
             KeyValuePair<string, string?>[] defaults = configFile is null ? [new(ProxyConfiguration.Key(nameof(ProxyHostOptions.DrainTimeout)), "0s")] : [];

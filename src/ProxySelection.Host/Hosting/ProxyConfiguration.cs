@@ -39,6 +39,7 @@ internal static class ProxyConfiguration
         nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
         nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
         nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile), nameof(ProxyHostOptions.Convert),
+        nameof(ProxyHostOptions.EventsFile),
     ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
@@ -372,6 +373,9 @@ internal static class ProxyConfiguration
                 return null;
             case nameof(ProxyHostOptions.SocksUsersFile):
                 options.SocksUsersFile = value ?? "";
+                return null;
+            case nameof(ProxyHostOptions.EventsFile):
+                options.EventsFile = value ?? "";
                 return null;
             case nameof(ProxyHostOptions.ControlSocket):
                 options.ControlSocket = value ?? "";

@@ -100,6 +100,13 @@ internal sealed class ProxyHostOptions
     public string? SocksUsersFile { get; set; }
 
     /// <summary>
+    /// A file the engine appends its decisions to as JSON lines (one <c>ProxyEvent</c> per line: SYN verdicts, probes,
+    /// holds, accepts, relayed connections, start and stop with the counters), for programs that read what the proxy
+    /// did (the lab, interop, tests). Default none.
+    /// </summary>
+    public string? EventsFile { get; set; }
+
+    /// <summary>
     /// The 0-RTT TCP Convert (RFC 8803) listen address and port, e.g. <c>0.0.0.0:5124</c>: an MPTCP listener with TCP
     /// Fast Open (the namespace's <c>net.ipv4.tcp_fastopen</c> must enable the server side). Default none; any mode.
     /// </summary>

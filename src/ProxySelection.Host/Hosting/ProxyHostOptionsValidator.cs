@@ -157,6 +157,11 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(key, reason);
         }
 
+        if (options.EventsFile is { Length: 0 })
+        {
+            Fail(nameof(options.EventsFile), "is empty; leave it out for no event file, or name a file");
+        }
+
         if (options.SocksUsersFile is { } users)
         {
             if (users.Length == 0)

@@ -5,6 +5,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ProxySelection.Host.Control;
 using ProxySelection.Engine;
+using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host.Hosting;
@@ -31,6 +32,7 @@ internal sealed class ProxyService(
     private readonly CancellationTokenSource _abortDrain = new();
     private readonly List<PosixSignalRegistration> _signals = [];
     private ProxyEngine? _engine;
+    private JsonLinesEventSink? _events;
     private ControlServer? _control;
     private AddressAnnouncer? _announcer;
     private long _startedAt;
@@ -45,7 +47,8 @@ internal sealed class ProxyService(
     {
         _startedAt = time.GetTimestamp();
         var announcer = CreateAnnouncer();
-        var engine = new ProxyEngine(_options, time, loggers.CreateLogger<ProxyEngine>());
+        _events = loaded.Options!.EventsFile is { } eventsFile ? JsonLinesEventSink.Open(eventsFile) : null;
+        var engine = new ProxyEngine(_events is null ? _options : _options with { Events = _events }, time, loggers.CreateLogger<ProxyEngine>());
         try
         {
             await engine.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -93,6 +96,11 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Running(_log, negotiation.Role, negotiation.Mode, negotiation.Policy, negotiation.ProxyId, string.Join(',', _options.Ports), _options.QueueNumber);
+        _events?.Write(new ProxyEvent
+        {
+            Event = "started", Time = time.GetUtcNow(), Role = negotiation.Role.ToString(), Mode = negotiation.Mode.ToString(),
+            Policy = negotiation.Policy.ToString(), ProxyId = negotiation.ProxyId, Ports = string.Join(',', _options.Ports), Queue = _options.QueueNumber,
+        });
     }
 
     /// <summary>The announcer for Proxy:AnnounceAddresses, null when none; refuses an address that is not this host's (spec §7.8.1).</summary>
@@ -221,6 +229,8 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopped(_log, engine.Counters);
+        _events?.Write(new ProxyEvent { Event = "stopped", Time = time.GetUtcNow(), Counters = engine.Counters.Snapshot() });
+        _events?.Dispose();
         if (_options.Socks?.Listen is not null)
         {
             DaemonLog.SocksStopped(_log, engine.SocksCounters);
@@ -274,5 +284,6 @@ internal sealed class ProxyService(
         }
 
         _abortDrain.Dispose();
+        _events?.Dispose();
     }
 }
