@@ -56,7 +56,7 @@ local function flag_malformed(tree, range, why)
 end
 
 -- Decodes one kind-30 option of subtype 0xF. `avail` is the bytes from its kind byte to the end of the
--- option list (tvb range `r`). Returns true when it was an MP_PROXY option (valid or not).
+-- option list (tvb range `r`). Returns whether it was an MP_PROXY option (valid or not), and its tree item.
 local function dissect_option(root, r, avail)
     local len = r(1, 1):uint()
     local shown = math.min(len >= 2 and len or avail, avail)
@@ -65,23 +65,19 @@ local function dissect_option(root, r, avail)
     t:add(f.length, r(1, 1))
     t:add(f.subtype, r(2, 1), bit.rshift(r(2, 1):uint(), 4))
 
-    -- Section 5.6, in its order: length, then truncation, then version and experiment.
-    if FORMS[len] == nil then
+    -- Section 5.6, in its order. An option that cannot be, or is not, MP_PROXY (too short for an experiment
+    -- id, another experiment's id) is skipped: it never counts toward a duplicate.
+    if len < 4 then
         t:add(f.status, r(1, 1), "BadLength")
-        flag_malformed(t, r(1, 1), "bad length " .. len .. " (only 4, 8, 16)")
+        flag_malformed(t, r(1, 1), "length " .. len .. ": too short for an experiment id (not MP_PROXY)")
         t:append_text(": malformed (length " .. len .. ")")
-        return true
-    end
-    if avail < len then
-        t:add(f.status, r(0, avail), "Truncated")
-        flag_malformed(t, r(0, avail), "truncated: length " .. len .. ", " .. avail .. " bytes in the option list")
-        t:append_text(": malformed (truncated)")
-        return true
+        return false, t
     end
     if avail < 4 then
         t:add(f.status, r(0, avail), "Truncated")
-        flag_malformed(t, r(0, avail), "truncated before the experiment id")
-        return true
+        flag_malformed(t, r(0, avail), "truncated: length " .. len .. ", " .. avail .. " bytes in the option list")
+        t:append_text(": malformed (truncated)")
+        return true, t
     end
 
     local version = bit.band(r(2, 1):uint(), 0x0F)
@@ -93,19 +89,31 @@ local function dissect_option(root, r, avail)
         t:add(f.other, r(3, 1), string.format("experiment id 0x%02x", exp))
         t:add_proto_expert_info(e.other)
         t:set_text(string.format("MPTCP subtype 0xF, experiment id 0x%02x: not MP_PROXY", exp))
-        return false
+        return false, t
+    end
+    if FORMS[len] == nil then
+        t:add(f.status, r(1, 1), "BadLength")
+        flag_malformed(t, r(1, 1), "bad length " .. len .. " (only 4, 8, 16)")
+        t:append_text(": malformed (length " .. len .. ")")
+        return true, t
+    end
+    if avail < len then
+        t:add(f.status, r(0, avail), "Truncated")
+        flag_malformed(t, r(0, avail), "truncated: length " .. len .. ", " .. avail .. " bytes in the option list")
+        t:append_text(": malformed (truncated)")
+        return true, t
     end
     t:add(f.form, r(1, 1), FORMS[len])
     if version ~= VERSION then
         t:add(f.status, r(2, 1), "UnknownVersion")
         t:add_proto_expert_info(e.absent, "unknown version " .. version .. ": treated as absent")
         t:append_text(": unknown version " .. version)
-        return true
+        return true, t
     end
     if len == 4 then
         t:add(f.status, r(0, 4), "Ok")
         t:append_text(": presence")
-        return true
+        return true, t
     end
 
     local b4 = r(4, 1):uint()
@@ -144,14 +152,13 @@ local function dissect_option(root, r, avail)
     end
     t:append_text(string.format(": %s %s, proxy %d, priority %d%s", FORMS[len],
         MSG_NAMES[msg] or ("msg " .. msg), pid, prio, status == "Ok" and "" or (" (" .. status .. ")")))
-    return true
+    return true, t
 end
 
 local function walk(root, range)
     local n = range:len()
     local i = 0
-    local found = 0
-    local first
+    local items = {}
     while i < n do
         local kind = range(i, 1):uint()
         if kind == 0 then break end                  -- end of option list
@@ -169,9 +176,9 @@ local function walk(root, range)
             end
             local len = range(i + 1, 1):uint()
             if kind == 30 and n - i >= 3 and bit.rshift(range(i + 2, 1):uint(), 4) == 0xF then
-                if dissect_option(root, range(i, n - i), n - i) then
-                    found = found + 1
-                    first = first or range(i, math.min(n - i, math.max(len, 2)))
+                local is_mp, item = dissect_option(root, range(i, n - i), n - i)
+                if is_mp then
+                    items[#items + 1] = item
                 end
             elseif kind == 30 and n - i < 3 then
                 local t = root:add(p, range(i, n - i))
@@ -184,8 +191,10 @@ local function walk(root, range)
             i = i + len
         end
     end
-    if found > 1 then
-        root:add_proto_expert_info(e.duplicate)
+    if #items > 1 then
+        for _, item in ipairs(items) do
+            item:add_proto_expert_info(e.duplicate)
+        end
     end
 end
 

@@ -71,11 +71,12 @@ public class MpProxyDissectorTests
         });
     }
 
-    // Lengths 5, 7 and 40 are not a form (BadLength); 4, 8 and 16 are, but the option list ends before the
+    // Lengths 3, 5, 7 and 40 are not a form (BadLength); 4, 8 and 16 are, but the option list ends before the
     // option does (Truncated). Each is flagged, and the dissector never raises a Lua error.
     [TestCase("1e05f1a5b5", "BadLength")]
     [TestCase("1e07f1a5b50300", "BadLength")]
     [TestCase("1e28f1a5b5030100", "BadLength")]
+    [TestCase("1e03f100", "BadLength")]
     [TestCase("011e04f1", "Truncated")]
     [TestCase("010101011e08f1a5", "Truncated")]
     [TestCase("1e10f1a5a5030100e51bc521", "Truncated")]
@@ -109,6 +110,16 @@ public class MpProxyDissectorTests
             Assert.That(row["mp_proxy.tag"], Is.EqualTo(claim.Hex[12..]));
             Assert.That(row["mp_proxy.malformed"], Is.Empty);
         });
+        Assert.That(Tshark.Verbose(pcap), Does.Not.Contain("More than one MP_PROXY"), "another experiment is no duplicate");
+    }
+
+    [Test]
+    public void TwoMpProxyOptions_AreFlaggedDuplicate()
+    {
+        var vectors = SpecText.Vectors();
+        byte[] options = [.. vectors.Single(v => v.Name == "short-claim-v4").Bytes, .. vectors.Single(v => v.Name == "short-defer-v4").Bytes];
+        var pcap = WritePcap("duplicate.pcap", [Packet(options, onSynAck: true, 0)]);
+        Assert.That(Tshark.Verbose(pcap), Does.Contain("More than one MP_PROXY in one segment").And.Not.Contain("Lua Error"));
     }
 
     [TestCase("1e08f1a5b500efc6", "ReservedProxyId")]
