@@ -137,6 +137,28 @@ public class MpProxyDissectorTests
         });
     }
 
+    [Test]
+    public void FullOptionSpace_ProbeSynAndClaimSynAck_DecodeBesideTheStockOptions()
+    {
+        // The measured Linux option sets (Section 4) plus MP_PROXY: exactly 40 bytes each. tshark 4.0's own
+        // MPTCP code reports a "Dissector bug" on such a SYN/ACK (Section 4.1); the post-dissector must not care.
+        var vectors = SpecText.Vectors();
+        byte[] stock = Convert.FromHexString("020405b40402080a000000010000000001030307");
+        byte[] syn = [.. stock, .. Convert.FromHexString("1e040181"), .. vectors.Single(v => v.Name == "long-probe-v4").Bytes];
+        byte[] synAck = [.. stock, .. Convert.FromHexString("1e0c01810102030405060708"), .. vectors.Single(v => v.Name == "short-claim-v4").Bytes];
+        Assert.That((syn.Length, synAck.Length), Is.EqualTo((40, 40)));
+        var pcap = WritePcap("handshake.pcap", [Packet(syn, onSynAck: false, 0), Reverse(Packet(synAck, onSynAck: true, 0))]);
+        var rows = Tshark.Fields(pcap, VectorFields);
+        Assert.That(rows, Has.Count.EqualTo(2));
+        Assert.Multiple(() =>
+        {
+            Assert.That(rows[0]["mp_proxy.msg"] + "/" + rows[0]["mp_proxy.status"], Is.EqualTo("1/Ok"));
+            Assert.That(rows[1]["mp_proxy.msg"] + "/" + rows[1]["mp_proxy.status"], Is.EqualTo("2/Ok"));
+            Assert.That(rows[1]["mp_proxy.tag"], Is.EqualTo("9f54"));
+        });
+        Assert.That(Tshark.Verbose(pcap), Does.Not.Contain("Lua Error"));
+    }
+
     private string WritePcap(string name, IEnumerable<byte[]> packets)
     {
         string path = Path.Combine(_dir, name);
@@ -149,6 +171,22 @@ public class MpProxyDissectorTests
         }
 
         return path;
+    }
+
+    // The answer to an IPv4 segment: addresses and ports swapped, ack = ISN + 1.
+    private static byte[] Reverse(byte[] packet)
+    {
+        var p = packet.AsSpan();
+        byte[] source = p[12..16].ToArray();
+        p[16..20].CopyTo(p[12..16]);
+        source.CopyTo(p[16..20]);
+        ushort sourcePort = BinaryPrimitives.ReadUInt16BigEndian(p[20..]);
+        BinaryPrimitives.WriteUInt16BigEndian(p[20..], BinaryPrimitives.ReadUInt16BigEndian(p[22..]));
+        BinaryPrimitives.WriteUInt16BigEndian(p[22..], sourcePort);
+        BinaryPrimitives.WriteUInt32BigEndian(p[28..], BinaryPrimitives.ReadUInt32BigEndian(p[24..]) + 1);
+        BinaryPrimitives.WriteUInt32BigEndian(p[24..], 0xA0B0C0D0);
+        var error = InternetChecksum.TryFillChecksums(packet);
+        return error == WireError.None ? packet : throw new InvalidOperationException(error.ToString());
     }
 
     // One IPv4 segment per option list, on its own source port so that tshark's stream analysis never links two
