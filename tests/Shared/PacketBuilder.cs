@@ -40,22 +40,17 @@ internal static class PacketBuilder
     public static byte[] Build<T>(bool ipv6, ushort sourcePort, TcpFlags flags, in T option, int payloadLength = 0)
         where T : struct, IMptcpSuboption
     {
-        Span<byte> options = stackalloc byte[TcpHeader.MaxOptionsLength];
-        var writer = new TcpOptionWriter(options);
+        var writer = new TcpOptionWriter(stackalloc byte[TcpHeader.MaxOptionsLength]);
         Check(writer.TryWriteMptcp(option));
-        Check(writer.TryPadWithNops());
-        return Build(ipv6, sourcePort, flags, writer.Written, payloadLength);
+        return BuildPadded(ipv6, sourcePort, flags, ref writer, payloadLength);
     }
 
     /// <summary>A packet around an option given as bytes (parsed by <see cref="MptcpOption"/> and written back by the writer).</summary>
     public static byte[] BuildRaw(bool ipv6, ushort sourcePort, TcpFlags flags, ReadOnlySpan<byte> mptcpOption, int payloadLength = 0)
     {
-        var option = MptcpOption.Parse(mptcpOption);
-        Span<byte> options = stackalloc byte[TcpHeader.MaxOptionsLength];
-        var writer = new TcpOptionWriter(options);
-        Check(writer.TryWriteMptcp(option));
-        Check(writer.TryPadWithNops());
-        return Build(ipv6, sourcePort, flags, writer.Written, payloadLength);
+        var writer = new TcpOptionWriter(stackalloc byte[TcpHeader.MaxOptionsLength]);
+        Check(writer.TryWriteMptcp(MptcpOption.Parse(mptcpOption)));
+        return BuildPadded(ipv6, sourcePort, flags, ref writer, payloadLength);
     }
 
     /// <summary>
@@ -73,6 +68,12 @@ internal static class PacketBuilder
         uint acknowledgment = (flags & TcpFlags.Ack) != 0 ? 0x2000_0000u + sourcePort : 0;
         return Write(ipv6, [], IpPacket.ProtocolTcp, ipId: sourcePort, sourcePort, 0x1000_0000u + sourcePort, acknowledgment, flags, options,
             payload, spare: 0, fillChecksums: true);
+    }
+
+    private static byte[] BuildPadded(bool ipv6, ushort sourcePort, TcpFlags flags, ref TcpOptionWriter writer, int payloadLength)
+    {
+        Check(writer.TryPadWithNops());
+        return Build(ipv6, sourcePort, flags, writer.Written, payloadLength);
     }
 
     private static byte[] Write(bool ipv6, ReadOnlySpan<byte> extensionHeaders, byte firstNextHeader, ushort ipId, ushort sourcePort,
