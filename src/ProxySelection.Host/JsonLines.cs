@@ -6,7 +6,7 @@ namespace ProxySelection.Host;
 
 /// <summary>
 /// Writes decoded packets as JSON lines to a stream (the stream stays the caller's). Field names follow
-/// shared/vectors/README.md: top-level names as in the vector records, option values as tshark's fields
+/// tests/vectors/README.md: top-level names as in the vector records, option values as tshark's fields
 /// (MPTCP: <c>tcp.options.mptcp.*</c> without the prefix).
 /// </summary>
 internal sealed class JsonLines : IDisposable

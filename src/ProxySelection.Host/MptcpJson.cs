@@ -5,7 +5,7 @@ using ProxySelection.Wire;
 namespace ProxySelection.Host;
 
 /// <summary>
-/// One MPTCP option as JSON, fields named and valued as tshark 4.0 shows them (shared/vectors/README.md,
+/// One MPTCP option as JSON, fields named and valued as tshark 4.0 shows them (tests/vectors/README.md,
 /// "Field mapping" and "Quirks"): flag bits as 0/1 except the MP_TCPRST booleans, 64-bit values as integers, the
 /// MP_JOIN ACK HMAC as hex, addresses as text.
 /// </summary>

@@ -7,7 +7,7 @@ namespace ProxySelection.Host;
 /// <summary>
 /// The fields of one TCP packet as JSON: IP header, TCP header and every option in wire order. MPTCP options carry
 /// <c>fields</c> named as tshark 4.0 names them (tcp.options.mptcp.* without the prefix, same value formats: see
-/// shared/vectors/README.md), <c>raw</c> (the option bytes) and <c>analysis</c> (values tshark derives, under its names).
+/// tests/vectors/README.md), <c>raw</c> (the option bytes) and <c>analysis</c> (values tshark derives, under its names).
 /// </summary>
 internal static class PacketJson
 {

@@ -1,4 +1,3 @@
-using ProxySelection.Host.Tests;
 using System.Net;
 using ProxySelection.Engine;
 using ProxySelection.Negotiation;

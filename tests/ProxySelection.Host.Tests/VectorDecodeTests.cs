@@ -3,8 +3,8 @@ using System.Text.Json;
 namespace ProxySelection.Host.Tests;
 
 /// <summary>
-/// Every packet of shared/vectors decodes, and every field tshark gave for it (the JSONL record) equals ours.
-/// The mapping is one to one (same names, see shared/vectors/README.md) except the generated tshark_analysis items
+/// Every packet of tests/vectors decodes, and every field tshark gave for it (the JSONL record) equals ours.
+/// The mapping is one to one (same names, see tests/vectors/README.md) except the generated tshark_analysis items
 /// listed in <see cref="UnmappableAnalysis"/>.
 /// </summary>
 public class VectorDecodeTests

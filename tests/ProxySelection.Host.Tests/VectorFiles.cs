@@ -2,10 +2,7 @@ using System.Text.Json;
 
 namespace ProxySelection.Host.Tests;
 
-/// <summary>
-/// Finds the shared packet vectors: $PROXYSEL_VECTORS, else the first <c>shared/vectors</c> found walking up from
-/// the test assembly (CI clones the repository next to a copy of <c>shared/</c>, so <c>&lt;clone&gt;/../shared/vectors</c>).
-/// </summary>
+/// <summary>The packet vectors of the repository (<see cref="RepositoryPaths.Vectors"/>, tests/vectors).</summary>
 internal static class VectorFiles
 {
     private static readonly Lazy<string?> Located = new(Locate);
@@ -20,7 +17,7 @@ internal static class VectorFiles
             return dir;
         }
 
-        Assert.Fail("vectors not found: set PROXYSEL_VECTORS or put shared/vectors beside the repository");
+        Assert.Fail($"vectors not found: {RepositoryPaths.Vectors} has no *.jsonl");
         return null!;
     }
 
@@ -57,22 +54,8 @@ internal static class VectorFiles
 
     private static string? Locate()
     {
-        var fromEnv = Environment.GetEnvironmentVariable("PROXYSEL_VECTORS");
-        if (!string.IsNullOrEmpty(fromEnv))
-        {
-            return Directory.Exists(fromEnv) ? Path.GetFullPath(fromEnv) : null;
-        }
-
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, "shared", "vectors");
-            if (Directory.Exists(candidate) && Directory.EnumerateFiles(candidate, "*.jsonl").Any())
-            {
-                return candidate;
-            }
-        }
-
-        return null;
+        var directory = RepositoryPaths.Vectors;
+        return Directory.Exists(directory) && Directory.EnumerateFiles(directory, "*.jsonl").Any() ? directory : null;
     }
 }
 

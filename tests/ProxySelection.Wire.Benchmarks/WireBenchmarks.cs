@@ -10,11 +10,11 @@ namespace ProxySelection.Wire.Benchmarks;
 [ShortRunJob]
 public class WireBenchmarks
 {
-    // shared/vectors mpc-basic-v4-001: Linux 6.18 MP_CAPABLE SYN (MSS, SACK_PERM, timestamps, NOP, window scale, MP_CAPABLE).
+    // tests/vectors mpc-basic-v4-001: Linux 6.18 MP_CAPABLE SYN (MSS, SACK_PERM, timestamps, NOP, window scale, MP_CAPABLE).
     private const string MpCapableSyn =
         "450000407ba84000400632e8c6120001c61200029ee64650748ffe9200000000b002faf0df2f0000020405b40402080afbba5e97000000000103030a1e040101";
 
-    // shared/vectors mpc-basic-v4-002: its SYN/ACK, 32 bytes of options (8 left).
+    // tests/vectors mpc-basic-v4-002: its SYN/ACK, 32 bytes of options (8 left).
     private const string MpCapableSynAck =
         "45000048000040004006ae88c6120002c612000146509ee670e480ae748ffe93d012fe88fb460000020405b40402080a3696ac83fbba5e970103030a1e0c01019b5e1439fd423ea8";
 

@@ -1,7 +1,7 @@
 namespace ProxySelection.Wire.Fuzz;
 
 /// <summary>
-/// Seed packets for the mutators: real kernel packets from shared/vectors (one per option shape), payload cut off
+/// Seed packets for the mutators: real kernel packets from tests/vectors (one per option shape), payload cut off
 /// and the IP length fixed so that they stay short. Checksums are left as captured (wrong after the cut): the
 /// parse path does not need them.
 /// </summary>

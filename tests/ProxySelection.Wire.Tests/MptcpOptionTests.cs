@@ -1,6 +1,6 @@
 namespace ProxySelection.Wire.Tests;
 
-/// <summary>Each subtype against real option bytes and the fields tshark gave for them (shared/vectors).</summary>
+/// <summary>Each subtype against real option bytes and the fields tshark gave for them (tests/vectors).</summary>
 public class MptcpOptionTests
 {
     private static MptcpOption Parse(string hex)

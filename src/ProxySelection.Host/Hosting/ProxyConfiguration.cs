@@ -99,8 +99,8 @@ internal static class ProxyConfiguration
     }
 
     /// <summary>
-    /// The <c>PROXYSEL_Proxy__*</c> variables only: other <c>PROXYSEL_</c> variables (the test suite's
-    /// <c>PROXYSEL_VECTORS</c>, say) are not configuration and must not make the daemon refuse to start.
+    /// The <c>PROXYSEL_Proxy__*</c> variables only: other <c>PROXYSEL_</c> variables (a tool's, say) are not
+    /// configuration and must not make the daemon refuse to start.
     /// </summary>
     private static MemoryConfigurationSource ProxyEnvironment()
     {

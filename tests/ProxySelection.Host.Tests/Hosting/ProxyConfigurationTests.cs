@@ -206,7 +206,7 @@ public sealed class ProxyConfigurationTests
     [Test]
     public void Load_ProcessEnvironment_ReadsProxyVariablesAndIgnoresOtherProxyselVariables()
     {
-        // PROXYSEL_VECTORS and the like belong to the tests and tools, not to the daemon's configuration.
+        // Other PROXYSEL_ variables belong to tests and tools, not to the daemon's configuration.
         const string unrelated = "PROXYSEL_UNRELATED_SETTING_FOR_TEST";
         const string priority = "PROXYSEL_Proxy__Priority";
         Environment.SetEnvironmentVariable(unrelated, "/somewhere");

@@ -8,7 +8,7 @@ namespace ProxySelection.Host.Tests.Hosting;
 public sealed class SampleConfigurationTests
 {
     public static IEnumerable<string> SampleFiles() =>
-        Directory.GetFiles(SamplesDirectory(), "*.json").Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal);
+        Directory.GetFiles(RepositoryPaths.Samples, "*.json").Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal);
 
     [Test]
     public void Samples_AllRolesPresent() =>
@@ -17,7 +17,7 @@ public sealed class SampleConfigurationTests
     [TestCaseSource(nameof(SampleFiles))]
     public void Sample_LoadsAndValidates(string name)
     {
-        var path = Path.Combine(SamplesDirectory(), name);
+        var path = Path.Combine(RepositoryPaths.Samples, name);
         // A sample names the operator key's installed path (/etc/proxysel); a generated key stands in for it.
         var key = Path.GetTempFileName();
         var users = Path.GetTempFileName();
@@ -34,7 +34,7 @@ public sealed class SampleConfigurationTests
                 new MemoryConfigurationSource());
 
             Assert.That(result.Errors, Is.Empty);
-            var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
+            var unit = File.ReadAllLines(Path.Combine(RepositoryPaths.Samples, "proxysel.service"));
             var stopSeconds = int.Parse(unit.Single(l => l.StartsWith("TimeoutStopSec=", StringComparison.Ordinal))["TimeoutStopSec=".Length..], System.Globalization.CultureInfo.InvariantCulture);
             Assert.That(TimeSpan.FromSeconds(stopSeconds), Is.GreaterThanOrEqualTo(ProxyDaemon.ShutdownTimeoutFor(result.Options!.DrainTimeout)),
                 "systemd must not SIGKILL the daemon inside its own stop budget");
@@ -49,7 +49,7 @@ public sealed class SampleConfigurationTests
     [Test]
     public void ChainMemberSample_PriorityPolicyAndInstalledKeyPath()
     {
-        var path = Path.Combine(SamplesDirectory(), "chain-member.json");
+        var path = Path.Combine(RepositoryPaths.Samples, "chain-member.json");
         Assert.That(File.ReadAllText(path), Does.Contain("\"KeyFile\": \"/etc/proxysel/operator.key\""));
         var key = Path.GetTempFileName();
         try
@@ -68,7 +68,7 @@ public sealed class SampleConfigurationTests
     [Test]
     public void SystemdUnit_StartsFromConfigNotifiesAndCleansUp()
     {
-        var unit = File.ReadAllLines(Path.Combine(SamplesDirectory(), "proxysel.service"));
+        var unit = File.ReadAllLines(Path.Combine(RepositoryPaths.Samples, "proxysel.service"));
 
         Assert.That(unit, Has.Some.Match("^ExecStart=.*proxysel run --config /etc/proxysel/proxysel.json$"));
         Assert.That(unit, Has.Some.Match("^ExecStopPost=.*proxysel cleanup$"));
@@ -77,19 +77,5 @@ public sealed class SampleConfigurationTests
         Assert.That(unit, Has.Some.EqualTo("RestartPreventExitStatus=2"), "exit 2 is an invalid configuration");
         Assert.That(unit, Has.Some.EqualTo("Type=notify"), "the daemon sends READY=1 once its rules are in");
         Assert.That(unit, Has.Some.EqualTo("RuntimeDirectory=proxysel").And.Some.EqualTo("RuntimeDirectoryMode=0750"), "the control socket's folder");
-    }
-
-    internal static string SamplesDirectory()
-    {
-        for (var directory = new DirectoryInfo(TestContext.CurrentContext.TestDirectory); directory is not null; directory = directory.Parent)
-        {
-            var samples = Path.Combine(directory.FullName, "samples");
-            if (Directory.Exists(samples) && File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
-            {
-                return samples;
-            }
-        }
-
-        throw new DirectoryNotFoundException("samples/ not found above " + TestContext.CurrentContext.TestDirectory);
     }
 }

@@ -8,47 +8,36 @@ namespace ProxySelection.IntegrationTests.Hosting;
 public sealed class ReloadTests
 {
     private const int SigHup = 1;
-    private const int Size = 16 * 1024 * 1024;
 
     [Test]
     public async Task Sighup_PolicyChangedMidTransfer_HeldConnectionCompletesAndProxyKeepsProxying()
     {
-        await using var lab = await ProxyLab.StartAsync();
-        var sha = lab.WriteFile("file.bin", Size);
-        var small = lab.WriteFile("small.bin", 16 * 1024);
-        await lab.StartNginxAsync();
-        var config = Path.Combine(lab.Directory, "proxysel.json");
-        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "Policy": "first" } }""");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+        await using var held = await HeldTransfer.PrepareAsync();
+        await held.StartAsync("""{ "Ports": [80], "Policy": "first" }""", "4M", TimeSpan.FromSeconds(60));
+        var proxy = held.Proxy;
+        await File.WriteAllTextAsync(held.ConfigPath, """{ "Proxy": { "Ports": [80], "Policy": "priority", "Priority": 12, "ProbeTimeout": "300ms" } }""");
+        var reloaded = await held.SignalAsync(SigHup, "proxysel: reload", "");
+        await File.WriteAllTextAsync(held.ConfigPath, """{ "Proxy": { "Ports": [80, 443], "Policy": "first" } }""");
+        var refused = await held.SignalAsync(SigHup, "proxysel: reload refused", "");
 
-        var output = Path.Combine(lab.Directory, "download.bin");
-        var transfer = lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "4M");
-        await ProxyLab.WaitForLineAsync(proxy, "accepted ", "token=");
-        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "Policy": "priority", "Priority": 12, "ProbeTimeout": "300ms" } }""");
-        Assert.That(proxy.Signal(SigHup), Is.True);
-        var reloaded = await ProxyLab.WaitForLineAsync(proxy, "proxysel: reload", "");
-        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80, 443], "Policy": "first" } }""");
-        Assert.That(proxy.Signal(SigHup), Is.True);
-        var refused = await ProxyLab.WaitForLineAsync(proxy, "proxysel: reload refused", "");
-
-        var curl = await transfer.WaitAsync(TimeSpan.FromSeconds(70));
-        var after = await lab.CurlAsync(ProxyLab.Url(false, "small.bin"), mptcp: true, Path.Combine(lab.Directory, "small.out"));
+        var curl = await held.TransferAsync();
+        var (after, afterSha) = await held.FetchSmallAsync();
         await ProxyLab.WaitForLineAsync(proxy, "relay ", "up=82 down=16");
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
 
         var lines = proxy.Output.Split('\n').Select(l => l.Trim()).ToList();
         var refusedAt = lines.FindIndex(l => l.StartsWith("proxysel: reload refused", StringComparison.Ordinal));
-        var bigRelayAt = lines.FindIndex(l => l.StartsWith("relay ", StringComparison.Ordinal) && l.Contains($" down={Size + 248} ", StringComparison.Ordinal));
+        var bigRelayAt = lines.FindIndex(l => l.StartsWith("relay ", StringComparison.Ordinal) && l.Contains($" down={HeldTransfer.Size + 248} ", StringComparison.Ordinal));
         Assert.Multiple(() =>
         {
             Assert.That(bigRelayAt, Is.GreaterThan(refusedAt), "both reloads happened while the transfer was held");
             Assert.That(reloaded, Is.EqualTo("proxysel: reloaded policy=Priority priority=12 probe_timeout=300ms drain_timeout=10s"));
             Assert.That(refused, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:Ports"));
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
-            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), "the held connection survived both reloads");
+            Assert.That(ProxyLab.Sha256Of(held.Output), Is.EqualTo(held.Sha), "the held connection survived both reloads");
             Assert.That(after.ExitCode, Is.Zero, after.StdErr);
-            Assert.That(ProxyLab.Sha256Of(Path.Combine(lab.Directory, "small.out")), Is.EqualTo(small));
+            Assert.That(afterSha, Is.EqualTo(held.SmallSha));
             Assert.That(ProxyLab.Lines(proxy, "relay "), Has.Count.EqualTo(2).And.All.Contains(": Completed "));
             Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(2), "the proxy still holds new connections after the reloads");
         });

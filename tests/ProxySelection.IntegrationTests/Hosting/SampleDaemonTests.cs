@@ -15,7 +15,7 @@ public sealed class SampleDaemonTests
         await using var lab = await ProxyLab.StartAsync();
         var sha = lab.WriteFile("file.bin", 1024 * 1024);
         await lab.StartNginxAsync(serverMptcp);
-        var path = Path.Combine(SamplesDirectory(), sample);
+        var path = Path.Combine(RepositoryPaths.Samples, sample);
         // A sample that names the operator's key file gets a key of the test's: the sample's path is the deployment's.
         string[] key = [];
         if (File.ReadAllText(path).Contains("\"KeyFile\"", StringComparison.Ordinal))
@@ -42,18 +42,5 @@ public sealed class SampleDaemonTests
             Assert.That(proxy.ExitCode, Is.Zero);
             Assert.That(rules, Does.Not.Contain("PSEL"));
         });
-    }
-
-    private static string SamplesDirectory()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
-            {
-                return Path.Combine(directory.FullName, "samples");
-            }
-        }
-
-        throw new DirectoryNotFoundException("samples/ not found above " + AppContext.BaseDirectory);
     }
 }

@@ -173,6 +173,27 @@ internal sealed class RelayLab : IAsyncDisposable
     }
 
     /// <summary>
+    /// A server listener, a client connected through the relay, and the server socket that accepted it: the start of
+    /// most relay tests.
+    /// </summary>
+    public async Task<RelayedPair> ConnectPairAsync(TransportProtocol clientProtocol = TransportProtocol.Mptcp, TransportProtocol serverProtocol = TransportProtocol.Tcp)
+    {
+        var listener = await ListenOnServerAsync(serverProtocol);
+        Socket? client = null;
+        try
+        {
+            client = await ConnectClientAsync(clientProtocol);
+            return new RelayedPair(listener, client, await TestSockets.AcceptAsync(listener));
+        }
+        catch
+        {
+            client?.Dispose();
+            listener.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
     /// Connects a client that the relay is expected to turn away, and returns what the client saw: a reset that
     /// arrives before an MPTCP connect() has returned fails the connect itself, a later one fails the first read.
     /// </summary>
@@ -233,6 +254,36 @@ internal sealed class RelayLab : IAsyncDisposable
         {
             await Lab.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(60));
         }
+    }
+}
+
+/// <summary>A client and the server socket it reached through the relay; disposing closes both and the listener.</summary>
+internal sealed class RelayedPair(Socket listener, Socket client, Socket server) : IDisposable
+{
+    public Socket Client { get; } = client;
+
+    public Socket Server { get; } = server;
+
+    /// <summary>Four bytes from the client read by the server: the relay has both legs up and has copied data.</summary>
+    public async Task PingAsync()
+    {
+        await TestSockets.SendAsync(Client, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(Server, 4);
+    }
+
+    /// <summary>What each side saw of its peer, read at once on both (see <see cref="TestSockets.ReadUntilClosedAsync"/>).</summary>
+    public async Task<(SocketError Client, SocketError Server)> ReadUntilClosedAsync()
+    {
+        var client = TestSockets.ReadUntilClosedAsync(Client);
+        var server = TestSockets.ReadUntilClosedAsync(Server);
+        return (await client, await server);
+    }
+
+    public void Dispose()
+    {
+        Client.Dispose();
+        Server.Dispose();
+        listener.Dispose();
     }
 }
 
@@ -335,6 +386,24 @@ internal static class TestSockets
     }
 
     /// <summary>
+    /// Sends <paramref name="total"/> pseudo-random bytes each way at once, each side shutting its send side when done,
+    /// and reads both to EOF; every wait bounded by 60 s.
+    /// </summary>
+    public static async Task<BothWays> SendBothWaysAsync(Socket client, Socket server, long total, int clientSeed, int serverSeed)
+    {
+        var timeout = TimeSpan.FromSeconds(60);
+        var serverReceives = ReceiveHashAsync(server);
+        var clientReceives = ReceiveHashAsync(client);
+        var clientSends = Task.Run(() => SendRandomThenShutdownAsync(client, total, clientSeed));
+        var serverSends = Task.Run(() => SendRandomThenShutdownAsync(server, total, serverSeed));
+        var sentUp = await clientSends.WaitAsync(timeout);
+        var sentDown = await serverSends.WaitAsync(timeout);
+        var receivedUp = await serverReceives.WaitAsync(timeout);
+        var receivedDown = await clientReceives.WaitAsync(timeout);
+        return new BothWays(sentUp, receivedUp.Bytes, receivedUp.Hash, sentDown, receivedDown.Bytes, receivedDown.Hash);
+    }
+
+    /// <summary>
     /// What the peer did to us: reads until EOF or error. Returns Success for a clean EOF, else the socket error
     /// (ConnectionReset for a RST).
     /// </summary>
@@ -355,9 +424,19 @@ internal static class TestSockets
         }
     }
 
+    private static async Task<byte[]> SendRandomThenShutdownAsync(Socket socket, long total, int seed)
+    {
+        var hash = await SendRandomAsync(socket, total, seed);
+        socket.Shutdown(SocketShutdown.Send);
+        return hash;
+    }
+
     public static void Abort(Socket socket)
     {
         socket.LingerState = new LingerOption(true, 0);
         socket.Dispose();
     }
 }
+
+/// <summary>What <see cref="TestSockets.SendBothWaysAsync"/> sent and received: SHA-256 of each direction, byte counts as received.</summary>
+internal readonly record struct BothWays(byte[] SentUp, long ReceivedUpBytes, byte[] ReceivedUp, byte[] SentDown, long ReceivedDownBytes, byte[] ReceivedDown);

@@ -22,43 +22,24 @@ public sealed class RelayTests
     public async Task Relay_MptcpClientWithTwoSubflowsToTcpServer_Relays20MBEachWayIntact(AddressFamily family)
     {
         await using var lab = await RelayLab.StartAsync(family: family);
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
         var connection = await lab.SingleConnectionAsync();
 
         // A first exchange, then wait for the second path's MP_JOIN before the bulk transfer.
-        await TestSockets.SendAsync(client, new byte[1000]);
-        await TestSockets.ReadExactlyAsync(server, 1000);
+        await TestSockets.SendAsync(pair.Client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(pair.Server, 1000);
         var live = await WaitForClientSubflowsAsync(connection, 2);
 
-        var serverReceives = TestSockets.ReceiveHashAsync(server);
-        var clientReceives = TestSockets.ReceiveHashAsync(client);
-        var clientSends = Task.Run(async () =>
-        {
-            var hash = await TestSockets.SendRandomAsync(client, TwentyMegabytes, seed: 1);
-            client.Shutdown(SocketShutdown.Send);
-            return hash;
-        });
-        var serverSends = Task.Run(async () =>
-        {
-            var hash = await TestSockets.SendRandomAsync(server, TwentyMegabytes, seed: 2);
-            server.Shutdown(SocketShutdown.Send);
-            return hash;
-        });
-        var sentUp = await clientSends.WaitAsync(TimeSpan.FromSeconds(60));
-        var sentDown = await serverSends.WaitAsync(TimeSpan.FromSeconds(60));
-        var (receivedUpBytes, receivedUp) = await serverReceives.WaitAsync(TimeSpan.FromSeconds(60));
-        var (receivedDownBytes, receivedDown) = await clientReceives.WaitAsync(TimeSpan.FromSeconds(60));
+        var both = await TestSockets.SendBothWaysAsync(pair.Client, pair.Server, TwentyMegabytes, clientSeed: 1, serverSeed: 2);
         var result = await lab.NextResultAsync();
 
         Assert.That(live.Status, Is.EqualTo(MptcpStatus.Active));
         Assert.That(live.Info.Subflows, Is.EqualTo(2), live.ToString());
         Assert.That(live.Subflows, Has.Length.EqualTo(2));
-        Assert.That(receivedUpBytes, Is.EqualTo(TwentyMegabytes));
-        Assert.That(receivedUp, Is.EqualTo(sentUp), "client → server SHA-256");
-        Assert.That(receivedDownBytes, Is.EqualTo(TwentyMegabytes));
-        Assert.That(receivedDown, Is.EqualTo(sentDown), "server → client SHA-256");
+        Assert.That(both.ReceivedUpBytes, Is.EqualTo(TwentyMegabytes));
+        Assert.That(both.ReceivedUp, Is.EqualTo(both.SentUp), "client → server SHA-256");
+        Assert.That(both.ReceivedDownBytes, Is.EqualTo(TwentyMegabytes));
+        Assert.That(both.ReceivedDown, Is.EqualTo(both.SentDown), "server → client SHA-256");
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
         Assert.That(result.BytesClientToUpstream, Is.EqualTo(TwentyMegabytes + 1000));
         Assert.That(result.BytesUpstreamToClient, Is.EqualTo(TwentyMegabytes));
@@ -74,17 +55,15 @@ public sealed class RelayTests
     public async Task Relay_ClientHalfCloses_ServerSeesEofAndItsLaterAnswerStillArrives()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
 
-        await TestSockets.SendAsync(client, "request"u8.ToArray());
-        client.Shutdown(SocketShutdown.Send);
-        var request = await TestSockets.ReadToEndAsync(server);   // returns only at the relayed FIN
-        await Task.Delay(200);                                      // the answer comes well after the FIN
-        await TestSockets.SendAsync(server, Encoding.ASCII.GetBytes($"answer to {Encoding.ASCII.GetString(request)}"));
-        server.Shutdown(SocketShutdown.Send);
-        var answer = await TestSockets.ReadToEndAsync(client);
+        await TestSockets.SendAsync(pair.Client, "request"u8.ToArray());
+        pair.Client.Shutdown(SocketShutdown.Send);
+        var request = await TestSockets.ReadToEndAsync(pair.Server);   // returns only at the relayed FIN
+        await Task.Delay(200);                                           // the answer comes well after the FIN
+        await TestSockets.SendAsync(pair.Server, Encoding.ASCII.GetBytes($"answer to {Encoding.ASCII.GetString(request)}"));
+        pair.Server.Shutdown(SocketShutdown.Send);
+        var answer = await TestSockets.ReadToEndAsync(pair.Client);
         var result = await lab.NextResultAsync();
 
         Assert.That(Encoding.ASCII.GetString(request), Is.EqualTo("request"));
@@ -97,16 +76,14 @@ public sealed class RelayTests
     public async Task Relay_ServerHalfCloses_ClientSeesEofAndCanStillSend()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
 
-        await TestSockets.SendAsync(server, "banner"u8.ToArray());
-        server.Shutdown(SocketShutdown.Send);
-        var banner = await TestSockets.ReadToEndAsync(client);
-        await TestSockets.SendAsync(client, "late"u8.ToArray());
-        client.Shutdown(SocketShutdown.Send);
-        var late = await TestSockets.ReadToEndAsync(server);
+        await TestSockets.SendAsync(pair.Server, "banner"u8.ToArray());
+        pair.Server.Shutdown(SocketShutdown.Send);
+        var banner = await TestSockets.ReadToEndAsync(pair.Client);
+        await TestSockets.SendAsync(pair.Client, "late"u8.ToArray());
+        pair.Client.Shutdown(SocketShutdown.Send);
+        var late = await TestSockets.ReadToEndAsync(pair.Server);
         var result = await lab.NextResultAsync();
 
         Assert.That(banner, Is.EqualTo("banner"u8.ToArray()));
@@ -118,14 +95,11 @@ public sealed class RelayTests
     public async Task Relay_ServerResets_ClientSeesReset()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
 
-        TestSockets.Abort(server);
-        var seen = await TestSockets.ReadUntilClosedAsync(client);
+        TestSockets.Abort(pair.Server);
+        var seen = await TestSockets.ReadUntilClosedAsync(pair.Client);
         var result = await lab.NextResultAsync();
 
         Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
@@ -136,14 +110,12 @@ public sealed class RelayTests
     public async Task Relay_ClientResets_ServerSeesReset()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(server, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(client, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await TestSockets.SendAsync(pair.Server, "ping"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(pair.Client, 4);
 
-        TestSockets.Abort(client);
-        var seen = await TestSockets.ReadUntilClosedAsync(server);
+        TestSockets.Abort(pair.Client);
+        var seen = await TestSockets.ReadUntilClosedAsync(pair.Server);
         var result = await lab.NextResultAsync();
 
         Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
@@ -155,21 +127,16 @@ public sealed class RelayTests
     {
         var idle = TimeSpan.FromSeconds(1);
         await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
 
-        var clientSeen = TestSockets.ReadUntilClosedAsync(client);
-        var serverSeen = TestSockets.ReadUntilClosedAsync(server);
+        var seen = pair.ReadUntilClosedAsync();
         var result = await lab.NextResultAsync();
 
         Assert.That(result.Reason, Is.EqualTo(CloseReason.IdleTimeout));
         // Timers tick in milliseconds, the duration is measured with the high-resolution clock.
         Assert.That(result.Duration, Is.GreaterThanOrEqualTo(idle - TimeSpan.FromMilliseconds(20)));
-        Assert.That(await clientSeen.WaitAsync(Timeout), Is.EqualTo(SocketError.ConnectionReset));
-        Assert.That(await serverSeen.WaitAsync(Timeout), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await seen.WaitAsync(Timeout), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
     }
 
     [Test]
@@ -179,18 +146,16 @@ public sealed class RelayTests
         var time = new FakeTimeProvider();
         var idle = TimeSpan.FromSeconds(10);
         await using var lab = await RelayLab.StartAsync(new RelayOptions { IdleTimeout = idle }, relayTime: time);
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
         var connection = await lab.SingleConnectionAsync();
 
         // Three times the idle timeout in all, never a gap of more than 0.6 of it.
         for (int i = 0; i < 5; i++)
         {
-            await TestSockets.SendAsync(client, "tick"u8.ToArray());
-            await TestSockets.ReadExactlyAsync(server, 4);
-            await TestSockets.SendAsync(server, "tock"u8.ToArray());
-            await TestSockets.ReadExactlyAsync(client, 4);
+            await TestSockets.SendAsync(pair.Client, "tick"u8.ToArray());
+            await TestSockets.ReadExactlyAsync(pair.Server, 4);
+            await TestSockets.SendAsync(pair.Server, "tock"u8.ToArray());
+            await TestSockets.ReadExactlyAsync(pair.Client, 4);
             time.Advance(idle * 0.6);
         }
         var whileBusy = connection.Reason;
@@ -199,19 +164,15 @@ public sealed class RelayTests
 
         Assert.That(whileBusy, Is.EqualTo(CloseReason.None));
         Assert.That(result.Reason, Is.EqualTo(CloseReason.IdleTimeout));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await pair.ReadUntilClosedAsync(), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
     }
 
     [Test]
     public async Task DisposeAsync_WithALiveConnection_ResetsBothLegsWithReasonAborted()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
 
         await lab.Relay.DisposeAsync().AsTask().WaitAsync(Timeout);
         var result = await lab.NextResultAsync();
@@ -219,8 +180,7 @@ public sealed class RelayTests
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Aborted));
         Assert.That(lab.Relay.Connections, Is.Empty);
         Assert.That(lab.Relay.Limiter.Active, Is.Zero);
-        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await pair.ReadUntilClosedAsync(), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
         Assert.That(async () => await lab.Listener.Stopped.WaitAsync(Timeout), Throws.Nothing, "the accept loop ends with the listener");
     }
 
@@ -228,11 +188,9 @@ public sealed class RelayTests
     public async Task Relay_AtConnectionLimit_RefusesTheNextClientWithReset()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { MaxConnections = 1 });
-        using var listener = await lab.ListenOnServerAsync();
-        using var first = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(first, "one"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 3);
+        using var pair = await lab.ConnectPairAsync();
+        await TestSockets.SendAsync(pair.Client, "one"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(pair.Server, 3);
 
         var seen = await lab.ConnectRejectedClientAsync();
         var refused = await lab.NextResultAsync();
@@ -242,8 +200,8 @@ public sealed class RelayTests
         Assert.That(refused.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.NotAttempted));
         Assert.That(lab.Relay.Limiter.Active, Is.EqualTo(1));
         // The first connection is untouched.
-        await TestSockets.SendAsync(first, "two"u8.ToArray());
-        Assert.That(await TestSockets.ReadExactlyAsync(server, 3), Is.EqualTo("two"u8.ToArray()));
+        await TestSockets.SendAsync(pair.Client, "two"u8.ToArray());
+        Assert.That(await TestSockets.ReadExactlyAsync(pair.Server, 3), Is.EqualTo("two"u8.ToArray()));
     }
 
     [Test]
@@ -296,11 +254,8 @@ public sealed class RelayTests
     public async Task Abort_CalledTwice_KeepsTheFirstReasonAndResetsBothLegs()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
         var connection = await lab.SingleConnectionAsync();
 
         connection.Abort(CloseReason.Aborted);
@@ -309,19 +264,15 @@ public sealed class RelayTests
 
         Assert.That(connection.Reason, Is.EqualTo(CloseReason.Aborted));
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Aborted));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await pair.ReadUntilClosedAsync(), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
     }
 
     [Test]
     public async Task Abort_FromManyThreadsAtOnce_ExactlyOneReasonWinsAndTheResultCarriesIt()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
         var connection = await lab.SingleConnectionAsync();
 
         CloseReason[] reasons = [CloseReason.Aborted, CloseReason.IdleTimeout, CloseReason.Error, CloseReason.ClientReset];
@@ -336,8 +287,7 @@ public sealed class RelayTests
 
         Assert.That(reasons, Does.Contain(connection.Reason));
         Assert.That(result.Reason, Is.EqualTo(connection.Reason));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(client), Is.EqualTo(SocketError.ConnectionReset));
-        Assert.That(await TestSockets.ReadUntilClosedAsync(server), Is.EqualTo(SocketError.ConnectionReset));
+        Assert.That(await pair.ReadUntilClosedAsync(), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
     }
 
     [Test]
@@ -396,18 +346,16 @@ public sealed class RelayTests
             ClientProtocol = TransportProtocol.Tcp,
             UpstreamProtocol = TransportProtocol.Mptcp,
         });
-        using var listener = await lab.ListenOnServerAsync(TransportProtocol.Mptcp);
-        using var client = await lab.ConnectClientAsync(TransportProtocol.Tcp);
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "up"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 2);
+        using var pair = await lab.ConnectPairAsync(TransportProtocol.Tcp, TransportProtocol.Mptcp);
+        await TestSockets.SendAsync(pair.Client, "up"u8.ToArray());
+        await TestSockets.ReadExactlyAsync(pair.Server, 2);
         var connection = await lab.SingleConnectionAsync();
 
         Assert.That(connection.UpstreamMptcp().Status, Is.EqualTo(MptcpStatus.Active));
         Assert.That(connection.ClientMptcp().Status, Is.EqualTo(MptcpStatus.NotMptcp));
-        Assert.That(MptcpSocket.TryGetInfo(server, out _), Is.EqualTo(MptcpStatus.Active));
-        client.Shutdown(SocketShutdown.Send);
-        server.Shutdown(SocketShutdown.Send);
+        Assert.That(MptcpSocket.TryGetInfo(pair.Server, out _), Is.EqualTo(MptcpStatus.Active));
+        pair.Client.Shutdown(SocketShutdown.Send);
+        pair.Server.Shutdown(SocketShutdown.Send);
         var result = await lab.NextResultAsync();
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
         Assert.That(result.UpstreamMptcp.Status, Is.EqualTo(MptcpStatus.Active));
@@ -417,13 +365,11 @@ public sealed class RelayTests
     public async Task Relay_PlainTcpClientOnMptcpListener_RelaysAsFallback()
     {
         await using var lab = await RelayLab.StartAsync();
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync(TransportProtocol.Tcp);
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "legacy"u8.ToArray());
-        client.Shutdown(SocketShutdown.Send);
-        Assert.That(await TestSockets.ReadToEndAsync(server), Is.EqualTo("legacy"u8.ToArray()));
-        server.Shutdown(SocketShutdown.Send);
+        using var pair = await lab.ConnectPairAsync(TransportProtocol.Tcp);
+        await TestSockets.SendAsync(pair.Client, "legacy"u8.ToArray());
+        pair.Client.Shutdown(SocketShutdown.Send);
+        Assert.That(await TestSockets.ReadToEndAsync(pair.Server), Is.EqualTo("legacy"u8.ToArray()));
+        pair.Server.Shutdown(SocketShutdown.Send);
         var result = await lab.NextResultAsync();
 
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
@@ -436,15 +382,13 @@ public sealed class RelayTests
     {
         var pool = new CountingMemoryPool();
         await using var lab = await RelayLab.StartAsync(new RelayOptions { MemoryPool = pool });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
         for (int i = 0; i < 10; i++)
         {
-            await TestSockets.SendAsync(client, new byte[100_000]);
-            await TestSockets.ReadExactlyAsync(server, 100_000);
-            await TestSockets.SendAsync(server, new byte[100_000]);
-            await TestSockets.ReadExactlyAsync(client, 100_000);
+            await TestSockets.SendAsync(pair.Client, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(pair.Server, 100_000);
+            await TestSockets.SendAsync(pair.Server, new byte[100_000]);
+            await TestSockets.ReadExactlyAsync(pair.Client, 100_000);
 
             // Both loops are parked on zero-byte reads now; the last segments go back once the relay's last sends
             // return. Checked after every exchange: stale readiness wakeups (measured: a few per exchange under
@@ -467,9 +411,7 @@ public sealed class RelayTests
         var pool = new CountingMemoryPool();
         var options = new RelayOptions { MemoryPool = pool, PauseThreshold = 256 * 1024, ResumeThreshold = 128 * 1024 };
         await using var lab = await RelayLab.StartAsync(options);
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
 
         // Send until the client's own send stalls: the server's receive buffer, the relay's pipe (paused) and
         // the socket buffers in between are full. Bounded: at most 64 MiB.
@@ -478,7 +420,7 @@ public sealed class RelayTests
         Task<int>? stalled = null;
         for (int i = 0; i < 1024; i++)
         {
-            var send = client.SendAsync(chunk.AsMemory(), SocketFlags.None).AsTask();
+            var send = pair.Client.SendAsync(chunk.AsMemory(), SocketFlags.None).AsTask();
             if (await Task.WhenAny(send, Task.Delay(500)) != send)
             {
                 stalled = send;
@@ -489,9 +431,9 @@ public sealed class RelayTests
         var peak = pool.PeakBytes;
         Assert.That(stalled, Is.Not.Null, "the send never stalled: the relay does not push back");
 
-        var receive = TestSockets.ReceiveHashAsync(server);
+        var receive = TestSockets.ReceiveHashAsync(pair.Server);
         sent += await stalled!.WaitAsync(Timeout);
-        client.Shutdown(SocketShutdown.Send);
+        pair.Client.Shutdown(SocketShutdown.Send);
         var (received, _) = await receive.WaitAsync(Timeout);
 
         // Unconsumed bytes stop at the pause threshold plus one read; every segment but the first (partly consumed)
@@ -510,26 +452,24 @@ public sealed class RelayTests
         AddressFamily family, bool transparentSource)
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { TransparentSource = transparentSource }, family: family, intercept: true);
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, new byte[1000]);
-        await TestSockets.ReadExactlyAsync(server, 1000);
+        using var pair = await lab.ConnectPairAsync();
+        await TestSockets.SendAsync(pair.Client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(pair.Server, 1000);
         var connection = await lab.SingleConnectionAsync();
         var live = await WaitForClientSubflowsAsync(connection, 2);
 
-        var serverReceives = TestSockets.ReceiveHashAsync(server);
-        var sent = await TestSockets.SendRandomAsync(client, 4 * 1024 * 1024, seed: 3);
-        client.Shutdown(SocketShutdown.Send);
+        var serverReceives = TestSockets.ReceiveHashAsync(pair.Server);
+        var sent = await TestSockets.SendRandomAsync(pair.Client, 4 * 1024 * 1024, seed: 3);
+        pair.Client.Shutdown(SocketShutdown.Send);
         var (_, received) = await serverReceives.WaitAsync(Timeout);
-        server.Shutdown(SocketShutdown.Send);
+        pair.Server.Shutdown(SocketShutdown.Send);
         var result = await lab.NextResultAsync();
 
         bool v6 = family == AddressFamily.InterNetworkV6;
         var clientAddress = IPAddress.Parse(v6 ? TwoPathTopology.ClientPath1V6 : TwoPathTopology.ClientPath1V4);
         var proxyAddress = IPAddress.Parse(v6 ? TwoPathTopology.ProxyUpV6 : TwoPathTopology.ProxyUpV4);
         Assert.That(result.OriginalDestination, Is.EqualTo(lab.ServerEndPoint), "accepted socket's local endpoint is the original destination");
-        Assert.That(((IPEndPoint)server.RemoteEndPoint!).Address, Is.EqualTo(transparentSource ? clientAddress : proxyAddress));
+        Assert.That(((IPEndPoint)pair.Server.RemoteEndPoint!).Address, Is.EqualTo(transparentSource ? clientAddress : proxyAddress));
         Assert.That(live.Info.Subflows, Is.EqualTo(2), live.ToString());
         Assert.That(live.Subflows.Select(s => s.Local.Port), Has.All.EqualTo(lab.ServerEndPoint.Port), "MP_JOIN kept the port");
         Assert.That(live.Subflows.Select(s => s.Local.Address), Has.All.EqualTo(lab.ServerEndPoint.Address));

@@ -20,38 +20,19 @@ public sealed class SpliceRelayTests
     public async Task Splice_ClientToTcpServer_Relays20MBEachWayIntact(TransportProtocol clientProtocol)
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { Splice = true, ClientProtocol = clientProtocol });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync(clientProtocol);
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync(clientProtocol);
         var connection = await lab.SingleConnectionAsync();
-        await TestSockets.SendAsync(client, new byte[1000]);
-        await TestSockets.ReadExactlyAsync(server, 1000);
+        await TestSockets.SendAsync(pair.Client, new byte[1000]);
+        await TestSockets.ReadExactlyAsync(pair.Server, 1000);
         var live = clientProtocol == TransportProtocol.Mptcp ? await RelayTests.WaitForClientSubflowsAsync(connection, 2) : MptcpSnapshot.NotMptcp;
 
-        var serverReceives = TestSockets.ReceiveHashAsync(server);
-        var clientReceives = TestSockets.ReceiveHashAsync(client);
-        var clientSends = Task.Run(async () =>
-        {
-            var hash = await TestSockets.SendRandomAsync(client, TwentyMegabytes, seed: 11);
-            client.Shutdown(SocketShutdown.Send);
-            return hash;
-        });
-        var serverSends = Task.Run(async () =>
-        {
-            var hash = await TestSockets.SendRandomAsync(server, TwentyMegabytes, seed: 12);
-            server.Shutdown(SocketShutdown.Send);
-            return hash;
-        });
-        var sentUp = await clientSends.WaitAsync(TimeSpan.FromSeconds(60));
-        var sentDown = await serverSends.WaitAsync(TimeSpan.FromSeconds(60));
-        var (upBytes, up) = await serverReceives.WaitAsync(TimeSpan.FromSeconds(60));
-        var (downBytes, down) = await clientReceives.WaitAsync(TimeSpan.FromSeconds(60));
+        var both = await TestSockets.SendBothWaysAsync(pair.Client, pair.Server, TwentyMegabytes, clientSeed: 11, serverSeed: 12);
         var result = await lab.NextResultAsync().WaitAsync(Timeout);
 
         Assert.Multiple(() =>
         {
-            Assert.That((upBytes, up), Is.EqualTo((TwentyMegabytes, sentUp)), "client → server bytes and SHA-256");
-            Assert.That((downBytes, down), Is.EqualTo((TwentyMegabytes, sentDown)), "server → client bytes and SHA-256");
+            Assert.That((both.ReceivedUpBytes, both.ReceivedUp), Is.EqualTo((TwentyMegabytes, both.SentUp)), "client → server bytes and SHA-256");
+            Assert.That((both.ReceivedDownBytes, both.ReceivedDown), Is.EqualTo((TwentyMegabytes, both.SentDown)), "server → client bytes and SHA-256");
             Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
             Assert.That(result.BytesClientToUpstream, Is.EqualTo(TwentyMegabytes + 1000));
             Assert.That(result.BytesUpstreamToClient, Is.EqualTo(TwentyMegabytes));
@@ -68,16 +49,14 @@ public sealed class SpliceRelayTests
     public async Task Splice_ClientHalfCloses_ServerSeesEofAndItsLaterAnswerStillArrives()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { Splice = true });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync();
 
-        await TestSockets.SendAsync(client, "request"u8.ToArray());
-        client.Shutdown(SocketShutdown.Send);
-        var request = await TestSockets.ReadToEndAsync(server).WaitAsync(Timeout);
-        await TestSockets.SendAsync(server, "answer"u8.ToArray());
-        server.Shutdown(SocketShutdown.Send);
-        var answer = await TestSockets.ReadToEndAsync(client).WaitAsync(Timeout);
+        await TestSockets.SendAsync(pair.Client, "request"u8.ToArray());
+        pair.Client.Shutdown(SocketShutdown.Send);
+        var request = await TestSockets.ReadToEndAsync(pair.Server).WaitAsync(Timeout);
+        await TestSockets.SendAsync(pair.Server, "answer"u8.ToArray());
+        pair.Server.Shutdown(SocketShutdown.Send);
+        var answer = await TestSockets.ReadToEndAsync(pair.Client).WaitAsync(Timeout);
         var result = await lab.NextResultAsync().WaitAsync(Timeout);
 
         Assert.That((Encoding.ASCII.GetString(request), Encoding.ASCII.GetString(answer), result.Reason),
@@ -88,14 +67,11 @@ public sealed class SpliceRelayTests
     public async Task Splice_ServerResets_ClientSeesReset()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { Splice = true });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync();
-        var server = await TestSockets.AcceptAsync(listener);
-        await TestSockets.SendAsync(client, "ping"u8.ToArray());
-        await TestSockets.ReadExactlyAsync(server, 4).WaitAsync(Timeout);
+        using var pair = await lab.ConnectPairAsync();
+        await pair.PingAsync();
 
-        TestSockets.Abort(server);
-        var seen = await TestSockets.ReadUntilClosedAsync(client).WaitAsync(Timeout);
+        TestSockets.Abort(pair.Server);
+        var seen = await TestSockets.ReadUntilClosedAsync(pair.Client).WaitAsync(Timeout);
         var result = await lab.NextResultAsync().WaitAsync(Timeout);
 
         Assert.That((seen, result.Reason), Is.EqualTo((SocketError.ConnectionReset, CloseReason.UpstreamReset)));
@@ -105,15 +81,13 @@ public sealed class SpliceRelayTests
     public async Task Splice_ServerReadsLate_EveryByteArrivesInOrder()
     {
         await using var lab = await RelayLab.StartAsync(new RelayOptions { Splice = true, ClientProtocol = TransportProtocol.Tcp });
-        using var listener = await lab.ListenOnServerAsync();
-        using var client = await lab.ConnectClientAsync(TransportProtocol.Tcp);
-        using var server = await TestSockets.AcceptAsync(listener);
+        using var pair = await lab.ConnectPairAsync(TransportProtocol.Tcp);
 
         // More than the socket buffers and the pipe hold: the relay's send side fills and it must wait for room.
         var sending = Task.Run(async () =>
         {
-            var hash = await TestSockets.SendRandomAsync(client, 16L * 1024 * 1024, seed: 13);
-            client.Shutdown(SocketShutdown.Send);
+            var hash = await TestSockets.SendRandomAsync(pair.Client, 16L * 1024 * 1024, seed: 13);
+            pair.Client.Shutdown(SocketShutdown.Send);
             return hash;
         });
         var connection = await lab.SingleConnectionAsync();
@@ -125,7 +99,7 @@ public sealed class SpliceRelayTests
             await Task.Delay(300);
         }
         while (connection.BytesClientToUpstream != before && DateTime.UtcNow < deadline);
-        var (bytes, received) = await TestSockets.ReceiveHashAsync(server).WaitAsync(TimeSpan.FromSeconds(60));
+        var (bytes, received) = await TestSockets.ReceiveHashAsync(pair.Server).WaitAsync(TimeSpan.FromSeconds(60));
         var sent = await sending.WaitAsync(Timeout);
 
         Assert.That(before, Is.LessThan(16L * 1024 * 1024), "reads stopped while the server did not read");

@@ -302,7 +302,7 @@ public sealed partial class SocksTests
         await lab.StartNginxAsync();
         var users = Path.Combine(lab.Directory, "users");
         await File.WriteAllTextAsync(users, "alice:wonderland\n");
-        var sample = Path.Combine(SamplesDirectory(), "host-configured-socks.json");
+        var sample = Path.Combine(RepositoryPaths.Samples, "host-configured-socks.json");
         var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", sample,
             "--set", "Proxy:SocksUsersFile=" + users, "--set", "Proxy:ControlSocket=none"]).WaitRunningAsync();
 
@@ -320,19 +320,6 @@ public sealed partial class SocksTests
             Assert.That(ProxyLab.Lines(proxy, "proxysel: running"), Has.Some.EqualTo("proxysel: running mode=host-configured socks=0.0.0.0:1080 auth=username/password id=20"));
             Assert.That(proxy.ExitCode, Is.Zero);
         });
-    }
-
-    private static string SamplesDirectory()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
-            {
-                return Path.Combine(directory.FullName, "samples");
-            }
-        }
-
-        throw new DirectoryNotFoundException("samples/ not found above " + AppContext.BaseDirectory);
     }
 
     private static void ExpectReplyThenClose((byte[] Received, bool Closed) actual, byte[] expected, string what)

@@ -76,10 +76,10 @@ public sealed class PrometheusScrapeTests
     {
         var directory = Directory.CreateDirectory(Path.Combine(lab.Directory, "prometheus")).FullName;
         var config = Path.Combine(directory, "prometheus.yml");
-        var sample = await File.ReadAllTextAsync(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "prometheus.yml"));
+        var sample = await File.ReadAllTextAsync(Path.Combine(RepositoryPaths.Samples, "prometheus.yml"));
         Assert.That(sample, Does.Contain("scrape_interval: 15s").And.Contain("evaluation_interval: 15s").And.Contain("'127.0.0.1:9464'"));
         await File.WriteAllTextAsync(config, sample.Replace("15s", "1s", StringComparison.Ordinal));
-        File.Copy(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "proxysel-rules.yml"), Path.Combine(directory, "proxysel-rules.yml"));
+        File.Copy(Path.Combine(RepositoryPaths.Samples, "proxysel-rules.yml"), Path.Combine(directory, "proxysel-rules.yml"));
         var process = lab.Topology.Proxy.StartProcess("prometheus",
         [
             "--config.file=" + config, "--storage.tsdb.path=" + Path.Combine(directory, "data"), "--web.listen-address=" + PrometheusAddress,

@@ -13,7 +13,7 @@ public sealed class TelemetrySampleTests
     [Test]
     public async Task PrometheusSample_PromtoolCheckConfig_ValidWithItsRules()
     {
-        var result = await ProcessCommandRunner.ExecuteAsync("promtool", ["check", "config", Path.Combine(SamplesDirectory(), "prometheus.yml")], null,
+        var result = await ProcessCommandRunner.ExecuteAsync("promtool", ["check", "config", Path.Combine(RepositoryPaths.Samples, "prometheus.yml")], null,
             TimeSpan.FromSeconds(30), CancellationToken.None);
 
         Assert.That(result.ExitCode, Is.Zero, result.StdOut + result.StdErr);
@@ -49,23 +49,10 @@ public sealed class TelemetrySampleTests
         return Scalar(Map(Map(Map(Map(root, "receivers"), "otlp"), "protocols"), protocol), "endpoint");
     }
 
-    internal static string SamplesDirectory()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "Directory.Packages.props")))
-            {
-                return Path.Combine(directory.FullName, "samples");
-            }
-        }
-
-        throw new DirectoryNotFoundException("samples/ not found above " + AppContext.BaseDirectory);
-    }
-
     private static YamlMappingNode Load(string name)
     {
         var stream = new YamlStream();
-        using var reader = new StreamReader(Path.Combine(SamplesDirectory(), name));
+        using var reader = new StreamReader(Path.Combine(RepositoryPaths.Samples, name));
         stream.Load(reader);
         return (YamlMappingNode)stream.Documents.Single().RootNode;
     }

@@ -5,7 +5,7 @@ namespace ProxySelection.Negotiation.Tests.Spec;
 /// <summary>
 /// Spec Appendix B records the table that <c>proxysel simulate compare</c> prints
 /// (<see cref="SetupComparison.Format"/> of <see cref="SetupComparison.Compute"/>); this recomputes it so the draft
-/// and the simulator cannot drift. The spec is found by walking up to the directory holding ProxySelection.sln.
+/// and the simulator cannot drift. The spec is read from the clone (RepositoryPaths).
 /// </summary>
 public class SpecAppendixBTests
 {
@@ -39,7 +39,7 @@ public class SpecAppendixBTests
     /// <summary>The first fenced block after the Appendix B heading.</summary>
     private static string RecordedTable()
     {
-        string spec = File.ReadAllText(Path.Combine(RepositoryRoot(), "spec", SpecFile)).ReplaceLineEndings("\n");
+        string spec = File.ReadAllText(Path.Combine(RepositoryPaths.Spec, SpecFile)).ReplaceLineEndings("\n");
         int heading = spec.IndexOf(Heading, StringComparison.Ordinal);
         if (heading < 0)
         {
@@ -55,17 +55,6 @@ public class SpecAppendixBTests
         }
 
         return spec[start..(close + 1)];
-    }
-
-    private static string RepositoryRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ProxySelection.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new FileNotFoundException("ProxySelection.sln not found above " + AppContext.BaseDirectory);
     }
 
     private static string Normalize(string text) => text.ReplaceLineEndings("\n").TrimEnd('\n') + "\n";

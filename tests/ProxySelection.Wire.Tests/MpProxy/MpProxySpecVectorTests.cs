@@ -8,7 +8,7 @@ namespace ProxySelection.Wire.Tests.MpProxy;
 
 /// <summary>
 /// Recomputes every test vector in the spec's Appendix A with the codec, so the draft and the code cannot
-/// drift. The spec is found by walking up from the test assembly to the directory holding ProxySelection.sln.
+/// drift. The spec is read from the clone (RepositoryPaths).
 /// </summary>
 public partial class MpProxySpecVectorTests
 {
@@ -32,21 +32,7 @@ public partial class MpProxySpecVectorTests
         return text[start..end];
     }
 
-    private static string SpecText()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ProxySelection.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        if (dir is null)
-        {
-            throw new FileNotFoundException("ProxySelection.sln not found above " + AppContext.BaseDirectory);
-        }
-
-        return File.ReadAllText(Path.Combine(dir.FullName, "spec", SpecFile));
-    }
+    private static string SpecText() => File.ReadAllText(Path.Combine(RepositoryPaths.Spec, SpecFile));
 
     private static string AppendixA() => Section("## Appendix A.", "## Appendix B.");
 

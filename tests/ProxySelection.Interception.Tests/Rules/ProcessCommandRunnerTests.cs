@@ -1,9 +1,8 @@
 using ProxySelection.Interception.Rules;
-using ProxySelection.Lab;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Rules;
 
-/// <summary>The one process runner (Interception's ProcessCommandRunner) and the Lab's forward over it.</summary>
+/// <summary>The one process runner (Interception's ProcessCommandRunner): output, exit code, timeout, missing tool.</summary>
 [TestFixture]
 public sealed class ProcessCommandRunnerTests
 {
@@ -32,22 +31,5 @@ public sealed class ProcessCommandRunnerTests
 
         Assert.That(r.ExitCode, Is.EqualTo(127));
         Assert.That(r.StdErr, Does.StartWith("no-such-tool-psel:"));
-    }
-
-    [Test]
-    public void LabCommandRunAsync_ToolMissingOrTimeout_ThrowsLabException()
-    {
-        Assert.That(async () => await LabCommand.RunAsync("no-such-tool-psel", []).WaitAsync(Timeout),
-            Throws.InstanceOf<LabException>().With.Message.Contains("cannot start"));
-        Assert.That(async () => await LabCommand.RunAsync("sleep", ["30"], TimeSpan.FromMilliseconds(100)).WaitAsync(Timeout),
-            Throws.InstanceOf<LabException>().With.Message.Contains("did not finish"));
-    }
-
-    [Test]
-    public async Task LabCommandRunAsync_Success_ResultNamesTheCommand()
-    {
-        var r = await LabCommand.RunAsync("echo", ["a b", "c"]).WaitAsync(Timeout);
-
-        Assert.That(r, Is.EqualTo(new CommandResult("echo 'a b' c", 0, "a b c\n", "")));
     }
 }

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Interception.Nfqueue;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Nfqueue;
 
 /// <summary>The held-decision timer: a deferred packet is timed when its late verdict comes, and its table never clogs.</summary>
 [TestFixture]

@@ -1,7 +1,7 @@
 using ProxySelection.Lab;
 using ProxySelection.Wire;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Lab.Tests;
 
 /// <summary>
 /// The rule that tells a router's legitimate drops and tcpdump's losses from a rewrite (untouched pass-through, design §2):

@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 
-namespace ProxySelection.IntegrationTests.Interception;
+namespace ProxySelection.Tests;
 
 /// <summary>An <see cref="ILogger"/> that keeps every entry, for asserting which events a component logged.</summary>
 internal sealed class RecordingLogger : ILogger

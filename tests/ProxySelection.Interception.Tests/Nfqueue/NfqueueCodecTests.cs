@@ -3,7 +3,7 @@ using ProxySelection.Interception.Netlink;
 using ProxySelection.Interception.Nfqueue;
 using FsProperty = FsCheck.NUnit.PropertyAttribute;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Nfqueue;
 
 /// <summary>Pure tests of the netlink / NFQUEUE codec (no kernel). Layouts from linux/netfilter/nfnetlink_queue.h.</summary>
 [TestFixture]

@@ -1,6 +1,6 @@
 using ProxySelection.Interception.Rules;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Rules;
 
 /// <summary>The iptables-restore script as text (no kernel, no commands run).</summary>
 [TestFixture]

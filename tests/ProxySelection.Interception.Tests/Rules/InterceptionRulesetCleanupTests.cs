@@ -1,8 +1,7 @@
 using Microsoft.Extensions.Logging;
-using ProxySelection.IntegrationTests.Interception;
 using ProxySelection.Interception.Rules;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Rules;
 
 /// <summary>Cleanup against scripted tool output: which commands it issues (no kernel).</summary>
 [TestFixture]

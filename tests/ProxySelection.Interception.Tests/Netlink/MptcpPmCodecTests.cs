@@ -2,7 +2,7 @@ using System.Net;
 using ProxySelection.Interception.Netlink;
 using FsProperty = FsCheck.NUnit.PropertyAttribute;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Interception.Tests.Netlink;
 
 /// <summary>
 /// The <c>mptcp_pm</c> generic-netlink codec on datagrams captured from Linux 6.18 (a namespace with a loopback MPTCP

@@ -1,7 +1,7 @@
 using ProxySelection.Lab;
 using ProxySelection.Wire.Pcap;
 
-namespace ProxySelection.IntegrationTests.Unit;
+namespace ProxySelection.Lab.Tests;
 
 /// <summary>The Lab's list-of-packets forwards over Wire's pcap reader (whose parsing is tested in Host.Tests/Pcap).</summary>
 [TestFixture]
