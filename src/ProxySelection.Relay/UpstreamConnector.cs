@@ -36,6 +36,9 @@ public enum UpstreamConnectStatus
 public readonly record struct UpstreamConnectResult(UpstreamConnectStatus Status, Socket? Socket, SocketError Error)
 {
     public bool Connected => Status == UpstreamConnectStatus.Connected;
+
+    /// <summary>The ICMP error that ended a failed connect, when asked for (<see cref="UpstreamConnector.ConnectReportingIcmpAsync"/>).</summary>
+    public IcmpError? Icmp { get; init; }
 }
 
 /// <summary>Upstream connect settings. Defaults suit a proxy in front of ordinary servers.</summary>
@@ -183,11 +186,30 @@ public sealed class UpstreamConnector : IAsyncDisposable
     /// Opens a <paramref name="protocol"/> connection to <paramref name="destination"/>. With
     /// <paramref name="transparentSource"/>, binds to that (foreign) address first with IP_TRANSPARENT.
     /// </summary>
-    public async ValueTask<UpstreamConnectResult> ConnectAsync(
+    public ValueTask<UpstreamConnectResult> ConnectAsync(
         IPEndPoint destination,
         TransportProtocol protocol,
         IPAddress? transparentSource = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        ConnectCoreAsync(destination, protocol, transparentSource, icmp: null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ConnectAsync(IPEndPoint, TransportProtocol, IPAddress?, CancellationToken)"/>; a failed connect also
+    /// reports the ICMP error that ended it (<see cref="UpstreamConnectResult.Icmp"/>, IP_RECVERR during the connect only).
+    /// </summary>
+    public async ValueTask<UpstreamConnectResult> ConnectReportingIcmpAsync(IPEndPoint destination, TransportProtocol protocol, CancellationToken cancellationToken = default)
+    {
+        var icmp = new IcmpSlot();
+        var result = await ConnectCoreAsync(destination, protocol, null, icmp, cancellationToken).ConfigureAwait(false);
+        return result.Connected ? result : result with { Icmp = icmp.Error };
+    }
+
+    private async ValueTask<UpstreamConnectResult> ConnectCoreAsync(
+        IPEndPoint destination,
+        TransportProtocol protocol,
+        IPAddress? transparentSource,
+        IcmpSlot? icmp,
+        CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(destination);
         var context = ResilienceContextPool.Shared.Get(cancellationToken);
@@ -206,19 +228,31 @@ public sealed class UpstreamConnector : IAsyncDisposable
                     {
                         return Outcome.FromException<Socket>(new LocalSocketException(e));
                     }
+                    bool icmp = state.Icmp is not null && IcmpErrorQueue.TryEnable(socket);
                     try
                     {
                         await socket.ConnectAsync(state.Destination, ctx.CancellationToken).ConfigureAwait(false);
+                        if (icmp)
+                        {
+                            IcmpErrorQueue.Disable(socket);
+                        }
+
                         return Outcome.FromResult(socket);
                     }
                     catch (Exception e)
                     {
+                        if (icmp)
+                        {
+                            // Read before the close: the queue goes with the socket.
+                            state.Icmp!.Error = IcmpErrorQueue.TryRead(socket);
+                        }
+
                         socket.Dispose();
                         return Outcome.FromException<Socket>(e);
                     }
                 },
                 context,
-                (Self: this, Destination: destination, Protocol: protocol, Source: transparentSource)).ConfigureAwait(false);
+                (Self: this, Destination: destination, Protocol: protocol, Source: transparentSource, Icmp: icmp)).ConfigureAwait(false);
             return outcome.Exception is null
                 ? new UpstreamConnectResult(UpstreamConnectStatus.Connected, outcome.Result, SocketError.Success)
                 : Classify(outcome.Exception, cancellationToken);
@@ -287,6 +321,12 @@ public sealed class UpstreamConnector : IAsyncDisposable
             _recency.Clear();
         }
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Where the connect callback leaves the ICMP error it read (the callback's state is a value).</summary>
+    private sealed class IcmpSlot
+    {
+        public IcmpError? Error { get; set; }
     }
 
     /// <summary>Creating or preparing the socket failed here, before any packet left: not the destination's fault.</summary>

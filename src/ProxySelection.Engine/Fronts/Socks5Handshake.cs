@@ -94,7 +94,10 @@ public sealed class Socks5Handshake(SocksCredentials? credentials) : IHostConfig
 
     public byte[] Succeeded(IPEndPoint? bound) => Reply(SocksReply.Succeeded, bound);
 
-    public byte[] Failed(SocksReply reason) => Reply(reason);
+    public byte[] Failed(SocksReply reason, Relay.IcmpError? icmp = null) => Reply(reason);
+
+    /// <summary>RFC 1928 has no code for a full proxy: general failure.</summary>
+    public byte[] AtCapacity() => Reply(SocksReply.GeneralFailure);
 
     /// <summary>
     /// Consumes at most one complete message from the start of <paramref name="input"/>. <paramref name="reply"/> holds

@@ -22,6 +22,15 @@ public sealed class SocksOptions
 
     /// <summary>Addresses of a resolved name tried in turn at most (each bounded by the connector's timeout).</summary>
     public int MaxAddresses { get; init; } = 4;
+
+    /// <summary>
+    /// Clients of one source (an IPv4 address, an IPv6 /64) in their handshake at once, both fronts together; over it
+    /// the source's next client is closed at once. At most the global handshake bound.
+    /// </summary>
+    public int MaxHandshakesPerSource { get; init; } = 16;
+
+    /// <summary>Front connections of one source at once (in the handshake, connecting or relayed), both fronts together.</summary>
+    public int MaxConnectionsPerSource { get; init; } = 1024;
 }
 
 /// <summary>The SOCKS front's counts, printed at stop as a line of their own (the <c>stopped</c> line keeps its text).</summary>

@@ -2,6 +2,7 @@ using System.Net;
 using FsCheck;
 using FsCheck.Fluent;
 using ProxySelection.Engine.Fronts;
+using ProxySelection.Relay;
 using FsProperty = FsCheck.NUnit.PropertyAttribute;
 
 namespace ProxySelection.Engine.Tests.Fronts;
@@ -64,50 +65,141 @@ public sealed class ConvertHandshakeTests
     private static byte[] WithTlv(byte type, byte words, params byte[] value) =>
         [1, (byte)(1 + words), 0x22, 0x63, type, words, .. value, .. new byte[(words * 4) - 2 - value.Length]];
 
+    /// <summary>Header and Error TLV as RFC 8803 lays them: code, then the value padded to 32 bits.</summary>
+    private static byte[] Error(byte code, params byte[] value)
+    {
+        int tlv = Math.Max(4, (3 + value.Length + 3) / 4 * 4);
+        return [1, (byte)(1 + (tlv / 4)), 0x22, 0x63, 30, (byte)(tlv / 4), code, .. value, .. new byte[tlv - 3 - value.Length]];
+    }
+
+    /// <summary>Malformed and Unsupported Message echo the message received, behind one zero byte (its alignment kept).</summary>
+    private static byte[] Echo(byte code, byte[] message) => Error(code, [0, .. message]);
+
+    private static readonly byte[] TwoConnects = [1, 11, 0x22, 0x63, .. ConvertHandshake.ConnectMessage(Server)[4..], .. ConvertHandshake.ConnectMessage(Server)[4..]];
+
     private static readonly object[] Refused =
     [
-        new object[] { new byte[] { 2, 6, 0x22, 0x63 }, (byte)ConvertError.UnsupportedVersion, "version 2" },
-        new object[] { new byte[] { 1, 6, 0x22, 0x64 }, (byte)ConvertError.MalformedMessage, "bad magic" },
-        new object[] { new byte[] { 1, 0, 0x22, 0x63 }, (byte)ConvertError.MalformedMessage, "total length 0" },
-        new object[] { new byte[] { 1, 1, 0x22, 0x63 }, (byte)ConvertError.UnsupportedMessage, "no Connect TLV" },
-        new object[] { WithTlv(1, 1), (byte)ConvertError.UnsupportedMessage, "Info TLV" },
-        new object[] { WithTlv(22, 1), (byte)ConvertError.UnsupportedMessage, "Cookie TLV" },
-        new object[] { WithTlv(200, 1), (byte)ConvertError.UnsupportedMessage, "private TLV" },
-        new object[] { WithTlv(10, 4, 0, 80), (byte)ConvertError.MalformedMessage, "short Connect TLV" },
-        new object[] { WithTlv(10, 6, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 198, 18, 3, 2, 2, 4, 5, 180), (byte)ConvertError.UnsupportedTcpOption, "options" },
-        new object[] { WithTlv(10, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 198, 18, 3, 2), (byte)ConvertError.MalformedMessage, "port 0" },
-        new object[] { new byte[] { 1, 2, 0x22, 0x63, 10, 0, 0, 0 }, (byte)ConvertError.MalformedMessage, "TLV length 0" },
-        new object[] { new byte[] { 1, 2, 0x22, 0x63, 10, 5, 0, 80 }, (byte)ConvertError.MalformedMessage, "TLV beyond the message" },
-        new object[] { (byte[])[1, 11, 0x22, 0x63, .. ConvertHandshake.ConnectMessage(Server)[4..], .. ConvertHandshake.ConnectMessage(Server)[4..]], (byte)ConvertError.MalformedMessage, "two Connect TLVs" },
+        new object[] { new byte[] { 2, 6, 0x22, 0x63 }, Error(0, 1), "version 2: the value names version 1" },
+        new object[] { new byte[] { 1, 6, 0x22, 0x64 }, Echo(1, [1, 6, 0x22, 0x64]), "bad magic" },
+        new object[] { new byte[] { 1, 1, 0x22, 0x63 }, Echo(2, [1, 1, 0x22, 0x63]), "no Connect TLV" },
+        new object[] { WithTlv(22, 1), Echo(2, WithTlv(22, 1)), "Cookie TLV" },
+        new object[] { WithTlv(0, 1), Echo(2, WithTlv(0, 1)), "TLV type 0" },
+        new object[] { WithTlv(200, 1), Echo(2, WithTlv(200, 1)), "private TLV" },
+        new object[] { WithTlv(10, 4, 0, 80), Echo(1, WithTlv(10, 4, 0, 80)), "short Connect TLV" },
+        new object[] { WithTlv(10, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 198, 18, 3, 2), Echo(1, WithTlv(10, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 198, 18, 3, 2)), "port 0" },
+        new object[] { WithTlv(10, 5, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1), Echo(1, WithTlv(10, 5, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 127, 0, 0, 1)), "loopback" },
+        new object[] { WithTlv(10, 5, 0, 80, 0xFF, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1), Echo(1, WithTlv(10, 5, 0, 80, 0xFF, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)), "multicast" },
+        new object[] { WithTlv(10, 5, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 255, 255, 255, 255), Echo(1, WithTlv(10, 5, 0, 80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 255, 255, 255, 255)), "broadcast" },
+        new object[] { new byte[] { 1, 2, 0x22, 0x63, 10, 0, 0, 0 }, Echo(1, [1, 2, 0x22, 0x63, 10, 0, 0, 0]), "TLV length 0" },
+        new object[] { new byte[] { 1, 2, 0x22, 0x63, 10, 5, 0, 80 }, Echo(1, [1, 2, 0x22, 0x63, 10, 5, 0, 80]), "TLV beyond the message" },
+        new object[] { TwoConnects, Echo(1, TwoConnects), "two Connect TLVs" },
     ];
 
     [TestCaseSource(nameof(Refused))]
-    public void Advance_MalformedOrUnsupported_ErrorTlvAndClose(byte[] message, byte error, string what)
+    public void Advance_MalformedOrUnsupported_RfcErrorTlvAndClose(byte[] message, byte[] expected, string what)
     {
         var (step, _, reply, handshake) = Advance(message);
-        // RFC 8803 §5.2.7: Unsupported Version carries the supported version, Unsupported TCP Option the option kind.
-        byte value = error switch
-        {
-            (byte)ConvertError.UnsupportedVersion => 1,
-            (byte)ConvertError.UnsupportedTcpOption => message[24],
-            _ => 0,
-        };
         Assert.Multiple(() =>
         {
             Assert.That(step, Is.EqualTo(Socks5Step.Close), what);
-            Assert.That(reply, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, error, value }), what);
+            Assert.That(reply, Is.EqualTo(expected), what);
+            Assert.That(reply.Length % 4, Is.Zero, what + ": 32-bit aligned");
+            Assert.That(reply[1] * 4, Is.EqualTo(reply.Length), what + ": Total Length covers the message");
             Assert.That(handshake.Failure, Is.Not.Null, what);
         });
     }
 
-    [TestCase(0x05, 96, TestName = "Failed_ConnectionRefused_ConnectionReset")]
-    [TestCase(0x04, 97, TestName = "Failed_HostUnreachable_DestinationUnreachable")]
-    [TestCase(0x06, 97, TestName = "Failed_TimedOut_DestinationUnreachable")]
-    [TestCase(0x02, 32, TestName = "Failed_NotAllowed_NotAuthorized")]
-    [TestCase(0x03, 65, TestName = "Failed_NetworkUnreachable_NetworkFailure")]
-    [TestCase(0x01, 65, TestName = "Failed_GeneralFailure_NetworkFailure")]
-    public void Failed_UpstreamFailure_MatchingErrorTlv(int socksReply, int convertError) =>
-        Assert.That(new ConvertHandshake().Failed((SocksReply)socksReply), Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, (byte)convertError, 0 }));
+    [Test]
+    public void Advance_TotalLengthZero_ResetWithoutReply()
+    {
+        var (step, _, reply, handshake) = Advance([1, 0, 0x22, 0x63]);
+        Assert.That((step, reply, handshake.Failure), Is.EqualTo((Socks5Step.Close, Array.Empty<byte>(), "total length 0")), "RFC 8803: the connection MUST be reset");
+    }
+
+    [Test]
+    public void Advance_InfoTlv_SupportedTcpExtensionsTlvWithMptcp()
+    {
+        var (step, consumed, reply, handshake) = Advance([1, 2, 0x22, 0x63, 1, 1, 0, 0]);
+        Assert.Multiple(() =>
+        {
+            Assert.That(step, Is.EqualTo(Socks5Step.Close), "nothing to connect: answered, then closed");
+            Assert.That(consumed, Is.EqualTo(8));
+            // Type 21, one word of header (Unassigned 0), then the kinds: 30 (MPTCP), padded with zeros.
+            Assert.That(reply, Is.EqualTo(new byte[] { 1, 3, 0x22, 0x63, 21, 2, 0, 0, 30, 0, 0, 0 }));
+            Assert.That(handshake.Failure, Is.Null, "an Info exchange is not a failure");
+        });
+    }
+
+    [Test]
+    public void Advance_InfoAndConnect_ConnectsAndTheSuccessCarriesTheSupportedTcpExtensions()
+    {
+        byte[] message = [1, 7, 0x22, 0x63, 1, 1, 0, 0, .. ConvertHandshake.ConnectMessage(Server)[4..]];
+        var (step, _, _, handshake) = Advance(message);
+        Assert.Multiple(() =>
+        {
+            Assert.That(step, Is.EqualTo(Socks5Step.Connect));
+            Assert.That(handshake.Succeeded(null), Is.EqualTo(new byte[] { 1, 3, 0x22, 0x63, 21, 2, 0, 0, 30, 0, 0, 0 }));
+        });
+    }
+
+    [Test]
+    public void Advance_TwoInfoTlvs_MalformedMessage()
+    {
+        byte[] message = [1, 3, 0x22, 0x63, 1, 1, 0, 0, 1, 1, 0, 0];
+        Assert.That(Advance(message).Reply, Is.EqualTo(Echo(1, message)));
+    }
+
+    [Test]
+    public void Advance_ConnectWithOptions_UnsupportedTcpOptionListsEveryRefusedKind()
+    {
+        // MSS (2) and NOP (1) are ignored (RFC 8803: base options); SACK-permitted (4) and timestamps (8) are refused.
+        byte[] options = [2, 4, 5, 180, 1, 4, 2, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0];
+        byte[] message = [1, (byte)(6 + (options.Length / 4)), 0x22, 0x63, 10, (byte)(5 + (options.Length / 4)), 0, 80, .. ConvertHandshake.ConnectMessage(Server)[8..], .. options];
+        var (step, _, reply, _) = Advance(message);
+        Assert.That((step, reply), Is.EqualTo((Socks5Step.Close, Error(33, 4, 8))));
+    }
+
+    [Test]
+    public void Advance_ConnectWithOnlyBaseOptions_Connects()
+    {
+        byte[] options = [2, 4, 5, 180];
+        byte[] message = [1, 7, 0x22, 0x63, 10, 6, 0, 80, .. ConvertHandshake.ConnectMessage(Server)[8..], .. options];
+        var (step, _, _, handshake) = Advance(message);
+        Assert.That((step, handshake.Target), Is.EqualTo((Socks5Step.Connect, new Socks5Target(IPAddress.Parse("198.18.3.2"), null, 80))));
+    }
+
+    [Test]
+    public void EchoError_MessageOfTheLongestLength_CutToFitOneConvertMessage()
+    {
+        var reply = ConvertHandshake.EchoError(ConvertError.MalformedMessage, new byte[ConvertHandshake.MaxMessageLength]);
+        Assert.That((reply.Length, reply[1]), Is.EqualTo((ConvertHandshake.MaxMessageLength, (byte)255)));
+    }
+
+    [TestCase(0x05, 96, 0, TestName = "Failed_ConnectionRefused_ConnectionResetValueZero")]
+    [TestCase(0x02, 32, 0, TestName = "Failed_NotAllowed_NotAuthorizedValueZero")]
+    [TestCase(0x04, 65, 1, TestName = "Failed_HostUnreachableWithoutIcmp_NetworkFailureRetryAfterOneSecond")]
+    [TestCase(0x06, 65, 1, TestName = "Failed_TimedOut_NetworkFailureRetryAfterOneSecond")]
+    [TestCase(0x03, 65, 1, TestName = "Failed_NetworkUnreachableLocally_NetworkFailure")]
+    [TestCase(0x01, 65, 1, TestName = "Failed_GeneralFailure_NetworkFailure")]
+    public void Failed_UpstreamFailureWithoutIcmp_MatchingErrorTlv(int socksReply, int convertError, int value) =>
+        Assert.That(new ConvertHandshake().Failed((SocksReply)socksReply), Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, (byte)convertError, (byte)value }));
+
+    [TestCase(false, 3, 1, TestName = "Failed_IcmpHostUnreachable_DestinationUnreachableEchoesCode1")]
+    [TestCase(false, 3, 3, TestName = "Failed_IcmpPortUnreachable_DestinationUnreachableEchoesCode3")]
+    [TestCase(false, 3, 13, TestName = "Failed_IcmpAdminProhibited_DestinationUnreachableEchoesCode13")]
+    [TestCase(true, 1, 4, TestName = "Failed_Icmp6PortUnreachable_DestinationUnreachableEchoesCode4")]
+    [TestCase(true, 1, 1, TestName = "Failed_Icmp6AdminProhibited_DestinationUnreachableEchoesCode1")]
+    public void Failed_IcmpDestinationUnreachable_ErrorTlv97WithTheIcmpCode(bool v6, int type, int code) =>
+        Assert.That(new ConvertHandshake().Failed(SocksReply.HostUnreachable, new IcmpError(v6, (byte)type, (byte)code)),
+            Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 97, (byte)code }));
+
+    [Test]
+    public void Failed_IcmpTimeExceeded_NotDestinationUnreachable() =>
+        Assert.That(new ConvertHandshake().Failed(SocksReply.HostUnreachable, new IcmpError(false, 11, 0)), Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 65, 1 }));
+
+    [Test]
+    public void AtCapacity_ResourceExceededRetryAfterOneSecond() =>
+        Assert.That(new ConvertHandshake().AtCapacity(), Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 64, 1 }));
 
     [Test]
     public void Succeeded_HeaderWithoutTlvs() =>
@@ -124,9 +216,11 @@ public sealed class ConvertHandshakeTests
             {
                 Socks5Step.NeedMore => consumed == 0 && reply.Length == 0,
                 Socks5Step.Connect => consumed >= 24 && consumed <= input.Length && handshake.Target.Port != 0 && handshake.Target.Address is not null,
-                // The value byte is zero but for the two codes that give it a meaning (the version, the option kind).
-                Socks5Step.Close => reply is [1, 2, 0x22, 0x63, 30, 1, var code, var value] && Enum.IsDefined((ConvertError)code)
-                    && (value == 0 || code is (byte)ConvertError.UnsupportedVersion or (byte)ConvertError.UnsupportedTcpOption),
+                // A reset (no reply), the answer to an Info, or one Error TLV of a defined code filling a whole, aligned message.
+                Socks5Step.Close => reply.Length == 0
+                    || reply is [1, 3, 0x22, 0x63, 21, 2, 0, 0, 30, 0, 0, 0]
+                    || (reply is [1, _, 0x22, 0x63, 30, _, var code, ..] && Enum.IsDefined((ConvertError)code)
+                        && reply.Length % 4 == 0 && reply[1] * 4 == reply.Length && reply[5] * 4 == reply.Length - 4),
                 _ => false,
             };
         });

@@ -90,5 +90,64 @@ public sealed class FrontGuardsTests
     [TestCase(1000, 100)]
     [TestCase(10_000, 256)]
     public void MaxHandshakesFor_Capacity_TenthBetween16And256(int capacity, int expected) =>
-        Assert.That(ProxyEngine.MaxHandshakesFor(capacity), Is.EqualTo(expected));
+        Assert.That(SourceLimits.MaxHandshakesFor(capacity), Is.EqualTo(expected));
+
+    [TestCase("198.18.0.1", "198.18.0.1", true)]
+    [TestCase("198.18.0.1", "198.18.0.2", false)]
+    [TestCase("198.18.0.1", "::ffff:198.18.0.1", true)]
+    [TestCase("2001:db8::1", "2001:db8::ffff:1", true)]
+    [TestCase("2001:db8::1", "2001:db8:0:1::1", false)]
+    [TestCase("::ffff:198.18.0.1", "::198.18.0.1", false)]
+    public void SourceOf_IPv4AddressOrIPv6Slash64_SameSourceOrNot(string a, string b, bool same) =>
+        Assert.That(SourceLimits.SourceOf(IPAddress.Parse(a)) == SourceLimits.SourceOf(IPAddress.Parse(b)), Is.EqualTo(same));
+
+    [Test]
+    public void TryEnter_SourceAtItsHandshakeBound_RefusedOtherSourceAdmitted()
+    {
+        var limits = new SourceLimits(maxHandshakes: 4, maxHandshakesPerSource: 2, maxConnectionsPerSource: 10);
+        var crowd = IPAddress.Parse("198.18.1.2");
+        Assert.Multiple(() =>
+        {
+            Assert.That(limits.TryEnter(crowd, out _), Is.EqualTo(SourceRefusal.None));
+            Assert.That(limits.TryEnter(crowd, out _), Is.EqualTo(SourceRefusal.None));
+            Assert.That(limits.TryEnter(crowd, out var refused), Is.EqualTo(SourceRefusal.SourceHandshakes));
+            Assert.That(refused, Is.Null);
+            Assert.That(limits.TryEnter(IPAddress.Parse("198.18.2.2"), out _), Is.EqualTo(SourceRefusal.None));
+        });
+    }
+
+    [Test]
+    public void TryEnter_GlobalBoundReached_RefusedWhateverTheSource()
+    {
+        var limits = new SourceLimits(maxHandshakes: 2, maxHandshakesPerSource: 2, maxConnectionsPerSource: 10);
+        limits.TryEnter(IPAddress.Parse("198.18.1.2"), out _);
+        limits.TryEnter(IPAddress.Parse("198.18.1.3"), out _);
+        Assert.That(limits.TryEnter(IPAddress.Parse("198.18.2.2"), out _), Is.EqualTo(SourceRefusal.Handshakes));
+    }
+
+    [Test]
+    public void EndHandshake_ConnectionStaysCountedUntilDisposedTwiceSafe()
+    {
+        var limits = new SourceLimits(maxHandshakes: 4, maxHandshakesPerSource: 1, maxConnectionsPerSource: 1);
+        var source = IPAddress.Parse("2001:db8::2");
+        limits.TryEnter(source, out var slot);
+        slot!.EndHandshake();
+        slot.EndHandshake();
+        var held = limits.CountsOf(source);
+        var refusal = limits.TryEnter(source, out _);
+        slot.Dispose();
+        slot.Dispose();
+        Assert.Multiple(() =>
+        {
+            Assert.That(held, Is.EqualTo((0, 1)));
+            Assert.That(refusal, Is.EqualTo(SourceRefusal.SourceConnections));
+            Assert.That(limits.CountsOf(source), Is.EqualTo((0, 0)));
+            Assert.That(limits.Handshakes, Is.Zero);
+            Assert.That(limits.TryEnter(source, out _), Is.EqualTo(SourceRefusal.None));
+        });
+    }
+
+    [Test]
+    public void Constructor_PerSourceHandshakesAboveTheGlobalBound_ClampedToIt() =>
+        Assert.That(new SourceLimits(16, 64, 100).MaxHandshakesPerSource, Is.EqualTo(16));
 }

@@ -282,7 +282,7 @@ public sealed class Socks5HandshakeTests
     [TestCase(UpstreamConnectStatus.Failed, SocketError.AccessDenied, 0x01)]
     [TestCase(UpstreamConnectStatus.Cancelled, SocketError.OperationAborted, 0x01)]
     public void ReplyFor_ConnectFailure_MatchingRfcCode(UpstreamConnectStatus status, SocketError error, int expected) =>
-        Assert.That((int)ProxyEngine.ReplyFor(new UpstreamConnectResult(status, null, error)), Is.EqualTo(expected));
+        Assert.That((int)HostConfiguredFront.ReplyFor(new UpstreamConnectResult(status, null, error)), Is.EqualTo(expected));
 
     [TestCase("198.18.3.2", true)]
     [TestCase("2001:db8:3::2", true)]
@@ -293,7 +293,7 @@ public sealed class Socks5HandshakeTests
     [TestCase("224.0.0.1", false)]
     [TestCase("ff02::1", false)]
     public void IsAllowedDestination_LoopbackUnspecifiedBroadcastMulticastRefused(string address, bool allowed) =>
-        Assert.That(ProxyEngine.IsAllowedDestination(IPAddress.Parse(address)), Is.EqualTo(allowed));
+        Assert.That(HostConfiguredFront.IsAllowedDestination(IPAddress.Parse(address)), Is.EqualTo(allowed));
 
     // Any bytes, in any state, end in a defined step: never an exception, never a reply outside the RFCs' forms.
     [FsProperty(MaxTest = 2000)]
