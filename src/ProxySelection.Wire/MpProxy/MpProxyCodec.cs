@@ -165,6 +165,27 @@ public static class MpProxyCodec
         _ => false,
     };
 
+    /// <summary>
+    /// The §5.1 segment type of a SYN (<paramref name="synAck"/> false) or SYN/ACK from its own option list: MP_JOIN
+    /// (MPTCP subtype 1) or MP_CAPABLE (subtype 0) when one is there. A malformed list gives the plain type.
+    /// </summary>
+    public static MpProxySegment SegmentOf(ReadOnlySpan<byte> tcpOptions, bool synAck)
+    {
+        if (TcpOptionReader.TryFindMptcp(tcpOptions, MptcpSubtype.MpJoin, out _) == WireError.None)
+        {
+            return synAck ? MpProxySegment.JoinSynAck : MpProxySegment.JoinSyn;
+        }
+
+        if (synAck)
+        {
+            return MpProxySegment.SynAck;
+        }
+
+        return TcpOptionReader.TryFindMptcp(tcpOptions, MptcpSubtype.MpCapable, out _) == WireError.None
+            ? MpProxySegment.MpCapableSyn
+            : MpProxySegment.TcpSyn;
+    }
+
     /// <summary>Kind 30, subtype 0xF, long enough for an experiment id, and that id is 0xA5: counts toward Duplicate.</summary>
     private static bool IsOurExperiment(ReadOnlySpan<byte> option) =>
         option.Length >= MpProxyOption.PresenceLength

@@ -346,6 +346,19 @@ public class MpProxyCodecTests
         return status == MpProxyStatus.Ok ? offset >= 0 && found.WireLength > 0 : found == default;
     }
 
+    // MSS and timestamps around the MPTCP option, as a kernel sends them; MP_CAPABLE v1 SYN (4 bytes), MP_JOIN SYN (12).
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 30, 4, 0x01, 0x01 }, false, MpProxySegment.MpCapableSyn)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 30, 4, 0x00, 0x01 }, false, MpProxySegment.MpCapableSyn)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 1, 1, 4, 2 }, false, MpProxySegment.TcpSyn)]
+    [TestCase(new byte[] { 30, 12, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 2 }, false, MpProxySegment.JoinSyn)]
+    [TestCase(new byte[] { 30, 12, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 2 }, true, MpProxySegment.JoinSynAck)]
+    [TestCase(new byte[] { 30, 12, 0x01, 0x81, 1, 2, 3, 4, 5, 6, 7, 8 }, true, MpProxySegment.SynAck)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4 }, true, MpProxySegment.SynAck)]
+    public void SegmentOf_ReadsMpJoinAndMpCapableFromTheOptionList(byte[] options, bool synAck, MpProxySegment expected)
+    {
+        Assert.That(MpProxyCodec.SegmentOf(options, synAck), Is.EqualTo(expected));
+    }
+
     [Test]
     public void Short_PriorityAbove15_Throws()
     {
