@@ -71,7 +71,7 @@ public sealed partial class ChainSimulator
             if (flow == _current)
             {
                 EstablishedAt = Sim.Now;
-                var signal = SignalCodec.Read(packet.Options, Sim._domainKeys, SignatureFlow(flow, synAck: true), out _);
+                var signal = SignalCodec.Read(packet.Options, SegmentOf(packet), Sim._domainKeys, SignatureFlow(flow, synAck: true), out _);
                 SawClaim = signal is { Kind: SignalKind.Claim };
             }
         }
