@@ -1,21 +1,13 @@
 using FsCheck;
 using FsCheck.Fluent;
 using ProxySelection.Negotiation.Simulation;
+using static ProxySelection.Negotiation.Tests.Simulation.SpoofingTests;
 
 namespace ProxySelection.Negotiation.Tests.Simulation;
 
 /// <summary>Rules of the revised spec in whole chains: another experiment's 0xF option (§5.6), a looped proxy id (§5.5).</summary>
 public class SpecRuleScenarioTests
 {
-    private static string Summary(ChainOutcome outcome) => string.Join(Environment.NewLine, outcome.Connections);
-
-    private static ChainSpec WithHop(ChainSpec spec, int position, HopSpec hop)
-    {
-        var hops = spec.Hops.ToList();
-        hops.Insert(position, hop);
-        return spec with { Hops = hops };
-    }
-
     [FsCheck.NUnit.Property(MaxTest = 500, QuietOnSuccess = true)]
     public Property ForeignExperimentOption_AnywhereInAnyChain_SameOutcomeAsAPlainHop() =>
         Prop.ForAll(Gen.Choose(0, int.MaxValue).ToArbitrary(), seed =>
