@@ -225,7 +225,7 @@ public sealed partial class ProxyEngine
         }
 
         var flow = FlowKey.FromSynAck(new DestinationKey(ip.SourceAddress, tcp.SourcePort), new DestinationKey(ip.DestinationAddress, tcp.DestinationPort));
-        _negotiator.OnSynAckObserved(flow, mpCapable, signal);
+        _negotiator.OnSynAckObserved(new SynAckObservation(flow, tcp.AcknowledgmentNumber, mpCapable, signal));
     }
 
     /// <summary>What the ingress hook saw of a probe's SYN/ACK (written on the hook thread, read after the connect completed).</summary>

@@ -269,7 +269,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
         }
 
-        var observation = new SynObservation(flow, kind, signal, token);
+        var observation = new SynObservation(flow, kind, signal, token) { Isn = tcp.SequenceNumber, IngressInterface = (int)packet.InDeviceIndex };
         var endpoints = new FlowEndPoints(flow.Initiator.ToEndPoint(), flow.Responder.ToEndPoint());
         uint packetId = packet.PacketId;
         uint mark = packet.Mark;

@@ -19,7 +19,28 @@ public enum CapabilityState : byte
     ProbedByOther,
 }
 
-public readonly record struct CapabilityEntry(CapabilityState State, byte ProxyId);
+/// <summary>Where an entry came from; a fact learnt from an observed segment lives shorter (spec §6).</summary>
+public enum CapabilitySource : byte
+{
+    /// <summary>This proxy's own probe (its answer, timeout or reset), or set by an operator or a test.</summary>
+    OwnProbe,
+
+    /// <summary>
+    /// A segment that passed through: a SYN/ACK answering another proxy's probe (spec §7.6, lifetime
+    /// <see cref="CapabilityCacheOptions.ObservedTtl"/>), or that probe itself (ProbedByOther).
+    /// </summary>
+    Observed,
+}
+
+/// <summary>
+/// One destination's entry. <see cref="IngressInterface"/> is meaningful for <see cref="CapabilityState.ProbedByOther"/>
+/// only: the interface the other proxy's probe arrived on (spec §6).
+/// </summary>
+public readonly record struct CapabilityEntry(
+    CapabilityState State,
+    byte ProxyId,
+    CapabilitySource Source = CapabilitySource.OwnProbe,
+    int IngressInterface = 0);
 
 /// <summary>One live cache entry as an operator sees it: how long ago it was set and how long it has left.</summary>
 public readonly record struct CapabilityCacheItem(DestinationKey Destination, CapabilityEntry Entry, TimeSpan Age, TimeSpan Remaining);
@@ -130,10 +151,14 @@ public sealed class CapabilityCache
         }
     }
 
-    /// <summary>Records a state with the lifetime configured for it; evicts the least recently used entry when full.</summary>
-    public void Set(in DestinationKey key, CapabilityState state, byte proxyId = 0)
+    /// <summary>Records a state from this proxy's own probe with the lifetime configured for it; evicts the least recently used entry when full.</summary>
+    public void Set(in DestinationKey key, CapabilityState state, byte proxyId = 0) =>
+        Set(key, new CapabilityEntry(state, proxyId));
+
+    /// <summary>Records an entry with the lifetime of its state and source (<see cref="TtlOf(in CapabilityEntry)"/>).</summary>
+    public void Set(in DestinationKey key, in CapabilityEntry entry)
     {
-        long expiresAt = _time.GetTimestamp() + ToTimestampTicks(TtlOf(state));
+        long expiresAt = _time.GetTimestamp() + ToTimestampTicks(TtlOf(entry));
         lock (_lock)
         {
             if (!_index.TryGetValue(key, out int slot))
@@ -148,7 +173,7 @@ public sealed class CapabilityCache
                 MoveToFrontLocked(slot);
             }
 
-            _entries[slot] = new CapabilityEntry(state, proxyId);
+            _entries[slot] = entry;
             _expiresAt[slot] = expiresAt;
         }
     }
@@ -186,7 +211,7 @@ public sealed class CapabilityCache
 
                 var entry = _entries[slot];
                 var remaining = TimeSpan.FromSeconds((double)(_expiresAt[slot] - now) / _time.TimestampFrequency);
-                var age = TtlOf(entry.State) - remaining;
+                var age = TtlOf(entry) - remaining;
                 items.Add(new CapabilityCacheItem(_keys[slot], entry, age < TimeSpan.Zero ? TimeSpan.Zero : age, remaining));
             }
         }
@@ -209,6 +234,16 @@ public sealed class CapabilityCache
             return removed;
         }
     }
+
+    /// <summary>
+    /// The lifetime an entry gets: a fact (MptcpCapable, TcpOnly, ProxyBeyond) learnt from an observed SYN/ACK lives
+    /// <see cref="CapabilityCacheOptions.ObservedTtl"/> (an on-path party could have forged it, spec §6); everything
+    /// else lives as its state says.
+    /// </summary>
+    public TimeSpan TtlOf(in CapabilityEntry entry) =>
+        entry.Source == CapabilitySource.Observed && entry.State is CapabilityState.MptcpCapable or CapabilityState.TcpOnly or CapabilityState.ProxyBeyond
+            ? _options.ObservedTtl
+            : TtlOf(entry.State);
 
     public TimeSpan TtlOf(CapabilityState state) => state switch
     {

@@ -6,21 +6,45 @@ public enum SynKind
     /// <summary>No MPTCP option: a plain TCP SYN.</summary>
     Tcp,
 
-    /// <summary>MP_CAPABLE: a new MPTCP connection.</summary>
+    /// <summary>MP_CAPABLE version 1: a new MPTCP connection.</summary>
     MpCapable,
 
     /// <summary>MP_JOIN: a new subflow of an existing connection, named by its token.</summary>
     MpJoin,
+
+    /// <summary>
+    /// MP_CAPABLE version 0 (RFC 6824): passed untouched in both roles (spec §7.2 rule 6). Not terminated as MPTCP,
+    /// and not upgraded, since the client already speaks a form of MPTCP.
+    /// </summary>
+    MpCapableV0,
 }
 
 /// <summary>A SYN as the packet hook saw it; <see cref="Signal"/> is set only when an MP_PROXY verified.</summary>
 public readonly record struct SynObservation(FlowKey Flow, SynKind Kind, ProxySignal? Signal = null, uint JoinToken = 0)
 {
     public DestinationKey Destination => Flow.Responder;
+
+    /// <summary>The SYN's sequence number (ISN): a passing probe's answer must acknowledge ISN + 1 (spec §7.6).</summary>
+    public uint Isn { get; init; }
+
+    /// <summary>
+    /// Index of the interface the SYN arrived on; scopes ProbedByOther (spec §6): a client SYN that a prober released
+    /// follows the probe's path, so only a SYN on the probe's interface is passed on the strength of that entry.
+    /// </summary>
+    public int IngressInterface { get; init; }
+
+    /// <summary>The SYN carries TCP-MD5 (kind 19) or TCP-AO (kind 29): end-to-end authenticated, never held (spec §7.2 rule 1).</summary>
+    public bool HasTcpAuthOption { get; init; }
 }
 
 /// <summary>How the SYN/ACK answering our probe looked.</summary>
 public readonly record struct ProbeAnswer(bool MpCapable, ProxySignal? Signal = null);
+
+/// <summary>
+/// A SYN/ACK that passed through (not for a flow of ours), as the packet hook saw it. <see cref="Flow"/> is the flow
+/// as its SYN named it (initiator, responder); <see cref="AckNumber"/> must be the passing probe's ISN + 1 (spec §7.6).
+/// </summary>
+public readonly record struct SynAckObservation(FlowKey Flow, uint AckNumber, bool MpCapable, ProxySignal? Signal = null);
 
 public enum SynVerdict
 {
@@ -69,6 +93,18 @@ public enum DecisionReason
     ProbeTimedOut,
     ProbeReset,
     FlowReset,
+
+    /// <summary>The SYN carries TCP-MD5 or TCP-AO: terminating it would break its end-to-end authentication (spec §7.2 rule 1).</summary>
+    TcpAuthOption,
+
+    /// <summary>An MPTCP version 0 MP_CAPABLE SYN: passed untouched in both roles (spec §7.2 rule 6).</summary>
+    MptcpV0,
+
+    /// <summary>A verified MP_PROXY on the SYN names this proxy's own id: its own probe or leg came back (spec §5.5, §7.2 rule 5).</summary>
+    OwnProxyId,
+
+    /// <summary>Starting a probe would exceed the per-source-prefix or per-destination probe rate (spec §7.5.1).</summary>
+    ProbeRateLimited,
 }
 
 /// <summary>Which kind of connection the proxy opens upstream after it intercepts.</summary>

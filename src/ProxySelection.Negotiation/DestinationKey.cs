@@ -35,6 +35,14 @@ public readonly struct DestinationKey : IEquatable<DestinationKey>
         Port = port;
     }
 
+    private DestinationKey(ulong high, ulong low, ushort port, bool isIPv4)
+    {
+        _high = high;
+        _low = low;
+        Port = port;
+        IsIPv4 = isIPv4;
+    }
+
     public ushort Port { get; }
 
     public bool IsIPv4 { get; }
@@ -51,6 +59,27 @@ public readonly struct DestinationKey : IEquatable<DestinationKey>
         BinaryPrimitives.WriteUInt64BigEndian(destination, _high);
         BinaryPrimitives.WriteUInt64BigEndian(destination[8..], _low);
         return 16;
+    }
+
+    /// <summary>
+    /// The address's network prefix, port 0: the first <paramref name="ipv4Bits"/> bits of an IPv4 address or
+    /// <paramref name="ipv6Bits"/> of an IPv6 one (the probe rate limit's source prefix, spec §7.5.1).
+    /// </summary>
+    public DestinationKey ToPrefix(int ipv4Bits, int ipv6Bits)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(ipv4Bits);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ipv4Bits, 32);
+        ArgumentOutOfRangeException.ThrowIfNegative(ipv6Bits);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ipv6Bits, 128);
+        if (IsIPv4)
+        {
+            ulong hostMask = ipv4Bits == 32 ? 0 : (1UL << (32 - ipv4Bits)) - 1;
+            return new DestinationKey(0, _low & ~hostMask, 0, isIPv4: true);
+        }
+
+        ulong high = ipv6Bits >= 64 ? _high : ipv6Bits == 0 ? 0 : _high & ~((1UL << (64 - ipv6Bits)) - 1);
+        ulong low = ipv6Bits <= 64 ? 0 : ipv6Bits == 128 ? _low : _low & ~((1UL << (128 - ipv6Bits)) - 1);
+        return new DestinationKey(high, low, 0, isIPv4: false);
     }
 
     public static DestinationKey From(IPEndPoint endPoint)

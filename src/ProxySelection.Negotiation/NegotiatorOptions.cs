@@ -57,6 +57,13 @@ public sealed class CapabilityCacheOptions
     /// </summary>
     public TimeSpan UnresolvedTtl { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How long a fact learnt from an observed SYN/ACK (the answer to another proxy's probe, spec §7.6) holds. Short:
+    /// an on-path party that saw that probe could have forged the answer, so the fact is soon re-checked by an own
+    /// probe. Within 1 s..<see cref="ProxyBeyondTtl"/>. Default 60 seconds.
+    /// </summary>
+    public TimeSpan ObservedTtl { get; set; } = TimeSpan.FromSeconds(60);
+
     public IReadOnlyList<string> Validate()
     {
         var errors = new List<string>();
@@ -69,6 +76,11 @@ public sealed class CapabilityCacheOptions
         CheckTtl(errors, nameof(TcpOnlyTtl), TcpOnlyTtl);
         CheckTtl(errors, nameof(ProxyBeyondTtl), ProxyBeyondTtl);
         CheckTtl(errors, nameof(UnresolvedTtl), UnresolvedTtl);
+        if (ObservedTtl < TimeSpan.FromSeconds(1) || ObservedTtl > ProxyBeyondTtl)
+        {
+            errors.Add($"Cache.{nameof(ObservedTtl)} must be within 1 s..Cache.{nameof(ProxyBeyondTtl)} (was {ObservedTtl}).");
+        }
+
         return errors;
     }
 
@@ -129,6 +141,25 @@ public sealed class NegotiatorOptions
     /// <summary>SYNs waiting on one probe, at most; further SYNs for that destination pass untouched. Default 256.</summary>
     public int MaxHeldPerProbe { get; set; } = 256;
 
+    /// <summary>
+    /// Probes per second that SYNs from one source prefix (IPv4 /24, IPv6 /56) may start, with a burst of one second's
+    /// worth (spec §7.5.1). A SYN whose probe would exceed it passes untouched. Default 64.
+    /// </summary>
+    public double ProbeRatePerSourcePrefix { get; set; } = 64;
+
+    /// <summary>
+    /// Probes per second toward one destination, with a burst of one second's worth (spec §7.5.1): bounds what the proxy
+    /// sends toward one victim when the cache keeps being evicted. Default 16.
+    /// </summary>
+    public double ProbeRatePerDestination { get; set; } = 16;
+
+    /// <summary>
+    /// Source prefixes and destinations whose probe rate is tracked, at most, per table. A bucket idle long enough to
+    /// be full again is forgotten; when the table is full of live buckets a new key's probe is refused (its SYN passes
+    /// untouched), so a flood over any number of sources or destinations keeps the state bounded. Default 65,536.
+    /// </summary>
+    public int ProbeRateTableEntries { get; set; } = 65_536;
+
     public CapabilityCacheOptions Cache { get; set; } = new();
 
     public IReadOnlyList<string> Validate()
@@ -142,6 +173,13 @@ public sealed class NegotiatorOptions
         if (MaxHeldPerProbe is < 1 or > 1 << 16)
         {
             errors.Add($"MaxHeldPerProbe must be within 1..{1 << 16} (was {MaxHeldPerProbe}).");
+        }
+
+        CheckRate(errors, nameof(ProbeRatePerSourcePrefix), ProbeRatePerSourcePrefix);
+        CheckRate(errors, nameof(ProbeRatePerDestination), ProbeRatePerDestination);
+        if (ProbeRateTableEntries is < 1 or > 1 << 22)
+        {
+            errors.Add($"ProbeRateTableEntries must be within 1..{1 << 22} (was {ProbeRateTableEntries}).");
         }
 
         if (ProxyId == 0)
@@ -179,6 +217,14 @@ public sealed class NegotiatorOptions
         }
 
         return errors;
+    }
+
+    private static void CheckRate(List<string> errors, string name, double perSecond)
+    {
+        if (!double.IsFinite(perSecond) || perSecond <= 0 || perSecond > 1_000_000)
+        {
+            errors.Add($"{name} must be above 0 and at most 1,000,000 probes per second (was {perSecond}).");
+        }
     }
 
     /// <summary>Throws <see cref="ArgumentException"/> listing every invalid setting.</summary>

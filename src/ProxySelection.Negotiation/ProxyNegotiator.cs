@@ -13,6 +13,10 @@ public sealed class ProxyNegotiator : IDisposable
 {
     private const int MaxObservedProbes = 4096;
 
+    // Probe rate limits count by source network (spec §7.5.1): an IPv4 /24, an IPv6 /56.
+    private const int SourcePrefixBitsV4 = 24;
+    private const int SourcePrefixBitsV6 = 56;
+
     private readonly Lock _lock = new();
     private readonly NegotiatorOptions _options;
     private readonly TimeProvider _time;
@@ -21,7 +25,9 @@ public sealed class ProxyNegotiator : IDisposable
     private readonly Dictionary<long, Probe> _probes = [];
     private readonly Dictionary<long, HeldSyn> _holds = [];
     private readonly Dictionary<FlowKey, HeldSyn> _holdByFlow = [];
-    private readonly Dictionary<FlowKey, long> _observedProbes = [];
+    private readonly Dictionary<FlowKey, ObservedProbe> _observedProbes = [];
+    private readonly ProbeRateLimiter _sourceRate;
+    private readonly ProbeRateLimiter _destinationRate;
     private long _nextId;
     private int _active;
     private bool _disposed;
@@ -36,6 +42,8 @@ public sealed class ProxyNegotiator : IDisposable
         _time = time;
         _sink = sink;
         Cache = new CapabilityCache(options.Cache, time, options.ProbedByOtherTtl);
+        _sourceRate = new ProbeRateLimiter(time, options.ProbeRatePerSourcePrefix, options.ProbeRateTableEntries);
+        _destinationRate = new ProbeRateLimiter(time, options.ProbeRatePerDestination, options.ProbeRateTableEntries);
     }
 
     private enum ProbeState
@@ -102,6 +110,18 @@ public sealed class ProxyNegotiator : IDisposable
         get { lock (_lock) { return _probes.Count; } }
     }
 
+    /// <summary>Source prefixes whose probe rate is tracked (bounded by <see cref="NegotiatorOptions.ProbeRateTableEntries"/>).</summary>
+    public int ProbeRateSourcePrefixes
+    {
+        get { lock (_lock) { return _sourceRate.Count; } }
+    }
+
+    /// <summary>Destinations whose probe rate is tracked (bounded by <see cref="NegotiatorOptions.ProbeRateTableEntries"/>).</summary>
+    public int ProbeRateDestinations
+    {
+        get { lock (_lock) { return _destinationRate.Count; } }
+    }
+
     private bool IsExplicit => _options.Mode == SignalingMode.Explicit;
 
     private bool IsDowngrade => _options.Role == ProxyRole.Downgrade;
@@ -116,9 +136,15 @@ public sealed class ProxyNegotiator : IDisposable
         _ => false,
     };
 
-    /// <summary>Decides what to do with a SYN.</summary>
+    /// <summary>Decides what to do with a SYN (spec §7.2: the first rule that matches).</summary>
     public SynDecision OnSyn(in SynObservation syn)
     {
+        if (syn.HasTcpAuthOption)
+        {
+            // Authenticated end to end: terminating it would break that, and a probe could not reproduce it.
+            return Pass(DecisionReason.TcpAuthOption);
+        }
+
         if (syn.Kind == SynKind.MpJoin)
         {
             return Tokens.Contains(syn.JoinToken)
@@ -137,6 +163,17 @@ public sealed class ProxyNegotiator : IDisposable
         {
             // A holder's upstream leg (spec §7.2 step 2): never intercepted, whatever the role.
             return Pass(DecisionReason.HeldUpstream);
+        }
+
+        if (signal is { } own && own.ProxyId == _options.ProxyId)
+        {
+            // A loop (spec §5.5): this proxy's own probe or leg came back, or two proxies share one id.
+            return Pass(DecisionReason.OwnProxyId);
+        }
+
+        if (syn.Kind == SynKind.MpCapableV0)
+        {
+            return Pass(DecisionReason.MptcpV0);
         }
 
         if (IsDowngrade)
@@ -203,9 +240,11 @@ public sealed class ProxyNegotiator : IDisposable
     /// <summary>
     /// A SYN/ACK passed through (not for a flow of ours). When it answers a probe this proxy passed, learn from it
     /// what the prober learns — but only facts that make this proxy pass: whether it should act itself is its own
-    /// probe's business, since another prober's answer says nothing about proxies between the two.
+    /// probe's business, since another prober's answer says nothing about proxies between the two (spec §7.6). It
+    /// counts only if it acknowledges the probe's ISN + 1, and only the first that does; the fact it gives lives
+    /// <see cref="CapabilityCacheOptions.ObservedTtl"/> and is written only where no own fact is.
     /// </summary>
-    public void OnSynAckObserved(in FlowKey flow, bool mpCapable, ProxySignal? signal)
+    public void OnSynAckObserved(in SynAckObservation synAck)
     {
         if (!IsExplicit)
         {
@@ -214,28 +253,42 @@ public sealed class ProxyNegotiator : IDisposable
 
         lock (_lock)
         {
-            if (!_observedProbes.Remove(flow, out long expiresAt) || _time.GetTimestamp() >= expiresAt)
+            var flow = synAck.Flow;
+            if (!_observedProbes.TryGetValue(flow, out var probe))
             {
                 return;
             }
 
+            if (_time.GetTimestamp() >= probe.ExpiresAt)
+            {
+                _observedProbes.Remove(flow);
+                return;
+            }
+
+            if (synAck.AckNumber != unchecked(probe.Isn + 1))
+            {
+                // Not an answer to that probe (a forgery, or another incarnation of the flow): it is not the first either.
+                return;
+            }
+
+            _observedProbes.Remove(flow);
             var destination = flow.Responder;
             if (Cache.TryPeek(destination, out var known) && known.State != CapabilityState.ProbedByOther)
             {
                 return;
             }
 
-            if (signal is { Kind: SignalKind.Defer } defer)
+            if (synAck.Signal is { Kind: SignalKind.Defer } defer)
             {
-                Cache.Set(destination, CapabilityState.ProxyBeyond, defer.ProxyId);
+                Cache.Set(destination, new CapabilityEntry(CapabilityState.ProxyBeyond, defer.ProxyId, CapabilitySource.Observed));
             }
-            else if (IsDowngrade && mpCapable)
+            else if (IsDowngrade && synAck.MpCapable)
             {
-                Cache.Set(destination, CapabilityState.MptcpCapable);
+                Cache.Set(destination, new CapabilityEntry(CapabilityState.MptcpCapable, 0, CapabilitySource.Observed));
             }
-            else if (!IsDowngrade && !mpCapable)
+            else if (!IsDowngrade && !synAck.MpCapable)
             {
-                Cache.Set(destination, CapabilityState.TcpOnly);
+                Cache.Set(destination, new CapabilityEntry(CapabilityState.TcpOnly, 0, CapabilitySource.Observed));
             }
         }
     }
@@ -325,8 +378,11 @@ public sealed class ProxyNegotiator : IDisposable
             {
                 switch (entry.State)
                 {
-                    case CapabilityState.ProbedByOther:
+                    case CapabilityState.ProbedByOther when entry.IngressInterface == syn.IngressInterface:
                         return Pass(DecisionReason.ProbedByOther);
+                    case CapabilityState.ProbedByOther:
+                        // Another proxy's probe came in on another interface: this SYN's path did not cross that prober.
+                        break;
                     case CapabilityState.Unresolved:
                         return Pass(DecisionReason.ProbeFailedRecently);
                     case CapabilityState.ProxyBeyond:
@@ -343,7 +399,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            return HoldLocked(syn.Flow, HoldKind.Origin);
+            return HoldLocked(syn, HoldKind.Origin);
         }
     }
 
@@ -354,13 +410,13 @@ public sealed class ProxyNegotiator : IDisposable
             var destination = syn.Destination;
             if (!Outranks(_options.Policy, _options.Priority, prober.Priority))
             {
-                ObserveProbeLocked(syn.Flow);
+                ObserveProbeLocked(syn);
                 return Pass(DecisionReason.NotSelected);
             }
 
             if (_active >= _options.MaxConnections)
             {
-                ObserveProbeLocked(syn.Flow);
+                ObserveProbeLocked(syn);
                 return DeferAtCapacity();
             }
 
@@ -379,11 +435,11 @@ public sealed class ProxyNegotiator : IDisposable
                         };
                     case CapabilityState.TcpOnly:
                     case CapabilityState.MptcpCapable:
-                        ObserveProbeLocked(syn.Flow);
+                        ObserveProbeLocked(syn);
                         return Pass(IsDowngrade ? DecisionReason.ServerSpeaksMptcp : DecisionReason.ServerTcpOnly);
                     case CapabilityState.ProxyBeyond:
                         // That proxy outranked this one, so under the same policy it outranks the prober too.
-                        ObserveProbeLocked(syn.Flow);
+                        ObserveProbeLocked(syn);
                         return Pass(DecisionReason.ProxyBeyond);
                     case CapabilityState.Unresolved:
                         return Pass(DecisionReason.ProbeFailedRecently);
@@ -392,24 +448,25 @@ public sealed class ProxyNegotiator : IDisposable
                 }
             }
 
-            return HoldLocked(syn.Flow, HoldKind.ForeignProbe);
+            return HoldLocked(syn, HoldKind.ForeignProbe);
         }
     }
 
-    private void ObserveProbeLocked(in FlowKey flow)
+    private void ObserveProbeLocked(in SynObservation probe)
     {
+        var flow = probe.Flow;
         var destination = flow.Responder;
         if (!Cache.TryPeek(destination, out _))
         {
-            Cache.Set(destination, CapabilityState.ProbedByOther);
+            Cache.Set(destination, new CapabilityEntry(CapabilityState.ProbedByOther, 0, CapabilitySource.Observed, probe.IngressInterface));
         }
 
         long now = _time.GetTimestamp();
         if (_observedProbes.Count >= MaxObservedProbes)
         {
-            foreach (var (key, expiresAt) in _observedProbes)
+            foreach (var (key, observed) in _observedProbes)
             {
-                if (expiresAt <= now)
+                if (observed.ExpiresAt <= now)
                 {
                     _observedProbes.Remove(key);
                 }
@@ -421,7 +478,7 @@ public sealed class ProxyNegotiator : IDisposable
             }
         }
 
-        _observedProbes[flow] = now + (long)(_options.ProbedByOtherTtl.TotalSeconds * _time.TimestampFrequency);
+        _observedProbes[flow] = new ObservedProbe(now + (long)(_options.ProbedByOtherTtl.TotalSeconds * _time.TimestampFrequency), probe.Isn);
     }
 
     private SynDecision InterceptLocked(DecisionReason reason)
@@ -442,8 +499,9 @@ public sealed class ProxyNegotiator : IDisposable
         };
     }
 
-    private SynDecision HoldLocked(in FlowKey flow, HoldKind kind)
+    private SynDecision HoldLocked(in SynObservation syn, HoldKind kind)
     {
+        var flow = syn.Flow;
         if (_holdByFlow.TryGetValue(flow, out var held))
         {
             // A retransmission raced the first copy past the check in OnSyn.
@@ -465,6 +523,16 @@ public sealed class ProxyNegotiator : IDisposable
             {
                 return Pass(DecisionReason.HoldLimit);
             }
+
+            // Only a SYN that starts a probe is rate-limited: joining one in flight costs nothing on the wire.
+            var source = flow.Initiator.ToPrefix(SourcePrefixBitsV4, SourcePrefixBitsV6);
+            if (!_sourceRate.HasToken(source) || !_destinationRate.HasToken(destination))
+            {
+                return Pass(DecisionReason.ProbeRateLimited);
+            }
+
+            _sourceRate.Take(source);
+            _destinationRate.Take(destination);
 
             start = true;
             probe = new Probe(++_nextId, destination, _time.GetTimestamp());
@@ -605,6 +673,9 @@ public sealed class ProxyNegotiator : IDisposable
 
         public HoldState State { get; set; } = HoldState.Held;
     }
+
+    /// <summary>A probe this proxy passed, whose answer it watches for until <see cref="ExpiresAt"/> (spec §7.6).</summary>
+    private readonly record struct ObservedProbe(long ExpiresAt, uint Isn);
 
     private sealed class ProbeTimeoutState(ProxyNegotiator owner, long probeId)
     {

@@ -71,7 +71,7 @@ public sealed partial class ChainSimulator
             if (flow == _current)
             {
                 EstablishedAt = Sim.Now;
-                var signal = SignalCodec.Read(packet.Options, Sim._domainKeys, SignatureFlow(flow, synAck: true), out _);
+                var signal = SignalCodec.Read(packet.Options, SegmentOf(packet), Sim._domainKeys, SignatureFlow(flow, synAck: true), out _);
                 SawClaim = signal is { Kind: SignalKind.Claim };
             }
         }
@@ -116,6 +116,8 @@ public sealed partial class ChainSimulator
 
     private sealed class MiddleboxNode(ChainSimulator sim, int index, MiddleboxHop spec) : Node(sim, index)
     {
+        private static readonly byte[] ForeignExperimentOption = [MpProxyOption.Kind, 6, 0xF2, 0x5A, 0xDE, 0xAD];
+
         private bool _lostProbe;
         private bool _lostAnswer;
 
@@ -138,7 +140,11 @@ public sealed partial class ChainSimulator
                     return;
                 case MiddleboxBehavior.LoseFirstProbe:
                 case MiddleboxBehavior.LoseFirstProbeAnswer:
+                case MiddleboxBehavior.Forward:
                     Send(packet);
+                    return;
+                case MiddleboxBehavior.AddForeignExperiment:
+                    Send(packet.Type == PacketType.Rst ? packet : packet.With(packet.MpCapable, [.. packet.Options, .. ForeignExperimentOption]));
                     return;
                 default:
                     Send(packet.Type == PacketType.Rst ? packet : packet.With(packet.MpCapable, Forge(packet)));

@@ -147,7 +147,7 @@ public sealed partial class ChainSimulator
         }
 
         private ProxySignal? Read(Packet packet, bool synAck) =>
-            SignalCodec.Read(packet.Options, _keys, SignatureFlow(packet.Flow, synAck), out _);
+            SignalCodec.Read(packet.Options, SegmentOf(packet), _keys, SignatureFlow(packet.Flow, synAck), out _);
 
         private void Forward(Packet packet)
         {
@@ -159,7 +159,12 @@ public sealed partial class ChainSimulator
         {
             var flow = packet.Flow;
             var kind = flow.IsJoin ? SynKind.MpJoin : packet.MpCapable ? SynKind.MpCapable : SynKind.Tcp;
-            var observation = new SynObservation(KeyOf(flow), kind, Read(packet, synAck: false), flow.JoinToken);
+            // Every SYN toward the server arrives on the proxy's one client-side link.
+            var observation = new SynObservation(KeyOf(flow), kind, Read(packet, synAck: false), flow.JoinToken)
+            {
+                Isn = flow.SynIsn,
+                IngressInterface = ClientSideInterface,
+            };
             var decision = Negotiator.OnSyn(observation);
             switch (decision.Verdict)
             {
@@ -239,7 +244,7 @@ public sealed partial class ChainSimulator
             var flow = packet.Flow;
             if (flow.Origin != Index)
             {
-                Negotiator.OnSynAckObserved(KeyOf(flow), packet.MpCapable, Read(packet, synAck: true));
+                Negotiator.OnSynAckObserved(new SynAckObservation(KeyOf(flow), AckOf(packet), packet.MpCapable, Read(packet, synAck: true)));
                 Forward(packet);
                 return;
             }

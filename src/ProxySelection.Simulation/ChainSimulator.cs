@@ -279,6 +279,22 @@ public sealed partial class ChainSimulator
             ? MpProxyFlow.ForSyn(AddressOf(flow.Origin), ServerAddress, flow.Port, ServerPort, flow.SynIsn).WithSynAck(flow.SynAckIsn)
             : MpProxyFlow.ForSyn(AddressOf(flow.Origin), ServerAddress, flow.Port, ServerPort, flow.SynIsn);
 
+    /// <summary>The interface index every proxy gives its client-side link (the simulated path has one per side).</summary>
+    private const int ClientSideInterface = 1;
+
+    /// <summary>The §5.1 segment type of a simulated SYN or SYN/ACK.</summary>
+    private static MpProxySegment SegmentOf(Packet packet) => (packet.Type, packet.Flow.IsJoin, packet.MpCapable) switch
+    {
+        (PacketType.SynAck, true, _) => MpProxySegment.JoinSynAck,
+        (PacketType.SynAck, false, _) => MpProxySegment.SynAck,
+        (_, true, _) => MpProxySegment.JoinSyn,
+        (_, false, true) => MpProxySegment.MpCapableSyn,
+        _ => MpProxySegment.TcpSyn,
+    };
+
+    /// <summary>A SYN/ACK's acknowledgment number: the SYN's ISN + 1, unless a middlebox forged the answer.</summary>
+    private static uint AckOf(Packet packet) => packet.AckNumber ?? unchecked(packet.Flow.SynIsn + 1);
+
     private static byte[] Encode(ProxySignal? signal, MpProxyKeyRing ring, in MpProxyFlow flow)
     {
         if (signal is not { } value)
@@ -353,6 +369,9 @@ public sealed partial class ChainSimulator
         public bool TowardServer { get; } = towardServer;
 
         public bool MpCapable { get; } = mpCapable;
+
+        /// <summary>For a SYN/ACK: the acknowledgment number when it is not the SYN's ISN + 1 (a forged answer).</summary>
+        public uint? AckNumber { get; init; }
 
         /// <summary>The TCP option bytes this simulation carries: MP_PROXY (or what a middlebox made of it).</summary>
         public byte[] Options { get; } = options;

@@ -54,11 +54,20 @@ public enum MiddleboxBehavior
 
     /// <summary>Puts a correctly signed MP_PROXY with an unknown version.</summary>
     UnknownVersion,
+
+    /// <summary>Forwards everything unchanged (a baseline: a hop that only adds latency).</summary>
+    Forward,
+
+    /// <summary>
+    /// Adds another private experiment's subtype-0xF option (experiment id 0x5A, version 2, 6 bytes) to every SYN and
+    /// SYN/ACK, beside whatever MP_PROXY is there (spec §5.6: skipped, never a duplicate).
+    /// </summary>
+    AddForeignExperiment,
 }
 
 public sealed record MiddleboxHop(MiddleboxBehavior Behavior) : HopSpec
 {
-    public bool IsSpoofer => Behavior >= MiddleboxBehavior.ForgeWrongKey;
+    public bool IsSpoofer => Behavior is >= MiddleboxBehavior.ForgeWrongKey and <= MiddleboxBehavior.UnknownVersion;
 
     public override string ToString() => Behavior.ToString();
 }

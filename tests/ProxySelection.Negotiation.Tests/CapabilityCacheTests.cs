@@ -252,3 +252,58 @@ public class CapabilityCacheTests
         });
     }
 }
+
+/// <summary>Where an entry came from decides how long it lives (spec §6), and the source network of a key.</summary>
+public class CapabilitySourceTests
+{
+    private static readonly DestinationKey Server = new([198, 18, 1, 1], 443);
+
+    [TestCase(CapabilityState.MptcpCapable)]
+    [TestCase(CapabilityState.TcpOnly)]
+    [TestCase(CapabilityState.ProxyBeyond)]
+    public void ObservedFact_LivesObservedTtl_AndSnapshotShowsIt(CapabilityState state)
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var cache = new CapabilityCache(new CapabilityCacheOptions { ObservedTtl = TimeSpan.FromSeconds(45) }, time, TimeSpan.FromMilliseconds(500));
+        cache.Set(Server, new CapabilityEntry(state, 9, CapabilitySource.Observed));
+        time.Advance(TimeSpan.FromSeconds(5));
+        var item = cache.Snapshot().Single();
+        Assert.Multiple(() =>
+        {
+            Assert.That(item.Age, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(item.Remaining, Is.EqualTo(TimeSpan.FromSeconds(40)));
+            Assert.That(item.Entry.Source, Is.EqualTo(CapabilitySource.Observed));
+        });
+        time.Advance(TimeSpan.FromSeconds(40));
+        Assert.That(cache.TryPeek(Server, out _), Is.False);
+    }
+
+    [Test]
+    public void ObservedProbedByOther_KeepsTheProbedByOtherTtl()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var cache = new CapabilityCache(new CapabilityCacheOptions(), time, TimeSpan.FromMilliseconds(500));
+        Assert.That(cache.TtlOf(new CapabilityEntry(CapabilityState.ProbedByOther, 0, CapabilitySource.Observed, 2)), Is.EqualTo(TimeSpan.FromMilliseconds(500)));
+    }
+
+    [TestCase(0.5)]
+    [TestCase(121.0)]
+    public void Options_ObservedTtlOutside1sToProxyBeyondTtl_Rejected(double seconds)
+    {
+        var options = new CapabilityCacheOptions { ObservedTtl = TimeSpan.FromSeconds(seconds) };
+        Assert.That(options.Validate(), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void ToPrefix_IPv4Slash24AndIPv6Slash56_DropHostBitsAndPort()
+    {
+        var v6 = new DestinationKey(Convert.FromHexString("20010db8000012ab00000000000000ff"), 80);
+        Assert.Multiple(() =>
+        {
+            Assert.That(new DestinationKey([198, 18, 7, 99], 1234).ToPrefix(24, 56), Is.EqualTo(new DestinationKey([198, 18, 7, 0], 0)));
+            Assert.That(v6.ToPrefix(24, 56), Is.EqualTo(new DestinationKey(Convert.FromHexString("20010db8000012000000000000000000"), 0)));
+            Assert.That(v6.ToPrefix(24, 128), Is.EqualTo(new DestinationKey(Convert.FromHexString("20010db8000012ab00000000000000ff"), 0)));
+            Assert.That(v6.ToPrefix(24, 72), Is.EqualTo(new DestinationKey(Convert.FromHexString("20010db8000012ab0000000000000000"), 0)));
+        });
+    }
+}

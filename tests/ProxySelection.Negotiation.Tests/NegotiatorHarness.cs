@@ -25,8 +25,18 @@ internal sealed class NegotiatorHarness : INegotiationSink, IDisposable
     public static FlowKey Flow(int clientPort, DestinationKey? server = null) =>
         new(new DestinationKey([198, 18, 0, 1], (ushort)clientPort), server ?? Server);
 
+    /// <summary>The interface every harness SYN arrives on unless a test says otherwise.</summary>
+    public const int Ingress = 1;
+
+    /// <summary>The ISN a harness SYN from <paramref name="clientPort"/> carries.</summary>
+    public static uint IsnOf(int clientPort) => 0x1000_0000u + ((uint)clientPort * 7919u);
+
     public static SynObservation Syn(int clientPort, SynKind kind = SynKind.MpCapable, ProxySignal? signal = null) =>
-        new(Flow(clientPort), kind, signal);
+        new(Flow(clientPort), kind, signal) { Isn = IsnOf(clientPort), IngressInterface = Ingress };
+
+    /// <summary>A passing SYN/ACK for the flow from <paramref name="clientPort"/> that acknowledges its SYN's ISN + 1.</summary>
+    public static SynAckObservation SynAck(int clientPort, bool mpCapable, ProxySignal? signal = null) =>
+        new(Flow(clientPort), unchecked(IsnOf(clientPort) + 1), mpCapable, signal);
 
     public SynDecision OnSyn(int clientPort, SynKind kind = SynKind.MpCapable, ProxySignal? signal = null) =>
         Negotiator.OnSyn(Syn(clientPort, kind, signal));

@@ -395,23 +395,23 @@ public class ProxyNegotiatorTests
     {
         using var mptcp = new NegotiatorHarness();
         mptcp.OnSyn(2000, signal: Probe4);
-        mptcp.Negotiator.OnSynAckObserved(Flow(2000), mpCapable: true, null);
+        mptcp.Negotiator.OnSynAckObserved(SynAck(2000, mpCapable: true));
 
         using var deferred = new NegotiatorHarness();
         deferred.OnSyn(2000, signal: Probe4);
-        deferred.Negotiator.OnSynAckObserved(Flow(2000), mpCapable: false, new ProxySignal(SignalKind.Defer, 9, 0));
+        deferred.Negotiator.OnSynAckObserved(SynAck(2000, mpCapable: false, new ProxySignal(SignalKind.Defer, 9, 0)));
 
         using var tcpOnly = new NegotiatorHarness();
         tcpOnly.OnSyn(2000, signal: Probe4);
-        tcpOnly.Negotiator.OnSynAckObserved(Flow(2000), mpCapable: false, null);
+        tcpOnly.Negotiator.OnSynAckObserved(SynAck(2000, mpCapable: false));
 
         using var unrelated = new NegotiatorHarness();
-        unrelated.Negotiator.OnSynAckObserved(Flow(2001), mpCapable: true, null);
+        unrelated.Negotiator.OnSynAckObserved(SynAck(2001, mpCapable: true));
 
         Assert.Multiple(() =>
         {
             Assert.That(mptcp.CacheEntry()?.State, Is.EqualTo(CapabilityState.MptcpCapable));
-            Assert.That(deferred.CacheEntry(), Is.EqualTo(new CapabilityEntry(CapabilityState.ProxyBeyond, 9)));
+            Assert.That(deferred.CacheEntry(), Is.EqualTo(new CapabilityEntry(CapabilityState.ProxyBeyond, 9, CapabilitySource.Observed)));
             Assert.That(tcpOnly.CacheEntry()?.State, Is.EqualTo(CapabilityState.ProbedByOther), "TcpOnly would make it act: not learnt from another prober");
             Assert.That(unrelated.CacheEntry(), Is.Null, "only answers to probes this proxy passed");
         });
@@ -423,7 +423,7 @@ public class ProxyNegotiatorTests
         using var h = new NegotiatorHarness();
         h.Negotiator.Cache.Set(Server, CapabilityState.TcpOnly);
         h.OnSyn(2000, signal: Probe4);
-        h.Negotiator.OnSynAckObserved(Flow(2000), mpCapable: true, null);
+        h.Negotiator.OnSynAckObserved(SynAck(2000, mpCapable: true));
         Assert.That(h.CacheEntry()?.State, Is.EqualTo(CapabilityState.TcpOnly));
     }
 

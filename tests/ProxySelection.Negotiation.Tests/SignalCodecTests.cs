@@ -23,7 +23,7 @@ public class SignalCodecTests
 
     private static (ProxySignal? Signal, SignalCheck Check) Read(byte[] options, MpProxyFlow flow)
     {
-        var signal = SignalCodec.Read(options, Domain, flow, out var check);
+        var signal = SignalCodec.Read(options, flow.HasSynAck ? MpProxySegment.SynAck : MpProxySegment.MpCapableSyn, Domain, flow, out var check);
         return (signal, check);
     }
 
@@ -74,7 +74,7 @@ public class SignalCodecTests
             Assert.That(Read(Write(Probe, Domain, otherPort), Syn).Check, Is.EqualTo(SignalCheck.Unverified));
             Assert.That(Read(Write(Probe, Domain, otherIsn), Syn).Check, Is.EqualTo(SignalCheck.Unverified));
             Assert.That(Read(Write(Defer, Domain, otherSynAck), SynAck).Check, Is.EqualTo(SignalCheck.Unverified));
-            Assert.That(Read(Write(Probe, Domain, Syn), SynAck).Check, Is.EqualTo(SignalCheck.Unverified), "a SYN's option replayed on a SYN/ACK");
+            Assert.That(Read(Write(Probe, Domain, Syn), SynAck).Check, Is.EqualTo(SignalCheck.NotAllowed), "a SYN's (long) option replayed on a SYN/ACK");
         });
     }
 
@@ -128,7 +128,13 @@ public class SignalCodecTests
     {
         var bytes = new byte[4];
         MpProxyCodec.Write(bytes, MpProxyOption.Presence());
-        Assert.That(Read(bytes, SynAck), Is.EqualTo(((ProxySignal?)null, SignalCheck.Unverified)));
+        Assert.Multiple(() =>
+        {
+            // On an MP_JOIN SYN/ACK, its one place, it has no tag to verify; anywhere else it is not allowed (spec §5.1).
+            Assert.That(SignalCodec.Read(bytes, MpProxySegment.JoinSynAck, Domain, SynAck, out var check), Is.Null);
+            Assert.That(check, Is.EqualTo(SignalCheck.Unverified));
+            Assert.That(Read(bytes, SynAck), Is.EqualTo(((ProxySignal?)null, SignalCheck.NotAllowed)));
+        });
     }
 
     [Test]
@@ -138,7 +144,7 @@ public class SignalCodecTests
         using var h = new NegotiatorHarness();
         var d = h.OnSyn(1000);
         var forged = Write(Defer, Other, SynAck);
-        h.Negotiator.OnProbeAnswered(d.ProbeId, new ProbeAnswer(MpCapable: false, SignalCodec.Read(forged, Domain, SynAck, out _)));
+        h.Negotiator.OnProbeAnswered(d.ProbeId, new ProbeAnswer(MpCapable: false, SignalCodec.Read(forged, MpProxySegment.SynAck, Domain, SynAck, out _)));
         Assert.That(h.Single().Outcome, Is.EqualTo(HoldOutcome.Intercept));
     }
 
@@ -148,7 +154,137 @@ public class SignalCodecTests
         // A replayed Claim would make every proxy pass the client's SYN as an already-held leg.
         using var h = new NegotiatorHarness();
         var replayed = Write(new ProxySignal(SignalKind.Claim, 7, 0), Domain, MpProxyFlow.ForSyn(Client, Server, 40001, 443, 1));
-        var signal = SignalCodec.Read(replayed, Domain, Syn, out _);
+        var signal = SignalCodec.Read(replayed, MpProxySegment.MpCapableSyn, Domain, Syn, out _);
         Assert.That(h.OnSyn(1000, signal: signal).Verdict, Is.EqualTo(SynVerdict.HoldAndProbe));
+    }
+}
+
+/// <summary>The checks of spec §5.5 that come before the tag: one form per segment (§5.1), proxy id not 0.</summary>
+public class SignalCodecSegmentTests
+{
+    private static readonly byte[] Client = [198, 18, 0, 1];
+    private static readonly byte[] Server = [198, 18, 1, 1];
+    private static readonly MpProxyKeyRing Domain = new(1, Enumerable.Range(1, 32).Select(i => (byte)i).ToArray());
+    private static readonly MpProxyFlow Syn = MpProxyFlow.ForSyn(Client, Server, 40000, 443, 0x1234_5678);
+    private static readonly MpProxyFlow SynAck = Syn.WithSynAck(0x9ABC_DEF0);
+
+    /// <summary>Signs <paramref name="option"/> for <paramref name="flow"/> with the domain key and returns its bytes.</summary>
+    private static byte[] Signed(MpProxyOption option, in MpProxyFlow flow)
+    {
+        Domain.Sign(ref option, flow);
+        var bytes = new byte[option.WireLength];
+        MpProxyCodec.Write(bytes, option);
+        return bytes;
+    }
+
+    private static SignalCheck Check(byte[] options, MpProxySegment segment, in MpProxyFlow flow)
+    {
+        SignalCodec.Read(options, segment, Domain, flow, out var check);
+        return check;
+    }
+
+    [Test]
+    public void LongDeferOnSynAck_CorrectlySigned_NotAllowed()
+    {
+        // A long-form Defer would fit a synthesized SYN/ACK without MP_CAPABLE; this version defines only the short one.
+        var bytes = Signed(MpProxyOption.Long(MpProxyMessage.Defer, 5, 7), SynAck);
+        Assert.That(SignalCodec.Read(bytes, MpProxySegment.SynAck, Domain, SynAck, out var check), Is.Null);
+        Assert.That(check, Is.EqualTo(SignalCheck.NotAllowed));
+    }
+
+    [TestCase(MpProxySegment.MpCapableSyn)]
+    [TestCase(MpProxySegment.TcpSyn)]
+    public void ShortFormOnNonJoinSyn_CorrectlySigned_NotAllowed(MpProxySegment segment)
+    {
+        var bytes = Signed(MpProxyOption.Short(MpProxyMessage.Claim, 5, 7), Syn);
+        Assert.That(Check(bytes, segment, Syn), Is.EqualTo(SignalCheck.NotAllowed));
+    }
+
+    [Test]
+    public void ShortUpgradeOnJoinSyn_Verified()
+    {
+        var bytes = Signed(MpProxyOption.Short(MpProxyMessage.Upgrade, 5, 7), Syn);
+        Assert.That(SignalCodec.Read(bytes, MpProxySegment.JoinSyn, Domain, Syn, out var check), Is.EqualTo(new ProxySignal(SignalKind.Upgrade, 7, 5)));
+        Assert.That(check, Is.EqualTo(SignalCheck.Verified));
+    }
+
+    [TestCase(MpProxyMessage.Defer)]
+    [TestCase(MpProxyMessage.Offer)]
+    public void MessageNotDefinedForASyn_NotAllowed(MpProxyMessage message)
+    {
+        var bytes = Signed(MpProxyOption.Long(message, 5, 7), Syn);
+        Assert.That(Check(bytes, MpProxySegment.MpCapableSyn, Syn), Is.EqualTo(SignalCheck.NotAllowed));
+    }
+
+    [Test]
+    public void ProbeOnPlainTcpSyn_NotAllowed()
+    {
+        var bytes = Signed(MpProxyOption.Long(MpProxyMessage.Probe, 5, 7), Syn);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Check(bytes, MpProxySegment.TcpSyn, Syn), Is.EqualTo(SignalCheck.NotAllowed));
+            Assert.That(Check(bytes, MpProxySegment.MpCapableSyn, Syn), Is.EqualTo(SignalCheck.Verified));
+        });
+    }
+
+    [Test]
+    public void ProxyIdZero_CorrectlySigned_NotAllowed()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(Check(Signed(MpProxyOption.Long(MpProxyMessage.Probe, 5, 0), Syn), MpProxySegment.MpCapableSyn, Syn), Is.EqualTo(SignalCheck.NotAllowed));
+            Assert.That(Check(Signed(MpProxyOption.Short(MpProxyMessage.Defer, 5, 0), SynAck), MpProxySegment.SynAck, SynAck), Is.EqualTo(SignalCheck.NotAllowed));
+        });
+    }
+
+    [Test]
+    public void ForeignExperimentOptionBesideAVerifiedOne_StillVerified()
+    {
+        var bytes = Signed(MpProxyOption.Short(MpProxyMessage.Defer, 5, 7), SynAck);
+        byte[] foreign = [30, 6, 0xF2, 0x5A, 0xDE, 0xAD];
+        Assert.Multiple(() =>
+        {
+            Assert.That(Check([.. foreign, .. bytes], MpProxySegment.SynAck, SynAck), Is.EqualTo(SignalCheck.Verified));
+            Assert.That(Check([.. bytes, .. foreign], MpProxySegment.SynAck, SynAck), Is.EqualTo(SignalCheck.Verified));
+        });
+    }
+
+    [TestCase(SynKind.Tcp, MpProxySegment.TcpSyn)]
+    [TestCase(SynKind.MpCapable, MpProxySegment.MpCapableSyn)]
+    [TestCase(SynKind.MpCapableV0, MpProxySegment.MpCapableSyn)]
+    [TestCase(SynKind.MpJoin, MpProxySegment.JoinSyn)]
+    public void SegmentOf_SynKind(SynKind kind, MpProxySegment segment)
+    {
+        Assert.That(SignalCodec.SegmentOf(kind), Is.EqualTo(segment));
+    }
+}
+
+/// <summary>The overload that takes the segment type from the option list itself.</summary>
+public class SignalCodecSegmentFromOptionsTests
+{
+    private static readonly MpProxyKeyRing Domain = new(1, Enumerable.Range(1, 32).Select(i => (byte)i).ToArray());
+    private static readonly MpProxyFlow Syn = MpProxyFlow.ForSyn([198, 18, 0, 1], [198, 18, 1, 1], 40000, 443, 7);
+    private static readonly byte[] MpCapableSyn = [30, 4, 0x01, 0x01];
+
+    private static byte[] SignedProbe()
+    {
+        var option = MpProxyOption.Long(MpProxyMessage.Probe, 5, 7);
+        Domain.Sign(ref option, Syn);
+        var bytes = new byte[16];
+        MpProxyCodec.Write(bytes, option);
+        return bytes;
+    }
+
+    [Test]
+    public void ProbeBesideMpCapable_Verified_ProbeOnPlainSyn_NotAllowed()
+    {
+        var probe = SignedProbe();
+        SignalCodec.Read([.. MpCapableSyn, .. probe], Domain, Syn, out var withMpCapable);
+        SignalCodec.Read(probe, Domain, Syn, out var plain);
+        Assert.Multiple(() =>
+        {
+            Assert.That(withMpCapable, Is.EqualTo(SignalCheck.Verified));
+            Assert.That(plain, Is.EqualTo(SignalCheck.NotAllowed));
+        });
     }
 }

@@ -36,7 +36,24 @@ public static class MpProxyCodec
             return MpProxyStatus.NotMpProxy;
         }
 
+        // The experiment id comes before the length and the version (spec §5.6): another experiment's subtype-0xF
+        // option, whatever its layout, is skipped rather than read as a damaged MP_PROXY.
         int length = option[1];
+        if (length < MpProxyOption.PresenceLength)
+        {
+            return MpProxyStatus.BadLength;
+        }
+
+        if (option.Length < MpProxyOption.PresenceLength)
+        {
+            return MpProxyStatus.Truncated;
+        }
+
+        if (option[3] != MpProxyOption.ExperimentId)
+        {
+            return MpProxyStatus.UnknownExperiment;
+        }
+
         if (length is not (MpProxyOption.PresenceLength or MpProxyOption.ShortLength or MpProxyOption.LongLength))
         {
             return MpProxyStatus.BadLength;
@@ -51,11 +68,6 @@ public static class MpProxyCodec
         if (version != MpProxyOption.CurrentVersion)
         {
             return MpProxyStatus.UnknownVersion;
-        }
-
-        if (option[3] != MpProxyOption.ExperimentId)
-        {
-            return MpProxyStatus.UnknownExperiment;
         }
 
         if (length == MpProxyOption.PresenceLength)
@@ -79,7 +91,10 @@ public static class MpProxyCodec
 
     /// <summary>
     /// Finds the MP_PROXY in a TCP option list (the bytes after the fixed 20-byte header). Other options are
-    /// skipped; options of subtype 0xF that fail to read make the segment count as carrying none.
+    /// skipped, and so are subtype-0xF options that are not MP_PROXY (another experiment id, or too short to
+    /// carry one): they neither count as a duplicate nor affect the MP_PROXY beside them (spec §5.6). More than
+    /// one option with experiment id 0xA5 is <see cref="MpProxyStatus.Duplicate"/>; one that fails to read
+    /// gives its status, and either way the segment counts as carrying none.
     /// </summary>
     public static MpProxyStatus TryFind(ReadOnlySpan<byte> tcpOptions, out MpProxyOption result, out int offset)
     {
@@ -109,7 +124,7 @@ public static class MpProxyCodec
             }
 
             int length = tcpOptions[i + 1];
-            if (kind == MpProxyOption.Kind && length >= 3 && tcpOptions[i + 2] >> 4 == MpProxyOption.Subtype)
+            if (IsOurExperiment(tcpOptions.Slice(i, length)))
             {
                 if (status != MpProxyStatus.NotPresent)
                 {
@@ -132,6 +147,51 @@ public static class MpProxyCodec
 
         return status;
     }
+
+    /// <summary>
+    /// Whether §5.1 allows this form and message on <paramref name="segment"/> (a receiver treats any other
+    /// combination as absent, §5.5). One layout per segment type: long on a SYN, short on a SYN/ACK and an
+    /// MP_JOIN SYN, presence on an MP_JOIN SYN/ACK.
+    /// </summary>
+    public static bool IsAllowedOn(MpProxySegment segment, in MpProxyOption option) => segment switch
+    {
+        MpProxySegment.MpCapableSyn => option.WireLength == MpProxyOption.LongLength
+            && option.Message is MpProxyMessage.Probe or MpProxyMessage.Upgrade or MpProxyMessage.Claim,
+        MpProxySegment.TcpSyn => option.WireLength == MpProxyOption.LongLength && option.Message == MpProxyMessage.Claim,
+        MpProxySegment.SynAck => option.WireLength == MpProxyOption.ShortLength
+            && option.Message is MpProxyMessage.Claim or MpProxyMessage.Defer,
+        MpProxySegment.JoinSyn => option.WireLength == MpProxyOption.ShortLength && option.Message == MpProxyMessage.Upgrade,
+        MpProxySegment.JoinSynAck => option.WireLength == MpProxyOption.PresenceLength,
+        _ => false,
+    };
+
+    /// <summary>
+    /// The §5.1 segment type of a SYN (<paramref name="synAck"/> false) or SYN/ACK from its own option list: MP_JOIN
+    /// (MPTCP subtype 1) or MP_CAPABLE (subtype 0) when one is there. A malformed list gives the plain type.
+    /// </summary>
+    public static MpProxySegment SegmentOf(ReadOnlySpan<byte> tcpOptions, bool synAck)
+    {
+        if (TcpOptionReader.TryFindMptcp(tcpOptions, MptcpSubtype.MpJoin, out _) == WireError.None)
+        {
+            return synAck ? MpProxySegment.JoinSynAck : MpProxySegment.JoinSyn;
+        }
+
+        if (synAck)
+        {
+            return MpProxySegment.SynAck;
+        }
+
+        return TcpOptionReader.TryFindMptcp(tcpOptions, MptcpSubtype.MpCapable, out _) == WireError.None
+            ? MpProxySegment.MpCapableSyn
+            : MpProxySegment.TcpSyn;
+    }
+
+    /// <summary>Kind 30, subtype 0xF, long enough for an experiment id, and that id is 0xA5: counts toward Duplicate.</summary>
+    private static bool IsOurExperiment(ReadOnlySpan<byte> option) =>
+        option.Length >= MpProxyOption.PresenceLength
+        && option[0] == MpProxyOption.Kind
+        && option[2] >> 4 == MpProxyOption.Subtype
+        && option[3] == MpProxyOption.ExperimentId;
 
     /// <summary>Writes the option; returns its length. Throws <see cref="WireException"/> when it does not fit.</summary>
     public static int Write(Span<byte> destination, in MpProxyOption option)

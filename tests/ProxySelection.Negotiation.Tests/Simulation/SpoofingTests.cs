@@ -20,9 +20,9 @@ public class SpoofingTests
         MiddleboxBehavior.UnknownVersion,
     ];
 
-    private static string Summary(ChainOutcome outcome) => string.Join(Environment.NewLine, outcome.Connections);
+    internal static string Summary(ChainOutcome outcome) => string.Join(Environment.NewLine, outcome.Connections);
 
-    private static ChainSpec WithHop(ChainSpec spec, int position, HopSpec hop)
+    internal static ChainSpec WithHop(ChainSpec spec, int position, HopSpec hop)
     {
         var hops = spec.Hops.ToList();
         hops.Insert(position, hop);

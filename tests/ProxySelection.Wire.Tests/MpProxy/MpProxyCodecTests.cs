@@ -216,10 +216,127 @@ public class MpProxyCodecTests
     }
 
     [Test]
-    public void TryFind_AnotherExperimentsSubtypeF_ReportsItsStatusNotOk()
+    public void TryFind_OnlyAnotherExperimentsSubtypeF_IsNotPresent()
     {
         byte[] options = [1, 1, 30, 4, 0xF1, 0x77];
-        Assert.That(MpProxyCodec.TryFind(options, out _, out _), Is.EqualTo(MpProxyStatus.UnknownExperiment));
+        Assert.That(MpProxyCodec.TryFind(options, out _, out int offset), Is.EqualTo(MpProxyStatus.NotPresent));
+        Assert.That(offset, Is.EqualTo(-1));
+    }
+
+    // Another experiment's subtype-0xF option of any length and version (spec §5.6: skipped, whatever its layout).
+    private static IEnumerable<byte[]> ForeignExperimentOptions()
+    {
+        yield return [30, 4, 0xF1, 0x77];
+        yield return [30, 5, 0xF2, 0x5A, 0];
+        yield return [30, 7, 0xF0, 0x00, 1, 2, 3];
+        yield return [30, 8, 0xF1, 0xA4, 0x91, 1, 2, 3];
+        yield return [30, 12, 0xF9, 0x01, 0, 0, 0, 0, 0, 0, 0, 0];
+        yield return [30, 3, 0xF1]; // too short to carry an experiment id: not MP_PROXY either
+    }
+
+    [TestCaseSource(nameof(ForeignExperimentOptions))]
+    public void TryFind_ForeignSubtypeFBesideMpProxy_SkippedInEitherOrder(byte[] foreign)
+    {
+        var mpProxy = MpProxyTestData.Bytes(MpProxyOption.Long(MpProxyMessage.Probe, 2, 5, tag: 0x1122334455667788));
+        Assert.Multiple(() =>
+        {
+            Assert.That(MpProxyCodec.TryFind([.. foreign, .. mpProxy], out var after, out int afterOffset), Is.EqualTo(MpProxyStatus.Ok));
+            Assert.That((after.Tag, afterOffset), Is.EqualTo((0x1122334455667788UL, foreign.Length)));
+            Assert.That(MpProxyCodec.TryFind([.. mpProxy, .. foreign], out var before, out int beforeOffset), Is.EqualTo(MpProxyStatus.Ok));
+            Assert.That((before.Tag, beforeOffset), Is.EqualTo((0x1122334455667788UL, 0)));
+        });
+    }
+
+    [TestCase((byte)3)]
+    [TestCase((byte)5)]
+    [TestCase((byte)12)]
+    public void TryRead_ForeignExperimentWithOddLength_IsUnknownExperimentNotBadLength(byte length)
+    {
+        var bytes = new byte[16];
+        bytes[0] = 30;
+        bytes[1] = length;
+        bytes[2] = 0xF1;
+        bytes[3] = 0x5A;
+        var expected = length < 4 ? MpProxyStatus.BadLength : MpProxyStatus.UnknownExperiment;
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(expected));
+    }
+
+    [Test]
+    public void TryRead_ForeignExperimentWithOtherVersion_IsUnknownExperimentNotUnknownVersion()
+    {
+        var bytes = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
+        bytes[2] = 0xF3;
+        bytes[3] = 0x5A;
+        Assert.That(MpProxyCodec.TryRead(bytes, out _), Is.EqualTo(MpProxyStatus.UnknownExperiment));
+    }
+
+    [Test]
+    public void TryFind_OurExperimentOfUnknownVersionBesideV1_IsDuplicate()
+    {
+        // Spec §5.6: Duplicate is "more than one option with experiment id 0xA5"; an unknown version is absent, not skipped.
+        var v1 = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
+        var v2 = (byte[])v1.Clone();
+        v2[2] = 0xF2;
+        Assert.Multiple(() =>
+        {
+            Assert.That(MpProxyCodec.TryFind([.. v1, .. v2], out _, out _), Is.EqualTo(MpProxyStatus.Duplicate));
+            Assert.That(MpProxyCodec.TryFind(v2, out _, out _), Is.EqualTo(MpProxyStatus.UnknownVersion));
+        });
+    }
+
+    [FsCheckProperty(MaxTest = 2000)]
+    public bool TryFind_ForeignSubtypeFInsertedAnywhere_ChangesNothing(byte position, byte experiment, byte version, byte extra)
+    {
+        if (experiment == MpProxyOption.ExperimentId)
+        {
+            experiment = 0x5A;
+        }
+
+        // MSS, SACK_PERM, NOP, WS, then MP_PROXY (long), with a foreign 0xF option of 4..11 bytes slid in somewhere.
+        byte[] head = [2, 4, 0x05, 0xB4, 4, 2, 1, 3, 3, 7];
+        var mpProxy = MpProxyTestData.Bytes(MpProxyOption.Long(MpProxyMessage.Claim, 1, 9, tag: 42));
+        var foreign = new byte[4 + (extra % 8)];
+        foreign[0] = 30;
+        foreign[1] = (byte)foreign.Length;
+        foreign[2] = (byte)(0xF0 | (version & 0x0F));
+        foreign[3] = experiment;
+        byte[][] parts = [head[..4], head[4..6], head[6..10], mpProxy];
+        int at = position % (parts.Length + 1);
+        var options = parts.Take(at).Append(foreign).Concat(parts.Skip(at)).SelectMany(p => p).ToArray();
+        return MpProxyCodec.TryFind(options, out var found, out _) == MpProxyStatus.Ok && found.Tag == 42 && found.ProxyId == 9;
+    }
+
+    // Spec §5.1: each segment type carries exactly one form, and each message a fixed set of segments.
+    [TestCase(MpProxySegment.MpCapableSyn, 16, MpProxyMessage.Probe, true)]
+    [TestCase(MpProxySegment.MpCapableSyn, 16, MpProxyMessage.Upgrade, true)]
+    [TestCase(MpProxySegment.MpCapableSyn, 16, MpProxyMessage.Claim, true)]
+    [TestCase(MpProxySegment.MpCapableSyn, 16, MpProxyMessage.Defer, false)]
+    [TestCase(MpProxySegment.MpCapableSyn, 16, MpProxyMessage.Offer, false)]
+    [TestCase(MpProxySegment.MpCapableSyn, 8, MpProxyMessage.Probe, false)]
+    [TestCase(MpProxySegment.MpCapableSyn, 4, MpProxyMessage.Presence, false)]
+    [TestCase(MpProxySegment.TcpSyn, 16, MpProxyMessage.Claim, true)]
+    [TestCase(MpProxySegment.TcpSyn, 16, MpProxyMessage.Probe, false)]
+    [TestCase(MpProxySegment.TcpSyn, 8, MpProxyMessage.Claim, false)]
+    [TestCase(MpProxySegment.SynAck, 8, MpProxyMessage.Claim, true)]
+    [TestCase(MpProxySegment.SynAck, 8, MpProxyMessage.Defer, true)]
+    [TestCase(MpProxySegment.SynAck, 16, MpProxyMessage.Defer, false)]
+    [TestCase(MpProxySegment.SynAck, 16, MpProxyMessage.Claim, false)]
+    [TestCase(MpProxySegment.SynAck, 8, MpProxyMessage.Probe, false)]
+    [TestCase(MpProxySegment.SynAck, 4, MpProxyMessage.Presence, false)]
+    [TestCase(MpProxySegment.JoinSyn, 8, MpProxyMessage.Upgrade, true)]
+    [TestCase(MpProxySegment.JoinSyn, 8, MpProxyMessage.Claim, false)]
+    [TestCase(MpProxySegment.JoinSyn, 16, MpProxyMessage.Upgrade, false)]
+    [TestCase(MpProxySegment.JoinSynAck, 4, MpProxyMessage.Presence, true)]
+    [TestCase(MpProxySegment.JoinSynAck, 8, MpProxyMessage.Claim, false)]
+    public void IsAllowedOn_FollowsTheFormsTable(MpProxySegment segment, int length, MpProxyMessage message, bool allowed)
+    {
+        var option = length switch
+        {
+            4 => MpProxyOption.Presence(),
+            8 => MpProxyOption.Short(message, 1, 1),
+            _ => MpProxyOption.Long(message, 1, 1),
+        };
+        Assert.That(MpProxyCodec.IsAllowedOn(segment, option), Is.EqualTo(allowed));
     }
 
     [FsCheckProperty(MaxTest = 3000)]
@@ -227,6 +344,19 @@ public class MpProxyCodecTests
     {
         var status = MpProxyCodec.TryFind(bytes, out var found, out int offset);
         return status == MpProxyStatus.Ok ? offset >= 0 && found.WireLength > 0 : found == default;
+    }
+
+    // MSS and timestamps around the MPTCP option, as a kernel sends them; MP_CAPABLE v1 SYN (4 bytes), MP_JOIN SYN (12).
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 30, 4, 0x01, 0x01 }, false, MpProxySegment.MpCapableSyn)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 30, 4, 0x00, 0x01 }, false, MpProxySegment.MpCapableSyn)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4, 1, 1, 4, 2 }, false, MpProxySegment.TcpSyn)]
+    [TestCase(new byte[] { 30, 12, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 2 }, false, MpProxySegment.JoinSyn)]
+    [TestCase(new byte[] { 30, 12, 0x10, 0, 0, 0, 0, 1, 0, 0, 0, 2 }, true, MpProxySegment.JoinSynAck)]
+    [TestCase(new byte[] { 30, 12, 0x01, 0x81, 1, 2, 3, 4, 5, 6, 7, 8 }, true, MpProxySegment.SynAck)]
+    [TestCase(new byte[] { 2, 4, 5, 0xB4 }, true, MpProxySegment.SynAck)]
+    public void SegmentOf_ReadsMpJoinAndMpCapableFromTheOptionList(byte[] options, bool synAck, MpProxySegment expected)
+    {
+        Assert.That(MpProxyCodec.SegmentOf(options, synAck), Is.EqualTo(expected));
     }
 
     [Test]
