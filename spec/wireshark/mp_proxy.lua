@@ -91,6 +91,13 @@ local function dissect_option(root, r, avail)
         t:set_text(string.format("MPTCP subtype 0xF, experiment id 0x%02x: not MP_PROXY", exp))
         return false, t
     end
+    if version ~= VERSION then
+        -- Another version beside version 1 is a sender in transition: skipped, never a duplicate (Section 5.6).
+        t:add(f.status, r(2, 1), "UnknownVersion")
+        t:add_proto_expert_info(e.other, "MP_PROXY version " .. version .. ": not version 1, skipped")
+        t:set_text("MP_PROXY version " .. version .. ": not version 1, skipped")
+        return false, t
+    end
     if FORMS[len] == nil then
         t:add(f.status, r(1, 1), "BadLength")
         flag_malformed(t, r(1, 1), "bad length " .. len .. " (only 4, 8, 16)")
@@ -104,12 +111,6 @@ local function dissect_option(root, r, avail)
         return true, t
     end
     t:add(f.form, r(1, 1), FORMS[len])
-    if version ~= VERSION then
-        t:add(f.status, r(2, 1), "UnknownVersion")
-        t:add_proto_expert_info(e.absent, "unknown version " .. version .. ": treated as absent")
-        t:append_text(": unknown version " .. version)
-        return true, t
-    end
     if len == 4 then
         t:add(f.status, r(0, 4), "Ok")
         t:append_text(": presence")

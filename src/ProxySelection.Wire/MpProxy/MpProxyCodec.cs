@@ -36,8 +36,8 @@ public static class MpProxyCodec
             return MpProxyStatus.NotMpProxy;
         }
 
-        // The experiment id comes before the length and the version (spec §5.6): another experiment's subtype-0xF
-        // option, whatever its layout, is skipped rather than read as a damaged MP_PROXY.
+        // The experiment id and the version come before the length (spec §5.6): another experiment's subtype-0xF
+        // option, or another version's MP_PROXY, whatever its layout, is skipped rather than read as a damaged one.
         int length = option[1];
         if (length < MpProxyOption.PresenceLength)
         {
@@ -54,6 +54,12 @@ public static class MpProxyCodec
             return MpProxyStatus.UnknownExperiment;
         }
 
+        var version = (byte)(option[2] & 0x0F);
+        if (version != MpProxyOption.CurrentVersion)
+        {
+            return MpProxyStatus.UnknownVersion;
+        }
+
         if (length is not (MpProxyOption.PresenceLength or MpProxyOption.ShortLength or MpProxyOption.LongLength))
         {
             return MpProxyStatus.BadLength;
@@ -62,12 +68,6 @@ public static class MpProxyCodec
         if (option.Length < length)
         {
             return MpProxyStatus.Truncated;
-        }
-
-        var version = (byte)(option[2] & 0x0F);
-        if (version != MpProxyOption.CurrentVersion)
-        {
-            return MpProxyStatus.UnknownVersion;
         }
 
         if (length == MpProxyOption.PresenceLength)
@@ -191,7 +191,9 @@ public static class MpProxyCodec
         option.Length >= MpProxyOption.PresenceLength
         && option[0] == MpProxyOption.Kind
         && option[2] >> 4 == MpProxyOption.Subtype
-        && option[3] == MpProxyOption.ExperimentId;
+        && option[3] == MpProxyOption.ExperimentId
+        // Another version beside this one is a sender in transition, not a second signal (spec §5.6): skipped.
+        && (option[2] & 0x0F) == MpProxyOption.CurrentVersion;
 
     /// <summary>Writes the option; returns its length. Throws <see cref="WireException"/> when it does not fit.</summary>
     public static int Write(Span<byte> destination, in MpProxyOption option)

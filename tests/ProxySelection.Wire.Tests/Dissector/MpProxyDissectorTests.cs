@@ -122,6 +122,22 @@ public class MpProxyDissectorTests
         Assert.That(Tshark.Verbose(pcap), Does.Contain("More than one MP_PROXY in one segment").And.Not.Contain("Lua Error"));
     }
 
+    [Test]
+    public void LaterVersionBesideV1_IsSkipped_NotADuplicate()
+    {
+        // Section 5.6: a sender in transition may send version 2 beside version 1; the v1 option is the signal.
+        var vectors = SpecText.Vectors();
+        byte[] options = [.. Convert.FromHexString("1e0cf2a5b5030000aabbccdd"), .. vectors.Single(v => v.Name == "short-claim-v4").Bytes];
+        var pcap = WritePcap("v2-beside-v1.pcap", [Packet(options, onSynAck: true, 0)]);
+        var verbose = Tshark.Verbose(pcap);
+        Assert.Multiple(() =>
+        {
+            Assert.That(verbose, Does.Contain("not version 1, skipped"));
+            Assert.That(verbose, Does.Not.Contain("More than one MP_PROXY in one segment").And.Not.Contain("Lua Error"));
+            Assert.That(verbose, Does.Contain("Claim"));
+        });
+    }
+
     [TestCase("1e08f1a5b500efc6", "ReservedProxyId")]
     [TestCase("1e08f2a5b503efc6", "UnknownVersion")]
     [TestCase("1e08f1a535030000", "NotFromProxy")]

@@ -271,16 +271,23 @@ public class MpProxyCodecTests
     }
 
     [Test]
-    public void TryFind_OurExperimentOfUnknownVersionBesideV1_IsDuplicate()
+    public void TryFind_OurExperimentOfUnknownVersionBesideV1_IsSkippedAndV1Read()
     {
-        // Spec §5.6: Duplicate is "more than one option with experiment id 0xA5"; an unknown version is absent, not skipped.
+        // Spec §5.6: another version is "not MP_PROXY version 1": skipped, so a sender in transition sending v2 beside v1
+        // keeps its v1 signal; a v2 option alone is no signal; only two v1 options are a Duplicate.
         var v1 = MpProxyTestData.Bytes(MpProxyOption.Short(MpProxyMessage.Claim, 1, 1));
         var v2 = (byte[])v1.Clone();
         v2[2] = 0xF2;
+        v2[1] = 12; // another version may have another layout
+        v2 = [.. v2, 0, 0, 0, 0];
         Assert.Multiple(() =>
         {
-            Assert.That(MpProxyCodec.TryFind([.. v1, .. v2], out _, out _), Is.EqualTo(MpProxyStatus.Duplicate));
-            Assert.That(MpProxyCodec.TryFind(v2, out _, out _), Is.EqualTo(MpProxyStatus.UnknownVersion));
+            Assert.That(MpProxyCodec.TryFind([.. v2, .. v1], out var found, out _), Is.EqualTo(MpProxyStatus.Ok));
+            Assert.That(found.ProxyId, Is.EqualTo(1));
+            Assert.That(MpProxyCodec.TryFind([.. v1, .. v2], out _, out _), Is.EqualTo(MpProxyStatus.Ok));
+            Assert.That(MpProxyCodec.TryFind(v2, out _, out _), Is.EqualTo(MpProxyStatus.NotPresent));
+            Assert.That(MpProxyCodec.TryRead(v2, out _), Is.EqualTo(MpProxyStatus.UnknownVersion));
+            Assert.That(MpProxyCodec.TryFind([.. v1, .. v1], out _, out _), Is.EqualTo(MpProxyStatus.Duplicate));
         });
     }
 
