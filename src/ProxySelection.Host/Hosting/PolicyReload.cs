@@ -89,17 +89,17 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return Section + "Console";
         }
 
-        if (a.OtlpEndpoint != b.OtlpEndpoint)
+        if (a.Otlp.Endpoint != b.Otlp.Endpoint)
         {
             yield return Section + "Otlp:Endpoint";
         }
 
-        if (a.OtlpProtocol != b.OtlpProtocol)
+        if (a.Otlp.Protocol != b.Otlp.Protocol)
         {
             yield return Section + "Otlp:Protocol";
         }
 
-        if (a.PrometheusEndpoint != b.PrometheusEndpoint)
+        if (a.Prometheus.Endpoint != b.Prometheus.Endpoint)
         {
             yield return Section + "Prometheus:Endpoint";
         }
