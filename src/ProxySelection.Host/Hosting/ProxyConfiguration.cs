@@ -334,13 +334,14 @@ internal static class ProxyConfiguration
     /// <summary>The SOCKS users file (RFC 1929), relative to <paramref name="baseDirectory"/>.</summary>
     public static ProxySelection.Engine.Fronts.SocksCredentials? LoadUsers(string file, string baseDirectory, out string error)
     {
-        var path = Path.GetFullPath(file, baseDirectory);
+        var path = file;
         string text;
         try
         {
+            path = Path.GetFullPath(file, baseDirectory);
             text = File.ReadAllText(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             error = $"cannot read {path}: {e.Message}";
             return null;
@@ -364,13 +365,14 @@ internal static class ProxyConfiguration
             return RandomNumberGenerator.GetBytes(32);
         }
 
-        var path = Path.GetFullPath(keyFile, baseDirectory);
+        var path = keyFile;
         byte[] bytes;
         try
         {
+            path = Path.GetFullPath(keyFile, baseDirectory);
             bytes = File.ReadAllBytes(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             error = $"cannot read {path}: {e.Message}";
             return null;

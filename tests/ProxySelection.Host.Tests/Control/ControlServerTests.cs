@@ -272,11 +272,12 @@ public sealed class ControlServerTests
     [Test]
     public async Task Connection_OneOverMaxClientsWithItsRequestSent_GetsTheBusyReply()
     {
-        await using var server = Start();
+        var limits = new ControlLimits { MaxClients = 8, MaxPerProcess = 64 };
+        await using var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error, limits) ?? throw new AssertionException(error);
         var held = new List<Socket>();
         try
         {
-            for (int i = 0; i < ControlServer.MaxClients; i++)
+            for (int i = 0; i < limits.MaxClients; i++)
             {
                 var socket = await ConnectAsync();
                 held.Add(socket);
