@@ -190,6 +190,12 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.Logging);
         }
 
+        // The loggers' filters are built with the host.
+        if (a.LogLevel != b.LogLevel)
+        {
+            yield return nameof(a.LogLevel);
+        }
+
         if (!a.AnnounceAddresses.SequenceEqual(b.AnnounceAddresses, StringComparer.Ordinal))
         {
             yield return nameof(a.AnnounceAddresses);
