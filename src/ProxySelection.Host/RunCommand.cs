@@ -40,8 +40,12 @@ internal static class RunCommand
         };
         var config = new Option<FileInfo?>("--config") { Description = "JSON configuration file (section Proxy; see samples/). Flags given on the command line override it" };
         var set = new Option<string[]>("--set") { Description = "Override one configuration key, e.g. --set Proxy:DrainTimeout=5s (repeatable)" };
+        var check = new Option<bool>("--check") { Description = "Check the configuration and exit: 0 when valid, 2 with every bad key named when not" };
+        var debug = new Option<bool>("--debug") { Description = "Print the stack trace of a start failure after its one line (Proxy:Debug)" };
         command.Options.Add(config);
         command.Options.Add(set);
+        command.Options.Add(check);
+        command.Options.Add(debug);
         command.SetAction(result =>
         {
             // Precedence: file < PROXYSEL_* environment < --set < the flags below, when given explicitly.
@@ -67,7 +71,12 @@ internal static class RunCommand
             Flag(socks, nameof(ProxyHostOptions.Socks), v => v);
             Flag(socksUsers, nameof(ProxyHostOptions.SocksUsersFile), v => v!.FullName);
             Flag(convert, nameof(ProxyHostOptions.Convert), v => v);
-            Flag(events, nameof(ProxyHostOptions.EventsFile), v => Path.GetFullPath(v));
+            Flag(events, nameof(ProxyHostOptions.EventsFile), v => v.Length == 0 || v.Contains('\0', StringComparison.Ordinal) ? v : Path.GetFullPath(v));
+            if (result.GetValue(debug))
+            {
+                overrides.Add(ProxyConfiguration.Key(nameof(ProxyHostOptions.Debug)) + "=true");
+            }
+
             // Without a file the command line stops at once, as it always did (the lab stops proxies with a 3 s grace).
             var configFile = result.GetValue(config)?.FullName;
             KeyValuePair<string, string?>[] defaults = configFile is null ? [new(ProxyConfiguration.Key(nameof(ProxyHostOptions.DrainTimeout)), "0s")] : [];
@@ -83,6 +92,12 @@ internal static class RunCommand
                 return ExitCodes.Usage;
             }
 
+            if (result.GetValue(check))
+            {
+                stderr.WriteLine("proxysel: configuration is valid");
+                return ExitCodes.Ok;
+            }
+
             // Exporters first, so the engine's source and meter have listeners from its first SYN; stopped after the host.
             IDisposable telemetry;
             try
@@ -96,7 +111,7 @@ internal static class RunCommand
             }
 
             using var exporters = telemetry;
-            return ProxyDaemon.Run(loaded, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults));
+            return ProxyDaemon.Run(loaded, () => ProxyConfiguration.Load(configFile, overrides, defaults: defaults), stderr);
         });
         return command;
     }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace ProxySelection.Host.Control;
@@ -36,6 +37,25 @@ internal static partial class ControlNative
         return null;
     }
 
+    /// <summary>The process and user at the other end of a unix socket (SO_PEERCRED), null when the kernel does not say.</summary>
+    public static ControlPeer? PeerOf(Socket socket)
+    {
+        ArgumentNullException.ThrowIfNull(socket);
+        const int SolSocket = 1, SoPeerCred = 17;
+        Span<byte> credentials = stackalloc byte[12];
+        try
+        {
+            // struct ucred { pid_t pid; uid_t uid; gid_t gid; }, native endianness.
+            return socket.GetRawSocketOption(SolSocket, SoPeerCred, credentials) == credentials.Length
+                ? new ControlPeer(MemoryMarshal.Read<int>(credentials), MemoryMarshal.Read<uint>(credentials[4..]))
+                : null;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+
     /// <summary>umask(2): sets the process's file creation mask, returns the previous one.</summary>
     [LibraryImport("libc", EntryPoint = "umask")]
     public static partial uint Umask(uint mask);
@@ -43,3 +63,6 @@ internal static partial class ControlNative
     [LibraryImport("libc", EntryPoint = "statx", StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
     private static partial int Statx(int dirfd, string path, int flags, uint mask, [Out] byte[] buffer);
 }
+
+/// <summary>A control client's process and user, from SO_PEERCRED.</summary>
+internal readonly record struct ControlPeer(int Pid, uint Uid);

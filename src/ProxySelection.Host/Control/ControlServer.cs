@@ -4,17 +4,35 @@ using System.Net.Sockets;
 namespace ProxySelection.Host.Control;
 
 /// <summary>
+/// How many control connections the server holds, and for how long. The peer is known from SO_PEERCRED: one process,
+/// or one user's processes, cannot take every slot, so a client kept busy by a misbehaving (or hostile) group member
+/// leaves room for an operator's <c>proxysel status</c>.
+/// </summary>
+internal sealed record ControlLimits
+{
+    /// <summary>Connections served at once; one more is told "busy" and closed.</summary>
+    public int MaxClients { get; init; } = 64;
+
+    /// <summary>Connections one process (peer pid) may hold at once.</summary>
+    public int MaxPerProcess { get; init; } = 4;
+
+    /// <summary>Connections one user's processes (peer uid) may hold at once; root, who may stop the daemon anyway, is not counted.</summary>
+    public int MaxPerUser { get; init; } = 16;
+
+    /// <summary>A connection is closed after this long even while it keeps sending: a slot is lent, not owned.</summary>
+    public TimeSpan MaxConnectionTime { get; init; } = TimeSpan.FromMinutes(1);
+}
+
+/// <summary>
 /// The local control socket: a unix stream socket whose file mode (0660, in a 0750 folder) is the access control.
-/// Each client gets its own task, an idle deadline and a bounded request line, so a client that never sends, or
-/// sends garbage, costs one slot until its deadline and blocks nobody.
+/// Each client gets its own task, an idle deadline, a lifetime and a bounded request line, so a client that never
+/// sends, or sends garbage, costs one slot until its deadline and blocks nobody; <see cref="ControlLimits"/> bounds
+/// the slots per process and per user.
 /// </summary>
 internal sealed class ControlServer : IAsyncDisposable
 {
     /// <summary>A client silent this long is closed.</summary>
     public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(10);
-
-    /// <summary>Clients served at once; one more is told "busy" and closed.</summary>
-    public const int MaxClients = 16;
 
     /// <summary>Pause after a failed accept (other than stopping), so a persistent error does not spin a core.</summary>
     public static readonly TimeSpan AcceptErrorBackoff = TimeSpan.FromMilliseconds(100);
@@ -29,16 +47,23 @@ internal sealed class ControlServer : IAsyncDisposable
     private readonly ConcurrentDictionary<Task, byte> _clients = new();
     private readonly ConcurrentDictionary<Task, byte> _refusing = new();
     private readonly Task _acceptLoop;
+    private readonly ControlLimits _limits;
+    private readonly Lock _peersLock = new();
+    private readonly Dictionary<int, int> _perProcess = [];
+    private readonly Dictionary<uint, int> _perUser = [];
     private int _disposed;
 
-    private ControlServer(string path, Socket listener, Func<ControlCommand, byte[]> handle, TimeProvider time)
+    private ControlServer(string path, Socket listener, Func<ControlCommand, byte[]> handle, TimeProvider time, ControlLimits limits)
     {
         Path = path;
         _listener = listener;
         _handle = handle;
         _time = time;
+        _limits = limits;
         _acceptLoop = AcceptLoopAsync();
     }
+
+    public ControlLimits Limits => _limits;
 
     public string Path { get; }
 
@@ -54,8 +79,10 @@ internal sealed class ControlServer : IAsyncDisposable
     /// <param name="handle">Turns a parsed request into its reply line; it must not throw (a throw becomes an error reply).</param>
     /// <param name="time">For the clients' idle deadlines.</param>
     /// <param name="error">Why there is no server, when null is returned.</param>
-    public static ControlServer? Start(string path, Func<ControlCommand, byte[]> handle, TimeProvider time, out string error)
+    /// <param name="limits">Null for the defaults.</param>
+    public static ControlServer? Start(string path, Func<ControlCommand, byte[]> handle, TimeProvider time, out string error, ControlLimits? limits = null)
     {
+        limits ??= new ControlLimits();
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(handle);
         ArgumentNullException.ThrowIfNull(time);
@@ -121,9 +148,9 @@ internal sealed class ControlServer : IAsyncDisposable
 
             // The folder is not writable by others (checked above), so nobody swapped the socket for a symlink.
             File.SetUnixFileMode(path, SocketMode);
-            listener.Listen(MaxClients);
+            listener.Listen(limits.MaxClients);
             error = "";
-            return new ControlServer(path, listener, handle, time);
+            return new ControlServer(path, listener, handle, time, limits);
         }
         catch (Exception e) when (e is SocketException or IOException or UnauthorizedAccessException or ArgumentException)
         {
@@ -200,20 +227,73 @@ internal sealed class ControlServer : IAsyncDisposable
                 continue;
             }
 
-            if (_clients.Count >= MaxClients)
+            var peer = ControlNative.PeerOf(client);
+            string? busy = _clients.Count >= _limits.MaxClients ? "busy: too many control clients; try again" : Admit(peer);
+            if (busy is not null)
             {
-                if (_refusing.Count >= MaxClients)
+                if (_refusing.Count >= _limits.MaxClients)
                 {
                     // A flood: refusing politely holds a descriptor per client, so beyond this just close.
                     client.Dispose();
                     continue;
                 }
 
-                Track(_refusing, RefuseAsync(client));
+                Track(_refusing, RefuseAsync(client, busy));
                 continue;
             }
 
-            Track(_clients, ServeAsync(client));
+            Track(_clients, ServeAsync(client, peer));
+        }
+    }
+
+    /// <summary>Takes a slot for <paramref name="peer"/>, or says why not; an unknown peer (no credentials) counts against the total only.</summary>
+    private string? Admit(ControlPeer? peer)
+    {
+        if (peer is not { } p)
+        {
+            return null;
+        }
+
+        lock (_peersLock)
+        {
+            if (_perProcess.GetValueOrDefault(p.Pid) >= _limits.MaxPerProcess)
+            {
+                return $"busy: too many control connections from this process (at most {_limits.MaxPerProcess}); try again";
+            }
+
+            if (p.Uid != 0 && _perUser.GetValueOrDefault(p.Uid) >= _limits.MaxPerUser)
+            {
+                return $"busy: too many control connections from this user (at most {_limits.MaxPerUser}); try again";
+            }
+
+            _perProcess[p.Pid] = _perProcess.GetValueOrDefault(p.Pid) + 1;
+            if (p.Uid != 0)
+            {
+                _perUser[p.Uid] = _perUser.GetValueOrDefault(p.Uid) + 1;
+            }
+
+            return null;
+        }
+    }
+
+    private void Release(ControlPeer? peer)
+    {
+        if (peer is not { } p)
+        {
+            return;
+        }
+
+        lock (_peersLock)
+        {
+            if (--_perProcess[p.Pid] == 0)
+            {
+                _perProcess.Remove(p.Pid);
+            }
+
+            if (p.Uid != 0 && --_perUser[p.Uid] == 0)
+            {
+                _perUser.Remove(p.Uid);
+            }
         }
     }
 
@@ -223,7 +303,7 @@ internal sealed class ControlServer : IAsyncDisposable
         _ = task.ContinueWith(t => tasks.TryRemove(t, out _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
-    private async Task RefuseAsync(Socket client)
+    private async Task RefuseAsync(Socket client, string reason)
     {
         await Task.Yield();
         using var _ = client;
@@ -231,11 +311,23 @@ internal sealed class ControlServer : IAsyncDisposable
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, _stopping.Token);
         try
         {
-            await client.SendAsync(ControlProtocol.FormatError("busy: too many control clients; try again"), SocketFlags.None, linked.Token).ConfigureAwait(false);
+            await client.SendAsync(ControlProtocol.FormatError(reason), SocketFlags.None, linked.Token).ConfigureAwait(false);
             await CloseAfterErrorAsync(client, linked.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
         {
+        }
+    }
+
+    private async Task ServeAsync(Socket client, ControlPeer? peer)
+    {
+        try
+        {
+            await ServeAsync(client).ConfigureAwait(false);
+        }
+        finally
+        {
+            Release(peer);
         }
     }
 
@@ -244,7 +336,8 @@ internal sealed class ControlServer : IAsyncDisposable
         await Task.Yield();
         using var _ = client;
         using var idle = new CancellationTokenSource(IdleTimeout, _time);
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, _stopping.Token);
+        using var lifetime = new CancellationTokenSource(_limits.MaxConnectionTime, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(idle.Token, lifetime.Token, _stopping.Token);
         var buffer = new byte[ControlProtocol.MaxRequestBytes + 1];
         int filled = 0;
         try

@@ -8,38 +8,44 @@ namespace ProxySelection.Host.Control;
 /// <summary><c>proxysel status</c> and <c>proxysel cache show|flush</c>: clients of a running daemon's control socket.</summary>
 internal static class ControlVerbs
 {
-    public const string DefaultSocket = "/run/proxysel/PSEL.sock";
-
     public static Command BuildStatus(TextWriter stderr)
     {
-        var (socket, json) = (SocketOption(), JsonOption());
-        var command = new Command("status", "Show a running proxy's held connections (with their subflows), decision counters and cache") { socket, json };
-        command.SetAction(result => Exchange(result, ControlCommand.Status, socket, json, stderr, FormatStatus));
+        var (socket, prefix, json) = (SocketOption(), PrefixOption(), JsonOption());
+        var command = new Command("status", "Show a running proxy's held connections (with their subflows), decision counters and cache") { socket, prefix, json };
+        command.SetAction(result => Exchange(result, ControlCommand.Status, (socket, prefix), json, stderr, FormatStatus));
         return command;
     }
 
     public static Command BuildCache(TextWriter stderr)
     {
-        var (socket, json) = (SocketOption(), JsonOption());
-        var show = new Command("show", "List the capability cache: destination, state, age and time left") { socket, json };
-        show.SetAction(result => Exchange(result, ControlCommand.CacheShow, socket, json, stderr, FormatCache));
-        var flush = new Command("flush", "Empty the capability cache (held connections are not touched)") { socket, json };
-        flush.SetAction(result => Exchange(result, ControlCommand.CacheFlush, socket, json, stderr,
+        var (socket, prefix, json) = (SocketOption(), PrefixOption(), JsonOption());
+        var show = new Command("show", "List the capability cache: destination, state, age and time left") { socket, prefix, json };
+        show.SetAction(result => Exchange(result, ControlCommand.CacheShow, (socket, prefix), json, stderr, FormatCache));
+        var (flushSocket, flushPrefix, flushJson) = (SocketOption(), PrefixOption(), JsonOption());
+        var flush = new Command("flush", "Empty the capability cache (held connections are not touched)") { flushSocket, flushPrefix, flushJson };
+        flush.SetAction(result => Exchange(result, ControlCommand.CacheFlush, (flushSocket, flushPrefix), flushJson, stderr,
             reply => string.Create(CultureInfo.InvariantCulture, $"cache flushed: {Number(reply, "removed")} entries removed\n")));
         return new Command("cache", "Show or flush a running proxy's capability cache") { show, flush };
     }
 
     private static Option<string> SocketOption() => new("--socket")
     {
-        Description = "The daemon's control socket (Proxy:ControlSocket; default /run/proxysel/<chain-prefix>.sock)",
-        DefaultValueFactory = _ => DefaultSocket,
+        Description = "The daemon's control socket (Proxy:ControlSocket; default /run/proxysel/<chain-prefix>-net<inode>.sock, this network namespace's)",
+    };
+
+    /// <summary>Names the default socket, with this network namespace's identity.</summary>
+    private static Option<string> PrefixOption() => new("--chain-prefix")
+    {
+        Description = "The daemon's Proxy:ChainPrefix, for the default control socket",
+        DefaultValueFactory = _ => "PSEL",
     };
 
     private static Option<bool> JsonOption() => new("--json") { Description = "Print the daemon's JSON reply as it came" };
 
-    private static int Exchange(ParseResult result, ControlCommand command, Option<string> socket, Option<bool> json, TextWriter stderr, Func<JsonObject, string> format)
+    private static int Exchange(ParseResult result, ControlCommand command, (Option<string> Path, Option<string> Prefix) socket, Option<bool> json, TextWriter stderr,
+        Func<JsonObject, string> format)
     {
-        var path = result.GetValue(socket)!;
+        var path = result.GetValue(socket.Path) ?? ControlSocketPaths.Default(result.GetValue(socket.Prefix)!);
         var exchange = ControlClient.SendAsync(path, command, ControlClient.DefaultTimeout).GetAwaiter().GetResult();
         if (!exchange.Ok)
         {

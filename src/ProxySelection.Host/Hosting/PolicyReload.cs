@@ -89,17 +89,17 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return Section + "Console";
         }
 
-        if (a.OtlpEndpoint != b.OtlpEndpoint)
+        if (a.Otlp.Endpoint != b.Otlp.Endpoint)
         {
             yield return Section + "Otlp:Endpoint";
         }
 
-        if (a.OtlpProtocol != b.OtlpProtocol)
+        if (a.Otlp.Protocol != b.Otlp.Protocol)
         {
             yield return Section + "Otlp:Protocol";
         }
 
-        if (a.PrometheusEndpoint != b.PrometheusEndpoint)
+        if (a.Prometheus.Endpoint != b.Prometheus.Endpoint)
         {
             yield return Section + "Prometheus:Endpoint";
         }
@@ -188,6 +188,12 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         if (a.Logging != b.Logging)
         {
             yield return nameof(a.Logging);
+        }
+
+        // The loggers' filters are built with the host.
+        if (a.LogLevel != b.LogLevel)
+        {
+            yield return nameof(a.LogLevel);
         }
 
         if (!a.AnnounceAddresses.SequenceEqual(b.AnnounceAddresses, StringComparer.Ordinal))

@@ -3,6 +3,9 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Configuration.Memory;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using ProxySelection.Engine;
 using ProxySelection.Host.Telemetry;
 using ProxySelection.Negotiation;
@@ -15,6 +18,9 @@ internal sealed record ProxyConfigurationResult(ProxyHostOptions? Options, Proxy
 {
     public bool IsValid => Errors.Count == 0;
 
+    /// <summary>The checked configuration the options were bound from (the host binds it again, and reads <c>Logging</c> from it).</summary>
+    public BoundConfiguration? Bound { get; init; }
+
     /// <summary>The <c>Telemetry</c> section (exporters); all off when the section is absent.</summary>
     public TelemetryOptions Telemetry { get; init; } = new();
 }
@@ -23,24 +29,13 @@ internal sealed record ProxyConfigurationResult(ProxyHostOptions? Options, Proxy
 /// <c>proxysel run</c>'s configuration, in rising precedence: the JSON file (<c>--config</c>), environment variables
 /// prefixed <c>PROXYSEL_</c> (<c>PROXYSEL_Proxy__ProbeTimeout=300ms</c>), then command-line overrides
 /// (<c>--set Proxy:ProbeTimeout=300ms</c> and the long-standing flags such as <c>--proxy-id</c>).
-/// Unknown keys are errors, not ignored: a typo would otherwise silently run the default.
+/// Unknown keys are errors, not ignored: a typo would otherwise silently run the default. Every value is checked by
+/// <see cref="ConfigurationSchema"/> against the options classes, then bound (the binder's source generator) and
+/// validated through Microsoft.Extensions.Options (<see cref="ProxyOptionsRegistration.AddProxyOptions"/>).
 /// </summary>
 internal static class ProxyConfiguration
 {
     public const string EnvironmentPrefix = "PROXYSEL_";
-
-    private static readonly string[] KnownKeys =
-    [
-        nameof(ProxyHostOptions.Role), nameof(ProxyHostOptions.Mode), nameof(ProxyHostOptions.Policy),
-        nameof(ProxyHostOptions.ProxyId), nameof(ProxyHostOptions.Priority), nameof(ProxyHostOptions.KeyFile),
-        nameof(ProxyHostOptions.KeyId), nameof(ProxyHostOptions.VerifyKeyFile), nameof(ProxyHostOptions.VerifyKeyId),
-        nameof(ProxyHostOptions.Ports), nameof(ProxyHostOptions.QueueNumber), nameof(ProxyHostOptions.Capacity),
-        nameof(ProxyHostOptions.AnnounceAddresses),
-        nameof(ProxyHostOptions.ProbeTimeout), nameof(ProxyHostOptions.ChainPrefix), nameof(ProxyHostOptions.DrainTimeout),
-        nameof(ProxyHostOptions.IdleTimeout), nameof(ProxyHostOptions.ControlSocket), nameof(ProxyHostOptions.Logging),
-        nameof(ProxyHostOptions.Socks), nameof(ProxyHostOptions.SocksUsersFile), nameof(ProxyHostOptions.Convert),
-        nameof(ProxyHostOptions.EventsFile),
-    ];
 
     /// <summary>The full key of a setting in the <c>Proxy</c> section, as error messages name it.</summary>
     public static string Key(string name) => ProxyHostOptions.SectionName + ":" + name;
@@ -126,35 +121,42 @@ internal static class ProxyConfiguration
     {
         ArgumentNullException.ThrowIfNull(configuration);
         var errors = new List<string>();
+        var schema = new ConfigurationSchema(errors);
+        string[] sections = [ProxyHostOptions.SectionName, TelemetryOptions.SectionName, LoggingSection];
         foreach (var section in configuration.GetChildren())
         {
-            if (!string.Equals(section.Key, ProxyHostOptions.SectionName, StringComparison.OrdinalIgnoreCase)
-                && !string.Equals(section.Key, TelemetryOptions.SectionName, StringComparison.OrdinalIgnoreCase))
+            switch (sections.FirstOrDefault(s => string.Equals(s, section.Key, StringComparison.OrdinalIgnoreCase)))
             {
-                errors.Add($"{section.Key}: unknown section{Suggest(section.Key, [ProxyHostOptions.SectionName, TelemetryOptions.SectionName])}; the configuration has the sections {ProxyHostOptions.SectionName} and {TelemetryOptions.SectionName}");
+                case ProxyHostOptions.SectionName:
+                    schema.Check(section, ProxyHostOptions.SectionName, typeof(ProxyHostOptions));
+                    break;
+                case TelemetryOptions.SectionName:
+                    schema.Check(section, TelemetryOptions.SectionName, typeof(TelemetryOptions));
+                    break;
+                case LoggingSection:
+                    CheckLogging(section, schema);
+                    break;
+                default:
+                    errors.Add($"{ConfigurationSchema.Quote(section.Key)}: unknown section{ConfigurationSchema.Suggest(section.Key, sections)}; the configuration has the sections {string.Join(", ", sections)}");
+                    break;
             }
         }
 
-        var options = new ProxyHostOptions();
-        foreach (var setting in configuration.GetSection(ProxyHostOptions.SectionName).GetChildren())
-        {
-            var name = KnownKeys.FirstOrDefault(k => string.Equals(k, setting.Key, StringComparison.OrdinalIgnoreCase));
-            if (name is null)
-            {
-                errors.Add($"{Key(setting.Key)}: unknown key{Suggest(setting.Key, KnownKeys)}; known keys: {string.Join(", ", KnownKeys)}");
-                continue;
-            }
-
-            var error = Apply(options, name, setting);
-            if (error is not null)
-            {
-                errors.Add(Key(name) + ": " + error);
-            }
-        }
-
-        errors.AddRange(new ProxyHostOptionsValidator().Validate(null, options).Failures ?? []);
-        var telemetry = TelemetryOptions.Read(configuration.GetSection(TelemetryOptions.SectionName), errors);
         if (errors.Count > 0)
+        {
+            return new ProxyConfigurationResult(null, null, errors);
+        }
+
+        var bound = new BoundConfiguration(new ConfigurationBuilder().AddInMemoryCollection(schema.Values).Build(), schema);
+        using var provider = new ServiceCollection().AddProxyOptions(bound).BuildServiceProvider();
+        var options = Resolve<ProxyHostOptions>(provider, errors);
+        var telemetry = Resolve<TelemetryOptions>(provider, errors);
+        if (options is not null && options.EventsFile is { Length: > 0 } eventsFile && EventsFileProblem(eventsFile) is { } eventsError)
+        {
+            errors.Add(Key(nameof(ProxyHostOptions.EventsFile)) + ": " + eventsError);
+        }
+
+        if (errors.Count > 0 || options is null || telemetry is null)
         {
             return new ProxyConfigurationResult(null, null, errors);
         }
@@ -189,8 +191,93 @@ internal static class ProxyConfiguration
         var engineErrors = engine.Validate();
         return engineErrors.Count > 0
             ? new ProxyConfigurationResult(null, null, [.. engineErrors])
-            : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry };
+            : new ProxyConfigurationResult(options, engine, []) { Telemetry = telemetry, Bound = bound };
     }
+
+    /// <summary>The options bound and validated (<see cref="ProxyHostOptionsValidator"/>, <see cref="TelemetryOptionsValidator"/>), or null with the failures added.</summary>
+    private static T? Resolve<T>(IServiceProvider provider, List<string> errors)
+        where T : class
+    {
+        try
+        {
+            return provider.GetRequiredService<IOptions<T>>().Value;
+        }
+        catch (OptionsValidationException e)
+        {
+            errors.AddRange(e.Failures);
+        }
+        catch (InvalidOperationException e)
+        {
+            // The binder, should the schema have let through something it cannot read: still a refusal, not a crash.
+            errors.Add(e.Message);
+        }
+
+        return null;
+    }
+
+    /// <summary>The event file is opened at start: a folder, or a file in a folder that does not exist, is refused now.</summary>
+    private static string? EventsFileProblem(string file)
+    {
+        string path;
+        try
+        {
+            path = Path.GetFullPath(file);
+        }
+        catch (Exception e) when (e is ArgumentException or NotSupportedException or PathTooLongException)
+        {
+            return $"\"{ConfigurationSchema.Quote(file)}\" is not a usable path: {e.Message}";
+        }
+
+        if (Directory.Exists(path))
+        {
+            return $"{path} is a folder; name a file";
+        }
+
+        var folder = Path.GetDirectoryName(path);
+        return folder is not null && !Directory.Exists(folder) ? $"the folder {folder} does not exist" : null;
+    }
+
+    /// <summary>The <c>Logging</c> section of Microsoft.Extensions.Logging: <c>LogLevel</c> by category, each a level name.</summary>
+    private static void CheckLogging(IConfigurationSection logging, ConfigurationSchema schema)
+    {
+        const string LevelKey = "LogLevel";
+        if (!string.IsNullOrEmpty(logging.Value))
+        {
+            schema.Fail(LoggingSection, $"expected a section with {LevelKey}, not a value");
+        }
+
+        string[] levels = [.. Enum.GetNames<LogLevel>()];
+        foreach (var child in logging.GetChildren())
+        {
+            if (!string.Equals(child.Key, LevelKey, StringComparison.OrdinalIgnoreCase))
+            {
+                schema.Fail(LoggingSection + ":" + ConfigurationSchema.Quote(child.Key), $"unknown key{ConfigurationSchema.Suggest(child.Key, [LevelKey])}; known keys: {LevelKey}");
+                continue;
+            }
+
+            if (!string.IsNullOrEmpty(child.Value))
+            {
+                schema.Fail(LoggingSection + ":" + LevelKey, "expected a section of categories and their levels, e.g. \"Default\": \"Debug\"");
+            }
+
+            foreach (var category in child.GetChildren())
+            {
+                string key = $"{LoggingSection}:{LevelKey}:{ConfigurationSchema.Quote(category.Key)}";
+                var level = levels.FirstOrDefault(l => string.Equals(l, category.Value?.Trim(), StringComparison.OrdinalIgnoreCase));
+                if (category.GetChildren().Any() || level is null)
+                {
+                    schema.Fail(key, $"\"{ConfigurationSchema.Quote(category.Value ?? "")}\" is not a log level; expected {string.Join(", ", levels)}");
+                }
+                else
+                {
+                    schema.Add($"{LoggingSection}:{LevelKey}:{category.Key}", level);
+                }
+            }
+        }
+    }
+
+    /// <summary>Microsoft.Extensions.Logging's own section.</summary>
+    public const string LoggingSection = "Logging";
 
     public static ProxyEngineOptions ToEngineOptions(ProxyHostOptions options, byte[] key, byte[]? verifyKey = null, ProxySelection.Engine.Fronts.SocksCredentials? socksUsers = null)
     {
@@ -247,13 +334,14 @@ internal static class ProxyConfiguration
     /// <summary>The SOCKS users file (RFC 1929), relative to <paramref name="baseDirectory"/>.</summary>
     public static ProxySelection.Engine.Fronts.SocksCredentials? LoadUsers(string file, string baseDirectory, out string error)
     {
-        var path = Path.GetFullPath(file, baseDirectory);
+        var path = file;
         string text;
         try
         {
+            path = Path.GetFullPath(file, baseDirectory);
             text = File.ReadAllText(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             error = $"cannot read {path}: {e.Message}";
             return null;
@@ -277,13 +365,14 @@ internal static class ProxyConfiguration
             return RandomNumberGenerator.GetBytes(32);
         }
 
-        var path = Path.GetFullPath(keyFile, baseDirectory);
+        var path = keyFile;
         byte[] bytes;
         try
         {
+            path = Path.GetFullPath(keyFile, baseDirectory);
             bytes = File.ReadAllBytes(path);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             error = $"cannot read {path}: {e.Message}";
             return null;
@@ -299,6 +388,9 @@ internal static class ProxyConfiguration
 
         return key;
     }
+
+    /// <summary>Longer than any setting needs and well inside TimeSpan (about 29,000 years).</summary>
+    private const double MaxDurationMilliseconds = 1e12;
 
     /// <summary>
     /// Durations carry a unit so "250" cannot mean milliseconds to one reader and seconds to another:
@@ -319,136 +411,19 @@ internal static class ProxyConfiguration
             if (text.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)
                 && double.TryParse(text.AsSpan(0, text.Length - suffix.Length), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number))
             {
-                value = TimeSpan.FromMilliseconds(number * scale);
+                // "NaNs", "Infinitys" and "99999999999999h" parse as numbers but are no TimeSpan.
+                double milliseconds = number * scale;
+                if (!double.IsFinite(milliseconds) || milliseconds < 0 || milliseconds > MaxDurationMilliseconds)
+                {
+                    return false;
+                }
+
+                value = TimeSpan.FromMilliseconds(milliseconds);
                 return true;
             }
         }
 
         return text.Contains(':', StringComparison.Ordinal) && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out value);
-    }
-
-    private static string? Apply(ProxyHostOptions options, string name, IConfigurationSection setting)
-    {
-        var value = setting.Value;
-        switch (name)
-        {
-            case nameof(ProxyHostOptions.Role):
-                return ParseChoice(value, [("downgrade", ProxyRole.Downgrade), ("upgrade", ProxyRole.Upgrade)], v => options.Role = v);
-            case nameof(ProxyHostOptions.Mode):
-                return ParseChoice(value, [("explicit", ProxyMode.Explicit), ("implicit", ProxyMode.Implicit), ("socks", ProxyMode.Socks), ("host-configured", ProxyMode.Socks)], v => options.Mode = v);
-            case nameof(ProxyHostOptions.Policy):
-                return ParseChoice(value, [("first", SelectionPolicy.First), ("nearest-server", SelectionPolicy.NearestServer), ("priority", SelectionPolicy.Priority)], v => options.Policy = v);
-            case nameof(ProxyHostOptions.ProxyId):
-                return ParseInteger(value, v => options.ProxyId = v);
-            case nameof(ProxyHostOptions.Priority):
-                return ParseInteger(value, v => options.Priority = v);
-            case nameof(ProxyHostOptions.KeyId):
-                return ParseInteger(value, v => options.KeyId = v);
-            case nameof(ProxyHostOptions.VerifyKeyFile):
-                options.VerifyKeyFile = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.VerifyKeyId):
-                return ParseInteger(value, v => options.VerifyKeyId = v);
-            case nameof(ProxyHostOptions.QueueNumber):
-                return ParseInteger(value, v => options.QueueNumber = v);
-            case nameof(ProxyHostOptions.Capacity):
-                return ParseInteger(value, v => options.Capacity = v);
-            case nameof(ProxyHostOptions.ProbeTimeout):
-                return ParseDuration(value, v => options.ProbeTimeout = v);
-            case nameof(ProxyHostOptions.DrainTimeout):
-                return ParseDuration(value, v => options.DrainTimeout = v);
-            case nameof(ProxyHostOptions.IdleTimeout):
-                return ParseDuration(value, v => options.IdleTimeout = v);
-            case nameof(ProxyHostOptions.ChainPrefix):
-                options.ChainPrefix = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.KeyFile):
-                options.KeyFile = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.Socks):
-                options.Socks = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.Convert):
-                options.Convert = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.SocksUsersFile):
-                options.SocksUsersFile = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.EventsFile):
-                options.EventsFile = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.ControlSocket):
-                options.ControlSocket = value ?? "";
-                return null;
-            case nameof(ProxyHostOptions.Logging):
-                return ParseChoice(value, [("plain", LogFormat.Plain), ("json", LogFormat.Json), ("systemd", LogFormat.Systemd)], v => options.Logging = v);
-            case nameof(ProxyHostOptions.AnnounceAddresses):
-                options.AnnounceAddresses = setting.Value is { } list
-                    ? list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                    : [.. setting.GetChildren().Select(c => c.Value ?? "")];
-                return null;
-            default:
-                return ParsePorts(setting, options);
-        }
-    }
-
-    /// <summary>A scalar (comma-separated, as <c>--ports</c> gives it) wins over array elements from a lower source.</summary>
-    private static string? ParsePorts(IConfigurationSection setting, ProxyHostOptions options)
-    {
-        var texts = setting.Value is { } scalar
-            ? scalar.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            : [.. setting.GetChildren().Select(c => c.Value ?? "")];
-        var ports = new List<int>();
-        foreach (var text in texts)
-        {
-            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var port))
-            {
-                return $"\"{text}\" is not a port number";
-            }
-
-            ports.Add(port);
-        }
-
-        options.Ports = ports;
-        return null;
-    }
-
-    private static string? ParseChoice<T>(string? value, (string Name, T Value)[] choices, Action<T> set)
-    {
-        foreach (var (name, choice) in choices)
-        {
-            // "nearest-server" and the enum's own spelling "NearestServer" both read.
-            if (string.Equals(value, name, StringComparison.OrdinalIgnoreCase)
-                || string.Equals(value, name.Replace("-", "", StringComparison.Ordinal), StringComparison.OrdinalIgnoreCase))
-            {
-                set(choice);
-                return null;
-            }
-        }
-
-        return $"unknown value \"{value}\"; expected {string.Join(", ", choices.Select(c => c.Name))}";
-    }
-
-    private static string? ParseInteger(string? value, Action<int> set)
-    {
-        if (!int.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var number))
-        {
-            return $"\"{value}\" is not a whole number";
-        }
-
-        set(number);
-        return null;
-    }
-
-    private static string? ParseDuration(string? value, Action<TimeSpan> set)
-    {
-        if (!TryParseDuration(value, out var duration))
-        {
-            return $"\"{value}\" is not a duration; write it with a unit: 250ms, 10s, 5m, 1h or hh:mm:ss";
-        }
-
-        set(duration);
-        return null;
     }
 
     /// <summary>The JSON provider wraps a <see cref="JsonException"/>, whose line is 0-based.</summary>
@@ -474,30 +449,28 @@ internal static class ProxyConfiguration
         return (end > 0 ? message[..end] : message).TrimEnd('.', ' ');
     }
 
-    private static string Suggest(string key, IEnumerable<string> known)
-    {
-        var best = known.Select(k => (Name: k, Distance: Distance(key.ToUpperInvariant(), k.ToUpperInvariant())))
-            .MinBy(c => c.Distance);
-        return best.Name is not null && best.Distance <= 3 ? $" (did you mean {best.Name}?)" : "";
-    }
-
-    private static int Distance(string a, string b)
-    {
-        var row = Enumerable.Range(0, b.Length + 1).ToArray();
-        for (var i = 1; i <= a.Length; i++)
-        {
-            var diagonal = row[0];
-            row[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var above = row[j];
-                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
-                diagonal = above;
-            }
-        }
-
-        return row[b.Length];
-    }
-
     private static ProxyConfigurationResult Failed(string error) => new(null, null, [error]);
+}
+
+/// <summary>A configuration that passed <see cref="ConfigurationSchema"/>, in the binder's spelling, and the lists it read.</summary>
+internal sealed record BoundConfiguration(IConfiguration Configuration, ConfigurationSchema Schema);
+
+/// <summary>The one registration of the options, for <see cref="ProxyConfiguration"/>'s check and for the daemon's host.</summary>
+internal static class ProxyOptionsRegistration
+{
+    public static IServiceCollection AddProxyOptions(this IServiceCollection services, BoundConfiguration bound)
+    {
+        ArgumentNullException.ThrowIfNull(bound);
+        services.AddSingleton<IValidateOptions<ProxyHostOptions>, ProxyHostOptionsValidator>();
+        services.AddSingleton<IValidateOptions<TelemetryOptions>, TelemetryOptionsValidator>();
+        services.AddOptions<ProxyHostOptions>()
+            .Bind(bound.Configuration.GetSection(ProxyHostOptions.SectionName), o => o.ErrorOnUnknownConfiguration = true)
+            .PostConfigure(o => bound.Schema.ApplyLists(ProxyHostOptions.SectionName, o))
+            .ValidateOnStart();
+        services.AddOptions<TelemetryOptions>()
+            .Bind(bound.Configuration.GetSection(TelemetryOptions.SectionName), o => o.ErrorOnUnknownConfiguration = true)
+            .PostConfigure(o => bound.Schema.ApplyLists(TelemetryOptions.SectionName, o))
+            .ValidateOnStart();
+        return services;
+    }
 }

@@ -19,19 +19,36 @@ internal static class ProxyDaemon
     /// <summary>What the host may take beyond the drain to stop: the engine's dispose waits up to 5 s for the relay, then removes the rules.</summary>
     public static readonly TimeSpan StopMargin = TimeSpan.FromSeconds(20);
 
-    /// <summary>Builds and runs the host until SIGTERM/SIGINT; returns the exit code.</summary>
-    public static int Run(ProxyConfigurationResult loaded, Func<ProxyConfigurationResult> reload)
+    /// <summary>
+    /// Builds and runs the host until SIGTERM/SIGINT; returns the exit code: 0, or the class of a start failure
+    /// (<see cref="ExitCodes"/>), whose one line the service logged. Proxy:Debug adds the stack trace on stderr.
+    /// </summary>
+    public static int Run(ProxyConfigurationResult loaded, Func<ProxyConfigurationResult> reload, TextWriter stderr)
     {
         ArgumentNullException.ThrowIfNull(loaded);
+        ArgumentNullException.ThrowIfNull(stderr);
         using var host = Build(loaded, reload);
+        var service = host.Services.GetRequiredService<ProxyService>();
         try
         {
             host.Run();
         }
-        catch (Exception e) when (e is not OutOfMemoryException && host.Services.GetRequiredService<ProxyService>().StartFailure is not null)
+        catch (Exception e) when (e is not OutOfMemoryException)
         {
-            // Already logged by the service; the host's own trace adds nothing for an operator.
-            return ExitCodes.FileNotReadable;
+            var failure = service.StartFailure;
+            if (failure is null)
+            {
+                // Not the service's start (the host's own machinery): still one line and a code, never a bare trace.
+                failure = StartFailures.Classify(e, loaded.Options!, HostFacts.Current());
+                stderr.WriteLine("proxysel: failed to start: " + failure.Reason);
+            }
+
+            if (loaded.Options!.Debug)
+            {
+                stderr.WriteLine(service.StartException ?? e);
+            }
+
+            return failure.ExitCode;
         }
 
         return ExitCodes.Ok;
@@ -49,7 +66,13 @@ internal static class ProxyDaemon
             ApplicationName = "proxysel",
         });
         AddSystemd(builder.Services);
-        ConfigureLogging(builder.Logging, settings.Logging);
+        ConfigureLogging(builder.Logging, settings, loaded.Bound?.Configuration.GetSection(ProxyConfiguration.LoggingSection));
+        if (loaded.Bound is { } bound)
+        {
+            // The same registration that checked them: bound by the generated binder, validated again at start.
+            builder.Services.AddProxyOptions(bound);
+        }
+
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = ShutdownTimeoutFor(settings.DrainTimeout));
         builder.Services.Configure<ConsoleLifetimeOptions>(o => o.SuppressStatusMessages = true);
         builder.Services.AddSingleton(TimeProvider.System);
@@ -77,12 +100,21 @@ internal static class ProxyDaemon
         }
     }
 
-    private static void ConfigureLogging(ILoggingBuilder logging, LogFormat format)
+    private static void ConfigureLogging(ILoggingBuilder logging, ProxyHostOptions settings, IConfiguration? levels)
     {
+        var format = settings.Logging;
         logging.ClearProviders();
-        logging.SetMinimumLevel(LogLevel.Information);
+        logging.SetMinimumLevel(settings.LogLevel);
         // The host's own lifecycle chatter would break the one-line-per-event stdout.
         logging.AddFilter("Microsoft", LogLevel.Warning);
+        // A start failure is the service's one line; the host's "Hosting failed to start" would add a stack trace.
+        logging.AddFilter("Microsoft.Extensions.Hosting", settings.Debug ? LogLevel.Warning : LogLevel.None);
+        if (levels is not null)
+        {
+            // Logging:LogLevel by category, over the defaults above (its rules are registered after them).
+            logging.AddConfiguration(levels);
+        }
+
         logging.AddConsoleFormatter<PlainConsoleFormatter, ConsoleFormatterOptions>();
         logging.AddConsole(o =>
         {

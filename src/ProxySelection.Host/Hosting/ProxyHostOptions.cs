@@ -1,11 +1,14 @@
+using Microsoft.Extensions.Logging;
 using ProxySelection.Negotiation;
 
 namespace ProxySelection.Host.Hosting;
 
 /// <summary>
 /// The <c>Proxy</c> section of <c>proxysel run</c>'s configuration. Every key has a default, so an empty file (or
-/// none) runs a downgrade proxy on ports 80 and 443 as the command line alone did. Checked at start by
-/// <see cref="ProxyHostOptionsValidator"/>.
+/// none) runs a downgrade proxy on ports 80 and 443 as the command line alone did. This class is the schema: each
+/// settable property is a key (<see cref="ConfigurationSchema"/> refuses any other), bound by the configuration
+/// binder's source generator and checked by <see cref="ProxyHostOptionsValidator"/>. A new key is a property here,
+/// with its doc comment, and its check in the validator.
 /// </summary>
 internal sealed class ProxyHostOptions
 {
@@ -81,8 +84,10 @@ internal sealed class ProxyHostOptions
 
     /// <summary>
     /// The control socket <c>proxysel status</c> and <c>proxysel cache</c> talk to: an absolute path of at most
-    /// 107 bytes (a unix socket address), or <c>none</c>. Default <c>/run/proxysel/&lt;ChainPrefix&gt;.sock</c>.
-    /// Its mode 0660 and its folder's 0750 are the access control.
+    /// 107 bytes (a unix socket address), or <c>none</c>. Default
+    /// <c>/run/proxysel/&lt;ChainPrefix&gt;-net&lt;inode&gt;.sock</c>, the inode naming this network namespace, so
+    /// proxies in two namespaces of one host do not collide; <c>proxysel status</c> finds the same path from the same
+    /// namespace. Its mode 0660 and its folder's 0750 are the access control.
     /// </summary>
     public string? ControlSocket { get; set; }
 
@@ -120,10 +125,20 @@ internal sealed class ProxyHostOptions
     /// <summary>How log lines are written to stdout: <c>plain</c> (the message alone; the default), <c>json</c> or <c>systemd</c> (with journald priority prefixes).</summary>
     public LogFormat Logging { get; set; } = LogFormat.Plain;
 
-    /// <summary>The control socket path in force: <see cref="ControlSocket"/> or the default from the chain prefix; null for none.</summary>
+    /// <summary>
+    /// The lowest level of log line written: <c>trace</c>, <c>debug</c> (adds the engine's per-packet lines),
+    /// <c>information</c> (the default), <c>warning</c>, <c>error</c>, <c>critical</c> or <c>none</c>. The
+    /// <c>Logging:LogLevel</c> section sets it per category (e.g. <c>"ProxySelection.Engine.ProxyEngine": "Debug"</c>).
+    /// </summary>
+    public LogLevel LogLevel { get; set; } = LogLevel.Information;
+
+    /// <summary>A start failure prints its stack trace after its one line; also <c>proxysel run --debug</c>. Default false.</summary>
+    public bool Debug { get; set; }
+
+    /// <summary>The control socket path in force: <see cref="ControlSocket"/> or the per-namespace default; null for none.</summary>
     public string? ControlSocketPath => ControlSocket switch
     {
-        null => $"/run/proxysel/{ChainPrefix}.sock",
+        null => Control.ControlSocketPaths.Default(ChainPrefix),
         var path when string.Equals(path, NoControlSocket, StringComparison.OrdinalIgnoreCase) => null,
         var path => path,
     };

@@ -128,6 +128,11 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(nameof(options.IdleTimeout), $"must be within 1 s..1 day (was {options.IdleTimeout})");
         }
 
+        if (!Enum.IsDefined(options.LogLevel))
+        {
+            Fail(nameof(options.LogLevel), "must be trace, debug, information, warning, error, critical or none");
+        }
+
         if (!Enum.IsDefined(options.Logging))
         {
             Fail(nameof(options.Logging), "must be plain, json or systemd");

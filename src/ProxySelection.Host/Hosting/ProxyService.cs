@@ -38,19 +38,25 @@ internal sealed class ProxyService(
     private long _startedAt;
     private int _stopSignals;
 
-    /// <summary>Why the start failed, once it has.</summary>
-    public Exception? StartFailure { get; private set; }
+    /// <summary>Why the start failed, classified, once it has.</summary>
+    public StartFailure? StartFailure { get; private set; }
+
+    /// <summary>The exception behind <see cref="StartFailure"/>, for <c>--debug</c>.</summary>
+    public Exception? StartException { get; private set; }
 
     public ProxyEngine? Engine => _engine;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         _startedAt = time.GetTimestamp();
-        var announcer = CreateAnnouncer();
-        _events = loaded.Options!.EventsFile is { } eventsFile ? JsonLinesEventSink.Open(eventsFile) : null;
-        var engine = new ProxyEngine(_events is null ? _options : _options with { Events = _events }, time, loggers.CreateLogger<ProxyEngine>());
+        ProxyEngine? engine = null;
+        AddressAnnouncer? announcer = null;
         try
         {
+            Preflight();
+            announcer = CreateAnnouncer();
+            _events = loaded.Options!.EventsFile is { } eventsFile ? JsonLinesEventSink.Open(eventsFile) : null;
+            engine = new ProxyEngine(_events is null ? _options : _options with { Events = _events }, time, loggers.CreateLogger<ProxyEngine>());
             await engine.StartAsync(cancellationToken).ConfigureAwait(false);
             if (announcer is not null)
             {
@@ -69,13 +75,14 @@ internal sealed class ProxyService(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
-            StartFailure = e;
-            DaemonLog.StartFailed(_log, e.Message);
+            StartException = e;
+            StartFailure = StartFailures.Classify(e, loaded.Options!, HostFacts.Current());
+            DaemonLog.StartFailed(_log, StartFailure.Reason);
             throw;
         }
 
         _announcer = announcer;
-        _engine = engine;
+        _engine = engine!;
         // The host's lifetime stops on the first SIGTERM/SIGINT; this counts them, so a second one cuts a drain short.
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
         {
@@ -87,11 +94,11 @@ internal sealed class ProxyService(
             context.Cancel = true;
             _ = Task.Run(Reload, CancellationToken.None);
         }));
-        StartControlSocket(engine);
+        StartControlSocket(_engine);
         var negotiation = _options.Negotiation;
         if (!_options.Transparent)
         {
-            DaemonLog.RunningHostConfigured(_log, engine.SocksEndPoint, _options.Socks?.Credentials is null ? "none" : "username/password", negotiation.ProxyId);
+            DaemonLog.RunningHostConfigured(_log, _engine.SocksEndPoint, _options.Socks?.Credentials is null ? "none" : "username/password", negotiation.ProxyId);
             return;
         }
 
@@ -101,6 +108,24 @@ internal sealed class ProxyService(
             Event = "started", Time = time.GetUtcNow(), Role = negotiation.Role.ToString(), Mode = negotiation.Mode.ToString(),
             Policy = negotiation.Policy.ToString(), ProxyId = negotiation.ProxyId, Ports = string.Join(',', _options.Ports), Queue = _options.QueueNumber,
         });
+    }
+
+    /// <summary>
+    /// What the kernel would refuse later with a less telling errno, said first: the transparent modes need
+    /// CAP_NET_ADMIN (NFQUEUE, iptables), they and the Convert listener need MPTCP on in this namespace.
+    /// </summary>
+    private void Preflight()
+    {
+        if (_options.Transparent && !HostChecks.HasNetAdmin())
+        {
+            throw new StartFailureException(new StartFailure(StartFailureKind.NotPermitted,
+                $"not permitted: the {loaded.Options!.Mode.ToString().ToLowerInvariant()} mode intercepts with NFQUEUE and iptables, which need CAP_NET_ADMIN; run as root or give the service AmbientCapabilities=CAP_NET_ADMIN (or use --mode socks)"));
+        }
+
+        if ((_options.Transparent || _options.Socks?.Convert is not null) && HostChecks.MptcpProblem() is { } mptcp)
+        {
+            throw new StartFailureException(new StartFailure(StartFailureKind.KernelFeatureMissing, mptcp));
+        }
     }
 
     /// <summary>The announcer for Proxy:AnnounceAddresses, null when none; refuses an address that is not this host's (spec §7.8.1).</summary>
@@ -117,11 +142,8 @@ internal sealed class ProxyService(
         var notLocal = announcer.NotLocal(AddressAnnouncer.LocalAddresses());
         if (notLocal.Count > 0)
         {
-            var e = new InvalidOperationException(
-                $"{AddressAnnouncer.Key}: {string.Join(", ", notLocal)} is not an address of this host's interfaces; announcing it would send clients' subflows elsewhere");
-            StartFailure = e;
-            DaemonLog.StartFailed(_log, e.Message);
-            throw e;
+            throw new StartFailureException(new StartFailure(StartFailureKind.AddressNotAvailable,
+                $"{AddressAnnouncer.Key}: {string.Join(", ", notLocal)} is not an address of this host's interfaces; announcing it would send clients' subflows elsewhere"));
         }
 
         return announcer;

@@ -44,11 +44,11 @@ internal static class ProxyTelemetryExporters
             ConfigureMetrics(metrics, options);
             return new Providers(tracer, metrics.Build());
         }
-        catch (InvalidOperationException e) when (options.PrometheusEndpoint is not null && e.InnerException is System.Net.HttpListenerException listener)
+        catch (InvalidOperationException e) when (options.Prometheus.Endpoint is not null && e.InnerException is System.Net.HttpListenerException listener)
         {
             tracer?.Dispose();
             // The scrape endpoint's port is taken (EADDRINUSE) or the address is not on this host.
-            throw new TelemetryException($"{TelemetryOptions.Key("Prometheus:Endpoint")}: cannot serve {options.PrometheusEndpoint}: {listener.Message}", e);
+            throw new TelemetryException($"{TelemetryOptions.Key("Prometheus:Endpoint")}: cannot serve {options.Prometheus.Endpoint}: {listener.Message}", e);
         }
         catch
         {
@@ -68,7 +68,7 @@ internal static class ProxyTelemetryExporters
             tracing.AddConsoleExporter();
         }
 
-        if (options.OtlpEndpoint is { } endpoint)
+        if (options.Otlp.Endpoint is { } endpoint)
         {
             tracing.AddOtlpExporter(otlp =>
             {
@@ -87,7 +87,7 @@ internal static class ProxyTelemetryExporters
             metrics.AddConsoleExporter((_, reader) => reader.PeriodicExportingMetricReaderOptions.ExportIntervalMilliseconds = interval);
         }
 
-        if (options.OtlpEndpoint is { } endpoint)
+        if (options.Otlp.Endpoint is { } endpoint)
         {
             metrics.AddOtlpExporter((otlp, reader) =>
             {
@@ -96,7 +96,7 @@ internal static class ProxyTelemetryExporters
             });
         }
 
-        if (options.PrometheusEndpoint is { } scrape)
+        if (options.Prometheus.Endpoint is { } scrape)
         {
             metrics.AddPrometheusHttpListener(prometheus =>
             {
@@ -109,10 +109,10 @@ internal static class ProxyTelemetryExporters
 
     private static void Configure(OtlpExporterOptions otlp, Uri endpoint, string signalPath, TelemetryOptions options)
     {
-        otlp.Protocol = options.OtlpProtocol == OtlpProtocol.Grpc ? OtlpExportProtocol.Grpc : OtlpExportProtocol.HttpProtobuf;
+        otlp.Protocol = options.Otlp.Protocol == OtlpProtocol.Grpc ? OtlpExportProtocol.Grpc : OtlpExportProtocol.HttpProtobuf;
         // Set in code, the HTTP exporter posts to the endpoint as given: the signal's path is added here, as the SDK
         // does for OTEL_EXPORTER_OTLP_ENDPOINT.
-        otlp.Endpoint = options.OtlpProtocol == OtlpProtocol.Grpc
+        otlp.Endpoint = options.Otlp.Protocol == OtlpProtocol.Grpc
             ? endpoint
             : new Uri(endpoint.AbsoluteUri.TrimEnd('/') + "/" + signalPath);
     }

@@ -272,11 +272,12 @@ public sealed class ControlServerTests
     [Test]
     public async Task Connection_OneOverMaxClientsWithItsRequestSent_GetsTheBusyReply()
     {
-        await using var server = Start();
+        var limits = new ControlLimits { MaxClients = 8, MaxPerProcess = 64 };
+        await using var server = ControlServer.Start(SocketPath, Stub, TimeProvider.System, out var error, limits) ?? throw new AssertionException(error);
         var held = new List<Socket>();
         try
         {
-            for (int i = 0; i < ControlServer.MaxClients; i++)
+            for (int i = 0; i < limits.MaxClients; i++)
             {
                 var socket = await ConnectAsync();
                 held.Add(socket);
@@ -385,5 +386,106 @@ public sealed class ControlServerTests
         }
 
         return [.. received.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries)];
+    }
+}
+
+/// <summary>Per-peer limits (SO_PEERCRED) of the control socket: one process cannot take every slot.</summary>
+public sealed class ControlServerLimitTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
+    private string _directory = "";
+
+    [SetUp]
+    public void CreateDirectory() => _directory = Directory.CreateTempSubdirectory("psel-ctl-limits-").FullName;
+
+    [TearDown]
+    public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
+
+    private string SocketPath => Path.Combine(_directory, "ctl.sock");
+
+    private static byte[] Status(ControlCommand command) => ControlProtocol.FormatOk(new ReloadReply(true, ControlProtocol.NameOf(command)));
+
+    [Test]
+    public async Task Connection_OneOverThePerProcessLimit_BusyNamingTheProcessLimit()
+    {
+        await using var server = ControlServer.Start(SocketPath, Status, TimeProvider.System, out var error) ?? throw new AssertionException(error);
+        var held = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < server.Limits.MaxPerProcess; i++)
+            {
+                held.Add(await ConnectAsync());
+                Assert.That(await ExchangeAsync(held[^1], "{\"command\":\"status\"}\n"), Does.StartWith("{\"ok\":true"));
+            }
+
+            using var extra = await ConnectAsync();
+            Assert.That(await ExchangeAsync(extra, "{\"command\":\"status\"}\n"), Does.Contain("too many control connections from this process"));
+        }
+        finally
+        {
+            held.ForEach(s => s.Dispose());
+        }
+    }
+
+    [Test]
+    public async Task Status_From_AnotherProcess_AnsweredWhile32IdleClientsHoldConnections()
+    {
+        await using var server = ControlServer.Start(SocketPath, Status, TimeProvider.System, out var error) ?? throw new AssertionException(error);
+        var idle = new List<Socket>();
+        try
+        {
+            for (int i = 0; i < 32; i++)
+            {
+                idle.Add(await ConnectAsync());
+            }
+
+            // The real client, a process of its own: `proxysel status`.
+            var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in new[] { Path.Combine(AppContext.BaseDirectory, "proxysel.dll"), "status", "--socket", SocketPath, "--json" })
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            using var process = System.Diagnostics.Process.Start(start)!;
+            using var cancel = new CancellationTokenSource(Timeout);
+            var stdout = process.StandardOutput.ReadToEndAsync(cancel.Token);
+            var stderr = process.StandardError.ReadToEndAsync(cancel.Token);
+            await process.WaitForExitAsync(cancel.Token);
+
+            Assert.That(process.ExitCode, Is.EqualTo(ExitCodes.Ok), await stderr);
+            Assert.That(await stdout, Does.StartWith("{\"ok\":true"));
+        }
+        finally
+        {
+            idle.ForEach(s => s.Dispose());
+        }
+    }
+
+    private async Task<Socket> ConnectAsync()
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        using var cancel = new CancellationTokenSource(Timeout);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(SocketPath), cancel.Token);
+        return socket;
+    }
+
+    private static async Task<string> ExchangeAsync(Socket socket, string request)
+    {
+        using var cancel = new CancellationTokenSource(Timeout);
+        await socket.SendAsync(System.Text.Encoding.UTF8.GetBytes(request), SocketFlags.None, cancel.Token);
+        var buffer = new byte[4096];
+        var text = new System.Text.StringBuilder();
+        while (!text.ToString().Contains('\n', StringComparison.Ordinal))
+        {
+            int read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancel.Token);
+            if (read == 0)
+            {
+                break;
+            }
+
+            text.Append(System.Text.Encoding.UTF8.GetString(buffer, 0, read));
+        }
+
+        return text.ToString().Split('\n')[0];
     }
 }

@@ -133,12 +133,12 @@ public sealed class PolicyReloadTests
     public void Apply_TelemetryChanged_RefusedNamingTheTelemetryKeys()
     {
         var live = new NegotiatorOptions();
-        var running = new ProxySelection.Host.Telemetry.TelemetryOptions { PrometheusEndpoint = new Uri("http://127.0.0.1:9464/metrics") };
+        var running = new ProxySelection.Host.Telemetry.TelemetryOptions { Prometheus = { Endpoint = new Uri("http://127.0.0.1:9464/metrics") } };
         var reload = new PolicyReload(new ProxyHostOptions(), live, telemetry: running);
 
         var changed = Valid(o => o.Policy = SelectionPolicy.Priority) with
         {
-            Telemetry = new ProxySelection.Host.Telemetry.TelemetryOptions { PrometheusEndpoint = new Uri("http://127.0.0.1:9465/metrics"), Console = true },
+            Telemetry = new ProxySelection.Host.Telemetry.TelemetryOptions { Prometheus = { Endpoint = new Uri("http://127.0.0.1:9465/metrics") }, Console = true },
         };
         var line = reload.Apply(changed);
 

@@ -21,7 +21,7 @@ public sealed class ProxyConfigurationTests
         new object[] { """{ "Proxy": { "Ports": [443, 70000] } }""", "Proxy:Ports", "1..65535 (was 70000)" },
         new object[] { """{ "Proxy": { "Ports": "" } }""", "Proxy:Ports", "at least one port" },
         new object[] { """{ "Proxy": { "Ports": [] } }""", "Proxy:Ports", "at least one port" },
-        new object[] { """{ "Proxy": { "Ports": "80,http" } }""", "Proxy:Ports", "\"http\" is not a port number" },
+        new object[] { """{ "Proxy": { "Ports": "80,http" } }""", "Proxy:Ports", "\"http\" is not a whole number" },
         new object[] { """{ "Proxy": { "Role": "sideways" } }""", "Proxy:Role", "unknown value \"sideways\"; expected downgrade, upgrade" },
         new object[] { """{ "Proxy": { "Mode": "loud" } }""", "Proxy:Mode", "unknown value \"loud\"; expected explicit, implicit" },
         new object[] { """{ "Proxy": { "Policy": "random" } }""", "Proxy:Policy", "expected first, nearest-server, priority" },

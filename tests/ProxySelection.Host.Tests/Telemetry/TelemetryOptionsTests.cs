@@ -23,8 +23,8 @@ public sealed class TelemetryOptionsTests
         new object[] { """{ "Telemetry": { "Otlp": { "Endpoint": "" } } }""", "Telemetry:Otlp:Endpoint", "not an absolute" },
         new object[] { """{ "Telemetry": { "Otlp": { "Protocol": "http" } } }""", "Telemetry:Otlp:Protocol", "unknown value \"http\"; expected grpc, http/protobuf" },
         new object[] { """{ "Telemetry": { "Otlp": { "Protocol": "http/json" } } }""", "Telemetry:Otlp:Protocol", "expected grpc, http/protobuf" },
-        new object[] { """{ "Telemetry": { "Otlp": { "Endpiont": "http://127.0.0.1:4317" } } }""", "Telemetry:Otlp:Endpiont", "unknown key; known keys: Endpoint, Protocol" },
-        new object[] { """{ "Telemetry": { "Otlp": "http://127.0.0.1:4317" } }""", "Telemetry:Otlp", "expected a section with Endpoint and Protocol" },
+        new object[] { """{ "Telemetry": { "Otlp": { "Endpiont": "http://127.0.0.1:4317" } } }""", "Telemetry:Otlp:Endpiont", "known keys: Endpoint, Protocol" },
+        new object[] { """{ "Telemetry": { "Otlp": "http://127.0.0.1:4317" } }""", "Telemetry:Otlp", "expected a section with Endpoint, Protocol, not a value" },
         new object[] { """{ "Telemetry": { "Prometheus": { "Endpoint": "https://127.0.0.1:9464/metrics" } } }""", "Telemetry:Prometheus:Endpoint", "not an absolute http:// URL" },
         new object[] { """{ "Telemetry": { "Prometheus": { "Endpoint": "http://127.0.0.1/metrics" } } }""", "Telemetry:Prometheus:Endpoint", "names no port" },
         new object[] { """{ "Telemetry": { "Prometheus": { "Endpoint": "http://127.0.0.1:9464" } } }""", "Telemetry:Prometheus:Endpoint", "needs a path" },
@@ -58,7 +58,7 @@ public sealed class TelemetryOptionsTests
         Assert.That(result.Telemetry.Enabled, Is.False);
         Assert.That(result.Telemetry.ExportsTraces, Is.False);
         Assert.That(result.Telemetry.ServiceName, Is.EqualTo("proxysel"));
-        Assert.That(result.Telemetry.OtlpProtocol, Is.EqualTo(OtlpProtocol.Grpc));
+        Assert.That(result.Telemetry.Otlp.Protocol, Is.EqualTo(OtlpProtocol.Grpc));
         Assert.That(result.Telemetry.ExportInterval, Is.EqualTo(TimeSpan.FromSeconds(10)));
     }
 
@@ -84,9 +84,9 @@ public sealed class TelemetryOptionsTests
             Assert.That(telemetry.ServiceName, Is.EqualTo("proxysel-cpe"));
             Assert.That(telemetry.Console, Is.True);
             Assert.That(telemetry.ExportInterval, Is.EqualTo(TimeSpan.FromSeconds(2)));
-            Assert.That(telemetry.OtlpEndpoint, Is.EqualTo(new Uri("http://198.18.0.10:4318")));
-            Assert.That(telemetry.OtlpProtocol, Is.EqualTo(OtlpProtocol.HttpProtobuf));
-            Assert.That(telemetry.PrometheusEndpoint, Is.EqualTo(new Uri("http://127.0.0.1:9464/metrics")));
+            Assert.That(telemetry.Otlp.Endpoint, Is.EqualTo(new Uri("http://198.18.0.10:4318")));
+            Assert.That(telemetry.Otlp.Protocol, Is.EqualTo(OtlpProtocol.HttpProtobuf));
+            Assert.That(telemetry.Prometheus.Endpoint, Is.EqualTo(new Uri("http://127.0.0.1:9464/metrics")));
             Assert.That(telemetry.Enabled && telemetry.ExportsTraces, Is.True);
         });
     }
@@ -110,8 +110,8 @@ public sealed class TelemetryOptionsTests
         var result = ProxyConfiguration.Load(path, ["Telemetry:Otlp:Protocol=http/protobuf", "Telemetry:Otlp:Endpoint=http://127.0.0.1:4318"], new MemoryConfigurationSource());
 
         Assert.That(result.Errors, Is.Empty);
-        Assert.That(result.Telemetry.OtlpEndpoint, Is.EqualTo(new Uri("http://127.0.0.1:4318")));
-        Assert.That(result.Telemetry.OtlpProtocol, Is.EqualTo(OtlpProtocol.HttpProtobuf));
+        Assert.That(result.Telemetry.Otlp.Endpoint, Is.EqualTo(new Uri("http://127.0.0.1:4318")));
+        Assert.That(result.Telemetry.Otlp.Protocol, Is.EqualTo(OtlpProtocol.HttpProtobuf));
     }
 
     [Test]
@@ -131,7 +131,7 @@ public sealed class TelemetryOptionsTests
         try
         {
             int port = ((System.Net.IPEndPoint)squatter.LocalEndpoint).Port;
-            var options = new TelemetryOptions { PrometheusEndpoint = new Uri($"http://127.0.0.1:{port}/metrics") };
+            var options = new TelemetryOptions { Prometheus = { Endpoint = new Uri($"http://127.0.0.1:{port}/metrics") } };
 
             var e = Assert.Throws<TelemetryException>(() => ProxyTelemetryExporters.StartExporters(options).Dispose());
 
