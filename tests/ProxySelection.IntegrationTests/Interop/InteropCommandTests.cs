@@ -1,6 +1,6 @@
 using System.Text;
-using ProxySelection.Host;
-using ProxySelection.Host.Interop;
+using ProxySelection.LabTool;
+using ProxySelection.LabTool.Interop;
 using ProxySelection.IntegrationTests.Proxy;
 
 namespace ProxySelection.IntegrationTests.Interop;

@@ -6,7 +6,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using ProxySelection.Lab;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>Exit codes of <c>proxysel interop</c>.</summary>
 internal static class InteropExitCodes

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Runtime.InteropServices;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary><c>proxysel lab</c>: real topologies in network namespaces on this machine; <c>lab demo</c> is the guided tour.</summary>
 internal static class LabCommand

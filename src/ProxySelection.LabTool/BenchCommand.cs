@@ -5,7 +5,7 @@ using System.Reflection;
 using ProxySelection.Bench;
 using ProxySelection.Relay;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.LabTool;
 
 /// <summary>
 /// <c>proxysel bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab

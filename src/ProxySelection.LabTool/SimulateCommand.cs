@@ -1,7 +1,7 @@
 using System.CommandLine;
 using ProxySelection.Negotiation.Simulation;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.LabTool;
 
 /// <summary>
 /// <c>proxysel simulate compare</c>: the implicit-vs-explicit comparison of the IETF 91 analysis, run on the chain

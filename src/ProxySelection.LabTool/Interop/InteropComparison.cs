@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using ProxySelection.Negotiation;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>One measured line of the implicit-vs-explicit comparison.</summary>
 internal sealed record MeasuredRow(

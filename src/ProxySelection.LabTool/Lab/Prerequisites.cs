@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>The Debian packages the demo runs, found by the tools it calls; missing ones installed with apt-get.</summary>
 internal static class Prerequisites

@@ -2,11 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
-using ProxySelection.Host.Lab;
+using ProxySelection.LabTool.Lab;
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>A <c>proxysel</c> build to run as one instance: the file to execute and the arguments before the verb.</summary>
 internal sealed record ProxyBinary(string File, IReadOnlyList<string> Prefix, string Label)

@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>What the demo was asked to do.</summary>
 internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool InstallMissing, bool Chain = true, bool Hybrid = true);
