@@ -12,7 +12,7 @@ internal static class Cli
     public static RootCommand Build(TextWriter stderr)
     {
         var root = new RootCommand("proxysel-lab: the proxysel daemon in network namespaces on this machine (demo, interop, bench) and the chain simulator");
-        root.Subcommands.Add(Lab.LabCommand.Build(stderr));
+        root.Subcommands.Add(Lab.LabCommand.Build(stderr)); // demo
         root.Subcommands.Add(Interop.InteropCommand.Build(stderr));
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(SimulateCommand.Create());
@@ -21,6 +21,7 @@ internal static class Cli
 
     public static int Run(string[] args)
     {
+        Lab.Prerequisites.CompletePath();
         using var stdout = Console.OpenStandardOutput();
         return Run(args, stdout, Console.Error);
     }
