@@ -46,7 +46,12 @@ internal static class DaemonLocator
         if (startDirectories.Count > 0)
         {
             candidates.Add(Path.Combine(startDirectories[0], "proxysel.dll"));
-            candidates.Add(Path.Combine(startDirectories[0], "proxysel"));
+            // An apphost beside us without its dll but with its runtimeconfig is the stub the SDK copies for the
+            // build-order reference, not a daemon; a single-file build has neither.
+            if (!exists(Path.Combine(startDirectories[0], "proxysel.runtimeconfig.json")))
+            {
+                candidates.Add(Path.Combine(startDirectories[0], "proxysel"));
+            }
         }
 
         foreach (var start in startDirectories)

@@ -42,6 +42,13 @@ public class DaemonLocatorTests
     }
 
     [Test]
+    public void Find_ApphostStubBesideTheTool_WithoutItsDll_Skipped()
+    {
+        Assert.That(Find(null, null, [RepoTool], $"{RepoTool}/proxysel", $"{RepoTool}/proxysel.runtimeconfig.json", $"{Repo}/ProxySelection.sln", BuiltDaemon),
+            Is.EqualTo(BuiltDaemon));
+    }
+
+    [Test]
     public void Find_ToolBuiltInTheRepository_TheHostBuildOfTheSameConfiguration()
     {
         Assert.That(Find(null, null, [RepoTool], $"{Repo}/ProxySelection.sln", BuiltDaemon, "/usr/bin/proxysel"), Is.EqualTo(BuiltDaemon));
