@@ -10,7 +10,7 @@ using ProxySelection.Relay;
 namespace ProxySelection.LabTool;
 
 /// <summary>
-/// <c>proxysel bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab
+/// <c>proxysel-lab bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab
 /// benchmark of issue 7 (needs root; builds its own namespaces). Progress goes to stderr, the table to stdout, and with
 /// <c>--json</c> one JSON object as the last line. The hidden <c>bench relay</c> runs our relay as its own process so
 /// the bench measures it like HAProxy and socat.
@@ -108,7 +108,7 @@ internal static class BenchCommand
     private static (string, string)[] ParseSysctls(string[]? values) =>
         [.. (values ?? []).Select(s => s.Split('=', 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
 
-    /// <summary><c>proxysel bench relay --listen A:P --upstream A:P --client-protocol tcp|mptcp</c> (hidden).</summary>
+    /// <summary><c>proxysel-lab bench relay --listen A:P --upstream A:P --client-protocol tcp|mptcp</c> (hidden).</summary>
     private static Command CreateRelay()
     {
         var listen = new Option<string>("--listen") { Required = true, Description = "address:port to listen on (plain listener)" };

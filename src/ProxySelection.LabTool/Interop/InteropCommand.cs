@@ -9,7 +9,7 @@ using ProxySelection.LabTool.Lab;
 
 namespace ProxySelection.LabTool.Interop;
 
-/// <summary>Exit codes of <c>proxysel interop</c>.</summary>
+/// <summary>Exit codes of <c>proxysel-lab interop</c> (with <see cref="ExitCodes"/>: 3 not root, 4 prerequisites, 5 no daemon).</summary>
 internal static class InteropExitCodes
 {
     /// <summary>At least one cell did not show what the negotiation rules expect.</summary>
@@ -23,7 +23,7 @@ internal static class InteropExitCodes
 }
 
 /// <summary>
-/// <c>proxysel interop</c>: proxy instances (of one build or several) against each other in a matrix of chains on
+/// <c>proxysel-lab interop</c>: proxy instances (of one build or several) against each other in a matrix of chains on
 /// the real kernel, each cell judged against the chain simulator's expectation; <c>--compare</c> measures the
 /// implicit-vs-explicit table of spec Appendix B.
 /// </summary>
@@ -67,7 +67,7 @@ internal static partial class InteropCommand
             var selected = Select(result.GetValue(full), result.GetValue(cells) ?? []);
             if (selected is null)
             {
-                stderr.WriteLine("--cell: no such cell; `proxysel interop --list --full` names them all");
+                stderr.WriteLine("--cell: no such cell; `proxysel-lab interop --list --full` names them all");
                 return ExitCodes.Usage;
             }
 
@@ -193,7 +193,7 @@ internal static partial class InteropCommand
 
     private static async Task<int> RunMatrixAsync(IReadOnlyList<InteropCell> cells, InteropOptions options, TextWriter output, bool json, CancellationToken cancellationToken)
     {
-        output.WriteLine($"proxysel interop: {cells.Count} cell(s), {options.FileBytes / 1024} KiB download each, client paths {options.RateMbit} Mbit/s, at most {options.Timeout.TotalSeconds:0} s per cell");
+        output.WriteLine($"proxysel-lab interop: {cells.Count} cell(s), {options.FileBytes / 1024} KiB download each, client paths {options.RateMbit} Mbit/s, at most {options.Timeout.TotalSeconds:0} s per cell");
         output.WriteLine(Header);
         var runner = new InteropRunner(options);
         var results = new List<CellResult>();
