@@ -119,7 +119,7 @@ public sealed class DirectSubject(bool mptcp) : BenchSubject
 
 /// <summary>
 /// Our relay (ProxySelection.Relay) holding: a plain listener on the proxy's path1 address that the client dials directly
-/// (no TPROXY), TCP upstream. Normally its own process (<c>proxysel bench relay</c> in the proxy namespace), measured from
+/// (no TPROXY), TCP upstream. Normally its own process (<c>proxysel-lab bench relay</c> in the proxy namespace), measured from
 /// /proc like the others; with no <see cref="BenchEnvironment.RelayCommand"/> it runs inside the bench process with its
 /// sockets created in the proxy namespace, CPU is then the bench process's own delta (the bench itself idles while
 /// iperf3 runs) and idle memory is not measured.

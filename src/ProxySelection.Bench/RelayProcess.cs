@@ -6,7 +6,7 @@ using ProxySelection.Relay;
 namespace ProxySelection.Bench;
 
 /// <summary>
-/// The body of the hidden <c>proxysel bench relay</c> verb: our relay as its own process, so the bench measures its
+/// The body of the hidden <c>proxysel-lab bench relay</c> verb: our relay as its own process, so the bench measures its
 /// CPU and memory from /proc exactly like HAProxy's and socat's. A plain (non-transparent) listener on
 /// <c>listen</c>; every accepted connection is relayed to <c>upstream</c> over TCP. Runs until SIGTERM/SIGINT.
 /// </summary>

@@ -14,10 +14,6 @@ internal static class Cli
         root.Subcommands.Add(CleanupCommand.Build(stderr));
         root.Subcommands.Add(Control.ControlVerbs.BuildStatus(stderr));
         root.Subcommands.Add(Control.ControlVerbs.BuildCache(stderr));
-        root.Subcommands.Add(SimulateCommand.Create());
-        root.Subcommands.Add(Lab.LabCommand.Build(stderr));
-        root.Subcommands.Add(BenchCommand.Create());
-        root.Subcommands.Add(Interop.InteropCommand.Build(stderr));
         return root;
     }
 

@@ -29,7 +29,7 @@ public sealed class BenchQuickRunTests
         options.RelayCommand = await RelayCommandAsync();
         options.EngineCommand = ProxyselCommand();
         bool relayAsProcess = options.RelayCommand.Count > 0;
-        await TestContext.Out.WriteLineAsync(relayAsProcess ? "relay: its own process (proxysel bench relay)" : "relay: in-process (bench verb not registered in Cli.cs yet)");
+        await TestContext.Out.WriteLineAsync(relayAsProcess ? "relay: its own process (proxysel-lab bench relay)" : "relay: in-process (proxysel-lab bench relay did not answer)");
         options.Log = log;
         var subjects = BenchSubject.Standard(includeEngine: true);
 
@@ -77,13 +77,13 @@ public sealed class BenchQuickRunTests
     }
 
     /// <summary>
-    /// The relay runs as its own process through the hidden <c>proxysel bench relay</c> verb (proxysel.dll is copied next to
-    /// the tests by the Host project reference) once Cli.cs registers <c>BenchCommand.Create()</c>; until then in-process
-    /// (empty command), where idle memory is not measured for it.
+    /// The relay runs as its own process through the hidden <c>proxysel-lab bench relay</c> verb (proxysel-lab.dll is
+    /// copied next to the tests by the LabTool project reference); the engine subject runs the daemon, proxysel.dll.
+    /// Empty (in-process relay, idle memory not measured for it) if the verb does not answer.
     /// </summary>
     private static async Task<IReadOnlyList<string>> RelayCommandAsync()
     {
-        var command = ProxyselCommand();
+        var command = DotnetCommand("proxysel-lab.dll");
         var (dotnet, dll) = (command[0], command[1]);
         // "--help" exits 0 even for an unknown verb; bad endpoints reach the verb's own message only when it exists.
         using var probe = Process.Start(new ProcessStartInfo(dotnet, [dll, "bench", "relay", "--listen", "x", "--upstream", "y"])
@@ -98,10 +98,12 @@ public sealed class BenchQuickRunTests
         return stderr.Contains("take address:port", StringComparison.Ordinal) ? command : [];
     }
 
-    /// <summary><c>dotnet proxysel.dll</c>, copied next to the tests by the Host project reference.</summary>
-    private static string[] ProxyselCommand()
+    /// <summary><c>dotnet proxysel.dll</c> (the daemon), copied next to the tests by the Host project reference.</summary>
+    private static string[] ProxyselCommand() => DotnetCommand("proxysel.dll");
+
+    private static string[] DotnetCommand(string file)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "proxysel.dll");
+        var dll = Path.Combine(AppContext.BaseDirectory, file);
         Assert.That(File.Exists(dll), Is.True, dll);
         var dotnet = Environment.ProcessPath is { } p && Path.GetFileNameWithoutExtension(p) == "dotnet" ? p : "dotnet";
         return [dotnet, dll];

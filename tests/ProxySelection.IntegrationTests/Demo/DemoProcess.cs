@@ -5,7 +5,7 @@ using ProxySelection.Lab;
 
 namespace ProxySelection.IntegrationTests.Demo;
 
-/// <summary><c>dotnet proxysel.dll lab demo</c> as a child process, its output collected as it comes.</summary>
+/// <summary><c>dotnet proxysel-lab.dll demo</c> as a child process, its output collected as it comes.</summary>
 internal sealed partial class DemoProcess : IDisposable
 {
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
@@ -38,7 +38,7 @@ internal sealed partial class DemoProcess : IDisposable
     /// <summary>Starts the demo; <paramref name="wrapper"/> (ending in <c>dotnet</c>) runs it through another program, e.g. setpriv.</summary>
     public static DemoProcess Start(string[]? wrapper = null, string[]? extra = null)
     {
-        string[] command = [.. wrapper ?? ["dotnet"], Path.Combine(AppContext.BaseDirectory, "proxysel.dll"), "lab", "demo", .. extra ?? []];
+        string[] command = [.. wrapper ?? ["dotnet"], Path.Combine(AppContext.BaseDirectory, "proxysel-lab.dll"), "demo", .. extra ?? []];
         var start = new ProcessStartInfo(command[0], command[1..])
         {
             RedirectStandardOutput = true,

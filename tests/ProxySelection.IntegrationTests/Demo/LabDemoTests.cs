@@ -3,7 +3,7 @@ using System.Text.RegularExpressions;
 namespace ProxySelection.IntegrationTests.Demo;
 
 /// <summary>
-/// <c>proxysel lab demo</c> end to end, as a user runs it: a real MPTCP download through P1 and P2 in namespaces, the
+/// <c>proxysel-lab demo</c> end to end, as a user runs it: a real MPTCP download through P1 and P2 in namespaces, the
 /// report, and nothing left behind, whether it ends normally or by SIGINT.
 /// </summary>
 [TestFixture]
@@ -61,8 +61,8 @@ public sealed class LabDemoTests
         int exit = await demo.WaitForExitAsync(TimeSpan.FromSeconds(30));
 
         Assert.That(exit, Is.EqualTo(3), demo.Output);
-        Assert.That(demo.Output, Does.Contain("proxysel lab demo needs root"));
-        Assert.That(demo.Output, Does.Contain("sudo dotnet run --project src/ProxySelection.Host -c Release -- lab demo"));
+        Assert.That(demo.Output, Does.Contain("proxysel-lab demo needs root"));
+        Assert.That(demo.Output, Does.Contain("sudo dotnet run --project src/ProxySelection.LabTool -c Release -- demo"));
     }
 
     [Test]

@@ -1,4 +1,4 @@
-using ProxySelection.Host.Lab;
+using ProxySelection.LabTool.Lab;
 
 namespace ProxySelection.IntegrationTests.Demo;
 

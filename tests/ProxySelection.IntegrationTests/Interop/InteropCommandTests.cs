@@ -1,6 +1,6 @@
 using System.Text;
-using ProxySelection.Host;
-using ProxySelection.Host.Interop;
+using ProxySelection.LabTool;
+using ProxySelection.LabTool.Interop;
 using ProxySelection.IntegrationTests.Proxy;
 
 namespace ProxySelection.IntegrationTests.Interop;
@@ -38,14 +38,17 @@ public sealed class InteropCommandTests
         var dll = ProxyLab.ProxyselDll;
         Assert.Multiple(() =>
         {
-            Assert.That(InteropCommand.TryParseBinaries([$"P2={dll}"], TextWriter.Null, out var named), Is.True);
-            Assert.That(named.Select(b => b.Label), Is.EqualTo(new[] { "current", dll }), "P1 before the named one keeps this build");
+            Assert.That(InteropCommand.TryParseBinaries([$"P2={dll}"], Daemon, TextWriter.Null, out var named), Is.True);
+            Assert.That(named.Select(b => b.Label), Is.EqualTo(new[] { "current", dll }), "P1 before the named one runs the default daemon");
+            Assert.That(InteropCommand.TryParseBinaries([$"P2={dll}"], null, TextWriter.Null, out _), Is.False, "no default daemon: P1 has no build");
             Assert.That(named[1].File, Is.EqualTo("dotnet"), "a .dll runs under dotnet");
-            Assert.That(InteropCommand.TryParseBinaries([$"P3={dll}", "/bin/true"], TextWriter.Null, out var gaps), Is.True);
+            Assert.That(InteropCommand.TryParseBinaries([$"P3={dll}", "/bin/true"], Daemon, TextWriter.Null, out var gaps), Is.True);
             Assert.That(gaps.Select(b => b.Label), Is.EqualTo(new[] { "/bin/true", "/bin/true", dll }), "P2 takes the build named before it");
-            Assert.That(InteropCommand.TryParseBinaries(["/nonexistent/proxysel"], TextWriter.Null, out _), Is.False);
+            Assert.That(InteropCommand.TryParseBinaries(["/nonexistent/proxysel"], Daemon, TextWriter.Null, out _), Is.False);
         });
     }
+
+    private static readonly ProxyBinary Daemon = new("dotnet", [ProxyLab.ProxyselDll], "current");
 
     [TestCase(0.50, 3.0)]
     [TestCase(0.99, 5.0)]

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using ProxySelection.Host.Interop;
+using ProxySelection.LabTool.Interop;
 
 namespace ProxySelection.IntegrationTests.Interop;
 

@@ -1,6 +1,6 @@
 using System.Text;
 using System.Text.Json;
-using ProxySelection.Host;
+using ProxySelection.LabTool;
 using ProxySelection.IntegrationTests.Proxy;
 
 namespace ProxySelection.IntegrationTests.Interop;

@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
-using ProxySelection.Host.Lab;
+using ProxySelection.LabTool.Lab;
 using ProxySelection.Lab;
 
 namespace ProxySelection.IntegrationTests.Proxy;

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>
 /// Reads what a <c>proxysel run</c> process printed: its decision lines (one per SYN, probe, hold, accept and relayed

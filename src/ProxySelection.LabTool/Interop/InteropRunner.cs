@@ -2,21 +2,17 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
-using ProxySelection.Host.Lab;
 using ProxySelection.Lab;
+using ProxySelection.LabTool.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>A <c>proxysel</c> build to run as one instance: the file to execute and the arguments before the verb.</summary>
 internal sealed record ProxyBinary(string File, IReadOnlyList<string> Prefix, string Label)
 {
-    /// <summary>This very program (the apphost, or <c>dotnet proxysel.dll</c>).</summary>
-    public static ProxyBinary Current()
-    {
-        var (file, prefix) = LabDemo.ProxyselCommand();
-        return new ProxyBinary(file, prefix, "current");
-    }
+    /// <summary>The daemon <see cref="DaemonLocator"/> finds by default (the build of this checkout, usually).</summary>
+    public static ProxyBinary Current() => DaemonLocator.Default();
 
     /// <summary>A build at <paramref name="path"/>: a <c>.dll</c> runs under <c>dotnet</c>, anything else is executed.</summary>
     public static ProxyBinary At(string path)

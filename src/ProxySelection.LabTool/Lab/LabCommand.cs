@@ -1,9 +1,8 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
-/// <summary><c>proxysel lab</c>: real topologies in network namespaces on this machine; <c>lab demo</c> is the guided tour.</summary>
+/// <summary><c>proxysel-lab demo</c>: the guided tour, real topologies in network namespaces on this machine.</summary>
 internal static class LabCommand
 {
     public static Command Build(TextWriter stderr)
@@ -13,9 +12,10 @@ internal static class LabCommand
         var scenario = new Option<string>("--scenario") { Description = "chain (MPTCP client, P1, P2, TCP server), hybrid (TCP client, upgrade CPE, two paths, downgrade aggregation, TCP server) or both", DefaultValueFactory = _ => "both" };
         scenario.AcceptOnlyFromAmong("chain", "hybrid", "both");
         var noInstall = new Option<bool>("--no-install") { Description = "Do not install missing Debian packages; fail with their names instead" };
+        var daemonPath = DaemonLocator.CreateOption();
         var demo = new Command("demo", "Bring up an MPTCP client with two paths, two proxies and a TCP-only server in namespaces, download through them, show who held the connection, the subflows, throughput and the trace, and remove everything")
         {
-            size, rate, scenario, noInstall,
+            size, rate, scenario, noInstall, daemonPath,
         };
         demo.SetAction(result =>
         {
@@ -27,11 +27,16 @@ internal static class LabCommand
                 return ExitCodes.Usage;
             }
 
+            if (DaemonLocator.Resolve(result.GetValue(daemonPath), stderr) is not { } daemon)
+            {
+                return ExitCodes.DaemonNotFound;
+            }
+
             // Ours to handle: the demo cancels its steps and tears down before we exit.
             using var interrupt = new InterruptSignals();
-            var demoRun = new LabDemo(result.InvocationConfiguration.Output, stderr, new LabDemoOptions(megabytes, mbit, !result.GetValue(noInstall), result.GetValue(scenario) != "hybrid", result.GetValue(scenario) != "chain"), TimeProvider.System);
+            var demoRun = new LabDemo(result.InvocationConfiguration.Output, stderr, new LabDemoOptions(megabytes, mbit, !result.GetValue(noInstall), result.GetValue(scenario) != "hybrid", result.GetValue(scenario) != "chain", daemon), TimeProvider.System);
             return demoRun.RunAsync(interrupt.Token).GetAwaiter().GetResult();
         });
-        return new Command("lab", "Real topologies in network namespaces on this machine (root)") { demo };
+        return demo;
     }
 }

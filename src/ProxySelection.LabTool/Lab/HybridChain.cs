@@ -1,7 +1,7 @@
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>
 /// Hybrid access in four namespaces: a plain TCP client at home behind a CPE (home router, upgrade proxy) with two

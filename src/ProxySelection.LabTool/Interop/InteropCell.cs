@@ -2,7 +2,7 @@ using System.Globalization;
 using ProxySelection.Negotiation;
 using ProxySelection.Negotiation.Simulation;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>
 /// One downgrade proxy of a cell: its mode, policy and priority; <see cref="AtCapacity"/> runs it with

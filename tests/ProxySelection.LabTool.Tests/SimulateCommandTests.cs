@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace ProxySelection.Host.Tests;
+namespace ProxySelection.LabTool.Tests;
 
 public class SimulateCommandTests
 {

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using ProxySelection.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>One round: the home client's goodput and the bytes the CPE received on each uplink meanwhile.</summary>
 internal sealed record HybridRound(bool BothPaths, double Mbit, long DslBytes, long LteBytes);

@@ -1,7 +1,7 @@
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>
 /// The demo's chain in four namespaces: an MPTCP client with two paths ("dsl", "lte") to proxy P1, P1's uplink to

@@ -1,15 +1,15 @@
 using System.Globalization;
 using System.Net;
-using System.Reflection;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using ProxySelection.Lab;
+using ProxySelection.LabTool.Interop;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
-/// <summary>What the demo was asked to do.</summary>
-internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool InstallMissing, bool Chain = true, bool Hybrid = true);
+/// <summary>What the demo was asked to do; <c>Daemon</c> is the <c>proxysel</c> the proxies run (null: <see cref="DaemonLocator"/>'s default).</summary>
+internal sealed record LabDemoOptions(int SizeMegabytes, int RateMbit, bool InstallMissing, bool Chain = true, bool Hybrid = true, ProxyBinary? Daemon = null);
 
 /// <summary>
 /// <c>proxysel lab demo</c>: brings up client ⇉ P1 → P2 → TCP-only server in fresh namespaces, downloads a file with
@@ -40,18 +40,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     public async Task<int> RunAsync(CancellationToken interrupt)
     {
         WriteHeader();
-        if (!LabRun.IsRoot)
+        if (Gate.CheckMachine(error) is { } notReady)
         {
-            error.WriteLine("proxysel lab demo needs root: it creates network namespaces, installs firewall rules inside them and");
-            error.WriteLine("may install packages. Run it with sudo, e.g.:");
-            error.WriteLine("  sudo dotnet run --project src/ProxySelection.Host -c Release -- lab demo");
-            return LabDemoExitCodes.NotRoot;
-        }
-
-        if (!Prerequisites.KernelHasMptcp)
-        {
-            error.WriteLine("This kernel has no Multipath TCP (/proc/sys/net/mptcp is missing): Linux 5.6 or later with CONFIG_MPTCP is needed.");
-            return LabDemoExitCodes.PrerequisitesMissing;
+            return notReady;
         }
 
         if (!EnsurePackages())
@@ -128,7 +119,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
     private void WriteHeader()
     {
-        output.WriteLine("proxysel lab demo: Multipath TCP through operator proxies, on real Linux kernels in namespaces");
+        output.WriteLine("proxysel-lab demo: Multipath TCP through operator proxies, on real Linux kernels in namespaces");
         output.WriteLine();
         output.WriteLine("Multipath TCP (MPTCP, RFC 8684) lets one connection use several links at once, e.g. a home's DSL and");
         output.WriteLine("LTE lines. It only works when both ends speak it; proxysel is a proxy that speaks it for the end that does not.");
@@ -157,46 +148,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     /// <summary>TCP data a link shaped to <paramref name="mbit"/> carries: 1448 bytes per 1514-byte frame (timestamps on, 1500 MTU).</summary>
     private static double PayloadMbit(int mbit) => mbit * 1448.0 / 1514;
 
-    private bool EnsurePackages()
-    {
-        var missing = Prerequisites.Missing(Prerequisites.SearchPath());
-        if (missing.Count == 0)
-        {
-            Step("Checking prerequisites").Done($"all there ({string.Join(", ", Prerequisites.Tools.Select(t => t.Package).Distinct())})");
-            return true;
-        }
+    private PrerequisiteGate Gate { get; } = new("demo", Prerequisites.Tools, MachineProbe.ThisMachine);
 
-        if (!options.InstallMissing)
-        {
-            error.WriteLine($"Missing Debian packages: {string.Join(", ", missing)}. Install them with: apt-get install {string.Join(' ', missing)}");
-            return false;
-        }
-
-        output.WriteLine($"[{++_step}] Installing missing prerequisites: {string.Join(", ", missing)} (apt-get update, then apt-get install)...");
-        if (!Prerequisites.Install(missing, output, TimeSpan.FromMinutes(10)))
-        {
-            error.WriteLine($"Could not install {string.Join(", ", missing)}; install them by hand (apt-get install {string.Join(' ', missing)}) and run the demo again.");
-            return false;
-        }
-
-        var still = Prerequisites.Missing(Prerequisites.SearchPath());
-        if (still.Count > 0)
-        {
-            error.WriteLine($"Still missing after apt-get: {string.Join(", ", still)}");
-            return false;
-        }
-
-        output.WriteLine($"    installed {string.Join(", ", missing)}");
-        if (missing.Contains("nginx-light"))
-        {
-            // Debian's nginx packages enable and start a web server on port 80 of this machine (under systemd). The demo
-            // runs its own nginx inside a namespace and does not need it.
-            output.WriteLine("    note: on a machine with systemd, Debian's nginx package also starts an nginx service on port 80. The demo");
-            output.WriteLine("    does not use it (it runs its own nginx inside a namespace); to stop and disable it: systemctl disable --now nginx");
-        }
-
-        return true;
-    }
+    private bool EnsurePackages() => Gate.EnsureTools(options.InstallMissing, output, error);
 
     private async Task<bool> RunChainAsync(LabEnvironment lab, string directory, CancellationToken ct)
     {
@@ -272,16 +226,11 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
             "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
     }
 
-    /// <summary>
-    /// This very program: the apphost when run as <c>proxysel</c> (or by <c>dotnet run</c>), else <c>dotnet proxysel.dll</c>.
-    /// </summary>
-    public static (string File, string[] Prefix) ProxyselCommand()
+    /// <summary>The daemon the proxies run: the one the command line resolved, else <see cref="DaemonLocator"/>'s default.</summary>
+    private (string File, IReadOnlyList<string> Prefix) ProxyselCommand()
     {
-        var process = Environment.ProcessPath ?? "dotnet";
-        var entry = Assembly.GetEntryAssembly()?.Location;
-        return Path.GetFileNameWithoutExtension(process) == "dotnet" && !string.IsNullOrEmpty(entry)
-            ? (process, [entry])
-            : (process, []);
+        var daemon = options.Daemon ?? DaemonLocator.Default();
+        return (daemon.File, daemon.Prefix);
     }
 
     /// <summary>What one download showed: curl's figures, bytes per path (interface counters), the subflows seen.</summary>

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.LabTool;
 
 /// <summary>
 /// SIGINT and SIGTERM for a verb that builds things it must tear down (the demo, interop): the signal is ours to handle,

@@ -3,7 +3,7 @@ using System.Text;
 using System.Text.Json;
 using ProxySelection.Negotiation;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
 /// <summary>One measured line of the implicit-vs-explicit comparison.</summary>
 internal sealed record MeasuredRow(
@@ -38,7 +38,7 @@ internal sealed class InteropComparison(InteropOptions options, int count, TextW
 
     public async Task<int> RunAsync(bool json, CancellationToken cancellationToken)
     {
-        output.WriteLine($"proxysel interop --compare: MPTCP client, TCP-only server, 1-3 downgrade proxies; {count} connections timed per line");
+        output.WriteLine($"proxysel-lab interop --compare: MPTCP client, TCP-only server, 1-3 downgrade proxies; {count} connections timed per line");
         var runner = new InteropRunner(options);
         var rows = new List<MeasuredRow>();
         // The baseline: one router, no proxy; the client's handshake is then with the server itself.

@@ -3,7 +3,7 @@ using System.Net;
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
 /// <summary>The second scenario: hybrid access, where neither end speaks MPTCP and two proxies provide it in between.</summary>
 internal sealed partial class LabDemo

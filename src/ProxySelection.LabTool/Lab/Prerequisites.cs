@@ -1,8 +1,11 @@
 using System.Diagnostics;
 
-namespace ProxySelection.Host.Lab;
+namespace ProxySelection.LabTool.Lab;
 
-/// <summary>The Debian packages the demo runs, found by the tools it calls; missing ones installed with apt-get.</summary>
+/// <summary>
+/// The Debian packages demo, interop and bench run, found by the tools they call; missing ones installed with apt-get
+/// (<see cref="PrerequisiteGate"/>).
+/// </summary>
 internal static class Prerequisites
 {
     /// <summary>Each tool the demo (or the Lab library under it) runs, and the Debian package that ships it.</summary>
@@ -21,18 +24,66 @@ internal static class Prerequisites
         ("setsid", "util-linux"),  // long-running lab processes in their own process group
     ];
 
+    /// <summary>What <c>interop</c> runs: chains of proxies with captures on every hop, nginx and curl.</summary>
+    public static readonly IReadOnlyList<(string Tool, string Package)> InteropTools =
+    [
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),        // client path rates, netem delay for --compare
+        ("iptables", "iptables"),
+        ("tcpdump", "tcpdump"),
+        ("mptcpize", "mptcpize"),
+        ("nginx", "nginx-light"),
+        ("curl", "curl"),
+        ("ethtool", "ethtool"),
+        ("sysctl", "procps"),      // per-namespace MPTCP and forwarding settings
+        ("setsid", "util-linux"),
+    ];
+
+    /// <summary>What <c>bench</c> runs: the relays compared (HAProxy, socat), the load generators and the tracer.</summary>
+    public static readonly IReadOnlyList<(string Tool, string Package)> BenchTools =
+    [
+        ("ip", "iproute2"),
+        ("tc", "iproute2"),
+        ("nstat", "iproute2"),     // retransmissions per run
+        ("iptables", "iptables"),  // the engine subject's rules
+        ("iperf3", "iperf3"),
+        ("wrk", "wrk"),
+        ("nginx", "nginx-light"),  // wrk's server
+        ("haproxy", "haproxy"),
+        ("socat", "socat"),
+        ("mptcpize", "mptcpize"),
+        ("strace", "strace"),      // --diagnose
+        ("sysctl", "procps"),
+        ("setsid", "util-linux"),
+    ];
+
     private static readonly string[] SystemDirectories = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
-    /// <summary>The packages whose tool is in none of <paramref name="searchPath"/>'s directories (in order, no repeats).</summary>
-    public static IReadOnlyList<string> Missing(IEnumerable<string> searchPath)
+    /// <summary>The demo's packages whose tool is in none of <paramref name="searchPath"/>'s directories (in order, no repeats).</summary>
+    public static IReadOnlyList<string> Missing(IEnumerable<string> searchPath) =>
+        [.. MissingTools(Tools, searchPath).Select(t => t.Package).Distinct()];
+
+    /// <summary>The <paramref name="tools"/> in none of <paramref name="searchPath"/>'s directories, in order.</summary>
+    public static IReadOnlyList<(string Tool, string Package)> MissingTools(IReadOnlyList<(string Tool, string Package)> tools, IEnumerable<string> searchPath)
     {
+        ArgumentNullException.ThrowIfNull(tools);
         var directories = searchPath.ToList();
-        return [.. Tools.Where(t => !directories.Any(d => File.Exists(Path.Combine(d, t.Tool)))).Select(t => t.Package).Distinct()];
+        return [.. tools.Where(t => !directories.Any(d => File.Exists(Path.Combine(d, t.Tool))))];
     }
 
-    /// <summary>PATH plus the system directories (sudo may hand over a PATH without the sbin ones).</summary>
+    /// <summary>This process's PATH: where the tools are executed from, by us and by <c>ip netns exec</c>.</summary>
     public static IReadOnlyList<string> SearchPath() =>
-        [.. (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries).Concat(SystemDirectories).Distinct()];
+        [.. (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries).Distinct()];
+
+    /// <summary>
+    /// Adds the system directories missing from this process's PATH (sudo may hand over one without the sbin ones), so
+    /// that the tools found by <see cref="SearchPath"/> are the ones executed.
+    /// </summary>
+    public static void CompletePath()
+    {
+        var path = SearchPath();
+        Environment.SetEnvironmentVariable("PATH", string.Join(':', path.Concat(SystemDirectories.Except(path))));
+    }
 
     /// <summary>The kernel must have MPTCP (Linux 5.6+, CONFIG_MPTCP) for the demo to mean anything.</summary>
     public static bool KernelHasMptcp => File.Exists("/proc/sys/net/mptcp/enabled");

@@ -3,12 +3,14 @@ using System.Globalization;
 using System.Net;
 using System.Reflection;
 using ProxySelection.Bench;
+using ProxySelection.Lab;
+using ProxySelection.LabTool.Lab;
 using ProxySelection.Relay;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.LabTool;
 
 /// <summary>
-/// <c>proxysel bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab
+/// <c>proxysel-lab bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab
 /// benchmark of issue 7 (needs root; builds its own namespaces). Progress goes to stderr, the table to stdout, and with
 /// <c>--json</c> one JSON object as the last line. The hidden <c>bench relay</c> runs our relay as its own process so
 /// the bench measures it like HAProxy and socat.
@@ -29,9 +31,11 @@ internal static class BenchCommand
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
         var relayReadSize = new Option<int?>("--relay-read-size") { Description = "Bytes our relay subjects ask for per read (at least 65536)" };
         var phases = new Option<string?>("--phases") { Description = "Comma-separated phases to run: throughput,connections,idle (default all)" };
+        var noInstall = new Option<bool>("--no-install") { Description = "Do not install missing Debian packages; fail with their names instead" };
+        var daemonPath = DaemonLocator.CreateOption();
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases, relayReadSize,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases, relayReadSize, noInstall, daemonPath,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -51,8 +55,8 @@ internal static class BenchCommand
                 options.Phases = p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             }
             options.RelayReadSize = result.GetValue(relayReadSize);
+            // Our relay subjects run this tool (`bench relay`), the engine subjects the daemon (`proxysel run`).
             options.RelayCommand = SelfCommand();
-            options.EngineCommand = SelfCommand();
             options.Log = stderr;
             var errors = options.Validate();
             if (errors.Count > 0)
@@ -60,14 +64,30 @@ internal static class BenchCommand
                 await stderr.WriteLineAsync(string.Join("; ", errors)).ConfigureAwait(false);
                 return ExitCodes.Usage;
             }
-            if (!ProxySelection.Lab.LabRun.IsRoot)
+            if (DaemonLocator.Resolve(result.GetValue(daemonPath), stderr) is not { } daemon)
             {
-                await stderr.WriteLineAsync("proxysel bench needs root (network namespaces)").ConfigureAwait(false);
-                return ExitCodes.Usage;
+                return ExitCodes.DaemonNotFound;
+            }
+
+            options.EngineCommand = [daemon.File, .. daemon.Prefix];
+            if (new PrerequisiteGate("bench", Prerequisites.BenchTools, MachineProbe.ThisMachine).Check(!result.GetValue(noInstall), stderr, stderr) is { } notReady)
+            {
+                return notReady;
             }
 
             var time = TimeProvider.System;
-            var results = await new Benchmark(options, time).RunAsync(BenchSubject.Standard(includeEngine: true), cancellationToken).ConfigureAwait(false);
+            BenchResults results;
+            try
+            {
+                results = await new Benchmark(options, time).RunAsync(BenchSubject.Standard(includeEngine: true), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is LabException or System.ComponentModel.Win32Exception or InvalidOperationException or TimeoutException or IOException)
+            {
+                // One line, not a stack trace: the namespaces are gone already (the benchmark disposes them).
+                await stderr.WriteLineAsync($"proxysel-lab bench failed: {e.Message}").ConfigureAwait(false);
+                return BenchFailed;
+            }
+
             var file = result.GetValue(output)?.FullName
                 ?? Path.GetFullPath($"bench-{time.GetUtcNow().ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture)}.json");
             await File.WriteAllTextAsync(file, BenchReport.ToFileText(results), CancellationToken.None).ConfigureAwait(false);
@@ -82,10 +102,13 @@ internal static class BenchCommand
         return command;
     }
 
+    /// <summary>The run stopped on an error (said in one line).</summary>
+    public const int BenchFailed = 1;
+
     private static (string, string)[] ParseSysctls(string[]? values) =>
         [.. (values ?? []).Select(s => s.Split('=', 2)).Where(p => p.Length == 2).Select(p => (p[0], p[1]))];
 
-    /// <summary><c>proxysel bench relay --listen A:P --upstream A:P --client-protocol tcp|mptcp</c> (hidden).</summary>
+    /// <summary><c>proxysel-lab bench relay --listen A:P --upstream A:P --client-protocol tcp|mptcp</c> (hidden).</summary>
     private static Command CreateRelay()
     {
         var listen = new Option<string>("--listen") { Required = true, Description = "address:port to listen on (plain listener)" };
@@ -111,7 +134,7 @@ internal static class BenchCommand
         return command;
     }
 
-    /// <summary>How to start this program again: the apphost itself, or <c>dotnet proxysel.dll</c>.</summary>
+    /// <summary>How to start this tool again (for <c>bench relay</c>): the apphost itself, or <c>dotnet proxysel-lab.dll</c>.</summary>
     private static string[] SelfCommand()
     {
         var process = Environment.ProcessPath ?? "dotnet";

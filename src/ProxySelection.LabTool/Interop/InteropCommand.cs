@@ -5,10 +5,11 @@ using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using ProxySelection.Lab;
+using ProxySelection.LabTool.Lab;
 
-namespace ProxySelection.Host.Interop;
+namespace ProxySelection.LabTool.Interop;
 
-/// <summary>Exit codes of <c>proxysel interop</c>.</summary>
+/// <summary>Exit codes of <c>proxysel-lab interop</c> (with <see cref="ExitCodes"/>: 3 not root, 4 prerequisites, 5 no daemon).</summary>
 internal static class InteropExitCodes
 {
     /// <summary>At least one cell did not show what the negotiation rules expect.</summary>
@@ -22,7 +23,7 @@ internal static class InteropExitCodes
 }
 
 /// <summary>
-/// <c>proxysel interop</c>: proxy instances (of one build or several) against each other in a matrix of chains on
+/// <c>proxysel-lab interop</c>: proxy instances (of one build or several) against each other in a matrix of chains on
 /// the real kernel, each cell judged against the chain simulator's expectation; <c>--compare</c> measures the
 /// implicit-vs-explicit table of spec Appendix B.
 /// </summary>
@@ -44,9 +45,11 @@ internal static partial class InteropCommand
         var compare = new Option<bool>("--compare") { Description = "Measure implicit vs explicit for chains of 1-3 proxies (context holders, extra upstream connections, setup time p50/p99) instead of the matrix" };
         var connections = new Option<int>("--connections") { Description = "Connections per configuration timed by --compare, cold and warm each (2..500)", DefaultValueFactory = _ => 200 };
         var delay = new Option<double>("--delay") { Description = "One-way delay in ms on every link for --compare (0..100; needs the kernel's netem qdisc)", DefaultValueFactory = _ => 0 };
+        var noInstall = new Option<bool>("--no-install") { Description = "Do not install missing Debian packages; fail with their names instead" };
+        var daemonPath = DaemonLocator.CreateOption();
         var command = new Command("interop", "Run proxy instances against each other in namespaces: a matrix of chains of 0-3 proxies, each cell checked for the expected holder (from the simulator), subflows, data integrity and untouched pass-through (captures)")
         {
-            full, cells, list, json, binaries, size, rate, timeout, compare, connections, delay,
+            full, cells, list, json, binaries, size, rate, timeout, compare, connections, delay, noInstall, daemonPath,
         };
         command.SetAction(result =>
         {
@@ -61,15 +64,10 @@ internal static partial class InteropCommand
                 return ExitCodes.Usage;
             }
 
-            if (!TryParseBinaries(result.GetValue(binaries) ?? [], stderr, out var builds))
-            {
-                return ExitCodes.Usage;
-            }
-
             var selected = Select(result.GetValue(full), result.GetValue(cells) ?? []);
             if (selected is null)
             {
-                stderr.WriteLine("--cell: no such cell; `proxysel interop --list --full` names them all");
+                stderr.WriteLine("--cell: no such cell; `proxysel-lab interop --list --full` names them all");
                 return ExitCodes.Usage;
             }
 
@@ -84,15 +82,27 @@ internal static partial class InteropCommand
                 return ExitCodes.Ok;
             }
 
-            if (!LabRun.IsRoot)
+            // Every instance without a build of its own runs the daemon found by default (or named by --proxysel).
+            var named = result.GetValue(binaries) ?? [];
+            var daemon = DaemonLocator.Resolve(result.GetValue(daemonPath), named.Length > 0 ? TextWriter.Null : stderr);
+            if (daemon is null && named.Length == 0)
             {
-                stderr.WriteLine("proxysel interop needs root: it creates network namespaces and firewall rules inside them.");
-                return InteropExitCodes.NotRoot;
+                return ExitCodes.DaemonNotFound;
+            }
+
+            if (!TryParseBinaries(named, daemon, stderr, out var builds))
+            {
+                return ExitCodes.Usage;
+            }
+
+            if (new PrerequisiteGate("interop", Prerequisites.InteropTools, MachineProbe.ThisMachine).Check(!result.GetValue(noInstall), output, stderr) is { } notReady)
+            {
+                return notReady;
             }
 
             // Ours to handle: the running cell cancels and tears its namespaces down before we exit.
             using var interrupt = new InterruptSignals();
-            var options = new InteropOptions(builds, kib * 1024, mbit, TimeSpan.FromSeconds(seconds));
+            var options = new InteropOptions(builds.Count > 0 ? builds : [daemon!], kib * 1024, mbit, TimeSpan.FromSeconds(seconds));
             LabRun.SweepStaleAsync(CancellationToken.None).GetAwaiter().GetResult();
             if (result.GetValue(compare))
             {
@@ -127,8 +137,11 @@ internal static partial class InteropCommand
         return chosen;
     }
 
-    /// <summary><c>PATH</c> values in order (P1, P2, ...) or <c>Pn=PATH</c>; every path must exist.</summary>
-    public static bool TryParseBinaries(IReadOnlyList<string> values, TextWriter stderr, out IReadOnlyList<ProxyBinary> binaries)
+    /// <summary>
+    /// <c>PATH</c> values in order (P1, P2, ...) or <c>Pn=PATH</c>; every path must exist. P1 left out runs
+    /// <paramref name="fallback"/>, which must then be there.
+    /// </summary>
+    public static bool TryParseBinaries(IReadOnlyList<string> values, ProxyBinary? fallback, TextWriter stderr, out IReadOnlyList<ProxyBinary> binaries)
     {
         ArgumentNullException.ThrowIfNull(values);
         ArgumentNullException.ThrowIfNull(stderr);
@@ -160,13 +173,18 @@ internal static partial class InteropCommand
             return true;
         }
 
-        // Gaps take the build named before them, or this one.
+        // Gaps take the build named before them, or the default daemon.
         var list = new List<ProxyBinary>();
-        var last = ProxyBinary.Current();
         for (int i = 0; i <= byIndex.Keys.Max(); i++)
         {
-            last = byIndex.TryGetValue(i, out var b) ? b : (i == 0 ? last : list[i - 1]);
-            list.Add(last);
+            var build = byIndex.TryGetValue(i, out var given) ? given : i > 0 ? list[i - 1] : fallback;
+            if (build is null)
+            {
+                stderr.WriteLine("--proxy-binary: P1 has no build and no proxysel daemon was found; name one for P1 or give --proxysel PATH");
+                return false;
+            }
+
+            list.Add(build);
         }
 
         binaries = list;
@@ -175,7 +193,7 @@ internal static partial class InteropCommand
 
     private static async Task<int> RunMatrixAsync(IReadOnlyList<InteropCell> cells, InteropOptions options, TextWriter output, bool json, CancellationToken cancellationToken)
     {
-        output.WriteLine($"proxysel interop: {cells.Count} cell(s), {options.FileBytes / 1024} KiB download each, client paths {options.RateMbit} Mbit/s, at most {options.Timeout.TotalSeconds:0} s per cell");
+        output.WriteLine($"proxysel-lab interop: {cells.Count} cell(s), {options.FileBytes / 1024} KiB download each, client paths {options.RateMbit} Mbit/s, at most {options.Timeout.TotalSeconds:0} s per cell");
         output.WriteLine(Header);
         var runner = new InteropRunner(options);
         var results = new List<CellResult>();

@@ -1,10 +1,10 @@
 using System.CommandLine;
 using ProxySelection.Negotiation.Simulation;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.LabTool;
 
 /// <summary>
-/// <c>proxysel simulate compare</c>: the implicit-vs-explicit comparison of the IETF 91 analysis, run on the chain
+/// <c>proxysel-lab simulate compare</c>: the implicit-vs-explicit comparison of the IETF 91 analysis, run on the chain
 /// simulator (the real negotiator, a fake clock) and printed as the table recorded in spec Appendix B.
 /// </summary>
 internal static class SimulateCommand

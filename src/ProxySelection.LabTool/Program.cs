@@ -1,0 +1,6 @@
+namespace ProxySelection.LabTool;
+
+internal static class Program
+{
+    public static int Main(string[] args) => Cli.Run(args);
+}
