@@ -28,7 +28,7 @@ public sealed class DrainTests
         var socket = Path.Combine(lab.Directory, "proxysel.sock");
         var config = Path.Combine(lab.Directory, "proxysel.json");
         await File.WriteAllTextAsync(config, $$"""{ "Proxy": { "Ports": [80], "DrainTimeout": "40s", "ControlSocket": "{{socket}}" } }""");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", config]).WaitRunningAsync();
 
         // 16 MB at 1 MB/s: the drain starts early in the transfer (the socket buffers hold a few MB).
         var output = Path.Combine(lab.Directory, "download.bin");

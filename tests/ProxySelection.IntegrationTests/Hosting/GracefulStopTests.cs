@@ -20,7 +20,7 @@ public sealed class GracefulStopTests
         await lab.StartNginxAsync();
         var config = Path.Combine(lab.Directory, "proxysel.json");
         await File.WriteAllTextAsync(config, """{ "Proxy": { "Role": "downgrade", "Ports": [80], "DrainTimeout": "40s" } }""");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", config]).WaitRunningAsync();
 
         // About 4 s at 4 MB/s: SIGTERM lands mid-transfer.
         var output = Path.Combine(lab.Directory, "download.bin");
@@ -61,7 +61,7 @@ public sealed class GracefulStopTests
         await lab.StartNginxAsync();
         var config = Path.Combine(lab.Directory, "proxysel.json");
         await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "DrainTimeout": "1s" } }""");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", config]).WaitRunningAsync();
 
         // 16 MB at 512 kB/s takes 32 s: far beyond the 1 s drain.
         var transfer = lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, Path.Combine(lab.Directory, "download.bin"), TimeSpan.FromSeconds(40), "--limit-rate", "512K");

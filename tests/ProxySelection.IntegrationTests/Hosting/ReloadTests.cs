@@ -19,7 +19,7 @@ public sealed class ReloadTests
         await lab.StartNginxAsync();
         var config = Path.Combine(lab.Directory, "proxysel.json");
         await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "Policy": "first" } }""");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", config]).WaitRunningAsync();
 
         var output = Path.Combine(lab.Directory, "download.bin");
         var transfer = lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(60), "--limit-rate", "4M");
@@ -30,6 +30,7 @@ public sealed class ReloadTests
         await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80, 443], "Policy": "first" } }""");
         Assert.That(proxy.Signal(SigHup), Is.True);
         var refused = await ProxyLab.WaitForLineAsync(proxy, "proxysel: reload refused", "");
+        bool heldThroughReloads = !transfer.IsCompleted && ProxyLab.Lines(proxy, "relay ").Count == 0;
 
         var curl = await transfer.WaitAsync(TimeSpan.FromSeconds(70));
         var after = await lab.CurlAsync(ProxyLab.Url(false, "small.bin"), mptcp: true, Path.Combine(lab.Directory, "small.out"));
@@ -37,12 +38,11 @@ public sealed class ReloadTests
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
 
-        var lines = proxy.Output.Split('\n').Select(l => l.Trim()).ToList();
-        var refusedAt = lines.FindIndex(l => l.StartsWith("proxysel: reload refused", StringComparison.Ordinal));
-        var bigRelayAt = lines.FindIndex(l => l.StartsWith("relay ", StringComparison.Ordinal) && l.Contains($" down={Size + 248} ", StringComparison.Ordinal));
+        var bigRelay = ProxyLab.Lines(proxy, "relay ").Where(l => l.Contains($" down={Size + 248} ", StringComparison.Ordinal)).ToList();
         Assert.Multiple(() =>
         {
-            Assert.That(bigRelayAt, Is.GreaterThan(refusedAt), "both reloads happened while the transfer was held");
+            Assert.That(heldThroughReloads, Is.True, "both reloads happened while the transfer was held");
+            Assert.That(bigRelay, Has.Count.EqualTo(1), "the held transfer was relayed to its end");
             Assert.That(reloaded, Is.EqualTo("proxysel: reloaded policy=Priority priority=12 probe_timeout=300ms drain_timeout=10s"));
             Assert.That(refused, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:Ports"));
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);
