@@ -27,6 +27,7 @@ public sealed class FlowTable
     private readonly Lock _lock = new();
     private readonly Dictionary<FlowEndPoints, InterceptedFlow> _flows = [];
     private readonly Dictionary<long, InterceptedFlow> _holds = [];
+    private int _awaitingAccept;
 
     public FlowTable(TimeProvider time, TimeSpan adoptionTimeout, IConnectionSlots slots, EgressSigner signer, Action<InterceptedFlow>? expired = null)
     {
@@ -93,22 +94,13 @@ public sealed class FlowTable
         }
     }
 
-    /// <summary>Whether any intercepted flow still waits for its accept (a foreign-token join may be one of its subflows).</summary>
-    public bool AnyAwaitingAccept()
-    {
-        lock (_lock)
-        {
-            foreach (var flow in _flows.Values)
-            {
-                if (flow.State == FlowState.AwaitingAccept)
-                {
-                    return true;
-                }
-            }
+    /// <summary>
+    /// Whether any intercepted flow still waits for its accept (a foreign-token join may be one of its subflows). A count,
+    /// not a walk of the table: it is read for every foreign MP_JOIN.
+    /// </summary>
+    public bool AnyAwaitingAccept() => Volatile.Read(ref _awaitingAccept) > 0;
 
-            return false;
-        }
-    }
+    internal void OnAwaitingAccept(int change) => Interlocked.Add(ref _awaitingAccept, change);
 
     public IReadOnlyList<InterceptedFlow> Snapshot()
     {

@@ -102,6 +102,11 @@ public sealed class InterceptedFlow
                 return false;
             }
 
+            if (State != FlowState.AwaitingAccept)
+            {
+                _table.OnAwaitingAccept(+1);
+            }
+
             State = FlowState.AwaitingAccept;
             Reason = reason;
             DecidedAt = _table.Time.GetTimestamp();
@@ -152,6 +157,7 @@ public sealed class InterceptedFlow
             if (admitted)
             {
                 _slot = true;
+                _table.OnAwaitingAccept(-1);
                 State = FlowState.Relaying;
                 probe = _probe;
                 _probe = null;
@@ -192,6 +198,11 @@ public sealed class InterceptedFlow
             if (State == FlowState.Closed)
             {
                 return;
+            }
+
+            if (State == FlowState.AwaitingAccept)
+            {
+                _table.OnAwaitingAccept(-1);
             }
 
             State = FlowState.Closed;

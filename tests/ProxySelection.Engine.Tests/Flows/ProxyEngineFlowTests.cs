@@ -229,6 +229,7 @@ public sealed class ProxyEngineFlowTests
         Assert.Multiple(() =>
         {
             Assert.That(h.Engine.Flows.Count, Is.Zero);
+            Assert.That(h.Engine.Flows.AnyAwaitingAccept(), Is.False);
             Assert.That(h.Active, Is.Zero);
             Assert.That(h.Events.Events.Last().Event, Is.EqualTo("expired"));
         });
