@@ -143,6 +143,13 @@ public sealed partial class ProxyEngine
         // downgrading proxy queues only SYN/ACKs with an MPTCP option: an answer without one carries no claim anyway).
         bool mpCapable = probe.Socket.IsMptcp;
         var claim = probe.Claim;
+        if (!_probes.ContainsKey(probe.Id))
+        {
+            // Answered just after its timeout resolved it: the timed_out event stands, the negotiator ignores this.
+            _telemetry.ProbeEnded(probe.Id, answered: true, mpCapable, claim?.Kind.ToString());
+            return;
+        }
+
         ProbeEnded(probe.Id, probe.Destination, "answered", mpCapable, claim);
         _negotiator.OnProbeAnswered(probe.Id, new ProbeAnswer(mpCapable, claim));
     }
