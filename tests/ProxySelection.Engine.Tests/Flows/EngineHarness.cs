@@ -190,6 +190,46 @@ internal sealed class EngineHarness : IAsyncDisposable
         return packet;
     }
 
+    /// <summary>
+    /// The server's SYN/ACK answering the probe bound to <paramref name="probePort"/>, with <paramref name="signal"/> signed
+    /// under the harness key (as another proxy's answer carries it) when given.
+    /// </summary>
+    public static byte[] ProbeSynAck(ushort probePort, ProxySignal? signal)
+    {
+        var packet = PacketBuilder.Build(false, PacketBuilder.ServerPort, TcpFlags.Syn | TcpFlags.Ack, V1Capable);
+        // The builder writes client -> server: turn it into server -> the probe's port.
+        var source = packet.AsSpan(12, 4).ToArray();
+        packet.AsSpan(16, 4).CopyTo(packet.AsSpan(12, 4));
+        source.CopyTo(packet.AsSpan(16, 4));
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(22), probePort);
+        var buffer = new byte[packet.Length + TcpHeader.MaxOptionsLength];
+        packet.CopyTo(buffer);
+        int length = packet.Length;
+        if (signal is { } s)
+        {
+            uint seq = BinaryPrimitives.ReadUInt32BigEndian(packet.AsSpan(24));
+            uint ack = BinaryPrimitives.ReadUInt32BigEndian(packet.AsSpan(28));
+            var flow = MpProxyFlow.ForSyn(packet.AsSpan(16, 4), packet.AsSpan(12, 4), probePort, PacketBuilder.ServerPort, ack - 1).WithSynAck(seq);
+            Span<byte> option = stackalloc byte[TcpHeader.MaxOptionsLength];
+            int written = SignalCodec.Write(option, s, Ring, flow);
+            Check(OptionRewriter.TryInsert(buffer, packet.Length, option[..written], out length, ChecksumUpdate.Recompute));
+        }
+        else
+        {
+            Check(InternetChecksum.TryFillChecksums(buffer.AsSpan(0, length)));
+        }
+
+        return buffer[..length];
+    }
+
+    private static void Check(WireError error)
+    {
+        if (error != WireError.None)
+        {
+            throw new InvalidOperationException(error.ToString());
+        }
+    }
+
     public static async Task WaitUntilAsync(Func<bool> condition, string what)
     {
         var deadline = DateTime.UtcNow + Timeout;

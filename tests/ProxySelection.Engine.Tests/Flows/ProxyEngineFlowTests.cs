@@ -51,6 +51,28 @@ public sealed class ProxyEngineFlowTests
     }
 
     [Test]
+    public async Task ProbeAnsweredWithAVerifiedClaim_ReleasesTheHeldSyn_TheFirstSynAckDecides()
+    {
+        await using var h = new EngineHarness(o => o.Mode = SignalingMode.Explicit);
+        uint syn = h.MpCapableSyn(40_020);
+        var probe = h.Probes.Opened[0];
+        h.Ingress(EngineHarness.ProbeSynAck(probe.LocalPort, new ProxySignal(SignalKind.Claim, 9, 1)));
+        // A second answer (a retransmission without the claim) does not undo the first.
+        h.Ingress(EngineHarness.ProbeSynAck(probe.LocalPort, signal: null));
+        probe.Answer(mptcp: true);
+
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(syn) is not null, "the held SYN's verdict");
+        var probeEvent = h.Events.Events.Single(e => e.Event == "probe");
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("accept"));
+            Assert.That((probeEvent.Signal, probeEvent.SignalProxy), Is.EqualTo(("Claim", (int?)9)));
+            Assert.That(h.Events.Events.Single(e => e.Event == "hold").Outcome, Is.EqualTo(nameof(HoldOutcome.Release)));
+            Assert.That(h.Engine.Flows.Count, Is.Zero);
+        });
+    }
+
+    [Test]
     public async Task ProbeTimesOut_ReleasesTheHeldSyn()
     {
         await using var h = new EngineHarness();
