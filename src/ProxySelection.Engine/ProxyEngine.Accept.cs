@@ -44,9 +44,28 @@ public sealed partial class ProxyEngine
             return;
         }
 
+        // The token is registered before the flow stops awaiting its accept: a foreign-token join decided meanwhile sees
+        // one or the other, so it is parked (and then taken over) rather than passed.
+        uint token = 0;
+        bool registered = false;
+        if (MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active)
+        {
+            // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
+            token = info.Token;
+            lock (_parkedJoins.Gate)
+            {
+                registered = _negotiator.Tokens.Register(token);
+            }
+        }
+
         if (!flow.TryStartRelay(out var probe))
         {
             // No slot (the limit was reached between the intercept and the accept): the client is reset, not served half.
+            if (registered)
+            {
+                _negotiator.Tokens.Unregister(token);
+            }
+
             CloseAbortively(client);
             _telemetry.Abandoned(endPoints, flow.CloseReason ?? FlowCloseReasons.AtCapacity);
             if (_events.Enabled)
@@ -57,20 +76,8 @@ public sealed partial class ProxyEngine
             return;
         }
 
-        uint token = 0;
-        bool registered = false;
         try
         {
-            if (MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active)
-            {
-                // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
-                token = info.Token;
-                lock (_parkedJoins.Gate)
-                {
-                    registered = _negotiator.Tokens.Register(token);
-                }
-            }
-
             if (_log.IsEnabled(LogLevel.Debug))
             {
                 ProxyEngineLog.Accepted(_log, endPoints.Client, endPoints.Destination, token);

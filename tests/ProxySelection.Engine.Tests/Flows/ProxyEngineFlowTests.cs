@@ -220,6 +220,23 @@ public sealed class ProxyEngineFlowTests
     }
 
     [Test]
+    public async Task JoinAfterAHoldWasIntercepted_BeforeItsAccept_IsParked()
+    {
+        await using var h = new EngineHarness();
+        uint syn = h.MpCapableSyn(40_021);
+        h.Probes.Opened[0].Answer(mptcp: false);
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(syn) is not null, "the held SYN's verdict");
+
+        uint join = h.JoinSyn(40_022, 0x321);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Engine.Flows.AnyAwaitingAccept(), Is.True);
+            Assert.That(h.Verdicts.For(join), Is.Null, "parked");
+        });
+    }
+
+    [Test]
     public void ParkedJoin_ItsTokenRegistered_IsTakenOverNotTimedOut()
     {
         var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();

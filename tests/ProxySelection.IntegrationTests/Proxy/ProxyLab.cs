@@ -203,10 +203,12 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     public static long Counter(LabProcess process, string name)
     {
         var stopped = Events(process, "stopped").LastOrDefault()?.Counters;
-        if (stopped is not null)
+        if (stopped is not null && stopped.TryGetValue(name, out long value))
         {
-            return stopped.TryGetValue(name, out long value) ? value : throw new InvalidOperationException($"no counter {name} in the stopped event");
+            return value;
         }
+
+        // Counters the stop line names differently (max_hold_ms; the event carries max_hold_us).
 
         var line = Lines(process, "proxysel: stopped").LastOrDefault()
             ?? throw new InvalidOperationException($"no counters line in: {process.Output}");
