@@ -104,6 +104,8 @@ internal static class ProxyTrace
         { Event: "probe", Outcome: "answered", MpCapable: true, Signal: "Claim" } =>
             "probe answered with MPTCP and a verified MP_PROXY claim: a proxy further on holds the MPTCP side",
         { Event: "probe", Outcome: "answered", MpCapable: true } => "probe answered with MPTCP (by the server or a proxy on the way)",
+        { Event: "probe", Outcome: "timed_out" } => "probe timed out: no answer in time, the held SYN passes untouched",
+        { Event: "probe", Outcome: "failed" } => "probe failed (refused or unreachable): the held SYN passes untouched",
         { Event: "probe" } => "probe",
         { Event: "hold", Outcome: "Intercept" } => "decision: intercept (this proxy holds the connection)",
         { Event: "hold" } => "hold resolved",
