@@ -1,5 +1,9 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using ProxySelection.Engine.Flows;
+using ProxySelection.Engine.Hook;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;
@@ -11,19 +15,21 @@ namespace ProxySelection.Engine;
 /// <summary>Probes: sending ours, reading their answers, answering other proxies' probes.</summary>
 public sealed partial class ProxyEngine
 {
+    private readonly ConcurrentDictionary<long, OutstandingProbe> _probes = new();
+    private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), OutstandingProbe> _probeBySource = new();
+
     /// <summary>
     /// Answers another proxy's probe for this proxy (design §4.1, spec §7.4: the policy selected it over the prober): the
     /// probe SYN goes to the local listener with its MP_CAPABLE taken out, so the SYN/ACK carries no MP_CAPABLE, and the
     /// egress hook adds the negotiator's answer (Defer). The prober reads "a proxy further on holds this destination",
     /// releases its client's SYN untouched and resets the probe; this proxy then intercepts that SYN when it arrives.
     /// </summary>
-    private void AnswerProbe(ReadOnlySpan<byte> syn, uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim)
+    private void AnswerProbe(InterceptedFlow flow, ReadOnlySpan<byte> syn, uint packetId, uint mark, ProxySignal? claim)
     {
         var buffer = syn.ToArray();
         int length = buffer.Length;
         if (TcpPacket.TryParse(buffer, out var parsed) == WireError.None)
         {
-            int optionsOffset = parsed.OptionsOffset;
             var options = parsed.Tcp.Options;
             int capable = -1;
             foreach (var option in new TcpOptionReader(options))
@@ -42,83 +48,64 @@ public sealed partial class ProxyEngine
             }
         }
 
-        if (claim is { } signal)
+        if (!flow.TryAnswerProbe(claim))
         {
-            _signer.ExpectSynAck(flow, signal);
+            Counters.AddPassed();
+            Verdicts.Accept(packetId);
+            return;
         }
 
-        _answeredProbes[flow] = 0;
         try
         {
-            _listeners.Ensure(new ListenerKey(flow.Destination.Port, flow.Destination.AddressFamily, ClientProtocol));
+            _ensureListener(new ListenerKey(flow.EndPoints.Destination.Port, flow.EndPoints.Destination.AddressFamily, ClientProtocol));
             var intercept = NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask);
-            _queue!.AcceptWithPayload(packetId, buffer.AsSpan(0, length), intercept);
+            Verdicts.AcceptWithPayload(packetId, buffer.AsSpan(0, length), intercept);
         }
         catch
         {
-            _signer.ForgetClaim(flow);
-            _answeredProbes.TryRemove(flow, out _);
+            flow.Shutdown(FlowCloseReasons.VerdictFailed);
             throw;
         }
 
         Counters.AddProbeAnswerSent();
-        ProxyEngineLog.ProbeAnswerSent(_log, flow.Client, flow.Destination, claim?.Kind.ToString() ?? "");
-        _ = ForgetAnsweredProbeAsync(flow);
-    }
-
-    private async Task ForgetAnsweredProbeAsync(FlowEndPoints flow)
-    {
-        try
+        if (_log.IsEnabled(LogLevel.Debug))
         {
-            await Task.Delay(_options.AdoptionTimeout, _time, _stopping.Token).ConfigureAwait(false);
+            ProxyEngineLog.ProbeAnswerSent(_log, flow.EndPoints.Client, flow.EndPoints.Destination, claim?.Kind.ToString() ?? "");
         }
-        catch (OperationCanceledException)
-        {
-            return;
-        }
-
-        _signer.ForgetClaim(flow);
-        _answeredProbes.TryRemove(flow, out _);
     }
 
     private void StartProbe(long probeId, IPEndPoint destination, ProxySignal? signal)
     {
         Counters.AddProbeStarted();
-        Socket socket;
-        ushort localPort;
+        IProbeSocket socket;
         try
         {
-            socket = _markedSockets.Create(destination.AddressFamily, TransportProtocol.Mptcp);
-            socket.NoDelay = true;
-            // Bound first so the egress hook can tell this probe's SYN by its source port.
-            socket.Bind(new IPEndPoint(destination.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0));
-            localPort = (ushort)((IPEndPoint)socket.LocalEndPoint!).Port;
+            socket = _probeConnector.Open(destination);
         }
         catch (SocketException e)
         {
             ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
-            Counters.AddProbeFailed();
-            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
-            _negotiator.OnProbeReset(probeId);
+            ProbeFailed(probeId, destination);
             return;
         }
 
-        _probes[probeId] = socket;
-        _probeAnswers[(localPort, destination)] = new ProbeAnswerSlot();
+        var probe = new OutstandingProbe(probeId, destination, socket);
+        _probes[probeId] = probe;
+        _probeBySource[(socket.LocalPort, destination)] = probe;
         if (signal is { } s)
         {
-            _signer.ExpectSyn(localPort, destination, s);
+            _signer.ExpectSyn(socket.LocalPort, destination, s);
         }
 
-        _ = RunProbeAsync(probeId, socket, localPort, destination);
+        _ = RunProbeAsync(probe, signal is not null);
     }
 
-    private async Task RunProbeAsync(long probeId, Socket socket, ushort localPort, IPEndPoint destination)
+    private async Task RunProbeAsync(OutstandingProbe probe, bool signed)
     {
         bool answered = false;
         try
         {
-            await socket.ConnectAsync(destination, _stopping.Token).ConfigureAwait(false);
+            await probe.Socket.ConnectAsync(probe.Destination, _stopping.Token).ConfigureAwait(false);
             answered = true;
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException)
@@ -127,100 +114,153 @@ public sealed partial class ProxyEngine
         }
         finally
         {
-            _signer.ForgetSyn(localPort, destination);
-        }
+            if (signed)
+            {
+                _signer.ForgetSyn(probe.Socket.LocalPort, probe.Destination);
+            }
 
-        _probeAnswers.TryRemove((localPort, destination), out var seen);
+            _probeBySource.TryRemove(new KeyValuePair<(ushort, IPEndPoint), OutstandingProbe>((probe.Socket.LocalPort, probe.Destination), probe));
+        }
 
         if (!answered)
         {
-            Counters.AddProbeFailed();
-            _telemetry.ProbeEnded(probeId, answered: false, mpCapable: false, signal: null);
-            _negotiator.OnProbeReset(probeId);
+            if (_probes.ContainsKey(probe.Id))
+            {
+                ProbeFailed(probe.Id, probe.Destination);
+            }
+            else
+            {
+                // Resolved already (timed out: its event is out); the abort of its socket ended the connect.
+                Counters.AddProbeFailed();
+                _telemetry.ProbeEnded(probe.Id, answered: false, mpCapable: false, signal: null);
+            }
+
             return;
         }
 
         Counters.AddProbeAnswered();
         // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim (a
         // downgrading proxy queues only SYN/ACKs with an MPTCP option: an answer without one carries no claim anyway).
-        bool mpCapable = MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
-        var claim = seen is { Seen: true } ? seen.Signal : null;
-        ProxyEngineLog.ProbeAnswered(_log, probeId, destination, mpCapable, claim is { } c ? $" signal={c.Kind} proxy={c.ProxyId}" : "");
-        _telemetry.ProbeEnded(probeId, answered: true, mpCapable, claim?.Kind.ToString());
-        _negotiator.OnProbeAnswered(probeId, new ProbeAnswer(mpCapable, claim));
+        bool mpCapable = probe.Socket.IsMptcp;
+        var claim = probe.Claim;
+        if (!_probes.ContainsKey(probe.Id))
+        {
+            // Answered just after its timeout resolved it: the timed_out event stands, the negotiator ignores this.
+            _telemetry.ProbeEnded(probe.Id, answered: true, mpCapable, claim?.Kind.ToString());
+            return;
+        }
+
+        ProbeEnded(probe.Id, probe.Destination, "answered", mpCapable, claim);
+        _negotiator.OnProbeAnswered(probe.Id, new ProbeAnswer(mpCapable, claim));
+    }
+
+    private void ProbeFailed(long probeId, IPEndPoint destination)
+    {
+        Counters.AddProbeFailed();
+        ProbeEnded(probeId, destination, "failed", mpCapable: false, claim: null);
+        _negotiator.OnProbeReset(probeId);
+    }
+
+    private void ProbeEnded(long probeId, IPEndPoint destination, string outcome, bool mpCapable, ProxySignal? claim)
+    {
+        _telemetry.ProbeEnded(probeId, outcome == "answered", mpCapable, claim?.Kind.ToString());
+        if (_log.IsEnabled(LogLevel.Debug))
+        {
+            ProxyEngineLog.ProbeEnded(_log, probeId, destination, outcome, mpCapable, claim?.Kind.ToString());
+        }
+
+        if (_events.Enabled)
+        {
+            _events.Probe(probeId, destination, outcome, mpCapable, claim);
+        }
     }
 
     /// <summary>A probe ended (answered, timed out, reset): verdicts for the SYNs that waited on it.</summary>
     public void OnProbeResolved(long probeId, bool probeAdopted, ReadOnlySpan<HoldResolution> holds)
     {
         _probes.TryRemove(probeId, out var probe);
+        if (probe is not null && holds.Length > 0 && holds[0].Reason == DecisionReason.ProbeTimedOut && _events.Enabled)
+        {
+            _events.Probe(probeId, probe.Destination, "timed_out", mpCapable: false, signal: null);
+        }
+
         bool handedOver = false;
         foreach (var resolution in holds)
         {
-            HeldSyn? held;
+            InterceptedFlow? flow;
             lock (_holdLock)
             {
-                _holds.Remove(resolution.HoldId, out held);
+                flow = _flows.TakeHeld(resolution.HoldId);
             }
 
-            if (held is null)
+            if (flow?.Held is not { } held)
             {
                 continue;
             }
 
             var holdTime = _time.GetElapsedTime(held.HeldAt);
             Counters.RecordHold(holdTime);
-            ProxyEngineLog.HoldResolved(_log, held.Flow.Client, held.Flow.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
-            _telemetry.HoldResolved(held.Flow, resolution);
+            if (_log.IsEnabled(LogLevel.Debug))
+            {
+                ProxyEngineLog.HoldResolved(_log, flow.EndPoints.Client, flow.EndPoints.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
+            }
+
+            if (_events.Enabled)
+            {
+                _events.Hold(flow.EndPoints, resolution.Outcome, resolution.Reason, holdTime);
+            }
+
+            _telemetry.HoldResolved(flow.EndPoints, resolution);
             try
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)
                 {
-                    var upstream = resolution.UpstreamIsProbe && probe is not null && !handedOver ? probe : null;
+                    var upstream = resolution.UpstreamIsProbe && probe is { Socket.Socket: not null } && !handedOver ? probe.Socket : null;
                     handedOver |= upstream is not null;
-                    Intercept(held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal, upstream, resolution.Reason, resolution.UpstreamSignal);
+                    Intercept(flow, held.PacketId, held.Mark, resolution.Reason, resolution.SynAckSignal, upstream, resolution.UpstreamSignal);
                 }
                 else if (resolution.Outcome == HoldOutcome.AnswerProbe && held.Syn is not null)
                 {
-                    AnswerProbe(held.Syn, held.PacketId, held.Mark, held.Flow, resolution.SynAckSignal);
+                    AnswerProbe(flow, held.Syn, held.PacketId, held.Mark, resolution.SynAckSignal);
                 }
                 else
                 {
+                    flow.Shutdown(FlowCloseReasons.Released);
                     Counters.AddReleased();
-                    _queue?.Accept(held.PacketId);
+                    Verdicts.Accept(held.PacketId);
                 }
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
+                flow.Shutdown(FlowCloseReasons.VerdictFailed);
                 Counters.AddHookFailure();
                 ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
-                TryVerdict(held.PacketId, null);
+                TryAccept(held.PacketId);
             }
         }
 
         if (probe is not null && !handedOver)
         {
-            CloseAbortively(probe);
+            probe.Socket.Abort();
         }
     }
 
     /// <summary>
     /// A SYN/ACK from an intercepted port (always accepted untouched): the answer to one of our probes is kept for the
-    /// probe (its MP_CAPABLE and verified claim); any other is what a prober further back learns (design §4).
+    /// probe (its claim; the first SYN/ACK decides, later ones are ignored); any other is what a prober further back learns.
     /// </summary>
     private void OnSynAck(in TcpPacket parsed)
     {
         var ip = parsed.Ip;
         var tcp = parsed.Tcp;
-        bool mpCapable = ReadMptcp(tcp.Options, out _) == SynKind.MpCapable;
+        bool mpCapable = SynOptions.IsMpCapable(tcp.Options);
         var mpFlow = MpProxyFlow.ForSyn(ip.DestinationAddress, ip.SourceAddress, tcp.DestinationPort, tcp.SourcePort, tcp.AcknowledgmentNumber - 1)
             .WithSynAck(tcp.SequenceNumber);
         var signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
         var server = new IPEndPoint(new IPAddress(ip.SourceAddress), tcp.SourcePort);
-        if (_probeAnswers.TryGetValue((tcp.DestinationPort, server), out var answer))
+        if (_probeBySource.TryGetValue((tcp.DestinationPort, server), out var probe))
         {
-            answer.Signal = signal;
-            answer.Seen = true;
+            probe.OnSynAck(signal);
             return;
         }
 
@@ -228,10 +268,38 @@ public sealed partial class ProxyEngine
         _negotiator.OnSynAckObserved(new SynAckObservation(flow, tcp.AcknowledgmentNumber, mpCapable, signal));
     }
 
-    /// <summary>What the ingress hook saw of a probe's SYN/ACK (written on the hook thread, read after the connect completed).</summary>
-    private sealed class ProbeAnswerSlot
+    private void CloseProbes()
     {
-        public volatile bool Seen;
-        public ProxySignal? Signal;
+        foreach (var probe in _probes.Values)
+        {
+            probe.Socket.Abort();
+        }
+    }
+
+    /// <summary>One probe out: its socket, and what the ingress hook saw of its SYN/ACK (written on the hook thread, read after the connect).</summary>
+    private sealed class OutstandingProbe(long id, IPEndPoint destination, IProbeSocket socket)
+    {
+        private ProxySignal? _claim;
+        private int _seen;
+
+        public long Id => id;
+
+        public IPEndPoint Destination => destination;
+
+        public IProbeSocket Socket => socket;
+
+        public ProxySignal? Claim => Volatile.Read(ref _seen) == 2 ? _claim : null;
+
+        /// <summary>The first SYN/ACK decides (spec): a later one (a retransmission, a second answer) is ignored.</summary>
+        public void OnSynAck(ProxySignal? signal)
+        {
+            if (Interlocked.CompareExchange(ref _seen, 1, 0) != 0)
+            {
+                return;
+            }
+
+            _claim = signal;
+            Volatile.Write(ref _seen, 2);
+        }
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net;
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;
@@ -8,7 +7,6 @@ namespace ProxySelection.Engine;
 /// <summary>The engine's state as an operator sees it (the control socket), and the drain state.</summary>
 public sealed partial class ProxyEngine
 {
-    private readonly ConcurrentDictionary<FlowEndPoints, Decided> _decided = new();
     private int _draining;
 
     /// <summary>True once <see cref="StopClaiming"/> ran: new flows pass untouched, joins of held connections are still taken.</summary>
@@ -36,13 +34,13 @@ public sealed partial class ProxyEngine
                 continue;
             }
 
-            var decided = _decided.TryGetValue(new FlowEndPoints(client, destination), out var d) ? d : null;
+            var decided = _flows.TryGet(new FlowEndPoints(client, destination), out var flow) && flow.State == ProxySelection.Engine.Flows.FlowState.Relaying ? flow : null;
             held.Add(new HeldConnection(
                 client,
                 destination,
                 _options.Negotiation.Role,
                 decided?.Reason,
-                decided is null ? null : _time.GetElapsedTime(decided.At),
+                decided is null ? null : _time.GetElapsedTime(decided.DecidedAt),
                 connection.BytesClientToUpstream,
                 connection.BytesUpstreamToClient,
                 clientIsMptcp ? "client" : "upstream",
@@ -67,8 +65,6 @@ public sealed partial class ProxyEngine
 
         return held;
     }
-
-    private sealed record Decided(DecisionReason Reason, long At);
 
     /// <summary>The mode name of SOCKS connections in status entries and traces.</summary>
     public const string HostConfiguredMode = "host-configured";

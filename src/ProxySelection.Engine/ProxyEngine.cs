@@ -1,8 +1,9 @@
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using ProxySelection.Engine.Diagnostics;
+using ProxySelection.Engine.Flows;
+using ProxySelection.Engine.Hook;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Interception.Rules;
 using ProxySelection.Negotiation;
@@ -14,8 +15,9 @@ namespace ProxySelection.Engine;
 
 /// <summary>
 /// One proxy, wired end to end inside the current network namespace (design §5 data flow): the interception ruleset,
-/// the NFQUEUE hook (SYN → Wire parse → negotiation → verdict), probes, the egress hook that adds MP_PROXY to the
-/// proxy's own SYNs and SYN/ACKs, and the relay behind the transparent listeners.
+/// the packet hook (SYN → Wire parse → negotiation → verdict through <see cref="IPacketVerdicts"/>), probes, the egress
+/// hook that adds MP_PROXY to the proxy's own SYNs and SYN/ACKs, and the relay behind the transparent listeners. Each
+/// connection it holds or intercepts is one <see cref="InterceptedFlow"/> in <see cref="_flows"/>.
 /// </summary>
 /// <remarks>
 /// The packet hook fails open: any exception in the per-packet path accepts the packet untouched and is counted, and
@@ -26,6 +28,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly ProxyEngineOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
+    private readonly EngineEvents _events;
     private readonly InterceptionRuleset _ruleset;
     private readonly InterceptionRulesetOptions _rulesetOptions;
     private readonly ProxyNegotiator _negotiator;
@@ -34,22 +37,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly UpstreamConnector _connector;
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
+    private readonly Action<ListenerKey> _ensureListener;
+    private readonly IProbeConnector _probeConnector;
     private readonly ProxyTelemetry _telemetry;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _holdLock = new();
-    private readonly Dictionary<long, HeldSyn> _holds = [];
-    private readonly ConcurrentDictionary<long, Socket> _probes = new();
-    private readonly ConcurrentDictionary<FlowEndPoints, Socket> _adopted = new();
-    private readonly ConcurrentDictionary<FlowEndPoints, ProxySignal> _upstreamSignals = new();
-    private readonly ConcurrentDictionary<Task, byte> _connections = new();
-    private readonly ConcurrentDictionary<FlowEndPoints, byte> _awaitingAccept = new();
-    private readonly ConcurrentDictionary<FlowEndPoints, byte> _answeredProbes = new();
-    private readonly List<ParkedJoin> _parkedJoins = [];
-    private readonly ConcurrentDictionary<(ushort LocalPort, IPEndPoint Server), ProbeAnswerSlot> _probeAnswers = new();
-    private readonly CachePassLogSampler _cachePassLog;
-    private readonly CachePassLogSampler _joinPassLog;
-    private NfqueueClient? _queue;
-    private Task _receiveLoop = Task.CompletedTask;
+    private readonly FlowTable _flows;
+    private readonly ParkedJoins _parkedJoins;
+
+    // The fronts' connection tasks (ProxyEngine.Socks.cs); intercepted connections are awaited through _flows.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _connections = new();
+    private IPacketVerdicts? _verdicts;
+    private NfqueueHook? _hook;
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
@@ -58,6 +57,17 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     }
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, ILogger log)
+        : this(options, time, log, verdicts: null, probes: null, ensureListener: null)
+    {
+    }
+
+    /// <summary>
+    /// The engine with its kernel edges replaced (unit tests, no root): verdicts go to <paramref name="verdicts"/>
+    /// instead of NFQUEUE, probes through <paramref name="probes"/>, and <paramref name="ensureListener"/> stands for
+    /// opening the transparent listener.
+    /// </summary>
+    internal ProxyEngine(ProxyEngineOptions options, TimeProvider time, ILogger log, IPacketVerdicts? verdicts, IProbeConnector? probes,
+        Action<ListenerKey>? ensureListener)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(time);
@@ -71,17 +81,20 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _options = options;
         _time = time;
         _log = log;
+        _events = new EngineEvents(options.Events, time);
         SocketRuntime.UseInlineCompletions(); // before any socket of this process: read once by .NET's socket engine
         _rulesetOptions = RulesetOptions(options);
-        _cachePassLog = new CachePassLogSampler(time);
-        _joinPassLog = new CachePassLogSampler(time);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
-        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _queue?.Statistics.ReceiveOverruns ?? 0);
+        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _hook?.ReceiveOverruns ?? 0);
         Counters = new ProxyCounters(_telemetry);
         _signer = new EgressSigner(options.KeyRing);
+        _flows = new FlowTable(time, options.AdoptionTimeout, new NegotiatorSlots(_negotiator), _signer, OnFlowExpired);
+        _parkedJoins = new ParkedJoins(time, OnParkedJoinTimedOut);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
+        _probeConnector = probes ?? new SocketProbeConnector(_markedSockets);
+        _verdicts = verdicts;
         // Explicit mode: upstream legs carry the mark too, so their SYNs get the holder's Claim or Upgrade (spec §7.3.3).
         // Host-configured alone has no egress queue: its legs go unmarked.
         _connector = new UpstreamConnector(new UpstreamConnectorOptions(),
@@ -96,6 +109,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         };
         _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
         _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
+        _ensureListener = ensureListener ?? (key => _listeners.Ensure(key));
         _frontRelay = CreateFrontRelay(options, _connector, time);
         _localAddresses = new Fronts.LocalAddresses(time);
         _frontLogBudget = new Fronts.FrontLogBudget(time);
@@ -107,6 +121,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     public ProxyNegotiator Negotiator => _negotiator;
 
     public TransportProtocol ClientProtocol { get; }
+
+    /// <summary>The flows the engine holds or intercepted now (tests, status).</summary>
+    internal FlowTable Flows => _flows;
 
     /// <summary>The ruleset options for <paramref name="options"/>: what <c>proxysel cleanup</c> removes.</summary>
     public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options)
@@ -131,29 +148,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (!_options.Transparent)
-        {
-            // Host-configured alone: no queue, no rules; the SOCKS listener is the only way in.
-            try
-            {
-                _telemetry.Start();
-                StartFronts();
-            }
-            catch
-            {
-                await DisposeAsync().ConfigureAwait(false);
-                throw;
-            }
-
-            return;
-        }
-
-        _queue = NfqueueClient.Open(new NfqueueOptions { QueueNumber = _options.QueueNumber, FailOpen = true, ReceiveThreadNice = -10 });
-        _receiveLoop = Task.Factory.StartNew(ReceiveLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
         try
         {
             _telemetry.Start();
-            await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+            if (_options.Transparent)
+            {
+                _hook = NfqueueHook.Open(_options.QueueNumber, _log);
+                _verdicts = _hook;
+                _hook.Start(OnPacket);
+                await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            // Host-configured alone: no queue, no rules; the SOCKS listener is the only way in.
             StartFronts();
         }
         catch
@@ -163,28 +169,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
     }
 
-    private void ReceiveLoop()
-    {
-        var queue = _queue!;
-        while (!_stopping.IsCancellationRequested)
-        {
-            try
-            {
-                queue.Receive(OnPacket, TimeSpan.FromMilliseconds(100));
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (NfqueueException e)
-            {
-                // The failing packet was accepted by the client already; keep receiving.
-                ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
-            }
-        }
-    }
+    private IPacketVerdicts Verdicts => _verdicts ?? throw new InvalidOperationException("The packet hook is not bound.");
 
-    private void OnPacket(in NfqueuePacket packet)
+    /// <summary>One queued packet: the egress hook's (own SYNs and SYN/ACKs) or the ingress hook's.</summary>
+    internal void OnPacket(in QueuedPacket packet)
     {
         try
         {
@@ -201,11 +189,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             Counters.AddHookFailure();
             ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
-            TryVerdict(packet.PacketId, null);
+            TryAccept(packet.PacketId);
         }
     }
 
-    private void OnEgress(in NfqueuePacket packet)
+    private void OnEgress(in QueuedPacket packet)
     {
         var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
@@ -230,21 +218,21 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         if (rewrite is EgressRewrite.Untouched or EgressRewrite.NoRoom or EgressRewrite.Forwarded)
         {
-            _queue!.Accept(packet.PacketId);
+            Verdicts.Accept(packet.PacketId);
             return;
         }
 
-        _queue!.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
+        Verdicts.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
     }
 
-    private void OnSyn(in NfqueuePacket packet)
+    private void OnSyn(in QueuedPacket packet)
     {
         if (TcpPacket.TryParse(packet.Payload, out var parsed) != WireError.None
             || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
         {
             Counters.AddSyn();
             Counters.AddPassed();
-            _queue!.Accept(packet.PacketId);
+            Verdicts.Accept(packet.PacketId);
             return;
         }
 
@@ -252,7 +240,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             Counters.AddSynAck();
             OnSynAck(parsed);
-            _queue!.Accept(packet.PacketId);
+            Verdicts.Accept(packet.PacketId);
             return;
         }
 
@@ -260,23 +248,25 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         var ip = parsed.Ip;
         var tcp = parsed.Tcp;
-        var kind = ReadMptcp(tcp.Options, out uint token);
+        var kind = SynOptions.Classify(tcp.Options, out uint token, out string? untouched);
         var flow = new FlowKey(new DestinationKey(ip.SourceAddress, tcp.SourcePort), new DestinationKey(ip.DestinationAddress, tcp.DestinationPort));
-        ProxySignal? signal = null;
-        if (_options.Negotiation.Mode == SignalingMode.Explicit)
-        {
-            var mpFlow = MpProxyFlow.ForSyn(ip.SourceAddress, ip.DestinationAddress, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber);
-            signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
-        }
-
-        var observation = new SynObservation(flow, kind, signal, token) { Isn = tcp.SequenceNumber, IngressInterface = (int)packet.InDeviceIndex };
         var endpoints = new FlowEndPoints(flow.Initiator.ToEndPoint(), flow.Responder.ToEndPoint());
         uint packetId = packet.PacketId;
         uint mark = packet.Mark;
-        if (kind != SynKind.MpJoin && _awaitingAccept.ContainsKey(endpoints))
+        if (untouched is not null)
+        {
+            // TCP-MD5/TCP-AO sign the segment (a proxy cannot terminate it), and MPTCP v0 is not this spec's: the SYN
+            // passes as it came, never held, probed or intercepted.
+            SynDecided(endpoints, kind, token, nameof(SynVerdict.Pass), untouched);
+            Counters.AddPassed();
+            Verdicts.Accept(packetId);
+            return;
+        }
+
+        if (kind != SynKind.MpJoin && _flows.TryGet(endpoints, out var known) && known.State == FlowState.AwaitingAccept)
         {
             // A retransmission of a SYN already intercepted (its SYN/ACK was lost): same verdict, no second decision.
-            ProxyEngineLog.Retransmission(_log, endpoints.Client, endpoints.Destination, kind);
+            SynDecided(endpoints, kind, token, nameof(SynVerdict.Intercept), "Retransmission");
             InterceptVerdict(packetId, mark, endpoints.Destination);
             return;
         }
@@ -285,49 +275,41 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             // Draining: new connections are not claimed; joins still reach the negotiator, so a held connection keeps
             // adding subflows (its token is owned) until it ends.
-            ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, nameof(SynVerdict.Pass), "Draining");
+            SynDecided(endpoints, kind, token, nameof(SynVerdict.Pass), "Draining");
             Counters.AddPassed();
-            _queue!.Accept(packetId);
+            Verdicts.Accept(packetId);
             return;
         }
 
+        ProxySignal? signal = null;
+        if (_options.Negotiation.Mode == SignalingMode.Explicit)
+        {
+            var mpFlow = MpProxyFlow.ForSyn(ip.SourceAddress, ip.DestinationAddress, tcp.SourcePort, tcp.DestinationPort, tcp.SequenceNumber);
+            signal = SignalCodec.Read(tcp.Options, _options.KeyRing, mpFlow, out _);
+        }
+
+        var observation = new SynObservation(flow, kind, signal, token) { Isn = tcp.SequenceNumber, IngressInterface = (int)packet.InDeviceIndex };
         SynDecision decision;
         lock (_holdLock)
         {
-            // Under the lock: a probe that ends at once must find the hold registered.
+            // Under the lock: a probe that ends at once must find the held flow registered.
             decision = _negotiator.OnSyn(observation);
             if (decision.Verdict == SynVerdict.HoldAndProbe)
             {
                 // A foreign probe's bytes are kept: answering it later rewrites them.
                 var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
-                _holds[decision.HoldId] = new HeldSyn(packetId, mark, endpoints, _time.GetTimestamp(), bytes);
+                _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, _time.GetTimestamp(), bytes));
             }
 
             // Under the lock too: a hold that joined a running probe may resolve on another thread as soon as the lock is
-            // released, and HoldResolved must find its trace (else the trace leaks).
+            // released, and HoldResolved must find its trace.
             _telemetry.OnSynDecision(endpoints, kind, decision);
         }
 
         // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
-            && (!_awaitingAccept.IsEmpty || _negotiator.Tokens.Contains(token));
-        string verdict = park ? "Wait for the accept" : decision.Verdict.ToString();
-        if (kind == SynKind.MpJoin && CachePassLogSampler.IsRoutineJoinPass(decision, park) && !_joinPassLog.AtInformation(flow.Responder))
-        {
-            ProxyEngineLog.JoinSynPassed(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
-        }
-        else if (kind == SynKind.MpJoin)
-        {
-            ProxyEngineLog.JoinSyn(_log, endpoints.Client, endpoints.Destination, kind, token, verdict, decision.Reason.ToString());
-        }
-        else if (CachePassLogSampler.IsRoutineCachePass(decision, signal) && !_cachePassLog.AtInformation(flow.Responder))
-        {
-            ProxyEngineLog.SynPassedFromCache(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
-        }
-        else
-        {
-            ProxyEngineLog.Syn(_log, endpoints.Client, endpoints.Destination, kind, verdict, decision.Reason.ToString());
-        }
+            && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token));
+        SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -339,14 +321,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
                 break;
             case SynVerdict.Intercept:
-                Intercept(packetId, mark, endpoints, decision.SynAckSignal, probe: null, decision.Reason, decision.UpstreamSignal);
+                Intercept(_flows.Add(endpoints), packetId, mark, decision.Reason, decision.SynAckSignal, probe: null, decision.UpstreamSignal);
                 break;
             case SynVerdict.InterceptJoin:
                 Counters.AddJoinIntercepted();
                 InterceptVerdict(packetId, mark, endpoints.Destination);
                 break;
             case SynVerdict.Pass when park:
-                if (!TryParkJoin(new ParkedJoin(packetId, mark, token, endpoints)))
+                if (!_parkedJoins.TryPark(new ParkedJoin(packetId, mark, token, endpoints), _negotiator.Tokens.Contains))
                 {
                     // Registered between the decision and now.
                     Counters.AddJoinIntercepted();
@@ -355,77 +337,68 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
                 break;
             case SynVerdict.AnswerProbe:
-                AnswerProbe(packet.Payload, packetId, mark, endpoints, decision.SynAckSignal);
+                AnswerProbe(_flows.Add(endpoints), packet.Payload, packetId, mark, decision.SynAckSignal);
+                break;
+            case SynVerdict.Duplicate:
+                // A copy of a SYN held here (spec §8.1): the held one gets the verdict; this one goes.
+                Verdicts.Drop(packetId);
                 break;
             default:
                 // Pass, Defer.
                 Counters.AddPassed();
-                _queue!.Accept(packetId);
+                Verdicts.Accept(packetId);
                 break;
         }
+
     }
 
-    private static SynKind ReadMptcp(ReadOnlySpan<byte> options, out uint token)
+    private void SynDecided(FlowEndPoints flow, SynKind kind, uint token, string verdict, string reason)
     {
-        token = 0;
-        foreach (var option in new TcpOptionReader(options))
+        if (_log.IsEnabled(LogLevel.Debug))
         {
-            if (option.Kind != TcpOptionKind.Mptcp || MptcpOption.TryParse(option.Slice(options), out var mptcp) != WireError.None)
+            if (kind == SynKind.MpJoin)
             {
-                continue;
+                ProxyEngineLog.JoinSyn(_log, flow.Client, flow.Destination, kind, token, verdict, reason);
             }
-
-            if (mptcp.Subtype == MptcpSubtype.MpCapable)
+            else
             {
-                return SynKind.MpCapable;
-            }
-
-            if (mptcp.Subtype == MptcpSubtype.MpJoin && mptcp.MpJoin.Form == MpJoinForm.Syn)
-            {
-                token = mptcp.MpJoin.ReceiverToken;
-                return SynKind.MpJoin;
+                ProxyEngineLog.Syn(_log, flow.Client, flow.Destination, kind, verdict, reason);
             }
         }
 
-        return SynKind.Tcp;
+        if (_events.Enabled)
+        {
+            _events.Syn(flow, kind, token, verdict, reason);
+        }
     }
 
     /// <summary>Opens the listener on the original port, then gives the verdict that sends the SYN to TPROXY.</summary>
     private void InterceptVerdict(uint packetId, uint mark, IPEndPoint destination)
     {
-        _listeners.Ensure(new ListenerKey(destination.Port, destination.AddressFamily, ClientProtocol));
-        var intercept = NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask);
-        _queue!.AcceptWithMark(packetId, intercept);
+        _ensureListener(new ListenerKey(destination.Port, destination.AddressFamily, ClientProtocol));
+        Verdicts.AcceptWithMark(packetId, NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask));
     }
 
-    private void Intercept(uint packetId, uint mark, FlowEndPoints flow, ProxySignal? claim, Socket? probe, DecisionReason reason, ProxySignal? upstreamSignal)
+    /// <summary>Sends <paramref name="flow"/>'s SYN to TPROXY; a failure closes the flow and reaches the caller's fail-open accept.</summary>
+    private void Intercept(InterceptedFlow flow, uint packetId, uint mark, DecisionReason reason, ProxySignal? claim, IProbeSocket? probe, ProxySignal? upstreamSignal)
     {
-        _decided[flow] = new Decided(reason, _time.GetTimestamp());
-        if (claim is { } signal)
+        if (!flow.TryIntercept(reason, claim, probe, upstreamSignal))
         {
-            _signer.ExpectSynAck(flow, signal);
-        }
-
-        _awaitingAccept[flow] = 0;
-        if (probe is not null)
-        {
-            _adopted[flow] = probe;
-        }
-        else if (upstreamSignal is { } leg)
-        {
-            _upstreamSignals[flow] = leg;
+            // Closed meanwhile (stopping): the SYN passes untouched, the probe goes.
+            probe?.Abort();
+            Counters.AddPassed();
+            Verdicts.Accept(packetId);
+            return;
         }
 
         try
         {
-            InterceptVerdict(packetId, mark, flow.Destination);
+            InterceptVerdict(packetId, mark, flow.EndPoints.Destination);
         }
         catch
         {
-            // No listener, no interception: the SYN passes (the caller's fail-open accept) and the slot is freed.
-            Forget(flow, closeProbe: true);
-            _negotiator.OnConnectionClosed();
-            _telemetry.Abandoned(flow, "verdict_failed");
+            // No listener, no interception: the SYN passes (the caller's fail-open accept), the flow and its probe go.
+            CloseBeforeRelay(flow, FlowCloseReasons.VerdictFailed);
             throw;
         }
 
@@ -434,154 +407,32 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             Counters.AddProbeAdopted();
         }
-
-        _ = ExpireAdoptionAsync(flow);
     }
 
-    private async Task ExpireAdoptionAsync(FlowEndPoints flow)
+    /// <summary>An intercepted flow that will never be relayed: shut down, its trace ended, reported as expired.</summary>
+    private void CloseBeforeRelay(InterceptedFlow flow, string reason)
+    {
+        flow.Shutdown(reason);
+        _telemetry.Abandoned(flow.EndPoints, reason);
+        if (_log.IsEnabled(LogLevel.Debug))
+        {
+            ProxyEngineLog.Expired(_log, flow.EndPoints.Client, flow.EndPoints.Destination, reason);
+        }
+
+        if (_events.Enabled)
+        {
+            _events.Expired(flow.EndPoints, reason);
+        }
+    }
+
+    /// <summary>The adoption deadline passed: the client's connection never reached the listener.</summary>
+    private void OnFlowExpired(InterceptedFlow flow) => CloseBeforeRelay(flow, FlowCloseReasons.NeverArrived);
+
+    private void TryAccept(uint packetId)
     {
         try
         {
-            await Task.Delay(_options.AdoptionTimeout, _time, _stopping.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            return;
-        }
-
-        _signer.ForgetClaim(flow);
-        if (_awaitingAccept.TryRemove(flow, out _))
-        {
-            _decided.TryRemove(flow, out _);
-            _upstreamSignals.TryRemove(flow, out _);
-            // The client's connection never reached the listener: its slot (and probe) go.
-            if (_adopted.TryRemove(flow, out var probe))
-            {
-                CloseAbortively(probe);
-            }
-
-            _negotiator.OnConnectionClosed();
-            ProxyEngineLog.NeverArrived(_log, flow.Client, flow.Destination);
-            _telemetry.Abandoned(flow, "never_arrived");
-        }
-    }
-
-    private void Forget(FlowEndPoints flow, bool closeProbe)
-    {
-        _signer.ForgetClaim(flow);
-        _decided.TryRemove(flow, out _);
-        _awaitingAccept.TryRemove(flow, out _);
-        _upstreamSignals.TryRemove(flow, out _);
-        if (_adopted.TryRemove(flow, out var probe) && closeProbe)
-        {
-            CloseAbortively(probe);
-        }
-    }
-
-    private async Task OnAcceptedAsync(Socket client, ListenerKey key)
-    {
-        await Task.Yield();
-        var run = RelayAcceptedAsync(client);
-        _connections[run] = 0;
-        try
-        {
-            await run.ConfigureAwait(false);
-        }
-        finally
-        {
-            _connections.TryRemove(run, out _);
-        }
-    }
-
-    private async Task RelayAcceptedAsync(Socket client)
-    {
-        uint token = 0;
-        bool registered = false;
-        if (MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active)
-        {
-            // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
-            token = info.Token;
-            lock (_parkedJoins)
-            {
-                registered = _negotiator.Tokens.Register(token);
-            }
-
-            ProxyEngineLog.Accepted(_log, client.RemoteEndPoint, client.LocalEndPoint, token);
-        }
-
-        var flow = new FlowEndPoints((IPEndPoint)client.RemoteEndPoint!, (IPEndPoint)client.LocalEndPoint!);
-        _signer.ForgetClaim(flow);
-        if (_answeredProbes.TryRemove(flow, out _))
-        {
-            // Another proxy's probe that this proxy answered: nothing to relay; the prober resets it.
-            await DrainAsync(client).ConfigureAwait(false);
-            return;
-        }
-
-        // The negotiator counted the connection at its intercept; one that arrives after expiring was uncounted.
-        bool counted = _awaitingAccept.TryRemove(flow, out _);
-        _upstreamSignals.TryRemove(flow, out var upstreamSignal);
-        var trace = _telemetry.Accepted(flow, token);
-        if (registered)
-        {
-            AdoptParkedJoins(token);
-        }
-
-        try
-        {
-            var result = _adopted.TryRemove(flow, out var probe)
-                ? await RelayAdoptedAsync(client, probe, trace).ConfigureAwait(false)
-                : await ConnectAndRelayAsync(client, trace, upstreamSignal).ConfigureAwait(false);
-            Counters.AddRelayed();
-            ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
-                result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);
-            _telemetry.Relayed(trace, result);
-            if (result.ConnectStatus is UpstreamConnectStatus.Refused or UpstreamConnectStatus.TimedOut or UpstreamConnectStatus.Unreachable
-                or UpstreamConnectStatus.CircuitOpen or UpstreamConnectStatus.Failed
-                && _negotiator.OnUpstreamFailed(DestinationKey.From(flow.Destination)))
-            {
-                ProxyEngineLog.CacheEntryRemoved(_log, flow.Destination, result.ConnectStatus);
-            }
-        }
-        finally
-        {
-            _decided.TryRemove(flow, out _);
-            if (registered)
-            {
-                _negotiator.Tokens.Unregister(token);
-            }
-
-            if (counted)
-            {
-                _negotiator.OnConnectionClosed();
-            }
-        }
-    }
-
-    private async Task DrainAsync(Socket socket)
-    {
-        var buffer = new byte[256];
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5), _time);
-        try
-        {
-            while (await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token).ConfigureAwait(false) > 0)
-            {
-            }
-        }
-        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException)
-        {
-        }
-        finally
-        {
-            CloseAbortively(socket);
-        }
-    }
-
-    private void TryVerdict(uint packetId, uint? mark)
-    {
-        try
-        {
-            _queue?.SetVerdict(packetId, NfqueueVerdict.Accept, mark);
+            _verdicts?.Accept(packetId);
         }
         catch (Exception e) when (e is NfqueueException or ObjectDisposedException)
         {
@@ -589,21 +440,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
     }
 
-    private static void CloseAbortively(Socket socket)
-    {
-        try
-        {
-            // RST, not FIN: the probe's server must not take it for a finished request.
-            socket.LingerState = new LingerOption(true, 0);
-        }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException)
-        {
-        }
+    private static void CloseAbortively(Socket socket) => Sockets.CloseAbortively(socket);
 
-        socket.Dispose();
-    }
-
-    /// <summary>Stops the hook (held SYNs are accepted by the queue's dispose), closes the relay and removes the rules.</summary>
+    /// <summary>Stops the hook (held SYNs are accepted by the queue's close), ends every flow, closes the relay and removes the rules.</summary>
     public async ValueTask DisposeAsync()
     {
         if (Interlocked.Exchange(ref _stopped, 1) != 0)
@@ -612,20 +451,19 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        await _receiveLoop.ConfigureAwait(false);
-        ProxyEngineLog.DecisionLatency(_log, _queue?.Latency.ToString() ?? "proxysel: syn decision latency not measured (no queue)");
-        _queue?.Dispose();
+        if (_hook is not null)
+        {
+            ProxyEngineLog.DecisionLatency(_log, _hook.Latency.ToString());
+            await _hook.DisposeAsync().ConfigureAwait(false);
+        }
+        else
+        {
+            ProxyEngineLog.DecisionLatency(_log, "proxysel: syn decision latency not measured (no queue)");
+        }
+
         _negotiator.Dispose();
-        foreach (var probe in _probes.Values)
-        {
-            CloseAbortively(probe);
-        }
-
-        foreach (var probe in _adopted.Values)
-        {
-            CloseAbortively(probe);
-        }
-
+        _parkedJoins.Clear();
+        CloseProbes();
         _listeners.Dispose();
         StopFrontListeners();
         await _relay.DisposeAsync().ConfigureAwait(false);
@@ -635,6 +473,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await FrontAcceptLoops().ConfigureAwait(false);
+        // Flows not relaying end now; relaying ones end with their relay (closed above), each releasing its slot.
+        await _flows.ShutdownAllAsync(FlowCloseReasons.Stopping, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         try
         {
             await Task.WhenAll(_connections.Keys).WaitAsync(TimeSpan.FromSeconds(5), _time).ConfigureAwait(false);
@@ -646,7 +486,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         await _connector.DisposeAsync().ConfigureAwait(false);
         try
         {
-            if (_options.Transparent)
+            if (_options.Transparent && _hook is not null)
             {
                 // Never applied otherwise: another proxy's rules under the same prefix are not this one's to remove.
                 await _ruleset.RemoveAsync(CancellationToken.None).ConfigureAwait(false);
@@ -658,8 +498,6 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             _stopping.Dispose();
         }
     }
-
-    private sealed record HeldSyn(uint PacketId, uint Mark, FlowEndPoints Flow, long HeldAt, byte[]? Syn);
 }
 
 /// <summary>Sockets with SO_MARK set, so their SYNs and SYN/ACKs match the egress hook.</summary>

@@ -20,11 +20,14 @@ public sealed record ProxyEngineOptions
     /// <summary>Operator key for MP_PROXY tags (explicit mode).</summary>
     public required MpProxyKeyRing KeyRing { get; init; }
 
+    /// <summary>The longest <see cref="AdoptionTimeout"/> the spec allows.</summary>
+    public static readonly TimeSpan MaxAdoptionTimeout = TimeSpan.FromSeconds(10);
+
     /// <summary>
-    /// How long an intercepted SYN's adopted probe connection (or claim) waits for the client's connection to reach
-    /// the listener before it is dropped. The client retransmits a lost SYN after 1 s, 3 s, so 10 s covers two losses.
+    /// How long an intercepted connection (its adopted probe, its claim) waits for the client's connection to reach the
+    /// listener before it is dropped. Spec: default 3 s, at most 10 s (the client retransmits a lost SYN after 1 s, 3 s).
     /// </summary>
-    public TimeSpan AdoptionTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan AdoptionTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
@@ -51,6 +54,11 @@ public sealed record ProxyEngineOptions
         if (AdoptionTimeout <= TimeSpan.Zero || IdleTimeout <= TimeSpan.Zero)
         {
             errors.Add("AdoptionTimeout and IdleTimeout must be positive.");
+        }
+
+        if (AdoptionTimeout > MaxAdoptionTimeout)
+        {
+            errors.Add($"AdoptionTimeout must be at most {MaxAdoptionTimeout.TotalSeconds:F0} s (spec).");
         }
 
         if (!Transparent && Socks is null)

@@ -92,7 +92,7 @@ public sealed class ProxyNegotiator : IDisposable
 
     public TokenRegistry Tokens { get; } = new();
 
-    /// <summary>Connections this proxy holds (intercepted and not yet closed).</summary>
+    /// <summary>Connections this proxy holds: accepted (<see cref="TryAdmit"/>) and not yet closed.</summary>
     public int ActiveConnections
     {
         get { lock (_lock) { return _active; } }
@@ -294,8 +294,8 @@ public sealed class ProxyNegotiator : IDisposable
     }
 
     /// <summary>
-    /// Takes a connection slot for a connection accepted outside the negotiation (the host-configured mode's
-    /// SOCKS/Convert connections count toward the same limit). False when at the limit.
+    /// Takes a connection slot for an accepted connection: an intercepted one when its listener accepts it, and the
+    /// host-configured mode's SOCKS/Convert connections (same limit). False when at the limit.
     /// </summary>
     public bool TryAdmit()
     {
@@ -488,7 +488,7 @@ public sealed class ProxyNegotiator : IDisposable
             return DeferAtCapacity();
         }
 
-        _active++;
+        // No slot yet: the engine takes it when the connection is accepted (TryAdmit), so spoofed SYNs hold none.
         return new SynDecision
         {
             Verdict = SynVerdict.Intercept,
@@ -633,7 +633,6 @@ public sealed class ProxyNegotiator : IDisposable
             return release with { Outcome = HoldOutcome.AnswerProbe, SynAckSignal = OwnSignal(SignalKind.Defer) };
         }
 
-        _active++;
         bool useProbe = !adopted;
         adopted = true;
         return release with

@@ -215,6 +215,8 @@ public sealed partial class ChainSimulator
             Sim._window.ContextHolders.Add(Index);
             var flow = syn.Flow;
             _intercepted.Add(flow);
+            // The engine takes the slot when the listener accepts; the simulated handshake completes at once.
+            Negotiator.TryAdmit();
             // The client leg keeps the kind of the SYN: MPTCP for a downgrade, TCP for an upgrade.
             bool mptcp = syn.MpCapable;
             if (mptcp)

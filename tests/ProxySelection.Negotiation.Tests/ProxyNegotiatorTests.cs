@@ -38,7 +38,7 @@ public class ProxyNegotiatorTests
             Assert.That(r.Upstream, Is.EqualTo(UpstreamLeg.Tcp));
             Assert.That(r.SynAckSignal, Is.EqualTo(new ProxySignal(SignalKind.Claim, 3, 5)));
             Assert.That(h.CacheEntry()?.State, Is.EqualTo(CapabilityState.TcpOnly));
-            Assert.That(h.Negotiator.ActiveConnections, Is.EqualTo(1));
+            Assert.That(h.Negotiator.ActiveConnections, Is.Zero, "the slot is taken at the accept, not at the verdict");
         });
     }
 
@@ -252,24 +252,23 @@ public class ProxyNegotiatorTests
         using var h = new NegotiatorHarness(o => o.MaxConnections = 1);
         h.Negotiator.Cache.Set(Server, CapabilityState.TcpOnly);
         Assert.That(h.OnSyn(1000).Verdict, Is.EqualTo(SynVerdict.Intercept));
+        Assert.That(h.Negotiator.TryAdmit(), Is.True, "accepted");
         Assert.That(h.OnSyn(1001).Verdict, Is.EqualTo(SynVerdict.Defer));
         h.Negotiator.OnConnectionClosed();
         Assert.That(h.OnSyn(1002).Verdict, Is.EqualTo(SynVerdict.Intercept));
     }
 
     [Test]
-    public void AtConnectionLimit_ReachedWhileHeld_LaterHoldsAreReleased()
+    public void AtConnectionLimit_ReachedWhileHeld_HoldsAreReleased()
     {
         using var h = new NegotiatorHarness(o => o.MaxConnections = 1);
         var first = h.OnSyn(1000);
         h.OnSyn(1001);
+        // An accepted connection takes the last slot while both SYNs are held.
+        Assert.That(h.Negotiator.TryAdmit(), Is.True);
         h.Negotiator.OnProbeAnswered(first.ProbeId, new ProbeAnswer(MpCapable: false));
         var holds = h.Resolved[0].Holds;
-        Assert.Multiple(() =>
-        {
-            Assert.That(holds[0].Outcome, Is.EqualTo(HoldOutcome.Intercept));
-            Assert.That((holds[1].Outcome, holds[1].Reason), Is.EqualTo((HoldOutcome.Release, DecisionReason.AtCapacity)));
-        });
+        Assert.That(holds.Select(r => (r.Outcome, r.Reason)), Is.All.EqualTo((HoldOutcome.Release, DecisionReason.AtCapacity)));
     }
 
     [Test]

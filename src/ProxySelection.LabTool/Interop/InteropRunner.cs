@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
-using System.Text.RegularExpressions;
+using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Lab;
 using ProxySelection.LabTool.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
@@ -102,7 +102,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
                 : $"{e.GetType().Name}: {e.Message}";
             var outputs = string.Join("\n", proxies.Select((p, i) => $"--- P{i + 1}:\n{p.Output}"));
             return new CellResult(cell, expected, "?", "?", 0, false, false, double.NaN, clock.Elapsed,
-                [.. proxies.Select((p, i) => new InstanceResult($"P{i + 1}", options.BinaryFor(i).Label, false, false, false, ProxyTrace.Counters(p.Output), p.Output))],
+                [.. proxies.Select((p, i) => new InstanceResult($"P{i + 1}", options.BinaryFor(i).Label, false, false, false, ProxyTrace.Counters(ProxyTrace.Read(p)), p.Output))],
                 error + (outputs.Length > 0 ? "\n" + outputs : ""));
         }
         finally
@@ -128,6 +128,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
     private sealed record LabRunResult(
         LinearChainTopology Topology,
         IReadOnlyList<string> Outputs,
+        IReadOnlyList<IReadOnlyList<ProxyEvent>> Events,
         IReadOnlyList<List<CapturedSegment>> Down,
         IReadOnlyList<List<CapturedSegment>> Up,
         IReadOnlyList<int> ReportedLoss,
@@ -186,7 +187,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
             await File.WriteAllTextAsync(key, KeyHex, ct).ConfigureAwait(false);
             for (int i = 0; i < n; i++)
             {
-                proxies.Add(StartProxy(topology.Hops[i], i, cell.Proxies[i], key, filler));
+                proxies.Add(StartProxy(topology.Hops[i], i, cell.Proxies[i], key, filler, Path.Combine(directory, $"p{i + 1}-events.jsonl")));
             }
 
             foreach (var proxy in proxies)
@@ -200,7 +201,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
                 string[] slow = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "2k", $"http://{LinearChainTopology.ServerV4}:{FillerPort}/slow.bin"];
                 _ = topology.Client.StartProcess("mptcpize", ["run", .. slow]);
                 int full = cell.Proxies.ToList().FindIndex(p => p.AtCapacity);
-                await WaitForLineAsync(proxies[full], InterceptPattern(FillerPort), ct).ConfigureAwait(false);
+                await ProxyTrace.WaitForAsync(proxies[full], e => IsIntercept(e, FillerPort), StepTimeout, ct).ConfigureAwait(false);
             }
 
             return prepared with { Sha = sha };
@@ -292,9 +293,9 @@ internal sealed partial class InteropRunner(InteropOptions options)
         // The holder logs its relay line once both legs closed: wait for it before the captures stop.
         for (int i = 0; i < n; i++)
         {
-            if (proxies[i].Output.Split('\n').Any(l => ClientIntercept(l.Trim())))
+            if (ProxyTrace.Read(proxies[i]).Any(IsClientIntercept))
             {
-                await WaitForLineAsync(proxies[i], ClientRelayPattern(), ct).ConfigureAwait(false);
+                await ProxyTrace.WaitForAsync(proxies[i], IsClientRelay, StepTimeout, ct).ConfigureAwait(false);
             }
         }
 
@@ -316,24 +317,24 @@ internal sealed partial class InteropRunner(InteropOptions options)
         }
 
         string downloadError = integrity ? "" : $"download: curl exit {download.ExitCode}, http {download.StdOut.Trim()}, {download.StdErr.Trim()}";
-        return new LabRunResult(topology, [.. proxies.Select(p => p.Output)], down, up, loss, integrity, connect, downloadError);
+        return new LabRunResult(topology, [.. proxies.Select(p => p.Output)], [.. proxies.Select(ProxyTrace.Read)], down, up, loss, integrity, connect, downloadError);
     }
 
-    private LabProcess StartProxy(NetNamespace ns, int index, InteropProxy proxy, string keyFile, bool fillerPort)
+    private LabProcess StartProxy(NetNamespace ns, int index, InteropProxy proxy, string keyFile, bool fillerPort, string eventsFile)
     {
         var binary = options.BinaryFor(index);
         List<string> args =
         [
             .. binary.Prefix, "run", "--ports", fillerPort ? $"80,{FillerPort}" : "80", "--mode", proxy.ModeName, "--policy", proxy.PolicyName,
             "--proxy-id", (index + 1).ToString(CultureInfo.InvariantCulture), "--priority", proxy.Priority.ToString(CultureInfo.InvariantCulture),
-            "--key-file", keyFile,
+            "--key-file", keyFile, .. ProxyTrace.EventsArguments(eventsFile),
         ];
         if (proxy.AtCapacity)
         {
             args.AddRange(["--capacity", "1"]);
         }
 
-        return ns.StartProcess(binary.File, args);
+        return ProxyTrace.Track(ns.StartProcess(binary.File, args), eventsFile);
     }
 
     private CellResult Judge(InteropCell cell, InteropExpectation expected, LabRunResult run, TimeSpan elapsed, string? error)
@@ -347,8 +348,8 @@ internal sealed partial class InteropRunner(InteropOptions options)
         {
             string name = $"P{i + 1}";
             bool isProxy = i < cell.Proxies.Count;
-            string text = isProxy ? run.Outputs[i] : "";
-            bool byOutput = isProxy && text.Split('\n').Any(l => ClientIntercept(l.Trim()));
+            var events = isProxy ? run.Events[i] : [];
+            bool byOutput = isProxy && events.Any(IsClientIntercept);
             // The connections that carried the download through this hop (probes carry none), and the client's own.
             var flows = run.Down[i].Where(s => s.PayloadLength > 0 || clients.Contains(s.Source) || clients.Contains(s.Destination))
                 .Select(s => s.Flow).ToHashSet();
@@ -387,7 +388,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
             if (isProxy || !identical)
             {
                 instances.Add(new InstanceResult(isProxy ? name : $"router{i + 1}", isProxy ? options.BinaryFor(i).Label : "-", byOutput, byCapture, identical,
-                    isProxy ? ProxyTrace.Counters(text) : new Dictionary<string, double>(),
+                    isProxy ? ProxyTrace.Counters(events) : new Dictionary<string, double>(),
                     string.Create(CultureInfo.InvariantCulture, $"{comparison.Before} segments before, {comparison.After} after, {comparison.Changed} changed, {comparison.Missing} missing (tolerance {tolerance}), {comparison.Superseded} superseded by a retransmission") +
                     (comparison.Detail.Length > 0 && !identical ? "\n" + comparison.Detail : "")));
             }
@@ -402,36 +403,22 @@ internal sealed partial class InteropRunner(InteropOptions options)
 
     private static string Holders(List<string> names) => names.Count == 0 ? "none" : string.Join("+", names);
 
-    /// <summary>A line saying this proxy intercepted a SYN from the client (not a join, not another proxy's probe).</summary>
-    private static bool ClientIntercept(string line) => ClientInterceptPattern().IsMatch(line);
+    /// <summary>An event saying this proxy intercepted a SYN from the client to the server's port 80 (not a join, not another proxy's probe).</summary>
+    private static bool IsClientIntercept(ProxyEvent e) =>
+        IsIntercept(e, 80) && IPEndPoint.TryParse(e.Client ?? "", out var client) && IsClient(client.Address);
 
-    private static Regex InterceptPattern(int port) =>
-        new($@"^(syn|hold) [0-9.]+:[0-9]+ -> {Regex.Escape(LinearChainTopology.ServerV4)}:{port.ToString(CultureInfo.InvariantCulture)}( [A-Za-z]+)?: Intercept \(", RegexOptions.CultureInvariant);
+    /// <summary>The relay event of a connection from the client to the server's port 80.</summary>
+    private static bool IsClientRelay(ProxyEvent e) =>
+        e.Event == "relay" && IPEndPoint.TryParse(e.Client ?? "", out var client) && IsClient(client.Address) && IsServer(e.Destination, 80);
 
-    private static async Task WaitForLineAsync(LabProcess process, Regex pattern, CancellationToken ct)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < StepTimeout)
-        {
-            if (process.Output.Split('\n').Any(l => pattern.IsMatch(l.Trim())))
-            {
-                return;
-            }
+    /// <summary>A SYN intercepted (at once or after its hold) toward the server's <paramref name="port"/>.</summary>
+    private static bool IsIntercept(ProxyEvent e, int port) =>
+        (e is { Event: "syn", Verdict: "Intercept" } || e is { Event: "hold", Outcome: "Intercept" }) && IsServer(e.Destination, port);
 
-            if (process.HasExited)
-            {
-                throw new InvalidOperationException($"proxy exited: {process.Output}");
-            }
+    private static bool IsServer(string? destination, int port) =>
+        IPEndPoint.TryParse(destination ?? "", out var server) && server.Port == port
+        && (server.Address.Equals(IPAddress.Parse(LinearChainTopology.ServerV4)) || server.Address.Equals(IPAddress.Parse(LinearChainTopology.ServerV6)));
 
-            await Task.Delay(50, ct).ConfigureAwait(false);
-        }
-
-        throw new TimeoutException($"no line matching {pattern} in: {process.Output}");
-    }
-
-    [GeneratedRegex(@"^(syn|hold) (198\.18\.[12]\.2|\[2001:db8:[12]::2\]):[0-9]+ -> (198\.18\.20\.2|\[2001:db8:20::2\]):80( [A-Za-z]+)?: Intercept \(", RegexOptions.CultureInvariant)]
-    private static partial Regex ClientInterceptPattern();
-
-    [GeneratedRegex(@"^relay (198\.18\.[12]\.2|\[2001:db8:[12]::2\]):[0-9]+ -> (198\.18\.20\.2|\[2001:db8:20::2\]):80: ", RegexOptions.CultureInvariant)]
-    private static partial Regex ClientRelayPattern();
+    private static bool IsClient(IPAddress address) =>
+        LinearChainTopology.ClientAddresses(false).Contains(address.ToString()) || LinearChainTopology.ClientAddresses(true).Contains(address.ToString());
 }

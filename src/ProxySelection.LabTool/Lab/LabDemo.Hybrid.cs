@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Lab;
 using LabEnvironment = ProxySelection.Lab.Lab;
 
@@ -47,7 +48,7 @@ internal sealed partial class LabDemo
         await WaitForRelayLineAsync(cpe, ct).ConfigureAwait(false);
         await WaitForRelayLineAsync(agg, ct).ConfigureAwait(false);
         // The download's trace; the comparison below adds connections of its own.
-        string cpeDownload = cpe.Output, aggDownload = agg.Output;
+        IReadOnlyList<ProxyEvent> cpeDownload = ProxyTrace.Read(cpe), aggDownload = ProxyTrace.Read(agg);
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"[{++_step}] Comparing one path with both, the same way for each: iperf3 (plain TCP) from the home client through CPE and AGG,"));
@@ -60,15 +61,15 @@ internal sealed partial class LabDemo
         step = Step("Collecting the proxies' state");
         await cpe.StopAsync().ConfigureAwait(false);
         await agg.StopAsync().ConfigureAwait(false);
-        await cpe.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
-        await agg.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
+        await WaitForStoppedAsync(cpe, ct).ConfigureAwait(false);
+        await WaitForStoppedAsync(agg, ct).ConfigureAwait(false);
         bool rulesRemoved = cpe.Output.Contains("rules removed", StringComparison.Ordinal) && agg.Output.Contains("rules removed", StringComparison.Ordinal);
         step.Done(rulesRemoved ? "both stopped and removed their rules" : "a proxy did not report its rules removed ✘");
         await nginx.DisposeAsync().ConfigureAwait(false);
         return rulesRemoved & ReportHybrid(download, intact, comparison, cpeDownload, aggDownload);
     }
 
-    private bool ReportHybrid(Download download, bool intact, HybridComparison comparison, string cpeOutput, string aggOutput)
+    private bool ReportHybrid(Download download, bool intact, HybridComparison comparison, IReadOnlyList<ProxyEvent> cpeOutput, IReadOnlyList<ProxyEvent> aggOutput)
     {
         var cpeRelay = ProxyTrace.Relay(cpeOutput);
         var aggRelay = ProxyTrace.Relay(aggOutput);

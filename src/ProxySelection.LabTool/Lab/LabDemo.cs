@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Lab;
 using ProxySelection.LabTool.Interop;
 using LabEnvironment = ProxySelection.Lab.Lab;
@@ -36,6 +37,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
 
     private int _step;
     private int _processes;
+    private string _directory = Path.GetTempPath();
 
     public async Task<int> RunAsync(CancellationToken interrupt)
     {
@@ -55,6 +57,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         using var budget = CancellationTokenSource.CreateLinkedTokenSource(interrupt);
         budget.CancelAfter(Budget);
         var directory = Directory.CreateTempSubdirectory("psel-demo-").FullName;
+        _directory = directory;
         // Namespaces of a run that was killed (SIGKILL, power loss) have no one left to remove them.
         int stale = await LabRun.SweepStaleAsync(CancellationToken.None).ConfigureAwait(false);
         if (stale > 0)
@@ -196,12 +199,12 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         var upPackets = await upCapture.StopAsync().ConfigureAwait(false);
         await p1.StopAsync().ConfigureAwait(false);
         await p2.StopAsync().ConfigureAwait(false);
-        await p1.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
-        await p2.WaitForOutputAsync("proxysel: stopped", StepTimeout, ct).ConfigureAwait(false);
+        await WaitForStoppedAsync(p1, ct).ConfigureAwait(false);
+        await WaitForStoppedAsync(p2, ct).ConfigureAwait(false);
         bool rulesRemoved = p1.Output.Contains("rules removed", StringComparison.Ordinal) && p2.Output.Contains("rules removed", StringComparison.Ordinal);
         step.Done(rulesRemoved ? "both stopped and removed their rules" : "a proxy did not report its rules removed ✘");
 
-        var ok = rulesRemoved & Report(download, intact, p1.Output, p2.Output, downPackets, upPackets);
+        var ok = rulesRemoved & Report(download, intact, ProxyTrace.Read(p1), ProxyTrace.Read(p2), downPackets, upPackets);
         await nginx.DisposeAsync().ConfigureAwait(false);
         return ok;
     }
@@ -222,8 +225,9 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
     {
         _processes++;
         var (file, prefix) = ProxyselCommand();
-        return ns.StartProcess(file, [.. prefix, "run", "--role", role, "--ports", ports, "--mode", "explicit", "--policy", "first",
-            "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
+        var events = Path.Combine(_directory, $"{ns.Name}-events.jsonl");
+        return ProxyTrace.Track(ns.StartProcess(file, [.. prefix, "run", "--role", role, "--ports", ports, "--mode", "explicit", "--policy", "first",
+            "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile, .. ProxyTrace.EventsArguments(events)]), events);
     }
 
     /// <summary>The daemon the proxies run: the one the command line resolved, else <see cref="DaemonLocator"/>'s default.</summary>
@@ -343,11 +347,15 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         return found;
     }
 
+    /// <summary>The proxy's <c>stopped</c> event: its counters are final (the host writes it after the rules are removed).</summary>
+    private static Task WaitForStoppedAsync(LabProcess proxy, CancellationToken ct) =>
+        ProxyTrace.WaitForAsync(proxy, e => e.Event == "stopped", StepTimeout, ct);
+
     private static async Task WaitForRelayLineAsync(LabProcess holder, CancellationToken ct)
     {
         try
         {
-            await holder.WaitForOutputAsync("relay ", TimeSpan.FromSeconds(5), ct).ConfigureAwait(false);
+            await ProxyTrace.WaitForAsync(holder, e => e.Event == "relay", TimeSpan.FromSeconds(5), ct).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -355,7 +363,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         }
     }
 
-    private bool Report(Download download, bool intact, string p1Output, string p2Output,
+    private bool Report(Download download, bool intact, IReadOnlyList<ProxyEvent> p1Output, IReadOnlyList<ProxyEvent> p2Output,
         IReadOnlyList<PcapPacket> p2Down, IReadOnlyList<PcapPacket> p2Up)
     {
         bool ok = intact && download.HttpStatus == 200;
@@ -426,7 +434,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         return ok;
     }
 
-    private void WriteTrace(params (string Name, string Output)[] proxies)
+    private void WriteTrace(params (string Name, IReadOnlyList<ProxyEvent> Events)[] proxies)
     {
         output.WriteLine("Trace (each proxy's decision log for the connection)");
         foreach (var (name, text) in proxies)

@@ -1,109 +1,117 @@
 using System.Globalization;
-using System.Text.RegularExpressions;
+using System.Runtime.CompilerServices;
+using ProxySelection.Engine.Diagnostics;
+using ProxySelection.Lab;
 
 namespace ProxySelection.LabTool.Lab;
 
 /// <summary>
-/// Reads what a <c>proxysel run</c> process printed: its decision lines (one per SYN, probe, hold, accept and relayed
-/// connection) and the counters of its final line.
+/// Reads what a <c>proxysel run</c> process decided, from its event file (<c>--events</c>, <see cref="ProxyEvent"/>s): its
+/// decisions (SYNs, probes, holds, accepts, relayed connections) and the counters of its <c>stopped</c> event.
 /// </summary>
-internal static partial class ProxyTrace
+internal static class ProxyTrace
 {
-    /// <summary>The engine's decision lines, in order, with a plain-words gloss for each.</summary>
-    public static IReadOnlyList<(string Line, string Gloss)> Events(string output) =>
-        [.. Lines(output).Select(l => (l, Gloss(l))).Where(e => e.Item2.Length > 0)];
+    private static readonly ConditionalWeakTable<LabProcess, string> Files = [];
 
-    /// <summary>The counters of the final <c>proxysel: stopped</c> line (empty when the proxy has not stopped).</summary>
-    public static IReadOnlyDictionary<string, double> Counters(string output)
+    /// <summary>The <c>run</c> arguments that send a proxy's events to <paramref name="file"/>; <see cref="Track"/> it once started.</summary>
+    public static string[] EventsArguments(string file) => ["--events", file];
+
+    /// <summary>Remembers that <paramref name="process"/> writes its events to <paramref name="file"/>.</summary>
+    public static LabProcess Track(LabProcess process, string file)
     {
-        var line = Lines(output).LastOrDefault(l => l.StartsWith("proxysel: stopped", StringComparison.Ordinal));
-        var counters = new Dictionary<string, double>(StringComparer.Ordinal);
-        if (line is null)
-        {
-            return counters;
-        }
-
-        foreach (Match m in CounterPattern().Matches(line))
-        {
-            counters[m.Groups[1].Value] = double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture);
-        }
-
-        return counters;
+        Files.AddOrUpdate(process, file);
+        return process;
     }
 
-    /// <summary>The relay line's fields (<c>up</c>, <c>down</c>, <c>subflows</c>, reason as <c>reason</c>), or null.</summary>
-    public static IReadOnlyDictionary<string, string>? Relay(string output)
+    /// <summary>The events <paramref name="process"/> wrote so far (none for an untracked process).</summary>
+    public static IReadOnlyList<ProxyEvent> Read(LabProcess process) =>
+        Files.TryGetValue(process, out var file) ? ProxyEvents.ReadFile(file) : [];
+
+    /// <summary>Waits until <paramref name="process"/> wrote an event matching <paramref name="match"/>.</summary>
+    public static async Task<ProxyEvent> WaitForAsync(LabProcess process, Func<ProxyEvent, bool> match, TimeSpan timeout, CancellationToken ct)
     {
-        var line = Lines(output).FirstOrDefault(l => l.StartsWith("relay ", StringComparison.Ordinal));
-        if (line is null)
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (Read(process).FirstOrDefault(match) is { } found)
+            {
+                return found;
+            }
+
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException($"no such event from pid {process.Pid}: {process.Output}");
+            }
+
+            if (process.HasExited && Read(process).FirstOrDefault(match) is null)
+            {
+                throw new InvalidOperationException($"proxy exited: {process.Output}");
+            }
+
+            await Task.Delay(50, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The engine's decisions, in order, each as a line of text with a plain-words gloss.</summary>
+    public static IReadOnlyList<(string Line, string Gloss)> Events(IReadOnlyList<ProxyEvent> events) =>
+        [.. events.Select(e => (ProxyEventText.Format(e), Gloss(e))).Where(e => e.Item2.Length > 0)];
+
+    /// <summary>The counters of the <c>stopped</c> event (empty when the proxy has not stopped).</summary>
+    public static IReadOnlyDictionary<string, double> Counters(IReadOnlyList<ProxyEvent> events)
+    {
+        var stopped = events.LastOrDefault(e => e.Event == "stopped")?.Counters;
+        return stopped is null
+            ? new Dictionary<string, double>(StringComparer.Ordinal)
+            : stopped.ToDictionary(c => c.Key, c => (double)c.Value, StringComparer.Ordinal);
+    }
+
+    /// <summary>The first relay event's fields (<c>up</c>, <c>down</c>, <c>subflows</c>, <c>client</c>, <c>upstream</c>, <c>reason</c>), or null.</summary>
+    public static IReadOnlyDictionary<string, string>? Relay(IReadOnlyList<ProxyEvent> events)
+    {
+        if (events.FirstOrDefault(e => e.Event == "relay") is not { } relay)
         {
             return null;
         }
 
-        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (Match m in FieldPattern().Matches(line))
+        var text = CultureInfo.InvariantCulture;
+        return new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            fields[m.Groups[1].Value] = m.Groups[2].Value;
-        }
-
-        var reason = ReasonPattern().Match(line);
-        fields["reason"] = reason.Success ? reason.Groups[1].Value : "?";
-        return fields;
-    }
-
-    private static IEnumerable<string> Lines(string output) =>
-        output.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0);
-
-    private static string Gloss(string line)
-    {
-        bool Has(string text) => line.Contains(text, StringComparison.Ordinal);
-        return line switch
-        {
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has("MpJoin") && Has("InterceptJoin") =>
-                "a second subflow (MP_JOIN) for a connection this proxy holds: taken over too",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has("MpJoin") && Has("Wait for the accept") =>
-                "a second subflow (MP_JOIN) arrived before its connection was accepted: parked until then",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has("MpJoin") =>
-                "MP_JOIN SYN seen",
-            _ when line.StartsWith("join ", StringComparison.Ordinal) && Has("InterceptJoin") =>
-                "the parked MP_JOIN belongs to the held connection: taken over (second subflow)",
-            _ when line.StartsWith("join ", StringComparison.Ordinal) => "parked MP_JOIN released",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(" Tcp: HoldAndProbe") =>
-                "plain TCP SYN seen: held while the server is probed (with MPTCP)",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has("HoldAndProbe") =>
-                "MPTCP SYN seen (MP_CAPABLE): held while the server is probed",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(": Pass (NotSelected)") =>
-                "SYN seen carrying another proxy's MP_PROXY probe: that proxy is selected, passed through untouched",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(": Pass") =>
-                "SYN seen: passed through untouched",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) && Has(": Intercept") =>
-                "SYN seen: intercepted at once",
-            _ when line.StartsWith("syn ", StringComparison.Ordinal) => "SYN seen",
-            _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=False") =>
-                "probe answered: the server speaks plain TCP only",
-            _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=True") && Has("signal=Claim") =>
-                "probe answered with MPTCP and a verified MP_PROXY claim: a proxy further on holds the MPTCP side",
-            _ when line.StartsWith("probe ", StringComparison.Ordinal) && Has("mp_capable=True") =>
-                "probe answered with MPTCP (by the server or a proxy on the way)",
-            _ when line.StartsWith("probe ", StringComparison.Ordinal) => "probe",
-            _ when line.StartsWith("hold ", StringComparison.Ordinal) && Has(": Intercept") =>
-                "decision: intercept (this proxy holds the connection)",
-            _ when line.StartsWith("hold ", StringComparison.Ordinal) => "hold resolved",
-            _ when line.StartsWith("accepted ", StringComparison.Ordinal) =>
-                "MPTCP client leg accepted (joins name this proxy's token)",
-            _ when line.StartsWith("relay ", StringComparison.Ordinal) =>
-                "connection closed: bytes each way, subflows of the client leg",
-            _ when line.StartsWith("intercepted connection never arrived", StringComparison.Ordinal) => "intercepted SYN expired",
-            _ => "",
+            ["up"] = relay.Up?.ToString(text) ?? "?",
+            ["down"] = relay.Down?.ToString(text) ?? "?",
+            ["subflows"] = relay.Subflows?.ToString(text) ?? "?",
+            ["client"] = relay.ClientMptcp ?? "?",
+            ["upstream"] = relay.UpstreamMptcp ?? "?",
+            ["connect"] = relay.Connect ?? "?",
+            ["reason"] = relay.Reason ?? "?",
         };
     }
 
-    [GeneratedRegex(@"\b([a-z_]+)=([0-9]+(?:\.[0-9]+)?)\b")]
-    private static partial Regex CounterPattern();
-
-    [GeneratedRegex(@"\b([a-z]+)=([^ ]+)")]
-    private static partial Regex FieldPattern();
-
-    [GeneratedRegex(@"^relay [^:]+:[0-9]+ -> [^:]+:[0-9]+: ([A-Za-z]+)")]
-    private static partial Regex ReasonPattern();
+    private static string Gloss(ProxyEvent e) => e switch
+    {
+        { Event: "syn", Kind: "MpJoin", Verdict: "InterceptJoin" } => "a second subflow (MP_JOIN) for a connection this proxy holds: taken over too",
+        { Event: "syn", Kind: "MpJoin", Verdict: "Wait for the accept" } => "a second subflow (MP_JOIN) arrived before its connection was accepted: parked until then",
+        { Event: "syn", Kind: "MpJoin" } => "MP_JOIN SYN seen",
+        { Event: "join", Verdict: "InterceptJoin" } => "the parked MP_JOIN belongs to the held connection: taken over (second subflow)",
+        { Event: "join" } => "parked MP_JOIN released",
+        { Event: "syn", Kind: "Tcp", Verdict: "HoldAndProbe" } => "plain TCP SYN seen: held while the server is probed (with MPTCP)",
+        { Event: "syn", Verdict: "HoldAndProbe" } => "MPTCP SYN seen (MP_CAPABLE): held while the server is probed",
+        { Event: "syn", Verdict: "Pass", Reason: "NotSelected" } => "SYN seen carrying another proxy's MP_PROXY probe: that proxy is selected, passed through untouched",
+        { Event: "syn", Verdict: "Pass" or "Defer" } => "SYN seen: passed through untouched",
+        { Event: "syn", Verdict: "Intercept" } => "SYN seen: intercepted at once",
+        { Event: "syn", Verdict: "Duplicate" } => "a copy of a held SYN: dropped",
+        { Event: "syn" } => "SYN seen",
+        { Event: "probe", Outcome: "answered", MpCapable: false } => "probe answered: the server speaks plain TCP only",
+        { Event: "probe", Outcome: "answered", MpCapable: true, Signal: "Claim" } =>
+            "probe answered with MPTCP and a verified MP_PROXY claim: a proxy further on holds the MPTCP side",
+        { Event: "probe", Outcome: "answered", MpCapable: true } => "probe answered with MPTCP (by the server or a proxy on the way)",
+        { Event: "probe", Outcome: "timed_out" } => "probe timed out: no answer in time, the held SYN passes untouched",
+        { Event: "probe", Outcome: "failed" } => "probe failed (refused or unreachable): the held SYN passes untouched",
+        { Event: "probe" } => "probe",
+        { Event: "hold", Outcome: "Intercept" } => "decision: intercept (this proxy holds the connection)",
+        { Event: "hold" } => "hold resolved",
+        { Event: "accepted" } => "MPTCP client leg accepted (joins name this proxy's token)",
+        { Event: "relay" } => "connection closed: bytes each way, subflows of the client leg",
+        { Event: "expired" } => "intercepted SYN expired",
+        _ => "",
+    };
 }

@@ -62,7 +62,7 @@ internal sealed class HeldTransfer : IAsyncDisposable
     public async Task StartAsync(string proxySection, string rate, TimeSpan transferTimeout)
     {
         await File.WriteAllTextAsync(ConfigPath, $$"""{ "Proxy": {{proxySection}} }""");
-        Proxy = await Lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", ConfigPath]).WaitRunningAsync();
+        Proxy = await ProxyLab.StartProxysel(Lab.Topology.Proxy, "--config", ConfigPath).WaitRunningAsync();
         _transferTimeout = transferTimeout;
         _transfer = Lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, Output, transferTimeout, "--limit-rate", rate);
         await ProxyLab.WaitForLineAsync(Proxy, "accepted ", "token=");
@@ -82,6 +82,9 @@ internal sealed class HeldTransfer : IAsyncDisposable
         var curl = await Lab.CurlAsync(ProxyLab.Url(false, "small.bin"), mptcp: true, output);
         return (curl, File.Exists(output) ? ProxyLab.Sha256Of(output) : "");
     }
+
+    /// <summary>Whether the held download has ended (false while the proxy still relays it).</summary>
+    public bool TransferCompleted => _transfer?.IsCompleted ?? false;
 
     /// <summary>curl's result for the held download, waited for with a margin over its own limit.</summary>
     public Task<CommandResult> TransferAsync() =>

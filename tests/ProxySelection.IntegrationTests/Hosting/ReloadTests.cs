@@ -19,6 +19,7 @@ public sealed class ReloadTests
         var reloaded = await held.SignalAsync(SigHup, "proxysel: reload", "");
         await File.WriteAllTextAsync(held.ConfigPath, """{ "Proxy": { "Ports": [80, 443], "Policy": "first" } }""");
         var refused = await held.SignalAsync(SigHup, "proxysel: reload refused", "");
+        bool heldThroughReloads = !held.TransferCompleted && ProxyLab.Lines(proxy, "relay ").Count == 0;
 
         var curl = await held.TransferAsync();
         var (after, afterSha) = await held.FetchSmallAsync();
@@ -26,12 +27,11 @@ public sealed class ReloadTests
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
 
-        var lines = proxy.Output.Split('\n').Select(l => l.Trim()).ToList();
-        var refusedAt = lines.FindIndex(l => l.StartsWith("proxysel: reload refused", StringComparison.Ordinal));
-        var bigRelayAt = lines.FindIndex(l => l.StartsWith("relay ", StringComparison.Ordinal) && l.Contains($" down={HeldTransfer.Size + 248} ", StringComparison.Ordinal));
+        var bigRelay = ProxyLab.Lines(proxy, "relay ").Where(l => l.Contains($" down={HeldTransfer.Size + 248} ", StringComparison.Ordinal)).ToList();
         Assert.Multiple(() =>
         {
-            Assert.That(bigRelayAt, Is.GreaterThan(refusedAt), "both reloads happened while the transfer was held");
+            Assert.That(heldThroughReloads, Is.True, "both reloads happened while the transfer was held");
+            Assert.That(bigRelay, Has.Count.EqualTo(1), "the held transfer was relayed to its end");
             Assert.That(reloaded, Is.EqualTo("proxysel: reloaded policy=Priority priority=12 probe_timeout=300ms drain_timeout=10s"));
             Assert.That(refused, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:Ports"));
             Assert.That(curl.ExitCode, Is.Zero, curl.StdErr);

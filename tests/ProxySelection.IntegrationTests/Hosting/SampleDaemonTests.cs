@@ -25,7 +25,7 @@ public sealed class SampleDaemonTests
             key = ["--set", "Proxy:KeyFile=" + keyFile];
         }
 
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", path, .. key]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", path, .. key]).WaitRunningAsync();
 
         var output = Path.Combine(lab.Directory, "download.bin");
         var curl = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), clientMptcp, output);

@@ -90,9 +90,9 @@ public sealed class ProxyChainTests
         const string Retire = "\"KeyFile\": \"new.key\", \"KeyId\": 2";
         await Step(1, Old);
         await Step(2, Old);
-        var p1 = lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", Config(1)]);
+        var p1 = ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", Config(1)]);
         await p1.WaitForOutputAsync("proxysel: running", ProxyLab.Timeout);
-        var p2 = p2Namespace.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", Config(2)]);
+        var p2 = ProxyLab.StartProxysel(p2Namespace, ["--config", Config(2)]);
         await p2.WaitForOutputAsync("proxysel: running", ProxyLab.Timeout);
         var reloads = new Dictionary<LabProcess, int> { [p1] = 0, [p2] = 0 };
         async Task Reload(LabProcess proxy, int id, string keys)

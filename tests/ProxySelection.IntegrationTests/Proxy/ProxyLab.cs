@@ -1,6 +1,8 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
+using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Lab;
 
 namespace ProxySelection.IntegrationTests.Proxy;
@@ -62,7 +64,7 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     /// <summary>Starts <c>dotnet proxysel.dll run</c> in <paramref name="ns"/> and waits until its rules are in.</summary>
     public static async Task<LabProcess> StartProxyInAsync(NetNamespace ns, params string[] extra)
     {
-        var process = ns.StartProcess("dotnet", [ProxyselDll, "run", "--ports", "80", .. extra]);
+        var process = StartProxysel(ns, ["--ports", "80", .. extra]);
         try
         {
             await process.WaitForOutputAsync("proxysel: running", Timeout);
@@ -163,13 +165,51 @@ internal sealed partial class ProxyLab : IAsyncDisposable
         return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
-    /// <summary>The output lines of <paramref name="process"/> that start with <paramref name="prefix"/>.</summary>
-    public static IReadOnlyList<string> Lines(LabProcess process, string prefix) =>
-        [.. process.Output.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith(prefix, StringComparison.Ordinal))];
+    /// <summary>
+    /// Starts <c>dotnet proxysel.dll run</c> with <paramref name="args"/> in <paramref name="ns"/>, its decisions going to an
+    /// event file of its own (<c>--events</c>, in a temp dir) that <see cref="Events"/> and <see cref="Lines"/> read.
+    /// </summary>
+    public static LabProcess StartProxysel(NetNamespace ns, params string[] args)
+    {
+        var file = Path.Combine(System.IO.Directory.CreateTempSubdirectory("psel-events-").FullName, "events.jsonl");
+        var process = ns.StartProcess("dotnet", [ProxyselDll, "run", "--events", file, .. args]);
+        EventFiles.AddOrUpdate(process, file);
+        return process;
+    }
 
-    /// <summary>The counter <paramref name="name"/> from the proxy's final line (after it stopped).</summary>
+    private static readonly ConditionalWeakTable<LabProcess, string> EventFiles = [];
+
+    /// <summary>The engine's events of a proxy started by <see cref="StartProxysel"/> (none for another process).</summary>
+    public static IReadOnlyList<ProxyEvent> Events(LabProcess process, string? name = null) =>
+        EventFiles.TryGetValue(process, out var file)
+            ? [.. ProxyEvents.ReadFile(file).Where(e => name is null || e.Event == name)]
+            : [];
+
+    /// <summary>
+    /// The proxy's decisions whose text starts with <paramref name="prefix"/> (<c>syn </c>, <c>relay </c>, ...), one line per
+    /// event (<see cref="ProxyEventText"/>); other prefixes match the process's own output lines (start and stop lines).
+    /// </summary>
+    public static IReadOnlyList<string> Lines(LabProcess process, string prefix)
+    {
+        var events = Events(process).Where(e => e.Event != "stopped").Select(ProxyEventText.Format).Where(l => l.StartsWith(prefix, StringComparison.Ordinal)).ToList();
+        return events.Count > 0 || EventFiles.TryGetValue(process, out _) && EventPrefixes.Any(p => prefix.StartsWith(p, StringComparison.Ordinal))
+            ? events
+            : [.. process.Output.Split('\n').Select(l => l.Trim()).Where(l => l.StartsWith(prefix, StringComparison.Ordinal))];
+    }
+
+    private static readonly string[] EventPrefixes = ["syn ", "probe ", "hold ", "join ", "accepted ", "expired ", "relay "];
+
+    /// <summary>The counter <paramref name="name"/> of the proxy's <c>stopped</c> event (after it stopped).</summary>
     public static long Counter(LabProcess process, string name)
     {
+        var stopped = Events(process, "stopped").LastOrDefault()?.Counters;
+        if (stopped is not null && stopped.TryGetValue(name, out long value))
+        {
+            return value;
+        }
+
+        // Counters the stop line names differently (max_hold_ms; the event carries max_hold_us).
+
         var line = Lines(process, "proxysel: stopped").LastOrDefault()
             ?? throw new InvalidOperationException($"no counters line in: {process.Output}");
         var match = Regex.Match(line, $@"\b{Regex.Escape(name)}=([0-9.]+)");
@@ -193,7 +233,7 @@ internal sealed partial class ProxyLab : IAsyncDisposable
             await Task.Delay(20);
         }
 
-        throw new TimeoutException($"no '{prefix}...{text}' line in: {process.Output}");
+        throw new TimeoutException($"no '{prefix}...{text}' line in: {string.Join('\n', Events(process).Select(ProxyEventText.Format))}\n{process.Output}");
     }
 
     public async ValueTask DisposeAsync()

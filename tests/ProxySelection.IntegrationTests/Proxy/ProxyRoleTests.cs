@@ -81,7 +81,7 @@ public sealed class ProxyRoleTests
 
     private static async Task<LabProcess> StartHybridProxyAsync(NetNamespace ns, string role, int id, string keyFile)
     {
-        var process = ns.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--role", role, "--ports", $"80,{HybridThroughput.Port}",
+        var process = ProxyLab.StartProxysel(ns, ["--role", role, "--ports", $"80,{HybridThroughput.Port}",
             "--mode", "explicit", "--policy", "first", "--proxy-id", id.ToString(CultureInfo.InvariantCulture), "--key-file", keyFile]);
         await process.WaitForOutputAsync("proxysel: running", ProxyLab.Timeout);
         return process;

@@ -96,7 +96,7 @@ public sealed partial class ConvertTests
     }
 
     private static Task<LabProcess> StartConvertProxyAsync(ProxyLab lab) =>
-        lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--mode", "socks", "--socks", $"{TwoPathTopology.ProxyPath1V4}:1080",
+        ProxyLab.StartProxysel(lab.Topology.Proxy, ["--mode", "socks", "--socks", $"{TwoPathTopology.ProxyPath1V4}:1080",
             "--convert", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--set", "Proxy:ControlSocket=none"]).WaitRunningAsync();
 
     /// <summary>

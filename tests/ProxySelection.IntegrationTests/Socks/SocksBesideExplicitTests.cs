@@ -67,7 +67,7 @@ public sealed class SocksBesideExplicitTests
         await using var lab = await ProxyLab.StartAsync();
         var sha = lab.WriteFile("file.bin", 64 * 1024);
         await lab.StartNginxAsync();
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--mode", "socks", "--set", "Proxy:ControlSocket=none",
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--mode", "socks", "--set", "Proxy:ControlSocket=none",
             "--socks", $"{TwoPathTopology.ProxyPath1V4}:{Port}", "--set", "Proxy:Capacity=4"]).WaitRunningAsync();
         await ProxyLab.WaitForLineAsync(proxy, "socks listening ", "transport=mptcp");
         var silent = new List<Socket>();

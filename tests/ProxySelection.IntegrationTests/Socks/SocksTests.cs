@@ -303,7 +303,7 @@ public sealed partial class SocksTests
         var users = Path.Combine(lab.Directory, "users");
         await File.WriteAllTextAsync(users, "alice:wonderland\n");
         var sample = Path.Combine(RepositoryPaths.Samples, "host-configured-socks.json");
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--config", sample,
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--config", sample,
             "--set", "Proxy:SocksUsersFile=" + users, "--set", "Proxy:ControlSocket=none"]).WaitRunningAsync();
 
         var output = Path.Combine(lab.Directory, "download.bin");
@@ -332,7 +332,7 @@ public sealed partial class SocksTests
     {
         // No control socket unless the test names one: the default path may be another run's.
         string[] control = extra.Any(e => e.StartsWith("Proxy:ControlSocket=", StringComparison.Ordinal)) ? [] : ["--set", "Proxy:ControlSocket=none"];
-        var proxy = await lab.Topology.Proxy.StartProcess("dotnet", [ProxyLab.ProxyselDll, "run", "--mode", "socks", .. control, .. extra]).WaitRunningAsync();
+        var proxy = await ProxyLab.StartProxysel(lab.Topology.Proxy, ["--mode", "socks", .. control, .. extra]).WaitRunningAsync();
         await ProxyLab.WaitForLineAsync(proxy, "socks listening ", "transport=mptcp");
         return proxy;
     }

@@ -311,7 +311,7 @@ public sealed partial class DashboardTests
 
     private static async Task<JsonElement> DashboardAsync()
     {
-        var path = Path.Combine(TelemetrySampleTests.SamplesDirectory(), "grafana", "proxysel-dashboard.json");
+        var path = Path.Combine(RepositoryPaths.Samples, "grafana", "proxysel-dashboard.json");
         using var json = JsonDocument.Parse(await File.ReadAllTextAsync(path));
         return json.RootElement.Clone();
     }
@@ -345,9 +345,9 @@ public sealed partial class DashboardTests
     {
         var directory = Directory.CreateDirectory(Path.Combine(lab.Directory, "prometheus")).FullName;
         var config = Path.Combine(directory, "prometheus.yml");
-        var sample = await File.ReadAllTextAsync(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "prometheus.yml"));
+        var sample = await File.ReadAllTextAsync(Path.Combine(RepositoryPaths.Samples, "prometheus.yml"));
         await File.WriteAllTextAsync(config, sample.Replace("15s", "1s", StringComparison.Ordinal));
-        File.Copy(Path.Combine(TelemetrySampleTests.SamplesDirectory(), "proxysel-rules.yml"), Path.Combine(directory, "proxysel-rules.yml"));
+        File.Copy(Path.Combine(RepositoryPaths.Samples, "proxysel-rules.yml"), Path.Combine(directory, "proxysel-rules.yml"));
         var process = lab.Topology.Proxy.StartProcess("prometheus",
         [
             "--config.file=" + config, "--storage.tsdb.path=" + Path.Combine(directory, "data"), "--web.listen-address=" + PrometheusAddress,

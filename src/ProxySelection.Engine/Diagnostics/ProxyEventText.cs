@@ -1,0 +1,41 @@
+using System.Globalization;
+using System.Text;
+
+namespace ProxySelection.Engine.Diagnostics;
+
+/// <summary>
+/// One line of text for a <see cref="ProxyEvent"/>, for people (the demo's trace, test failure messages). Programs read
+/// the event's fields; this text is for display only and may change.
+/// </summary>
+public static class ProxyEventText
+{
+    public static string Format(ProxyEvent e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        var text = CultureInfo.InvariantCulture;
+        return e.Event switch
+        {
+            "syn" => string.Create(text, $"syn {e.Client} -> {e.Destination} {e.Kind}{(e.Token is null ? "" : " token=" + e.Token)}: {e.Verdict} ({e.Reason})"),
+            "probe" => string.Create(text, $"probe {e.ProbeId} to {e.Destination}: {e.Outcome}, mp_capable={e.MpCapable}{(e.Signal is null ? "" : $" signal={e.Signal} proxy={e.SignalProxy}")}"),
+            "hold" => string.Create(text, $"hold {e.Client} -> {e.Destination}: {e.Outcome} ({e.Reason}) after {e.Milliseconds:F1} ms"),
+            "join" => string.Create(text, $"join {e.Client} -> {e.Destination} token={e.Token}: {e.Verdict} ({e.Reason}, waited)"),
+            "accepted" => string.Create(text, $"accepted {e.Client} -> {e.Destination} token={e.Token}"),
+            "expired" => string.Create(text, $"expired {e.Client} -> {e.Destination}: {e.Reason}"),
+            "relay" => string.Create(text,
+                $"relay {e.Client} -> {e.Destination}: {e.Reason} up={e.Up} down={e.Down} subflows={e.Subflows} client={e.ClientMptcp} upstream={e.UpstreamMptcp} connect={e.Connect} in {e.Milliseconds:F0} ms"),
+            "stopped" => "stopped " + Counters(e),
+            _ => e.Event,
+        };
+    }
+
+    private static string Counters(ProxyEvent e)
+    {
+        var builder = new StringBuilder();
+        foreach (var (name, value) in e.Counters ?? new Dictionary<string, long>())
+        {
+            builder.Append(CultureInfo.InvariantCulture, $"{name}={value} ");
+        }
+
+        return builder.ToString().TrimEnd();
+    }
+}

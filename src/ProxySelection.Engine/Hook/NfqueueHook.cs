@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Logging;
+using ProxySelection.Interception.Nfqueue;
+
+namespace ProxySelection.Engine.Hook;
+
+/// <summary>
+/// The kernel side of <see cref="IPacketVerdicts"/>: an <see cref="NfqueueClient"/> bound fail-open, and its receive
+/// loop on a thread of its own that hands each packet to the engine.
+/// </summary>
+public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
+{
+    private readonly NfqueueClient _queue;
+    private readonly ILogger _log;
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _receiveLoop = Task.CompletedTask;
+    private int _disposed;
+
+    private NfqueueHook(NfqueueClient queue, ILogger log)
+    {
+        _queue = queue;
+        _log = log;
+    }
+
+    /// <summary>Packets the kernel dropped for a full queue socket (ENOBUFS).</summary>
+    public long ReceiveOverruns => _queue.Statistics.ReceiveOverruns;
+
+    public VerdictLatency Latency => _queue.Latency;
+
+    public static NfqueueHook Open(ushort queueNumber, ILogger log) =>
+        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10 }), log);
+
+    /// <summary>Starts receiving: <paramref name="handler"/> runs on the hook's thread, one packet at a time.</summary>
+    public void Start(QueuedPacketHandler handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        _receiveLoop = Task.Factory.StartNew(() => ReceiveLoop(handler), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    private void ReceiveLoop(QueuedPacketHandler handler)
+    {
+        NfqueuePacketHandler adapter = (in NfqueuePacket packet) =>
+            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload));
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                _queue.Receive(adapter, TimeSpan.FromMilliseconds(100));
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (NfqueueException e)
+            {
+                // The failing packet was accepted by the client already; keep receiving.
+                ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
+            }
+        }
+    }
+
+    public void Accept(uint packetId) => _queue.Accept(packetId);
+
+    public void AcceptWithMark(uint packetId, uint mark) => _queue.AcceptWithMark(packetId, mark);
+
+    public void AcceptWithPayload(uint packetId, ReadOnlySpan<byte> packet, uint? mark = null) => _queue.AcceptWithPayload(packetId, packet, mark);
+
+    public void Drop(uint packetId) => _queue.Drop(packetId);
+
+    /// <summary>Stops the loop, then closes the queue: packets still held are accepted by the kernel (fail-open, bypass).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _receiveLoop.ConfigureAwait(false);
+        _queue.Dispose();
+        _stopping.Dispose();
+    }
+}
