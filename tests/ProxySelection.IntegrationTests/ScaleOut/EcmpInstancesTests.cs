@@ -1,0 +1,145 @@
+using System.Globalization;
+using ProxySelection.IntegrationTests.Proxy;
+using ProxySelection.Lab;
+using ProxySelection.Lab.ScaleOut;
+
+namespace ProxySelection.IntegrationTests.ScaleOut;
+
+/// <summary>
+/// Issue 14 on the real kernel: clients → a BIRD router (ECMP by L4 hash over a resilient nexthop group) → 3
+/// <c>proxysel run --role downgrade</c> instances that announce the server prefix over BGP and their own address with
+/// ADD_ADDR, with the C flag set → a TCP-only nginx. M is <c>PSEL_SCALEOUT_CLIENTS</c> (default 30, kept small for CI).
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class EcmpInstancesTests
+{
+    private const int Instances = 3;
+    private const int FileSize = 1536 * 1024;
+
+    private static int Clients =>
+        int.TryParse(Environment.GetEnvironmentVariable("PSEL_SCALEOUT_CLIENTS"), CultureInfo.InvariantCulture, out var m) && m > 0 ? m : 30;
+
+    [Test]
+    public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances()
+    {
+        await using var lab = await ScaleOutLab.StartAsync(Instances);
+        var sha = lab.WriteFile("file.bin", FileSize);
+        for (int i = 1; i <= Instances; i++)
+        {
+            await lab.StartInstanceAsync(i);
+        }
+
+        var warmUp = await lab.WarmUpAsync("file.bin");
+
+        var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
+        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var downloads = await lab.DownloadAsync("file.bin", Clients, parallel: 25, rate: "1M", "c");
+        var elapsed = started.Elapsed;
+        var after = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
+        var client = Delta(clientBefore, await ScaleOutLab.CountersAsync(lab.Topology.Client));
+        var perInstance = Enumerable.Range(0, Instances).Select(i => Delta(before[i], after[i])).ToList();
+
+        var held = perInstance.Select(c => c["MPTcpExtMPCapableSYNRX"]).ToList();
+        var joins = perInstance.Select(c => c["MPTcpExtMPJoinSynRx"]).ToList();
+        // Reported, not asserted: the daemon's per-connection lines are sampled under load; the kernel counters are exact.
+        var intercepted = Enumerable.Range(1, Instances)
+            .Select(i => lab.Instance(i).Output.Split('\n').Count(l => l.Contains("InterceptJoin (JoinTokenOwned", StringComparison.Ordinal)))
+            .ToList();
+        double even = (double)Clients / Instances;
+        // ±25 % of even, or 3.5 standard deviations of the binomial share when M is too small for 25 % to be a fair bound.
+        double tolerance = Math.Max(0.25 * even, 3.5 * Math.Sqrt(Clients * (1.0 / Instances) * (1 - (1.0 / Instances))));
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
+            $"daemon InterceptJoin lines incl. warm-up [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
+        for (int i = 0; i < Instances; i++)
+        {
+            TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(downloads.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", downloads.Where(d => d.Curl.ExitCode != 0).Select(d => d.Curl.StdErr)));
+            Assert.That(downloads.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(client["MPTcpExtMPCapableSYNACKRX"], Is.EqualTo(Clients), "every connection is MPTCP end to end at the client");
+            Assert.That(client["MPTcpExtAddAddr"], Is.EqualTo(Clients), "every connection got its holder's ADD_ADDR");
+            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients), "every connection got its second subflow");
+            Assert.That(held.Sum(), Is.EqualTo(Clients), "each connection held by exactly one instance");
+            Assert.That(joins, Is.EqualTo(held), "each instance received exactly the joins of the connections it holds");
+            foreach (var name in new[] { "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx", "MPTcpExtMPJoinAckHMacFailure" })
+            {
+                Assert.That(perInstance.Select(c => c[name]), Is.All.Zero, name);
+            }
+
+            Assert.That(held.Select(h => Math.Abs(h - even)), Is.All.LessThanOrEqualTo(tolerance), "spread over the instances");
+        });
+    }
+
+    /// <summary>
+    /// SIGKILL of one instance's daemon: its supervisor withdraws the prefix at once (measured: kill → the router's
+    /// group without it); only the connections it held break, the others finish with the right checksum, and new
+    /// connections after the withdrawal all succeed (none lands on the dead instance).
+    /// </summary>
+    [Test]
+    public async Task KilledInstance_OnlyItsConnectionsBreak_AndNewConnectionsSucceedOnceItIsWithdrawn()
+    {
+        const int Long = 15;
+        const int Fresh = 10;
+        await using var lab = await ScaleOutLab.StartAsync(Instances);
+        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
+        var sha = lab.WriteFile("file.bin", FileSize);
+        for (int i = 1; i <= Instances; i++)
+        {
+            await lab.StartInstanceAsync(i);
+        }
+
+        var warmUp = await lab.WarmUpAsync("file.bin");
+
+        var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
+        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
+        // About 8 s each at 512 KiB/s: all are established and joined well before they end.
+        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "512K", "long");
+        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
+        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
+            && DateTime.UtcNow < deadline && !running.IsCompleted)
+        {
+            await Task.Delay(100);
+        }
+
+        var held = (await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync)))
+            .Select((c, i) => c["MPTcpExtMPCapableSYNRX"] - before[i]["MPTcpExtMPCapableSYNRX"]).ToList();
+        // The victim: the instance holding the most, so the test kills at least one connection.
+        int victim = held.IndexOf(held.Max()) + 1;
+        bool allRunning = !running.IsCompleted;
+        Assert.That(LabNative.kill(lab.DaemonPid(victim), LabNative.SigKill), Is.Zero);
+        var detection = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(victim)), ScaleOutLab.Timeout);
+        var heldAfterKill = (await ScaleOutLab.CountersAsync(lab.Topology.Instances[victim - 1]))["MPTcpExtMPCapableSYNRX"];
+        var fresh = await lab.DownloadAsync("file.bin", Fresh, parallel: Fresh, rate: "4M", "fresh");
+        var heldAtEnd = (await ScaleOutLab.CountersAsync(lab.Topology.Instances[victim - 1]))["MPTcpExtMPCapableSYNRX"];
+        var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
+        var supervisor = lab.Instance(victim).Output;
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"warm-up rounds {warmUp}; held [{string.Join(' ', held)}], killed instance {victim}: kill -> router group without it in {detection.TotalMilliseconds:F0} ms; " +
+            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}\n{string.Join('\n', supervisor.Split('\n').Where(l => l.StartsWith("health:", StringComparison.Ordinal)))}"));
+
+        var ok = longs.Where(d => d.Curl.ExitCode == 0).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(allRunning, Is.True, "the long downloads were still running at the kill");
+            Assert.That(supervisor, Does.Contain("health: withdrawn (daemon exited, status 137)"));
+            Assert.That(longs.Count(d => d.Curl.ExitCode != 0), Is.EqualTo(held[victim - 1]), "exactly the killed instance's connections broke");
+            Assert.That(ok.Select(d => ProxyLab.Sha256Of(d.Output)), Is.All.EqualTo(longSha), "the others finished intact");
+            Assert.That(fresh.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", fresh.Select(d => d.Curl.StdErr)));
+            Assert.That(fresh.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(heldAtEnd, Is.EqualTo(heldAfterKill), "no new connection reached the dead instance");
+            Assert.That(detection, Is.LessThan(TimeSpan.FromSeconds(5)), "withdrawn well within the BGP hold time's order");
+        });
+    }
+
+    private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>
+        after.ToDictionary(kv => kv.Key, kv => kv.Value - before.GetValueOrDefault(kv.Key));
+
+    private static string Format(IReadOnlyDictionary<string, long> counters) =>
+        string.Join(' ', counters.Where(kv => kv.Value != 0).Select(kv => $"{kv.Key.Replace("MPTcpExt", "", StringComparison.Ordinal)}={kv.Value}"));
+}
