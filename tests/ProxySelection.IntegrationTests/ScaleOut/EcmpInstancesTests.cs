@@ -147,6 +147,61 @@ public sealed class EcmpInstancesTests
         });
     }
 
+    /// <summary>
+    /// Drain of one instance (SIGTERM to its supervisor): the BGP route is withdrawn first, the instance leaves the
+    /// router's group, its held connections finish over their joins to its announced address, and nothing is lost.
+    /// </summary>
+    [Test]
+    public async Task DrainedInstance_IsWithdrawnFirst_AndNoConnectionIsLost()
+    {
+        const int Long = 15;
+        await using var lab = await ScaleOutLab.StartAsync(Instances);
+        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
+        lab.WriteFile("file.bin", FileSize);
+        for (int i = 1; i <= Instances; i++)
+        {
+            await lab.StartInstanceAsync(i);
+        }
+
+        await lab.WarmUpAsync("file.bin");
+        await lab.Topology.Router.SetRateLimitAsync("path1", "40mbit");
+        await lab.Topology.Router.SetRateLimitAsync("path2", "40mbit");
+        var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
+        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
+        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "100M", "long");
+        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
+        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
+            && DateTime.UtcNow < deadline && !running.IsCompleted)
+        {
+            await Task.Delay(100);
+        }
+
+        var held = (await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync)))
+            .Select((c, i) => c["MPTcpExtMPCapableSYNRX"] - before[i]["MPTcpExtMPCapableSYNRX"]).ToList();
+        int drained = held.IndexOf(held.Max()) + 1;
+        var inFlight = (await lab.Topology.Instances[drained - 1].CheckAsync("ss", ["-HMn", "state", "established"]))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
+        var supervisor = lab.Instance(drained);
+        Assert.That(LabNative.kill(supervisor.Pid, LabNative.SigTerm), Is.Zero);
+        var withdrawal = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(drained)), ScaleOutLab.Timeout);
+        var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
+        var exit = await supervisor.WaitForExitAsync(ScaleOutLab.Timeout);
+        var output = supervisor.Output;
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"held [{string.Join(' ', held)}], drained instance {drained} with {inFlight} in flight: SIGTERM -> router group without it in {withdrawal.TotalMilliseconds:F0} ms; " +
+            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}\n{string.Join('\n', output.Split('\n').Where(l => l.StartsWith("health:", StringComparison.Ordinal) || l.StartsWith("proxysel: d", StringComparison.Ordinal)))}"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(inFlight, Is.Positive, "the drained instance held connections at the drain");
+            Assert.That(longs.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", longs.Select(d => d.Curl.StdErr)));
+            Assert.That(longs.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(longSha));
+            Assert.That(output.IndexOf("health: withdrawn (drain)", StringComparison.Ordinal), Is.GreaterThanOrEqualTo(0)
+                .And.LessThan(output.IndexOf("proxysel: draining", StringComparison.Ordinal) is var d and >= 0 ? d : int.MaxValue), "withdrawn before the daemon drains");
+            Assert.That(exit, Is.Zero, "the supervisor and its daemon stopped cleanly");
+        });
+    }
+
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>
         after.ToDictionary(kv => kv.Key, kv => kv.Value - before.GetValueOrDefault(kv.Key));
 
