@@ -202,6 +202,58 @@ public sealed class EcmpInstancesTests
         });
     }
 
+    /// <summary>
+    /// A fourth instance joins while 15 transfers run over three: the resilient group gives it only idle buckets, so no
+    /// established flow moves (the new instance forwards none of their packets) and every transfer finishes intact.
+    /// </summary>
+    [Test]
+    public async Task AddedInstance_TakesNoEstablishedFlow_AndGetsNewOnes()
+    {
+        const int Long = 15;
+        await using var lab = await ScaleOutLab.StartAsync(Instances + 1);
+        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
+        var sha = lab.WriteFile("file.bin", FileSize);
+        for (int i = 1; i <= Instances; i++)
+        {
+            await lab.StartInstanceAsync(i);
+        }
+
+        await lab.WarmUpAsync("file.bin");
+        await lab.Topology.Router.SetRateLimitAsync("path1", "40mbit");
+        await lab.Topology.Router.SetRateLimitAsync("path2", "40mbit");
+        var added = lab.Topology.Instances[Instances];
+        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
+        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "100M", "long");
+        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
+        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
+            && DateTime.UtcNow < deadline && !running.IsCompleted)
+        {
+            await Task.Delay(100);
+        }
+
+        var forwardedBefore = (await LabNetwork.ReadCountersAsync(added, "IpForwDatagrams"))["IpForwDatagrams"];
+        bool runningAtTheAdd = !running.IsCompleted;
+        await lab.StartInstanceAsync(Instances + 1);
+        var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
+        var forwarded = (await LabNetwork.ReadCountersAsync(added, "IpForwDatagrams"))["IpForwDatagrams"] - forwardedBefore;
+        var heldBefore = (await ScaleOutLab.CountersAsync(added))["MPTcpExtMPCapableSYNRX"];
+        var fresh = await lab.DownloadAsync("file.bin", 30, parallel: 15, rate: "8M", "fresh");
+        var heldNew = (await ScaleOutLab.CountersAsync(added))["MPTcpExtMPCapableSYNRX"] - heldBefore;
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"added instance forwarded {forwarded} packets of the running transfers, held {heldBefore} of them; then {heldNew} of 30 new connections"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(runningAtTheAdd, Is.True, "the transfers were running when the instance was added");
+            Assert.That(heldBefore, Is.Zero, "no running connection was held by the new instance");
+            Assert.That(forwarded, Is.Zero, "no packet of the running transfers went through the new instance");
+            Assert.That(longs.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", longs.Select(d => d.Curl.StdErr)));
+            Assert.That(longs.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(longSha));
+            Assert.That(fresh.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(heldNew, Is.Positive, "new connections reach the added instance");
+        });
+    }
+
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>
         after.ToDictionary(kv => kv.Key, kv => kv.Value - before.GetValueOrDefault(kv.Key));
 

@@ -77,7 +77,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// Downloads <paramref name="file"/> in rounds of 3 until every instance holds at least one connection: each
+    /// Downloads <paramref name="file"/> in rounds of 3 until every started instance holds at least one connection: each
     /// instance has its own capability cache, and its first probe of the server (cold, on a loaded machine) may time
     /// out and leave the server unresolved, so that instance passes new connections through untouched for the
     /// negotiator's UnresolvedTtl (30 s). Bounded: 60 rounds and 120 s. Returns the rounds it took.
@@ -89,7 +89,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         {
             await DownloadAsync(file, 3, 3, "8M", string.Create(CultureInfo.InvariantCulture, $"warm{round}"));
             var held = await Task.WhenAll(Topology.Instances.Select(CountersAsync));
-            if (held.All(c => c["MPTcpExtMPCapableSYNRX"] > 0))
+            if (held.Where((_, i) => _instances[i] is not null).All(c => c["MPTcpExtMPCapableSYNRX"] > 0))
             {
                 return round;
             }
