@@ -15,7 +15,6 @@ namespace ProxySelection.IntegrationTests.ScaleOut;
 public sealed class EcmpInstancesTests
 {
     private const int Instances = 3;
-    private const int FileSize = 1536 * 1024;
 
     private static int Clients =>
         int.TryParse(Environment.GetEnvironmentVariable("PSEL_SCALEOUT_CLIENTS"), CultureInfo.InvariantCulture, out var m) && m > 0 ? m : 30;
@@ -23,14 +22,9 @@ public sealed class EcmpInstancesTests
     [Test]
     public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances()
     {
-        await using var lab = await ScaleOutLab.StartAsync(Instances);
-        var sha = lab.WriteFile("file.bin", FileSize);
-        for (int i = 1; i <= Instances; i++)
-        {
-            await lab.StartInstanceAsync(i);
-        }
-
-        var warmUp = await lab.WarmUpAsync("file.bin");
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances);
+        var sha = lab.Sha;
+        var warmUp = lab.WarmUpRounds;
 
         var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
@@ -86,34 +80,11 @@ public sealed class EcmpInstancesTests
     {
         const int Long = 15;
         const int Fresh = 10;
-        await using var lab = await ScaleOutLab.StartAsync(Instances);
-        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
-        var sha = lab.WriteFile("file.bin", FileSize);
-        for (int i = 1; i <= Instances; i++)
-        {
-            await lab.StartInstanceAsync(i);
-        }
-
-        var warmUp = await lab.WarmUpAsync("file.bin");
-
-        // Shaped at the router toward the client (a curl rate limit would not do: the client's receive buffer takes the
-        // whole file at once and the kill would find nothing in flight): 15 × 4 MiB over 2 × 40 Mbit/s, about 6 s.
-        await lab.Topology.Router.SetRateLimitAsync("path1", "40mbit");
-        await lab.Topology.Router.SetRateLimitAsync("path2", "40mbit");
-        var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
-        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
-        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "100M", "long");
-        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
-        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
-            && DateTime.UtcNow < deadline && !running.IsCompleted)
-        {
-            await Task.Delay(100);
-        }
-
-        var held = (await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync)))
-            .Select((c, i) => c["MPTcpExtMPCapableSYNRX"] - before[i]["MPTcpExtMPCapableSYNRX"]).ToList();
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances);
+        var (longSha, sha, warmUp) = (lab.LongSha, lab.Sha, lab.WarmUpRounds);
+        var (running, held) = await lab.StartLongTransfersAsync(Long);
         // The victim: the instance holding the most, so the test kills at least one connection.
-        int victim = held.IndexOf(held.Max()) + 1;
+        int victim = held.ToList().IndexOf(held.Max()) + 1;
         bool allRunning = !running.IsCompleted;
         // The client ports of the victim's established first subflows (the kernel's view, just before the kill).
         var victimPorts = (await lab.Topology.Instances[victim - 1].CheckAsync("ss", ["-Htn", "state", "established", "( sport = :80 )"]))
@@ -155,30 +126,10 @@ public sealed class EcmpInstancesTests
     public async Task DrainedInstance_IsWithdrawnFirst_AndNoConnectionIsLost()
     {
         const int Long = 15;
-        await using var lab = await ScaleOutLab.StartAsync(Instances);
-        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
-        lab.WriteFile("file.bin", FileSize);
-        for (int i = 1; i <= Instances; i++)
-        {
-            await lab.StartInstanceAsync(i);
-        }
-
-        await lab.WarmUpAsync("file.bin");
-        await lab.Topology.Router.SetRateLimitAsync("path1", "40mbit");
-        await lab.Topology.Router.SetRateLimitAsync("path2", "40mbit");
-        var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
-        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
-        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "100M", "long");
-        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
-        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
-            && DateTime.UtcNow < deadline && !running.IsCompleted)
-        {
-            await Task.Delay(100);
-        }
-
-        var held = (await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync)))
-            .Select((c, i) => c["MPTcpExtMPCapableSYNRX"] - before[i]["MPTcpExtMPCapableSYNRX"]).ToList();
-        int drained = held.IndexOf(held.Max()) + 1;
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances);
+        var longSha = lab.LongSha;
+        var (running, held) = await lab.StartLongTransfersAsync(Long);
+        int drained = held.ToList().IndexOf(held.Max()) + 1;
         var inFlight = (await lab.Topology.Instances[drained - 1].CheckAsync("ss", ["-HMn", "state", "established"]))
             .Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
         var supervisor = lab.Instance(drained);
@@ -210,27 +161,10 @@ public sealed class EcmpInstancesTests
     public async Task AddedInstance_TakesNoEstablishedFlow_AndGetsNewOnes()
     {
         const int Long = 15;
-        await using var lab = await ScaleOutLab.StartAsync(Instances + 1);
-        var longSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
-        var sha = lab.WriteFile("file.bin", FileSize);
-        for (int i = 1; i <= Instances; i++)
-        {
-            await lab.StartInstanceAsync(i);
-        }
-
-        await lab.WarmUpAsync("file.bin");
-        await lab.Topology.Router.SetRateLimitAsync("path1", "40mbit");
-        await lab.Topology.Router.SetRateLimitAsync("path2", "40mbit");
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances + 1, Instances);
+        var (longSha, sha) = (lab.LongSha, lab.Sha);
         var added = lab.Topology.Instances[Instances];
-        var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
-        var running = lab.DownloadAsync("long.bin", Long, parallel: Long, rate: "100M", "long");
-        var deadline = DateTime.UtcNow + ScaleOutLab.Timeout;
-        while ((await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"] < Long
-            && DateTime.UtcNow < deadline && !running.IsCompleted)
-        {
-            await Task.Delay(100);
-        }
-
+        var (running, _) = await lab.StartLongTransfersAsync(Long);
         var forwardedBefore = (await LabNetwork.ReadCountersAsync(added, "IpForwDatagrams"))["IpForwDatagrams"];
         bool runningAtTheAdd = !running.IsCompleted;
         await lab.StartInstanceAsync(Instances + 1);

@@ -6,6 +6,9 @@ using ProxySelection.Lab.ScaleOut;
 
 namespace ProxySelection.IntegrationTests.ScaleOut;
 
+/// <summary>Running downloads (<see cref="ScaleOutLab.StartLongTransfersAsync"/>) and what each instance holds of them.</summary>
+internal sealed record LongTransfers(Task<IReadOnlyList<(CommandResult Curl, string Output)>> Running, IReadOnlyList<long> Held);
+
 /// <summary>
 /// <see cref="EcmpInstancesTopology"/> with the real pieces: nginx (TCP only) serving a seeded file on the server, one
 /// <c>proxysel run --role downgrade</c> per instance under <c>proxysel-bgp-health</c>, and MPTCP curls in the client.
@@ -54,6 +57,64 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             await lab.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A lab of <paramref name="namespaces"/> instances with the first <paramref name="started"/> running and warmed up
+    /// (<see cref="WarmUpAsync"/>), serving <c>file.bin</c> (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
+    /// </summary>
+    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started)
+    {
+        var lab = await StartAsync(namespaces);
+        try
+        {
+            lab.Sha = lab.WriteFile("file.bin", FileSize);
+            lab.LongSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
+            for (int i = 1; i <= started; i++)
+            {
+                await lab.StartInstanceAsync(i);
+            }
+
+            lab.WarmUpRounds = await lab.WarmUpAsync("file.bin");
+            return lab;
+        }
+        catch
+        {
+            await lab.DisposeAsync();
+            throw;
+        }
+    }
+
+    public const int FileSize = 1536 * 1024;
+
+    public string Sha { get; private set; } = "";
+
+    public string LongSha { get; private set; } = "";
+
+    public int WarmUpRounds { get; private set; }
+
+    /// <summary>
+    /// Shapes the router toward the client to 2 × 40 Mbit/s (a curl rate limit would not do: the client's receive buffer
+    /// takes the whole file at once, and nothing would be in flight), starts <paramref name="count"/> downloads of
+    /// <c>long.bin</c> (4 MiB: about 6 s for 15) and returns once each has its join (bounded by <see cref="Timeout"/>),
+    /// with how many each instance holds.
+    /// </summary>
+    public async Task<LongTransfers> StartLongTransfersAsync(int count)
+    {
+        await Topology.Router.SetRateLimitAsync("path1", "40mbit");
+        await Topology.Router.SetRateLimitAsync("path2", "40mbit");
+        var before = await Task.WhenAll(Topology.Instances.Select(CountersAsync));
+        var joinsBefore = (await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"];
+        var running = DownloadAsync("long.bin", count, count, "100M", "long");
+        var deadline = DateTime.UtcNow + Timeout;
+        while ((await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"] - joinsBefore < count && DateTime.UtcNow < deadline && !running.IsCompleted)
+        {
+            await Task.Delay(100);
+        }
+
+        var held = (await Task.WhenAll(Topology.Instances.Select(CountersAsync)))
+            .Select((c, i) => c["MPTcpExtMPCapableSYNRX"] - before[i]["MPTcpExtMPCapableSYNRX"]).ToList();
+        return new LongTransfers(running, held);
     }
 
     /// <summary>Writes a seeded random file into nginx's root; returns its SHA-256.</summary>
