@@ -1,0 +1,234 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace ProxySelection.Lab.ScaleOut;
+
+/// <summary>
+/// Issue 14's on-path transparent scale-out, IPv4:
+/// <code>
+///   client path1 198.18.1.2/24 ── router path1 198.18.1.1        (the client's default route: first subflows)
+///   client path2 198.18.2.2/24 ── router path2 198.18.2.1        (route to 198.18.16.0/20, the instances: joins)
+///   router inst{i} 198.18.(16+i).1/24 ── instance i uplink 198.18.(16+i).2    (its unicast address, announced by ADD_ADDR)
+///   instance i downlink 198.18.(32+i).1/24 ── server inst{i} 198.18.(32+i).2
+///   server lo 198.18.64.1/32, the served prefix 198.18.64.0/24
+/// </code>
+/// The router runs BIRD (eBGP with every instance, ECMP by L4 hash) and <c>resilient-mirror</c>, which puts BIRD's
+/// multipath route for the served prefix into a resilient nexthop group. Each instance is an on-path router for the
+/// served prefix with <c>net.mptcp.allow_join_initial_addr_port=0</c> (its MP_CAPABLE carries the C flag); it
+/// announces the prefix over BGP once its daemon is ready (<see cref="StartInstanceAsync"/>). The client accepts one
+/// ADD_ADDR and opens no subflow of its own: its only second subflow is the join to the holder's announced address.
+/// </summary>
+public sealed class EcmpInstancesTopology
+{
+    public const int MaxInstances = 9;
+    public const string ClientPath1V4 = "198.18.1.2";
+    public const string ClientPath2V4 = "198.18.2.2";
+    public const string RouterPath1V4 = "198.18.1.1";
+    public const string RouterPath2V4 = "198.18.2.1";
+    public const string InstancesNet = "198.18.16.0/20";
+
+    /// <summary>The clients' links (path1, path2).</summary>
+    public const string ClientNet = "198.18.0.0/20";
+    public const string ServedPrefix = "198.18.64.0/24";
+    public const string ServerV4 = "198.18.64.1";
+
+    /// <summary>The resilient nexthop group the router's route for <see cref="ServedPrefix"/> uses.</summary>
+    public const int GroupId = 100;
+
+    public const int Buckets = 64;
+
+    private readonly string _directory;
+    private readonly string[] _controlSockets;
+
+    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server)
+    {
+        _directory = directory;
+        Client = client;
+        Router = router;
+        Instances = instances;
+        Server = server;
+        _controlSockets = [.. instances.Select((_, i) => Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{i + 1}.ctl")))];
+    }
+
+    public NetNamespace Client { get; }
+
+    public NetNamespace Router { get; }
+
+    /// <summary>Instance i (1-based in addresses and names) is <c>Instances[i - 1]</c>.</summary>
+    public IReadOnlyList<NetNamespace> Instances { get; }
+
+    public NetNamespace Server { get; }
+
+    /// <summary>Instance <paramref name="instance"/>'s unicast address (1-based): where the router sends its share, and what it announces with ADD_ADDR.</summary>
+    public static string InstanceAddress(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{16 + instance}.2");
+
+    public static string RouterAddressToward(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{16 + instance}.1");
+
+    private static string InstanceDownV4(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{32 + instance}.1");
+
+    private static string ServerTowardV4(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{32 + instance}.2");
+
+    private static string RouterDevice(int instance) => string.Create(CultureInfo.InvariantCulture, $"inst{instance}");
+
+    /// <summary>
+    /// Builds <paramref name="instances"/> instance namespaces (BGP sessions for all configured at the router, none
+    /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets.
+    /// </summary>
+    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(lab);
+        ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(instances, MaxInstances);
+        var client = await lab.AddNamespaceAsync("client", cancellationToken).ConfigureAwait(false);
+        var router = await lab.AddNamespaceAsync("router", cancellationToken).ConfigureAwait(false);
+        var server = await lab.AddNamespaceAsync("server", cancellationToken).ConfigureAwait(false);
+        var list = new List<NetNamespace>();
+        for (int i = 1; i <= instances; i++)
+        {
+            list.Add(await lab.AddNamespaceAsync(string.Create(CultureInfo.InvariantCulture, $"inst{i}"), cancellationToken).ConfigureAwait(false));
+        }
+
+        await lab.ConnectAsync(client, "path1", router, "path1").ConfigureAwait(false);
+        await lab.ConnectAsync(client, "path2", router, "path2").ConfigureAwait(false);
+        await client.IpBatchAsync(
+        [
+            $"addr add {ClientPath1V4}/24 dev path1",
+            $"addr add {ClientPath2V4}/24 dev path2",
+            $"route add default via {RouterPath1V4} dev path1",
+            $"route add {InstancesNet} via {RouterPath2V4} dev path2",
+            "mptcp endpoint flush",
+            "mptcp limits set subflow 2 add_addr_accepted 1",
+        ], cancellationToken).ConfigureAwait(false);
+
+        await router.EnableForwardingAsync().ConfigureAwait(false);
+        // L4 hash from the 5-tuple itself (policy 3, fields src/dst address, protocol, src/dst port). Policy 1 reuses an
+        // L4 hash the packet already carries, and across veth that is the client socket's txhash, which TCP re-randomizes
+        // on each retransmission: a retransmitted SYN would land on another instance (seen in this lab with policy 1).
+        await router.SysctlAsync(("net.ipv4.fib_multipath_hash_policy", "3"), ("net.ipv4.fib_multipath_hash_fields", "0x0037")).ConfigureAwait(false);
+        await router.IpBatchAsync([$"addr add {RouterPath1V4}/24 dev path1", $"addr add {RouterPath2V4}/24 dev path2"], cancellationToken).ConfigureAwait(false);
+
+        await server.IpAsync("addr", "add", $"{ServerV4}/32", "dev", "lo").ConfigureAwait(false);
+        for (int i = 1; i <= instances; i++)
+        {
+            var ns = list[i - 1];
+            await lab.ConnectAsync(router, RouterDevice(i), ns, "uplink").ConfigureAwait(false);
+            await lab.ConnectAsync(ns, "downlink", server, RouterDevice(i)).ConfigureAwait(false);
+            await router.IpAsync("addr", "add", $"{RouterAddressToward(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
+            await server.IpAsync("addr", "add", $"{ServerTowardV4(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
+            await ns.EnableForwardingAsync().ConfigureAwait(false);
+            // The C flag in this instance's MP_CAPABLE: clients join only addresses it announces.
+            await ns.SysctlAsync(("net.mptcp.allow_join_initial_addr_port", "0")).ConfigureAwait(false);
+            await ns.IpBatchAsync(
+            [
+                $"addr add {InstanceAddress(i)}/24 dev uplink",
+                $"addr add {InstanceDownV4(i)}/24 dev downlink",
+                $"route add default via {RouterAddressToward(i)} dev uplink",
+                $"route add {ServedPrefix} via {ServerTowardV4(i)} dev downlink",
+                "mptcp limits set subflow 2 add_addr_accepted 0",
+            ], cancellationToken).ConfigureAwait(false);
+        }
+
+        // The way back to the clients for what an instance passes through untouched (its daemon's pass decisions):
+        // over the instances too, as in an on-path deployment.
+        await server.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        var topology = new EcmpInstancesTopology(directory, client, router, list, server);
+        var routerConf = Path.Combine(directory, "bird-router.conf");
+        await File.WriteAllTextAsync(routerConf,
+            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), BirdConfig.InstanceAs(i)))), cancellationToken).ConfigureAwait(false);
+        var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", Path.Combine(directory, "bird-router.ctl")]);
+        topology.RouterBird = bird;
+        topology.Mirror = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefix, $"{BirdConfig.RouterKernelTable}",
+            $"{GroupId}", $"{Buckets}", "120", "0.05"]);
+        return topology;
+    }
+
+    public LabProcess? RouterBird { get; private set; }
+
+    /// <summary><c>resilient-mirror</c>'s process: one "mirror: ..." line per change of the group.</summary>
+    public LabProcess? Mirror { get; private set; }
+
+    /// <summary>
+    /// Starts instance <paramref name="instance"/>: <c>proxysel-bgp-health</c> runs its BIRD and
+    /// <paramref name="daemon"/> (the command line of <c>proxysel run</c>) and announces the prefix once the daemon is
+    /// running. Returns the supervisor's process (its output includes the daemon's) once the router's group has the instance.
+    /// </summary>
+    public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout)
+    {
+        var ns = Instances[instance - 1];
+        var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
+        await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
+            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance))).ConfigureAwait(false);
+        var process = ns.StartProcess("bash", [Sample("proxysel-bgp-health"), conf, _controlSockets[instance - 1], BirdConfig.ServiceProtocol, "--", .. daemon]);
+        await process.WaitForOutputAsync("health: announced", timeout).ConfigureAwait(false);
+        await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout).ConfigureAwait(false);
+        return process;
+    }
+
+    /// <summary>The gateways (instance addresses) in the router's resilient group now; empty when there is no group.</summary>
+    public async Task<IReadOnlySet<string>> GroupAsync()
+    {
+        var result = await Router.RunAsync("ip", ["-j", "nexthop", "show"]).ConfigureAwait(false);
+        if (result.ExitCode != 0 || string.IsNullOrWhiteSpace(result.StdOut))
+        {
+            return new HashSet<string>();
+        }
+
+        using var json = JsonDocument.Parse(result.StdOut);
+        var gateways = new Dictionary<long, string>();
+        JsonElement? group = null;
+        foreach (var nh in json.RootElement.EnumerateArray())
+        {
+            var id = nh.GetProperty("id").GetInt64();
+            if (nh.TryGetProperty("gateway", out var gw))
+            {
+                gateways[id] = gw.GetString() ?? "";
+            }
+            else if (id == GroupId && nh.TryGetProperty("group", out var g))
+            {
+                group = g;
+            }
+        }
+
+        return group is { } members
+            ? members.EnumerateArray().Select(m => gateways.GetValueOrDefault(m.GetProperty("id").GetInt64(), "")).ToHashSet()
+            : new HashSet<string>();
+    }
+
+    /// <summary>Polls the router's group until <paramref name="condition"/> holds; returns the time it took.</summary>
+    public async Task<TimeSpan> WaitForGroupAsync(Func<IReadOnlySet<string>, bool> condition, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(condition);
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        IReadOnlySet<string> group = new HashSet<string>();
+        while (started.Elapsed < timeout)
+        {
+            group = await GroupAsync().ConfigureAwait(false);
+            if (condition(group))
+            {
+                return started.Elapsed;
+            }
+
+            await Task.Delay(20).ConfigureAwait(false);
+        }
+
+        throw new LabException($"router group still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; bird: {RouterBird?.Output}");
+    }
+
+    /// <summary>
+    /// A file of samples/scale-out, found by walking up from the running assembly to the repository (the scripts are
+    /// the deployable artifacts, so the lab runs them rather than a copy).
+    /// </summary>
+    public static string Sample(string name)
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "samples", "scale-out", name);
+            if (File.Exists(candidate))
+            {
+                return candidate;
+            }
+        }
+
+        throw new LabException($"samples/scale-out/{name} not found above {AppContext.BaseDirectory}");
+    }
+}
