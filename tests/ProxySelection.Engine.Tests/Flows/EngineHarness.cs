@@ -5,7 +5,6 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Engine.Hook;
-using ProxySelection.Host.Tests;
 using ProxySelection.Interception.Nfqueue;
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;

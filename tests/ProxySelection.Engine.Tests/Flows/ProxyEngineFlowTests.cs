@@ -1,7 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
 using ProxySelection.Engine.Flows;
-using ProxySelection.Host.Tests;
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;
 using ProxySelection.Wire;
