@@ -13,6 +13,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _held;
     private long _probesStarted;
     private long _probesAnswered;
+    private long _probesAnsweredAtDeadline;
     private long _probesFailed;
     private long _released;
     private long _intercepted;
@@ -47,6 +48,9 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     /// <summary>Probes whose connect completed (SYN/ACK seen).</summary>
     public long ProbesAnswered => Interlocked.Read(ref _probesAnswered);
+
+    /// <summary>Probes whose answer was read from the socket at the deadline (the connect's completion had not run yet).</summary>
+    public long ProbesAnsweredAtDeadline => Interlocked.Read(ref _probesAnsweredAtDeadline);
 
     /// <summary>Probes reset, refused or unreachable.</summary>
     public long ProbesFailed => Interlocked.Read(ref _probesFailed);
@@ -102,6 +106,8 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public void AddProbeStarted() => Interlocked.Increment(ref _probesStarted);
 
     public void AddProbeAnswered() => Interlocked.Increment(ref _probesAnswered);
+
+    public void AddProbeAnsweredAtDeadline() => Interlocked.Increment(ref _probesAnsweredAtDeadline);
 
     public void AddProbeFailed() => Interlocked.Increment(ref _probesFailed);
 
@@ -162,7 +168,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public IReadOnlyDictionary<string, long> Snapshot() => new Dictionary<string, long>(StringComparer.Ordinal)
     {
         ["syns"] = Syns, ["synacks"] = SynAcks, ["passed"] = Passed, ["held"] = Held, ["probes"] = ProbesStarted,
-        ["probes_answered"] = ProbesAnswered, ["probes_failed"] = ProbesFailed, ["released"] = Released, ["intercepted"] = Intercepted,
+        ["probes_answered"] = ProbesAnswered, ["probes_answered_at_deadline"] = ProbesAnsweredAtDeadline, ["probes_failed"] = ProbesFailed, ["released"] = Released, ["intercepted"] = Intercepted,
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,

@@ -138,6 +138,12 @@ public sealed partial class ProxyEngine
             return;
         }
 
+        if (!probe.TryTakeAnswer())
+        {
+            // Read at the deadline already (TryReadProbeAnswerAtDeadline): counted and decided there.
+            return;
+        }
+
         Counters.AddProbeAnswered();
         // The kernel's view (MPTCP_INFO) decides MP_CAPABLE; the ingress hook saw the SYN/ACK first and kept its claim (a
         // downgrading proxy queues only SYN/ACKs with an MPTCP option: an answer without one carries no claim anyway).
@@ -152,6 +158,28 @@ public sealed partial class ProxyEngine
 
         ProbeEnded(probe.Id, probe.Destination, "answered", mpCapable, claim);
         _negotiator.OnProbeAnswered(probe.Id, new ProbeAnswer(mpCapable, claim));
+    }
+
+    /// <summary>
+    /// The negotiator's deadline for <paramref name="probeId"/> passed. Under load the connect's completion can wait in the
+    /// thread pool after the kernel has the answer (the server answered in microseconds, the daemon was busy): the socket
+    /// is asked directly, and an established connection is the answer, whatever the timer says.
+    /// </summary>
+    bool INegotiationSink.TryReadProbeAnswerAtDeadline(long probeId, out ProbeAnswer answer)
+    {
+        answer = default;
+        if (!_probes.TryGetValue(probeId, out var probe) || !probe.Socket.IsEstablished || !probe.TryTakeAnswer())
+        {
+            return false;
+        }
+
+        Counters.AddProbeAnswered();
+        Counters.AddProbeAnsweredAtDeadline();
+        bool mpCapable = probe.Socket.IsMptcp;
+        var claim = probe.Claim;
+        ProbeEnded(probe.Id, probe.Destination, "answered", mpCapable, claim);
+        answer = new ProbeAnswer(mpCapable, claim);
+        return true;
     }
 
     private void ProbeFailed(long probeId, IPEndPoint destination)
@@ -281,6 +309,7 @@ public sealed partial class ProxyEngine
     {
         private ProxySignal? _claim;
         private int _seen;
+        private int _answerTaken;
 
         public long Id => id;
 
@@ -289,6 +318,9 @@ public sealed partial class ProxyEngine
         public IProbeSocket Socket => socket;
 
         public ProxySignal? Claim => Volatile.Read(ref _seen) == 2 ? _claim : null;
+
+        /// <summary>True once: the connect's completion and the deadline's read of the socket race; the first counts the answer.</summary>
+        public bool TryTakeAnswer() => Interlocked.Exchange(ref _answerTaken, 1) == 0;
 
         /// <summary>The first SYN/ACK decides (spec): a later one (a retransmission, a second answer) is ignored.</summary>
         public void OnSynAck(ProxySignal? signal)

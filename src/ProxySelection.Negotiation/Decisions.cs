@@ -191,4 +191,15 @@ public interface INegotiationSink
     /// <paramref name="probeAdopted"/> is false the host closes (resets) the probe connection.
     /// </summary>
     void OnProbeResolved(long probeId, bool probeAdopted, ReadOnlySpan<HoldResolution> holds);
+
+    /// <summary>
+    /// The probe's deadline passed: its answer may be in the host's socket already, its reading delayed by a busy host (a
+    /// cold or starved process). True with the answer when the connection is established; the negotiator then decides on
+    /// that answer instead of a timeout (issue 13: a probe answered in time is never declared timed out).
+    /// </summary>
+    bool TryReadProbeAnswerAtDeadline(long probeId, out ProbeAnswer answer)
+    {
+        answer = default;
+        return false;
+    }
 }

@@ -217,6 +217,18 @@ public sealed class ProxyNegotiator : IDisposable
         Finish(probeId, ProbeState.Answered, result, beyond);
     }
 
+    /// <summary>The deadline: an answer the host already holds decides; otherwise the probe timed out (fail open).</summary>
+    private void OnProbeDeadline(long probeId)
+    {
+        if (_sink.TryReadProbeAnswerAtDeadline(probeId, out var answer))
+        {
+            OnProbeAnswered(probeId, answer);
+            return;
+        }
+
+        Finish(probeId, ProbeState.TimedOut, ProbeResult.Failed, 0);
+    }
+
     /// <summary>The probe connection was reset (by the server or on the way): fail open.</summary>
     public void OnProbeReset(long probeId) => Finish(probeId, ProbeState.Reset, ProbeResult.Failed, 0);
 
@@ -678,6 +690,6 @@ public sealed class ProxyNegotiator : IDisposable
 
     private sealed class ProbeTimeoutState(ProxyNegotiator owner, long probeId)
     {
-        public void Fire() => owner.Finish(probeId, ProbeState.TimedOut, ProbeResult.Failed, 0);
+        public void Fire() => owner.OnProbeDeadline(probeId);
     }
 }

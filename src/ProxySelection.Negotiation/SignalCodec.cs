@@ -8,7 +8,7 @@ public enum SignalCheck
     /// <summary>No MP_PROXY on the segment.</summary>
     Absent,
 
-    /// <summary>An MP_PROXY that did not parse (truncated, bad length, unknown version or message, duplicate...).</summary>
+    /// <summary>An MP_PROXY that did not parse (truncated, bad length, unknown message, duplicate...).</summary>
     Malformed,
 
     /// <summary>

@@ -23,6 +23,9 @@ public interface IProbeSocket : IDisposable
     /// <summary>Completes when the server answered; throws (<see cref="SocketException"/>, cancellation) when it did not.</summary>
     Task ConnectAsync(IPEndPoint destination, CancellationToken cancellationToken);
 
+    /// <summary>Whether the kernel has the connection established (the answer arrived), whether or not the connect's completion ran.</summary>
+    bool IsEstablished { get; }
+
     /// <summary>After the connect: whether the kernel's connection is MPTCP (the answer carried MP_CAPABLE).</summary>
     bool IsMptcp { get; }
 
@@ -59,6 +62,8 @@ public sealed class SocketProbeConnector(SocketFactory sockets) : IProbeConnecto
         public ushort LocalPort => localPort;
 
         public bool IsMptcp => MptcpSocket.TryGetInfo(socket, out _) == MptcpStatus.Active;
+
+        public bool IsEstablished => SocketState.HasPeer(socket);
 
         public Socket? Socket => socket;
 

@@ -85,6 +85,8 @@ internal sealed class FakeProbe(ushort localPort) : IProbeSocket
 
     public bool IsMptcp { get; private set; }
 
+    public bool IsEstablished { get; private set; }
+
     public Socket? Socket { get; set; }
 
     public bool Aborted { get; private set; }
@@ -93,9 +95,19 @@ internal sealed class FakeProbe(ushort localPort) : IProbeSocket
 
     public void Answer(bool mptcp)
     {
-        IsMptcp = mptcp;
+        AnswerInKernel(mptcp);
         _connected.TrySetResult();
     }
+
+    /// <summary>The kernel has the answer, but the connect's completion has not run (a busy or cold process).</summary>
+    public void AnswerInKernel(bool mptcp)
+    {
+        IsMptcp = mptcp;
+        IsEstablished = true;
+    }
+
+    /// <summary>The completion runs late, after the deadline read the answer.</summary>
+    public void CompleteLate() => _connected.TrySetResult();
 
     public void Abort()
     {

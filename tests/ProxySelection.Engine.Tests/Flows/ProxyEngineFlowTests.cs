@@ -88,6 +88,28 @@ public sealed class ProxyEngineFlowTests
     }
 
     [Test]
+    public async Task ProbeAnsweredInTheKernel_CompletionLate_IsReadAtTheDeadline_NotTimedOut()
+    {
+        // Issue 13: the server answered in microseconds but the process was busy; the deadline reads the socket.
+        await using var h = new EngineHarness();
+        uint syn = h.MpCapableSyn(40_013);
+        var probe = h.Probes.Opened.Single();
+        probe.AnswerInKernel(mptcp: false);
+        h.Time.Advance(h.Options.Negotiation.ProbeTimeout);
+
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(syn) is not null, "the held SYN's verdict");
+        probe.CompleteLate();
+        await EngineHarness.WaitUntilAsync(() => h.Engine.Counters.ProbesAnswered > 0, "the answer counted");
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("intercept"), "a TCP-only answer intercepts");
+            Assert.That(h.Events.Events.Where(e => e.Event == "probe").Select(e => e.Outcome), Is.EqualTo(new[] { "answered" }));
+            Assert.That(h.Engine.Counters.ProbesAnswered, Is.EqualTo(1), "counted once, by the deadline's read");
+            Assert.That(h.Engine.Counters.ProbesAnsweredAtDeadline, Is.EqualTo(1));
+        });
+    }
+
+    [Test]
     public async Task CacheSaysTcpOnly_InterceptsAtOnce_CacheSaysMptcp_Passes()
     {
         await using var h = new EngineHarness();
