@@ -1,3 +1,4 @@
+using ProxySelection.Wire.Json;
 using System.CommandLine;
 using ProxySelection.Wire.Pcap;
 
@@ -46,7 +47,7 @@ internal static class DecodeCommand
     public static int DecodeHex(string text, Stream stdout)
     {
         using var json = new JsonLines(stdout);
-        if (!TryParseHex(text, out var packet, out int badIndex))
+        if (!HexText.TryParse(text, out var packet, out int badIndex))
         {
             json.WriteError(frame: null, fileOffset: null, "InvalidHex", badIndex, $"not a hex string (character {badIndex})");
             return ExitCodes.Usage;
@@ -106,58 +107,4 @@ internal static class DecodeCommand
             return ExitCodes.FileNotReadable;
         }
     }
-
-    /// <summary>Parses hex, ignoring whitespace, ':' separators and a leading 0x; <paramref name="badIndex"/> is the first bad character.</summary>
-    internal static bool TryParseHex(string text, out byte[] bytes, out int badIndex)
-    {
-        bytes = [];
-        int start = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? 2 : 0;
-        var digits = new List<byte>(text.Length);
-        int pendingIndex = -1;
-        int high = -1;
-        for (int i = start; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (char.IsWhiteSpace(c) || c == ':')
-            {
-                continue;
-            }
-
-            int value = HexValue(c);
-            if (value < 0)
-            {
-                badIndex = i;
-                return false;
-            }
-
-            if (high < 0)
-            {
-                high = value;
-                pendingIndex = i;
-            }
-            else
-            {
-                digits.Add((byte)((high << 4) | value));
-                high = -1;
-            }
-        }
-
-        if (high >= 0)
-        {
-            badIndex = pendingIndex;
-            return false;
-        }
-
-        badIndex = -1;
-        bytes = [.. digits];
-        return true;
-    }
-
-    private static int HexValue(char c) => c switch
-    {
-        >= '0' and <= '9' => c - '0',
-        >= 'a' and <= 'f' => c - 'a' + 10,
-        >= 'A' and <= 'F' => c - 'A' + 10,
-        _ => -1,
-    };
 }

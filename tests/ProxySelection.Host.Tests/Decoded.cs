@@ -1,3 +1,4 @@
+using ProxySelection.Wire.Json;
 using System.Text.Json;
 
 namespace ProxySelection.Host.Tests;

@@ -1,3 +1,4 @@
+using ProxySelection.Wire.Json;
 using System.Text.Json;
 using ProxySelection.Wire;
 using ProxySelection.Wire.Fuzz;

@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;

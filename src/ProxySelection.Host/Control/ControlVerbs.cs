@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using System.CommandLine;
 using System.Globalization;
 using System.Text;

@@ -183,9 +183,9 @@ internal sealed class ProxyService(
         switch (command)
         {
             case ControlCommand.Status:
-                return ControlProtocol.FormatOk(ControlReplies.Status(engine, _options, time.GetElapsedTime(_startedAt)));
+                return ControlProtocol.FormatOk(StatusReplies.Status(engine, _options, time.GetElapsedTime(_startedAt)));
             case ControlCommand.CacheShow:
-                return ControlProtocol.FormatOk(ControlReplies.Cache(engine.Negotiator.Cache));
+                return ControlProtocol.FormatOk(StatusReplies.Cache(engine.Negotiator.Cache));
             case ControlCommand.CacheFlush:
                 int removed = engine.Negotiator.Cache.Clear();
                 DaemonLog.CacheFlushed(_log, removed);

@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using System.Text;
 using ProxySelection.Host.Control;
 using FsProperty = FsCheck.NUnit.PropertyAttribute;

@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading.Channels;

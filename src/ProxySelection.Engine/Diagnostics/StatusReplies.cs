@@ -1,19 +1,19 @@
 using System.Globalization;
-using ProxySelection.Engine;
+
 using ProxySelection.Negotiation;
 using ProxySelection.Relay;
 
-namespace ProxySelection.Host.Control;
+namespace ProxySelection.Engine.Diagnostics;
 
 /// <summary><c>status</c>: the daemon, its held connections, its decision counters and a cache summary.</summary>
-internal sealed record StatusReply(DaemonStatus Daemon, IReadOnlyList<ConnectionStatus> Connections, IReadOnlyDictionary<string, long> Decisions, CacheSummary Cache);
+public sealed record StatusReply(DaemonStatus Daemon, IReadOnlyList<ConnectionStatus> Connections, IReadOnlyDictionary<string, long> Decisions, CacheSummary Cache);
 
-internal sealed record DaemonStatus(
+public sealed record DaemonStatus(
     string State, string Role, string Mode, string Policy, int ProxyId, int Priority, IReadOnlyList<ushort> Ports,
     double UptimeSeconds, int HeldConnections, int HeldSyns, int ProbesInFlight);
 
 /// <summary>One held connection; <c>Subflows</c> lists the MPTCP leg's subflows as the kernel reports them (MPTCP_SUBFLOW_ADDRS).</summary>
-internal sealed record ConnectionStatus(
+public sealed record ConnectionStatus(
     string Client, string Server, string Role, string? Reason, double? AgeSeconds, long BytesUp, long BytesDown,
     string MptcpLeg, string MptcpStatus, string? Token, int SubflowCount, IReadOnlyList<SubflowStatus> Subflows)
 {
@@ -22,23 +22,23 @@ internal sealed record ConnectionStatus(
     public string? Mode { get; init; }
 }
 
-internal sealed record SubflowStatus(string Local, string Remote, string State, uint RttUs);
+public sealed record SubflowStatus(string Local, string Remote, string State, uint RttUs);
 
-internal sealed record CacheSummary(int Entries, int Capacity, long Hits, long Misses, long Evictions, long Expirations, double? HitRatio);
+public sealed record CacheSummary(int Entries, int Capacity, long Hits, long Misses, long Evictions, long Expirations, double? HitRatio);
 
 /// <summary><c>cache-show</c>.</summary>
-internal sealed record CacheReply(IReadOnlyList<CacheEntryStatus> Entries, CacheSummary Summary);
+public sealed record CacheReply(IReadOnlyList<CacheEntryStatus> Entries, CacheSummary Summary);
 
-internal sealed record CacheEntryStatus(string Destination, string State, int? ProxyId, double AgeSeconds, double TtlSeconds);
+public sealed record CacheEntryStatus(string Destination, string State, int? ProxyId, double AgeSeconds, double TtlSeconds);
 
 /// <summary><c>cache-flush</c>.</summary>
-internal sealed record FlushReply(int Removed);
+public sealed record FlushReply(int Removed);
 
 /// <summary><c>reload</c>: whether the new settings took, and the line the daemon logged.</summary>
-internal sealed record ReloadReply(bool Applied, string Message);
+public sealed record ReloadReply(bool Applied, string Message);
 
 /// <summary>Builds the replies from the engine's live state.</summary>
-internal static class ControlReplies
+public static class StatusReplies
 {
     public static StatusReply Status(ProxyEngine engine, ProxyEngineOptions options, TimeSpan uptime)
     {

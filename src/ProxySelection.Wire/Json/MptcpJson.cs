@@ -2,14 +2,14 @@ using System.Net;
 using System.Text.Json;
 using ProxySelection.Wire;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.Wire.Json;
 
 /// <summary>
 /// One MPTCP option as JSON, fields named and valued as tshark 4.0 shows them (tests/vectors/README.md,
 /// "Field mapping" and "Quirks"): flag bits as 0/1 except the MP_TCPRST booleans, 64-bit values as integers, the
 /// MP_JOIN ACK HMAC as hex, addresses as text.
 /// </summary>
-internal static class MptcpJson
+public static class MptcpJson
 {
     public static WireError TryWrite(Utf8JsonWriter w, ReadOnlySpan<byte> bytes)
     {

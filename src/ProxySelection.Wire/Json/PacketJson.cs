@@ -2,14 +2,14 @@ using System.Net;
 using System.Text.Json;
 using ProxySelection.Wire;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.Wire.Json;
 
 /// <summary>
 /// The fields of one TCP packet as JSON: IP header, TCP header and every option in wire order. MPTCP options carry
 /// <c>fields</c> named as tshark 4.0 names them (tcp.options.mptcp.* without the prefix, same value formats: see
 /// tests/vectors/README.md), <c>raw</c> (the option bytes) and <c>analysis</c> (values tshark derives, under its names).
 /// </summary>
-internal static class PacketJson
+public static class PacketJson
 {
     /// <summary>Writes the packet's properties into an open object; stops at the first malformed part.</summary>
     public static WireError TryWrite(Utf8JsonWriter w, ReadOnlySpan<byte> packet, out int errorOffset)

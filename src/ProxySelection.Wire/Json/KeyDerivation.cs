@@ -1,10 +1,10 @@
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.Wire.Json;
 
 /// <summary>Token and initial data sequence number from a key (RFC 8684 section 3.1; RFC 6824 for v0's SHA-1).</summary>
-internal static class KeyDerivation
+public static class KeyDerivation
 {
     public static (uint Token, ulong Idsn) TokenAndIdsn(ulong key, int version)
     {

@@ -1,9 +1,9 @@
 using ProxySelection.Wire;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.Wire.Json;
 
 /// <summary>Reasons printed next to a <see cref="WireError"/> in decode error objects.</summary>
-internal static class WireErrorText
+public static class WireErrorText
 {
     public static string Describe(WireError error) => error switch
     {

@@ -2,14 +2,14 @@ using System.Buffers;
 using System.Text.Json;
 using ProxySelection.Wire;
 
-namespace ProxySelection.Host;
+namespace ProxySelection.Wire.Json;
 
 /// <summary>
 /// Writes decoded packets as JSON lines to a stream (the stream stays the caller's). Field names follow
 /// tests/vectors/README.md: top-level names as in the vector records, option values as tshark's fields
 /// (MPTCP: <c>tcp.options.mptcp.*</c> without the prefix).
 /// </summary>
-internal sealed class JsonLines : IDisposable
+public sealed class JsonLines : IDisposable
 {
     private readonly Stream _stream;
     private readonly ArrayBufferWriter<byte> _buffer = new(4096);
