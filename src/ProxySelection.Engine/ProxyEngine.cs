@@ -151,6 +151,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         try
         {
             _telemetry.Start();
+            if (_options.Warmup)
+            {
+                // Before the queue is bound: the first SYN must find the path compiled (a cold first probe timed out).
+                var (methods, elapsed) = Warmup.Run();
+                ProxyEngineLog.WarmedUp(_log, methods, elapsed.TotalMilliseconds);
+            }
+
             if (_options.Transparent)
             {
                 _hook = NfqueueHook.Open(_options.QueueNumber, _log);

@@ -40,6 +40,12 @@ public sealed record ProxyEngineOptions
     /// <summary>The host-configured mode's SOCKS5 front (spec §7.10), or null for none.</summary>
     public Fronts.SocksOptions? Socks { get; init; }
 
+    /// <summary>
+    /// Compile the per-connection code at start, before the queue is bound (<see cref="Hook.Warmup"/>), so that the first
+    /// connection after a start is decided like the hundredth. Default true; tests that start many engines turn it off.
+    /// </summary>
+    public bool Warmup { get; init; } = true;
+
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
 

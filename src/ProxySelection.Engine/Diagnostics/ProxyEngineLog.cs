@@ -60,6 +60,9 @@ internal static partial class ProxyEngineLog
     public static partial void CacheEntryRemoved(ILogger logger, EndPoint destination, UpstreamConnectStatus status);
 
     /// <summary>The queue's receive-to-verdict percentiles at stop (<c>VerdictLatency.ToString()</c>, parsed by the bench).</summary>
+    [LoggerMessage(118, LogLevel.Information, "proxysel: warmed up, {Methods} methods compiled in {Milliseconds:F0} ms before the queue was bound")]
+    public static partial void WarmedUp(ILogger logger, int methods, double milliseconds);
+
     [LoggerMessage(117, LogLevel.Information, "{Line}")]
     public static partial void DecisionLatency(ILogger logger, string line);
 }
