@@ -33,7 +33,7 @@ public sealed class ProxyColdStartTests
             Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
             var hold = ProxyLab.Events(proxy, "hold").FirstOrDefault();
             outcomes.Add(hold is null ? "no hold" : $"{hold.Outcome} ({hold.Reason}) after {hold.Milliseconds:F1} ms");
-            TestContext.Progress.WriteLine($"cold start {round + 1}: start to running {watch.Elapsed.TotalMilliseconds:F0} ms; {outcomes[^1]}; "
+            TestContext.Progress.WriteLine($"cold start {round + 1}: start to running {startToRunning[^1]:F0} ms; {outcomes[^1]}; "
                 + string.Join(" ", proxy.Output.Split('\n').Where(l => l.Contains("warmed up", StringComparison.Ordinal)).Select(l => l.Trim())));
         }
 
