@@ -35,10 +35,13 @@ internal sealed partial class DemoProcess : IDisposable
     /// <summary>The namespace prefix the demo printed in its header (<c>ps…-pid-</c>).</summary>
     public string Prefix => PrefixPattern().Match(Output) is { Success: true } m ? m.Groups[1].Value : throw new InvalidOperationException($"no prefix in: {Output}");
 
-    /// <summary>Starts the demo; <paramref name="wrapper"/> (ending in <c>dotnet</c>) runs it through another program, e.g. setpriv.</summary>
-    public static DemoProcess Start(string[]? wrapper = null, string[]? extra = null)
+    /// <summary>
+    /// Starts the demo; <paramref name="wrapper"/> (ending in <c>dotnet</c>) runs it through another program, e.g. setpriv;
+    /// <paramref name="directory"/> holds the lab tool (default: beside the tests).
+    /// </summary>
+    public static DemoProcess Start(string[]? wrapper = null, string[]? extra = null, string? directory = null)
     {
-        string[] command = [.. wrapper ?? ["dotnet"], Path.Combine(AppContext.BaseDirectory, "proxysel-lab.dll"), "demo", .. extra ?? []];
+        string[] command = [.. wrapper ?? ["dotnet"], Path.Combine(directory ?? AppContext.BaseDirectory, "proxysel-lab.dll"), "demo", .. extra ?? []];
         var start = new ProcessStartInfo(command[0], command[1..])
         {
             RedirectStandardOutput = true,

@@ -1,4 +1,5 @@
 using System.Text.RegularExpressions;
+using ProxySelection.IntegrationTests.Proxy;
 
 namespace ProxySelection.IntegrationTests.Demo;
 
@@ -57,8 +58,22 @@ public sealed class LabDemoTests
     [Test]
     public async Task Demo_NotRoot_SaysSoAndExits3()
     {
-        using var demo = DemoProcess.Start(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet"]);
-        int exit = await demo.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        // The clone may sit in a folder only root can enter (mktemp -d is 0700): the unprivileged user runs a copy in /tmp.
+        var copy = Path.Combine("/tmp", "psel-noroot-" + Guid.NewGuid().ToString("N")[..12]);
+        int exit;
+        DemoProcess demo;
+        try
+        {
+            ProxyLab.CopyDaemon(copy);
+            demo = DemoProcess.Start(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet"], directory: copy);
+            exit = await demo.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
+
+        using var _ = demo;
 
         Assert.That(exit, Is.EqualTo(3), demo.Output);
         Assert.That(demo.Output, Does.Contain("proxysel-lab demo needs root"));

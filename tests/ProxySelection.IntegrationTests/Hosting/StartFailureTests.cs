@@ -77,13 +77,25 @@ public sealed class StartFailureTests
     {
         await using var lab = ProxySelection.Lab.Lab.Create();
         var ns = await lab.AddNamespaceAsync("noroot");
-        var process = ns.StartProcess("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "DOTNET_CLI_HOME=/tmp",
-            "dotnet", ProxyLab.ProxyselDll, "run", "--ports", "80", "--set", "Proxy:ControlSocket=none"]);
-        await using var _ = process;
-        int code = await process.WaitForExitAsync(Timeout);
+        // The clone may sit in a folder only root can enter (mktemp -d is 0700): the unprivileged user runs a copy in /tmp.
+        var copy = Path.Combine("/tmp", "psel-noroot-" + Guid.NewGuid().ToString("N")[..12]);
+        int code;
+        string output;
+        try
+        {
+            var dll = ProxyLab.CopyDaemon(copy);
+            await using var process = ns.StartProcess("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "DOTNET_CLI_HOME=/tmp",
+                "dotnet", dll, "run", "--ports", "80", "--set", "Proxy:ControlSocket=none"]);
+            code = await process.WaitForExitAsync(Timeout);
+            output = process.Output;
+        }
+        finally
+        {
+            Directory.Delete(copy, recursive: true);
+        }
 
-        AssertOneLine(process.Output, code, 3, "proxysel: failed to start: not permitted");
-        Assert.That(process.Output, Does.Contain("CAP_NET_ADMIN"));
+        AssertOneLine(output, code, 3, "proxysel: failed to start: not permitted");
+        Assert.That(output, Does.Contain("CAP_NET_ADMIN"));
     }
 
     [Test]

@@ -16,8 +16,8 @@ public sealed class InteropBuildsTests
         var root = Directory.CreateTempSubdirectory("psel-builds-").FullName;
         try
         {
-            var deployed = Copy(Path.Combine(root, "deployed"));
-            var candidate = Copy(Path.Combine(root, "candidate"));
+            var deployed = ProxyLab.CopyDaemon(Path.Combine(root, "deployed"));
+            var candidate = ProxyLab.CopyDaemon(Path.Combine(root, "candidate"));
 
             var run = await InteropRun.StartAsync(TimeSpan.FromMinutes(3),
                 "--cell", "mptcp-tcp-2-explicit-nearest-server", "--cell", "mptcp-tcp-3-explicit-first",
@@ -41,23 +41,5 @@ public sealed class InteropBuildsTests
         {
             Directory.Delete(root, recursive: true);
         }
-    }
-
-    /// <summary>The proxysel build beside the tests (its dll, dependencies and runtime config), copied; returns its proxysel.dll.</summary>
-    private static string Copy(string directory)
-    {
-        Directory.CreateDirectory(directory);
-        foreach (var file in Directory.EnumerateFiles(AppContext.BaseDirectory))
-        {
-            var name = Path.GetFileName(file);
-            if (name.EndsWith(".dll", StringComparison.Ordinal) || name.StartsWith("proxysel.", StringComparison.Ordinal))
-            {
-                File.Copy(file, Path.Combine(directory, name));
-            }
-        }
-
-        var dll = Path.Combine(directory, Path.GetFileName(ProxyLab.ProxyselDll));
-        Assert.That(File.Exists(dll), Is.True);
-        return dll;
     }
 }

@@ -166,6 +166,41 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     }
 
     /// <summary>
+    /// The proxysel build beside the tests (its dll, dependencies and runtime config), copied into
+    /// <paramref name="directory"/>, world-readable (a process of another user can run it wherever the clone is); returns
+    /// its proxysel.dll.
+    /// </summary>
+    public static string CopyDaemon(string directory)
+    {
+        const UnixFileMode Readable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead;
+        System.IO.Directory.CreateDirectory(directory);
+        Assert.That(OperatingSystem.IsLinux(), Is.True, "the lab runs on Linux");
+        if (OperatingSystem.IsLinux())
+        {
+            File.SetUnixFileMode(directory, Readable | UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute);
+        }
+
+        foreach (var file in System.IO.Directory.EnumerateFiles(AppContext.BaseDirectory))
+        {
+            var name = Path.GetFileName(file);
+            // Assemblies, and the daemon's and the lab tool's runtime configuration and dependency lists.
+            if (name.EndsWith(".dll", StringComparison.Ordinal) || name.StartsWith("proxysel", StringComparison.Ordinal))
+            {
+                var copy = Path.Combine(directory, name);
+                File.Copy(file, copy);
+                if (OperatingSystem.IsLinux())
+                {
+                    File.SetUnixFileMode(copy, Readable);
+                }
+            }
+        }
+
+        var dll = Path.Combine(directory, Path.GetFileName(ProxyselDll));
+        Assert.That(File.Exists(dll), Is.True);
+        return dll;
+    }
+
+    /// <summary>
     /// Starts <c>dotnet proxysel.dll run</c> with <paramref name="args"/> in <paramref name="ns"/>, its decisions going to an
     /// event file of its own (<c>--events</c>, in a temp dir) that <see cref="Events"/> and <see cref="Lines"/> read.
     /// </summary>
