@@ -27,10 +27,11 @@ internal static class ProxyTrace
     public static IReadOnlyList<ProxyEvent> Read(LabProcess process) =>
         Files.TryGetValue(process, out var file) ? ProxyEvents.ReadFile(file) : [];
 
-    /// <summary>Waits until <paramref name="process"/> wrote an event matching <paramref name="match"/>.</summary>
-    public static async Task<ProxyEvent> WaitForAsync(LabProcess process, Func<ProxyEvent, bool> match, TimeSpan timeout, CancellationToken ct)
+    /// <summary>Waits until <paramref name="process"/> wrote an event matching <paramref name="match"/>; <paramref name="time"/> defaults to the system clock.</summary>
+    public static async Task<ProxyEvent> WaitForAsync(LabProcess process, Func<ProxyEvent, bool> match, TimeSpan timeout, CancellationToken ct, TimeProvider? time = null)
     {
-        var deadline = DateTime.UtcNow + timeout;
+        time ??= TimeProvider.System;
+        long started = time.GetTimestamp();
         while (true)
         {
             if (Read(process).FirstOrDefault(match) is { } found)
@@ -38,7 +39,7 @@ internal static class ProxyTrace
                 return found;
             }
 
-            if (DateTime.UtcNow > deadline)
+            if (time.GetElapsedTime(started) > timeout)
             {
                 throw new TimeoutException($"no such event from pid {process.Pid}: {process.Output}");
             }
@@ -48,7 +49,7 @@ internal static class ProxyTrace
                 throw new InvalidOperationException($"proxy exited: {process.Output}");
             }
 
-            await Task.Delay(50, ct).ConfigureAwait(false);
+            await Task.Delay(TimeSpan.FromMilliseconds(50), time, ct).ConfigureAwait(false);
         }
     }
 
