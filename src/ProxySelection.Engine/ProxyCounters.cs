@@ -29,6 +29,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _maxHoldTicks;
     private long _probeAnswersSent;
     private long _synAcks;
+    private long _holdsReset;
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
     /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
@@ -90,6 +91,11 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     /// <summary>Longest time a SYN was held, from its arrival in the hook to its verdict.</summary>
     public TimeSpan MaxHold => TimeSpan.FromTicks(Interlocked.Read(ref _maxHoldTicks));
+
+    /// <summary>Held SYNs discarded because their sender reset the flow during the hold (spec §7.2).</summary>
+    public long HoldsReset => Interlocked.Read(ref _holdsReset);
+
+    public void AddHoldReset() => Interlocked.Increment(ref _holdsReset);
 
     public void AddSyn() => Interlocked.Increment(ref _syns);
 
@@ -172,7 +178,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
     };
 
     public override string ToString() =>
@@ -180,5 +186,5 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
 }

@@ -234,8 +234,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnSyn(in QueuedPacket packet)
     {
-        if (TcpPacket.TryParse(packet.Payload, out var parsed) != WireError.None
-            || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
+        bool parsedOk = TcpPacket.TryParse(packet.Payload, out var parsed) == WireError.None;
+        if (parsedOk && (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) == TcpFlags.Rst)
+        {
+            OnRst(parsed, packet.PacketId);
+            return;
+        }
+
+        if (!parsedOk || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
         {
             Counters.AddSyn();
             Counters.AddPassed();
@@ -357,6 +363,40 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 break;
         }
 
+    }
+
+    /// <summary>
+    /// A RST toward an intercepted port (spec §7.2: a RST for the flow of a held SYN ends the hold). The held SYN is
+    /// discarded (its sender gave up: releasing it later would open a connection nobody wants), the probe it joined goes
+    /// on for the others. The RST itself always passes untouched, whatever flow it belongs to.
+    /// </summary>
+    private void OnRst(in TcpPacket parsed, uint packetId)
+    {
+        var ip = parsed.Ip;
+        var tcp = parsed.Tcp;
+        var endpoints = new FlowEndPoints(new IPEndPoint(new IPAddress(ip.SourceAddress), tcp.SourcePort),
+            new IPEndPoint(new IPAddress(ip.DestinationAddress), tcp.DestinationPort));
+        InterceptedFlow? flow = null;
+        if (_flows.TryGet(endpoints, out var known) && known.State == FlowState.Held && known.Held is { } held)
+        {
+            lock (_holdLock)
+            {
+                // The negotiator's lock orders this against the probe's resolution: whichever comes first decides.
+                if (_negotiator.OnHeldSynReset(held.HoldId))
+                {
+                    flow = _flows.TakeHeld(held.HoldId);
+                }
+            }
+        }
+
+        if (flow?.Held is { } dropped)
+        {
+            Counters.AddHoldReset();
+            CloseBeforeRelay(flow, FlowCloseReasons.ResetBySender);
+            Verdicts.Drop(dropped.PacketId);
+        }
+
+        Verdicts.Accept(packetId);
     }
 
     private void SynDecided(FlowEndPoints flow, SynKind kind, uint token, string verdict, string reason)

@@ -142,6 +142,9 @@ public sealed class InterceptionRuleset
             string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --syn{mptcpOnly} -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            // RSTs toward the ports too (rare, so cheap): a RST for the flow of a held SYN ends the hold (spec §7.2).
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {QueueChain} -p tcp --tcp-flags SYN,RST RST -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
             if (o.QueueSynAcks)
             {
                 sb.Append(CultureInfo.InvariantCulture,
