@@ -30,6 +30,8 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _probeAnswersSent;
     private long _synAcks;
     private long _holdsReset;
+    private long _overloadPassed;
+    private long _holdsOverdue;
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
     /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
@@ -96,6 +98,16 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long HoldsReset => Interlocked.Read(ref _holdsReset);
 
     public void AddHoldReset() => Interlocked.Increment(ref _holdsReset);
+
+    /// <summary>SYNs that would have been held but passed untouched: too many held, or too long in the queue already.</summary>
+    public long OverloadPassed => Interlocked.Read(ref _overloadPassed);
+
+    public void AddOverloadPassed() => Interlocked.Increment(ref _overloadPassed);
+
+    /// <summary>Held SYNs released at the hold limit by the hook thread because the probe's timer had not fired yet.</summary>
+    public long HoldsOverdue => Interlocked.Read(ref _holdsOverdue);
+
+    public void AddHoldOverdue() => Interlocked.Increment(ref _holdsOverdue);
 
     public void AddSyn() => Interlocked.Increment(ref _syns);
 
@@ -178,7 +190,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
     };
 
     public override string ToString() =>
@@ -186,5 +198,5 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
 }

@@ -226,19 +226,7 @@ public sealed partial class ProxyEngine
                 continue;
             }
 
-            var holdTime = _time.GetElapsedTime(held.HeldAt);
-            Counters.RecordHold(holdTime);
-            if (_log.IsEnabled(LogLevel.Debug))
-            {
-                ProxyEngineLog.HoldResolved(_log, flow.EndPoints.Client, flow.EndPoints.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
-            }
-
-            if (_events.Enabled)
-            {
-                _events.Hold(flow.EndPoints, resolution.Outcome, resolution.Reason, holdTime);
-            }
-
-            _telemetry.HoldResolved(flow.EndPoints, resolution);
+            HoldEnded(flow, held, resolution);
             try
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)
@@ -271,6 +259,24 @@ public sealed partial class ProxyEngine
         {
             probe.Socket.Abort();
         }
+    }
+
+    /// <summary>A held SYN's hold ended (its verdict follows): the hold time, the log line, the event and the trace.</summary>
+    private void HoldEnded(InterceptedFlow flow, HeldPacket held, in HoldResolution resolution)
+    {
+        var holdTime = _time.GetElapsedTime(held.HeldAt);
+        Counters.RecordHold(holdTime);
+        if (_log.IsEnabled(LogLevel.Debug))
+        {
+            ProxyEngineLog.HoldResolved(_log, flow.EndPoints.Client, flow.EndPoints.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
+        }
+
+        if (_events.Enabled)
+        {
+            _events.Hold(flow.EndPoints, resolution.Outcome, resolution.Reason, holdTime);
+        }
+
+        _telemetry.HoldResolved(flow.EndPoints, resolution);
     }
 
     /// <summary>

@@ -45,6 +45,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly FlowTable _flows;
     private readonly ParkedJoins _parkedJoins;
 
+    // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
+    private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
+
     // The fronts' connection tasks (ProxyEngine.Socks.cs); intercepted connections are awaited through _flows.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _connections = new();
     private IPacketVerdicts? _verdicts;
@@ -160,7 +163,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
             if (_options.Transparent)
             {
-                _hook = NfqueueHook.Open(_options.QueueNumber, _log);
+                _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom));
                 _verdicts = _hook;
                 _hook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
@@ -189,6 +192,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
             else
             {
+                ReleaseOverdueHolds();
                 OnSyn(packet);
             }
         }
@@ -302,16 +306,32 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         var observation = new SynObservation(flow, kind, signal, token) { Isn = tcp.SequenceNumber, IngressInterface = (int)packet.InDeviceIndex };
+        var waited = QueueWait(packet.ReceivedAtMicroseconds);
         SynDecision decision;
+        bool overload = false;
         lock (_holdLock)
         {
             // Under the lock: a probe that ends at once must find the held flow registered.
             decision = _negotiator.OnSyn(observation);
             if (decision.Verdict == SynVerdict.HoldAndProbe)
             {
-                // A foreign probe's bytes are kept: answering it later rewrites them.
-                var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
-                _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, _time.GetTimestamp(), bytes));
+                // Overload passes untouched (spec: never hold beyond the limit): too many held already, or this SYN
+                // spent half the limit in the queue. Its probe still runs, so the cache learns the destination.
+                overload = (_flows.HeldCount >= _options.MaxHeldSyns || waited >= _options.Negotiation.ProbeTimeout / 2)
+                    && _negotiator.OnHeldSynReset(decision.HoldId);
+                if (overload)
+                {
+                    decision = decision with { Verdict = SynVerdict.Pass, Reason = DecisionReason.HoldLimit };
+                }
+                else
+                {
+                    // A foreign probe's bytes are kept: answering it later rewrites them. The hold counts from the
+                    // SYN's arrival in the kernel, not from when this thread got to it.
+                    var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
+                    long heldAt = _time.GetTimestamp() - (long)(waited.TotalSeconds * _time.TimestampFrequency);
+                    _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, heldAt, bytes));
+                    _holdOrder.Enqueue((decision.HoldId, heldAt));
+                }
             }
 
             // Under the lock too: a hold that joined a running probe may resolve on another thread as soon as the lock is
@@ -323,6 +343,15 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
             && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token));
         SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
+        if (overload)
+        {
+            Counters.AddOverloadPassed();
+            if (decision.StartProbe)
+            {
+                StartProbe(decision.ProbeId, endpoints.Destination, decision.ProbeSignal);
+            }
+        }
+
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -397,6 +426,62 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         Verdicts.Accept(packetId);
+    }
+
+    /// <summary>How long a packet waited between the kernel's receive and now (zero when the kernel gave no timestamp).</summary>
+    private TimeSpan QueueWait(long receivedAtMicroseconds)
+    {
+        if (receivedAtMicroseconds <= 0)
+        {
+            return TimeSpan.Zero;
+        }
+
+        long now = (_time.GetUtcNow().UtcTicks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
+        long waited = now - receivedAtMicroseconds;
+        // Negative or absurd: the wall clock stepped; the wait is then unknown, not a reason to pass everything.
+        return waited is > 0 and < 10_000_000 ? TimeSpan.FromMicroseconds(waited) : TimeSpan.Zero;
+    }
+
+    /// <summary>
+    /// Releases held SYNs whose hold limit passed while the probe timer had not fired yet (a busy process runs timers
+    /// late; the hook thread sees every packet): no SYN is held beyond the limit, counted from its arrival. Oldest first.
+    /// </summary>
+    private void ReleaseOverdueHolds()
+    {
+        long now = _time.GetTimestamp();
+        long limit = (long)(_options.Negotiation.ProbeTimeout.TotalSeconds * _time.TimestampFrequency);
+        List<InterceptedFlow>? overdue = null;
+        lock (_holdLock)
+        {
+            while (_holdOrder.TryPeek(out var hold) && now - hold.HeldAt >= limit)
+            {
+                _holdOrder.Dequeue();
+                // False when it was resolved already (the usual case): nothing to do.
+                if (_negotiator.OnHeldSynReset(hold.HoldId) && _flows.TakeHeld(hold.HoldId) is { } flow)
+                {
+                    (overdue ??= []).Add(flow);
+                }
+            }
+        }
+
+        if (overdue is null)
+        {
+            return;
+        }
+
+        foreach (var flow in overdue)
+        {
+            if (flow.Held is not { } held)
+            {
+                continue;
+            }
+
+            HoldEnded(flow, held, new HoldResolution { HoldId = held.HoldId, Outcome = HoldOutcome.Release, Reason = DecisionReason.ProbeTimedOut });
+            flow.Shutdown(FlowCloseReasons.Released);
+            Counters.AddReleased();
+            Counters.AddHoldOverdue();
+            Verdicts.Accept(held.PacketId);
+        }
     }
 
     private void SynDecided(FlowEndPoints flow, SynKind kind, uint token, string verdict, string reason)

@@ -28,8 +28,9 @@ public delegate void QueuedPacketHandler(in QueuedPacket packet);
 /// </summary>
 public readonly ref struct QueuedPacket
 {
-    public QueuedPacket(uint packetId, uint mark, NetfilterHook hook, uint inDeviceIndex, ReadOnlySpan<byte> payload)
+    public QueuedPacket(uint packetId, uint mark, NetfilterHook hook, uint inDeviceIndex, ReadOnlySpan<byte> payload, long receivedAtMicroseconds = 0)
     {
+        ReceivedAtMicroseconds = receivedAtMicroseconds;
         PacketId = packetId;
         Mark = mark;
         Hook = hook;
@@ -46,6 +47,9 @@ public readonly ref struct QueuedPacket
 
     /// <summary>The interface the packet arrived on; 0 for one this host generated.</summary>
     public uint InDeviceIndex { get; }
+
+    /// <summary>When the kernel received the packet (NFQA_TIMESTAMP, µs since the Unix epoch), or 0 when unknown.</summary>
+    public long ReceivedAtMicroseconds { get; }
 
     /// <summary>The IP packet.</summary>
     public ReadOnlySpan<byte> Payload { get; }

@@ -10,6 +10,7 @@ namespace ProxySelection.Engine.Hook;
 public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
 {
     private readonly NfqueueClient _queue;
+    private readonly System.Net.Sockets.Socket _timestamps;
     private readonly ILogger _log;
     private readonly CancellationTokenSource _stopping = new();
     private Task _receiveLoop = Task.CompletedTask;
@@ -18,6 +19,8 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
     private NfqueueHook(NfqueueClient queue, ILogger log)
     {
         _queue = queue;
+        // Queued SYNs carry their arrival time: the engine deducts the time they waited in the queue from their hold.
+        _timestamps = NfqueueClient.EnableReceiveTimestamps();
         _log = log;
     }
 
@@ -26,8 +29,12 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
 
     public VerdictLatency Latency => _queue.Latency;
 
-    public static NfqueueHook Open(ushort queueNumber, ILogger log) =>
-        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10 }), log);
+    /// <summary>
+    /// Binds the queue fail-open with room for <paramref name="maxQueueLength"/> packets (held SYNs count): beyond that the
+    /// kernel accepts new packets untouched instead of queueing them behind a backlog.
+    /// </summary>
+    public static NfqueueHook Open(ushort queueNumber, ILogger log, uint maxQueueLength) =>
+        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10, MaxQueueLength = maxQueueLength }), log);
 
     /// <summary>Starts receiving: <paramref name="handler"/> runs on the hook's thread, one packet at a time.</summary>
     public void Start(QueuedPacketHandler handler)
@@ -39,7 +46,7 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
     private void ReceiveLoop(QueuedPacketHandler handler)
     {
         NfqueuePacketHandler adapter = (in NfqueuePacket packet) =>
-            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload));
+            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload, packet.TimestampMicroseconds));
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -77,6 +84,7 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _receiveLoop.ConfigureAwait(false);
         _queue.Dispose();
+        _timestamps.Dispose();
         _stopping.Dispose();
     }
 }

@@ -149,11 +149,14 @@ internal sealed class EngineHarness : IAsyncDisposable
     private static readonly MpProxyKeyRing Ring = new(1, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
     private uint _nextPacket = 1;
 
-    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000)
+    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024)
     {
         var options = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Implicit, MaxConnections = maxConnections };
         negotiation?.Invoke(options);
-        Options = new ProxyEngineOptions { KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events };
+        Options = new ProxyEngineOptions
+        {
+            KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events, MaxHeldSyns = maxHeldSyns,
+        };
         Engine = new ProxyEngine(Options, Time, NullLogger.Instance, Verdicts, Probes, _ => { });
     }
 
@@ -174,10 +177,14 @@ internal sealed class EngineHarness : IAsyncDisposable
     public static MpCapable V1Capable => new(MpCapableForm.NoKey, 1, MpCapableFlags.HmacSha256);
 
     /// <summary>Feeds <paramref name="packet"/> to the ingress hook; returns its packet id.</summary>
-    public uint Ingress(byte[] packet)
+    public uint Ingress(byte[] packet) => Ingress(packet, waited: null);
+
+    /// <summary>Feeds <paramref name="packet"/> as if the kernel had received it <paramref name="waited"/> ago (NFQA_TIMESTAMP).</summary>
+    public uint Ingress(byte[] packet, TimeSpan? waited)
     {
         uint id = _nextPacket++;
-        Engine.OnPacket(new QueuedPacket(id, 0, NetfilterHook.PreRouting, 1, packet));
+        long receivedAt = waited is { } w ? (Time.GetUtcNow() - w - DateTimeOffset.UnixEpoch).Ticks / TimeSpan.TicksPerMicrosecond : 0;
+        Engine.OnPacket(new QueuedPacket(id, 0, NetfilterHook.PreRouting, 1, packet, receivedAt));
         return id;
     }
 
