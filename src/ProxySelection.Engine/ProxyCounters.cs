@@ -32,6 +32,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _holdsReset;
     private long _overloadPassed;
     private long _holdsOverdue;
+    private long _edgeStripped;
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
     /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
@@ -108,6 +109,11 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long HoldsOverdue => Interlocked.Read(ref _holdsOverdue);
 
     public void AddHoldOverdue() => Interlocked.Increment(ref _holdsOverdue);
+
+    /// <summary>SYNs and SYN/ACKs leaving by an edge interface whose MP_PROXY options were stripped (spec §7.12).</summary>
+    public long EdgeStripped => Interlocked.Read(ref _edgeStripped);
+
+    public void AddEdgeStripped() => Interlocked.Increment(ref _edgeStripped);
 
     public void AddSyn() => Interlocked.Increment(ref _syns);
 
@@ -190,7 +196,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
     };
 
     public override string ToString() =>
@@ -198,5 +204,5 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
 }

@@ -44,6 +44,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly Lock _holdLock = new();
     private readonly FlowTable _flows;
     private readonly ParkedJoins _parkedJoins;
+    private readonly DomainEdge _edge;
 
     // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
     private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
@@ -94,6 +95,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _signer = new EgressSigner(options.KeyRing);
         _flows = new FlowTable(time, options.AdoptionTimeout, new NegotiatorSlots(_negotiator), _signer, OnFlowExpired);
         _parkedJoins = new ParkedJoins(time, OnParkedJoinTimedOut);
+        _edge = new DomainEdge(options.EdgeInterfaces);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
         _probeConnector = probes ?? new SocketProbeConnector(_markedSockets);
@@ -137,6 +139,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             ChainPrefix = options.ChainPrefix,
             QueueNumber = options.QueueNumber,
             Ports = options.Ports,
+            EdgeInterfaces = options.EdgeInterfaces,
             // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
             QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
             // A downgrading proxy passes every SYN without an MPTCP option (ProxyNegotiator.OnSyn: NotMptcp): those stay
@@ -206,6 +209,22 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnEgress(in QueuedPacket packet)
     {
+        if (_edge.IsEdge(packet.OutDeviceIndex))
+        {
+            // Leaving the operator's domain (spec §7.12): no MP_PROXY goes out, whoever added it; nothing is signed.
+            if (DomainEdge.Strip(packet.Payload, out var stripped, out int strippedLength) > 0)
+            {
+                Counters.AddEdgeStripped();
+                Verdicts.AcceptWithPayload(packet.PacketId, stripped.AsSpan(0, strippedLength));
+            }
+            else
+            {
+                Verdicts.Accept(packet.PacketId);
+            }
+
+            return;
+        }
+
         var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
         {

@@ -60,6 +60,12 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public bool Warmup { get; init; } = true;
 
+    /// <summary>
+    /// Interfaces where the operator's domain ends (spec §7.12): SYNs and SYN/ACKs leaving by them, forwarded or the proxy's
+    /// own, lose every MP_PROXY option. Empty (default): none.
+    /// </summary>
+    public IReadOnlyList<string> EdgeInterfaces { get; init; } = [];
+
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
 
@@ -84,6 +90,11 @@ public sealed record ProxyEngineOptions
         if (MaxHeldSyns is < 1 or > 1 << 20 || QueueWaitRoom is < 16 or > 1 << 20)
         {
             errors.Add($"MaxHeldSyns must be within 1..{1 << 20} and QueueWaitRoom within 16..{1 << 20}.");
+        }
+
+        if (EdgeInterfaces.Any(n => string.IsNullOrWhiteSpace(n) || n.Length > 15 || n.Contains('/') || n.Any(char.IsWhiteSpace)))
+        {
+            errors.Add("EdgeInterfaces must be interface names (1..15 characters, no '/' or space).");
         }
 
         if (!Transparent && Socks is null)

@@ -46,7 +46,7 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
     private void ReceiveLoop(QueuedPacketHandler handler)
     {
         NfqueuePacketHandler adapter = (in NfqueuePacket packet) =>
-            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload, packet.TimestampMicroseconds));
+            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload, packet.TimestampMicroseconds, packet.OutDeviceIndex));
         while (!_stopping.IsCancellationRequested)
         {
             try

@@ -162,6 +162,13 @@ public sealed class InterceptionRuleset
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
         // --on-port 0: the kernel keeps the packet's destination port (xt_TPROXY: lport ? lport : hp->dest).
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m mark --mark {mark} -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
+        // The domain edge first: whatever leaves by it (forwarded, or the proxy's own) is stripped of MP_PROXY, not signed.
+        foreach (var edge in o.EdgeInterfaces)
+        {
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {EgressChain} -o {edge} -p tcp --tcp-flags SYN SYN --tcp-option 30 -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
+        }
+
         sb.Append(CultureInfo.InvariantCulture,
             $"-A {EgressChain} -p tcp --tcp-flags SYN SYN -m mark --mark {MarkSpec(o.EgressMark, o.EgressMask)} -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
         sb.Append("COMMIT\n");

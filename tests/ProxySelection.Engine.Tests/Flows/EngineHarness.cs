@@ -149,13 +149,14 @@ internal sealed class EngineHarness : IAsyncDisposable
     private static readonly MpProxyKeyRing Ring = new(1, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
     private uint _nextPacket = 1;
 
-    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024)
+    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024, IReadOnlyList<string>? edgeInterfaces = null)
     {
         var options = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Implicit, MaxConnections = maxConnections };
         negotiation?.Invoke(options);
         Options = new ProxyEngineOptions
         {
             KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events, MaxHeldSyns = maxHeldSyns,
+            EdgeInterfaces = edgeInterfaces ?? [],
         };
         Engine = new ProxyEngine(Options, Time, NullLogger.Instance, Verdicts, Probes, _ => { });
     }
