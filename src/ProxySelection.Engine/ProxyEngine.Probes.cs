@@ -84,7 +84,10 @@ public sealed partial class ProxyEngine
         }
         catch (SocketException e)
         {
-            ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
+            if (MayWarn())
+            {
+                ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
+            }
             ProbeFailed(probeId, destination);
             return;
         }
@@ -250,7 +253,10 @@ public sealed partial class ProxyEngine
             {
                 flow.Shutdown(FlowCloseReasons.VerdictFailed);
                 Counters.AddHookFailure();
-                ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
+                if (MayWarn())
+                {
+                    ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
+                }
                 TryAccept(held.PacketId);
             }
         }

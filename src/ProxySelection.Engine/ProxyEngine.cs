@@ -46,6 +46,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly ParkedJoins _parkedJoins;
     private readonly DomainEdge _edge;
 
+    // The per-packet and per-destination warnings a flood could repeat (a failed probe socket under fd exhaustion, a
+    // verdict or hook failure, a cache entry removed): bounded, with a count of what was left out.
+    private readonly LogBudget _warningBudget;
+
     // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
     private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
 
@@ -117,7 +121,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _ensureListener = ensureListener ?? (key => _listeners.Ensure(key));
         _frontRelay = CreateFrontRelay(options, _connector, time);
         _localAddresses = new Fronts.LocalAddresses(time);
-        _frontLogBudget = new Fronts.FrontLogBudget(time);
+        _frontLogBudget = new LogBudget(time);
+        _warningBudget = new LogBudget(time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
@@ -166,7 +171,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
             if (_options.Transparent)
             {
-                _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom));
+                _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _verdicts = _hook;
                 _hook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
@@ -202,7 +207,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             Counters.AddHookFailure();
-            ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
+            if (MayWarn())
+            {
+                ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
+            }
             TryAccept(packet.PacketId);
         }
     }
@@ -445,6 +453,22 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         Verdicts.Accept(packetId);
+    }
+
+    /// <summary>Whether a repeatable warning may be written now (<see cref="_warningBudget"/>); writes the left-out count first.</summary>
+    private bool MayWarn()
+    {
+        if (!_warningBudget.TryTake(out long skipped))
+        {
+            return false;
+        }
+
+        if (skipped > 0)
+        {
+            ProxyEngineLog.WarningsLeftOut(_log, skipped, LogBudget.LinesPerWindow);
+        }
+
+        return true;
     }
 
     /// <summary>How long a packet waited between the kernel's receive and now (zero when the kernel gave no timestamp).</summary>

@@ -12,13 +12,15 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
     private readonly NfqueueClient _queue;
     private readonly System.Net.Sockets.Socket _timestamps;
     private readonly ILogger _log;
+    private readonly Func<bool> _mayWarn;
     private readonly CancellationTokenSource _stopping = new();
     private Task _receiveLoop = Task.CompletedTask;
     private int _disposed;
 
-    private NfqueueHook(NfqueueClient queue, ILogger log)
+    private NfqueueHook(NfqueueClient queue, ILogger log, Func<bool> mayWarn)
     {
         _queue = queue;
+        _mayWarn = mayWarn;
         // Queued SYNs carry their arrival time: the engine deducts the time they waited in the queue from their hold.
         _timestamps = NfqueueClient.EnableReceiveTimestamps();
         _log = log;
@@ -31,10 +33,12 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
 
     /// <summary>
     /// Binds the queue fail-open with room for <paramref name="maxQueueLength"/> packets (held SYNs count): beyond that the
-    /// kernel accepts new packets untouched instead of queueing them behind a backlog.
+    /// kernel accepts new packets untouched instead of queueing them behind a backlog. Receive errors are logged when
+    /// <paramref name="mayWarn"/> allows (a flood must not turn into as many lines).
     /// </summary>
-    public static NfqueueHook Open(ushort queueNumber, ILogger log, uint maxQueueLength) =>
-        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10, MaxQueueLength = maxQueueLength }), log);
+    public static NfqueueHook Open(ushort queueNumber, ILogger log, uint maxQueueLength, Func<bool> mayWarn) =>
+        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10, MaxQueueLength = maxQueueLength }),
+            log, mayWarn);
 
     /// <summary>Starts receiving: <paramref name="handler"/> runs on the hook's thread, one packet at a time.</summary>
     public void Start(QueuedPacketHandler handler)
@@ -60,7 +64,10 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
             catch (NfqueueException e)
             {
                 // The failing packet was accepted by the client already; keep receiving.
-                ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
+                if (_mayWarn())
+                {
+                    ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
+                }
             }
         }
     }

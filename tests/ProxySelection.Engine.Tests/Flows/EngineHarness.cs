@@ -69,8 +69,16 @@ internal sealed class FakeProbes : IProbeConnector
 
     public List<FakeProbe> Opened { get; } = [];
 
+    /// <summary>When set, every open fails with it (fd exhaustion: <see cref="SocketError.TooManyOpenSockets"/>).</summary>
+    public SocketError? FailWith { get; set; }
+
     public IProbeSocket Open(IPEndPoint destination)
     {
+        if (FailWith is { } error)
+        {
+            throw new SocketException((int)error);
+        }
+
         var probe = new FakeProbe(_nextPort++);
         Opened.Add(probe);
         return probe;
@@ -149,7 +157,8 @@ internal sealed class EngineHarness : IAsyncDisposable
     private static readonly MpProxyKeyRing Ring = new(1, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
     private uint _nextPacket = 1;
 
-    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024, IReadOnlyList<string>? edgeInterfaces = null)
+    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024, IReadOnlyList<string>? edgeInterfaces = null,
+        Microsoft.Extensions.Logging.ILogger? log = null)
     {
         var options = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Implicit, MaxConnections = maxConnections };
         negotiation?.Invoke(options);
@@ -158,7 +167,7 @@ internal sealed class EngineHarness : IAsyncDisposable
             KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events, MaxHeldSyns = maxHeldSyns,
             EdgeInterfaces = edgeInterfaces ?? [],
         };
-        Engine = new ProxyEngine(Options, Time, NullLogger.Instance, Verdicts, Probes, _ => { });
+        Engine = new ProxyEngine(Options, Time, log ?? NullLogger.Instance, Verdicts, Probes, _ => { });
     }
 
     public FakeTimeProvider Time { get; } = new();
