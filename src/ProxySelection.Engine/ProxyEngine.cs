@@ -142,6 +142,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             // Nor does it learn anything from a SYN/ACK without one (OnSynAck: the signal and MP_CAPABLE are MPTCP options,
             // a probe's answer is read from its socket): plain TCP's SYN/ACK stays in the kernel too.
             QueueOnlyMptcpSynAcks = options.Negotiation.Role == ProxyRole.Downgrade,
+            // A SYN-cookie ACK reaches the listener as long as the engine would still await its accept.
+            HandshakeSetSeconds = (int)Math.Ceiling(options.AdoptionTimeout.TotalSeconds),
         };
     }
 

@@ -55,6 +55,18 @@ public sealed partial class InterceptionRulesetOptions
     /// upgrading proxy learns "TCP only" from answers without one.</summary>
     public bool QueueOnlyMptcpSynAcks { get; init; }
 
+    /// <summary>How long the kernel remembers a SYN it sent to TPROXY, in seconds (ipset <c>PREFIX_HS4</c>/<c>_HS6</c>,
+    /// <c>hash:ip,port,ip</c> of client address, client port and destination address). A segment of such a handshake
+    /// that finds no socket — the completing ACK of a connection the listener answered with a SYN cookie because a
+    /// flood filled its SYN queue — is then still sent to the listener instead of on to the real server, which would
+    /// reset it. Only intercepted handshakes are in the set, so a passed flow is never captured. The proxy sets it to its
+    /// adoption timeout (an accept after that is not awaited). 0: no set and no rule (no ipset needed). Default 3.</summary>
+    public int HandshakeSetSeconds { get; init; } = 3;
+
+    /// <summary>Most entries the handshake set holds (ipset <c>maxelem</c>); when full, new handshakes are not recorded
+    /// and only a SYN-cookie ACK of theirs would be lost (as without the set). Default 65,536.</summary>
+    public int HandshakeSetMaxElements { get; init; } = 65536;
+
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 
     /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>
@@ -84,6 +96,11 @@ public sealed partial class InterceptionRulesetOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RoutingTable, 252, nameof(RoutingTable));
         ArgumentOutOfRangeException.ThrowIfLessThan(RulePriority, 1, nameof(RulePriority));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RulePriority, 32765, nameof(RulePriority));
+        ArgumentOutOfRangeException.ThrowIfNegative(HandshakeSetSeconds, nameof(HandshakeSetSeconds));
+        // ipset's timeout limit (UINT_MAX / MSEC_PER_SEC) would allow more; a handshake never needs more than the spec's
+        // longest adoption timeout, and a small bound keeps the set small.
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(HandshakeSetSeconds, 60, nameof(HandshakeSetSeconds));
+        ArgumentOutOfRangeException.ThrowIfLessThan(HandshakeSetMaxElements, 1, nameof(HandshakeSetMaxElements));
         if (!IPv4 && !IPv6)
         {
             throw new ArgumentException("at least one of IPv4 and IPv6");
