@@ -38,6 +38,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
     private readonly Action<ListenerKey> _ensureListener;
+    private Kernel.KernelCacheMirror? _kernelMirror;
     private readonly IProbeConnector _probeConnector;
     private readonly ProxyTelemetry _telemetry;
     private readonly CancellationTokenSource _stopping = new();
@@ -144,6 +145,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             QueueOnlyMptcpSynAcks = options.Negotiation.Role == ProxyRole.Downgrade,
             // A SYN-cookie ACK reaches the listener as long as the engine would still await its accept.
             HandshakeSetSeconds = (int)Math.Ceiling(options.AdoptionTimeout.TotalSeconds),
+            FastPathPass = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade,
+            FastPathIntercept = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade
+                && options.Negotiation.Mode == SignalingMode.Implicit,
         };
     }
 
@@ -166,6 +170,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _verdicts = _hook;
                 _hook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+                if (_rulesetOptions.FastPath)
+                {
+                    _kernelMirror = new Kernel.KernelCacheMirror(_rulesetOptions, _negotiator.Cache, new ProcessCommandRunner(), _log);
+                    _negotiator.Cache.Observer = _kernelMirror;
+                    _kernelMirror.Resync();
+                }
             }
 
             // Host-configured alone: no queue, no rules; the SOCKS listener is the only way in.
@@ -493,6 +503,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await _connector.DisposeAsync().ConfigureAwait(false);
+        if (_kernelMirror is not null)
+        {
+            _negotiator.Cache.Observer = null;
+            await _kernelMirror.DisposeAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (_options.Transparent && _hook is not null)

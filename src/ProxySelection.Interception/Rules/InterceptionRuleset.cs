@@ -49,6 +49,9 @@ public sealed class InterceptionRuleset
 
     public string EgressChain => $"{options.ChainPrefix}_EGRESS";
 
+    /// <summary>raw: the kernel fast path's chain (<see cref="InterceptionRulesetOptions.FastPath"/>).</summary>
+    public string FastChain => $"{options.ChainPrefix}_FAST";
+
     private IEnumerable<bool> Families => new[] { false, true }.Where(v6 => v6 ? options.IPv6 : options.IPv4);
 
     /// <summary>Installs the ruleset (after removing any leftovers of the same prefix).</summary>
@@ -58,6 +61,15 @@ public sealed class InterceptionRuleset
         try
         {
             bool handshakeSet = options.HandshakeSetSeconds > 0 && await CreateHandshakeSetsAsync(cancellationToken).ConfigureAwait(false);
+            if (options.FastPath)
+            {
+                if (options.FastPathIntercept && !handshakeSet)
+                {
+                    throw new InterceptionRulesException("the kernel fast path needs the ipset tool (package ipset)");
+                }
+
+                await CreateFastPathSetsAsync(cancellationToken).ConfigureAwait(false);
+            }
             foreach (var v6 in Families)
             {
                 await CheckAsync(v6 ? "ip6tables-restore" : "iptables-restore", ["--noflush"], RenderRestoreScript(v6, handshakeSet), cancellationToken)
@@ -102,6 +114,19 @@ public sealed class InterceptionRuleset
         }
 
         return true;
+    }
+
+    private async Task CreateFastPathSetsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var v6 in Families)
+        {
+            foreach (var name in (string[])[IpSetNames.KnownMptcp(options.ChainPrefix, v6), IpSetNames.KnownTcpOnly(options.ChainPrefix, v6)])
+            {
+                // timeout 0: entries carry their own (the cache entry's remaining life); counters: what the kernel decided.
+                await CheckAsync("ipset", ["create", name, "hash:ip,port", "family", v6 ? "inet6" : "inet", "timeout", "0", "counters",
+                    "maxelem", Str(options.FastPathMaxElements)], null, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Removes the ruleset installed by <see cref="ApplyAsync"/>: <see cref="CleanupAsync"/>, logged.</summary>
@@ -182,12 +207,25 @@ public sealed class InterceptionRuleset
         bool withHandshakeSet = handshakeSet ?? o.HandshakeSetSeconds > 0;
         string handshake = IpSetNames.Handshake(o.ChainPrefix, v6);
         var sb = new StringBuilder();
+        var mark = MarkSpec(o.InterceptMark, o.InterceptMask);
         sb.Append("*raw\n");
         sb.Append(CultureInfo.InvariantCulture, $":{QueueChain} - [0:0]\n");
+        if (o.FastPath)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $":{FastChain} - [0:0]\n");
+        }
+
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {QueueChain}\n");
         // multiport takes at most 15 ports per rule.
         foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
         {
+            if (o.FastPath)
+            {
+                // What the fast path does not decide returns here and is queued as before.
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -j {FastChain}\n");
+            }
+
             // --tcp-option 30 (MPTCP) also matches in ip6tables; iptables-nft renders it as "tcp option 30 exists".
             string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
@@ -199,11 +237,15 @@ public sealed class InterceptionRuleset
             }
         }
 
+        if (o.FastPath)
+        {
+            RenderFastPath(sb, v6, mark);
+        }
+
         sb.Append("COMMIT\n*mangle\n");
         sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{EgressChain} - [0:0]\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {TproxyChain}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I POSTROUTING 1 -j {EgressChain}\n");
-        var mark = MarkSpec(o.InterceptMark, o.InterceptMask);
         // Established and half-open intercepted connections: their packets must be delivered locally too.
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j MARK --set-xmark {mark}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
@@ -230,6 +272,34 @@ public sealed class InterceptionRuleset
             $"-A {EgressChain} -p tcp --tcp-flags SYN SYN -m mark --mark {MarkSpec(o.EgressMark, o.EgressMask)} -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
         sb.Append("COMMIT\n");
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The fast path (raw <c>PREFIX_FAST</c>): SYNs whose verdict could depend on more than the destination go back to
+    /// the queue (MD5/AO, and <see cref="SynOptionFilter"/>'s MPTCP options other than MP_CAPABLE v1); then a known
+    /// MPTCP destination passes, a known TCP-only one is marked for TPROXY (mangle sends it to the listener and records
+    /// its handshake). The rules' counters are what the kernel decided.
+    /// </summary>
+    private void RenderFastPath(StringBuilder sb, bool v6, string mark)
+    {
+        var o = options;
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -p tcp --tcp-option 19 -j RETURN\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -p tcp --tcp-option 29 -j RETURN\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -m bpf --bytecode \"{SynOptionFilter.Bytecode(v6)}\" -j RETURN\n");
+        if (o.FastPathPass)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -m set --match-set {IpSetNames.KnownMptcp(o.ChainPrefix, v6)} dst,dst -j ACCEPT\n");
+        }
+
+        if (o.FastPathIntercept)
+        {
+            // Only while this proxy's transparent listener is on the port (-m socket finds it by port with --nowildcard):
+            // after a SIGKILL the listener is gone, the SYN goes on to the queue and --queue-bypass passes it (fail open)
+            // instead of TPROXY dropping it.
+            string toSet = $"-m set --match-set {IpSetNames.KnownTcpOnly(o.ChainPrefix, v6)} dst,dst -m socket --transparent --nowildcard";
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} {toSet} -j MARK --set-xmark {mark}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} {toSet} -j ACCEPT\n");
+        }
     }
 
     private async Task RemoveChainsAsync(bool v6, string table, bool nft, CancellationToken cancellationToken)

@@ -67,6 +67,24 @@ public sealed partial class InterceptionRulesetOptions
     /// and only a SYN-cookie ACK of theirs would be lost (as without the set). Default 65,536.</summary>
     public int HandshakeSetMaxElements { get; init; } = 65536;
 
+    /// <summary>The kernel fast path's pass verdict: a SYN toward a destination in <c>PREFIX_MP4</c>/<c>_MP6</c>
+    /// (ipset <c>hash:ip,port</c>, entries with the cache entry's lifetime, filled by the daemon) passes in raw
+    /// PREROUTING without a queue trip — if it carries MP_CAPABLE v1 and no other MPTCP option, no MD5/AO and at most
+    /// <see cref="SynOptionFilter.MaxOptions"/> options (<see cref="SynOptionFilter"/>); anything else is queued as
+    /// before. Off by default.</summary>
+    public bool FastPathPass { get; init; }
+
+    /// <summary>The kernel fast path's intercept verdict: such a SYN toward a destination in <c>PREFIX_TO4</c>/<c>_TO6</c>
+    /// gets the intercept mark in raw PREROUTING and goes to TPROXY. Only where the queue would give the same verdict with
+    /// nothing more to do (no Claim to sign on the SYN/ACK: implicit mode). Off by default.</summary>
+    public bool FastPathIntercept { get; init; }
+
+    /// <summary>Most entries each fast-path set holds (ipset <c>maxelem</c>); a destination that does not fit is decided
+    /// by the queue. Default 65,536.</summary>
+    public int FastPathMaxElements { get; init; } = 65536;
+
+    public bool FastPath => FastPathPass || FastPathIntercept;
+
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 
     /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>
@@ -101,6 +119,11 @@ public sealed partial class InterceptionRulesetOptions
         // longest adoption timeout, and a small bound keeps the set small.
         ArgumentOutOfRangeException.ThrowIfGreaterThan(HandshakeSetSeconds, 60, nameof(HandshakeSetSeconds));
         ArgumentOutOfRangeException.ThrowIfLessThan(HandshakeSetMaxElements, 1, nameof(HandshakeSetMaxElements));
+        ArgumentOutOfRangeException.ThrowIfLessThan(FastPathMaxElements, 1, nameof(FastPathMaxElements));
+        if (FastPathIntercept && HandshakeSetSeconds == 0)
+        {
+            throw new ArgumentException("FastPathIntercept needs the handshake set (HandshakeSetSeconds > 0)", nameof(FastPathIntercept));
+        }
         if (!IPv4 && !IPv6)
         {
             throw new ArgumentException("at least one of IPv4 and IPv6");
