@@ -172,7 +172,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {
-                    _kernelMirror = new Kernel.KernelCacheMirror(_rulesetOptions, _negotiator.Cache, new ProcessCommandRunner(), _log);
+                    _kernelMirror = new Kernel.KernelCacheMirror(_rulesetOptions, _negotiator.Cache, new ProcessCommandRunner(), _log, Counters, _time);
                     _negotiator.Cache.Observer = _kernelMirror;
                     _kernelMirror.Resync();
                 }
@@ -327,7 +327,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
-            && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token));
+            && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token)
+                || _kernelMirror?.InterceptsToward(endpoints.Destination) == true); // the kernel intercepts with no flow record
         SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
         switch (decision.Verdict)
         {

@@ -33,11 +33,23 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
         FullMode = BoundedChannelFullMode.DropWrite,
     });
     private readonly Task _writer;
+    private readonly Task _counterReader;
+    private readonly ProxyCounters _counters;
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenSource _stopping = new();
     private int _resync;
     private long _writes;
 
-    public KernelCacheMirror(InterceptionRulesetOptions rules, CapabilityCache cache, ICommandRunner runner, ILogger log)
+    /// <summary>How often the rules' counters are read into <see cref="ProxyCounters"/>.</summary>
+    public static readonly TimeSpan CounterInterval = TimeSpan.FromSeconds(5);
+
+    public KernelCacheMirror(InterceptionRulesetOptions rules, CapabilityCache cache, ICommandRunner runner, ILogger log,
+        ProxyCounters counters, TimeProvider time)
     {
+        ArgumentNullException.ThrowIfNull(counters);
+        ArgumentNullException.ThrowIfNull(time);
+        _counters = counters;
+        _time = time;
         ArgumentNullException.ThrowIfNull(rules);
         ArgumentNullException.ThrowIfNull(cache);
         ArgumentNullException.ThrowIfNull(runner);
@@ -50,6 +62,7 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
         _runner = runner;
         _log = log;
         _writer = WriteLoopAsync();
+        _counterReader = ReadCountersLoopAsync();
     }
 
     /// <summary>Empties the sets and refills them from the cache (at start, when the cache may hold entries already).</summary>
@@ -57,6 +70,17 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
     {
         Volatile.Write(ref _resync, 1);
         _changes.Writer.TryWrite(new Change(default, Target.None, 0, true));
+    }
+
+    /// <summary>
+    /// Whether the kernel may be intercepting connections toward <paramref name="destination"/> right now: it keeps no
+    /// flow record for them, so a join toward it with a token not yet registered must wait for the accept, as it would
+    /// beside a flow awaiting its accept.
+    /// </summary>
+    public bool InterceptsToward(System.Net.IPEndPoint destination)
+    {
+        ArgumentNullException.ThrowIfNull(destination);
+        return _intercept && _cache.TryPeek(DestinationKey.From(destination), out var entry) && entry.State == CapabilityState.TcpOnly;
     }
 
     /// <summary>ipset restore runs so far (tests, diagnostics).</summary>
@@ -189,17 +213,93 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
     public static string Element(in DestinationKey key) =>
         string.Create(CultureInfo.InvariantCulture, $"{key.ToEndPoint().Address},tcp:{key.Port}");
 
-    /// <summary>Stops taking changes and waits for the writer (bounded): the rules and sets go with the ruleset.</summary>
+    private async Task ReadCountersLoopAsync()
+    {
+        await Task.Yield();
+        using var timer = new PeriodicTimer(CounterInterval, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    await ReadCountersAsync().ConfigureAwait(false);
+                }
+                catch (InterceptionRulesException)
+                {
+                    // iptables did not answer in time: the next tick reads again.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Reads the fast chain's ACCEPT rules' packet counts (<c>iptables -t raw -L PREFIX_FAST -v -x -n</c>, both families)
+    /// into <see cref="ProxyCounters.SetKernelDecided"/>: the SYNs the kernel passed and intercepted.
+    /// </summary>
+    public async Task ReadCountersAsync()
+    {
+        long passed = 0, intercepted = 0;
+        foreach (var v6 in _families)
+        {
+            var r = await _runner.RunAsync(v6 ? "ip6tables" : "iptables", ["-w", "-t", "raw", "-L", $"{_prefix}_FAST", "-v", "-x", "-n"], null,
+                CancellationToken.None).ConfigureAwait(false);
+            if (!r.Succeeded)
+            {
+                return;
+            }
+
+            foreach (var line in r.StdOut.Split('\n'))
+            {
+                var fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                if (fields.Length < 3 || fields[2] != "ACCEPT" || !long.TryParse(fields[0], NumberStyles.Integer, CultureInfo.InvariantCulture, out var packets))
+                {
+                    continue;
+                }
+
+                if (line.Contains(IpSetNames.KnownMptcp(_prefix, v6) + " ", StringComparison.Ordinal))
+                {
+                    passed += packets;
+                }
+                else if (line.Contains(IpSetNames.KnownTcpOnly(_prefix, v6) + " ", StringComparison.Ordinal))
+                {
+                    intercepted += packets;
+                }
+            }
+        }
+
+        _counters.SetKernelDecided(passed, intercepted);
+    }
+
+    /// <summary>
+    /// Stops taking changes, waits for the writer (bounded) and reads the counters a last time: the rules and sets go
+    /// with the ruleset, after this.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         _changes.Writer.TryComplete();
+        await _stopping.CancelAsync().ConfigureAwait(false);
         try
         {
-            await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await Task.WhenAll(_writer, _counterReader).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
         }
+
+        try
+        {
+            await ReadCountersAsync().ConfigureAwait(false);
+        }
+        catch (InterceptionRulesException)
+        {
+            // Counts stay as last read.
+        }
+
+        _stopping.Dispose();
     }
 }
 

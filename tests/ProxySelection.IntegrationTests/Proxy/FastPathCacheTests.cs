@@ -51,6 +51,7 @@ public sealed partial class FastPathCacheTests
             Assert.That(ProxyLab.Counter(proxy, "probes"), Is.EqualTo(1));
             Assert.That(PacketsOf(listed, TwoPathTopology.ServerAddress(v6)), Is.EqualTo(CacheHits), "each later SYN matched the kernel entry once");
             Assert.That(AcceptedByRule(counted, set), Is.EqualTo(CacheHits));
+            Assert.That(ProxyLab.Counter(proxy, "kernel_passed"), Is.EqualTo(CacheHits), "the stop line counts what the kernel passed");
         });
     }
 
@@ -79,6 +80,9 @@ public sealed partial class FastPathCacheTests
             Assert.That(decisions, Has.Count.EqualTo(warming), "only the warming connections' SYNs reached the queue");
             Assert.That(PacketsOf(listed, TwoPathTopology.ServerV4), Is.EqualTo(2 * CacheHits), "two rules test the set for each SYN (mark, accept)");
             Assert.That(ProxyLab.Lines(proxy, "relay "), Has.Count.EqualTo(1 + CacheHits), "every intercepted connection relayed, the kernel's too");
+            Assert.That(ProxyLab.Lines(proxy, "relay "), Has.All.Contains("subflows=2"),
+                "a join arriving before the accept of a kernel-intercepted connection waits for it, as beside a flow record");
+            Assert.That(ProxyLab.Counter(proxy, "kernel_intercepted"), Is.EqualTo(CacheHits), "the stop line counts what the kernel intercepted");
             Assert.That(ProxyLab.Counter(proxy, "hook_failures"), Is.Zero);
         });
     }
