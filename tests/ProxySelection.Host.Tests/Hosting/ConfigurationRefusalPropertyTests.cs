@@ -30,6 +30,7 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:ObservedTtl", Kind.Duration), ("Proxy:AdoptionTimeout", Kind.Duration), ("Proxy:SocksMaxHandshakesPerSource", Kind.Int),
         ("Proxy:SocksMaxConnectionsPerSource", Kind.Int), ("Proxy:MaxHeldSyns", Kind.Int), ("Proxy:QueueWaitRoom", Kind.Int),
         ("Proxy:EdgeInterfaces", Kind.Interfaces),
+        ("Proxy:KernelFastPath", Kind.Bool),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),
