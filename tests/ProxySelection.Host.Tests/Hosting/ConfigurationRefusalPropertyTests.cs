@@ -25,7 +25,8 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:Capacity", Kind.Int), ("Proxy:ProbeTimeout", Kind.Duration), ("Proxy:ChainPrefix", Kind.Prefix), ("Proxy:DrainTimeout", Kind.Duration),
         ("Proxy:IdleTimeout", Kind.Duration), ("Proxy:ControlSocket", Kind.SocketPath), ("Proxy:Socks", Kind.EndPoint), ("Proxy:SocksUsersFile", Kind.Path),
         ("Proxy:EventsFile", Kind.Path), ("Proxy:Convert", Kind.EndPoint), ("Proxy:Logging", Kind.Choice), ("Proxy:LogLevel", Kind.Choice),
-        ("Proxy:Debug", Kind.Bool),
+        ("Proxy:Debug", Kind.Bool), ("Proxy:Instance:Enabled", Kind.Bool), ("Proxy:Instance:Id", Kind.Text),
+        ("Proxy:Instance:AnnounceCommand", Kind.Text), ("Proxy:Instance:WithdrawCommand", Kind.Text),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),
@@ -89,7 +90,8 @@ public sealed class ConfigurationRefusalPropertyTests
     [Test]
     public void Keys_CoverEveryKeyOfTheOptions()
     {
-        var known = ConfigurationSchema.KeysOf(typeof(ProxyHostOptions)).Select(k => "Proxy:" + k)
+        var known = ConfigurationSchema.KeysOf(typeof(ProxyHostOptions)).Where(k => k is not "Instance").Select(k => "Proxy:" + k)
+            .Concat(ConfigurationSchema.KeysOf(typeof(InstanceSettings)).Select(k => "Proxy:Instance:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(TelemetryOptions)).Where(k => k is not ("Otlp" or "Prometheus")).Select(k => "Telemetry:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(OtlpSettings)).Select(k => "Telemetry:Otlp:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(PrometheusSettings)).Select(k => "Telemetry:Prometheus:" + k));
