@@ -6,7 +6,7 @@ namespace ProxySelection.Lab.ScaleOut;
 /// The BIRD 2 configurations of the scale-out lab (samples/scale-out holds the same text for three instances): the router
 /// takes the served prefix over eBGP from every instance and installs the equal routes as one multipath route in
 /// <see cref="RouterKernelTable"/>; each instance announces the prefix from a static protocol that starts disabled, so
-/// nothing is announced until its health supervisor says the daemon is ready.
+/// nothing is announced until the daemon in instance mode enables it (Proxy:Instance:AnnounceCommand).
 /// </summary>
 public static class BirdConfig
 {
@@ -45,7 +45,7 @@ public static class BirdConfig
             router id {{address}};
             log stderr all;
             protocol device { scan time 10; }
-            # Disabled until proxysel-bgp-health sees the daemon ready; disabled again first on drain or when the daemon dies.
+            # Disabled until the daemon's rules are in (Proxy:Instance:AnnounceCommand); disabled first at its drain or stop (WithdrawCommand), and by ExecStopPost= when it dies.
             protocol static {{ServiceProtocol}} { disabled yes; ipv4; route {{prefix}} via {{serverGateway}}; }
             protocol bgp uplink {
                 local {{address}} as {{localAs}};

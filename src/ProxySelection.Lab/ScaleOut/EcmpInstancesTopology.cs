@@ -14,8 +14,9 @@ namespace ProxySelection.Lab.ScaleOut;
 /// </code>
 /// The router runs BIRD (eBGP with every instance, ECMP by L4 hash) and <c>resilient-mirror</c>, which puts BIRD's
 /// multipath route for the served prefix into a resilient nexthop group. Each instance is an on-path router for the
-/// served prefix with <c>net.mptcp.allow_join_initial_addr_port=0</c> (its MP_CAPABLE carries the C flag); it
-/// announces the prefix over BGP once its daemon is ready (<see cref="StartInstanceAsync"/>). The client accepts one
+/// served prefix running BIRD and a daemon in instance mode (Proxy:Instance: the daemon sets
+/// <c>net.mptcp.allow_join_initial_addr_port=0</c>, so its MP_CAPABLE carries the C flag, and enables and disables the
+/// BGP announcement through <c>birdc</c>; <see cref="StartInstanceAsync"/>). The client accepts one
 /// ADD_ADDR and opens no subflow of its own: its only second subflow is the join to the holder's announced address.
 /// </summary>
 public sealed class EcmpInstancesTopology
@@ -116,8 +117,6 @@ public sealed class EcmpInstancesTopology
             await router.IpAsync("addr", "add", $"{RouterAddressToward(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
             await server.IpAsync("addr", "add", $"{ServerTowardV4(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
             await ns.EnableForwardingAsync().ConfigureAwait(false);
-            // The C flag in this instance's MP_CAPABLE: clients join only addresses it announces.
-            await ns.SysctlAsync(("net.mptcp.allow_join_initial_addr_port", "0")).ConfigureAwait(false);
             await ns.IpBatchAsync(
             [
                 $"addr add {InstanceAddress(i)}/24 dev uplink",
@@ -147,10 +146,29 @@ public sealed class EcmpInstancesTopology
     /// <summary><c>resilient-mirror</c>'s process: one "mirror: ..." line per change of the group.</summary>
     public LabProcess? Mirror { get; private set; }
 
+    /// <summary>The daemon's instance-mode settings for instance <paramref name="instance"/>: its unicast address, its id, and the birdc commands.</summary>
+    public IReadOnlyList<string> InstanceSettings(int instance)
+    {
+        var birdc = $"birdc -s {_controlSockets[instance - 1]}";
+        return
+        [
+            "--set", $"Proxy:AnnounceAddresses={InstanceAddress(instance)}",
+            "--set", "Proxy:Instance:Enabled=true",
+            "--set", string.Create(CultureInfo.InvariantCulture, $"Proxy:Instance:Id=inst{instance}"),
+            "--set", $"Proxy:Instance:AnnounceCommand={birdc} enable {BirdConfig.ServiceProtocol}",
+            "--set", $"Proxy:Instance:WithdrawCommand={WithdrawCommand(instance)}",
+        ];
+    }
+
+    /// <summary>What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit.</summary>
+    public string WithdrawCommand(int instance) => $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServiceProtocol}";
+
     /// <summary>
-    /// Starts instance <paramref name="instance"/>: <c>proxysel-bgp-health</c> runs its BIRD and
-    /// <paramref name="daemon"/> (the command line of <c>proxysel run</c>) and announces the prefix once the daemon is
-    /// running. Returns the supervisor's process (its output includes the daemon's) once the router's group has the instance.
+    /// Starts instance <paramref name="instance"/>: its BIRD (the service protocol disabled), then
+    /// <paramref name="daemon"/> (the command line of <c>proxysel run</c>) with <see cref="InstanceSettings"/> under
+    /// <c>proxysel-stop-post</c>, which plays systemd's ExecStopPost= (the withdraw after the daemon exits by any means).
+    /// The daemon itself enables the protocol once its rules are in. Returns the wrapper's process (its output includes
+    /// the daemon's) once the router's group has the instance.
     /// </summary>
     public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout)
     {
@@ -158,8 +176,22 @@ public sealed class EcmpInstancesTopology
         var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
         await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
             RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance))).ConfigureAwait(false);
-        var process = ns.StartProcess("bash", [Sample("proxysel-bgp-health"), conf, _controlSockets[instance - 1], BirdConfig.ServiceProtocol, "--", .. daemon]);
-        await process.WaitForOutputAsync("health: announced", timeout).ConfigureAwait(false);
+        var socket = _controlSockets[instance - 1];
+        ns.StartProcess("bird", ["-f", "-c", conf, "-s", socket]);
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        // BIRD is up once its control socket answers (bounded: 200 tries and the timeout).
+        for (int i = 0; i < 200 && (await ns.RunAsync("birdc", ["-s", socket, "show", "status"]).ConfigureAwait(false)).ExitCode != 0; i++)
+        {
+            if (deadline.Elapsed > timeout)
+            {
+                throw new LabException($"instance {instance}'s BIRD did not answer on {socket} within {timeout}");
+            }
+
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+
+        var process = ns.StartProcess("bash", [Sample("proxysel-stop-post"), WithdrawCommand(instance), "--", .. daemon, .. InstanceSettings(instance)]);
+        await process.WaitForOutputAsync("service address announced", timeout).ConfigureAwait(false);
         await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout).ConfigureAwait(false);
         return process;
     }

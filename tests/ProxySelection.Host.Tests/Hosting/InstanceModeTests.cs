@@ -111,6 +111,26 @@ public sealed class InstanceModeTests
         });
     }
 
+    /// <summary>The scale-out sample: valid, in instance mode, and its unit withdraws with the same command after any exit.</summary>
+    [Test]
+    public void ScaleOutSample_ValidInstanceMode_UnitStopPostRunsTheWithdrawCommand()
+    {
+        var folder = Path.Combine(RepositoryPaths.Samples, "scale-out");
+
+        var result = ProxyConfiguration.Load(Path.Combine(folder, "proxysel-instance.json"), [], new Microsoft.Extensions.Configuration.Memory.MemoryConfigurationSource());
+
+        Assert.That(result.Errors, Is.Empty);
+        var unit = File.ReadAllLines(Path.Combine(folder, "proxysel-instance.service"));
+        var instance = result.Options!.Instance;
+        var stopSeconds = int.Parse(unit.Single(l => l.StartsWith("TimeoutStopSec=", StringComparison.Ordinal))["TimeoutStopSec=".Length..], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Multiple(() =>
+        {
+            Assert.That(instance.Enabled, Is.True);
+            Assert.That(unit, Has.Some.EqualTo("ExecStopPost=-" + instance.WithdrawCommand), "ExecStopPost= runs the daemon's own withdraw command");
+            Assert.That(TimeSpan.FromSeconds(stopSeconds), Is.GreaterThanOrEqualTo(ProxyDaemon.ShutdownTimeoutFor(result.Options.DrainTimeout)));
+        });
+    }
+
     private static InstanceSettings Enabled(string? announce = null, string? withdraw = null) =>
         new() { Enabled = true, AnnounceCommand = announce, WithdrawCommand = withdraw };
 }

@@ -11,7 +11,8 @@ internal sealed record LongTransfers(Task<IReadOnlyList<(CommandResult Curl, str
 
 /// <summary>
 /// <see cref="EcmpInstancesTopology"/> with the real pieces: nginx (TCP only) serving a seeded file on the server, one
-/// <c>proxysel run --role downgrade</c> per instance under <c>proxysel-bgp-health</c>, and MPTCP curls in the client.
+/// <c>proxysel run --role downgrade</c> per instance in instance mode (its own BGP announce and withdraw through birdc),
+/// under <c>proxysel-stop-post</c> (ExecStopPost='s part: the withdraw after a daemon that died), and MPTCP curls in the client.
 /// </summary>
 internal sealed class ScaleOutLab : IAsyncDisposable
 {
@@ -126,7 +127,6 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         var process = await Topology.StartInstanceAsync(instance,
         [
             "dotnet", ProxyLab.ProxyselDll, "run", "--role", "downgrade", "--ports", "80",
-            "--set", $"Proxy:AnnounceAddresses={EcmpInstancesTopology.InstanceAddress(instance)}",
             "--set", $"Proxy:ControlSocket={Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"proxysel-i{instance}.sock"))}",
             "--set", "Proxy:DrainTimeout=30s",
             // The most the daemon allows: on this loaded machine a cold instance's first probe can exceed the default
@@ -163,11 +163,12 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     public LabProcess Instance(int instance) => _instances[instance - 1] ?? throw new InvalidOperationException($"instance {instance} not started");
 
-    /// <summary>The daemon's pid, as the supervisor printed it ("health: daemon pid N, ...").</summary>
+    /// <summary>The daemon's pid, as <c>proxysel-stop-post</c> printed it ("stop-post: daemon pid N").</summary>
     public int DaemonPid(int instance)
     {
-        var line = Instance(instance).Output.Split('\n').First(l => l.StartsWith("health: daemon pid ", StringComparison.Ordinal));
-        return int.Parse(line["health: daemon pid ".Length..].Split(',')[0], CultureInfo.InvariantCulture);
+        const string Prefix = "stop-post: daemon pid ";
+        var line = Instance(instance).Output.Split('\n').First(l => l.StartsWith(Prefix, StringComparison.Ordinal));
+        return int.Parse(line[Prefix.Length..].Trim(), CultureInfo.InvariantCulture);
     }
 
     /// <summary>
