@@ -39,14 +39,18 @@ public static class BirdConfig
             """) + sessions;
     }
 
-    /// <summary>An instance: announces <paramref name="prefix"/> (reached via <paramref name="serverGateway"/>) to the router once enabled.</summary>
-    public static string Instance(string address, int localAs, string routerAddress, string prefix, string serverGateway) =>
+    /// <summary>
+    /// An instance: announces <paramref name="prefix"/> (reached via <paramref name="serverGateway"/>) and the anycast
+    /// <paramref name="service"/> address (on its loopback; the blackhole route only carries the announcement, eBGP sets
+    /// the next hop to the instance) to the router once enabled.
+    /// </summary>
+    public static string Instance(string address, int localAs, string routerAddress, string prefix, string serverGateway, string service) =>
         string.Create(CultureInfo.InvariantCulture, $$"""
             router id {{address}};
             log stderr all;
             protocol device { scan time 10; }
             # Disabled until the daemon's rules are in (Proxy:Instance:AnnounceCommand); disabled first at its drain or stop (WithdrawCommand), and by ExecStopPost= when it dies.
-            protocol static {{ServiceProtocol}} { disabled yes; ipv4; route {{prefix}} via {{serverGateway}}; }
+            protocol static {{ServiceProtocol}} { disabled yes; ipv4; route {{prefix}} via {{serverGateway}}; route {{service}}/32 blackhole; }
             protocol bgp uplink {
                 local {{address}} as {{localAs}};
                 neighbor {{routerAddress}} as {{RouterAs}};

@@ -11,6 +11,7 @@ namespace ProxySelection.Lab.ScaleOut;
 ///   router inst{i} 198.18.(16+i).1/24 ── instance i uplink 198.18.(16+i).2    (its unicast address, announced by ADD_ADDR)
 ///   instance i downlink 198.18.(32+i).1/24 ── server inst{i} 198.18.(32+i).2
 ///   server lo 198.18.64.1/32, the served prefix 198.18.64.0/24
+///   instance i lo 198.18.65.1/32: the anycast service address of the SOCKS5 front (Proxy:Socks), on every instance
 /// </code>
 /// The router runs BIRD (eBGP with every instance, ECMP by L4 hash) and <c>resilient-mirror</c>, which puts BIRD's
 /// multipath route for the served prefix into a resilient nexthop group. Each instance is an on-path router for the
@@ -35,6 +36,14 @@ public sealed class EcmpInstancesTopology
 
     /// <summary>The resilient nexthop group the router's route for <see cref="ServedPrefix"/> uses.</summary>
     public const int GroupId = 100;
+
+    /// <summary>The anycast service address every instance serves SOCKS5 on, announced with the served prefix.</summary>
+    public const string ServiceV4 = "198.18.65.1";
+
+    public const int SocksPort = 1080;
+
+    /// <summary>The resilient nexthop group of the router's route for <see cref="ServiceV4"/>.</summary>
+    public const int ServiceGroupId = 200;
 
     public const int Buckets = 64;
 
@@ -121,6 +130,7 @@ public sealed class EcmpInstancesTopology
             [
                 $"addr add {InstanceAddress(i)}/24 dev uplink",
                 $"addr add {InstanceDownV4(i)}/24 dev downlink",
+                $"addr add {ServiceV4}/32 dev lo",
                 $"route add default via {RouterAddressToward(i)} dev uplink",
                 $"route add {ServedPrefix} via {ServerTowardV4(i)} dev downlink",
                 "mptcp limits set subflow 2 add_addr_accepted 0",
@@ -138,6 +148,8 @@ public sealed class EcmpInstancesTopology
         topology.RouterBird = bird;
         topology.Mirror = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefix, $"{BirdConfig.RouterKernelTable}",
             $"{GroupId}", $"{Buckets}", "120", "0.05"]);
+        topology.ServiceMirror = router.StartProcess("bash", [Sample("resilient-mirror"), $"{ServiceV4}/32", $"{BirdConfig.RouterKernelTable}",
+            $"{ServiceGroupId}", $"{Buckets}", "120", "0.05"]);
         return topology;
     }
 
@@ -145,6 +157,9 @@ public sealed class EcmpInstancesTopology
 
     /// <summary><c>resilient-mirror</c>'s process: one "mirror: ..." line per change of the group.</summary>
     public LabProcess? Mirror { get; private set; }
+
+    /// <summary>The mirror of the service address's route (<see cref="ServiceGroupId"/>).</summary>
+    public LabProcess? ServiceMirror { get; private set; }
 
     /// <summary>The daemon's instance-mode settings for instance <paramref name="instance"/>: its unicast address, its id, and the birdc commands.</summary>
     public IReadOnlyList<string> InstanceSettings(int instance)
@@ -175,7 +190,7 @@ public sealed class EcmpInstancesTopology
         var ns = Instances[instance - 1];
         var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
         await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
-            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance))).ConfigureAwait(false);
+            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance), ServiceV4)).ConfigureAwait(false);
         var socket = _controlSockets[instance - 1];
         ns.StartProcess("bird", ["-f", "-c", conf, "-s", socket]);
         var deadline = System.Diagnostics.Stopwatch.StartNew();
@@ -193,11 +208,12 @@ public sealed class EcmpInstancesTopology
         var process = ns.StartProcess("bash", [Sample("proxysel-stop-post"), WithdrawCommand(instance), "--", .. daemon, .. InstanceSettings(instance)]);
         await process.WaitForOutputAsync("service address announced", timeout).ConfigureAwait(false);
         await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout).ConfigureAwait(false);
+        await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout, ServiceGroupId).ConfigureAwait(false);
         return process;
     }
 
     /// <summary>The gateways (instance addresses) in the router's resilient group now; empty when there is no group.</summary>
-    public async Task<IReadOnlySet<string>> GroupAsync()
+    public async Task<IReadOnlySet<string>> GroupAsync(int groupId = GroupId)
     {
         var result = await Router.RunAsync("ip", ["-j", "nexthop", "show"]).ConfigureAwait(false);
         if (result.ExitCode != 0 || string.IsNullOrWhiteSpace(result.StdOut))
@@ -215,7 +231,7 @@ public sealed class EcmpInstancesTopology
             {
                 gateways[id] = gw.GetString() ?? "";
             }
-            else if (id == GroupId && nh.TryGetProperty("group", out var g))
+            else if (id == groupId && nh.TryGetProperty("group", out var g))
             {
                 group = g;
             }
@@ -226,15 +242,15 @@ public sealed class EcmpInstancesTopology
             : new HashSet<string>();
     }
 
-    /// <summary>Polls the router's group until <paramref name="condition"/> holds; returns the time it took.</summary>
-    public async Task<TimeSpan> WaitForGroupAsync(Func<IReadOnlySet<string>, bool> condition, TimeSpan timeout)
+    /// <summary>Polls the router's group <paramref name="groupId"/> until <paramref name="condition"/> holds; returns the time it took.</summary>
+    public async Task<TimeSpan> WaitForGroupAsync(Func<IReadOnlySet<string>, bool> condition, TimeSpan timeout, int groupId = GroupId)
     {
         ArgumentNullException.ThrowIfNull(condition);
         var started = System.Diagnostics.Stopwatch.StartNew();
         IReadOnlySet<string> group = new HashSet<string>();
         while (started.Elapsed < timeout)
         {
-            group = await GroupAsync().ConfigureAwait(false);
+            group = await GroupAsync(groupId).ConfigureAwait(false);
             if (condition(group))
             {
                 return started.Elapsed;
@@ -243,7 +259,7 @@ public sealed class EcmpInstancesTopology
             await Task.Delay(20).ConfigureAwait(false);
         }
 
-        throw new LabException($"router group still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; bird: {RouterBird?.Output}");
+        throw new LabException($"router group {groupId} still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; service mirror: {ServiceMirror?.Output}; bird: {RouterBird?.Output}");
     }
 
     /// <summary>

@@ -62,9 +62,10 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     /// <summary>
     /// A lab of <paramref name="namespaces"/> instances with the first <paramref name="started"/> running and warmed up
-    /// (<see cref="WarmUpAsync"/>), serving <c>file.bin</c> (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
+    /// (<see cref="WarmUpAsync"/>; the SOCKS front needs none: <paramref name="warmUp"/> false), serving <c>file.bin</c>
+    /// (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
     /// </summary>
-    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started)
+    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true)
     {
         var lab = await StartAsync(namespaces);
         try
@@ -76,7 +77,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
                 await lab.StartInstanceAsync(i);
             }
 
-            lab.WarmUpRounds = await lab.WarmUpAsync("file.bin");
+            lab.WarmUpRounds = warmUp ? await lab.WarmUpAsync("file.bin") : 0;
             return lab;
         }
         catch
@@ -100,13 +101,13 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     /// <c>long.bin</c> (4 MiB: about 6 s for 15) and returns once each has its join (bounded by <see cref="Timeout"/>),
     /// with how many each instance holds.
     /// </summary>
-    public async Task<LongTransfers> StartLongTransfersAsync(int count)
+    public async Task<LongTransfers> StartLongTransfersAsync(int count, bool socks = false)
     {
         await Topology.Router.SetRateLimitAsync("path1", "40mbit");
         await Topology.Router.SetRateLimitAsync("path2", "40mbit");
         var before = await Task.WhenAll(Topology.Instances.Select(CountersAsync));
         var joinsBefore = (await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"];
-        var running = DownloadAsync("long.bin", count, count, "100M", "long");
+        var running = DownloadAsync("long.bin", count, count, "100M", "long", socks);
         var deadline = DateTime.UtcNow + Timeout;
         while ((await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"] - joinsBefore < count && DateTime.UtcNow < deadline && !running.IsCompleted)
         {
@@ -129,6 +130,10 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             "dotnet", ProxyLab.ProxyselDll, "run", "--role", "downgrade", "--ports", "80",
             "--set", $"Proxy:ControlSocket={Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"proxysel-i{instance}.sock"))}",
             "--set", "Proxy:DrainTimeout=30s",
+            // The anycast SOCKS5 front: on the wildcard address, since the joins of its connections arrive at the
+            // instance's unicast address (ADD_ADDR) on the same port, and a listener on the service address alone would
+            // not take them.
+            "--socks", string.Create(CultureInfo.InvariantCulture, $"0.0.0.0:{EcmpInstancesTopology.SocksPort}"),
             // The most the daemon allows: on this loaded machine a cold instance's first probe can exceed the default
             // 250 ms, and the destination then stays unresolved (connections passed through untouched) for a while.
             "--set", "Proxy:ProbeTimeout=400ms",
@@ -173,10 +178,12 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     /// <summary>
     /// <paramref name="count"/> MPTCP downloads of <paramref name="file"/>, at most <paramref name="parallel"/> at a time,
-    /// each rate-limited so it lasts past the join; returns each one's curl result and output path.
+    /// each rate-limited so it lasts past the join; returns each one's curl result and output path. With
+    /// <paramref name="socks"/>, through the anycast SOCKS5 service address instead of transparently.
     /// </summary>
-    public async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(string file, int count, int parallel, string rate, string tag)
+    public async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(string file, int count, int parallel, string rate, string tag, bool socks = false)
     {
+        string[] via = socks ? ["--socks5", string.Create(CultureInfo.InvariantCulture, $"{EcmpInstancesTopology.ServiceV4}:{EcmpInstancesTopology.SocksPort}")] : [];
         var results = new (CommandResult, string)[count];
         using var gate = new SemaphoreSlim(parallel);
         var tasks = Enumerable.Range(0, count).Select(async n =>
@@ -185,7 +192,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             try
             {
                 var output = Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"{tag}-{n}.out"));
-                var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90",
+                var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90", .. via,
                     "-w", "%{http_code} %{size_download} %{local_port}", $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
                 results[n] = (curl, output);
             }
