@@ -13,8 +13,14 @@ public static class BirdConfig
     /// <summary>The kernel table BIRD writes on the router; <c>resilient-mirror</c> copies it into a resilient group.</summary>
     public const int RouterKernelTable = 100;
 
-    /// <summary>The static protocol each instance enables and disables to announce and withdraw the prefix.</summary>
+    /// <summary>The static protocol each instance enables and disables to announce and withdraw the prefix (IPv4).</summary>
     public const string ServiceProtocol = "service";
+
+    /// <summary>Its IPv6 twin: a static protocol has one channel.</summary>
+    public const string ServiceProtocolV6 = "service6";
+
+    /// <summary>Both, as birdc's <c>enable</c> and <c>disable</c> take them: a pattern in double quotes, single-quoted for the shell.</summary>
+    public const string ServicePattern = "'\"service*\"'";
 
     public const int RouterAs = 64512;
 
@@ -23,18 +29,21 @@ public static class BirdConfig
 
     public static int InstanceAs(int instance) => 64600 + instance;
 
-    /// <summary>The router: one eBGP session per instance (configured up front, so a later instance only has to start).</summary>
-    public static string Router(string routerId, IEnumerable<(string Neighbor, int As)> instances)
+    /// <summary>The router: two eBGP sessions per instance, IPv4 and IPv6 (configured up front, so a later instance only has to start).</summary>
+    public static string Router(string routerId, IEnumerable<(string Neighbor, string NeighborV6, int As)> instances)
     {
         var sessions = string.Concat(instances.Select((n, i) => string.Create(CultureInfo.InvariantCulture,
-            $"protocol bgp inst{i + 1} from inst {{ neighbor {n.Neighbor} as {n.As}; }}\n")));
+            $"protocol bgp inst{i + 1} from inst {{ neighbor {n.Neighbor} as {n.As}; }}\nprotocol bgp inst{i + 1}v6 from inst6 {{ neighbor {n.NeighborV6} as {n.As}; }}\n")));
         return string.Create(CultureInfo.InvariantCulture, $$"""
             router id {{routerId}};
             log stderr all;
             protocol device { scan time 10; }
             # Equal BGP routes become one multipath kernel route (merge paths); resilient-mirror moves it into a nexthop group.
             protocol kernel { kernel table {{RouterKernelTable}}; merge paths on; ipv4 { import none; export all; }; }
+            protocol kernel kernel6 { kernel table {{RouterKernelTable}}; merge paths on; ipv6 { import none; export all; }; }
             template bgp inst { local as {{RouterAs}}; {{Timers}} ipv4 { import all; export none; }; }
+            # The instance's global address as next hop (the group's members), not its link-local one.
+            template bgp inst6 { local as {{RouterAs}}; {{Timers}} ipv6 { import all; export none; next hop prefer global; }; }
 
             """) + sessions;
     }
@@ -44,18 +53,26 @@ public static class BirdConfig
     /// <paramref name="service"/> address (on its loopback; the blackhole route only carries the announcement, eBGP sets
     /// the next hop to the instance) to the router once enabled.
     /// </summary>
-    public static string Instance(string address, int localAs, string routerAddress, string prefix, string serverGateway, string service) =>
+    public static string Instance(string address, int localAs, string routerAddress, string prefix, string serverGateway, string service,
+        (string Address, string RouterAddress, string Prefix, string ServerGateway) v6) =>
         string.Create(CultureInfo.InvariantCulture, $$"""
             router id {{address}};
             log stderr all;
             protocol device { scan time 10; }
             # Disabled until the daemon's rules are in (Proxy:Instance:AnnounceCommand); disabled first at its drain or stop (WithdrawCommand), and by ExecStopPost= when it dies.
             protocol static {{ServiceProtocol}} { disabled yes; ipv4; route {{prefix}} via {{serverGateway}}; route {{service}}/32 blackhole; }
+            protocol static {{ServiceProtocolV6}} { disabled yes; ipv6; route {{v6.Prefix}} via {{v6.ServerGateway}}; }
             protocol bgp uplink {
                 local {{address}} as {{localAs}};
                 neighbor {{routerAddress}} as {{RouterAs}};
                 {{Timers}}
                 ipv4 { import none; export where proto = "{{ServiceProtocol}}"; };
+            }
+            protocol bgp uplink6 {
+                local {{v6.Address}} as {{localAs}};
+                neighbor {{v6.RouterAddress}} as {{RouterAs}};
+                {{Timers}}
+                ipv6 { import none; export where proto = "{{ServiceProtocolV6}}"; };
             }
 
             """);

@@ -11,6 +11,8 @@ namespace ProxySelection.Lab.ScaleOut;
 ///   router inst{i} 198.18.(16+i).1/24 ── instance i uplink 198.18.(16+i).2    (its unicast address, announced by ADD_ADDR)
 ///   instance i downlink 198.18.(32+i).1/24 ── server inst{i} 198.18.(32+i).2
 ///   server lo 198.18.64.1/32, the served prefix 198.18.64.0/24
+///   IPv6 beside each: 2001:db8:1::2/64, 2001:db8:2::2/64 (client), 2001:db8:16:i::2/64 (instance i's unicast address),
+///   2001:db8:32:i::1/64 (its downlink), server 2001:db8:64::1 in the served prefix 2001:db8:64::/64
 ///   instance i lo 198.18.65.1/32: the anycast service address of the SOCKS5 front (Proxy:Socks), on every instance
 /// </code>
 /// The router runs BIRD (eBGP with every instance, ECMP by L4 hash) and <c>resilient-mirror</c>, which puts BIRD's
@@ -33,6 +35,19 @@ public sealed class EcmpInstancesTopology
     public const string ClientNet = "198.18.0.0/20";
     public const string ServedPrefix = "198.18.64.0/24";
     public const string ServerV4 = "198.18.64.1";
+    public const string ClientPath1V6 = "2001:db8:1::2";
+    public const string ClientPath2V6 = "2001:db8:2::2";
+    public const string RouterPath1V6 = "2001:db8:1::1";
+    public const string RouterPath2V6 = "2001:db8:2::1";
+    public const string InstancesNetV6 = "2001:db8:16::/48";
+
+    /// <summary>The clients' links (2001:db8:1::/64, 2001:db8:2::/64).</summary>
+    public const string ClientNetV6 = "2001:db8::/45";
+    public const string ServedPrefixV6 = "2001:db8:64::/64";
+    public const string ServerV6 = "2001:db8:64::1";
+
+    /// <summary>The resilient nexthop group of the router's route for <see cref="ServedPrefixV6"/>.</summary>
+    public const int GroupIdV6 = 300;
 
     /// <summary>The resilient nexthop group the router's route for <see cref="ServedPrefix"/> uses.</summary>
     public const int GroupId = 100;
@@ -78,6 +93,15 @@ public sealed class EcmpInstancesTopology
 
     private static string ServerTowardV4(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{32 + instance}.2");
 
+    /// <summary>Instance <paramref name="instance"/>'s IPv6 unicast address (announced with ADD_ADDR on IPv6 connections).</summary>
+    public static string InstanceAddressV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:16:{instance}::2");
+
+    public static string RouterAddressTowardV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:16:{instance}::1");
+
+    private static string InstanceDownV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:32:{instance}::1");
+
+    private static string ServerTowardV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:32:{instance}::2");
+
     private static string RouterDevice(int instance) => string.Create(CultureInfo.InvariantCulture, $"inst{instance}");
 
     /// <summary>
@@ -106,6 +130,10 @@ public sealed class EcmpInstancesTopology
             $"addr add {ClientPath2V4}/24 dev path2",
             $"route add default via {RouterPath1V4} dev path1",
             $"route add {InstancesNet} via {RouterPath2V4} dev path2",
+            $"addr add {ClientPath1V6}/64 dev path1 nodad",
+            $"addr add {ClientPath2V6}/64 dev path2 nodad",
+            $"route add ::/0 via {RouterPath1V6} dev path1",
+            $"route add {InstancesNetV6} via {RouterPath2V6} dev path2",
             "mptcp endpoint flush",
             "mptcp limits set subflow 2 add_addr_accepted 1",
         ], cancellationToken).ConfigureAwait(false);
@@ -114,17 +142,21 @@ public sealed class EcmpInstancesTopology
         // L4 hash from the 5-tuple itself (policy 3, fields src/dst address, protocol, src/dst port). Policy 1 reuses an
         // L4 hash the packet already carries, and across veth that is the client socket's txhash, which TCP re-randomizes
         // on each retransmission: a retransmitted SYN would land on another instance (seen in this lab with policy 1).
-        await router.SysctlAsync(("net.ipv4.fib_multipath_hash_policy", "3"), ("net.ipv4.fib_multipath_hash_fields", "0x0037")).ConfigureAwait(false);
-        await router.IpBatchAsync([$"addr add {RouterPath1V4}/24 dev path1", $"addr add {RouterPath2V4}/24 dev path2"], cancellationToken).ConfigureAwait(false);
+        await router.SysctlAsync(("net.ipv4.fib_multipath_hash_policy", "3"), ("net.ipv4.fib_multipath_hash_fields", "0x0037"),
+            ("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "0x0037")).ConfigureAwait(false);
+        await router.IpBatchAsync([$"addr add {RouterPath1V4}/24 dev path1", $"addr add {RouterPath2V4}/24 dev path2",
+            $"addr add {RouterPath1V6}/64 dev path1 nodad", $"addr add {RouterPath2V6}/64 dev path2 nodad"], cancellationToken).ConfigureAwait(false);
 
-        await server.IpAsync("addr", "add", $"{ServerV4}/32", "dev", "lo").ConfigureAwait(false);
+        await server.IpBatchAsync([$"addr add {ServerV4}/32 dev lo", $"addr add {ServerV6}/128 dev lo"], cancellationToken).ConfigureAwait(false);
         for (int i = 1; i <= instances; i++)
         {
             var ns = list[i - 1];
             await lab.ConnectAsync(router, RouterDevice(i), ns, "uplink").ConfigureAwait(false);
             await lab.ConnectAsync(ns, "downlink", server, RouterDevice(i)).ConfigureAwait(false);
-            await router.IpAsync("addr", "add", $"{RouterAddressToward(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
-            await server.IpAsync("addr", "add", $"{ServerTowardV4(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
+            await router.IpBatchAsync([$"addr add {RouterAddressToward(i)}/24 dev {RouterDevice(i)}", $"addr add {RouterAddressTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
+                cancellationToken).ConfigureAwait(false);
+            await server.IpBatchAsync([$"addr add {ServerTowardV4(i)}/24 dev {RouterDevice(i)}", $"addr add {ServerTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
+                cancellationToken).ConfigureAwait(false);
             await ns.EnableForwardingAsync().ConfigureAwait(false);
             await ns.IpBatchAsync(
             [
@@ -133,6 +165,10 @@ public sealed class EcmpInstancesTopology
                 $"addr add {ServiceV4}/32 dev lo",
                 $"route add default via {RouterAddressToward(i)} dev uplink",
                 $"route add {ServedPrefix} via {ServerTowardV4(i)} dev downlink",
+                $"addr add {InstanceAddressV6(i)}/64 dev uplink nodad",
+                $"addr add {InstanceDownV6(i)}/64 dev downlink nodad",
+                $"route add ::/0 via {RouterAddressTowardV6(i)} dev uplink",
+                $"route add {ServedPrefixV6} via {ServerTowardV6(i)} dev downlink",
                 "mptcp limits set subflow 2 add_addr_accepted 0",
             ], cancellationToken).ConfigureAwait(false);
         }
@@ -140,16 +176,19 @@ public sealed class EcmpInstancesTopology
         // The way back to the clients for what an instance passes through untouched (its daemon's pass decisions):
         // over the instances too, as in an on-path deployment.
         await server.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        await server.IpAsync(["route", "add", ClientNetV6, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV6(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
         var topology = new EcmpInstancesTopology(directory, client, router, list, server);
         var routerConf = Path.Combine(directory, "bird-router.conf");
         await File.WriteAllTextAsync(routerConf,
-            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), BirdConfig.InstanceAs(i)))), cancellationToken).ConfigureAwait(false);
+            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), InstanceAddressV6(i), BirdConfig.InstanceAs(i)))), cancellationToken).ConfigureAwait(false);
         var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", Path.Combine(directory, "bird-router.ctl")]);
         topology.RouterBird = bird;
         topology.Mirror = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefix, $"{BirdConfig.RouterKernelTable}",
             $"{GroupId}", $"{Buckets}", "120", "0.05"]);
         topology.ServiceMirror = router.StartProcess("bash", [Sample("resilient-mirror"), $"{ServiceV4}/32", $"{BirdConfig.RouterKernelTable}",
             $"{ServiceGroupId}", $"{Buckets}", "120", "0.05"]);
+        topology.MirrorV6 = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefixV6, $"{BirdConfig.RouterKernelTable}",
+            $"{GroupIdV6}", $"{Buckets}", "120", "0.05"]);
         return topology;
     }
 
@@ -161,22 +200,29 @@ public sealed class EcmpInstancesTopology
     /// <summary>The mirror of the service address's route (<see cref="ServiceGroupId"/>).</summary>
     public LabProcess? ServiceMirror { get; private set; }
 
-    /// <summary>The daemon's instance-mode settings for instance <paramref name="instance"/>: its unicast address, its id, and the birdc commands.</summary>
-    public IReadOnlyList<string> InstanceSettings(int instance)
+    /// <summary>The mirror of the IPv6 served prefix's route (<see cref="GroupIdV6"/>).</summary>
+    public LabProcess? MirrorV6 { get; private set; }
+
+    /// <summary>
+    /// The daemon's instance-mode settings for instance <paramref name="instance"/>: its unicast address (IPv6 with
+    /// <paramref name="v6"/>: the in-kernel path manager announces every endpoint on every connection, and a client
+    /// accepting one ADD_ADDR must get the one of its own family), its id, and the birdc commands.
+    /// </summary>
+    public IReadOnlyList<string> InstanceSettings(int instance, bool v6 = false)
     {
         var birdc = $"birdc -s {_controlSockets[instance - 1]}";
         return
         [
-            "--set", $"Proxy:AnnounceAddresses={InstanceAddress(instance)}",
+            "--set", $"Proxy:AnnounceAddresses={(v6 ? InstanceAddressV6(instance) : InstanceAddress(instance))}",
             "--set", "Proxy:Instance:Enabled=true",
             "--set", string.Create(CultureInfo.InvariantCulture, $"Proxy:Instance:Id=inst{instance}"),
-            "--set", $"Proxy:Instance:AnnounceCommand={birdc} enable {BirdConfig.ServiceProtocol}",
+            "--set", $"Proxy:Instance:AnnounceCommand={birdc} enable {BirdConfig.ServicePattern}",
             "--set", $"Proxy:Instance:WithdrawCommand={WithdrawCommand(instance)}",
         ];
     }
 
     /// <summary>What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit.</summary>
-    public string WithdrawCommand(int instance) => $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServiceProtocol}";
+    public string WithdrawCommand(int instance) => $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServicePattern}";
 
     /// <summary>
     /// Starts instance <paramref name="instance"/>: its BIRD (the service protocol disabled), then
@@ -185,12 +231,13 @@ public sealed class EcmpInstancesTopology
     /// The daemon itself enables the protocol once its rules are in. Returns the wrapper's process (its output includes
     /// the daemon's) once the router's group has the instance.
     /// </summary>
-    public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout)
+    public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout, bool v6 = false)
     {
         var ns = Instances[instance - 1];
         var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
         await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
-            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance), ServiceV4)).ConfigureAwait(false);
+            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance), ServiceV4,
+            (InstanceAddressV6(instance), RouterAddressTowardV6(instance), ServedPrefixV6, ServerTowardV6(instance)))).ConfigureAwait(false);
         var socket = _controlSockets[instance - 1];
         ns.StartProcess("bird", ["-f", "-c", conf, "-s", socket]);
         var deadline = System.Diagnostics.Stopwatch.StartNew();
@@ -205,10 +252,11 @@ public sealed class EcmpInstancesTopology
             await Task.Delay(50).ConfigureAwait(false);
         }
 
-        var process = ns.StartProcess("bash", [Sample("proxysel-stop-post"), WithdrawCommand(instance), "--", .. daemon, .. InstanceSettings(instance)]);
+        var process = ns.StartProcess("bash", [Sample("proxysel-stop-post"), WithdrawCommand(instance), "--", .. daemon, .. InstanceSettings(instance, v6)]);
         await process.WaitForOutputAsync("service address announced", timeout).ConfigureAwait(false);
         await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout).ConfigureAwait(false);
         await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout, ServiceGroupId).ConfigureAwait(false);
+        await WaitForGroupAsync(g => g.Contains(InstanceAddressV6(instance)), timeout, GroupIdV6).ConfigureAwait(false);
         return process;
     }
 
@@ -259,7 +307,7 @@ public sealed class EcmpInstancesTopology
             await Task.Delay(20).ConfigureAwait(false);
         }
 
-        throw new LabException($"router group {groupId} still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; service mirror: {ServiceMirror?.Output}; bird: {RouterBird?.Output}");
+        throw new LabException($"router group {groupId} still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; service mirror: {ServiceMirror?.Output}; v6 mirror: {MirrorV6?.Output}; bird: {RouterBird?.Output}");
     }
 
     /// <summary>

@@ -19,10 +19,11 @@ public sealed class EcmpInstancesTests
     private static int Clients =>
         int.TryParse(Environment.GetEnvironmentVariable("PSEL_SCALEOUT_CLIENTS"), CultureInfo.InvariantCulture, out var m) && m > 0 ? m : 30;
 
-    [Test]
-    public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances(bool v6)
     {
-        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances);
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances, v6: v6);
         var sha = lab.Sha;
         var warmUp = lab.WarmUpRounds;
 
@@ -45,7 +46,7 @@ public sealed class EcmpInstancesTests
         // ±25 % of even, or 3.5 standard deviations of the binomial share when M is too small for 25 % to be a fair bound.
         double tolerance = Math.Max(0.25 * even, 3.5 * Math.Sqrt(Clients * (1.0 / Instances) * (1 - (1.0 / Instances))));
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
+            $"{(v6 ? "IPv6" : "IPv4")} M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
             $"daemon InterceptJoin lines incl. warm-up [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
         for (int i = 0; i < Instances; i++)
         {

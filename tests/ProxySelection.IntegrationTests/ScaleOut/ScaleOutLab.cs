@@ -65,11 +65,12 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     /// (<see cref="WarmUpAsync"/>; the SOCKS front needs none: <paramref name="warmUp"/> false), serving <c>file.bin</c>
     /// (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
     /// </summary>
-    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true)
+    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true, bool v6 = false)
     {
         var lab = await StartAsync(namespaces);
         try
         {
+            lab.V6 = v6;
             lab.Sha = lab.WriteFile("file.bin", FileSize);
             lab.LongSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
             for (int i = 1; i <= started; i++)
@@ -88,6 +89,9 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     }
 
     public const int FileSize = 1536 * 1024;
+
+    /// <summary>Transparent downloads go to the server's IPv6 address, and the instances announce their IPv6 addresses.</summary>
+    public bool V6 { get; private set; }
 
     public string Sha { get; private set; } = "";
 
@@ -137,7 +141,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             // The most the daemon allows: on this loaded machine a cold instance's first probe can exceed the default
             // 250 ms, and the destination then stays unresolved (connections passed through untouched) for a while.
             "--set", "Proxy:ProbeTimeout=400ms",
-        ], Timeout);
+        ], Timeout, V6);
         _instances[instance - 1] = process;
         return process;
     }
@@ -193,7 +197,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             {
                 var output = Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"{tag}-{n}.out"));
                 var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90", .. via,
-                    "-w", "%{http_code} %{size_download} %{local_port}", $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
+                    "-w", "%{http_code} %{size_download} %{local_port}", V6 && !socks ? $"http://[{EcmpInstancesTopology.ServerV6}]/{file}" : $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
                 results[n] = (curl, output);
             }
             finally
