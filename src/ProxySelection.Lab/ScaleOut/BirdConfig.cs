@@ -27,10 +27,18 @@ public static class BirdConfig
     /// <summary>Hold 3 s (BIRD's minimum), keepalive 1 s: a silent instance host is dropped within 3 s.</summary>
     private const string Timers = "hold time 3; keepalive time 1; connect retry time 1;";
 
+    /// <summary>
+    /// BFD on the sessions (<c>bfd on</c>) and its timers: 100 ms, 5 missed packets, so a silent instance is down after
+    /// 0.5 s instead of the 3 s hold time; the multiplier leaves room for a loaded host's scheduling delays.
+    /// </summary>
+    public const string BfdProtocol = "protocol bfd { interface \"*\" { min rx interval 100 ms; min tx interval 100 ms; multiplier 5; }; }\n";
+
+    private static string SessionTimers(bool bfd) => bfd ? Timers + " bfd on;" : Timers;
+
     public static int InstanceAs(int instance) => 64600 + instance;
 
     /// <summary>The router: two eBGP sessions per instance, IPv4 and IPv6 (configured up front, so a later instance only has to start).</summary>
-    public static string Router(string routerId, IEnumerable<(string Neighbor, string NeighborV6, int As)> instances)
+    public static string Router(string routerId, IEnumerable<(string Neighbor, string NeighborV6, int As)> instances, bool bfd = false)
     {
         var sessions = string.Concat(instances.Select((n, i) => string.Create(CultureInfo.InvariantCulture,
             $"protocol bgp inst{i + 1} from inst {{ neighbor {n.Neighbor} as {n.As}; }}\nprotocol bgp inst{i + 1}v6 from inst6 {{ neighbor {n.NeighborV6} as {n.As}; }}\n")));
@@ -41,11 +49,11 @@ public static class BirdConfig
             # Equal BGP routes become one multipath kernel route (merge paths); resilient-mirror moves it into a nexthop group.
             protocol kernel { kernel table {{RouterKernelTable}}; merge paths on; ipv4 { import none; export all; }; }
             protocol kernel kernel6 { kernel table {{RouterKernelTable}}; merge paths on; ipv6 { import none; export all; }; }
-            template bgp inst { local as {{RouterAs}}; {{Timers}} ipv4 { import all; export none; }; }
+            template bgp inst { local as {{RouterAs}}; {{SessionTimers(bfd)}} ipv4 { import all; export none; }; }
             # The instance's global address as next hop (the group's members), not its link-local one.
-            template bgp inst6 { local as {{RouterAs}}; {{Timers}} ipv6 { import all; export none; next hop prefer global; }; }
+            template bgp inst6 { local as {{RouterAs}}; {{SessionTimers(bfd)}} ipv6 { import all; export none; next hop prefer global; }; }
 
-            """) + sessions;
+            """) + (bfd ? BfdProtocol : "") + sessions;
     }
 
     /// <summary>
@@ -54,7 +62,7 @@ public static class BirdConfig
     /// the next hop to the instance) to the router once enabled.
     /// </summary>
     public static string Instance(string address, int localAs, string routerAddress, string prefix, string serverGateway, string service,
-        (string Address, string RouterAddress, string Prefix, string ServerGateway) v6) =>
+        (string Address, string RouterAddress, string Prefix, string ServerGateway) v6, bool bfd = false) =>
         string.Create(CultureInfo.InvariantCulture, $$"""
             router id {{address}};
             log stderr all;
@@ -65,15 +73,15 @@ public static class BirdConfig
             protocol bgp uplink {
                 local {{address}} as {{localAs}};
                 neighbor {{routerAddress}} as {{RouterAs}};
-                {{Timers}}
+                {{SessionTimers(bfd)}}
                 ipv4 { import none; export where proto = "{{ServiceProtocol}}"; };
             }
             protocol bgp uplink6 {
                 local {{v6.Address}} as {{localAs}};
                 neighbor {{v6.RouterAddress}} as {{RouterAs}};
-                {{Timers}}
+                {{SessionTimers(bfd)}}
                 ipv6 { import none; export where proto = "{{ServiceProtocolV6}}"; };
             }
 
-            """);
+            """) + (bfd ? BfdProtocol : "");
 }

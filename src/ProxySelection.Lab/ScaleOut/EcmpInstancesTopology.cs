@@ -65,8 +65,11 @@ public sealed class EcmpInstancesTopology
     private readonly string _directory;
     private readonly string[] _controlSockets;
 
-    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server)
+    private readonly bool _bfd;
+
+    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server, bool bfd)
     {
+        _bfd = bfd;
         _directory = directory;
         Client = client;
         Router = router;
@@ -106,9 +109,10 @@ public sealed class EcmpInstancesTopology
 
     /// <summary>
     /// Builds <paramref name="instances"/> instance namespaces (BGP sessions for all configured at the router, none
-    /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets.
+    /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets;
+    /// <paramref name="bfd"/> adds BFD between the router and the instances (<see cref="BirdConfig.BfdProtocol"/>).
     /// </summary>
-    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, CancellationToken cancellationToken = default)
+    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, bool bfd = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
@@ -177,11 +181,11 @@ public sealed class EcmpInstancesTopology
         // over the instances too, as in an on-path deployment.
         await server.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
         await server.IpAsync(["route", "add", ClientNetV6, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV6(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
-        var topology = new EcmpInstancesTopology(directory, client, router, list, server);
+        var topology = new EcmpInstancesTopology(directory, client, router, list, server, bfd);
         var routerConf = Path.Combine(directory, "bird-router.conf");
         await File.WriteAllTextAsync(routerConf,
-            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), InstanceAddressV6(i), BirdConfig.InstanceAs(i)))), cancellationToken).ConfigureAwait(false);
-        var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", Path.Combine(directory, "bird-router.ctl")]);
+            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), InstanceAddressV6(i), BirdConfig.InstanceAs(i))), bfd), cancellationToken).ConfigureAwait(false);
+        var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", topology.RouterControlSocket]);
         topology.RouterBird = bird;
         topology.Mirror = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefix, $"{BirdConfig.RouterKernelTable}",
             $"{GroupId}", $"{Buckets}", "120", "0.05"]);
@@ -193,6 +197,9 @@ public sealed class EcmpInstancesTopology
     }
 
     public LabProcess? RouterBird { get; private set; }
+
+    /// <summary>The router's BIRD control socket (<c>birdc -s</c>).</summary>
+    public string RouterControlSocket => Path.Combine(_directory, "bird-router.ctl");
 
     /// <summary><c>resilient-mirror</c>'s process: one "mirror: ..." line per change of the group.</summary>
     public LabProcess? Mirror { get; private set; }
@@ -237,7 +244,7 @@ public sealed class EcmpInstancesTopology
         var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
         await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
             RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance), ServiceV4,
-            (InstanceAddressV6(instance), RouterAddressTowardV6(instance), ServedPrefixV6, ServerTowardV6(instance)))).ConfigureAwait(false);
+            (InstanceAddressV6(instance), RouterAddressTowardV6(instance), ServedPrefixV6, ServerTowardV6(instance)), _bfd)).ConfigureAwait(false);
         var socket = _controlSockets[instance - 1];
         ns.StartProcess("bird", ["-f", "-c", conf, "-s", socket]);
         var deadline = System.Diagnostics.Stopwatch.StartNew();

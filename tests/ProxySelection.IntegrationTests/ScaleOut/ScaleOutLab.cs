@@ -43,13 +43,13 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     public string Directory { get; }
 
-    public static async Task<ScaleOutLab> StartAsync(int instances)
+    public static async Task<ScaleOutLab> StartAsync(int instances, bool bfd = false)
     {
         var lab = ProxySelection.Lab.Lab.Create();
         var directory = System.IO.Directory.CreateTempSubdirectory("psel-scale-").FullName;
         try
         {
-            var topology = await EcmpInstancesTopology.BuildAsync(lab, instances, directory).WaitAsync(Timeout);
+            var topology = await EcmpInstancesTopology.BuildAsync(lab, instances, directory, bfd).WaitAsync(Timeout);
             var nginx = await NginxServer.StartAsync(topology.Server, 80, IPAddress.Parse(EcmpInstancesTopology.ServerV4)).WaitAsync(Timeout);
             return new ScaleOutLab(lab, topology, nginx, directory);
         }
@@ -65,9 +65,9 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     /// (<see cref="WarmUpAsync"/>; the SOCKS front needs none: <paramref name="warmUp"/> false), serving <c>file.bin</c>
     /// (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
     /// </summary>
-    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true, bool v6 = false)
+    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true, bool v6 = false, bool bfd = false)
     {
-        var lab = await StartAsync(namespaces);
+        var lab = await StartAsync(namespaces, bfd);
         try
         {
             lab.V6 = v6;
