@@ -39,7 +39,7 @@ internal sealed class ProxyService(
     private ControlServer? _control;
     private AddressAnnouncer? _announcer;
     private InstanceMode? _instance;
-    private Task? _announcing;
+    private volatile Task? _announcing;
     private long _startedAt;
     private int _stopSignals;
 
