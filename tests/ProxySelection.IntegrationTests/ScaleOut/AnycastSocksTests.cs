@@ -34,11 +34,7 @@ public sealed class AnycastSocksTests
         var joins = (await ScaleOutLab.CountersAsync(lab.Topology.Client))["MPTcpExtMPJoinSynAckRx"] - clientBefore["MPTcpExtMPJoinSynAckRx"];
         int victim = held.ToList().IndexOf(held.Max()) + 1;
         bool allRunning = !running.IsCompleted;
-        var victimPorts = (await lab.Topology.Instances[victim - 1].CheckAsync("ss", ["-Htn", "state", "established", $"( sport = :{EcmpInstancesTopology.SocksPort} )"]))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
-            .Where(peer => peer.StartsWith(EcmpInstancesTopology.ClientPath1V4 + ":", StringComparison.Ordinal))
-            .Select(peer => peer[(peer.LastIndexOf(':') + 1)..]).ToHashSet();
+        var victimPorts = await lab.ClientPortsHeldAsync(victim, EcmpInstancesTopology.SocksPort);
         Assert.That(LabNative.kill(lab.DaemonPid(victim), LabNative.SigKill), Is.Zero);
         var detection = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(victim)),
             ScaleOutLab.Timeout, EcmpInstancesTopology.ServiceGroupId);

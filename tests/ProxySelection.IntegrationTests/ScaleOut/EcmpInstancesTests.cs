@@ -88,11 +88,7 @@ public sealed class EcmpInstancesTests
         int victim = held.ToList().IndexOf(held.Max()) + 1;
         bool allRunning = !running.IsCompleted;
         // The client ports of the victim's established first subflows (the kernel's view, just before the kill).
-        var victimPorts = (await lab.Topology.Instances[victim - 1].CheckAsync("ss", ["-Htn", "state", "established", "( sport = :80 )"]))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
-            .Where(peer => peer.StartsWith(EcmpInstancesTopology.ClientPath1V4 + ":", StringComparison.Ordinal))
-            .Select(peer => peer[(peer.LastIndexOf(':') + 1)..]).ToHashSet();
+        var victimPorts = await lab.ClientPortsHeldAsync(victim, 80);
         Assert.That(LabNative.kill(lab.DaemonPid(victim), LabNative.SigKill), Is.Zero);
         var detection = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(victim)), ScaleOutLab.Timeout);
         var heldAfterKill = (await ScaleOutLab.CountersAsync(lab.Topology.Instances[victim - 1]))["MPTcpExtMPCapableSYNRX"];

@@ -170,6 +170,14 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         throw new InvalidOperationException("an instance never held a connection in the warm-up:\n" + string.Join("\n", _instances.Select(p => p?.Output)));
     }
 
+    /// <summary>The client ports (path 1) of the established connections instance <paramref name="instance"/> holds on <paramref name="port"/>, as the kernel lists them now.</summary>
+    public async Task<IReadOnlySet<string>> ClientPortsHeldAsync(int instance, int port) =>
+        (await Topology.Instances[instance - 1].CheckAsync("ss", ["-Htn", "state", "established", string.Create(CultureInfo.InvariantCulture, $"( sport = :{port} )")]))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
+            .Where(peer => peer.StartsWith(EcmpInstancesTopology.ClientPath1V4 + ":", StringComparison.Ordinal))
+            .Select(peer => peer[(peer.LastIndexOf(':') + 1)..]).ToHashSet();
+
     public LabProcess Instance(int instance) => _instances[instance - 1] ?? throw new InvalidOperationException($"instance {instance} not started");
 
     /// <summary>The daemon's pid, as <c>proxysel-stop-post</c> printed it ("stop-post: daemon pid N").</summary>
