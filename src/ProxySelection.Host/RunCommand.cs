@@ -102,7 +102,7 @@ internal static class RunCommand
             IDisposable telemetry;
             try
             {
-                telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry);
+                telemetry = ProxyTelemetryExporters.StartExporters(loaded.Telemetry, InstanceMode.IdFor(loaded.Options!.Instance));
             }
             catch (TelemetryException e)
             {

@@ -14,6 +14,9 @@ internal static class ControlSocketPaths
 
     private static readonly Lazy<string?> Namespace = new(() => NamespaceId(ReadNamespaceLink()));
 
+    /// <summary>This process's network namespace inode; null where /proc cannot tell it.</summary>
+    public static string? CurrentNamespace => Namespace.Value;
+
     /// <summary><c>/run/proxysel/&lt;prefix&gt;-net&lt;inode&gt;.sock</c>; without the namespace part where /proc cannot tell it.</summary>
     public static string Default(string chainPrefix) => Default(chainPrefix, Namespace.Value);
 

@@ -237,5 +237,12 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         {
             yield return nameof(a.EdgeInterfaces);
         }
+
+        // The sysctl, the routing engine's commands and the telemetry resource are set at start.
+        if (a.Instance.Enabled != b.Instance.Enabled || a.Instance.Id != b.Instance.Id
+            || a.Instance.AnnounceCommand != b.Instance.AnnounceCommand || a.Instance.WithdrawCommand != b.Instance.WithdrawCommand)
+        {
+            yield return nameof(a.Instance);
+        }
     }
 }

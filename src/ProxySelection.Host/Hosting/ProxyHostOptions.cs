@@ -61,6 +61,12 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public IReadOnlyList<string> AnnounceAddresses { get; set; } = [];
 
+    /// <summary>
+    /// Instance mode (<c>Proxy:Instance</c>): this daemon is one of N behind ECMP or an L4 balancer (spec §12.6). Off by
+    /// default; <see cref="InstanceSettings.Id"/> names the instance in telemetry in any mode.
+    /// </summary>
+    public InstanceSettings Instance { get; set; } = new();
+
     /// <summary>NFQUEUE number, 0..65535. Default 0.</summary>
     public int QueueNumber { get; set; }
 
@@ -183,6 +189,55 @@ internal sealed class ProxyHostOptions
     };
 
     public const string NoControlSocket = "none";
+}
+
+/// <summary>
+/// <c>Proxy:Instance</c>: one proxy instance of a tier spread by ECMP (BGP anycast) or an L4 balancer (spec §12.6).
+/// </summary>
+/// <example>
+/// <code>
+/// "Instance": {
+///   "Enabled": true,
+///   "Id": "proxy-3",
+///   "AnnounceCommand": "birdc -s /run/bird/bird.ctl enable service",
+///   "WithdrawCommand": "birdc -s /run/bird/bird.ctl disable service"
+/// }
+/// </code>
+/// </example>
+internal sealed class InstanceSettings
+{
+    public const string SectionName = "Instance";
+
+    /// <summary>
+    /// At start, sets <c>net.mptcp.allow_join_initial_addr_port=0</c> in the daemon's network namespace (the C flag in
+    /// its MP_CAPABLE: clients join only the addresses it announces, <see cref="ProxyHostOptions.AnnounceAddresses"/>,
+    /// which instance mode needs) and restores the old value at stop; refuses to start if the setting cannot be
+    /// written. A drain withdraws the service route first and keeps the announced addresses until the held
+    /// connections have ended. Default false.
+    /// </summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>
+    /// <c>service.instance.id</c> of every span and metric, 1..128 printable characters without spaces. Default: the
+    /// host name and the network namespace's inode, <c>HOST-netINODE</c>.
+    /// </summary>
+    public string? Id { get; set; }
+
+    /// <summary>
+    /// A shell command (<c>/bin/sh -c</c>) that makes the routing engine announce the service address, run once the
+    /// rules are in, as READY is sent; e.g. <c>birdc -s /run/bird/bird.ctl enable service</c>. A failure is logged and
+    /// the daemon stays up, unannounced. Needs <see cref="Enabled"/>. Default none.
+    /// </summary>
+    public string? AnnounceCommand { get; set; }
+
+    /// <summary>
+    /// The command that withdraws it: run first on a drain or stop, before any connection is touched. Put the same
+    /// command in the unit's <c>ExecStopPost=</c> for a daemon that dies (SIGKILL included). Needs <see cref="Enabled"/>.
+    /// Default none.
+    /// </summary>
+    public string? WithdrawCommand { get; set; }
+
+    public static string Key(string name) => ProxyConfiguration.Key(SectionName + ":" + name);
 }
 
 /// <summary>How the proxy is brought into a connection (design §1).</summary>

@@ -95,6 +95,7 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
         }
 
         ValidateAnnounceAddresses(options, Fail);
+        ValidateInstance(options.Instance, options, Fail);
 
         if (options.QueueNumber is < 0 or > ushort.MaxValue)
         {
@@ -187,6 +188,56 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
         }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    public const int MaxInstanceIdLength = 128;
+
+    /// <summary>
+    /// Proxy:Instance. With the C flag a client joins only announced addresses: an instance that announces none would
+    /// leave its clients one subflow (spec §12.6). Commands belong to instance mode, where a routing engine exists.
+    /// </summary>
+    private static void ValidateInstance(InstanceSettings? instance, ProxyHostOptions options, Action<string, string> fail)
+    {
+        const string Section = InstanceSettings.SectionName + ":";
+        if (instance is null)
+        {
+            fail(InstanceSettings.SectionName, "must be a section");
+            return;
+        }
+
+        if (instance.Enabled && (options.AnnounceAddresses is null || options.AnnounceAddresses.Count == 0))
+        {
+            fail(Section + nameof(instance.Enabled),
+                "needs Proxy:AnnounceAddresses: with the C flag set, clients join only the addresses an instance announces (its unicast address)");
+        }
+
+        if (instance.Id is { } id && (id.Length is 0 or > MaxInstanceIdLength || id.Any(c => char.IsControl(c) || char.IsWhiteSpace(c))))
+        {
+            fail(Section + nameof(instance.Id), $"must be 1..{MaxInstanceIdLength} printable characters without spaces (was \"{id}\")");
+        }
+
+        foreach (var (name, command) in new[] { (nameof(instance.AnnounceCommand), instance.AnnounceCommand), (nameof(instance.WithdrawCommand), instance.WithdrawCommand) })
+        {
+            if (command is null)
+            {
+                continue;
+            }
+
+            if (string.IsNullOrWhiteSpace(command))
+            {
+                fail(Section + name, "must not be empty (leave it out for none)");
+            }
+            else if (!instance.Enabled)
+            {
+                fail(Section + name, "needs Proxy:Instance:Enabled: the routing engine's commands belong to instance mode");
+            }
+        }
+
+        if ((instance.AnnounceCommand is null) != (instance.WithdrawCommand is null))
+        {
+            fail(Section + (instance.AnnounceCommand is null ? nameof(instance.AnnounceCommand) : nameof(instance.WithdrawCommand)),
+                "is needed with the other: a route the daemon announces must be one it can withdraw, and the other way round");
+        }
     }
 
     /// <summary>

@@ -14,7 +14,10 @@ namespace ProxySelection.Host.Hosting;
 /// The engine as a hosted service. Start: queue, rules, control socket (the host then signals READY=1). Stop
 /// (SIGTERM/SIGINT): the engine stops claiming new flows, held connections get up to Proxy:DrainTimeout (a second
 /// signal or the host's stop budget cuts it short), then the engine closes what is left and removes its rules.
-/// SIGHUP and the control socket's <c>reload</c> apply what <see cref="PolicyReload"/> allows.
+/// SIGHUP and the control socket's <c>reload</c> apply what <see cref="PolicyReload"/> allows. In instance mode
+/// (<see cref="InstanceMode"/>) the service route is announced once running and withdrawn before anything else at a stop,
+/// and the announced addresses stay until the drain is over: in an ECMP tier, once the route is withdrawn, a held
+/// connection lives on its join to this instance's own address, which REMOVE_ADDR would close.
 /// </summary>
 internal sealed class ProxyService(
     ProxyConfigurationResult loaded,
@@ -35,6 +38,8 @@ internal sealed class ProxyService(
     private JsonLinesEventSink? _events;
     private ControlServer? _control;
     private AddressAnnouncer? _announcer;
+    private InstanceMode? _instance;
+    private volatile Task? _announcing;
     private long _startedAt;
     private int _stopSignals;
 
@@ -51,10 +56,13 @@ internal sealed class ProxyService(
         _startedAt = time.GetTimestamp();
         ProxyEngine? engine = null;
         AddressAnnouncer? announcer = null;
+        var instance = loaded.Options!.Instance.Enabled ? new InstanceMode(loaded.Options.Instance, _log) : null;
         try
         {
             Preflight();
             announcer = CreateAnnouncer();
+            // Before the rules: the first connection held already carries the C flag.
+            instance?.SetJoinInitialAddressOff();
             _events = loaded.Options!.EventsFile is { } eventsFile ? JsonLinesEventSink.Open(eventsFile) : null;
             engine = new ProxyEngine(_events is null ? _options : _options with { Events = _events }, time, loggers.CreateLogger<ProxyEngine>());
             await engine.StartAsync(cancellationToken).ConfigureAwait(false);
@@ -75,6 +83,7 @@ internal sealed class ProxyService(
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
+            instance?.RestoreJoinInitialAddress();
             StartException = e;
             StartFailure = StartFailures.Classify(e, loaded.Options!, HostFacts.Current());
             DaemonLog.StartFailed(_log, StartFailure.Reason);
@@ -82,7 +91,14 @@ internal sealed class ProxyService(
         }
 
         _announcer = announcer;
+        _instance = instance;
         _engine = engine!;
+        if (instance is not null)
+        {
+            // The host signals READY on ApplicationStarted: the rules are in, so the routing engine may send traffic here.
+            lifetime.ApplicationStarted.Register(() => _announcing = instance.AnnounceAsync(CancellationToken.None));
+        }
+
         // The host's lifetime stops on the first SIGTERM/SIGINT; this counts them, so a second one cuts a drain short.
         foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
         {
@@ -229,13 +245,24 @@ internal sealed class ProxyService(
         }
 
         DaemonLog.Stopping(_log);
-        await WithdrawAsync(_announcer).ConfigureAwait(false);
+        if (_instance is not null)
+        {
+            await WithdrawServiceAsync(_instance).ConfigureAwait(false);
+        }
+        else
+        {
+            await WithdrawAsync(_announcer).ConfigureAwait(false);
+        }
+
         var drainTimeout = _policy.Running.DrainTimeout;
         if (drainTimeout > TimeSpan.Zero)
         {
             using var abort = CancellationTokenSource.CreateLinkedTokenSource(_abortDrain.Token, cancellationToken);
             await DrainAsync(engine, drainTimeout, abort.Token).ConfigureAwait(false);
         }
+
+        // Instance mode: the held connections have ended (or the drain is over); their joins need the address no more.
+        await WithdrawAsync(_announcer).ConfigureAwait(false);
 
         try
         {
@@ -248,6 +275,7 @@ internal sealed class ProxyService(
         {
             // The rules and the relay go whatever the control socket did.
             await engine.DisposeAsync().ConfigureAwait(false);
+            _instance?.RestoreJoinInitialAddress();
         }
 
         DaemonLog.Stopped(_log, engine.Counters);
@@ -264,7 +292,28 @@ internal sealed class ProxyService(
         }
     }
 
-    /// <summary>First thing on a drain or stop: REMOVE_ADDR, so clients close their subflows to this host before it goes (spec §7.8.1).</summary>
+    /// <summary>
+    /// Instance mode's first step on a drain or stop: the routing engine stops sending new connections here. An announce
+    /// still running is waited for first, so it cannot land after the withdrawal.
+    /// </summary>
+    private async Task WithdrawServiceAsync(InstanceMode instance)
+    {
+        if (_announcing is { } announcing)
+        {
+            try
+            {
+                await announcing.WaitAsync(InstanceMode.CommandTimeout, time).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                // Withdraw anyway: the command's own timeout kills it.
+            }
+        }
+
+        await instance.WithdrawAsync("stop").ConfigureAwait(false);
+    }
+
+    /// <summary>REMOVE_ADDR, so clients close their subflows to this host before it goes (spec §7.8.1): first on a drain or stop, after the drain in instance mode.</summary>
     private async Task WithdrawAsync(AddressAnnouncer? announcer)
     {
         if (announcer is null)

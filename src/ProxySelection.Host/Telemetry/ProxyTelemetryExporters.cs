@@ -19,9 +19,10 @@ internal static class ProxyTelemetryExporters
 {
     /// <summary>
     /// Starts the exporters now; disposing flushes and stops them (call after the engine stopped).
-    /// <see cref="TelemetryException"/> when the Prometheus endpoint cannot be served.
+    /// <see cref="TelemetryException"/> when the Prometheus endpoint cannot be served. <paramref name="instanceId"/> is
+    /// <c>service.instance.id</c> on every span and metric (Proxy:Instance:Id or its default); null: the SDK's random one.
     /// </summary>
-    public static IDisposable StartExporters(TelemetryOptions options)
+    public static IDisposable StartExporters(TelemetryOptions options, string? instanceId = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         if (!options.Enabled)
@@ -33,14 +34,14 @@ internal static class ProxyTelemetryExporters
         if (options.ExportsTraces)
         {
             // Only with a span exporter: otherwise no span is created at all (the source has no listener).
-            var tracing = Sdk.CreateTracerProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            var tracing = Sdk.CreateTracerProviderBuilder().ConfigureResource(resource => Describe(resource, options, instanceId));
             ConfigureTracing(tracing, options);
             tracer = tracing.Build();
         }
 
         try
         {
-            var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options));
+            var metrics = Sdk.CreateMeterProviderBuilder().ConfigureResource(resource => Describe(resource, options, instanceId));
             ConfigureMetrics(metrics, options);
             return new Providers(tracer, metrics.Build());
         }
@@ -57,8 +58,15 @@ internal static class ProxyTelemetryExporters
         }
     }
 
-    private static void Describe(ResourceBuilder resource, TelemetryOptions options) =>
-        resource.AddService(options.ServiceName, serviceVersion: typeof(ProxyTelemetry).Assembly.GetName().Version?.ToString(3));
+    /// <summary>The resource both providers describe themselves with: service.name, service.version, service.instance.id.</summary>
+    public static ResourceBuilder Describe(ResourceBuilder resource, TelemetryOptions options, string? instanceId)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        ArgumentNullException.ThrowIfNull(options);
+        // N instances export under one service.name; the collector and Prometheus tell them apart by this id.
+        return resource.AddService(options.ServiceName, serviceVersion: typeof(ProxyTelemetry).Assembly.GetName().Version?.ToString(3),
+            autoGenerateServiceInstanceId: instanceId is null, serviceInstanceId: instanceId);
+    }
 
     private static void ConfigureTracing(TracerProviderBuilder tracing, TelemetryOptions options)
     {

@@ -11,11 +11,15 @@ namespace ProxySelection.Lab.ScaleOut;
 ///   router inst{i} 198.18.(16+i).1/24 ── instance i uplink 198.18.(16+i).2    (its unicast address, announced by ADD_ADDR)
 ///   instance i downlink 198.18.(32+i).1/24 ── server inst{i} 198.18.(32+i).2
 ///   server lo 198.18.64.1/32, the served prefix 198.18.64.0/24
+///   IPv6 beside each: 2001:db8:1::2/64, 2001:db8:2::2/64 (client), 2001:db8:16:i::2/64 (instance i's unicast address),
+///   2001:db8:32:i::1/64 (its downlink), server 2001:db8:64::1 in the served prefix 2001:db8:64::/64
+///   instance i lo 198.18.65.1/32: the anycast service address of the SOCKS5 front (Proxy:Socks), on every instance
 /// </code>
 /// The router runs BIRD (eBGP with every instance, ECMP by L4 hash) and <c>resilient-mirror</c>, which puts BIRD's
 /// multipath route for the served prefix into a resilient nexthop group. Each instance is an on-path router for the
-/// served prefix with <c>net.mptcp.allow_join_initial_addr_port=0</c> (its MP_CAPABLE carries the C flag); it
-/// announces the prefix over BGP once its daemon is ready (<see cref="StartInstanceAsync"/>). The client accepts one
+/// served prefix running BIRD and a daemon in instance mode (Proxy:Instance: the daemon sets
+/// <c>net.mptcp.allow_join_initial_addr_port=0</c>, so its MP_CAPABLE carries the C flag, and enables and disables the
+/// BGP announcement through <c>birdc</c>; <see cref="StartInstanceAsync"/>). The client accepts one
 /// ADD_ADDR and opens no subflow of its own: its only second subflow is the join to the holder's announced address.
 /// </summary>
 public sealed class EcmpInstancesTopology
@@ -31,17 +35,41 @@ public sealed class EcmpInstancesTopology
     public const string ClientNet = "198.18.0.0/20";
     public const string ServedPrefix = "198.18.64.0/24";
     public const string ServerV4 = "198.18.64.1";
+    public const string ClientPath1V6 = "2001:db8:1::2";
+    public const string ClientPath2V6 = "2001:db8:2::2";
+    public const string RouterPath1V6 = "2001:db8:1::1";
+    public const string RouterPath2V6 = "2001:db8:2::1";
+    public const string InstancesNetV6 = "2001:db8:16::/48";
+
+    /// <summary>The clients' links (2001:db8:1::/64, 2001:db8:2::/64).</summary>
+    public const string ClientNetV6 = "2001:db8::/45";
+    public const string ServedPrefixV6 = "2001:db8:64::/64";
+    public const string ServerV6 = "2001:db8:64::1";
+
+    /// <summary>The resilient nexthop group of the router's route for <see cref="ServedPrefixV6"/>.</summary>
+    public const int GroupIdV6 = 300;
 
     /// <summary>The resilient nexthop group the router's route for <see cref="ServedPrefix"/> uses.</summary>
     public const int GroupId = 100;
+
+    /// <summary>The anycast service address every instance serves SOCKS5 on, announced with the served prefix.</summary>
+    public const string ServiceV4 = "198.18.65.1";
+
+    public const int SocksPort = 1080;
+
+    /// <summary>The resilient nexthop group of the router's route for <see cref="ServiceV4"/>.</summary>
+    public const int ServiceGroupId = 200;
 
     public const int Buckets = 64;
 
     private readonly string _directory;
     private readonly string[] _controlSockets;
 
-    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server)
+    private readonly bool _bfd;
+
+    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server, bool bfd)
     {
+        _bfd = bfd;
         _directory = directory;
         Client = client;
         Router = router;
@@ -68,13 +96,23 @@ public sealed class EcmpInstancesTopology
 
     private static string ServerTowardV4(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{32 + instance}.2");
 
+    /// <summary>Instance <paramref name="instance"/>'s IPv6 unicast address (announced with ADD_ADDR on IPv6 connections).</summary>
+    public static string InstanceAddressV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:16:{instance}::2");
+
+    public static string RouterAddressTowardV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:16:{instance}::1");
+
+    private static string InstanceDownV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:32:{instance}::1");
+
+    private static string ServerTowardV6(int instance) => string.Create(CultureInfo.InvariantCulture, $"2001:db8:32:{instance}::2");
+
     private static string RouterDevice(int instance) => string.Create(CultureInfo.InvariantCulture, $"inst{instance}");
 
     /// <summary>
     /// Builds <paramref name="instances"/> instance namespaces (BGP sessions for all configured at the router, none
-    /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets.
+    /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets;
+    /// <paramref name="bfd"/> adds BFD between the router and the instances (<see cref="BirdConfig.BfdProtocol"/>).
     /// </summary>
-    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, CancellationToken cancellationToken = default)
+    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, bool bfd = false, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
@@ -96,6 +134,10 @@ public sealed class EcmpInstancesTopology
             $"addr add {ClientPath2V4}/24 dev path2",
             $"route add default via {RouterPath1V4} dev path1",
             $"route add {InstancesNet} via {RouterPath2V4} dev path2",
+            $"addr add {ClientPath1V6}/64 dev path1 nodad",
+            $"addr add {ClientPath2V6}/64 dev path2 nodad",
+            $"route add ::/0 via {RouterPath1V6} dev path1",
+            $"route add {InstancesNetV6} via {RouterPath2V6} dev path2",
             "mptcp endpoint flush",
             "mptcp limits set subflow 2 add_addr_accepted 1",
         ], cancellationToken).ConfigureAwait(false);
@@ -104,26 +146,33 @@ public sealed class EcmpInstancesTopology
         // L4 hash from the 5-tuple itself (policy 3, fields src/dst address, protocol, src/dst port). Policy 1 reuses an
         // L4 hash the packet already carries, and across veth that is the client socket's txhash, which TCP re-randomizes
         // on each retransmission: a retransmitted SYN would land on another instance (seen in this lab with policy 1).
-        await router.SysctlAsync(("net.ipv4.fib_multipath_hash_policy", "3"), ("net.ipv4.fib_multipath_hash_fields", "0x0037")).ConfigureAwait(false);
-        await router.IpBatchAsync([$"addr add {RouterPath1V4}/24 dev path1", $"addr add {RouterPath2V4}/24 dev path2"], cancellationToken).ConfigureAwait(false);
+        await router.SysctlAsync(("net.ipv4.fib_multipath_hash_policy", "3"), ("net.ipv4.fib_multipath_hash_fields", "0x0037"),
+            ("net.ipv6.fib_multipath_hash_policy", "3"), ("net.ipv6.fib_multipath_hash_fields", "0x0037")).ConfigureAwait(false);
+        await router.IpBatchAsync([$"addr add {RouterPath1V4}/24 dev path1", $"addr add {RouterPath2V4}/24 dev path2",
+            $"addr add {RouterPath1V6}/64 dev path1 nodad", $"addr add {RouterPath2V6}/64 dev path2 nodad"], cancellationToken).ConfigureAwait(false);
 
-        await server.IpAsync("addr", "add", $"{ServerV4}/32", "dev", "lo").ConfigureAwait(false);
+        await server.IpBatchAsync([$"addr add {ServerV4}/32 dev lo", $"addr add {ServerV6}/128 dev lo"], cancellationToken).ConfigureAwait(false);
         for (int i = 1; i <= instances; i++)
         {
             var ns = list[i - 1];
             await lab.ConnectAsync(router, RouterDevice(i), ns, "uplink").ConfigureAwait(false);
             await lab.ConnectAsync(ns, "downlink", server, RouterDevice(i)).ConfigureAwait(false);
-            await router.IpAsync("addr", "add", $"{RouterAddressToward(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
-            await server.IpAsync("addr", "add", $"{ServerTowardV4(i)}/24", "dev", RouterDevice(i)).ConfigureAwait(false);
+            await router.IpBatchAsync([$"addr add {RouterAddressToward(i)}/24 dev {RouterDevice(i)}", $"addr add {RouterAddressTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
+                cancellationToken).ConfigureAwait(false);
+            await server.IpBatchAsync([$"addr add {ServerTowardV4(i)}/24 dev {RouterDevice(i)}", $"addr add {ServerTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
+                cancellationToken).ConfigureAwait(false);
             await ns.EnableForwardingAsync().ConfigureAwait(false);
-            // The C flag in this instance's MP_CAPABLE: clients join only addresses it announces.
-            await ns.SysctlAsync(("net.mptcp.allow_join_initial_addr_port", "0")).ConfigureAwait(false);
             await ns.IpBatchAsync(
             [
                 $"addr add {InstanceAddress(i)}/24 dev uplink",
                 $"addr add {InstanceDownV4(i)}/24 dev downlink",
+                $"addr add {ServiceV4}/32 dev lo",
                 $"route add default via {RouterAddressToward(i)} dev uplink",
                 $"route add {ServedPrefix} via {ServerTowardV4(i)} dev downlink",
+                $"addr add {InstanceAddressV6(i)}/64 dev uplink nodad",
+                $"addr add {InstanceDownV6(i)}/64 dev downlink nodad",
+                $"route add ::/0 via {RouterAddressTowardV6(i)} dev uplink",
+                $"route add {ServedPrefixV6} via {ServerTowardV6(i)} dev downlink",
                 "mptcp limits set subflow 2 add_addr_accepted 0",
             ], cancellationToken).ConfigureAwait(false);
         }
@@ -131,41 +180,95 @@ public sealed class EcmpInstancesTopology
         // The way back to the clients for what an instance passes through untouched (its daemon's pass decisions):
         // over the instances too, as in an on-path deployment.
         await server.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
-        var topology = new EcmpInstancesTopology(directory, client, router, list, server);
+        await server.IpAsync(["route", "add", ClientNetV6, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV6(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        var topology = new EcmpInstancesTopology(directory, client, router, list, server, bfd);
         var routerConf = Path.Combine(directory, "bird-router.conf");
         await File.WriteAllTextAsync(routerConf,
-            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), BirdConfig.InstanceAs(i)))), cancellationToken).ConfigureAwait(false);
-        var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", Path.Combine(directory, "bird-router.ctl")]);
+            BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), InstanceAddressV6(i), BirdConfig.InstanceAs(i))), bfd), cancellationToken).ConfigureAwait(false);
+        var bird = router.StartProcess("bird", ["-f", "-c", routerConf, "-s", topology.RouterControlSocket]);
         topology.RouterBird = bird;
         topology.Mirror = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefix, $"{BirdConfig.RouterKernelTable}",
             $"{GroupId}", $"{Buckets}", "120", "0.05"]);
+        topology.ServiceMirror = router.StartProcess("bash", [Sample("resilient-mirror"), $"{ServiceV4}/32", $"{BirdConfig.RouterKernelTable}",
+            $"{ServiceGroupId}", $"{Buckets}", "120", "0.05"]);
+        topology.MirrorV6 = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefixV6, $"{BirdConfig.RouterKernelTable}",
+            $"{GroupIdV6}", $"{Buckets}", "120", "0.05"]);
         return topology;
     }
 
     public LabProcess? RouterBird { get; private set; }
 
+    /// <summary>The router's BIRD control socket (<c>birdc -s</c>).</summary>
+    public string RouterControlSocket => Path.Combine(_directory, "bird-router.ctl");
+
     /// <summary><c>resilient-mirror</c>'s process: one "mirror: ..." line per change of the group.</summary>
     public LabProcess? Mirror { get; private set; }
 
+    /// <summary>The mirror of the service address's route (<see cref="ServiceGroupId"/>).</summary>
+    public LabProcess? ServiceMirror { get; private set; }
+
+    /// <summary>The mirror of the IPv6 served prefix's route (<see cref="GroupIdV6"/>).</summary>
+    public LabProcess? MirrorV6 { get; private set; }
+
     /// <summary>
-    /// Starts instance <paramref name="instance"/>: <c>proxysel-bgp-health</c> runs its BIRD and
-    /// <paramref name="daemon"/> (the command line of <c>proxysel run</c>) and announces the prefix once the daemon is
-    /// running. Returns the supervisor's process (its output includes the daemon's) once the router's group has the instance.
+    /// The daemon's instance-mode settings for instance <paramref name="instance"/>: its unicast address (IPv6 with
+    /// <paramref name="v6"/>: the in-kernel path manager announces every endpoint on every connection, and a client
+    /// accepting one ADD_ADDR must get the one of its own family), its id, and the birdc commands.
     /// </summary>
-    public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout)
+    public IReadOnlyList<string> InstanceSettings(int instance, bool v6 = false)
+    {
+        var birdc = $"birdc -s {_controlSockets[instance - 1]}";
+        return
+        [
+            "--set", $"Proxy:AnnounceAddresses={(v6 ? InstanceAddressV6(instance) : InstanceAddress(instance))}",
+            "--set", "Proxy:Instance:Enabled=true",
+            "--set", string.Create(CultureInfo.InvariantCulture, $"Proxy:Instance:Id=inst{instance}"),
+            "--set", $"Proxy:Instance:AnnounceCommand={birdc} enable {BirdConfig.ServicePattern}",
+            "--set", $"Proxy:Instance:WithdrawCommand={WithdrawCommand(instance)}",
+        ];
+    }
+
+    /// <summary>What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit.</summary>
+    public string WithdrawCommand(int instance) => $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServicePattern}";
+
+    /// <summary>
+    /// Starts instance <paramref name="instance"/>: its BIRD (the service protocol disabled), then
+    /// <paramref name="daemon"/> (the command line of <c>proxysel run</c>) with <see cref="InstanceSettings"/> under
+    /// <c>proxysel-stop-post</c>, which plays systemd's ExecStopPost= (the withdraw after the daemon exits by any means).
+    /// The daemon itself enables the protocol once its rules are in. Returns the wrapper's process (its output includes
+    /// the daemon's) once the router's group has the instance.
+    /// </summary>
+    public async Task<LabProcess> StartInstanceAsync(int instance, IReadOnlyList<string> daemon, TimeSpan timeout, bool v6 = false)
     {
         var ns = Instances[instance - 1];
         var conf = Path.Combine(_directory, string.Create(CultureInfo.InvariantCulture, $"bird-i{instance}.conf"));
         await File.WriteAllTextAsync(conf, BirdConfig.Instance(InstanceAddress(instance), BirdConfig.InstanceAs(instance),
-            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance))).ConfigureAwait(false);
-        var process = ns.StartProcess("bash", [Sample("proxysel-bgp-health"), conf, _controlSockets[instance - 1], BirdConfig.ServiceProtocol, "--", .. daemon]);
-        await process.WaitForOutputAsync("health: announced", timeout).ConfigureAwait(false);
+            RouterAddressToward(instance), ServedPrefix, ServerTowardV4(instance), ServiceV4,
+            (InstanceAddressV6(instance), RouterAddressTowardV6(instance), ServedPrefixV6, ServerTowardV6(instance)), _bfd)).ConfigureAwait(false);
+        var socket = _controlSockets[instance - 1];
+        ns.StartProcess("bird", ["-f", "-c", conf, "-s", socket]);
+        var deadline = System.Diagnostics.Stopwatch.StartNew();
+        // BIRD is up once its control socket answers (bounded: 200 tries and the timeout).
+        for (int i = 0; i < 200 && (await ns.RunAsync("birdc", ["-s", socket, "show", "status"]).ConfigureAwait(false)).ExitCode != 0; i++)
+        {
+            if (deadline.Elapsed > timeout)
+            {
+                throw new LabException($"instance {instance}'s BIRD did not answer on {socket} within {timeout}");
+            }
+
+            await Task.Delay(50).ConfigureAwait(false);
+        }
+
+        var process = ns.StartProcess("bash", [Sample("proxysel-stop-post"), WithdrawCommand(instance), "--", .. daemon, .. InstanceSettings(instance, v6)]);
+        await process.WaitForOutputAsync("service address announced", timeout).ConfigureAwait(false);
         await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout).ConfigureAwait(false);
+        await WaitForGroupAsync(g => g.Contains(InstanceAddress(instance)), timeout, ServiceGroupId).ConfigureAwait(false);
+        await WaitForGroupAsync(g => g.Contains(InstanceAddressV6(instance)), timeout, GroupIdV6).ConfigureAwait(false);
         return process;
     }
 
     /// <summary>The gateways (instance addresses) in the router's resilient group now; empty when there is no group.</summary>
-    public async Task<IReadOnlySet<string>> GroupAsync()
+    public async Task<IReadOnlySet<string>> GroupAsync(int groupId = GroupId)
     {
         var result = await Router.RunAsync("ip", ["-j", "nexthop", "show"]).ConfigureAwait(false);
         if (result.ExitCode != 0 || string.IsNullOrWhiteSpace(result.StdOut))
@@ -183,7 +286,7 @@ public sealed class EcmpInstancesTopology
             {
                 gateways[id] = gw.GetString() ?? "";
             }
-            else if (id == GroupId && nh.TryGetProperty("group", out var g))
+            else if (id == groupId && nh.TryGetProperty("group", out var g))
             {
                 group = g;
             }
@@ -194,15 +297,15 @@ public sealed class EcmpInstancesTopology
             : new HashSet<string>();
     }
 
-    /// <summary>Polls the router's group until <paramref name="condition"/> holds; returns the time it took.</summary>
-    public async Task<TimeSpan> WaitForGroupAsync(Func<IReadOnlySet<string>, bool> condition, TimeSpan timeout)
+    /// <summary>Polls the router's group <paramref name="groupId"/> until <paramref name="condition"/> holds; returns the time it took.</summary>
+    public async Task<TimeSpan> WaitForGroupAsync(Func<IReadOnlySet<string>, bool> condition, TimeSpan timeout, int groupId = GroupId)
     {
         ArgumentNullException.ThrowIfNull(condition);
         var started = System.Diagnostics.Stopwatch.StartNew();
         IReadOnlySet<string> group = new HashSet<string>();
         while (started.Elapsed < timeout)
         {
-            group = await GroupAsync().ConfigureAwait(false);
+            group = await GroupAsync(groupId).ConfigureAwait(false);
             if (condition(group))
             {
                 return started.Elapsed;
@@ -211,7 +314,7 @@ public sealed class EcmpInstancesTopology
             await Task.Delay(20).ConfigureAwait(false);
         }
 
-        throw new LabException($"router group still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; bird: {RouterBird?.Output}");
+        throw new LabException($"router group {groupId} still [{string.Join(' ', group)}] after {timeout}; mirror: {Mirror?.Output}; service mirror: {ServiceMirror?.Output}; v6 mirror: {MirrorV6?.Output}; bird: {RouterBird?.Output}");
     }
 
     /// <summary>

@@ -31,6 +31,8 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:SocksMaxConnectionsPerSource", Kind.Int), ("Proxy:MaxHeldSyns", Kind.Int), ("Proxy:QueueWaitRoom", Kind.Int),
         ("Proxy:EdgeInterfaces", Kind.Interfaces),
         ("Proxy:KernelFastPath", Kind.Bool),
+        ("Proxy:Instance:Enabled", Kind.Bool), ("Proxy:Instance:Id", Kind.Text),
+        ("Proxy:Instance:AnnounceCommand", Kind.Text), ("Proxy:Instance:WithdrawCommand", Kind.Text),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),
@@ -96,7 +98,8 @@ public sealed class ConfigurationRefusalPropertyTests
     [Test]
     public void Keys_CoverEveryKeyOfTheOptions()
     {
-        var known = ConfigurationSchema.KeysOf(typeof(ProxyHostOptions)).Select(k => "Proxy:" + k)
+        var known = ConfigurationSchema.KeysOf(typeof(ProxyHostOptions)).Where(k => k is not "Instance").Select(k => "Proxy:" + k)
+            .Concat(ConfigurationSchema.KeysOf(typeof(InstanceSettings)).Select(k => "Proxy:Instance:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(TelemetryOptions)).Where(k => k is not ("Otlp" or "Prometheus")).Select(k => "Telemetry:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(OtlpSettings)).Select(k => "Telemetry:Otlp:" + k))
             .Concat(ConfigurationSchema.KeysOf(typeof(PrometheusSettings)).Select(k => "Telemetry:Prometheus:" + k));

@@ -186,6 +186,17 @@ public sealed class PolicyReloadTests
         return new ProxyConfigurationResult(options, ProxyConfiguration.ToEngineOptions(options, key, verifyKey), []);
     }
 
+    [Test]
+    public void Apply_InstanceChanged_RefusedUntilARestart()
+    {
+        var reload = new PolicyReload(new ProxyHostOptions(), new NegotiatorOptions());
+
+        var line = reload.Apply(Valid(o => o.Instance = new InstanceSettings { Id = "proxy-9" }));
+
+        Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:Instance"));
+        Assert.That(reload.Running.Instance.Id, Is.Null);
+    }
+
     private static ProxyConfigurationResult Valid(Action<ProxyHostOptions> change)
     {
         var options = new ProxyHostOptions();

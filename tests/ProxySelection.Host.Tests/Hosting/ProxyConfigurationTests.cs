@@ -62,6 +62,14 @@ public sealed class ProxyConfigurationTests
         new object[] { """{ "Proxy": { "AnnounceAddresses": ["ff02::1"] } }""", "Proxy:AnnounceAddresses", "not a unicast address" },
         new object[] { """{ "Proxy": { "AnnounceAddresses": "198.18.7.1, 198.18.7.1" } }""", "Proxy:AnnounceAddresses", "198.18.7.1 is listed twice" },
         new object[] { """{ "Proxy": { "Role": "upgrade", "AnnounceAddresses": ["198.18.7.1"] } }""", "Proxy:AnnounceAddresses", "downgrade role only" },
+        new object[] { """{ "Proxy": { "Instance": { "Enabled": true } } }""", "Proxy:Instance:Enabled", "needs Proxy:AnnounceAddresses" },
+        new object[] { """{ "Proxy": { "Instance": { "Id": "proxy 3" } } }""", "Proxy:Instance:Id", "printable characters without spaces" },
+        new object[] { """{ "Proxy": { "Instance": { "Id": "" } } }""", "Proxy:Instance:Id", "1..128" },
+        new object[] { """{ "Proxy": { "Instance": { "AnnounceCommand": "birdc enable service", "WithdrawCommand": "birdc disable service" } } }""", "Proxy:Instance:AnnounceCommand", "needs Proxy:Instance:Enabled" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["198.18.7.1"], "Instance": { "Enabled": true, "AnnounceCommand": "birdc enable service" } } }""", "Proxy:Instance:WithdrawCommand", "is needed with the other" },
+        new object[] { """{ "Proxy": { "AnnounceAddresses": ["198.18.7.1"], "Instance": { "Enabled": true, "AnnounceCommand": " ", "WithdrawCommand": "true" } } }""", "Proxy:Instance:AnnounceCommand", "must not be empty" },
+        new object[] { """{ "Proxy": { "Instance": { "Enable": true } } }""", "Proxy:Instance:Enable", "unknown key (did you mean Enabled?)" },
+        new object[] { """{ "Proxy": { "Instance": true } }""", "Proxy:Instance", "expected a section with Enabled, Id, AnnounceCommand, WithdrawCommand" },
     ];
 
     [TestCaseSource(nameof(InvalidConfigurations))]
@@ -271,6 +279,51 @@ public sealed class ProxyConfigurationTests
 
         Assert.That(code, Is.EqualTo(ExitCodes.Usage));
         Assert.That(stderr.ToString(), Does.Contain("Proxy:Ports: every port must be 1..65535 (was 0)"));
+    }
+
+    [Test]
+    public void Load_InstanceSection_EveryKeyRead()
+    {
+        var result = Load("""
+            { "Proxy": { "AnnounceAddresses": ["198.18.17.2"],
+              "Instance": { "Enabled": true, "Id": "proxy-3", "AnnounceCommand": "birdc -s /run/bird.ctl enable service", "WithdrawCommand": "birdc -s /run/bird.ctl disable service" } } }
+            """);
+
+        Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+        var instance = result.Options!.Instance;
+        Assert.Multiple(() =>
+        {
+            Assert.That(instance.Enabled, Is.True);
+            Assert.That(instance.Id, Is.EqualTo("proxy-3"));
+            Assert.That(instance.AnnounceCommand, Is.EqualTo("birdc -s /run/bird.ctl enable service"));
+            Assert.That(instance.WithdrawCommand, Is.EqualTo("birdc -s /run/bird.ctl disable service"));
+            Assert.That(InstanceMode.IdFor(instance), Is.EqualTo("proxy-3"));
+        });
+    }
+
+    [Test]
+    public void Load_InstanceOnTheCommandLine_OverridesTheFile()
+    {
+        var result = ProxyConfiguration.Load(Write("""{ "Proxy": { "Instance": { "Id": "from-file" } } }"""),
+            ["Proxy:AnnounceAddresses=198.18.17.2", "Proxy:Instance:Enabled=true", "Proxy:Instance:Id=from-set"], NoEnvironment());
+
+        Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+        Assert.That((result.Options!.Instance.Enabled, result.Options.Instance.Id), Is.EqualTo((true, "from-set")));
+    }
+
+    [Test]
+    public void Load_NoInstanceSection_OffWithTheHostAndNamespaceAsId()
+    {
+        var result = Load("{}");
+
+        Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+        var instance = result.Options!.Instance;
+        Assert.Multiple(() =>
+        {
+            Assert.That(instance.Enabled, Is.False);
+            Assert.That((instance.Id, instance.AnnounceCommand, instance.WithdrawCommand), Is.EqualTo(((string?)null, (string?)null, (string?)null)));
+            Assert.That(InstanceMode.IdFor(instance), Does.StartWith(Environment.MachineName));
+        });
     }
 
     private ProxyConfigurationResult Load(string json) => ProxyConfiguration.Load(Write(json), [], NoEnvironment());

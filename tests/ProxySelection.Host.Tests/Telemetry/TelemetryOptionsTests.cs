@@ -115,6 +115,19 @@ public sealed class TelemetryOptionsTests
     }
 
     [Test]
+    public void Describe_InstanceId_IsServiceInstanceIdOfTheResource()
+    {
+        var resource = ProxyTelemetryExporters.Describe(OpenTelemetry.Resources.ResourceBuilder.CreateEmpty(), new TelemetryOptions { ServiceName = "proxysel-tier" }, "proxy-3").Build();
+        var attributes = resource.Attributes.ToDictionary(a => a.Key, a => a.Value);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(attributes["service.instance.id"], Is.EqualTo("proxy-3"));
+            Assert.That(attributes["service.name"], Is.EqualTo("proxysel-tier"));
+        });
+    }
+
+    [Test]
     public void StartExporters_NothingConfigured_DisposableThatExportsNothing()
     {
         using var exporters = ProxyTelemetryExporters.StartExporters(new TelemetryOptions());

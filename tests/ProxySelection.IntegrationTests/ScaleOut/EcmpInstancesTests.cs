@@ -19,10 +19,11 @@ public sealed class EcmpInstancesTests
     private static int Clients =>
         int.TryParse(Environment.GetEnvironmentVariable("PSEL_SCALEOUT_CLIENTS"), CultureInfo.InvariantCulture, out var m) && m > 0 ? m : 30;
 
-    [Test]
-    public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task EveryConnectionJoinsTheInstanceHoldingItsToken_AndFlowsSpreadOverTheInstances(bool v6)
     {
-        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances);
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances, v6: v6);
         var sha = lab.Sha;
         var warmUp = lab.WarmUpRounds;
 
@@ -45,7 +46,7 @@ public sealed class EcmpInstancesTests
         // ±25 % of even, or 3.5 standard deviations of the binomial share when M is too small for 25 % to be a fair bound.
         double tolerance = Math.Max(0.25 * even, 3.5 * Math.Sqrt(Clients * (1.0 / Instances) * (1 - (1.0 / Instances))));
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
+            $"{(v6 ? "IPv6" : "IPv4")} M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
             $"daemon InterceptJoin lines incl. warm-up [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
         for (int i = 0; i < Instances; i++)
         {
@@ -71,8 +72,8 @@ public sealed class EcmpInstancesTests
     }
 
     /// <summary>
-    /// SIGKILL of one instance's daemon: its supervisor withdraws the prefix at once (measured: kill → the router's
-    /// group without it); only the connections it held break, the others finish with the right checksum, and new
+    /// SIGKILL of one instance's daemon: ExecStopPost's withdraw (<c>proxysel-stop-post</c> here) takes the prefix back at
+    /// once (measured: kill → the router's group without it); only the connections it held break, the others finish with the right checksum, and new
     /// connections after the withdrawal all succeed (none lands on the dead instance).
     /// </summary>
     [Test]
@@ -87,27 +88,23 @@ public sealed class EcmpInstancesTests
         int victim = held.ToList().IndexOf(held.Max()) + 1;
         bool allRunning = !running.IsCompleted;
         // The client ports of the victim's established first subflows (the kernel's view, just before the kill).
-        var victimPorts = (await lab.Topology.Instances[victim - 1].CheckAsync("ss", ["-Htn", "state", "established", "( sport = :80 )"]))
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
-            .Where(peer => peer.StartsWith(EcmpInstancesTopology.ClientPath1V4 + ":", StringComparison.Ordinal))
-            .Select(peer => peer[(peer.LastIndexOf(':') + 1)..]).ToHashSet();
+        var victimPorts = await lab.ClientPortsHeldAsync(victim, 80);
         Assert.That(LabNative.kill(lab.DaemonPid(victim), LabNative.SigKill), Is.Zero);
         var detection = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(victim)), ScaleOutLab.Timeout);
         var heldAfterKill = (await ScaleOutLab.CountersAsync(lab.Topology.Instances[victim - 1]))["MPTcpExtMPCapableSYNRX"];
         var fresh = await lab.DownloadAsync("file.bin", Fresh, parallel: Fresh, rate: "4M", "fresh");
         var heldAtEnd = (await ScaleOutLab.CountersAsync(lab.Topology.Instances[victim - 1]))["MPTcpExtMPCapableSYNRX"];
         var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
-        var supervisor = lab.Instance(victim).Output;
+        var wrapper = lab.Instance(victim).Output;
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"warm-up rounds {warmUp}; held [{string.Join(' ', held)}], killed instance {victim}: kill -> router group without it in {detection.TotalMilliseconds:F0} ms; " +
-            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}, the victim had {victimPorts.Count} in flight\n{string.Join('\n', supervisor.Split('\n').Where(l => l.StartsWith("health:", StringComparison.Ordinal)))}"));
+            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}, the victim had {victimPorts.Count} in flight\n{string.Join('\n', wrapper.Split('\n').Where(l => l.StartsWith("stop-post:", StringComparison.Ordinal)))}"));
 
         var ok = longs.Where(d => d.Curl.ExitCode == 0).ToList();
         Assert.Multiple(() =>
         {
             Assert.That(allRunning, Is.True, "the long downloads were still running at the kill");
-            Assert.That(supervisor, Does.Contain("health: withdrawn (daemon exited, status 137)"));
+            Assert.That(wrapper, Does.Contain("stop-post: daemon exited, status 137; ran the withdraw command (exit 0)"));
             Assert.That(longs.Where(d => d.Curl.ExitCode != 0).Select(d => d.Curl.StdOut.Trim().Split(' ')[^1]), Is.SubsetOf(victimPorts).And.Not.Empty,
                 "the broken connections are the killed instance's");
             Assert.That(ok.Select(d => ProxyLab.Sha256Of(d.Output)), Is.All.EqualTo(longSha), "the others finished intact");
@@ -119,8 +116,9 @@ public sealed class EcmpInstancesTests
     }
 
     /// <summary>
-    /// Drain of one instance (SIGTERM to its supervisor): the BGP route is withdrawn first, the instance leaves the
-    /// router's group, its held connections finish over their joins to its announced address, and nothing is lost.
+    /// Drain of one instance by the daemon itself (SIGTERM to its pid, as systemd stops it): it withdraws the BGP route
+    /// first, the instance leaves the router's group, its held connections finish over their joins to its announced
+    /// address, which it removes (REMOVE_ADDR) only after them, and nothing is lost.
     /// </summary>
     [Test]
     public async Task DrainedInstance_IsWithdrawnFirst_AndNoConnectionIsLost()
@@ -132,24 +130,29 @@ public sealed class EcmpInstancesTests
         int drained = held.ToList().IndexOf(held.Max()) + 1;
         var inFlight = (await lab.Topology.Instances[drained - 1].CheckAsync("ss", ["-HMn", "state", "established"]))
             .Split('\n', StringSplitOptions.RemoveEmptyEntries).Length;
-        var supervisor = lab.Instance(drained);
-        Assert.That(LabNative.kill(supervisor.Pid, LabNative.SigTerm), Is.Zero);
+        var wrapper = lab.Instance(drained);
+        Assert.That(LabNative.kill(lab.DaemonPid(drained), LabNative.SigTerm), Is.Zero);
         var withdrawal = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(drained)), ScaleOutLab.Timeout);
         var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
-        var exit = await supervisor.WaitForExitAsync(ScaleOutLab.Timeout);
-        var output = supervisor.Output;
+        var exit = await wrapper.WaitForExitAsync(ScaleOutLab.Timeout);
+        var output = wrapper.Output;
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"held [{string.Join(' ', held)}], drained instance {drained} with {inFlight} in flight: SIGTERM -> router group without it in {withdrawal.TotalMilliseconds:F0} ms; " +
-            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}\n{string.Join('\n', output.Split('\n').Where(l => l.StartsWith("health:", StringComparison.Ordinal) || l.StartsWith("proxysel: d", StringComparison.Ordinal)))}"));
+            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}\n{string.Join('\n', output.Split('\n').Where(l => l.StartsWith("stop-post:", StringComparison.Ordinal) || l.StartsWith("proxysel: ", StringComparison.Ordinal) && !l.StartsWith("proxysel: syn", StringComparison.Ordinal)))}"));
 
         Assert.Multiple(() =>
         {
             Assert.That(inFlight, Is.Positive, "the drained instance held connections at the drain");
             Assert.That(longs.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", longs.Select(d => d.Curl.StdErr)));
             Assert.That(longs.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(longSha));
-            Assert.That(output.IndexOf("health: withdrawn (drain)", StringComparison.Ordinal), Is.GreaterThanOrEqualTo(0)
-                .And.LessThan(output.IndexOf("proxysel: draining", StringComparison.Ordinal) is var d and >= 0 ? d : int.MaxValue), "withdrawn before the daemon drains");
-            Assert.That(exit, Is.Zero, "the supervisor and its daemon stopped cleanly");
+            int route = output.IndexOf("service address withdrawn from the routing engine", StringComparison.Ordinal);
+            int draining = output.IndexOf("proxysel: draining", StringComparison.Ordinal);
+            int drainedLine = output.IndexOf("proxysel: drained", StringComparison.Ordinal);
+            int address = output.IndexOf("proxysel: withdrew 1 announced address", StringComparison.Ordinal);
+            Assert.That(route, Is.GreaterThanOrEqualTo(0).And.LessThan(draining), "the route withdrawn before the daemon drains");
+            Assert.That(drainedLine, Is.GreaterThan(draining), "every held connection finished within the drain timeout");
+            Assert.That(address, Is.GreaterThan(drainedLine), "the announced address kept until the held connections ended");
+            Assert.That(exit, Is.Zero, "the daemon stopped cleanly");
         });
     }
 

@@ -11,7 +11,8 @@ internal sealed record LongTransfers(Task<IReadOnlyList<(CommandResult Curl, str
 
 /// <summary>
 /// <see cref="EcmpInstancesTopology"/> with the real pieces: nginx (TCP only) serving a seeded file on the server, one
-/// <c>proxysel run --role downgrade</c> per instance under <c>proxysel-bgp-health</c>, and MPTCP curls in the client.
+/// <c>proxysel run --role downgrade</c> per instance in instance mode (its own BGP announce and withdraw through birdc),
+/// under <c>proxysel-stop-post</c> (ExecStopPost='s part: the withdraw after a daemon that died), and MPTCP curls in the client.
 /// </summary>
 internal sealed class ScaleOutLab : IAsyncDisposable
 {
@@ -42,13 +43,13 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     public string Directory { get; }
 
-    public static async Task<ScaleOutLab> StartAsync(int instances)
+    public static async Task<ScaleOutLab> StartAsync(int instances, bool bfd = false)
     {
         var lab = ProxySelection.Lab.Lab.Create();
         var directory = System.IO.Directory.CreateTempSubdirectory("psel-scale-").FullName;
         try
         {
-            var topology = await EcmpInstancesTopology.BuildAsync(lab, instances, directory).WaitAsync(Timeout);
+            var topology = await EcmpInstancesTopology.BuildAsync(lab, instances, directory, bfd).WaitAsync(Timeout);
             var nginx = await NginxServer.StartAsync(topology.Server, 80, IPAddress.Parse(EcmpInstancesTopology.ServerV4)).WaitAsync(Timeout);
             return new ScaleOutLab(lab, topology, nginx, directory);
         }
@@ -61,13 +62,15 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     /// <summary>
     /// A lab of <paramref name="namespaces"/> instances with the first <paramref name="started"/> running and warmed up
-    /// (<see cref="WarmUpAsync"/>), serving <c>file.bin</c> (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
+    /// (<see cref="WarmUpAsync"/>; the SOCKS front needs none: <paramref name="warmUp"/> false), serving <c>file.bin</c>
+    /// (<see cref="Sha"/>) and <c>long.bin</c> (<see cref="LongSha"/>).
     /// </summary>
-    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started)
+    public static async Task<ScaleOutLab> StartWarmAsync(int namespaces, int started, bool warmUp = true, bool v6 = false, bool bfd = false)
     {
-        var lab = await StartAsync(namespaces);
+        var lab = await StartAsync(namespaces, bfd);
         try
         {
+            lab.V6 = v6;
             lab.Sha = lab.WriteFile("file.bin", FileSize);
             lab.LongSha = lab.WriteFile("long.bin", 4 * 1024 * 1024);
             for (int i = 1; i <= started; i++)
@@ -75,7 +78,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
                 await lab.StartInstanceAsync(i);
             }
 
-            lab.WarmUpRounds = await lab.WarmUpAsync("file.bin");
+            lab.WarmUpRounds = warmUp ? await lab.WarmUpAsync("file.bin") : 0;
             return lab;
         }
         catch
@@ -86,6 +89,9 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     }
 
     public const int FileSize = 1536 * 1024;
+
+    /// <summary>Transparent downloads go to the server's IPv6 address, and the instances announce their IPv6 addresses.</summary>
+    public bool V6 { get; private set; }
 
     public string Sha { get; private set; } = "";
 
@@ -99,13 +105,13 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     /// <c>long.bin</c> (4 MiB: about 6 s for 15) and returns once each has its join (bounded by <see cref="Timeout"/>),
     /// with how many each instance holds.
     /// </summary>
-    public async Task<LongTransfers> StartLongTransfersAsync(int count)
+    public async Task<LongTransfers> StartLongTransfersAsync(int count, bool socks = false)
     {
         await Topology.Router.SetRateLimitAsync("path1", "40mbit");
         await Topology.Router.SetRateLimitAsync("path2", "40mbit");
         var before = await Task.WhenAll(Topology.Instances.Select(CountersAsync));
         var joinsBefore = (await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"];
-        var running = DownloadAsync("long.bin", count, count, "100M", "long");
+        var running = DownloadAsync("long.bin", count, count, "100M", "long", socks);
         var deadline = DateTime.UtcNow + Timeout;
         while ((await CountersAsync(Topology.Client))["MPTcpExtMPJoinSynAckRx"] - joinsBefore < count && DateTime.UtcNow < deadline && !running.IsCompleted)
         {
@@ -126,13 +132,16 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         var process = await Topology.StartInstanceAsync(instance,
         [
             "dotnet", ProxyLab.ProxyselDll, "run", "--role", "downgrade", "--ports", "80",
-            "--set", $"Proxy:AnnounceAddresses={EcmpInstancesTopology.InstanceAddress(instance)}",
             "--set", $"Proxy:ControlSocket={Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"proxysel-i{instance}.sock"))}",
             "--set", "Proxy:DrainTimeout=30s",
+            // The anycast SOCKS5 front: on the wildcard address, since the joins of its connections arrive at the
+            // instance's unicast address (ADD_ADDR) on the same port, and a listener on the service address alone would
+            // not take them.
+            "--socks", string.Create(CultureInfo.InvariantCulture, $"0.0.0.0:{EcmpInstancesTopology.SocksPort}"),
             // The most the daemon allows: on this loaded machine a cold instance's first probe can exceed the default
             // 250 ms, and the destination then stays unresolved (connections passed through untouched) for a while.
             "--set", "Proxy:ProbeTimeout=400ms",
-        ], Timeout);
+        ], Timeout, V6);
         _instances[instance - 1] = process;
         return process;
     }
@@ -161,21 +170,32 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         throw new InvalidOperationException("an instance never held a connection in the warm-up:\n" + string.Join("\n", _instances.Select(p => p?.Output)));
     }
 
+    /// <summary>The client ports (path 1) of the established connections instance <paramref name="instance"/> holds on <paramref name="port"/>, as the kernel lists them now.</summary>
+    public async Task<IReadOnlySet<string>> ClientPortsHeldAsync(int instance, int port) =>
+        (await Topology.Instances[instance - 1].CheckAsync("ss", ["-Htn", "state", "established", string.Create(CultureInfo.InvariantCulture, $"( sport = :{port} )")]))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1])
+            .Where(peer => peer.StartsWith(EcmpInstancesTopology.ClientPath1V4 + ":", StringComparison.Ordinal))
+            .Select(peer => peer[(peer.LastIndexOf(':') + 1)..]).ToHashSet();
+
     public LabProcess Instance(int instance) => _instances[instance - 1] ?? throw new InvalidOperationException($"instance {instance} not started");
 
-    /// <summary>The daemon's pid, as the supervisor printed it ("health: daemon pid N, ...").</summary>
+    /// <summary>The daemon's pid, as <c>proxysel-stop-post</c> printed it ("stop-post: daemon pid N").</summary>
     public int DaemonPid(int instance)
     {
-        var line = Instance(instance).Output.Split('\n').First(l => l.StartsWith("health: daemon pid ", StringComparison.Ordinal));
-        return int.Parse(line["health: daemon pid ".Length..].Split(',')[0], CultureInfo.InvariantCulture);
+        const string Prefix = "stop-post: daemon pid ";
+        var line = Instance(instance).Output.Split('\n').First(l => l.StartsWith(Prefix, StringComparison.Ordinal));
+        return int.Parse(line[Prefix.Length..].Trim(), CultureInfo.InvariantCulture);
     }
 
     /// <summary>
     /// <paramref name="count"/> MPTCP downloads of <paramref name="file"/>, at most <paramref name="parallel"/> at a time,
-    /// each rate-limited so it lasts past the join; returns each one's curl result and output path.
+    /// each rate-limited so it lasts past the join; returns each one's curl result and output path. With
+    /// <paramref name="socks"/>, through the anycast SOCKS5 service address instead of transparently.
     /// </summary>
-    public async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(string file, int count, int parallel, string rate, string tag)
+    public async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(string file, int count, int parallel, string rate, string tag, bool socks = false)
     {
+        string[] via = socks ? ["--socks5", string.Create(CultureInfo.InvariantCulture, $"{EcmpInstancesTopology.ServiceV4}:{EcmpInstancesTopology.SocksPort}")] : [];
         var results = new (CommandResult, string)[count];
         using var gate = new SemaphoreSlim(parallel);
         var tasks = Enumerable.Range(0, count).Select(async n =>
@@ -184,8 +204,8 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             try
             {
                 var output = Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"{tag}-{n}.out"));
-                var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90",
-                    "-w", "%{http_code} %{size_download} %{local_port}", $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
+                var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90", .. via,
+                    "-w", "%{http_code} %{size_download} %{local_port}", V6 && !socks ? $"http://[{EcmpInstancesTopology.ServerV6}]/{file}" : $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
                 results[n] = (curl, output);
             }
             finally
