@@ -104,6 +104,12 @@ public sealed class BenchResults(BenchOptions options, MachineDescription machin
     /// <summary>The last lines of <c>proxysel run</c>'s output (decisions, counters) when the engine ran.</summary>
     public string? EngineOutputTail { get; set; }
 
+    /// <summary>The engine daemon's start (exec) to its running line (READY), ms; null without an engine subject.</summary>
+    public double? EngineStartToReadyMs { get; set; }
+
+    /// <summary>The engine daemon's resident memory 2 s after READY, before any connection, KiB.</summary>
+    public double? EngineIdleRssKiB { get; set; }
+
     public SubjectResult? Find(string name) => Subjects.FirstOrDefault(s => s.Subject.Name == name);
 }
 

@@ -84,9 +84,14 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             {
                 throw new ArgumentException("engine subjects need BenchOptions.EngineCommand");
             }
+            var starting = System.Diagnostics.Stopwatch.StartNew();
             env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand,
                 [EngineIperfPort, EngineHttpPort, EngineIdlePort, EngineIperfMptcpPort, EngineHttpMptcpPort])
                 .ConfigureAwait(false);
+            // Issue 13, warm start: exec to the running line (READY), then its memory once idle (no connection yet).
+            results.EngineStartToReadyMs = starting.Elapsed.TotalMilliseconds;
+            await Task.Delay(TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+            results.EngineIdleRssKiB = ProcessStats.ResidentBytes(env.Engine.Pid) / 1024.0;
         }
         try
         {

@@ -11,8 +11,8 @@ namespace ProxySelection.LabTool;
 
 /// <summary>
 /// <c>proxysel-lab bench [--quick] [--rounds N] [--seconds S] [--json] [--out FILE] [--diagnose] [--only a,b]</c>: the lab
-/// benchmark of issue 7 (needs root; builds its own namespaces). Progress goes to stderr, the table to stdout, and with
-/// <c>--json</c> one JSON object as the last line. The hidden <c>bench relay</c> runs our relay as its own process so
+/// benchmark of issues 7 and 13 (needs root; builds its own namespaces; the table ends with a goals block for each).
+/// Progress goes to stderr, the table to stdout, and with <c>--json</c> one JSON object as the last line. The hidden <c>bench relay</c> runs our relay as its own process so
 /// the bench measures it like HAProxy and socat.
 /// </summary>
 internal static class BenchCommand

@@ -44,7 +44,9 @@ public sealed class RelayOptions
     /// <summary>
     /// Relay each direction with splice(2) through a kernel pipe (socket → pipe → socket, no copy through user space)
     /// instead of reads and writes through a user-space buffer. Default false (see the Bench README for the A/B). The
-    /// pipe is opened on a direction's first bytes: two more descriptors per busy direction, none while idle.
+    /// pipe is opened on a direction's first bytes: two more descriptors per busy direction, none while idle. A direction
+    /// whose destination is an MPTCP socket always copies (the kernel's splice/sendfile sender corrupts 2-subflow MPTCP
+    /// data, issue 13); the engine's daemon leaves this off.
     /// </summary>
     public bool Splice { get; set; }
 

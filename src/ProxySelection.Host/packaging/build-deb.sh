@@ -34,9 +34,10 @@ root=$stage/root
 lib=$root/usr/lib/proxysel
 
 # The one place the daemon is built. Self-contained: Debian ships no .NET runtime (it lives in Microsoft's own
-# repository), so a framework-dependent package would depend on something apt cannot install; the self-contained tree
-# already has the shape Native AOT will give (no runtime dependency), so switching to it changes only this function
-# (-p:PublishAot=true) and the list of files removed below.
+# repository), so a framework-dependent package would depend on something apt cannot install. ReadyToRun (the Host
+# project sets PublishReadyToRun when a runtime identifier is given): start to READY 1.7 s against 3.1 s JIT. Native
+# AOT (-p:PublishAot=true here and the list of files removed below) starts in 0.6 s with 26 MiB instead of 61 MiB, but
+# the control socket's replies are serialized by reflection, which AOT disables (`proxysel status` fails): not yet.
 publish() {
   dotnet publish "$repo/src/ProxySelection.Host" -c Release -r linux-x64 --self-contained -o "$1" --nologo -v quiet >&2
 }

@@ -111,6 +111,37 @@ public sealed class BenchReportTests
         });
     }
 
+    [Test]
+    public void ToJson_EngineBesideHaproxyAndSocatMptcp_Issue13GoalsFromTheSameRun()
+    {
+        var results = new BenchResults(new BenchOptions { Rounds = 1 }, new MachineDescription("cpu", 2, "6.18", ".NET", "1 1 1", "h", "s"),
+            DateTimeOffset.UnixEpoch) { EngineStartToReadyMs = 900, EngineIdleRssKiB = 60_000 };
+        var engine = Add(results, new EngineSubject(EngineTraffic.Holding), throughput: [5e9], cpu: [0.6], conn: [2_000]);
+        engine.CpuMicrosPerConnection.Add(new Sample(300, 1.0));
+        var haproxy = Add(results, new HaproxySubject(mptcpize: true), throughput: [4e9], cpu: [0.5], conn: [4_000]);
+        haproxy.CpuMicrosPerConnection.Add(new Sample(100, 1.0));
+        Add(results, new SocatSubject(mptcpize: true), throughput: [3e9], cpu: [1.2], conn: [1_000]);
+
+        var json = BenchReport.ToJson(results);
+        var goals = json["goals_issue13"]!;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(goals["conn_rate_engine_holding_vs_haproxy_mptcp"]!["value"]!.GetValue<double>(), Is.EqualTo(0.5).Within(1e-9));
+            Assert.That(goals["conn_rate_engine_holding_vs_haproxy_mptcp"]!["met"]!.GetValue<bool>(), Is.False);
+            Assert.That(goals["engine_holding_vs_haproxy_mptcp_cpu_per_connection"]!["value"]!.GetValue<double>(), Is.EqualTo(3).Within(1e-9));
+            Assert.That(goals["engine_holding_vs_haproxy_mptcp_throughput"]!["met"]!.GetValue<bool>(), Is.True);
+            // The worse of 0.6/0.5 (HAProxy) and 0.6/1.2 (socat).
+            Assert.That(goals["engine_holding_cpu_per_gb_vs_best"]!["value"]!.GetValue<double>(), Is.EqualTo(1.2).Within(1e-9));
+            Assert.That(goals["engine_holding_cpu_per_gb_vs_best"]!["met"]!.GetValue<bool>(), Is.False);
+            Assert.That(goals["engine_start_to_ready_ms"]!["value"]!.GetValue<double>(), Is.EqualTo(900));
+            Assert.That(goals["engine_idle_rss_kib"]!["value"]!.GetValue<double>(), Is.EqualTo(60_000));
+            Assert.That(goals["bursts"]!["met"], Is.Null, "measured by the burst integration test, not the bench");
+            Assert.That(json["goals"]!["engine_holding_vs_haproxy_mptcp_throughput"]!["met"]!.GetValue<bool>(), Is.True, "issue 7's block is kept");
+            Assert.That(BenchReport.ToTable(results), Does.Contain("goals (issue 13, same run):").And.Contain("goals (issue 7, same run):"));
+        });
+    }
+
     private static SubjectResult Add(BenchResults results, BenchSubject subject, double[] throughput, double[] cpu, double[] conn)
     {
         var r = new SubjectResult(subject);

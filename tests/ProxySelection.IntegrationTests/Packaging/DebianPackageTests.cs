@@ -26,6 +26,13 @@ public sealed class DebianPackageTests
     /// <summary>The daemon's start (rules in) and its stop with nothing held to drain.</summary>
     private static readonly TimeSpan DaemonTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>Whether the assembly carries ReadyToRun code: its CLI header's managed native header (the R2R header) is present.</summary>
+    private static bool IsReadyToRun(string path)
+    {
+        using var pe = new System.Reflection.PortableExecutable.PEReader(File.OpenRead(path));
+        return pe.PEHeaders.CorHeader is { ManagedNativeHeaderDirectory.Size: > 0 };
+    }
+
     [Test]
     public async Task BuildInstallRunRemovePurge_ShippedConfigurationRuns_RemovalLeavesNoFileAndNoRule()
     {
@@ -64,6 +71,11 @@ public sealed class DebianPackageTests
                 Assert.That(conffiles, Does.Contain(Conffile), "the configuration is a conffile");
                 Assert.That(versionLine, Does.StartWith(version), "the installed binary runs and reports the package's version");
                 Assert.That(File.ResolveLinkTarget("/usr/bin/proxysel", returnFinalTarget: true)?.FullName, Is.EqualTo("/usr/lib/proxysel/proxysel"));
+                foreach (var assembly in (string[])["proxysel", "ProxySelection.Wire", "ProxySelection.Negotiation", "ProxySelection.Interception", "ProxySelection.Relay", "ProxySelection.Engine"])
+                {
+                    Assert.That(IsReadyToRun($"/usr/lib/proxysel/{assembly}.dll"), Is.True, $"{assembly}.dll is precompiled (ReadyToRun) in the package (issue 13, warm start)");
+                }
+
                 foreach (var verb in Verbs(rootHelp))
                 {
                     Assert.That(manPage, Does.Contain($".SS \"proxysel {verb}\""), $"the man page has {verb}'s --help");
