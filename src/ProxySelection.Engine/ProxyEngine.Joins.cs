@@ -9,7 +9,7 @@ public sealed partial class ProxyEngine
 {
     private void OnParkedJoinTimedOut(ParkedJoin join)
     {
-        Counters.AddPassed();
+        Counters.AddJoinPassed();
         JoinDecided(join, nameof(SynVerdict.Pass), nameof(DecisionReason.JoinTokenForeign));
         TryAccept(join.PacketId);
     }
