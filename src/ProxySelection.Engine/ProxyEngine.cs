@@ -57,7 +57,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     // The fronts' connection tasks (ProxyEngine.Socks.cs); intercepted connections are awaited through _flows.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _connections = new();
     private IPacketVerdicts? _verdicts;
+    private IPacketVerdicts? _egressVerdicts;
     private NfqueueHook? _hook;
+    private NfqueueHook? _egressHook;
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
@@ -95,7 +97,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _rulesetOptions = RulesetOptions(options);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         _negotiator = new ProxyNegotiator(options.Negotiation, time, this);
-        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => _hook?.ReceiveOverruns ?? 0);
+        _telemetry = new ProxyTelemetry(options, time, log, () => _negotiator.ActiveConnections, () => (_hook?.ReceiveOverruns ?? 0) + (_egressHook?.ReceiveOverruns ?? 0));
         Counters = new ProxyCounters(_telemetry);
         _signer = new EgressSigner(options.KeyRing);
         _flows = new FlowTable(time, options.AdoptionTimeout, new NegotiatorSlots(_negotiator), _signer, OnFlowExpired);
@@ -105,6 +107,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
         _probeConnector = probes ?? new SocketProbeConnector(_markedSockets);
         _verdicts = verdicts;
+        _egressVerdicts = verdicts;
         // Explicit mode: upstream legs carry the mark too, so their SYNs get the holder's Claim or Upgrade (spec §7.3.3).
         // Host-configured alone has no egress queue: its legs go unmarked.
         _connector = new UpstreamConnector(new UpstreamConnectorOptions(),
@@ -144,6 +147,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             ChainPrefix = options.ChainPrefix,
             QueueNumber = options.QueueNumber,
+            EgressQueueNumber = options.EgressQueueNumber,
             Ports = options.Ports,
             EdgeInterfaces = options.EdgeInterfaces,
             // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
@@ -177,9 +181,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
             if (_options.Transparent)
             {
+                // The proxy's own SYNs (probes among them) on a queue and thread of their own: behind a burst of client SYNs
+                // a probe's SYN waited past its deadline and a probe the server answered at once was declared timed out.
                 _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _verdicts = _hook;
+                _egressHook = NfqueueHook.Open(_options.EgressQueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
+                _egressVerdicts = _egressHook;
                 _hook.Start(OnPacket);
+                _egressHook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {
@@ -200,6 +209,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     }
 
     private IPacketVerdicts Verdicts => _verdicts ?? throw new InvalidOperationException("The packet hook is not bound.");
+
+    /// <summary>Verdicts on the egress queue's packets (packet ids are per queue).</summary>
+    private IPacketVerdicts EgressVerdicts => _egressVerdicts ?? throw new InvalidOperationException("The egress hook is not bound.");
 
     /// <summary>One queued packet: the egress hook's (own SYNs and SYN/ACKs) or the ingress hook's.</summary>
     internal void OnPacket(in QueuedPacket packet)
@@ -223,7 +235,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             {
                 ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
             }
-            TryAccept(packet.PacketId);
+            TryAccept(packet.PacketId, packet.Hook == NetfilterHook.PostRouting ? _egressVerdicts : _verdicts);
         }
     }
 
@@ -235,11 +247,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             if (DomainEdge.Strip(packet.Payload, out var stripped, out int strippedLength) > 0)
             {
                 Counters.AddEdgeStripped();
-                Verdicts.AcceptWithPayload(packet.PacketId, stripped.AsSpan(0, strippedLength));
+                EgressVerdicts.AcceptWithPayload(packet.PacketId, stripped.AsSpan(0, strippedLength));
             }
             else
             {
-                Verdicts.Accept(packet.PacketId);
+                EgressVerdicts.Accept(packet.PacketId);
             }
 
             return;
@@ -273,11 +285,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         if (rewrite is EgressRewrite.Untouched or EgressRewrite.NoRoom or EgressRewrite.Forwarded)
         {
-            Verdicts.Accept(packet.PacketId);
+            EgressVerdicts.Accept(packet.PacketId);
             return;
         }
 
-        Verdicts.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
+        EgressVerdicts.AcceptWithPayload(packet.PacketId, rewritten.AsSpan(0, length));
     }
 
     private void OnSyn(in QueuedPacket packet)
@@ -626,11 +638,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>The adoption deadline passed: the client's connection never reached the listener.</summary>
     private void OnFlowExpired(InterceptedFlow flow) => CloseBeforeRelay(flow, FlowCloseReasons.NeverArrived);
 
-    private void TryAccept(uint packetId)
+    private void TryAccept(uint packetId) => TryAccept(packetId, _verdicts);
+
+    private static void TryAccept(uint packetId, IPacketVerdicts? verdicts)
     {
         try
         {
-            _verdicts?.Accept(packetId);
+            verdicts?.Accept(packetId);
         }
         catch (Exception e) when (e is NfqueueException or ObjectDisposedException)
         {
@@ -654,7 +668,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             ProxyEngineLog.DecisionLatency(_log, _hook.Latency.ToString());
             await _hook.DisposeAsync().ConfigureAwait(false);
         }
-        else
+
+        if (_egressHook is not null)
+        {
+            await _egressHook.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_hook is null)
         {
             ProxyEngineLog.DecisionLatency(_log, "proxysel: syn decision latency not measured (no queue)");
         }

@@ -11,8 +11,12 @@ public sealed record ProxyEngineOptions
     /// <summary>Destination ports whose SYNs are queued.</summary>
     public IReadOnlyList<ushort> Ports { get; init; } = [80, 443];
 
-    /// <summary>NFQUEUE number for client SYNs and for the proxy's own SYNs and SYN/ACKs (egress hook).</summary>
+    /// <summary>NFQUEUE number for client SYNs (ingress hook); at most 65534, the next number is the egress queue's.</summary>
     public ushort QueueNumber { get; init; }
+
+    /// <summary>The queue of the proxy's own SYNs and SYN/ACKs (signing, the domain edge): the next one after
+    /// <see cref="QueueNumber"/>, so a burst of client SYNs never delays a probe's SYN.</summary>
+    public ushort EgressQueueNumber => checked((ushort)(QueueNumber + 1));
 
     /// <summary>Prefix of the iptables chains; <c>proxysel cleanup</c> must use the same one.</summary>
     public string ChainPrefix { get; init; } = "PSEL";

@@ -97,9 +97,9 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
         ValidateAnnounceAddresses(options, Fail);
         ValidateInstance(options.Instance, options, Fail);
 
-        if (options.QueueNumber is < 0 or > ushort.MaxValue)
+        if (options.QueueNumber is < 0 or > ushort.MaxValue - 1)
         {
-            Fail(nameof(options.QueueNumber), Was("must be 0..65535", options.QueueNumber));
+            Fail(nameof(options.QueueNumber), Was("must be 0..65534 (the next queue is the egress hook's)", options.QueueNumber));
         }
 
         if (options.Capacity < 1)

@@ -94,7 +94,7 @@ internal static class StartFailures
             case EPerm when facts.HasNetAdmin:
             case EBusy:
                 return new StartFailure(StartFailureKind.QueueInUse, string.Create(CultureInfo.InvariantCulture,
-                    $"{key}: NFQUEUE queue {options.QueueNumber} is bound by another process (another proxysel?); give each proxy its own queue with --queue"));
+                    $"{key}: NFQUEUE queue {options.QueueNumber} or {options.QueueNumber + 1} (egress) is bound by another process (another proxysel?); give each proxy its own pair with --queue"));
             case EPerm:
                 return NotPermitted("NFQUEUE", e.Message);
             case EProtoNoSupport or ENoEnt:

@@ -24,7 +24,7 @@ public sealed class StartFailuresTests
 
         Assert.That(failure.Kind, Is.EqualTo(StartFailureKind.QueueInUse));
         Assert.That(failure.ExitCode, Is.EqualTo(ExitCodes.QueueInUse));
-        Assert.That(failure.Reason, Does.StartWith("Proxy:QueueNumber: NFQUEUE queue 7 is bound by another process"));
+        Assert.That(failure.Reason, Does.StartWith("Proxy:QueueNumber: NFQUEUE queue 7 or 8 (egress) is bound by another process"));
     }
 
     [Test]

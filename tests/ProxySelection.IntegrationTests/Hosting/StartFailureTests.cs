@@ -55,7 +55,7 @@ public sealed class StartFailureTests
 
         var (code, output) = await RunToExitAsync(ns, ["--ports", "81", "--queue", "5", "--chain-prefix", "PSELB", "--set", "Proxy:ControlSocket=none"]);
 
-        AssertOneLine(output, code, 6, "proxysel: failed to start: Proxy:QueueNumber: NFQUEUE queue 5 is bound by another process");
+        AssertOneLine(output, code, 6, "proxysel: failed to start: Proxy:QueueNumber: NFQUEUE queue 5 or 6 (egress) is bound by another process");
         Assert.That(first.HasExited, Is.False, "the first proxy keeps its queue");
     }
 
