@@ -24,8 +24,11 @@ public sealed record HostileSegment
     /// <summary>Bits of <see cref="Destination"/> kept (many destinations: cache misses). Default: the whole address.</summary>
     public int DestinationPrefixLength { get; init; } = -1;
 
-    /// <summary>Null: random 1024..65535 per segment.</summary>
+    /// <summary>Null: random within <see cref="SourcePortRange"/> per segment.</summary>
     public ushort? SourcePort { get; init; }
+
+    /// <summary>Where random source ports come from (inclusive); below 32768 keeps clear of a Linux host's own ephemeral ports.</summary>
+    public (ushort Min, ushort Max) SourcePortRange { get; init; } = (1024, 65535);
 
     public ushort DestinationPort { get; init; } = 80;
 
@@ -93,7 +96,7 @@ public sealed record HostileSegment
         }
 
         var tcp = packet[ipHeader..];
-        BinaryPrimitives.WriteUInt16BigEndian(tcp, SourcePort ?? (ushort)random.Next(1024, 65536));
+        BinaryPrimitives.WriteUInt16BigEndian(tcp, SourcePort ?? (ushort)random.Next(SourcePortRange.Min, SourcePortRange.Max + 1));
         BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], DestinationPort);
         BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], Sequence ?? (uint)random.NextInt64(1L << 32));
         uint ack = (Flags & TcpFlags.Ack) != 0 ? Acknowledgment ?? (uint)random.NextInt64(1L << 32) : 0;

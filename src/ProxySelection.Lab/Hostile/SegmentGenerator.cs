@@ -4,7 +4,7 @@ using System.Net.Sockets;
 namespace ProxySelection.Lab.Hostile;
 
 /// <summary>How long and how fast a <see cref="SegmentGenerator"/> run sends: both bounds always hold, whichever comes first.</summary>
-/// <param name="Rate">Target segments per second (token bucket, 10 ms of burst).</param>
+/// <param name="Rate">Target segments per second (token bucket, 50 ms of burst: a loaded machine oversleeps).</param>
 /// <param name="MaxCount">Never more segments than this.</param>
 /// <param name="MaxDuration">Never longer than this.</param>
 public sealed record GeneratorLimits(double Rate, long MaxCount, TimeSpan MaxDuration);
@@ -76,7 +76,7 @@ public static class SegmentGenerator
     private static GeneratorResult Send(Socket socket, HostileSegment segment, GeneratorLimits limits, Random random, TimeProvider clock,
         CancellationToken cancellationToken)
     {
-        var bucket = new TokenBucket(limits.Rate, Math.Max(1, limits.Rate / 100));
+        var bucket = new TokenBucket(limits.Rate, Math.Max(1, limits.Rate / 20));
         var packet = new byte[segment.PacketLength];
         var address = Destination(segment.IsIPv6);
         long start = clock.GetTimestamp();
@@ -92,7 +92,7 @@ public static class SegmentGenerator
             int due = bucket.Take(elapsed, (int)Math.Min(int.MaxValue, limits.MaxCount - sent - failed));
             if (due == 0)
             {
-                // Sleep granularity is about 1 ms: the bucket's 10 ms burst makes up for it.
+                // Sleep granularity is 1 ms or worse under load: the bucket's 50 ms burst makes up for it.
                 Thread.Sleep(bucket.UntilNext() > TimeSpan.FromMilliseconds(1) ? 1 : 0);
                 continue;
             }
