@@ -32,6 +32,9 @@ public sealed record HostileSegment
 
     public ushort DestinationPort { get; init; } = 80;
 
+    /// <summary>When set, destination ports are random within it (inclusive) instead of <see cref="DestinationPort"/>: a blind injector's guess at a probe's port.</summary>
+    public (ushort Min, ushort Max)? DestinationPortRange { get; init; }
+
     public TcpFlags Flags { get; init; } = TcpFlags.Syn;
 
     /// <summary>Null: random per segment.</summary>
@@ -97,7 +100,7 @@ public sealed record HostileSegment
 
         var tcp = packet[ipHeader..];
         BinaryPrimitives.WriteUInt16BigEndian(tcp, SourcePort ?? (ushort)random.Next(SourcePortRange.Min, SourcePortRange.Max + 1));
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], DestinationPort);
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], DestinationPortRange is { } range ? (ushort)random.Next(range.Min, range.Max + 1) : DestinationPort);
         BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], Sequence ?? (uint)random.NextInt64(1L << 32));
         uint ack = (Flags & TcpFlags.Ack) != 0 ? Acknowledgment ?? (uint)random.NextInt64(1L << 32) : 0;
         BinaryPrimitives.WriteUInt32BigEndian(tcp[8..], ack);

@@ -11,8 +11,9 @@ using ProxySelection.Lab.Hostile;
 namespace ProxySelection.IntegrationTests.Hostile;
 
 /// <summary>
-/// The two-path lab made ready for hostile traffic: a TCP-only nginx answering on the server's address and on every
-/// address of <see cref="ManyDestinations"/> (a local route: cache misses that probes really reach), routes in the proxy
+/// The two-path lab made ready for hostile traffic: a TCP-only nginx answering on every IPv4 address of the server,
+/// <see cref="ManyDestinations"/> included (a local route: cache misses that probes really reach), an MPTCP nginx on every
+/// IPv6 address, <see cref="ManyDestinationsV6"/> included (the other truth for the cache), routes in the proxy
 /// back toward <see cref="SpoofedSources"/> (their SYN/ACKs reach the client namespace, which owns none of them and drops
 /// them, as the Internet would for a blind spoofer), a 1 MB file, and <c>proxysel run</c> with a control socket.
 /// </summary>
@@ -34,6 +35,10 @@ internal sealed class HostileLab : IAsyncDisposable
     /// <summary>Destinations the server answers (local route 198.18.128.0/17 on its loopback).</summary>
     public static readonly IPAddress ManyDestinations = IPAddress.Parse("198.18.128.0");
     public const int ManyDestinationsPrefixLength = 17;
+
+    /// <summary>IPv6 destinations the MPTCP server answers (local route 2001:db8:80::/64).</summary>
+    public static readonly IPAddress ManyDestinationsV6 = IPAddress.Parse("2001:db8:80::");
+    public const int ManyDestinationsV6PrefixLength = 64;
 
     public static readonly IPAddress Server = IPAddress.Parse(TwoPathTopology.ServerV4);
 
@@ -68,8 +73,12 @@ internal sealed class HostileLab : IAsyncDisposable
             var sha = lab.WriteFile("file.bin", FileBytes);
             var t = lab.Topology;
             await t.Server.IpAsync("route", "add", "local", $"{ManyDestinations}/{ManyDestinationsPrefixLength}", "dev", "lo");
-            await lab.StartNginxInAsync(t.Server, ["0.0.0.0", "[::]"]);
+            await t.Server.IpAsync("-6", "route", "add", "local", $"{ManyDestinationsV6}/{ManyDestinationsV6PrefixLength}", "dev", "lo");
+            await lab.StartNginxInAsync(t.Server, ["0.0.0.0"]);
+            await lab.StartNginxInAsync(t.Server, ["[::]"], mptcp: true);
+            await WaitForListenersAsync(t.Server, 2);
             await t.Proxy.IpAsync("route", "add", $"{ManyDestinations}/{ManyDestinationsPrefixLength}", "via", TwoPathTopology.ServerV4);
+            await t.Proxy.IpAsync("-6", "route", "add", $"{ManyDestinationsV6}/{ManyDestinationsV6PrefixLength}", "via", TwoPathTopology.ServerV6);
             await t.Proxy.IpAsync("route", "add", $"{SpoofedSources}/{SpoofedPrefixLength}", "via", TwoPathTopology.ClientPath1V4);
             // Half-open connections of a spoofed flood must not be what decides: the defaults of a stock host, stated.
             await t.Proxy.SysctlAsync(("net.ipv4.tcp_syncookies", "1"));
@@ -85,12 +94,22 @@ internal sealed class HostileLab : IAsyncDisposable
         }
     }
 
+    private static async Task WaitForListenersAsync(NetNamespace ns, int count)
+    {
+        var watch = Stopwatch.StartNew();
+        while ((await ns.CheckAsync("ss", ["-Hltn", "sport = :80"])).Split('\n', StringSplitOptions.RemoveEmptyEntries).Length < count)
+        {
+            Assert.That(watch.Elapsed, Is.LessThan(ProxyLab.Timeout), "both nginx listen");
+            await Task.Delay(50);
+        }
+    }
+
     /// <summary>
     /// <c>mptcpize run curl</c> of the 1 MB file from the client's path1 address, one after another, until
     /// <paramref name="until"/> completes (and at least <paramref name="minimum"/> ran) or <paramref name="limit"/> passed.
     /// A download counts when curl exits 0 with HTTP 200 and the SHA-256 matches.
     /// </summary>
-    public async Task<Downloads> DownloadLoopAsync(Task until, int minimum, TimeSpan limit, string? url = null)
+    public async Task<Downloads> DownloadLoopAsync(Task until, int minimum, TimeSpan limit, Func<int, string>? url = null)
     {
         var watch = Stopwatch.StartNew();
         var failures = new List<string>();
@@ -98,7 +117,7 @@ internal sealed class HostileLab : IAsyncDisposable
         while (watch.Elapsed < limit && (!until.IsCompleted || attempts < minimum))
         {
             var output = Path.Combine(Proxy.Directory, $"download-{attempts}.bin");
-            var result = await Proxy.CurlAsync(url ?? ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(20));
+            var result = await Proxy.CurlAsync(url?.Invoke(attempts) ?? ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(20));
             attempts++;
             if (result.ExitCode == 0 && result.StdOut.StartsWith("200 ", StringComparison.Ordinal) && ProxyLab.Sha256Of(output) == Sha)
             {
@@ -216,6 +235,23 @@ internal sealed class HostileLab : IAsyncDisposable
 
     /// <summary>The daemon's events so far (the JSON-lines file <c>--events</c> writes).</summary>
     public IReadOnlyList<ProxyEvent> Events(string? name = null) => ProxyLab.Events(Daemon, name);
+
+    /// <summary>Waits (bounded) for the first event <paramref name="name"/> that matches <paramref name="match"/>.</summary>
+    public async Task<ProxyEvent> WaitForEventAsync(string name, Func<ProxyEvent, bool> match)
+    {
+        var watch = Stopwatch.StartNew();
+        while (true)
+        {
+            var found = Events(name).FirstOrDefault(match);
+            if (found is not null)
+            {
+                return found;
+            }
+
+            Assert.That(watch.Elapsed, Is.LessThan(ProxyLab.Timeout), $"no matching '{name}' event");
+            await Task.Delay(50);
+        }
+    }
 
     /// <summary>Bytes the daemon printed (its log) so far; the lab keeps the last 1 MiB, so a value near that means at least that.</summary>
     public long LogBytes() => System.Text.Encoding.UTF8.GetByteCount(Daemon.Output);
