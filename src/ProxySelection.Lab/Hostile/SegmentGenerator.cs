@@ -1,6 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
-
 namespace ProxySelection.Lab.Hostile;
 
 /// <summary>How long and how fast a <see cref="SegmentGenerator"/> run sends: both bounds always hold, whichever comes first.</summary>
@@ -18,9 +15,8 @@ public sealed record GeneratorResult(long Sent, long Failed, TimeSpan Elapsed)
 }
 
 /// <summary>
-/// Sends hostile TCP segments from a namespace through a raw socket (IPPROTO_RAW: the kernel takes our IP header as is,
-/// spoofed source included, and routes by the destination). The socket is created inside the namespace on a dedicated
-/// thread (<see cref="NetNamespace.RunInNamespaceAsync{T}(Func{T})"/>) and the send loop runs on that thread: no await,
+/// Sends hostile TCP segments from a namespace through a <see cref="RawSender"/>. The sockets are created inside the
+/// namespace on a dedicated thread (<see cref="NetNamespace.RunInNamespaceAsync{T}(Func{T})"/>) and the send loop runs on that thread: no await,
 /// no pool thread in another namespace, pacing by a token bucket on <see cref="TimeProvider"/>.
 /// </summary>
 public static class SegmentGenerator
@@ -39,8 +35,8 @@ public static class SegmentGenerator
         var clock = time ?? TimeProvider.System;
         return ns.RunInNamespaceAsync(() =>
         {
-            using var socket = OpenRaw(segment.IsIPv6);
-            return Send(socket, segment, limits, new Random(seed), clock, cancellationToken);
+            using var sender = RawSender.OpenHere();
+            return Send(sender, segment, limits, new Random(seed), clock, cancellationToken);
         });
     }
 
@@ -52,14 +48,12 @@ public static class SegmentGenerator
         var clock = time ?? TimeProvider.System;
         return ns.RunInNamespaceAsync(() =>
         {
+            using var sender = RawSender.OpenHere();
             long start = clock.GetTimestamp();
             long sent = 0, failed = 0;
             foreach (var packet in packets)
             {
-                bool v6 = (packet[0] >> 4) == 6;
-                using var socket = OpenRaw(v6);
-                var address = Destination(v6);
-                if (TrySend(socket, packet, address))
+                if (sender.Send(packet))
                 {
                     sent++;
                 }
@@ -73,12 +67,11 @@ public static class SegmentGenerator
         });
     }
 
-    private static GeneratorResult Send(Socket socket, HostileSegment segment, GeneratorLimits limits, Random random, TimeProvider clock,
+    private static GeneratorResult Send(RawSender sender, HostileSegment segment, GeneratorLimits limits, Random random, TimeProvider clock,
         CancellationToken cancellationToken)
     {
         var bucket = new TokenBucket(limits.Rate, Math.Max(1, limits.Rate / 20));
         var packet = new byte[segment.PacketLength];
-        var address = Destination(segment.IsIPv6);
         long start = clock.GetTimestamp();
         long sent = 0, failed = 0;
         while (sent + failed < limits.MaxCount && !cancellationToken.IsCancellationRequested)
@@ -100,7 +93,7 @@ public static class SegmentGenerator
             for (int i = 0; i < due; i++)
             {
                 segment.Write(packet, random);
-                if (TrySend(socket, packet, address))
+                if (sender.Send(packet))
                 {
                     sent++;
                 }
@@ -112,35 +105,5 @@ public static class SegmentGenerator
         }
 
         return new GeneratorResult(sent, failed, clock.GetElapsedTime(start));
-    }
-
-    private static Socket OpenRaw(bool v6) =>
-        // IPPROTO_RAW implies IP_HDRINCL (IPv4) and hdrincl on IPv6 as well (Linux af_inet6.c): the packet goes out as written.
-        new(v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw);
-
-    private static SocketAddress Destination(bool v6) =>
-        new IPEndPoint(v6 ? IPAddress.IPv6Any : IPAddress.Any, 0).Serialize();
-
-    /// <summary>Sets the sockaddr to the packet's own destination (the kernel routes by it) and sends.</summary>
-    private static bool TrySend(Socket socket, byte[] packet, SocketAddress address)
-    {
-        var buffer = address.Buffer.Span;
-        if ((packet[0] >> 4) == 6)
-        {
-            packet.AsSpan(24, 16).CopyTo(buffer[8..]); // sockaddr_in6.sin6_addr
-        }
-        else
-        {
-            packet.AsSpan(16, 4).CopyTo(buffer[4..]); // sockaddr_in.sin_addr
-        }
-
-        try
-        {
-            return socket.SendTo(packet, SocketFlags.None, address) == packet.Length;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 }

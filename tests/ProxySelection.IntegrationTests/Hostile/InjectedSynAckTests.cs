@@ -79,6 +79,37 @@ public sealed class InjectedSynAckTests
         });
     }
 
+    [Test]
+    public async Task OnPathForgedSynAcksOnTheProbesExactFlowWithAWrongAck_PoisonNoCacheEntry()
+    {
+        await using var lab = await HostileLab.StartAsync();
+        var forgedDefer = HostileOptions.MpProxy(MpProxyOption.Short(MpProxyMessage.Defer, 15, 9, tag: 0xBEEF));
+        // IPv4 servers are TCP-only: the forgery says MPTCP (and Defer); IPv6 servers speak MPTCP: it says TCP-only.
+        await using var forger = await SynAckForger.StartAsync(lab.Proxy.Topology.Server, v6 => v6
+            ? HostileOptions.Concat(HostileOptions.Mss())
+            : HostileOptions.Concat(HostileOptions.Mss(), HostileOptions.MpCapableSynAck(0x3333), forgedDefer));
+        string Url(int i) => i % 2 == 0
+            ? $"http://{Offset(HostileLab.ManyDestinations, 1 + (i / 2))}/file.bin"
+            : $"http://[{Offset(HostileLab.ManyDestinationsV6, 1 + (i / 2))}]/file.bin";
+        var downloads = await lab.DownloadLoopAsync(Task.CompletedTask, 2 * Destinations, TimeSpan.FromSeconds(120), Url);
+        var cache = await lab.CacheAsync();
+        var truth = Enumerable.Range(1, Destinations).SelectMany(n => new[]
+        {
+            (Key: $"{Offset(HostileLab.ManyDestinations, n)}:80", State: "TcpOnly"),
+            (Key: $"[{Offset(HostileLab.ManyDestinationsV6, n)}]:80", State: "MptcpCapable"),
+        }).ToList();
+        var poisoned = truth.Where(t => cache.GetValueOrDefault(t.Key) != t.State).Select(t => $"{t.Key} {cache.GetValueOrDefault(t.Key) ?? "absent"} (truth {t.State})").ToList();
+
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"on-path forged SYN/ACKs (ack = ISN + 2): {forger.Forged} forged; legit {downloads}; cache entries wrong or missing {poisoned.Count} of {truth.Count} [{string.Join(", ", poisoned)}]; load {HostileLab.Load()}"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(forger.Forged, Is.GreaterThanOrEqualTo(2 * Destinations), "every probe met a forgery first");
+            Assert.That(poisoned, Is.Empty, "cache entries that differ from the truth");
+            Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
+        });
+    }
+
     /// <summary>The address <paramref name="n"/> after <paramref name="prefix"/> (last byte; n below 256).</summary>
     private static IPAddress Offset(IPAddress prefix, int n)
     {
