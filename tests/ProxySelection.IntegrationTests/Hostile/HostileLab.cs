@@ -148,6 +148,16 @@ internal sealed class HostileLab : IAsyncDisposable
         throw new InvalidOperationException($"no VmRSS for pid {Daemon.Pid}");
     }
 
+    /// <summary>CPU time the daemon used so far (user + system, from /proc/PID/stat).</summary>
+    public TimeSpan CpuTime()
+    {
+        var stat = File.ReadAllText($"/proc/{Daemon.Pid}/stat");
+        // Fields after the command name (which may hold spaces): utime and stime are fields 14 and 15.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        long ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return TimeSpan.FromSeconds(ticks / 100.0); // USER_HZ
+    }
+
     /// <summary>Samples <see cref="RssKiB"/> every 250 ms until <paramref name="until"/> completes; the maximum.</summary>
     public async Task<long> MaxRssWhileAsync(Task until)
     {

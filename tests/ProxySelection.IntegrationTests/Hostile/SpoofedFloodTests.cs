@@ -24,6 +24,7 @@ public sealed class SpoofedFloodTests
         Assert.That(cached.GetValueOrDefault(HostileLab.Server + ":80"), Is.EqualTo("TcpOnly"), $"the probe found the server TCP-only ({primed})");
         long baseline = lab.RssKiB();
         var dropsBefore = await lab.QueueDropsAsync();
+        var cpuBefore = lab.CpuTime();
 
         var flood = lab.SpoofedSynFloodAsync(HostileLab.Server, 32, Rate, HostileLab.FloodSeconds);
         var rss = lab.MaxRssWhileAsync(flood);
@@ -31,13 +32,14 @@ public sealed class SpoofedFloodTests
         var downloads = await lab.DownloadLoopAsync(flood, minimum: 20, HostileLab.FloodSeconds + TimeSpan.FromSeconds(90));
         var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
         long peak = await rss.WaitAsync(TimeSpan.FromSeconds(10));
+        var cpu = (lab.CpuTime() - cpuBefore) / sent.Elapsed;
         var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
         var dropsAfter = await lab.QueueDropsAsync();
         long bound = baseline + Math.Max(32 * 1024, baseline / 4);
         long after = await lab.RssSettledAsync(bound, TimeSpan.FromSeconds(30));
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"spoofed flood to cached TCP-only server: {sent}; legit {downloads}; RSS before {baseline} KiB, peak {peak} KiB, after {after} KiB (bound {bound}); " +
+            $"spoofed flood to cached TCP-only server: {sent}; legit {downloads}; RSS before {baseline} KiB, peak {peak} KiB, after {after} KiB (bound {bound}); daemon CPU during the flood {cpu:P0} of one core; " +
             $"{maxima}; queue drops {dropsAfter.QueueDropped - dropsBefore.QueueDropped}, user drops {dropsAfter.UserDropped - dropsBefore.UserDropped}; load {HostileLab.Load()}"));
         Assert.Multiple(() =>
         {
@@ -105,10 +107,14 @@ public sealed class SpoofedFloodTests
         const double Rate = 20_000;
         var holdLimit = TimeSpan.FromMilliseconds(250); // Proxy:ProbeTimeout, the default: a held SYN's verdict comes by then (spec §8.3)
         await using var lab = await HostileLab.StartAsync();
+        var cpuBefore = lab.CpuTime();
         var flood = lab.SpoofedSynFloodAsync(HostileLab.ManyDestinations, HostileLab.ManyDestinationsPrefixLength, Rate, HostileLab.FloodSeconds);
+        var rss = lab.MaxRssWhileAsync(flood);
         var status = lab.StatusWhileAsync(flood);
         var downloads = await lab.DownloadLoopAsync(flood, minimum: 5, HostileLab.FloodSeconds + TimeSpan.FromSeconds(90));
         var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
+        var cpu = (lab.CpuTime() - cpuBefore) / sent.Elapsed;
+        long peak = await rss.WaitAsync(TimeSpan.FromSeconds(10));
         var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
         await Task.Delay(TimeSpan.FromSeconds(1));
         var drops = await lab.QueueDropsAsync();
@@ -120,7 +126,7 @@ public sealed class SpoofedFloodTests
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"20k miss flood: {sent}; legit {downloads}; holds {holds.Count}, p99 {p99:F1} ms, max {(holds.Count == 0 ? 0 : holds[^1]):F1} ms (engine max_hold {maxHoldUs / 1000.0:F1} ms), " +
-            $"{over} beyond {holdLimit.TotalMilliseconds} ms; {maxima}; queue drops {drops.QueueDropped}, user drops {drops.UserDropped}; load {HostileLab.Load()}"));
+            $"{over} beyond {holdLimit.TotalMilliseconds} ms; {maxima}; daemon CPU {cpu:P0} of one core, peak RSS {peak} KiB; queue drops {drops.QueueDropped}, user drops {drops.UserDropped}; load {HostileLab.Load()}"));
         Assert.Multiple(() =>
         {
             Assert.That(holds, Is.Not.Empty, "the flood was held at all (else the bound says nothing)");
