@@ -98,8 +98,7 @@ public sealed class ForgedMpProxyTests
         try
         {
             var lab = await HostileLab.StartAsync("--key-file", keyFile, "--proxy-id", "1");
-            var primed = await lab.DownloadLoopAsync(Task.CompletedTask, 1, TimeSpan.FromSeconds(60));
-            Assert.That(primed.Succeeded, Is.EqualTo(1), primed.ToString());
+            await lab.PrimeAsync();
             return lab;
         }
         finally
