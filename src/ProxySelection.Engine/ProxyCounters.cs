@@ -29,6 +29,22 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _maxHoldTicks;
     private long _probeAnswersSent;
     private long _synAcks;
+    private long _kernelPassed;
+    private long _kernelIntercepted;
+
+    /// <summary>SYNs the kernel fast path passed toward a known MPTCP server, never queued (its rules' counters, read back
+    /// every few seconds and at stop; 0 without <see cref="ProxyEngineOptions.KernelFastPath"/>).</summary>
+    public long KernelPassed => Interlocked.Read(ref _kernelPassed);
+
+    /// <summary>SYNs the kernel fast path sent to the listener toward a known TCP-only server, never queued.</summary>
+    public long KernelIntercepted => Interlocked.Read(ref _kernelIntercepted);
+
+    /// <summary>What the kernel's rules counted so far (<see cref="Kernel.KernelCacheMirror"/>).</summary>
+    public void SetKernelDecided(long passed, long intercepted)
+    {
+        Interlocked.Exchange(ref _kernelPassed, passed);
+        Interlocked.Exchange(ref _kernelIntercepted, intercepted);
+    }
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
     /// plain TCP through it is neither seen nor counted (here, in <c>status</c> or in the metrics).</summary>
@@ -173,6 +189,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
         ["relayed"] = Relayed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["kernel_passed"] = KernelPassed, ["kernel_intercepted"] = KernelIntercepted,
     };
 
     public override string ToString() =>
@@ -180,5 +197,6 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1}";
+        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
+        $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted}";
 }

@@ -38,6 +38,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
     private readonly Action<ListenerKey> _ensureListener;
+    private Kernel.KernelCacheMirror? _kernelMirror;
     private readonly IProbeConnector _probeConnector;
     private readonly ProxyTelemetry _telemetry;
     private readonly CancellationTokenSource _stopping = new();
@@ -142,6 +143,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             // Nor does it learn anything from a SYN/ACK without one (OnSynAck: the signal and MP_CAPABLE are MPTCP options,
             // a probe's answer is read from its socket): plain TCP's SYN/ACK stays in the kernel too.
             QueueOnlyMptcpSynAcks = options.Negotiation.Role == ProxyRole.Downgrade,
+            // A SYN-cookie ACK reaches the listener as long as the engine would still await its accept.
+            HandshakeSetSeconds = (int)Math.Ceiling(options.AdoptionTimeout.TotalSeconds),
+            FastPathPass = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade,
+            FastPathIntercept = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade
+                && options.Negotiation.Mode == SignalingMode.Implicit,
         };
     }
 
@@ -164,6 +170,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _verdicts = _hook;
                 _hook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
+                if (_rulesetOptions.FastPath)
+                {
+                    _kernelMirror = new Kernel.KernelCacheMirror(_rulesetOptions, _negotiator.Cache, new ProcessCommandRunner(), _log, Counters, _time);
+                    _negotiator.Cache.Observer = _kernelMirror;
+                    _kernelMirror.Resync();
+                }
             }
 
             // Host-configured alone: no queue, no rules; the SOCKS listener is the only way in.
@@ -315,7 +327,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         // The accept registers the token before it stops awaiting, so one of the two is seen if the decision raced it.
         bool park = decision is { Verdict: SynVerdict.Pass, Reason: DecisionReason.JoinTokenForeign }
-            && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token));
+            && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token)
+                || _kernelMirror?.InterceptsToward(endpoints.Destination) == true); // the kernel intercepts with no flow record
         SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
         switch (decision.Verdict)
         {
@@ -491,6 +504,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await _connector.DisposeAsync().ConfigureAwait(false);
+        if (_kernelMirror is not null)
+        {
+            _negotiator.Cache.Observer = null;
+            await _kernelMirror.DisposeAsync().ConfigureAwait(false);
+        }
+
         try
         {
             if (_options.Transparent && _hook is not null)

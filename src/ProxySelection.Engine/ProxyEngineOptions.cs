@@ -46,6 +46,15 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public bool Warmup { get; init; } = true;
 
+    /// <summary>
+    /// The kernel fast path (issue 13; a downgrading proxy only): SYNs whose verdict the capability cache already gives
+    /// from the destination alone are decided in raw PREROUTING from ipsets the engine keeps in step with the cache
+    /// (<see cref="Kernel.KernelCacheMirror"/>) — pass toward a known MPTCP server; in implicit mode also intercept toward
+    /// a known TCP-only one (explicit mode must sign a Claim on the SYN/ACK, which needs the flow's queue trip). SYNs with
+    /// MP_PROXY, MP_JOIN, MD5/AO or more options than the kernel filter walks still go to the queue. Off by default.
+    /// </summary>
+    public bool KernelFastPath { get; init; }
+
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
 

@@ -47,4 +47,8 @@ internal static partial class InterceptionLog
 
     [LoggerMessage(1012, LogLevel.Information, "interception ruleset {ChainPrefix} removed")]
     public static partial void RulesetRemoved(ILogger logger, string chainPrefix);
+
+    [LoggerMessage(1013, LogLevel.Warning,
+        "interception ruleset {ChainPrefix}: no ipset tool ({Error}); without the handshake set, a SYN flood that drives a listener to SYN cookies resets the connections answered with one (install the ipset package)")]
+    public static partial void NoIpset(ILogger logger, string chainPrefix, string error);
 }

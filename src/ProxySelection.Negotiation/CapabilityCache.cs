@@ -46,6 +46,23 @@ public readonly record struct CapabilityEntry(
 public readonly record struct CapabilityCacheItem(DestinationKey Destination, CapabilityEntry Entry, TimeSpan Age, TimeSpan Remaining);
 
 /// <summary>
+/// Hears every change of a <see cref="CapabilityCache"/>, in order, under the cache's lock (so a copy kept elsewhere —
+/// the kernel's — sees the changes in the order they were made): implementations only enqueue, never block or call
+/// back into the cache. Lazy expiry is not reported: a copy given each entry's lifetime expires with it.
+/// </summary>
+public interface ICapabilityCacheObserver
+{
+    /// <summary><paramref name="key"/> now has <paramref name="entry"/> for <paramref name="lifetime"/>.</summary>
+    void OnSet(in DestinationKey key, in CapabilityEntry entry, TimeSpan lifetime);
+
+    /// <summary><paramref name="key"/>'s entry was removed or evicted before its time.</summary>
+    void OnRemoved(in DestinationKey key);
+
+    /// <summary>Every entry was removed.</summary>
+    void OnCleared();
+}
+
+/// <summary>
 /// Bounded destination → capability map with a lifetime per state and least-recently-used eviction.
 /// Lookups and updates of existing keys do not allocate: entries live in parallel arrays linked into an
 /// LRU list by index. Thread-safe (one lock); counters are exact.
@@ -96,6 +113,9 @@ public sealed class CapabilityCache
     }
 
     public int Capacity => _keys.Length;
+
+    /// <summary>Hears every change from now on (one observer; null: none). Set it before the cache is used.</summary>
+    public ICapabilityCacheObserver? Observer { get; set; }
 
     public int Count
     {
@@ -158,7 +178,8 @@ public sealed class CapabilityCache
     /// <summary>Records an entry with the lifetime of its state and source (<see cref="TtlOf(in CapabilityEntry)"/>).</summary>
     public void Set(in DestinationKey key, in CapabilityEntry entry)
     {
-        long expiresAt = _time.GetTimestamp() + ToTimestampTicks(TtlOf(entry));
+        var lifetime = TtlOf(entry);
+        long expiresAt = _time.GetTimestamp() + ToTimestampTicks(lifetime);
         lock (_lock)
         {
             if (!_index.TryGetValue(key, out int slot))
@@ -175,6 +196,7 @@ public sealed class CapabilityCache
 
             _entries[slot] = entry;
             _expiresAt[slot] = expiresAt;
+            Observer?.OnSet(key, entry, lifetime);
         }
     }
 
@@ -188,6 +210,7 @@ public sealed class CapabilityCache
             }
 
             RemoveLocked(slot);
+            Observer?.OnRemoved(key);
             return true;
         }
     }
@@ -231,6 +254,7 @@ public sealed class CapabilityCache
             _tail = None;
             _freeHead = None;
             _used = 0;
+            Observer?.OnCleared();
             return removed;
         }
     }
@@ -274,7 +298,14 @@ public sealed class CapabilityCache
 
         // Full: the least recently used entry goes.
         int victim = _tail;
+        var victimKey = _keys[victim];
+        bool live = _time.GetTimestamp() < _expiresAt[victim];
         RemoveLocked(victim);
+        if (live)
+        {
+            Observer?.OnRemoved(victimKey);
+        }
+
         _evictions++;
         int reused = _freeHead;
         _freeHead = _next[reused];

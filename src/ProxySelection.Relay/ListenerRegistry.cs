@@ -40,7 +40,7 @@ public sealed class ListenerRegistry : IDisposable
                 return existing;
             }
             var address = key.Family == AddressFamily.InterNetworkV6 ? _options.BindAddressV6 : _options.BindAddressV4;
-            listener = TransparentListener.Open(key, address, _sockets, _options.Backlog, _options.Transparent);
+            listener = TransparentListener.Open(key, address, _sockets, _options.Backlog, _options.Transparent, _options.SynAckRetries);
             // Port 0 (tests) is registered under the port the kernel chose.
             _listeners[listener.Key] = listener;
             if (key.Port == 0)
@@ -116,8 +116,13 @@ public sealed class ListenerOptions
     /// <summary>IPv6 bind address. Default IPv6Any (IPV6_V6ONLY, so an IPv4 listener can share the port).</summary>
     public IPAddress BindAddressV6 { get; set; } = IPAddress.IPv6Any;
 
-    /// <summary>listen(2) backlog. Default 1024.</summary>
-    public int Backlog { get; set; } = 1024;
+    /// <summary>listen(2) backlog, which also bounds the SYN queue (the kernel caps it at net.core.somaxconn, 4096 by
+    /// default). Default 4096: a spoofed flood must fill it before the kernel answers with SYN cookies.</summary>
+    public int Backlog { get; set; } = 4096;
+
+    /// <summary>SYN/ACK retransmissions of a half-open connection (TCP_SYNCNT on the listener; 0: the sysctl's).
+    /// Default 1: a half-open connection leaves the SYN queue after about 3 s. TCP listeners only (MPTCP refuses it).</summary>
+    public int SynAckRetries { get; set; } = 1;
 
     /// <summary>Set IP_TRANSPARENT / IPV6_TRANSPARENT (needs CAP_NET_ADMIN). Default true.</summary>
     public bool Transparent { get; set; } = true;

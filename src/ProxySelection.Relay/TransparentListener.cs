@@ -35,10 +35,15 @@ public sealed class TransparentListener : IDisposable
     /// <summary>
     /// Binds (usually to Any/IPv6Any: TPROXY finds the listener by port) and listens; nothing is accepted before
     /// <see cref="Start"/>. <c>transparent: false</c> is for tests that connect to the relay's own address.
+    /// <para><paramref name="synAckRetries"/> (TCP_SYNCNT on the listener, 0: the sysctl's 5) bounds how long a
+    /// half-open connection keeps its place in the SYN queue (kernel reqsk_timer_handler reads the listener's
+    /// icsk_syn_retries): 1 gives about 3 s, the proxy's adoption timeout, instead of about 63 s. Spoofed SYNs, which
+    /// never complete, then leave the queue sooner and fill it later. MPTCP listeners refuse the option (ENOPROTOOPT,
+    /// Linux 6.18) and keep the sysctl's value; the ruleset's handshake set covers what overflows.</para>
     /// </summary>
     /// <exception cref="SocketException">bind/listen failed (EADDRINUSE, EPERM without CAP_NET_ADMIN, ...).</exception>
     public static TransparentListener Open(
-        ListenerKey key, IPAddress bindAddress, SocketFactory sockets, int backlog = 1024, bool transparent = true)
+        ListenerKey key, IPAddress bindAddress, SocketFactory sockets, int backlog = 1024, bool transparent = true, int synAckRetries = 0)
     {
         ArgumentNullException.ThrowIfNull(bindAddress);
         ArgumentNullException.ThrowIfNull(sockets);
@@ -59,6 +64,10 @@ public sealed class TransparentListener : IDisposable
             {
                 SetTransparent(socket);
             }
+            if (synAckRetries > 0)
+            {
+                SetSynAckRetries(socket, synAckRetries);
+            }
             socket.Bind(new IPEndPoint(bindAddress, key.Port));
             socket.Listen(backlog);
             return new TransparentListener(key with { Port = ((IPEndPoint)socket.LocalEndPoint!).Port }, socket);
@@ -69,6 +78,22 @@ public sealed class TransparentListener : IDisposable
             throw;
         }
     }
+
+    private static void SetSynAckRetries(Socket socket, int retries)
+    {
+        try
+        {
+            socket.SetRawSocketOption(IpProtoTcp, TcpSynCount, BitConverter.GetBytes(retries));
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ProtocolOption)
+        {
+            // An MPTCP socket: mptcp_setsockopt_sol_tcp has no TCP_SYNCNT.
+        }
+    }
+
+    // include/uapi/linux/tcp.h
+    private const int IpProtoTcp = 6;
+    private const int TcpSynCount = 7;
 
     /// <summary>IP_TRANSPARENT (IPv4) or IPV6_TRANSPARENT: accept for, or bind to, addresses not local to this host.</summary>
     public static void SetTransparent(Socket socket)

@@ -28,4 +28,22 @@ public sealed class ProxyEngineRulesetTests
         Assert.That(options.QueueOnlyMptcpSyns, Is.False, "an upgrading proxy acts on plain TCP SYNs");
         Assert.That(options.QueueOnlyMptcpSynAcks, Is.False, "an upgrading proxy learns TCP-only servers from answers without MPTCP");
     }
+
+    [TestCase(ProxyRole.Downgrade, SignalingMode.Explicit, true, false)]
+    [TestCase(ProxyRole.Downgrade, SignalingMode.Implicit, true, true)]
+    [TestCase(ProxyRole.Upgrade, SignalingMode.Implicit, false, false)]
+    public void RulesetOptions_KernelFastPath_PassForDowngradeInterceptOnlyWithoutAClaimToSign(ProxyRole role, SignalingMode mode, bool pass, bool intercept)
+    {
+        var options = ProxyEngine.RulesetOptions(new ProxyEngineOptions
+        {
+            KeyRing = Ring, KernelFastPath = true, Negotiation = new NegotiatorOptions { Role = role, Mode = mode },
+        });
+
+        Assert.That((options.FastPathPass, options.FastPathIntercept), Is.EqualTo((pass, intercept)));
+        Assert.That(options.HandshakeSetSeconds, Is.EqualTo(3), "the handshake set lives the adoption timeout");
+    }
+
+    [Test]
+    public void RulesetOptions_FastPathOff_NoFastPath() =>
+        Assert.That(ProxyEngine.RulesetOptions(new ProxyEngineOptions { KeyRing = Ring }).FastPath, Is.False);
 }

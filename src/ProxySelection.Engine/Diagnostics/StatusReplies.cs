@@ -127,6 +127,8 @@ public static class StatusReplies
         ["probe_answers_sent"] = c.ProbeAnswersSent,
         ["relayed"] = c.Relayed,
         ["hook_failures"] = c.HookFailures,
+        ["kernel_passed"] = c.KernelPassed,
+        ["kernel_intercepted"] = c.KernelIntercepted,
     };
 
     /// <summary>include/net/tcp_states.h.</summary>

@@ -180,6 +180,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.IdleTimeout);
         }
 
+        if (a.KernelFastPath != b.KernelFastPath)
+        {
+            yield return nameof(a.KernelFastPath);
+        }
+
         if (!string.Equals(a.ControlSocketPath, b.ControlSocketPath, StringComparison.Ordinal))
         {
             yield return nameof(a.ControlSocket);

@@ -305,6 +305,7 @@ internal static class ProxyConfiguration
             ChainPrefix = options.ChainPrefix,
             KeyRing = keyRing,
             IdleTimeout = options.IdleTimeout,
+            KernelFastPath = options.KernelFastPath,
             Transparent = options.Mode != ProxyMode.Socks,
             Socks = options.SocksEndpoint is null && options.Convert is null
                 ? null

@@ -79,6 +79,13 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// The kernel fast path (issue 13), for <c>Role</c> downgrade: SYNs the capability cache already decides from the
+    /// destination alone are passed (known MPTCP server) — and in implicit mode intercepted (known TCP-only server) —
+    /// by rules on ipsets kept in step with the cache, without a queue trip. Needs the ipset tool. Default false.
+    /// </summary>
+    public bool KernelFastPath { get; set; }
+
     /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 

@@ -17,6 +17,9 @@ namespace ProxySelection.Interception.Rules;
 /// which keeps the original destination port (a transparent listener must exist on it, or MP_JOIN is reset).</item>
 /// <item><c>mangle POSTROUTING → PREFIX_EGRESS</c>: the proxy's own SYNs and SYN/ACKs carrying the egress mark
 /// (SO_MARK) go to NFQUEUE so MP_PROXY can be added.</item>
+/// <item>With <see cref="InterceptionRulesetOptions.HandshakeSetSeconds"/>: each SYN sent to TPROXY is added to the
+/// ipset <c>PREFIX_HS4</c>/<c>_HS6</c>, and a later segment of that handshake that found no socket (a SYN-cookie
+/// ACK: the wildcard listener is not matched by <c>-m socket</c>) goes to TPROXY too, not on to the real server.</item>
 /// <item>Policy routing: <c>fwmark MARK/MASK lookup TABLE</c> at a fixed priority, and <c>local default dev lo</c>
 /// in that table.</item>
 /// </list>
@@ -46,6 +49,9 @@ public sealed class InterceptionRuleset
 
     public string EgressChain => $"{options.ChainPrefix}_EGRESS";
 
+    /// <summary>raw: the kernel fast path's chain (<see cref="InterceptionRulesetOptions.FastPath"/>).</summary>
+    public string FastChain => $"{options.ChainPrefix}_FAST";
+
     private IEnumerable<bool> Families => new[] { false, true }.Where(v6 => v6 ? options.IPv6 : options.IPv4);
 
     /// <summary>Installs the ruleset (after removing any leftovers of the same prefix).</summary>
@@ -54,9 +60,19 @@ public sealed class InterceptionRuleset
         await CleanupAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            bool handshakeSet = options.HandshakeSetSeconds > 0 && await CreateHandshakeSetsAsync(cancellationToken).ConfigureAwait(false);
+            if (options.FastPath)
+            {
+                if (options.FastPathIntercept && !handshakeSet)
+                {
+                    throw new InterceptionRulesException("the kernel fast path needs the ipset tool (package ipset)");
+                }
+
+                await CreateFastPathSetsAsync(cancellationToken).ConfigureAwait(false);
+            }
             foreach (var v6 in Families)
             {
-                await CheckAsync(v6 ? "ip6tables-restore" : "iptables-restore", ["--noflush"], RenderRestoreScript(), cancellationToken)
+                await CheckAsync(v6 ? "ip6tables-restore" : "iptables-restore", ["--noflush"], RenderRestoreScript(v6, handshakeSet), cancellationToken)
                     .ConfigureAwait(false);
                 var family = v6 ? "-6" : "-4";
                 await CheckAsync("ip", [family, "rule", "add", "pref", Str(options.RulePriority), "fwmark", MarkSpec(options.InterceptMark, options.InterceptMask),
@@ -74,6 +90,43 @@ public sealed class InterceptionRuleset
         }
 
         InterceptionLog.RulesetApplied(logger, options.ChainPrefix, options.QueueNumber, string.Join(',', options.Ports));
+    }
+
+    /// <summary>Creates the handshake sets; false (logged) when the ipset tool is not installed: the ruleset then works
+    /// as before it, and a flood that drives the listener to SYN cookies breaks the connections answered with one.</summary>
+    private async Task<bool> CreateHandshakeSetsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var v6 in Families)
+        {
+            var r = await runner.RunAsync("ipset", ["create", IpSetNames.Handshake(options.ChainPrefix, v6), "hash:ip,port,ip",
+                "family", v6 ? "inet6" : "inet", "timeout", Str(options.HandshakeSetSeconds), "maxelem", Str(options.HandshakeSetMaxElements)],
+                null, cancellationToken).ConfigureAwait(false);
+            if (r.ExitCode == 127)
+            {
+                InterceptionLog.NoIpset(logger, options.ChainPrefix, r.StdErr.Trim());
+                return false;
+            }
+
+            if (!r.Succeeded)
+            {
+                throw new InterceptionRulesException($"ipset create {IpSetNames.Handshake(options.ChainPrefix, v6)} exited {r.ExitCode}: {r.StdErr.Trim()}");
+            }
+        }
+
+        return true;
+    }
+
+    private async Task CreateFastPathSetsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var v6 in Families)
+        {
+            foreach (var name in (string[])[IpSetNames.KnownMptcp(options.ChainPrefix, v6), IpSetNames.KnownTcpOnly(options.ChainPrefix, v6)])
+            {
+                // timeout 0: entries carry their own (the cache entry's remaining life); counters: what the kernel decided.
+                await CheckAsync("ipset", ["create", name, "hash:ip,port", "family", v6 ? "inet6" : "inet", "timeout", "0", "counters",
+                    "maxelem", Str(options.FastPathMaxElements)], null, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>Removes the ruleset installed by <see cref="ApplyAsync"/>: <see cref="CleanupAsync"/>, logged.</summary>
@@ -124,20 +177,55 @@ public sealed class InterceptionRuleset
                 throw new InterceptionRulesException($"ip {family} rule at pref {options.RulePriority} survived removal: {rules.Trim()}");
             }
         }
+
+        // After the rules: a set a rule still references cannot be destroyed.
+        await DestroySetsAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The iptables-restore / ip6tables-restore input (<c>--noflush</c>); the same for both families
-    /// (socket, TPROXY and NFQUEUE take the same options in ip6tables).</summary>
-    public string RenderRestoreScript()
+    private async Task DestroySetsAsync(CancellationToken cancellationToken)
+    {
+        var listed = await runner.RunAsync("ipset", ["list", "-n"], null, cancellationToken).ConfigureAwait(false);
+        if (listed.ExitCode == 127)
+        {
+            // No ipset tool: this proxy created no set.
+            return;
+        }
+
+        var present = listed.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+        foreach (var name in IpSetNames.All(options.ChainPrefix).Where(present.Contains))
+        {
+            await CheckAsync("ipset", ["destroy", name], null, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The iptables-restore / ip6tables-restore input (<c>--noflush</c>); the same for both families but for the
+    /// set names (socket, TPROXY, SET and NFQUEUE take the same options in ip6tables). <paramref name="handshakeSet"/>:
+    /// render the handshake set's rules (default: when <see cref="InterceptionRulesetOptions.HandshakeSetSeconds"/> &gt; 0).</summary>
+    public string RenderRestoreScript(bool v6 = false, bool? handshakeSet = null)
     {
         var o = options;
+        bool withHandshakeSet = handshakeSet ?? o.HandshakeSetSeconds > 0;
+        string handshake = IpSetNames.Handshake(o.ChainPrefix, v6);
         var sb = new StringBuilder();
+        var mark = MarkSpec(o.InterceptMark, o.InterceptMask);
         sb.Append("*raw\n");
         sb.Append(CultureInfo.InvariantCulture, $":{QueueChain} - [0:0]\n");
+        if (o.FastPath)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $":{FastChain} - [0:0]\n");
+        }
+
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {QueueChain}\n");
         // multiport takes at most 15 ports per rule.
         foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
         {
+            if (o.FastPath)
+            {
+                // What the fast path does not decide returns here and is queued as before.
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -j {FastChain}\n");
+            }
+
             // --tcp-option 30 (MPTCP) also matches in ip6tables; iptables-nft renders it as "tcp option 30 exists".
             string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
@@ -149,20 +237,69 @@ public sealed class InterceptionRuleset
             }
         }
 
+        if (o.FastPath)
+        {
+            RenderFastPath(sb, v6, mark);
+        }
+
         sb.Append("COMMIT\n*mangle\n");
         sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{EgressChain} - [0:0]\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {TproxyChain}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I POSTROUTING 1 -j {EgressChain}\n");
-        var mark = MarkSpec(o.InterceptMark, o.InterceptMask);
         // Established and half-open intercepted connections: their packets must be delivered locally too.
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j MARK --set-xmark {mark}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
+        if (withHandshakeSet)
+        {
+            // Remember the intercepted handshake: its completing ACK may find no socket (below).
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {TproxyChain} -p tcp --syn -m mark --mark {mark} -j SET --add-set {handshake} src,src,dst --exist --timeout {Str(o.HandshakeSetSeconds)}\n");
+        }
+
         // --on-port 0: the kernel keeps the packet's destination port (xt_TPROXY: lport ? lport : hp->dest).
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m mark --mark {mark} -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
+        if (withHandshakeSet)
+        {
+            // A listener that ran out of SYN queue answered with a SYN cookie and kept no request socket, so -m socket
+            // found only the wildcard listener, which it ignores; without this the ACK went on to the real server, which
+            // reset the connection (issue 12). Only handshakes this proxy sent to TPROXY are in the set: a passed flow's
+            // ACK never matches. TPROXY finds the listener by port, or drops the segment if there is none.
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {TproxyChain} -p tcp --tcp-flags SYN,RST,ACK ACK -m set --match-set {handshake} src,src,dst -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
+        }
+
         sb.Append(CultureInfo.InvariantCulture,
             $"-A {EgressChain} -p tcp --tcp-flags SYN SYN -m mark --mark {MarkSpec(o.EgressMark, o.EgressMask)} -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
         sb.Append("COMMIT\n");
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The fast path (raw <c>PREFIX_FAST</c>): SYNs whose verdict could depend on more than the destination go back to
+    /// the queue (MD5/AO, and <see cref="SynOptionFilter"/>'s MPTCP options other than MP_CAPABLE v1); then a known
+    /// MPTCP destination passes, a known TCP-only one is marked for TPROXY (mangle sends it to the listener and records
+    /// its handshake). The rules' counters are what the kernel decided.
+    /// </summary>
+    private void RenderFastPath(StringBuilder sb, bool v6, string mark)
+    {
+        var o = options;
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -p tcp --tcp-option 19 -j RETURN\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -p tcp --tcp-option 29 -j RETURN\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -m bpf --bytecode \"{SynOptionFilter.Bytecode(v6)}\" -j RETURN\n");
+        if (o.FastPathPass)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} -m set --match-set {IpSetNames.KnownMptcp(o.ChainPrefix, v6)} dst,dst -j ACCEPT\n");
+        }
+
+        if (o.FastPathIntercept)
+        {
+            // Only while this proxy's transparent listener is on the port (-m socket finds it by port with --nowildcard):
+            // after a SIGKILL the listener is gone, the SYN goes on to the queue and --queue-bypass passes it (fail open)
+            // instead of TPROXY dropping it.
+            string toSet = $"-m set --match-set {IpSetNames.KnownTcpOnly(o.ChainPrefix, v6)} dst,dst -m socket --transparent --nowildcard";
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} {toSet} -j MARK --set-xmark {mark}\n");
+            sb.Append(CultureInfo.InvariantCulture, $"-A {FastChain} {toSet} -j ACCEPT\n");
+        }
     }
 
     private async Task RemoveChainsAsync(bool v6, string table, bool nft, CancellationToken cancellationToken)

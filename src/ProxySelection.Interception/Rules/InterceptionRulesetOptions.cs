@@ -55,6 +55,36 @@ public sealed partial class InterceptionRulesetOptions
     /// upgrading proxy learns "TCP only" from answers without one.</summary>
     public bool QueueOnlyMptcpSynAcks { get; init; }
 
+    /// <summary>How long the kernel remembers a SYN it sent to TPROXY, in seconds (ipset <c>PREFIX_HS4</c>/<c>_HS6</c>,
+    /// <c>hash:ip,port,ip</c> of client address, client port and destination address). A segment of such a handshake
+    /// that finds no socket — the completing ACK of a connection the listener answered with a SYN cookie because a
+    /// flood filled its SYN queue — is then still sent to the listener instead of on to the real server, which would
+    /// reset it. Only intercepted handshakes are in the set, so a passed flow is never captured. The proxy sets it to its
+    /// adoption timeout (an accept after that is not awaited). 0: no set and no rule (no ipset needed). Default 3.</summary>
+    public int HandshakeSetSeconds { get; init; } = 3;
+
+    /// <summary>Most entries the handshake set holds (ipset <c>maxelem</c>); when full, new handshakes are not recorded
+    /// and only a SYN-cookie ACK of theirs would be lost (as without the set). Default 65,536.</summary>
+    public int HandshakeSetMaxElements { get; init; } = 65536;
+
+    /// <summary>The kernel fast path's pass verdict: a SYN toward a destination in <c>PREFIX_MP4</c>/<c>_MP6</c>
+    /// (ipset <c>hash:ip,port</c>, entries with the cache entry's lifetime, filled by the daemon) passes in raw
+    /// PREROUTING without a queue trip — if it carries MP_CAPABLE v1 and no other MPTCP option, no MD5/AO and at most
+    /// <see cref="SynOptionFilter.MaxOptions"/> options (<see cref="SynOptionFilter"/>); anything else is queued as
+    /// before. Off by default.</summary>
+    public bool FastPathPass { get; init; }
+
+    /// <summary>The kernel fast path's intercept verdict: such a SYN toward a destination in <c>PREFIX_TO4</c>/<c>_TO6</c>
+    /// gets the intercept mark in raw PREROUTING and goes to TPROXY. Only where the queue would give the same verdict with
+    /// nothing more to do (no Claim to sign on the SYN/ACK: implicit mode). Off by default.</summary>
+    public bool FastPathIntercept { get; init; }
+
+    /// <summary>Most entries each fast-path set holds (ipset <c>maxelem</c>); a destination that does not fit is decided
+    /// by the queue. Default 65,536.</summary>
+    public int FastPathMaxElements { get; init; } = 65536;
+
+    public bool FastPath => FastPathPass || FastPathIntercept;
+
     public ushort EffectiveEgressQueue => EgressQueueNumber ?? QueueNumber;
 
     /// <summary>Throws <see cref="ArgumentException"/> for values iptables or ip would refuse or that would clash.</summary>
@@ -84,6 +114,16 @@ public sealed partial class InterceptionRulesetOptions
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RoutingTable, 252, nameof(RoutingTable));
         ArgumentOutOfRangeException.ThrowIfLessThan(RulePriority, 1, nameof(RulePriority));
         ArgumentOutOfRangeException.ThrowIfGreaterThan(RulePriority, 32765, nameof(RulePriority));
+        ArgumentOutOfRangeException.ThrowIfNegative(HandshakeSetSeconds, nameof(HandshakeSetSeconds));
+        // ipset's timeout limit (UINT_MAX / MSEC_PER_SEC) would allow more; a handshake never needs more than the spec's
+        // longest adoption timeout, and a small bound keeps the set small.
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(HandshakeSetSeconds, 60, nameof(HandshakeSetSeconds));
+        ArgumentOutOfRangeException.ThrowIfLessThan(HandshakeSetMaxElements, 1, nameof(HandshakeSetMaxElements));
+        ArgumentOutOfRangeException.ThrowIfLessThan(FastPathMaxElements, 1, nameof(FastPathMaxElements));
+        if (FastPathIntercept && HandshakeSetSeconds == 0)
+        {
+            throw new ArgumentException("FastPathIntercept needs the handshake set (HandshakeSetSeconds > 0)", nameof(FastPathIntercept));
+        }
         if (!IPv4 && !IPv6)
         {
             throw new ArgumentException("at least one of IPv4 and IPv6");

@@ -25,7 +25,7 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:Capacity", Kind.Int), ("Proxy:ProbeTimeout", Kind.Duration), ("Proxy:ChainPrefix", Kind.Prefix), ("Proxy:DrainTimeout", Kind.Duration),
         ("Proxy:IdleTimeout", Kind.Duration), ("Proxy:ControlSocket", Kind.SocketPath), ("Proxy:Socks", Kind.EndPoint), ("Proxy:SocksUsersFile", Kind.Path),
         ("Proxy:EventsFile", Kind.Path), ("Proxy:Convert", Kind.EndPoint), ("Proxy:Logging", Kind.Choice), ("Proxy:LogLevel", Kind.Choice),
-        ("Proxy:Debug", Kind.Bool),
+        ("Proxy:Debug", Kind.Bool), ("Proxy:KernelFastPath", Kind.Bool),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),

@@ -78,6 +78,47 @@ public sealed class InterceptionRulesetCleanupTests
         Assert.That(log.Entries.First().Message, Does.Contain("PSEL").And.Contain("80,443"));
     }
 
+    [Test]
+    public async Task Cleanup_SetsOfThisPrefixAndAnotherListed_DestroysExactlyThisPrefixesSets()
+    {
+        var runner = new ScriptedRunner(legacy: true) { Sets = "PSEL_HS4\nPSEL_HS6\nPSEL_TO4\nPSEL_B_HS4\nOTHER\n" };
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner);
+
+        await rules.CleanupAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(runner.Commands.Where(c => c.StartsWith("ipset destroy", StringComparison.Ordinal)),
+            Is.EquivalentTo(new[] { "ipset destroy PSEL_HS4", "ipset destroy PSEL_HS6", "ipset destroy PSEL_TO4" }));
+        Assert.That(runner.Commands.IndexOf("ipset destroy PSEL_HS4"), Is.GreaterThan(runner.Commands.IndexOf("iptables -t raw -X PSEL_QUEUE")),
+            "sets go after the rules that reference them");
+    }
+
+    [Test]
+    public async Task Apply_NoIpsetTool_RulesWithoutTheHandshakeSetAndAWarning()
+    {
+        var runner = new ScriptedRunner(legacy: true) { NoIpset = true };
+        var log = new RecordingLogger();
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false }, runner, log);
+
+        await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(runner.Restored, Does.Not.Contain("-m set").And.Contain("-j TPROXY"));
+        Assert.That(log.Entries.Select(e => (e.Level, e.Id.Id)), Does.Contain((LogLevel.Warning, 1013)));
+    }
+
+    [Test]
+    public async Task Apply_IpsetPresent_CreatesTheTimedBoundedSetBeforeTheRulesUsingIt()
+    {
+        var runner = new ScriptedRunner(legacy: true);
+        var rules = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], IPv6 = false, HandshakeSetSeconds = 5, HandshakeSetMaxElements = 1000 }, runner);
+
+        await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10));
+
+        const string create = "ipset create PSEL_HS4 hash:ip,port,ip family inet timeout 5 maxelem 1000";
+        Assert.That(runner.Commands, Does.Contain(create));
+        Assert.That(runner.Commands.IndexOf(create), Is.LessThan(runner.Commands.IndexOf("iptables-restore --noflush")));
+        Assert.That(runner.Restored, Does.Contain("--match-set PSEL_HS4 src,src,dst"));
+    }
+
     private sealed class ScriptedRunner(bool legacy) : ICommandRunner
     {
         public List<string> Commands { get; } = [];
@@ -86,16 +127,33 @@ public sealed class InterceptionRulesetCleanupTests
 
         public bool FailRestore { get; init; }
 
+        public bool NoIpset { get; init; }
+
+        public string Sets { get; init; } = "";
+
+        public string Restored { get; private set; } = "";
+
         public Task<CommandOutcome> RunAsync(string file, IReadOnlyList<string> args, string? stdin, CancellationToken cancellationToken)
         {
             var line = string.Join(' ', [file, .. args]);
             Commands.Add(line);
+            if (file == "iptables-restore")
+            {
+                Restored += stdin;
+            }
+
+            if (file == "ipset" && NoIpset)
+            {
+                return Task.FromResult(new CommandOutcome(127, "", "ipset: No such file or directory"));
+            }
+
             return Task.FromResult(line switch
             {
                 "iptables --version" => Ok(legacy ? "iptables v1.8.9 (legacy)" : "iptables v1.8.9 (nf_tables)"),
                 "iptables-save -t raw" => Ok(RawSave),
                 "iptables-save -t mangle" => Ok("*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"),
                 "iptables-restore --noflush" when FailRestore => new CommandOutcome(1, "", "iptables-restore: line 3 failed"),
+                "ipset list -n" => Ok(Sets),
                 _ when line.StartsWith("ip -4 rule show", StringComparison.Ordinal) =>
                     Ok(RuleStillThere ? "100:\tfrom all fwmark 0x1/0x1 lookup 100\n" : ""),
                 _ when line.StartsWith("ip -4 rule del", StringComparison.Ordinal) || line.StartsWith("ip -4 route del", StringComparison.Ordinal) =>
