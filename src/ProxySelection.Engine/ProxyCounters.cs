@@ -29,6 +29,10 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _maxHoldTicks;
     private long _probeAnswersSent;
     private long _synAcks;
+    private long _holdsReset;
+    private long _overloadPassed;
+    private long _holdsOverdue;
+    private long _edgeStripped;
     private long _kernelPassed;
     private long _kernelIntercepted;
 
@@ -106,6 +110,26 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     /// <summary>Longest time a SYN was held, from its arrival in the hook to its verdict.</summary>
     public TimeSpan MaxHold => TimeSpan.FromTicks(Interlocked.Read(ref _maxHoldTicks));
+
+    /// <summary>Held SYNs discarded because their sender reset the flow during the hold (spec §7.2).</summary>
+    public long HoldsReset => Interlocked.Read(ref _holdsReset);
+
+    public void AddHoldReset() => Interlocked.Increment(ref _holdsReset);
+
+    /// <summary>SYNs that would have been held but passed untouched: too many held, or too long in the queue already.</summary>
+    public long OverloadPassed => Interlocked.Read(ref _overloadPassed);
+
+    public void AddOverloadPassed() => Interlocked.Increment(ref _overloadPassed);
+
+    /// <summary>Held SYNs released at the hold limit by the hook thread because the probe's timer had not fired yet.</summary>
+    public long HoldsOverdue => Interlocked.Read(ref _holdsOverdue);
+
+    public void AddHoldOverdue() => Interlocked.Increment(ref _holdsOverdue);
+
+    /// <summary>SYNs and SYN/ACKs leaving by an edge interface whose MP_PROXY options were stripped (spec §7.12).</summary>
+    public long EdgeStripped => Interlocked.Read(ref _edgeStripped);
+
+    public void AddEdgeStripped() => Interlocked.Increment(ref _edgeStripped);
 
     public void AddSyn() => Interlocked.Increment(ref _syns);
 
@@ -188,7 +212,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
         ["kernel_passed"] = KernelPassed, ["kernel_intercepted"] = KernelIntercepted,
     };
 
@@ -197,6 +221,6 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
         $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted}";
 }

@@ -113,7 +113,7 @@ public sealed partial class ProxyEngine
             _telemetry.Relayed(trace, result);
             if (result.ConnectStatus is UpstreamConnectStatus.Refused or UpstreamConnectStatus.TimedOut or UpstreamConnectStatus.Unreachable
                 or UpstreamConnectStatus.CircuitOpen or UpstreamConnectStatus.Failed
-                && _negotiator.OnUpstreamFailed(DestinationKey.From(endPoints.Destination)))
+                && _negotiator.OnUpstreamFailed(DestinationKey.From(endPoints.Destination)) && MayWarn())
             {
                 ProxyEngineLog.CacheEntryRemoved(_log, endPoints.Destination, result.ConnectStatus);
             }

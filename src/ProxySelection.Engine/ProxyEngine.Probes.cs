@@ -84,7 +84,10 @@ public sealed partial class ProxyEngine
         }
         catch (SocketException e)
         {
-            ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
+            if (MayWarn())
+            {
+                ProxyEngineLog.ProbeSocketFailed(_log, probeId, destination, e.SocketErrorCode);
+            }
             ProbeFailed(probeId, destination);
             return;
         }
@@ -226,19 +229,7 @@ public sealed partial class ProxyEngine
                 continue;
             }
 
-            var holdTime = _time.GetElapsedTime(held.HeldAt);
-            Counters.RecordHold(holdTime);
-            if (_log.IsEnabled(LogLevel.Debug))
-            {
-                ProxyEngineLog.HoldResolved(_log, flow.EndPoints.Client, flow.EndPoints.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
-            }
-
-            if (_events.Enabled)
-            {
-                _events.Hold(flow.EndPoints, resolution.Outcome, resolution.Reason, holdTime);
-            }
-
-            _telemetry.HoldResolved(flow.EndPoints, resolution);
+            HoldEnded(flow, held, resolution);
             try
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)
@@ -262,7 +253,10 @@ public sealed partial class ProxyEngine
             {
                 flow.Shutdown(FlowCloseReasons.VerdictFailed);
                 Counters.AddHookFailure();
-                ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
+                if (MayWarn())
+                {
+                    ProxyEngineLog.VerdictFailed(_log, e.GetType().Name, e.Message);
+                }
                 TryAccept(held.PacketId);
             }
         }
@@ -271,6 +265,24 @@ public sealed partial class ProxyEngine
         {
             probe.Socket.Abort();
         }
+    }
+
+    /// <summary>A held SYN's hold ended (its verdict follows): the hold time, the log line, the event and the trace.</summary>
+    private void HoldEnded(InterceptedFlow flow, HeldPacket held, in HoldResolution resolution)
+    {
+        var holdTime = _time.GetElapsedTime(held.HeldAt);
+        Counters.RecordHold(holdTime);
+        if (_log.IsEnabled(LogLevel.Debug))
+        {
+            ProxyEngineLog.HoldResolved(_log, flow.EndPoints.Client, flow.EndPoints.Destination, resolution.Outcome, resolution.Reason, holdTime.TotalMilliseconds);
+        }
+
+        if (_events.Enabled)
+        {
+            _events.Hold(flow.EndPoints, resolution.Outcome, resolution.Reason, holdTime);
+        }
+
+        _telemetry.HoldResolved(flow.EndPoints, resolution);
     }
 
     /// <summary>

@@ -19,7 +19,7 @@ public sealed partial class ProxyEngine
     private readonly Lock _frontLock = new();
     private readonly List<HostConfiguredFront> _fronts = [];
     private readonly LocalAddresses _localAddresses;
-    private readonly FrontLogBudget _frontLogBudget;
+    private readonly LogBudget _frontLogBudget;
 
     /// <summary>When each relayed SOCKS or Convert connection was accepted, by (client, server): the status's age.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _frontAccepted = new();

@@ -45,6 +45,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly Lock _holdLock = new();
     private readonly FlowTable _flows;
     private readonly ParkedJoins _parkedJoins;
+    private readonly DomainEdge _edge;
+
+    // The per-packet and per-destination warnings a flood could repeat (a failed probe socket under fd exhaustion, a
+    // verdict or hook failure, a cache entry removed): bounded, with a count of what was left out.
+    private readonly LogBudget _warningBudget;
+
+    // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
+    private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
 
     // The fronts' connection tasks (ProxyEngine.Socks.cs); intercepted connections are awaited through _flows.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _connections = new();
@@ -92,6 +100,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _signer = new EgressSigner(options.KeyRing);
         _flows = new FlowTable(time, options.AdoptionTimeout, new NegotiatorSlots(_negotiator), _signer, OnFlowExpired);
         _parkedJoins = new ParkedJoins(time, OnParkedJoinTimedOut);
+        _edge = new DomainEdge(options.EdgeInterfaces);
         // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
         _probeConnector = probes ?? new SocketProbeConnector(_markedSockets);
@@ -113,7 +122,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _ensureListener = ensureListener ?? (key => _listeners.Ensure(key));
         _frontRelay = CreateFrontRelay(options, _connector, time);
         _localAddresses = new Fronts.LocalAddresses(time);
-        _frontLogBudget = new Fronts.FrontLogBudget(time);
+        _frontLogBudget = new LogBudget(time);
+        _warningBudget = new LogBudget(time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
@@ -135,6 +145,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             ChainPrefix = options.ChainPrefix,
             QueueNumber = options.QueueNumber,
             Ports = options.Ports,
+            EdgeInterfaces = options.EdgeInterfaces,
             // SYN/ACKs carry the signals a P-aware proxy reads: a claim answering its probe, what passing probes learn.
             QueueSynAcks = options.Negotiation.Mode == SignalingMode.Explicit,
             // A downgrading proxy passes every SYN without an MPTCP option (ProxyNegotiator.OnSyn: NotMptcp): those stay
@@ -166,7 +177,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
             if (_options.Transparent)
             {
-                _hook = NfqueueHook.Open(_options.QueueNumber, _log);
+                _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _verdicts = _hook;
                 _hook.Start(OnPacket);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
@@ -201,19 +212,39 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
             else
             {
+                ReleaseOverdueHolds();
                 OnSyn(packet);
             }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             Counters.AddHookFailure();
-            ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
+            if (MayWarn())
+            {
+                ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
+            }
             TryAccept(packet.PacketId);
         }
     }
 
     private void OnEgress(in QueuedPacket packet)
     {
+        if (_edge.IsEdge(packet.OutDeviceIndex))
+        {
+            // Leaving the operator's domain (spec §7.12): no MP_PROXY goes out, whoever added it; nothing is signed.
+            if (DomainEdge.Strip(packet.Payload, out var stripped, out int strippedLength) > 0)
+            {
+                Counters.AddEdgeStripped();
+                Verdicts.AcceptWithPayload(packet.PacketId, stripped.AsSpan(0, strippedLength));
+            }
+            else
+            {
+                Verdicts.Accept(packet.PacketId);
+            }
+
+            return;
+        }
+
         var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
         {
@@ -246,8 +277,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private void OnSyn(in QueuedPacket packet)
     {
-        if (TcpPacket.TryParse(packet.Payload, out var parsed) != WireError.None
-            || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
+        bool parsedOk = TcpPacket.TryParse(packet.Payload, out var parsed) == WireError.None;
+        if (parsedOk && (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) == TcpFlags.Rst)
+        {
+            OnRst(parsed, packet.PacketId);
+            return;
+        }
+
+        if (!parsedOk || (parsed.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Rst)) != TcpFlags.Syn)
         {
             Counters.AddSyn();
             Counters.AddPassed();
@@ -308,16 +345,32 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         var observation = new SynObservation(flow, kind, signal, token) { Isn = tcp.SequenceNumber, IngressInterface = (int)packet.InDeviceIndex };
+        var waited = QueueWait(packet.ReceivedAtMicroseconds);
         SynDecision decision;
+        bool overload = false;
         lock (_holdLock)
         {
             // Under the lock: a probe that ends at once must find the held flow registered.
             decision = _negotiator.OnSyn(observation);
             if (decision.Verdict == SynVerdict.HoldAndProbe)
             {
-                // A foreign probe's bytes are kept: answering it later rewrites them.
-                var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
-                _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, _time.GetTimestamp(), bytes));
+                // Overload passes untouched (spec: never hold beyond the limit): too many held already, or this SYN
+                // spent half the limit in the queue. Its probe still runs, so the cache learns the destination.
+                overload = (_flows.HeldCount >= _options.MaxHeldSyns || waited >= _options.Negotiation.ProbeTimeout / 2)
+                    && _negotiator.OnHeldSynReset(decision.HoldId);
+                if (overload)
+                {
+                    decision = decision with { Verdict = SynVerdict.Pass, Reason = DecisionReason.HoldLimit };
+                }
+                else
+                {
+                    // A foreign probe's bytes are kept: answering it later rewrites them. The hold counts from the
+                    // SYN's arrival in the kernel, not from when this thread got to it.
+                    var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
+                    long heldAt = _time.GetTimestamp() - (long)(waited.TotalSeconds * _time.TimestampFrequency);
+                    _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, heldAt, bytes));
+                    _holdOrder.Enqueue((decision.HoldId, heldAt));
+                }
             }
 
             // Under the lock too: a hold that joined a running probe may resolve on another thread as soon as the lock is
@@ -330,6 +383,15 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token)
                 || _kernelMirror?.InterceptsToward(endpoints.Destination) == true); // the kernel intercepts with no flow record
         SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
+        if (overload)
+        {
+            Counters.AddOverloadPassed();
+            if (decision.StartProbe)
+            {
+                StartProbe(decision.ProbeId, endpoints.Destination, decision.ProbeSignal);
+            }
+        }
+
         switch (decision.Verdict)
         {
             case SynVerdict.HoldAndProbe:
@@ -370,6 +432,112 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 break;
         }
 
+    }
+
+    /// <summary>
+    /// A RST toward an intercepted port (spec §7.2: a RST for the flow of a held SYN ends the hold). The held SYN is
+    /// discarded (its sender gave up: releasing it later would open a connection nobody wants), the probe it joined goes
+    /// on for the others. The RST itself always passes untouched, whatever flow it belongs to.
+    /// </summary>
+    private void OnRst(in TcpPacket parsed, uint packetId)
+    {
+        var ip = parsed.Ip;
+        var tcp = parsed.Tcp;
+        var endpoints = new FlowEndPoints(new IPEndPoint(new IPAddress(ip.SourceAddress), tcp.SourcePort),
+            new IPEndPoint(new IPAddress(ip.DestinationAddress), tcp.DestinationPort));
+        InterceptedFlow? flow = null;
+        if (_flows.TryGet(endpoints, out var known) && known.State == FlowState.Held && known.Held is { } held)
+        {
+            lock (_holdLock)
+            {
+                // The negotiator's lock orders this against the probe's resolution: whichever comes first decides.
+                if (_negotiator.OnHeldSynReset(held.HoldId))
+                {
+                    flow = _flows.TakeHeld(held.HoldId);
+                }
+            }
+        }
+
+        if (flow?.Held is { } dropped)
+        {
+            Counters.AddHoldReset();
+            CloseBeforeRelay(flow, FlowCloseReasons.ResetBySender);
+            Verdicts.Drop(dropped.PacketId);
+        }
+
+        Verdicts.Accept(packetId);
+    }
+
+    /// <summary>Whether a repeatable warning may be written now (<see cref="_warningBudget"/>); writes the left-out count first.</summary>
+    private bool MayWarn()
+    {
+        if (!_warningBudget.TryTake(out long skipped))
+        {
+            return false;
+        }
+
+        if (skipped > 0)
+        {
+            ProxyEngineLog.WarningsLeftOut(_log, skipped, LogBudget.LinesPerWindow);
+        }
+
+        return true;
+    }
+
+    /// <summary>How long a packet waited between the kernel's receive and now (zero when the kernel gave no timestamp).</summary>
+    private TimeSpan QueueWait(long receivedAtMicroseconds)
+    {
+        if (receivedAtMicroseconds <= 0)
+        {
+            return TimeSpan.Zero;
+        }
+
+        long now = (_time.GetUtcNow().UtcTicks - DateTime.UnixEpoch.Ticks) / TimeSpan.TicksPerMicrosecond;
+        long waited = now - receivedAtMicroseconds;
+        // Negative or absurd: the wall clock stepped; the wait is then unknown, not a reason to pass everything.
+        return waited is > 0 and < 10_000_000 ? TimeSpan.FromMicroseconds(waited) : TimeSpan.Zero;
+    }
+
+    /// <summary>
+    /// Releases held SYNs whose hold limit passed while the probe timer had not fired yet (a busy process runs timers
+    /// late; the hook thread sees every packet): no SYN is held beyond the limit, counted from its arrival. Oldest first.
+    /// </summary>
+    private void ReleaseOverdueHolds()
+    {
+        long now = _time.GetTimestamp();
+        long limit = (long)(_options.Negotiation.ProbeTimeout.TotalSeconds * _time.TimestampFrequency);
+        List<InterceptedFlow>? overdue = null;
+        lock (_holdLock)
+        {
+            while (_holdOrder.TryPeek(out var hold) && now - hold.HeldAt >= limit)
+            {
+                _holdOrder.Dequeue();
+                // False when it was resolved already (the usual case): nothing to do.
+                if (_negotiator.OnHeldSynReset(hold.HoldId) && _flows.TakeHeld(hold.HoldId) is { } flow)
+                {
+                    (overdue ??= []).Add(flow);
+                }
+            }
+        }
+
+        if (overdue is null)
+        {
+            return;
+        }
+
+        foreach (var flow in overdue)
+        {
+            if (flow.Held is not { } held)
+            {
+                continue;
+            }
+
+            HoldEnded(flow, held, new HoldResolution { HoldId = held.HoldId, Outcome = HoldOutcome.Release, Reason = DecisionReason.ProbeTimedOut });
+            flow.Shutdown(FlowCloseReasons.Released);
+            Counters.AddReleased();
+            Counters.AddHoldOverdue();
+            Verdicts.Accept(held.PacketId);
+        }
     }
 
     private void SynDecided(FlowEndPoints flow, SynKind kind, uint token, string verdict, string reason)

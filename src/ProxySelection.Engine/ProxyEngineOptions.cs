@@ -32,6 +32,20 @@ public sealed record ProxyEngineOptions
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
+    /// SYNs held at once; a SYN that would be held beyond it passes untouched (overload passes, spec §7.2: never hold
+    /// beyond the limit). Default 256: 1,024 new destinations a second at the 250 ms hold limit.
+    /// </summary>
+    public int MaxHeldSyns { get; init; } = 256;
+
+    /// <summary>
+    /// Packets waiting in the queue for the engine beyond the held ones: the queue's length is <see cref="MaxHeldSyns"/> plus
+    /// this, and the kernel accepts what does not fit untouched (fail-open). A packet waits at most this many packets'
+    /// work: 64 is 3 ms at 20k SYN/s, and still 40 ms when a loaded machine gives the engine only 1,500 packets a second
+    /// (measured, issue 12: 1,536 in the queue made SYNs wait over 1 s there).
+    /// </summary>
+    public int QueueWaitRoom { get; init; } = 64;
+
+    /// <summary>
     /// Whether the transparent modes run (NFQUEUE hook, rules, TPROXY listeners). False in the host-configured mode
     /// alone (<c>--mode socks</c>): nothing is intercepted and no rule is installed or removed.
     /// </summary>
@@ -55,6 +69,12 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public bool KernelFastPath { get; init; }
 
+    /// <summary>
+    /// Interfaces where the operator's domain ends (spec §7.12): SYNs and SYN/ACKs leaving by them, forwarded or the proxy's
+    /// own, lose every MP_PROXY option. Empty (default): none.
+    /// </summary>
+    public IReadOnlyList<string> EdgeInterfaces { get; init; } = [];
+
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
 
@@ -74,6 +94,16 @@ public sealed record ProxyEngineOptions
         if (AdoptionTimeout > MaxAdoptionTimeout)
         {
             errors.Add($"AdoptionTimeout must be at most {MaxAdoptionTimeout.TotalSeconds:F0} s (spec).");
+        }
+
+        if (MaxHeldSyns is < 1 or > 1 << 20 || QueueWaitRoom is < 16 or > 1 << 20)
+        {
+            errors.Add($"MaxHeldSyns must be within 1..{1 << 20} and QueueWaitRoom within 16..{1 << 20}.");
+        }
+
+        if (EdgeInterfaces.Any(n => string.IsNullOrWhiteSpace(n) || n.Length > 15 || n.Contains('/') || n.Any(char.IsWhiteSpace)))
+        {
+            errors.Add("EdgeInterfaces must be interface names (1..15 characters, no '/' or space).");
         }
 
         if (!Transparent && Socks is null)

@@ -63,6 +63,9 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(118, LogLevel.Information, "proxysel: warmed up, {Methods} methods compiled in {Milliseconds:F0} ms before the queue was bound")]
     public static partial void WarmedUp(ILogger logger, int methods, double milliseconds);
 
+    [LoggerMessage(119, LogLevel.Warning, "proxysel: {Skipped} warning lines left out (more than {PerSecond} a second); the counters count all")]
+    public static partial void WarningsLeftOut(ILogger logger, long skipped, int perSecond);
+
     [LoggerMessage(117, LogLevel.Information, "{Line}")]
     public static partial void DecisionLatency(ILogger logger, string line);
 }

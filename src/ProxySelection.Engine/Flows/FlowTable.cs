@@ -85,6 +85,12 @@ public sealed class FlowTable
         }
     }
 
+    /// <summary>SYNs held now.</summary>
+    public int HeldCount
+    {
+        get { lock (_lock) { return _holds.Count; } }
+    }
+
     /// <summary>The held flow of <paramref name="holdId"/>, taken out of the hold index (its verdict is being given).</summary>
     public InterceptedFlow? TakeHeld(long holdId)
     {

@@ -292,4 +292,7 @@ public static class FlowCloseReasons
     public const string Relayed = "relayed";
     public const string Superseded = "superseded";
     public const string Stopping = "stopping";
+
+    /// <summary>The held SYN's sender reset the flow (spec §7.2): the SYN was discarded.</summary>
+    public const string ResetBySender = "reset_by_sender";
 }

@@ -64,7 +64,7 @@ public sealed record FrontServices(
     RelayServer Relay,
     SourceLimits Limits,
     LocalAddresses LocalAddresses,
-    FrontLogBudget LogBudget,
+    LogBudget LogBudget,
     TimeProvider Time,
     ILogger Log,
     CancellationToken Stopping,

@@ -535,7 +535,7 @@ public sealed class HostConfiguredFront
         bool take = _services.LogBudget.TryTake(out long skipped);
         if (skipped > 0)
         {
-            SocksLog.LinesLeftOut(_services.Log, skipped, FrontLogBudget.LinesPerWindow);
+            SocksLog.LinesLeftOut(_services.Log, skipped, LogBudget.LinesPerWindow);
         }
 
         return take;

@@ -36,7 +36,7 @@ internal static partial class SocksLog
     [LoggerMessage(208, LogLevel.Warning, "{Front} listens on {EndPoint} with no authentication: anyone who reaches it may use this proxy; bind a specific address or set Proxy:SocksUsersFile")]
     public static partial void OpenToAll(ILogger logger, string front, EndPoint? endPoint);
 
-    // Under a flood the per-client lines (refused, handshake failed, accept failed) are bounded (FrontLogBudget); the counters count all.
+    // Under a flood the per-client lines (refused, handshake failed, accept failed) are bounded (LogBudget); the counters count all.
     [LoggerMessage(209, LogLevel.Warning, "host-configured fronts: {Skipped} per-client lines left out (more than {PerSecond} a second)")]
     public static partial void LinesLeftOut(ILogger logger, long skipped, int perSecond);
 

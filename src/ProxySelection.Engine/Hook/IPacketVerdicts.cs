@@ -28,8 +28,11 @@ public delegate void QueuedPacketHandler(in QueuedPacket packet);
 /// </summary>
 public readonly ref struct QueuedPacket
 {
-    public QueuedPacket(uint packetId, uint mark, NetfilterHook hook, uint inDeviceIndex, ReadOnlySpan<byte> payload)
+    public QueuedPacket(uint packetId, uint mark, NetfilterHook hook, uint inDeviceIndex, ReadOnlySpan<byte> payload, long receivedAtMicroseconds = 0,
+        uint outDeviceIndex = 0)
     {
+        ReceivedAtMicroseconds = receivedAtMicroseconds;
+        OutDeviceIndex = outDeviceIndex;
         PacketId = packetId;
         Mark = mark;
         Hook = hook;
@@ -46,6 +49,12 @@ public readonly ref struct QueuedPacket
 
     /// <summary>The interface the packet arrived on; 0 for one this host generated.</summary>
     public uint InDeviceIndex { get; }
+
+    /// <summary>The interface the packet leaves by (POSTROUTING), 0 when unknown.</summary>
+    public uint OutDeviceIndex { get; }
+
+    /// <summary>When the kernel received the packet (NFQA_TIMESTAMP, µs since the Unix epoch), or 0 when unknown.</summary>
+    public long ReceivedAtMicroseconds { get; }
 
     /// <summary>The IP packet.</summary>
     public ReadOnlySpan<byte> Payload { get; }

@@ -10,14 +10,19 @@ namespace ProxySelection.Engine.Hook;
 public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
 {
     private readonly NfqueueClient _queue;
+    private readonly System.Net.Sockets.Socket _timestamps;
     private readonly ILogger _log;
+    private readonly Func<bool> _mayWarn;
     private readonly CancellationTokenSource _stopping = new();
     private Task _receiveLoop = Task.CompletedTask;
     private int _disposed;
 
-    private NfqueueHook(NfqueueClient queue, ILogger log)
+    private NfqueueHook(NfqueueClient queue, ILogger log, Func<bool> mayWarn)
     {
         _queue = queue;
+        _mayWarn = mayWarn;
+        // Queued SYNs carry their arrival time: the engine deducts the time they waited in the queue from their hold.
+        _timestamps = NfqueueClient.EnableReceiveTimestamps();
         _log = log;
     }
 
@@ -26,8 +31,14 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
 
     public VerdictLatency Latency => _queue.Latency;
 
-    public static NfqueueHook Open(ushort queueNumber, ILogger log) =>
-        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10 }), log);
+    /// <summary>
+    /// Binds the queue fail-open with room for <paramref name="maxQueueLength"/> packets (held SYNs count): beyond that the
+    /// kernel accepts new packets untouched instead of queueing them behind a backlog. Receive errors are logged when
+    /// <paramref name="mayWarn"/> allows (a flood must not turn into as many lines).
+    /// </summary>
+    public static NfqueueHook Open(ushort queueNumber, ILogger log, uint maxQueueLength, Func<bool> mayWarn) =>
+        new(NfqueueClient.Open(new NfqueueOptions { QueueNumber = queueNumber, FailOpen = true, ReceiveThreadNice = -10, MaxQueueLength = maxQueueLength }),
+            log, mayWarn);
 
     /// <summary>Starts receiving: <paramref name="handler"/> runs on the hook's thread, one packet at a time.</summary>
     public void Start(QueuedPacketHandler handler)
@@ -39,7 +50,7 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
     private void ReceiveLoop(QueuedPacketHandler handler)
     {
         NfqueuePacketHandler adapter = (in NfqueuePacket packet) =>
-            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload));
+            handler(new QueuedPacket(packet.PacketId, packet.Mark, packet.Hook, packet.InDeviceIndex, packet.Payload, packet.TimestampMicroseconds, packet.OutDeviceIndex));
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -53,7 +64,10 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
             catch (NfqueueException e)
             {
                 // The failing packet was accepted by the client already; keep receiving.
-                ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
+                if (_mayWarn())
+                {
+                    ProxyEngineLog.HookError(_log, e.InnerException?.Message ?? e.Message);
+                }
             }
         }
     }
@@ -77,6 +91,7 @@ public sealed class NfqueueHook : IPacketVerdicts, IAsyncDisposable
         await _stopping.CancelAsync().ConfigureAwait(false);
         await _receiveLoop.ConfigureAwait(false);
         _queue.Dispose();
+        _timestamps.Dispose();
         _stopping.Dispose();
     }
 }

@@ -205,5 +205,37 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
         {
             yield return nameof(a.AnnounceAddresses);
         }
+
+        // The issue-12 bounds are read once, when the engine, its queue, rules and fronts are built.
+        if (a.ProbeRatePerSourcePrefix != b.ProbeRatePerSourcePrefix || a.ProbeRatePerDestination != b.ProbeRatePerDestination
+            || a.ProbeRateTableEntries != b.ProbeRateTableEntries)
+        {
+            yield return nameof(a.ProbeRatePerSourcePrefix);
+        }
+
+        if (a.ObservedTtl != b.ObservedTtl)
+        {
+            yield return nameof(a.ObservedTtl);
+        }
+
+        if (a.AdoptionTimeout != b.AdoptionTimeout)
+        {
+            yield return nameof(a.AdoptionTimeout);
+        }
+
+        if (a.SocksMaxHandshakesPerSource != b.SocksMaxHandshakesPerSource || a.SocksMaxConnectionsPerSource != b.SocksMaxConnectionsPerSource)
+        {
+            yield return nameof(a.SocksMaxConnectionsPerSource);
+        }
+
+        if (a.MaxHeldSyns != b.MaxHeldSyns || a.QueueWaitRoom != b.QueueWaitRoom)
+        {
+            yield return nameof(a.MaxHeldSyns);
+        }
+
+        if (!a.EdgeInterfaces.SequenceEqual(b.EdgeInterfaces, StringComparer.Ordinal))
+        {
+            yield return nameof(a.EdgeInterfaces);
+        }
     }
 }

@@ -142,6 +142,38 @@ internal sealed class ProxyHostOptions
     /// <summary>A start failure prints its stack trace after its one line; also <c>proxysel run --debug</c>. Default false.</summary>
     public bool Debug { get; set; }
 
+    // --- Hardening against a hostile network (issue 12): rate limits, cache and hold bounds, the domain edge. ---
+
+    /// <summary>Probes a second started for SYNs from one source prefix (IPv4 /24, IPv6 /56); more pass untouched. 1..1,000,000, default 64.</summary>
+    public int ProbeRatePerSourcePrefix { get; set; } = 64;
+
+    /// <summary>Probes a second toward one destination (address and port); more pass untouched. 1..1,000,000, default 16.</summary>
+    public int ProbeRatePerDestination { get; set; } = 16;
+
+    /// <summary>Sources and destinations each probe-rate table remembers (the least recent goes). 1..4,194,304, default 65,536.</summary>
+    public int ProbeRateTableEntries { get; set; } = 65_536;
+
+    /// <summary>How long a fact learned from another prober's SYN/ACK (not this proxy's own probe) is believed. 1 s..2 min, default 60 s.</summary>
+    public TimeSpan ObservedTtl { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How long an intercepted connection waits for the client's connection to reach the listener. Above 0, at most 10 s (spec), default 3 s.</summary>
+    public TimeSpan AdoptionTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>SOCKS/Convert clients of one source (IPv4 address, IPv6 /64) in their handshake at once. At least 1, default 16.</summary>
+    public int SocksMaxHandshakesPerSource { get; set; } = 16;
+
+    /// <summary>SOCKS/Convert connections of one source at once. At least 1, default 1,024.</summary>
+    public int SocksMaxConnectionsPerSource { get; set; } = 1024;
+
+    /// <summary>SYNs held at once while probes are out; beyond, SYNs pass untouched. 1..1,048,576, default 256.</summary>
+    public int MaxHeldSyns { get; set; } = 256;
+
+    /// <summary>Queue room for packets waiting for the engine beside the held SYNs (the kernel passes what does not fit). 16..1,048,576, default 64.</summary>
+    public int QueueWaitRoom { get; set; } = 64;
+
+    /// <summary>Interfaces where the operator's domain ends: SYNs and SYN/ACKs leaving by them lose MP_PROXY (spec §7.12). Default none.</summary>
+    public IReadOnlyList<string> EdgeInterfaces { get; set; } = [];
+
     /// <summary>The control socket path in force: <see cref="ControlSocket"/> or the per-namespace default; null for none.</summary>
     public string? ControlSocketPath => ControlSocket switch
     {

@@ -128,6 +128,8 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             Fail(nameof(options.IdleTimeout), $"must be within 1 s..1 day (was {options.IdleTimeout})");
         }
 
+        ValidateHardening(options, Fail);
+
         if (!Enum.IsDefined(options.LogLevel))
         {
             Fail(nameof(options.LogLevel), "must be trace, debug, information, warning, error, critical or none");
@@ -274,4 +276,43 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
     }
 
     private static bool IsWildcard(IPAddress address) => address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any);
+
+    /// <summary>The issue-12 block of <see cref="ProxyHostOptions"/>: probe rate limits, observed-fact TTL, adoption, SOCKS per source, holds, edge.</summary>
+    private static void ValidateHardening(ProxyHostOptions options, Action<string, string> fail)
+    {
+        CheckRange(fail, nameof(options.ProbeRatePerSourcePrefix), options.ProbeRatePerSourcePrefix, 1, 1_000_000, "probes per second");
+        CheckRange(fail, nameof(options.ProbeRatePerDestination), options.ProbeRatePerDestination, 1, 1_000_000, "probes per second");
+        CheckRange(fail, nameof(options.ProbeRateTableEntries), options.ProbeRateTableEntries, 1, 1 << 22, "entries");
+        CheckRange(fail, nameof(options.SocksMaxHandshakesPerSource), options.SocksMaxHandshakesPerSource, 1, 1 << 20, "handshakes");
+        CheckRange(fail, nameof(options.SocksMaxConnectionsPerSource), options.SocksMaxConnectionsPerSource, 1, 1 << 24, "connections");
+        CheckRange(fail, nameof(options.MaxHeldSyns), options.MaxHeldSyns, 1, 1 << 20, "SYNs");
+        CheckRange(fail, nameof(options.QueueWaitRoom), options.QueueWaitRoom, 16, 1 << 20, "packets");
+        var maxObserved = new NegotiatorOptions().Cache.ProxyBeyondTtl;
+        if (options.ObservedTtl < TimeSpan.FromSeconds(1) || options.ObservedTtl > maxObserved)
+        {
+            fail(nameof(options.ObservedTtl), $"must be within 1 s..{maxObserved.TotalSeconds:F0} s: a fact no probe of this proxy checked must not outlive a Defer (was {options.ObservedTtl})");
+        }
+
+        if (options.AdoptionTimeout <= TimeSpan.Zero || options.AdoptionTimeout > ProxySelection.Engine.ProxyEngineOptions.MaxAdoptionTimeout)
+        {
+            fail(nameof(options.AdoptionTimeout), $"must be above 0 and at most {ProxySelection.Engine.ProxyEngineOptions.MaxAdoptionTimeout.TotalSeconds:F0} s (spec) (was {options.AdoptionTimeout})");
+        }
+
+        foreach (var name in options.EdgeInterfaces)
+        {
+            // Goes into an iptables rule: an interface name and nothing else.
+            if (string.IsNullOrEmpty(name) || name.Length > 15 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' or '@'))
+            {
+                fail(nameof(options.EdgeInterfaces), $"each must be an interface name, 1..15 letters, digits, '-', '_', '.' or '@' (was \"{name}\")");
+            }
+        }
+    }
+
+    private static void CheckRange(Action<string, string> fail, string key, int value, int min, int max, string unit)
+    {
+        if (value < min || value > max)
+        {
+            fail(key, string.Create(CultureInfo.InvariantCulture, $"must be within {min:N0}..{max:N0} {unit} (was {value})"));
+        }
+    }
 }

@@ -162,6 +162,26 @@ public sealed unsafe class NfqueueClient : IDisposable
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
+    /// <summary>
+    /// A socket with SO_TIMESTAMP set, to keep for as long as queued packets should carry NFQA_TIMESTAMP: the kernel stamps
+    /// received packets (netstamp_needed_key) only while some socket asked for receive timestamps. Dispose it to stop.
+    /// </summary>
+    public static System.Net.Sockets.Socket EnableReceiveTimestamps()
+    {
+        var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram,
+            System.Net.Sockets.ProtocolType.Udp);
+        try
+        {
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 29 /* SO_TIMESTAMP_OLD */, BitConverter.GetBytes(1));
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
     public void Accept(uint packetId) => SetVerdict(packetId, NfqueueVerdict.Accept);
 
     public void Drop(uint packetId) => SetVerdict(packetId, NfqueueVerdict.Drop);

@@ -106,6 +106,7 @@ public static class NfqueueCodec
         byte hook = 0;
         int? capLen = null;
         uint? ctInfo = null;
+        long timestamp = 0;
         ReadOnlySpan<byte> payload = default, ct = default;
 
         var attrs = new NetlinkAttributeReader(body[Nfq.NfgenHeaderLength..]);
@@ -119,6 +120,8 @@ public static class NfqueueCodec
                 Nfq.AttrPacketHeader => v.Length >= Nfq.PacketHeaderLength,
                 Nfq.AttrMark or Nfq.AttrIfIndexInDev or Nfq.AttrIfIndexOutDev or Nfq.AttrSkbInfo or Nfq.AttrConntrackInfo => TryU32(v, out value),
                 Nfq.AttrCapLen => TryU32(v, out value) && value <= int.MaxValue,
+                // struct nfqnl_msg_packet_timestamp: be64 sec, be64 usec.
+                Nfq.AttrTimestamp => v.Length >= 16,
                 _ => true,
             };
             if (!wellFormed)
@@ -158,8 +161,11 @@ public static class NfqueueCodec
                 case Nfq.AttrConntrackInfo:
                     ctInfo = value;
                     break;
+                case Nfq.AttrTimestamp:
+                    timestamp = unchecked((long)BinaryPrimitives.ReadUInt64BigEndian(v) * 1_000_000 + (long)BinaryPrimitives.ReadUInt64BigEndian(v[8..]));
+                    break;
                 default:
-                    // Timestamps, hardware address, uid/gid, security context, VLAN, L2 header: not used here.
+                    // Hardware address, uid/gid, security context, VLAN, L2 header: not used here.
                     break;
             }
         }
@@ -189,6 +195,7 @@ public static class NfqueueCodec
             SkbInfo = (NfqueueSkbInfo)skbInfo,
             Conntrack = ct,
             ConntrackInfo = ctInfo,
+            TimestampMicroseconds = timestamp,
         };
         return NetlinkStatus.Ok;
     }

@@ -45,6 +45,13 @@ public readonly ref struct NfqueuePacket
     /// <summary>NFQA_CT_INFO (enum ip_conntrack_info) when present, else null.</summary>
     public uint? ConntrackInfo { get; init; }
 
+    /// <summary>
+    /// NFQA_TIMESTAMP: when the packet was received, in microseconds since the Unix epoch (CLOCK_REALTIME), or 0 when the
+    /// kernel attached none (it stamps received packets only while some socket asked for timestamps: see
+    /// <see cref="NfqueueClient.EnableReceiveTimestamps"/>). Its age is the time the packet waited before the callback.
+    /// </summary>
+    public long TimestampMicroseconds { get; init; }
+
     /// <summary>True when the copy holds the whole packet.</summary>
     public bool IsComplete => OriginalLength == Payload.Length;
 

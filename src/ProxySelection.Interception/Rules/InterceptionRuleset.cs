@@ -230,6 +230,9 @@ public sealed class InterceptionRuleset
             string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --syn{mptcpOnly} -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            // RSTs toward the ports too (rare, so cheap): a RST for the flow of a held SYN ends the hold (spec §7.2).
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {QueueChain} -p tcp --tcp-flags SYN,RST RST -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
             if (o.QueueSynAcks)
             {
                 sb.Append(CultureInfo.InvariantCulture,
@@ -266,6 +269,13 @@ public sealed class InterceptionRuleset
             // ACK never matches. TPROXY finds the listener by port, or drops the segment if there is none.
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {TproxyChain} -p tcp --tcp-flags SYN,RST,ACK ACK -m set --match-set {handshake} src,src,dst -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
+        }
+
+        // The domain edge first: whatever leaves by it (forwarded, or the proxy's own) is stripped of MP_PROXY, not signed.
+        foreach (var edge in o.EdgeInterfaces)
+        {
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {EgressChain} -o {edge} -p tcp --tcp-flags SYN SYN --tcp-option 30 -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
         }
 
         sb.Append(CultureInfo.InvariantCulture,

@@ -34,6 +34,10 @@ public sealed partial class InterceptionRulesetOptions
     /// <summary>Priority (<c>pref</c>) of the <c>fwmark</c> rule; must sort before <c>main</c> (32766).</summary>
     public int RulePriority { get; init; } = 100;
 
+    /// <summary>Interfaces where the operator's domain ends: MPTCP SYNs and SYN/ACKs leaving by them are queued (egress
+    /// queue) so their MP_PROXY options can be stripped (spec §7.12). Empty: none.</summary>
+    public IReadOnlyList<string> EdgeInterfaces { get; init; } = [];
+
     public bool IPv4 { get; init; } = true;
 
     public bool IPv6 { get; init; } = true;

@@ -69,8 +69,16 @@ internal sealed class FakeProbes : IProbeConnector
 
     public List<FakeProbe> Opened { get; } = [];
 
+    /// <summary>When set, every open fails with it (fd exhaustion: <see cref="SocketError.TooManyOpenSockets"/>).</summary>
+    public SocketError? FailWith { get; set; }
+
     public IProbeSocket Open(IPEndPoint destination)
     {
+        if (FailWith is { } error)
+        {
+            throw new SocketException((int)error);
+        }
+
         var probe = new FakeProbe(_nextPort++);
         Opened.Add(probe);
         return probe;
@@ -149,12 +157,17 @@ internal sealed class EngineHarness : IAsyncDisposable
     private static readonly MpProxyKeyRing Ring = new(1, Enumerable.Range(0, 32).Select(i => (byte)i).ToArray());
     private uint _nextPacket = 1;
 
-    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000)
+    public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024, IReadOnlyList<string>? edgeInterfaces = null,
+        Microsoft.Extensions.Logging.ILogger? log = null)
     {
         var options = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Implicit, MaxConnections = maxConnections };
         negotiation?.Invoke(options);
-        Options = new ProxyEngineOptions { KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events };
-        Engine = new ProxyEngine(Options, Time, NullLogger.Instance, Verdicts, Probes, _ => { });
+        Options = new ProxyEngineOptions
+        {
+            KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events, MaxHeldSyns = maxHeldSyns,
+            EdgeInterfaces = edgeInterfaces ?? [],
+        };
+        Engine = new ProxyEngine(Options, Time, log ?? NullLogger.Instance, Verdicts, Probes, _ => { });
     }
 
     public FakeTimeProvider Time { get; } = new();
@@ -174,10 +187,14 @@ internal sealed class EngineHarness : IAsyncDisposable
     public static MpCapable V1Capable => new(MpCapableForm.NoKey, 1, MpCapableFlags.HmacSha256);
 
     /// <summary>Feeds <paramref name="packet"/> to the ingress hook; returns its packet id.</summary>
-    public uint Ingress(byte[] packet)
+    public uint Ingress(byte[] packet) => Ingress(packet, waited: null);
+
+    /// <summary>Feeds <paramref name="packet"/> as if the kernel had received it <paramref name="waited"/> ago (NFQA_TIMESTAMP).</summary>
+    public uint Ingress(byte[] packet, TimeSpan? waited)
     {
         uint id = _nextPacket++;
-        Engine.OnPacket(new QueuedPacket(id, 0, NetfilterHook.PreRouting, 1, packet));
+        long receivedAt = waited is { } w ? (Time.GetUtcNow() - w - DateTimeOffset.UnixEpoch).Ticks / TimeSpan.TicksPerMicrosecond : 0;
+        Engine.OnPacket(new QueuedPacket(id, 0, NetfilterHook.PreRouting, 1, packet, receivedAt));
         return id;
     }
 

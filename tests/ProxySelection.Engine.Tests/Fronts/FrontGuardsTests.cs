@@ -1,3 +1,4 @@
+using ProxySelection.Engine.Diagnostics;
 using System.Net;
 using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Engine;
@@ -68,10 +69,10 @@ public sealed class FrontGuardsTests
     }
 
     [Test]
-    public void FrontLogBudget_Flood_BoundedPerSecondThenCountsWhatWasLeftOut()
+    public void LogBudget_Flood_BoundedPerSecondThenCountsWhatWasLeftOut()
     {
         var time = new FakeTimeProvider();
-        var budget = new FrontLogBudget(time);
+        var budget = new LogBudget(time);
 
         int taken = Enumerable.Range(0, 1000).Count(_ => budget.TryTake(out long _));
         time.Advance(TimeSpan.FromSeconds(1));
@@ -79,9 +80,9 @@ public sealed class FrontGuardsTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(taken, Is.EqualTo(FrontLogBudget.LinesPerWindow));
+            Assert.That(taken, Is.EqualTo(LogBudget.LinesPerWindow));
             Assert.That(next, Is.True);
-            Assert.That(skipped, Is.EqualTo(1000 - FrontLogBudget.LinesPerWindow));
+            Assert.That(skipped, Is.EqualTo(1000 - LogBudget.LinesPerWindow));
         });
     }
 

@@ -176,7 +176,7 @@ public sealed class HostConfiguredFrontTests
             rig._echoLoop = rig.EchoAsync();
             rig._relay = new RelayServer(new RelayOptions { ClientProtocol = TransportProtocol.Tcp, UpstreamProtocol = TransportProtocol.Tcp },
                 new ListenerOptions(), SocketFactory.Default, rig._connector, TimeProvider.System, static _ => { });
-            var services = new FrontServices(rig, rig, rig, rig._relay, limits, new LocalAddresses(TimeProvider.System, () => []), new FrontLogBudget(TimeProvider.System),
+            var services = new FrontServices(rig, rig, rig, rig._relay, limits, new LocalAddresses(TimeProvider.System, () => []), new LogBudget(TimeProvider.System),
                 TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, rig._stopping.Token, TransportProtocol.Tcp);
             var options = new SocksOptions { HandshakeTimeout = TimeSpan.FromMinutes(1) };
             var listen = new IPEndPoint(Other, 0);

@@ -13,7 +13,7 @@ namespace ProxySelection.Host.Tests.Hosting;
 [NonParallelizable]
 public sealed class ConfigurationRefusalPropertyTests
 {
-    private enum Kind { Int, Duration, Choice, Bool, EndPoint, Path, Ports, Addresses, Url, Prefix, Text, SocketPath }
+    private enum Kind { Int, Duration, Choice, Bool, EndPoint, Path, Ports, Addresses, Url, Prefix, Text, SocketPath, Interfaces }
 
     private enum Source { File, Environment, Set }
 
@@ -26,6 +26,10 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:IdleTimeout", Kind.Duration), ("Proxy:ControlSocket", Kind.SocketPath), ("Proxy:Socks", Kind.EndPoint), ("Proxy:SocksUsersFile", Kind.Path),
         ("Proxy:EventsFile", Kind.Path), ("Proxy:Convert", Kind.EndPoint), ("Proxy:Logging", Kind.Choice), ("Proxy:LogLevel", Kind.Choice),
         ("Proxy:Debug", Kind.Bool), ("Proxy:KernelFastPath", Kind.Bool),
+        ("Proxy:ProbeRatePerSourcePrefix", Kind.Int), ("Proxy:ProbeRatePerDestination", Kind.Int), ("Proxy:ProbeRateTableEntries", Kind.Int),
+        ("Proxy:ObservedTtl", Kind.Duration), ("Proxy:AdoptionTimeout", Kind.Duration), ("Proxy:SocksMaxHandshakesPerSource", Kind.Int),
+        ("Proxy:SocksMaxConnectionsPerSource", Kind.Int), ("Proxy:MaxHeldSyns", Kind.Int), ("Proxy:QueueWaitRoom", Kind.Int),
+        ("Proxy:EdgeInterfaces", Kind.Interfaces),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),
@@ -49,6 +53,7 @@ public sealed class ConfigurationRefusalPropertyTests
         [Kind.Prefix] = ["", "has space", new string('A', 17), "ünï", "a/b"],
         [Kind.Text] = ["", " ", "a\u0007", "\udc00\u0003", new string('y', 5000)],
         [Kind.SocketPath] = ["", "relative/path.sock", "/run/" + new string('s', 200)],
+        [Kind.Interfaces] = ["a b", "x/y", new string('e', 16), "☃", "eth0;reboot"],
     };
 
     /// <summary>Wrong JSON kinds (and out-of-range numbers) for the file source, per kind.</summary>
@@ -66,13 +71,14 @@ public sealed class ConfigurationRefusalPropertyTests
         [Kind.Prefix] = ["""{"a":1}""", "[\"PSEL\"]"],
         [Kind.Text] = ["""{"a":1}""", "[\"x\"]"],
         [Kind.SocketPath] = ["""{"a":1}""", "[\"/run/x.sock\"]", "true", "5"],
+        [Kind.Interfaces] = ["""{"a":"eth0"}""", "[[\"eth0\"]]", "[\"a b\"]"],
     };
 
     /// <summary>Makes any text bad for the kind, so arbitrary junk can ride along.</summary>
     private static string Spoil(Kind kind, string junk) => kind switch
     {
         Kind.Path or Kind.Text => "\u0001" + junk,
-        Kind.Prefix => "!" + junk,
+        Kind.Prefix or Kind.Interfaces => "!" + junk,
         Kind.SocketPath => "rel" + junk,
         Kind.Choice => junk + "qq9",
         _ => "x" + junk,

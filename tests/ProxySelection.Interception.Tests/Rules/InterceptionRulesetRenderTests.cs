@@ -12,7 +12,7 @@ public sealed class InterceptionRulesetRenderTests
         var ports = Enumerable.Range(1000, 16).Select(p => (ushort)p).ToArray();
         var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = ports }).RenderRestoreScript();
 
-        var queueRules = script.Split('\n').Where(l => l.StartsWith("-A PSEL_QUEUE", StringComparison.Ordinal)).ToList();
+        var queueRules = script.Split('\n').Where(l => l.StartsWith("-A PSEL_QUEUE -p tcp --syn", StringComparison.Ordinal)).ToList();
         Assert.That(queueRules, Has.Count.EqualTo(2));
         Assert.That(queueRules[0], Does.Contain("--dports 1000,1001,1002,1003,1004,1005,1006,1007,1008,1009,1010,1011,1012,1013,1014 "));
         Assert.That(queueRules[1], Does.Contain("--dports 1015 "));
@@ -67,6 +67,16 @@ public sealed class InterceptionRulesetRenderTests
         Assert.That(lines, Has.One.EqualTo(
             "-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK --tcp-option 30 -m multiport --sports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"));
         Assert.That(lines.Where(l => l.StartsWith("-A PSEL_EGRESS", StringComparison.Ordinal)), Has.All.Not.Contain("--tcp-option"));
+    }
+
+    [Test]
+    public void RenderRestoreScript_RstsTowardThePortsAreQueued_WhateverTheSynFilter()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80, 443], QueueNumber = 3, QueueOnlyMptcpSyns = true })
+            .RenderRestoreScript();
+
+        Assert.That(script.Split('\n'), Has.One.EqualTo(
+            "-A PSEL_QUEUE -p tcp --tcp-flags SYN,RST RST -m multiport --dports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass"));
     }
 
     [Test]
