@@ -50,18 +50,11 @@ public sealed class InjectedSynAckTests
         };
         var floods = injectors.Select((segment, i) => SegmentGenerator.RunAsync(lab.Proxy.Topology.Server, segment, limits, seed: 10 + i)).ToList();
         var all = Task.WhenAll(floods);
-        string Url(int i) => i % 2 == 0
-            ? $"http://{Offset(HostileLab.ManyDestinations, 1 + (i / 2 % Destinations))}/file.bin"
-            : $"http://[{Offset(HostileLab.ManyDestinationsV6, 1 + (i / 2 % Destinations))}]/file.bin";
         var downloads = await lab.DownloadLoopAsync(all, minimum: 2 * Destinations, duration + TimeSpan.FromSeconds(120), Url);
         var sent = await all.WaitAsync(TimeSpan.FromSeconds(60));
         var cache = await lab.CacheAsync();
 
-        var truth = Enumerable.Range(1, Destinations).SelectMany(n => new[]
-        {
-            (Key: $"{Offset(HostileLab.ManyDestinations, n)}:80", State: "TcpOnly"),
-            (Key: $"[{Offset(HostileLab.ManyDestinationsV6, n)}]:80", State: "MptcpCapable"),
-        }).ToList();
+        var truth = Truth();
         var present = truth.Where(t => cache.ContainsKey(t.Key)).ToList();
         var poisoned = present.Where(t => cache[t.Key] != t.State && cache[t.Key] != "Unresolved").Select(t => $"{t.Key} {cache[t.Key]} (truth {t.State})").ToList();
         var strangers = cache.Where(e => e.Value == "ProxyBeyond").Select(e => e.Key).ToList();
@@ -89,16 +82,9 @@ public sealed class InjectedSynAckTests
         await using var forger = await SynAckForger.StartAsync(lab.Proxy.Topology.Server, v6 => v6
             ? HostileOptions.Concat(HostileOptions.Mss())
             : HostileOptions.Concat(HostileOptions.Mss(), HostileOptions.MpCapableSynAck(0x3333), forgedDefer));
-        string Url(int i) => i % 2 == 0
-            ? $"http://{Offset(HostileLab.ManyDestinations, 1 + (i / 2))}/file.bin"
-            : $"http://[{Offset(HostileLab.ManyDestinationsV6, 1 + (i / 2))}]/file.bin";
         var downloads = await lab.DownloadLoopAsync(Task.CompletedTask, 2 * Destinations, TimeSpan.FromSeconds(120), Url);
         var cache = await lab.CacheAsync();
-        var truth = Enumerable.Range(1, Destinations).SelectMany(n => new[]
-        {
-            (Key: $"{Offset(HostileLab.ManyDestinations, n)}:80", State: "TcpOnly"),
-            (Key: $"[{Offset(HostileLab.ManyDestinationsV6, n)}]:80", State: "MptcpCapable"),
-        }).ToList();
+        var truth = Truth();
         // Poisoned: a fact other than the truth. Unresolved (the forger's segment made the prober's stack reset the
         // server's half-open connection, so the probe failed) is no fact: the proxy passes and probes again later.
         var poisoned = truth.Where(t => cache.GetValueOrDefault(t.Key) is { } state && state != t.State && state != "Unresolved")
@@ -115,6 +101,18 @@ public sealed class InjectedSynAckTests
             Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
         });
     }
+
+    /// <summary>Download <paramref name="i"/>: alternately IPv4 (TCP-only) and IPv6 (MPTCP), each time the next of the <see cref="Destinations"/> of its family.</summary>
+    private static string Url(int i) => i % 2 == 0
+        ? $"http://{Offset(HostileLab.ManyDestinations, 1 + (i / 2 % Destinations))}/file.bin"
+        : $"http://[{Offset(HostileLab.ManyDestinationsV6, 1 + (i / 2 % Destinations))}]/file.bin";
+
+    /// <summary>What the cache must say of each destination the downloads probe.</summary>
+    private static List<(string Key, string State)> Truth() => [.. Enumerable.Range(1, Destinations).SelectMany(n => new[]
+    {
+        (Key: $"{Offset(HostileLab.ManyDestinations, n)}:80", State: "TcpOnly"),
+        (Key: $"[{Offset(HostileLab.ManyDestinationsV6, n)}]:80", State: "MptcpCapable"),
+    })];
 
     /// <summary>The address <paramref name="n"/> after <paramref name="prefix"/> (last byte; n below 256).</summary>
     private static IPAddress Offset(IPAddress prefix, int n)

@@ -38,11 +38,12 @@ public sealed class ResettingClientTests
         await Task.Delay(TimeSpan.FromSeconds(1));
         int held = LegitAccepted(lab) - acceptedBefore;
         double heldRate = downloads.Attempts == 0 ? 0 : (double)held / downloads.Attempts;
+        var legit = lab.Events("syn").Where(e => e.Client!.StartsWith(TwoPathTopology.ClientPath1V4 + ":", StringComparison.Ordinal) && e.Kind == "MpCapable").ToList();
         var attacker = lab.Events("syn").Where(e => e.Client!.StartsWith(TwoPathTopology.ClientPath2V4 + ":", StringComparison.Ordinal) && e.Kind == "MpCapable").ToList();
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"resetting client at {Rate}/s: {sent}; attacker SYNs seen {attacker.Count} ({string.Join(", ", attacker.GroupBy(e => e.Verdict + "/" + e.Reason).Select(g => $"{g.Key} {g.Count()}"))}); " +
-            $"legit {downloads}, held {held} of {downloads.Attempts} ({heldRate:P1}); {maxima}; load {HostileLab.Load()}"));
+            $"legit {downloads}, held {held} of {downloads.Attempts} ({heldRate:P1}), legit SYN verdicts ({string.Join(", ", legit.GroupBy(e => e.Verdict + "/" + e.Reason).Select(g => $"{g.Key} {g.Count()}"))}); {maxima}; load {HostileLab.Load()}"));
         Assert.Multiple(() =>
         {
             Assert.That(sent.AchievedPerSecond, Is.GreaterThanOrEqualTo(Rate * 0.9), "the generator kept the rate");
