@@ -5,8 +5,8 @@ using ProxySelection.Interception.Rules;
 namespace ProxySelection.Host;
 
 /// <summary>
-/// <c>proxysel cleanup</c>: removes every rule, chain, policy-routing rule and route a proxy with the same chain
-/// prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
+/// <c>proxysel cleanup</c>: removes every rule, chain, ipset (the handshake and fast-path sets, by exact name),
+/// policy-routing rule and route a proxy with the same chain prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
 /// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add). Idempotent.
 /// </summary>
 internal static class CleanupCommand

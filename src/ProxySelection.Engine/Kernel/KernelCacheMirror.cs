@@ -95,7 +95,9 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
 
     private readonly record struct Change(DestinationKey Key, Target Target, int Seconds, bool Clear);
 
-    public void OnSet(in DestinationKey key, in CapabilityEntry entry, TimeSpan lifetime)
+    public void OnSet(in DestinationKey key, in CapabilityEntry entry, TimeSpan lifetime) => Enqueue(ToChange(key, entry, lifetime));
+
+    private Change ToChange(in DestinationKey key, in CapabilityEntry entry, TimeSpan lifetime)
     {
         var target = entry.State switch
         {
@@ -103,7 +105,7 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
             CapabilityState.TcpOnly when _intercept => Target.Intercept,
             _ => Target.None,
         };
-        Enqueue(new Change(key, target, (int)Math.Min(int.MaxValue, Math.Floor(lifetime.TotalSeconds)), false));
+        return new Change(key, target, (int)Math.Min(int.MaxValue, Math.Floor(lifetime.TotalSeconds)), false);
     }
 
     public void OnRemoved(in DestinationKey key) => Enqueue(new Change(key, Target.None, 0, false));
@@ -135,8 +137,8 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
                 AppendFlush(script);
                 foreach (var item in _cache.Snapshot())
                 {
-                    // Set under the cache's lock before, so what follows in the queue is newer than this snapshot.
-                    OnSet(item.Destination, item.Entry, item.Remaining);
+                    // Written before anything queued from now on: a change made after the snapshot comes after it.
+                    Append(script, ToChange(item.Destination, item.Entry, item.Remaining));
                 }
             }
 
