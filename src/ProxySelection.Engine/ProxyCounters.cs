@@ -33,6 +33,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _overloadPassed;
     private long _holdsOverdue;
     private long _edgeStripped;
+    private long _joinsPassed;
     private long _kernelPassed;
     private long _kernelIntercepted;
 
@@ -131,6 +132,12 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     public void AddEdgeStripped() => Interlocked.Increment(ref _edgeStripped);
 
+    /// <summary>MP_JOIN SYNs passed untouched (a subflow of a connection another holds): not counted in <see cref="Passed"/>,
+    /// which (like <c>proxysel.connections{decision=pass}</c>) counts connections.</summary>
+    public long JoinsPassed => Interlocked.Read(ref _joinsPassed);
+
+    public void AddJoinPassed() => Interlocked.Increment(ref _joinsPassed);
+
     public void AddSyn() => Interlocked.Increment(ref _syns);
 
     public void AddSynAck() => Interlocked.Increment(ref _synAcks);
@@ -212,7 +219,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["joins_passed"] = JoinsPassed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
         ["kernel_passed"] = KernelPassed, ["kernel_intercepted"] = KernelIntercepted,
     };
 
@@ -221,6 +228,6 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} joins_passed={JoinsPassed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
         $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted}";
 }

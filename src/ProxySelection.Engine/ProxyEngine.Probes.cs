@@ -300,7 +300,7 @@ public sealed partial class ProxyEngine
         var server = new IPEndPoint(new IPAddress(ip.SourceAddress), tcp.SourcePort);
         if (_probeBySource.TryGetValue((tcp.DestinationPort, server), out var probe))
         {
-            probe.OnSynAck(signal);
+            probe.OnSynAck(signal, tcp.AcknowledgmentNumber);
             return;
         }
 
@@ -316,12 +316,33 @@ public sealed partial class ProxyEngine
         }
     }
 
+    /// <summary>
+    /// The probe's own SYN on its way out (egress hook): its ISN, so that only a SYN/ACK acknowledging it can be the probe's
+    /// answer (a forged or stray SYN/ACK arriving first must not take the first-SYN/ACK-decides slot).
+    /// </summary>
+    private void OnOwnSyn(in TcpPacket parsed)
+    {
+        var ip = parsed.Ip;
+        var tcp = parsed.Tcp;
+        if ((tcp.Flags & (TcpFlags.Syn | TcpFlags.Ack)) != TcpFlags.Syn || _probeBySource.IsEmpty)
+        {
+            return;
+        }
+
+        var server = new IPEndPoint(new IPAddress(ip.DestinationAddress), tcp.DestinationPort);
+        if (_probeBySource.TryGetValue((tcp.SourcePort, server), out var probe))
+        {
+            probe.OnOwnSyn(tcp.SequenceNumber);
+        }
+    }
+
     /// <summary>One probe out: its socket, and what the ingress hook saw of its SYN/ACK (written on the hook thread, read after the connect).</summary>
     private sealed class OutstandingProbe(long id, IPEndPoint destination, IProbeSocket socket)
     {
         private ProxySignal? _claim;
         private int _seen;
         private int _answerTaken;
+        private long _isn = -1;
 
         public long Id => id;
 
@@ -334,9 +355,20 @@ public sealed partial class ProxyEngine
         /// <summary>True once: the connect's completion and the deadline's read of the socket race; the first counts the answer.</summary>
         public bool TryTakeAnswer() => Interlocked.Exchange(ref _answerTaken, 1) == 0;
 
-        /// <summary>The first SYN/ACK decides (spec): a later one (a retransmission, a second answer) is ignored.</summary>
-        public void OnSynAck(ProxySignal? signal)
+        public void OnOwnSyn(uint isn) => Interlocked.Exchange(ref _isn, isn);
+
+        /// <summary>
+        /// The first SYN/ACK that acknowledges the probe's ISN + 1 decides (spec): a later one (a retransmission, a second
+        /// answer) is ignored, and so is one acknowledging something else. Without the ISN (the SYN was not seen) any counts.
+        /// </summary>
+        public void OnSynAck(ProxySignal? signal, uint acknowledgment)
         {
+            long isn = Interlocked.Read(ref _isn);
+            if (isn >= 0 && acknowledgment != unchecked((uint)isn + 1))
+            {
+                return;
+            }
+
             if (Interlocked.CompareExchange(ref _seen, 1, 0) != 0)
             {
                 return;

@@ -245,6 +245,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             return;
         }
 
+        if (TcpPacket.TryParse(packet.Payload, out var own) == WireError.None)
+        {
+            OnOwnSyn(own);
+        }
+
         var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
         {
@@ -424,6 +429,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             case SynVerdict.Duplicate:
                 // A copy of a SYN held here (spec §8.1): the held one gets the verdict; this one goes.
                 Verdicts.Drop(packetId);
+                break;
+            case SynVerdict.Pass when kind == SynKind.MpJoin:
+                // A subflow of a connection this proxy does not hold: not a connection of its own in the metrics.
+                Counters.AddJoinPassed();
+                Verdicts.Accept(packetId);
                 break;
             default:
                 // Pass, Defer.

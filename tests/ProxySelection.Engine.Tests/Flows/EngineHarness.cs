@@ -222,7 +222,7 @@ internal sealed class EngineHarness : IAsyncDisposable
     /// The server's SYN/ACK answering the probe bound to <paramref name="probePort"/>, with <paramref name="signal"/> signed
     /// under the harness key (as another proxy's answer carries it) when given.
     /// </summary>
-    public static byte[] ProbeSynAck(ushort probePort, ProxySignal? signal)
+    public static byte[] ProbeSynAck(ushort probePort, ProxySignal? signal, uint? acknowledgment = null)
     {
         var packet = PacketBuilder.Build(false, PacketBuilder.ServerPort, TcpFlags.Syn | TcpFlags.Ack, V1Capable);
         // The builder writes client -> server: turn it into server -> the probe's port.
@@ -230,6 +230,11 @@ internal sealed class EngineHarness : IAsyncDisposable
         packet.AsSpan(16, 4).CopyTo(packet.AsSpan(12, 4));
         source.CopyTo(packet.AsSpan(16, 4));
         BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(22), probePort);
+        if (acknowledgment is { } acknowledged)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(packet.AsSpan(28), acknowledged);
+        }
+
         var buffer = new byte[packet.Length + TcpHeader.MaxOptionsLength];
         packet.CopyTo(buffer);
         int length = packet.Length;

@@ -172,6 +172,36 @@ public sealed class NfqueueCodecTests
     }
 
     [Test]
+    public void TryReadPacket_Timestamp_MicrosecondsSinceTheEpoch_AbsentIsZero()
+    {
+        // struct nfqnl_msg_packet_timestamp: be64 seconds, be64 microseconds.
+        byte[] timestamp = [0, 0, 0, 0, 0x6A, 0x2B, 0x3C, 0x4D, 0, 0, 0, 0, 0, 0x07, 0xA1, 0x1F];
+        var stamped = BuildPacket(2, 0, a =>
+        {
+            a.Add((1, [0, 0, 0, 1, 8, 0, 0]));
+            a.Add((4, timestamp));
+        });
+        var plain = BuildPacket(2, 0, a => a.Add((1, [0, 0, 0, 1, 8, 0, 0])));
+        var reader = new NetlinkMessageReader(stamped);
+        reader.TryReadNext(out var m);
+        var plainReader = new NetlinkMessageReader(plain);
+        plainReader.TryReadNext(out var n);
+
+        Assert.That(NfqueueCodec.TryReadPacket(m, out var p), Is.EqualTo(NetlinkStatus.Ok));
+        Assert.That(p.TimestampMicroseconds, Is.EqualTo(0x6A2B3C4DL * 1_000_000 + 0x07A11F));
+        Assert.That(NfqueueCodec.TryReadPacket(n, out var q), Is.EqualTo(NetlinkStatus.Ok));
+        Assert.That(q.TimestampMicroseconds, Is.Zero);
+    }
+
+    [Test]
+    public void TryReadPacket_ShortTimestamp_BadAttributePayload() =>
+        Assert.That(ReadPacketStatus(BuildPacket(2, 0, a =>
+        {
+            a.Add((1, [0, 0, 0, 1, 8, 0, 0]));
+            a.Add((4, [0, 0, 0, 1]));
+        })), Is.EqualTo(NetlinkStatus.BadAttributePayload));
+
+    [Test]
     public void TryReadPacket_NoPacketHeader_MissingPacketHeader() =>
         Assert.That(ReadPacketStatus(BuildPacket(2, 0, a => a.Add((10, [0x45])))), Is.EqualTo(NetlinkStatus.MissingPacketHeader));
 
