@@ -1,0 +1,135 @@
+using System.Globalization;
+using ProxySelection.IntegrationTests.Proxy;
+using ProxySelection.Lab.Hostile;
+
+namespace ProxySelection.IntegrationTests.Hostile;
+
+/// <summary>
+/// Issue 12, hostile suite: spoofed MP_CAPABLE SYN floods through a default-settings proxy while legitimate
+/// <c>mptcpize run curl</c> downloads (1 MB, SHA-256 checked) run beside them. CI scale: <see cref="HostileLab.CiFloodSeconds"/>
+/// seconds per flood; <c>PSEL_HOSTILE_SECONDS=60</c> for the long runs. Every figure is printed with the load.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+[Category("Hostile")]
+public sealed class SpoofedFloodTests
+{
+    [Test]
+    public async Task SpoofedSynFlood_2000PerSecondToACachedTcpOnlyServer_99PercentOfDownloadsWholeAndMemoryBackNearBaseline()
+    {
+        const double Rate = 2_000;
+        await using var lab = await HostileLab.StartAsync();
+        await lab.PrimeAsync();
+        long baseline = lab.RssKiB();
+        var dropsBefore = await lab.QueueDropsAsync();
+        var cpuBefore = lab.CpuTime();
+
+        var flood = lab.SpoofedSynFloodAsync(HostileLab.Server, 32, Rate, HostileLab.FloodSeconds);
+        var rss = lab.MaxRssWhileAsync(flood);
+        var status = lab.StatusWhileAsync(flood);
+        var downloads = await lab.DownloadLoopAsync(flood, minimum: 20, HostileLab.FloodSeconds + TimeSpan.FromSeconds(90));
+        var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
+        long peak = await rss.WaitAsync(TimeSpan.FromSeconds(10));
+        var cpu = (lab.CpuTime() - cpuBefore) / sent.Elapsed;
+        var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
+        var dropsAfter = await lab.QueueDropsAsync();
+        long bound = baseline + Math.Max(32 * 1024, baseline / 4);
+        long after = await lab.RssSettledAsync(bound, TimeSpan.FromSeconds(30));
+
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"spoofed flood to cached TCP-only server: {sent}; legit {downloads}; RSS before {baseline} KiB, peak {peak} KiB, after {after} KiB (bound {bound}); daemon CPU during the flood {cpu:P0} of one core; " +
+            $"{maxima}; queue drops {dropsAfter.QueueDropped - dropsBefore.QueueDropped}, user drops {dropsAfter.UserDropped - dropsBefore.UserDropped}; load {HostileLab.Load()}"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(sent.AchievedPerSecond, Is.GreaterThanOrEqualTo(Rate * 0.9), "the generator kept the rate");
+            Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
+            Assert.That(lab.Daemon.HasExited, Is.False, "the daemon survived");
+            Assert.That(after, Is.LessThanOrEqualTo(bound), "RSS back near the baseline");
+        });
+    }
+
+    [Test]
+    public async Task SpoofedSynFlood_ToManyDestinations_ProbesRateLimitedPerSourcePrefixLogBoundedDownloadsWhole()
+    {
+        const double Rate = 2_000;
+        const int SourcePrefixes = 4; // sources from a /22: four /24s, each allowed 64 probes a second (spec §7.5.1)
+        const double LogBytesPerMinuteBound = 64 * 1024;
+        await using var lab = await HostileLab.StartAsync();
+        await lab.PrimeAsync();
+        var probesBefore = lab.Events("probe").Count;
+        long logBefore = lab.LogBytes();
+        var duration = HostileLab.FloodSeconds;
+
+        var segment = HostileSegment.MpCapableSyn(HostileLab.SpoofedSources, HostileLab.ManyDestinations) with
+        {
+            SourcePrefixLength = 22,
+            DestinationPrefixLength = HostileLab.ManyDestinationsPrefixLength,
+        };
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var flood = SegmentGenerator.RunAsync(lab.Client, segment,
+            new GeneratorLimits(Rate, (long)(Rate * duration.TotalSeconds), duration + TimeSpan.FromSeconds(5)));
+        var status = lab.StatusWhileAsync(flood);
+        var downloads = await lab.DownloadLoopAsync(flood, minimum: 10, duration + TimeSpan.FromSeconds(90));
+        var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
+        var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
+        // Holds started at the end of the flood resolve within a probe timeout.
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var elapsed = watch.Elapsed;
+        long logBytes = lab.LogBytes() - logBefore;
+        double logPerMinute = logBytes / elapsed.TotalMinutes;
+        var spoofedSyns = lab.Events("syn").Where(e => e.Client!.StartsWith("198.19.", StringComparison.Ordinal)).ToList();
+        var limited = spoofedSyns.Count(e => e.Reason == "ProbeRateLimited");
+        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith("198.18.1", StringComparison.Ordinal)
+            && !e.Destination.StartsWith(HostileLab.Server.ToString(), StringComparison.Ordinal));
+        // Per /24 a burst of one second then 64 a second; the per-destination limit only lowers it.
+        double probeBound = SourcePrefixes * 64 * (elapsed.TotalSeconds + 1);
+
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"spoofed flood to many destinations: {sent}; legit {downloads}; spoofed SYNs seen {spoofedSyns.Count}, rate-limited {limited}, probes {spoofedProbes} (bound {probeBound:F0}); " +
+            $"{maxima}; log {logBytes} bytes in {elapsed.TotalSeconds:F1} s = {logPerMinute:F0} bytes/min (bound {LogBytesPerMinuteBound}); load {HostileLab.Load()}"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(sent.AchievedPerSecond, Is.GreaterThanOrEqualTo(Rate * 0.9), "the generator kept the rate");
+            Assert.That(limited, Is.GreaterThan(0), "the per-prefix probe limit passed SYNs beyond it");
+            Assert.That(spoofedProbes, Is.LessThanOrEqualTo(probeBound), "probes within the per-prefix rate");
+            Assert.That(lab.Daemon.HasExited, Is.False, "the daemon survived");
+            Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
+            Assert.That(logPerMinute, Is.LessThanOrEqualTo(LogBytesPerMinuteBound), "log bytes per minute under a flood over many destinations");
+        });
+    }
+
+    [Test]
+    public async Task MissFlood_20000PerSecond_NoSynHeldBeyondTheHoldLimit()
+    {
+        const double Rate = 20_000;
+        var holdLimit = TimeSpan.FromMilliseconds(250); // Proxy:ProbeTimeout, the default: a held SYN's verdict comes by then (spec §8.3)
+        await using var lab = await HostileLab.StartAsync();
+        var cpuBefore = lab.CpuTime();
+        var flood = lab.SpoofedSynFloodAsync(HostileLab.ManyDestinations, HostileLab.ManyDestinationsPrefixLength, Rate, HostileLab.FloodSeconds);
+        var rss = lab.MaxRssWhileAsync(flood);
+        var status = lab.StatusWhileAsync(flood);
+        var downloads = await lab.DownloadLoopAsync(flood, minimum: 5, HostileLab.FloodSeconds + TimeSpan.FromSeconds(90));
+        var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
+        var cpu = (lab.CpuTime() - cpuBefore) / sent.Elapsed;
+        long peak = await rss.WaitAsync(TimeSpan.FromSeconds(10));
+        var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        var drops = await lab.QueueDropsAsync();
+        await lab.Daemon.StopAsync(ProxyLab.Timeout);
+        var holds = ProxyLab.Events(lab.Daemon, "hold").Select(e => e.Milliseconds ?? 0).Order().ToList();
+        long maxHoldUs = ProxyLab.Counter(lab.Daemon, "max_hold_us");
+        double p99 = holds.Count == 0 ? 0 : holds[(int)Math.Min(holds.Count - 1, Math.Ceiling(holds.Count * 0.99) - 1)];
+        int over = holds.Count(ms => ms > holdLimit.TotalMilliseconds);
+
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"20k miss flood: {sent}; legit {downloads}; holds {holds.Count}, p99 {p99:F1} ms, max {(holds.Count == 0 ? 0 : holds[^1]):F1} ms (engine max_hold {maxHoldUs / 1000.0:F1} ms), " +
+            $"{over} beyond {holdLimit.TotalMilliseconds} ms; {maxima}; daemon CPU {cpu:P0} of one core, peak RSS {peak} KiB; queue drops {drops.QueueDropped}, user drops {drops.UserDropped}; load {HostileLab.Load()}"));
+        Assert.Multiple(() =>
+        {
+            Assert.That(holds, Is.Not.Empty, "the flood was held at all (else the bound says nothing)");
+            Assert.That(over, Is.Zero, "held SYNs beyond the hold limit");
+            Assert.That(maxHoldUs / 1000.0, Is.LessThanOrEqualTo(holdLimit.TotalMilliseconds), "the engine's own maximum hold");
+            Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
+        });
+    }
+}
