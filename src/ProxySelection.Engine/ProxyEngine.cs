@@ -60,6 +60,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private IPacketVerdicts? _egressVerdicts;
     private NfqueueHook? _hook;
     private NfqueueHook? _egressHook;
+    private ITimer? _holdSweep;
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
@@ -189,6 +190,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _egressVerdicts = _egressHook;
                 _hook.Start(OnPacket);
                 _egressHook.Start(OnPacket);
+                // The hook thread releases overdue holds as packets arrive; when none arrive (a burst that ended), this does.
+                _holdSweep = _time.CreateTimer(static state => ((ProxyEngine)state!).SweepOverdueHolds(), this, HoldSweepPeriod, HoldSweepPeriod);
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {
@@ -506,6 +509,25 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         return true;
     }
 
+    private static readonly TimeSpan HoldSweepPeriod = TimeSpan.FromMilliseconds(10);
+
+    private void SweepOverdueHolds()
+    {
+        try
+        {
+            ReleaseOverdueHolds();
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // A timer callback must not throw; the hook thread and the negotiator's deadline still release holds.
+            Counters.AddHookFailure();
+            if (MayWarn())
+            {
+                ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
+            }
+        }
+    }
+
     /// <summary>How long a packet waited between the kernel's receive and now (zero when the kernel gave no timestamp).</summary>
     private TimeSpan QueueWait(long receivedAtMicroseconds)
     {
@@ -527,7 +549,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private void ReleaseOverdueHolds()
     {
         long now = _time.GetTimestamp();
-        long limit = (long)(_options.Negotiation.ProbeTimeout.TotalSeconds * _time.TimestampFrequency);
+        // Half the negotiator's margin: its deadline (and the probe-socket read there) normally comes first; this is the
+        // backstop for a SYN that waited in the queue or a timer that ran late.
+        var negotiation = _options.Negotiation;
+        long limit = (long)((negotiation.ProbeTimeout - negotiation.ReleaseMargin / 2).TotalSeconds * _time.TimestampFrequency);
         List<InterceptedFlow>? overdue = null;
         lock (_holdLock)
         {
@@ -663,6 +688,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_holdSweep is not null)
+        {
+            await _holdSweep.DisposeAsync().ConfigureAwait(false);
+        }
+
         if (_hook is not null)
         {
             ProxyEngineLog.DecisionLatency(_log, _hook.Latency.ToString());

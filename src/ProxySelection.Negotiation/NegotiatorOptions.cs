@@ -127,6 +127,15 @@ public sealed class NegotiatorOptions
     public TimeSpan ProbeTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
 
     /// <summary>
+    /// Kept back from <see cref="ProbeTimeout"/> for a busy host: the probe's deadline fires at ProbeTimeout minus this, so
+    /// a timer that runs late still releases the SYN within ProbeTimeout. Default zero; the daemon keeps a fifth back.
+    /// </summary>
+    public TimeSpan ReleaseMargin { get; set; }
+
+    /// <summary>When a probe's deadline fires, counted from its start.</summary>
+    public TimeSpan ProbeDeadline => ProbeTimeout - ReleaseMargin;
+
+    /// <summary>
     /// How long a probe from another proxy that passed through here makes this proxy pass the destination's SYNs
     /// (so a SYN its prober released is not held a second time). Twice the probe timeout.
     /// </summary>
@@ -200,6 +209,11 @@ public sealed class NegotiatorOptions
         if (ProbeTimeout < MinProbeTimeout || ProbeTimeout > MaxProbeTimeout)
         {
             errors.Add($"ProbeTimeout must be within {MinProbeTimeout.TotalMilliseconds}..{MaxProbeTimeout.TotalMilliseconds} ms (was {ProbeTimeout.TotalMilliseconds} ms).");
+        }
+
+        if (ReleaseMargin < TimeSpan.Zero || ReleaseMargin > ProbeTimeout / 2)
+        {
+            errors.Add($"ReleaseMargin must be within 0..ProbeTimeout/2 (was {ReleaseMargin.TotalMilliseconds} ms).");
         }
 
         if (!Enum.IsDefined(Role) || !Enum.IsDefined(Policy) || !Enum.IsDefined(Mode))

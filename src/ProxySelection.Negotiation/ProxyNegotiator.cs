@@ -550,14 +550,14 @@ public sealed class ProxyNegotiator : IDisposable
             probe = new Probe(++_nextId, destination, _time.GetTimestamp());
             _probeByDestination.Add(destination, probe);
             _probes.Add(probe.Id, probe);
-            probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeTimeout, Timeout.InfiniteTimeSpan);
+            probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeDeadline, Timeout.InfiniteTimeSpan);
         }
 
         var hold = new HeldSyn(++_nextId, flow, kind, probe);
         probe.Holds.Add(hold);
         _holds.Add(hold.Id, hold);
         _holdByFlow[flow] = hold;
-        var remaining = _options.ProbeTimeout - _time.GetElapsedTime(probe.StartedAt);
+        var remaining = _options.ProbeDeadline - _time.GetElapsedTime(probe.StartedAt);
         return new SynDecision
         {
             Verdict = SynVerdict.HoldAndProbe,

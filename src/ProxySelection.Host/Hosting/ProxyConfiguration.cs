@@ -299,6 +299,8 @@ internal static class ProxyConfiguration
                 Priority = (byte)options.Priority,
                 MaxConnections = options.Capacity,
                 ProbeTimeout = options.ProbeTimeout,
+                // A fifth kept back: on a busy host timers run late, and no SYN may be held beyond ProbeTimeout (issue 12).
+                ReleaseMargin = options.ProbeTimeout / 5,
                 ProbeRatePerSourcePrefix = options.ProbeRatePerSourcePrefix,
                 ProbeRatePerDestination = options.ProbeRatePerDestination,
                 ProbeRateTableEntries = options.ProbeRateTableEntries,
