@@ -234,7 +234,8 @@ public sealed partial class ProxyEngine
             {
                 if (resolution.Outcome == HoldOutcome.Intercept)
                 {
-                    var upstream = resolution.UpstreamIsProbe && probe is { Socket.Socket: not null } && !handedOver ? probe.Socket : null;
+                    var upstream = resolution.UpstreamIsProbe && probe is { Socket.Socket: not null } && !handedOver
+                        && _flows.AwaitingAcceptCount < _options.MaxAdoptedProbes ? probe.Socket : null;
                     handedOver |= upstream is not null;
                     Intercept(flow, held.PacketId, held.Mark, resolution.Reason, resolution.SynAckSignal, upstream, resolution.UpstreamSignal);
                 }

@@ -33,6 +33,14 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public TimeSpan AdoptionTimeout { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>
+    /// While this many intercepted connections wait for their accept, an answered probe is not kept as the next one's
+    /// upstream leg: it is closed at once and the leg is opened at the accept. A spoofed SYN never completes, so
+    /// without the bound each one to a new destination kept a real connection open on its server for the adoption
+    /// timeout (spec §11.3: no amplification).
+    /// </summary>
+    public int MaxAdoptedProbes { get; init; } = 128;
+
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>
@@ -98,6 +106,11 @@ public sealed record ProxyEngineOptions
         if (AdoptionTimeout > MaxAdoptionTimeout)
         {
             errors.Add($"AdoptionTimeout must be at most {MaxAdoptionTimeout.TotalSeconds:F0} s (spec).");
+        }
+
+        if (MaxAdoptedProbes < 0)
+        {
+            errors.Add("MaxAdoptedProbes must not be negative.");
         }
 
         if (MaxHeldSyns is < 1 or > 1 << 20 || QueueWaitRoom is < 16 or > 1 << 20)

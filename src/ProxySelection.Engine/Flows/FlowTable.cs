@@ -106,6 +106,9 @@ public sealed class FlowTable
     /// </summary>
     public bool AnyAwaitingAccept() => Volatile.Read(ref _awaitingAccept) > 0;
 
+    /// <summary>Intercepted flows whose accept has not come yet.</summary>
+    public int AwaitingAcceptCount => Volatile.Read(ref _awaitingAccept);
+
     internal void OnAwaitingAccept(int change) => Interlocked.Add(ref _awaitingAccept, change);
 
     public IReadOnlyList<InterceptedFlow> Snapshot()

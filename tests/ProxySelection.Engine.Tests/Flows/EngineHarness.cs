@@ -158,14 +158,14 @@ internal sealed class EngineHarness : IAsyncDisposable
     private uint _nextPacket = 1;
 
     public EngineHarness(Action<NegotiatorOptions>? negotiation = null, int maxConnections = 10_000, int maxHeldSyns = 1024, IReadOnlyList<string>? edgeInterfaces = null,
-        Microsoft.Extensions.Logging.ILogger? log = null)
+        Microsoft.Extensions.Logging.ILogger? log = null, int maxAdoptedProbes = 128)
     {
         var options = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Implicit, MaxConnections = maxConnections };
         negotiation?.Invoke(options);
         Options = new ProxyEngineOptions
         {
             KeyRing = Ring, Negotiation = options, Ports = [PacketBuilder.ServerPort], Events = Events, MaxHeldSyns = maxHeldSyns,
-            EdgeInterfaces = edgeInterfaces ?? [],
+            EdgeInterfaces = edgeInterfaces ?? [], MaxAdoptedProbes = maxAdoptedProbes,
         };
         Engine = new ProxyEngine(Options, Time, log ?? NullLogger.Instance, Verdicts, Probes, _ => { });
     }
@@ -199,7 +199,7 @@ internal sealed class EngineHarness : IAsyncDisposable
     }
 
     /// <summary>An MP_CAPABLE (v1) SYN from <paramref name="clientPort"/> to the server.</summary>
-    public uint MpCapableSyn(ushort clientPort) => Ingress(PacketBuilder.Build(false, clientPort, TcpFlags.Syn, V1Capable));
+    public uint MpCapableSyn(ushort clientPort, bool ipv6 = false) => Ingress(PacketBuilder.Build(ipv6, clientPort, TcpFlags.Syn, V1Capable));
 
     public uint JoinSyn(ushort clientPort, uint token) => Ingress(PacketBuilder.Build(false, clientPort, TcpFlags.Syn, MpJoin.Syn(false, 1, token, 7)));
 

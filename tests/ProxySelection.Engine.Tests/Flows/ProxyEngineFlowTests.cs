@@ -34,6 +34,33 @@ public sealed class ProxyEngineFlowTests
     }
 
     [Test]
+    public async Task AdoptedProbesBounded_BeyondTheBound_AnsweredProbeIsClosedAtOnce_TheSynStillIntercepted()
+    {
+        // A spoofed SYN never completes: each kept probe would hold a real connection on the server (spec §11.3).
+        await using var h = new EngineHarness(maxAdoptedProbes: 1);
+        using var first = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        using var second = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        uint synA = h.MpCapableSyn(40_011);
+        h.Probes.Opened[0].Socket = first;
+        h.Probes.Opened[0].Answer(mptcp: false);
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(synA) is not null, "the first SYN's verdict");
+
+        uint synB = h.MpCapableSyn(40_012, ipv6: true); // another destination: a cache miss of its own
+        h.Probes.Opened[1].Socket = second;
+        h.Probes.Opened[1].Answer(mptcp: false);
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(synB) is not null, "the second SYN's verdict");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(synA)!.Kind, Is.EqualTo("intercept"));
+            Assert.That(h.Verdicts.For(synB)!.Kind, Is.EqualTo("intercept"), "intercepted all the same: the leg opens at the accept");
+            Assert.That(h.Engine.Counters.ProbesAdopted, Is.EqualTo(1), "only the first probe is kept");
+            Assert.That(h.Probes.Opened[0].Aborted, Is.False, "the first probe waits for its accept");
+            Assert.That(h.Probes.Opened[1].Aborted, Is.True, "the second probe is closed at once");
+        });
+    }
+
+    [Test]
     public async Task ProbeAnsweredWithMptcp_ReleasesTheHeldSynAndLeavesNoFlow()
     {
         await using var h = new EngineHarness();
