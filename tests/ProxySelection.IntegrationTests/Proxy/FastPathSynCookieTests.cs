@@ -1,9 +1,7 @@
-using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using ProxySelection.Lab;
-using ProxySelection.Wire;
+using ProxySelection.Lab.Hostile;
 
 namespace ProxySelection.IntegrationTests.Proxy;
 
@@ -66,63 +64,19 @@ public sealed class FastPathSynCookieTests
 
     /// <summary>
     /// <see cref="SpoofedSyns"/> MPTCP SYNs (MP_CAPABLE v1) to the server's port 80 from addresses on the client's first
-    /// path that no host answers for, in bursts of 20 every 50 ms: they stay half-open in the proxy's listener.
+    /// path that no host answers for (the upper half of its /24, or 2001:db8:1::1000/116), at 400/s: they stay half-open
+    /// in the proxy's listener.
     /// </summary>
     private static async Task SendSpoofedSynsAsync(NetNamespace client, bool v6)
     {
-        using var raw = await client.RunInNamespaceAsync(() =>
-            new Socket(v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw));
         var server = IPAddress.Parse(TwoPathTopology.ServerAddress(v6));
-        var random = new Random(12);
-        for (int i = 0; i < SpoofedSyns; i++)
+        var spoofed = HostileSegment.MpCapableSyn(IPAddress.Parse(v6 ? "2001:db8:1::1000" : "198.18.1.128"), server) with
         {
-            var source = v6
-                ? IPAddress.Parse($"2001:db8:1::{0x1000 + (i % 200):x}")
-                : IPAddress.Parse($"198.18.1.{50 + (i % 200)}");
-            raw.SendTo(Syn(source, server, (ushort)random.Next(20000, 60000), (uint)random.Next()), new IPEndPoint(server, 0));
-            if (i % 20 == 19)
-            {
-                await Task.Delay(50);
-            }
-        }
-    }
-
-    /// <summary>An IPv4 or IPv6 SYN with MSS and MP_CAPABLE v1 (HMAC-SHA256), checksums filled.</summary>
-    private static byte[] Syn(IPAddress source, IPAddress destination, ushort sourcePort, uint sequence)
-    {
-        bool v6 = source.AddressFamily == AddressFamily.InterNetworkV6;
-        ReadOnlySpan<byte> options = [2, 4, 0x05, 0xb4, 30, 4, 0x01, 0x01];
-        int ipHeader = v6 ? 40 : 20;
-        var packet = new byte[ipHeader + TcpHeader.MinLength + options.Length];
-        if (v6)
-        {
-            packet[0] = 0x60;
-            BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(4), (ushort)(TcpHeader.MinLength + options.Length));
-            packet[6] = IpPacket.ProtocolTcp;
-            packet[7] = 64;
-            source.GetAddressBytes().CopyTo(packet, 8);
-            destination.GetAddressBytes().CopyTo(packet, 24);
-        }
-        else
-        {
-            packet[0] = 0x45;
-            BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(2), (ushort)packet.Length);
-            packet[6] = 0x40;
-            packet[8] = 64;
-            packet[9] = IpPacket.ProtocolTcp;
-            source.GetAddressBytes().CopyTo(packet, 12);
-            destination.GetAddressBytes().CopyTo(packet, 16);
-        }
-
-        var tcp = packet.AsSpan(ipHeader);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp, sourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], 80);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], sequence);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[12..], (ushort)((((TcpHeader.MinLength + options.Length) / 4) << 12) | (int)TcpFlags.Syn));
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], 64240);
-        options.CopyTo(tcp[TcpHeader.MinLength..]);
-        Assert.That(InternetChecksum.TryFillChecksums(packet), Is.EqualTo(WireError.None));
-        return packet;
+            SourcePrefixLength = v6 ? 116 : 25,
+            SourcePortRange = (20000, 60000),
+        };
+        var result = await SegmentGenerator.RunAsync(client, spoofed, new GeneratorLimits(400, SpoofedSyns, TimeSpan.FromSeconds(10)), seed: 12);
+        Assert.That(result.Sent, Is.EqualTo(SpoofedSyns), result.ToString());
     }
 
     /// <summary>The namespace's absolute SNMP/netstat counters (nstat -a, history untouched), zeros included.</summary>

@@ -1,9 +1,6 @@
-using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Net;
-using System.Net.Sockets;
 using ProxySelection.Lab;
-using ProxySelection.Wire;
+using ProxySelection.Lab.Hostile;
 
 namespace ProxySelection.IntegrationTests.Proxy;
 
@@ -14,7 +11,7 @@ namespace ProxySelection.IntegrationTests.Proxy;
 /// with a 1,536-packet queue). What this test asserts holds at any load: no SYN waits anywhere near the client's 1 s SYN
 /// RTO (a client that loses two MP_CAPABLE SYNs disables MPTCP), and overload is passed, not queued.
 /// MP_CAPABLE SYNs from spoofed sources (many /24s, so the per-source probe limit does not pass them all) to distinct
-/// destinations no one answers (198.19.0.0/16, routed through the proxy into the server namespace, which drops them):
+/// destinations no one answers (random in 198.19.0.0/16, routed through the proxy into the server namespace, which drops them):
 /// every probe runs to its timeout, the worst case for holds. Hold times are measured by capture, proxy in to proxy out.
 /// </summary>
 [TestFixture]
@@ -36,8 +33,14 @@ public sealed class ProxyHoldBoundTests
         var inbound = await t.Proxy.StartCaptureAsync(TwoPathTopology.ProxyPath1, Path.Combine(lab.Directory, "in.pcap"), "tcp dst port 80 and tcp[tcpflags] == tcp-syn");
         var outbound = await t.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, Path.Combine(lab.Directory, "out.pcap"), "tcp dst port 80 and tcp[tcpflags] == tcp-syn and not src host 198.18.3.1");
 
-        using var raw = await t.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw));
-        int sent = await Task.Run(() => Flood(raw));
+        // Sources over 128 /24s of 198.18.128.0/17, destinations random in 198.19.0.0/16 (about two thirds distinct).
+        var flood = HostileSegment.MpCapableSyn(IPAddress.Parse("198.18.128.0"), IPAddress.Parse("198.19.0.0")) with
+        {
+            SourcePrefixLength = 17,
+            DestinationPrefixLength = 16,
+        };
+        var result = await SegmentGenerator.RunAsync(t.Client, flood,
+            new GeneratorLimits(Rate, (long)(Rate * FloodTime.TotalSeconds), FloodTime + TimeSpan.FromSeconds(2)));
         var (inPackets, outPackets) = await Captures.StopBothAsync(inbound, outbound);
         await proxy.StopAsync(ProxyLab.Timeout);
         var load = File.ReadAllText("/proc/loadavg").Trim();
@@ -52,7 +55,7 @@ public sealed class ProxyHoldBoundTests
             .Select(s => (s.TimestampMicroseconds - arrived[s.Identity]) / 1000.0).Order().ToList();
         double P(double q) => holds[Math.Min(holds.Count - 1, (int)(q * holds.Count))];
         TestContext.Progress.WriteLine(
-            $"flood: {sent} SYNs in {FloodTime.TotalSeconds:F0} s ({Rate}/s target); matched in->out {holds.Count}; hold p50 {P(0.5):F1} ms, " +
+            $"flood: {result} ({Rate}/s target); matched in->out {holds.Count}; hold p50 {P(0.5):F1} ms, " +
             $"p99 {P(0.99):F1} ms, max {holds[^1]:F1} ms; held {ProxyLab.Counter(proxy, "held")}, overload_passed {ProxyLab.Counter(proxy, "overload_passed")}, " +
             $"holds_overdue {ProxyLab.Counter(proxy, "holds_overdue")}, passed {ProxyLab.Counter(proxy, "passed")}, engine max_hold_us " +
             $"{ProxyLab.Counter(proxy, "max_hold_us")}; loadavg {load}");
@@ -65,59 +68,5 @@ public sealed class ProxyHoldBoundTests
             Assert.That(ProxyLab.Counter(proxy, "overload_passed") + ProxyLab.Counter(proxy, "holds_overdue"), Is.GreaterThan(0),
                 "the flood exceeded what the proxy holds, and the excess passed");
         });
-    }
-
-    /// <summary>Sends MP_CAPABLE SYNs at <see cref="Rate"/> for <see cref="FloodTime"/> (paced every millisecond); returns how many.</summary>
-    private static int Flood(Socket raw)
-    {
-        var packet = new byte[44];
-        var clock = Stopwatch.StartNew();
-        int sent = 0;
-        int total = (int)(Rate * FloodTime.TotalSeconds);
-        var destination = new IPEndPoint(IPAddress.Any, 0);
-        while (sent < total && clock.Elapsed < FloodTime + TimeSpan.FromSeconds(2))
-        {
-            int due = Math.Min(total, (int)(clock.Elapsed.TotalSeconds * Rate));
-            for (; sent < due; sent++)
-            {
-                int i = sent;
-                // Sources over 128 /24s of 198.18.128.0/17, destinations all distinct in 198.19.0.0/16.
-                byte[] source = [198, 18, (byte)(128 + ((i >> 8) & 127)), (byte)(1 + (i % 254))];
-                byte[] target = [198, 19, (byte)(i >> 8), (byte)i];
-                Syn(packet, source, target, (ushort)(1024 + (i % 60_000)), (uint)i * 7919);
-                destination.Address = new IPAddress(target);
-                raw.SendTo(packet, destination);
-            }
-
-            Thread.Sleep(1);
-        }
-
-        return sent;
-    }
-
-    /// <summary>An IPv4 SYN with MP_CAPABLE v1 (kind 30, length 4, version 1, flag H) to port 80, checksums filled.</summary>
-    private static void Syn(byte[] packet, byte[] source, byte[] target, ushort port, uint isn)
-    {
-        Array.Clear(packet);
-        packet[0] = 0x45;
-        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(2), (ushort)packet.Length);
-        packet[8] = 64;
-        packet[9] = 6;
-        source.CopyTo(packet, 12);
-        target.CopyTo(packet, 16);
-        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(20), port);
-        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(22), 80);
-        BinaryPrimitives.WriteUInt32BigEndian(packet.AsSpan(24), isn);
-        packet[32] = 6 << 4;
-        packet[33] = (byte)TcpFlags.Syn;
-        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(34), 64_240);
-        packet[40] = 30;
-        packet[41] = 4;
-        packet[42] = 0x01;
-        packet[43] = 0x01;
-        if (InternetChecksum.TryFillChecksums(packet) != WireError.None)
-        {
-            throw new InvalidOperationException("checksum");
-        }
     }
 }
