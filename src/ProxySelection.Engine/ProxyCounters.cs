@@ -45,10 +45,11 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long KernelIntercepted => Interlocked.Read(ref _kernelIntercepted);
 
     /// <summary>What the kernel's rules counted so far (<see cref="Kernel.KernelCacheMirror"/>).</summary>
+    /// <remarks>The rise since the last read goes to <c>proxysel.connections</c> (pass, intercept), tagged as the kernel's.</remarks>
     public void SetKernelDecided(long passed, long intercepted)
     {
-        Interlocked.Exchange(ref _kernelPassed, passed);
-        Interlocked.Exchange(ref _kernelIntercepted, intercepted);
+        telemetry?.AddKernelDecided("pass", passed - Interlocked.Exchange(ref _kernelPassed, passed));
+        telemetry?.AddKernelDecided("intercept", intercepted - Interlocked.Exchange(ref _kernelIntercepted, intercepted));
     }
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so

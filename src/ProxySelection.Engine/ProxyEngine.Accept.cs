@@ -102,7 +102,8 @@ public sealed partial class ProxyEngine
             if (_log.IsEnabled(LogLevel.Debug))
             {
                 ProxyEngineLog.Relayed(_log, result.Client, result.OriginalDestination, result.Reason, result.BytesClientToUpstream, result.BytesUpstreamToClient,
-                    result.ClientMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status, result.ConnectStatus, result.Duration.TotalMilliseconds);
+                    result.ClientMaxSubflows, result.UpstreamMaxSubflows, result.ClientMptcp.Status, result.UpstreamMptcp.Status,
+                    Diagnostics.ProxyEventText.Connect(result.ConnectStatus.ToString(), result.ConnectTime?.TotalMilliseconds), result.Duration.TotalMilliseconds);
             }
 
             if (_events.Enabled)

@@ -42,6 +42,7 @@ public sealed class RelayConnection
     private long _toUpstream;
     private long _toClient;
     private int _maxClientSubflows;
+    private int _maxUpstreamSubflows;
     private long _reads;
     private long _lastSubflowSample = long.MinValue;
     private bool _closed;
@@ -190,6 +191,7 @@ public sealed class RelayConnection
             ClientMptcp = _clientSnapshot,
             UpstreamMptcp = _upstreamSnapshot,
             ClientMaxSubflows = Volatile.Read(ref _maxClientSubflows),
+            UpstreamMaxSubflows = Volatile.Read(ref _maxUpstreamSubflows),
         };
     }
 
@@ -416,7 +418,7 @@ public sealed class RelayConnection
     /// <summary>Tracks the highest subflow count now and then: subflows join after the first data and may leave.</summary>
     private void SampleSubflows()
     {
-        if (!_clientIsMptcp)
+        if (!_clientIsMptcp && !_upstreamIsMptcp)
         {
             return;
         }
@@ -431,11 +433,19 @@ public sealed class RelayConnection
         }
         lock (_closeLock)
         {
-            if (_closed || MptcpSocket.TryGetInfo(_client, out var info) != MptcpStatus.Active)
+            if (_closed)
             {
                 return;
             }
-            _maxClientSubflows = Math.Max(_maxClientSubflows, info.Subflows);
+            // Either leg may be the MPTCP one: the client's in the downgrade role, the upstream's in the upgrade role.
+            if (_clientIsMptcp && MptcpSocket.TryGetInfo(_client, out var info) == MptcpStatus.Active)
+            {
+                _maxClientSubflows = Math.Max(_maxClientSubflows, info.Subflows);
+            }
+            if (_upstreamIsMptcp && MptcpSocket.TryGetInfo(_upstream, out info) == MptcpStatus.Active)
+            {
+                _maxUpstreamSubflows = Math.Max(_maxUpstreamSubflows, info.Subflows);
+            }
         }
     }
 
@@ -452,6 +462,10 @@ public sealed class RelayConnection
             if (_clientSnapshot.Status == MptcpStatus.Active)
             {
                 _maxClientSubflows = Math.Max(_maxClientSubflows, _clientSnapshot.Info.Subflows);
+            }
+            if (_upstreamSnapshot.Status == MptcpStatus.Active)
+            {
+                _maxUpstreamSubflows = Math.Max(_maxUpstreamSubflows, _upstreamSnapshot.Info.Subflows);
             }
             _closed = true;
         }

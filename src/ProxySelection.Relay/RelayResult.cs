@@ -62,6 +62,11 @@ public sealed record RelayResult
     public SocketError Error { get; init; }
 
     public UpstreamConnectStatus ConnectStatus { get; init; }
+
+    /// <summary>How long the upstream connect took, to its result; null when the relay did not connect the upstream leg
+    /// itself (<see cref="RelayServer.RelayAsync"/>: an adopted probe, a front's own connect).</summary>
+    public TimeSpan? ConnectTime { get; init; }
+
     public long BytesClientToUpstream { get; init; }
     public long BytesUpstreamToClient { get; init; }
     public TimeSpan Duration { get; init; }
@@ -74,4 +79,7 @@ public sealed record RelayResult
 
     /// <summary>The highest subflow count seen on the client leg during the connection.</summary>
     public int ClientMaxSubflows { get; init; }
+
+    /// <summary>The highest subflow count seen on the upstream leg (MPTCP in the upgrade role).</summary>
+    public int UpstreamMaxSubflows { get; init; }
 }

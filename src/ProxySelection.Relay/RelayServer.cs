@@ -137,20 +137,22 @@ public sealed class RelayServer : IAsyncDisposable
                 return Failed(CloseReason.Error, error: SocketError.SocketError);
             }
             var connected = onConnect?.Invoke(upstream, _options.UpstreamProtocol);
+            long connectStarted = _time.GetTimestamp();
             var connect = await _connector.ConnectAsync(
                 upstream,
                 _options.UpstreamProtocol,
                 _options.TransparentSource ? clientEndPoint?.Address : null,
                 _stopping.Token).ConfigureAwait(false);
+            var connectTime = _time.GetElapsedTime(connectStarted);
             connected?.Invoke(connect);
             if (!connect.Connected)
             {
                 // Reset, not FIN: the client must not take a closed port for an empty answer.
                 RelayConnection.CloseSocket(client, abortive: true);
                 var reason = connect.Status == UpstreamConnectStatus.Cancelled ? CloseReason.Aborted : CloseReason.UpstreamConnectFailed;
-                return Failed(reason, connect.Status, connect.Error) with { Upstream = upstream };
+                return Failed(reason, connect.Status, connect.Error) with { Upstream = upstream, ConnectTime = connectTime };
             }
-            return await RelayAsync(client, connect.Socket!).ConfigureAwait(false);
+            return await RelayAsync(client, connect.Socket!).ConfigureAwait(false) with { ConnectTime = connectTime };
         }
         finally
         {

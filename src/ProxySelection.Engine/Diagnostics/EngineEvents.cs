@@ -51,8 +51,9 @@ internal sealed class EngineEvents(IProxyEventSink sink, TimeProvider time)
     {
         Event = "relay", Time = time.GetUtcNow(), Client = result.Client?.ToString(), Destination = result.OriginalDestination?.ToString(),
         Reason = result.Reason.ToString(), Up = result.BytesClientToUpstream, Down = result.BytesUpstreamToClient, Subflows = result.ClientMaxSubflows,
-        UpstreamSubflows = result.UpstreamMptcp.Subflows.Length, ClientMptcp = result.ClientMptcp.Status.ToString(),
-        UpstreamMptcp = result.UpstreamMptcp.Status.ToString(), Connect = result.ConnectStatus.ToString(), Milliseconds = result.Duration.TotalMilliseconds,
+        UpstreamSubflows = result.UpstreamMaxSubflows, ClientMptcp = result.ClientMptcp.Status.ToString(),
+        UpstreamMptcp = result.UpstreamMptcp.Status.ToString(), Connect = result.ConnectStatus.ToString(),
+        ConnectMilliseconds = result.ConnectTime?.TotalMilliseconds, Milliseconds = result.Duration.TotalMilliseconds,
     });
 
     private static string Hex(uint token) => token.ToString("x8", CultureInfo.InvariantCulture);

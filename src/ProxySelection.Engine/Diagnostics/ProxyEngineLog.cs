@@ -49,9 +49,9 @@ internal static partial class ProxyEngineLog
     public static partial void Accepted(ILogger logger, EndPoint? client, EndPoint? local, uint token);
 
     [LoggerMessage(114, LogLevel.Debug,
-        "relay {Client} -> {Destination}: {Reason} up={Up} down={Down} subflows={Subflows} client={ClientMptcp} upstream={UpstreamMptcp} connect={Connect} in {DurationMilliseconds:F0} ms")]
+        "relay {Client} -> {Destination}: {Reason} up={Up} down={Down} subflows={Subflows} upstream_subflows={UpstreamSubflows} client={ClientMptcp} upstream={UpstreamMptcp} connect={Connect}, lasted {DurationMilliseconds:F0} ms")]
     public static partial void Relayed(ILogger logger, IPEndPoint? client, IPEndPoint? destination, Relay.CloseReason reason, long up, long down, int subflows,
-        Relay.MptcpStatus clientMptcp, Relay.MptcpStatus upstreamMptcp, Relay.UpstreamConnectStatus connect, double durationMilliseconds);
+        int upstreamSubflows, Relay.MptcpStatus clientMptcp, Relay.MptcpStatus upstreamMptcp, string connect, double durationMilliseconds);
 
     [LoggerMessage(115, LogLevel.Warning, "telemetry: no subflow events: {Message}")]
     public static partial void NoSubflowEvents(ILogger logger, string message);

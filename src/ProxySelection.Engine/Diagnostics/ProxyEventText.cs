@@ -22,11 +22,19 @@ public static class ProxyEventText
             "accepted" => string.Create(text, $"accepted {e.Client} -> {e.Destination} token={e.Token}"),
             "expired" => string.Create(text, $"expired {e.Client} -> {e.Destination}: {e.Reason}"),
             "relay" => string.Create(text,
-                $"relay {e.Client} -> {e.Destination}: {e.Reason} up={e.Up} down={e.Down} subflows={e.Subflows} client={e.ClientMptcp} upstream={e.UpstreamMptcp} connect={e.Connect} in {e.Milliseconds:F0} ms"),
+                $"relay {e.Client} -> {e.Destination}: {e.Reason} up={e.Up} down={e.Down} subflows={e.Subflows} upstream_subflows={e.UpstreamSubflows} client={e.ClientMptcp} upstream={e.UpstreamMptcp} connect={Connect(e.Connect, e.ConnectMilliseconds)}, lasted {e.Milliseconds:F0} ms"),
             "stopped" => "stopped " + Counters(e),
             _ => e.Event,
         };
     }
+
+    /// <summary>
+    /// A relay's upstream connect: its status and how long the connect took (not the connection's lifetime, which the
+    /// line gives after it); without a time the leg was connected before the relay (an adopted probe).
+    /// </summary>
+    public static string Connect(string? status, double? milliseconds) => milliseconds is { } ms
+        ? string.Create(CultureInfo.InvariantCulture, $"{status} in {ms:F1} ms")
+        : status + " (the probe's connection)";
 
     private static string Counters(ProxyEvent e)
     {

@@ -40,6 +40,9 @@ public sealed class ProxyTelemetry : IDisposable
     /// <summary>Bucket bounds for probe and verdict latencies, in seconds: a probe is held 20..400 ms.</summary>
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
+    /// <summary>On the connections the kernel fast path decided (read back from its rules' counters).</summary>
+    private static readonly KeyValuePair<string, object?> KernelDecided = new("proxysel.decided_by", "kernel");
+
     private readonly ProxyEngineOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _log;
@@ -84,7 +87,8 @@ public sealed class ProxyTelemetry : IDisposable
         _traceLifetime = 2 * (options.Negotiation.ProbeTimeout + options.AdoptionTimeout);
         Meter = meterFactory?.Create(Name) ?? new Meter(Name);
         _connections = Meter.CreateCounter<long>("proxysel.connections", "{connection}",
-            "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe. " +
+            "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe; " +
+            "those the kernel fast path decided without the queue carry proxysel.decided_by=kernel. " +
             "A downgrading proxy never sees plain TCP SYNs (its queue takes only SYNs with an MPTCP option): they are not counted.");
         Meter.CreateObservableUpDownCounter("proxysel.connections.active", () => new Measurement<long>(activeConnections(), DecisionTag("intercept")),
             "{connection}", "Connections this proxy holds now.");
@@ -110,6 +114,18 @@ public sealed class ProxyTelemetry : IDisposable
         if (_connections.Enabled)
         {
             _connections.Add(1, DecisionTag(decision));
+        }
+    }
+
+    /// <summary>
+    /// SYNs the kernel fast path decided since the last read of its rules' counters: the same instrument as the queue's
+    /// decisions, so a sum by decision stays complete; <c>proxysel.decided_by=kernel</c> tells them apart.
+    /// </summary>
+    public void AddKernelDecided(string decision, long count)
+    {
+        if (count > 0 && _connections.Enabled)
+        {
+            _connections.Add(count, DecisionTag(decision), KernelDecided);
         }
     }
 

@@ -2,6 +2,7 @@ using ProxySelection.Engine.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
 
 namespace ProxySelection.Host.Control;
 
@@ -30,6 +31,8 @@ internal static class ControlProtocol
         WriteIndented = false,
         // Read by people too: keep quotes and apostrophes as they are (the reply is JSON, never HTML).
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        // The generated metadata only: a reply type it lacks throws here, never falls back to reflection (AOT has none).
+        TypeInfoResolver = ControlJsonContext.Default,
     };
 
     private static readonly JsonDocumentOptions RequestOptions = new() { AllowDuplicateProperties = false };
@@ -104,9 +107,10 @@ internal static class ControlProtocol
     }
 
     /// <summary>A success reply: <paramref name="body"/>'s properties beside <c>"ok":true</c>.</summary>
+    /// <exception cref="NotSupportedException"><typeparamref name="T"/> is not in <see cref="ControlJsonContext"/>.</exception>
     public static byte[] FormatOk<T>(T body)
     {
-        var node = JsonSerializer.SerializeToNode(body, Json) as JsonObject ?? [];
+        var node = JsonSerializer.SerializeToNode(body, (JsonTypeInfo<T>)Json.GetTypeInfo(typeof(T))) as JsonObject ?? [];
         var reply = new JsonObject { ["ok"] = true };
         foreach (var (key, value) in node.ToList())
         {

@@ -195,7 +195,8 @@ internal static class ProxyConfiguration
     }
 
     /// <summary>The options bound and validated (<see cref="ProxyHostOptionsValidator"/>, <see cref="TelemetryOptionsValidator"/>), or null with the failures added.</summary>
-    private static T? Resolve<T>(IServiceProvider provider, List<string> errors)
+    private static T? Resolve<[System.Diagnostics.CodeAnalysis.DynamicallyAccessedMembers(System.Diagnostics.CodeAnalysis.DynamicallyAccessedMemberTypes.PublicParameterlessConstructor)] T>(
+        IServiceProvider provider, List<string> errors)
         where T : class
     {
         try

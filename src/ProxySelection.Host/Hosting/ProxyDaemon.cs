@@ -115,7 +115,9 @@ internal static class ProxyDaemon
             logging.AddConfiguration(levels);
         }
 
-        logging.AddConsoleFormatter<PlainConsoleFormatter, ConsoleFormatterOptions>();
+        // Registered as AddConsoleFormatter does, without its reflection-based options binding (trimming, Native AOT): the
+        // plain formatter reads no options.
+        logging.Services.TryAddEnumerable(ServiceDescriptor.Singleton<ConsoleFormatter, PlainConsoleFormatter>());
         logging.AddConsole(o =>
         {
             o.FormatterName = format switch

@@ -77,6 +77,44 @@ public sealed class ControlProtocolTests
     }
 
     [Test]
+    public void FormatOk_EveryReplyTheDaemonSends_SerializedFromGeneratedMetadataWithoutReflection()
+    {
+        // What StatusReplies builds, every nested type and an optional field set (Mode) and unset (Reason, Token).
+        var status = new StatusReply(
+            new DaemonStatus("running", "downgrade", "implicit", "first-proxy", 7, 100, [80, 443], 1.5, 1, 0, 0),
+            [
+                new ConnectionStatus("198.18.1.2:40000", "198.18.3.2:80", "downgrade", null, 0.25, 10, 20, "client", "Active", "0000abcd", 2,
+                    [new SubflowStatus("198.18.3.2:80", "198.18.1.2:40000", "established", 300)]) { Mode = "host-configured" },
+            ],
+            new Dictionary<string, long> { ["syns"] = 3, ["kernel_passed"] = 2 },
+            new CacheSummary(1, 1024, 2, 1, 0, 0, 0.6667));
+        var cache = new CacheReply([new CacheEntryStatus("198.18.3.2:80", "ProxyBeyond", 9, 1.0, 59.0)], new CacheSummary(1, 1024, 0, 1, 0, 0, null));
+
+        var lines = new[] { ControlProtocol.FormatOk(status), ControlProtocol.FormatOk(cache), ControlProtocol.FormatOk(new FlushReply(4)) }
+            .Select(Encoding.UTF8.GetString).ToList();
+
+        Assert.That(ControlProtocol.Json.TypeInfoResolver, Is.SameAs(ControlJsonContext.Default), "no reflection fallback behind the context");
+        Assert.That(lines[0], Does.StartWith("{\"ok\":true,\"daemon\":{\"state\":\"running\",\"role\":\"downgrade\"")
+            .And.Contain("\"ports\":[80,443]").And.Contain("\"mode\":\"host-configured\"").And.Contain("\"rtt_us\":300")
+            .And.Contain("\"kernel_passed\":2").And.Contain("\"hit_ratio\":0.6667").And.Contain("\"reason\":null"));
+        Assert.That(lines[1], Does.Contain("\"entries\":[{\"destination\":\"198.18.3.2:80\",\"state\":\"ProxyBeyond\",\"proxy_id\":9").And.Contain("\"hit_ratio\":null"));
+        Assert.That(lines[2], Is.EqualTo("{\"ok\":true,\"removed\":4}\n"));
+    }
+
+    [Test]
+    public void FormatOk_TypeWithoutGeneratedMetadata_RefusedNotReflected() =>
+        Assert.Throws<NotSupportedException>(() => ControlProtocol.FormatOk(new { Unlisted = 1 }));
+
+    [Test]
+    public void DaemonRuntimeConfiguration_ReflectionBasedJsonDisabled()
+    {
+        // Copied beside the tests from the Host project: what the JIT daemon of the integration tests runs with.
+        var config = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "proxysel.runtimeconfig.json"));
+
+        Assert.That(config, Does.Match("\"System.Text.Json.JsonSerializer.IsReflectionEnabledByDefault\":\\s*false"));
+    }
+
+    [Test]
     public void FormatError_ParsedByTheClient_FalseWithTheServersText()
     {
         var line = Encoding.UTF8.GetString(ControlProtocol.FormatError("unknown command \"x\""));

@@ -136,6 +136,7 @@ public sealed class RelayTests
         Assert.That(result.Reason, Is.EqualTo(CloseReason.IdleTimeout));
         // Timers tick in milliseconds, the duration is measured with the high-resolution clock.
         Assert.That(result.Duration, Is.GreaterThanOrEqualTo(idle - TimeSpan.FromMilliseconds(20)));
+        Assert.That(result.ConnectTime, Is.Not.Null.And.LessThan(idle), "the upstream connect's own time, not the connection's lifetime");
         Assert.That(await seen.WaitAsync(Timeout), Is.EqualTo((SocketError.ConnectionReset, SocketError.ConnectionReset)), "(client, server) both reset");
     }
 
@@ -229,6 +230,7 @@ public sealed class RelayTests
         Assert.That(seen, Is.EqualTo(SocketError.ConnectionReset));
         Assert.That(result.ConnectStatus, Is.EqualTo(UpstreamConnectStatus.TimedOut));
         Assert.That(result.Duration, Is.LessThan(TimeSpan.FromSeconds(5)));
+        Assert.That(result.ConnectTime, Is.GreaterThanOrEqualTo(TimeSpan.FromMilliseconds(480)), "the connect waited for its 500 ms timeout");
     }
 
     [Test]
@@ -359,6 +361,8 @@ public sealed class RelayTests
         var result = await lab.NextResultAsync();
         Assert.That(result.Reason, Is.EqualTo(CloseReason.Completed));
         Assert.That(result.UpstreamMptcp.Status, Is.EqualTo(MptcpStatus.Active));
+        Assert.That(result.ClientMaxSubflows, Is.Zero, "a TCP client leg has no subflows");
+        Assert.That(result.UpstreamMaxSubflows, Is.GreaterThanOrEqualTo(1), "the MPTCP leg's subflows are counted on the upstream side");
     }
 
     [Test]
