@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using ProxySelection.Host.Control;
 using ProxySelection.Engine;
 using ProxySelection.Engine.Diagnostics;
+using ProxySelection.Engine.Kernel;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host.Hosting;
@@ -56,7 +57,9 @@ internal sealed class ProxyService(
         _startedAt = time.GetTimestamp();
         ProxyEngine? engine = null;
         AddressAnnouncer? announcer = null;
-        var instance = loaded.Options!.Instance.Enabled ? new InstanceMode(loaded.Options.Instance, _log) : null;
+        var instance = loaded.Options!.Instance.Enabled
+            ? new InstanceMode(loaded.Options.Instance, _log, JoinInitialAddressSysctl.RecordPathFor(loaded.Options.ChainPrefix))
+            : null;
         try
         {
             Preflight();

@@ -52,6 +52,37 @@ public sealed class InstanceModeTests
         }
     }
 
+    /// <summary>
+    /// SIGKILL leaves the sysctl at 0 (nothing in the daemon runs); <c>proxysel cleanup</c> in the namespace puts back the
+    /// value the daemon recorded before setting 0, says so in one line, and a second cleanup has nothing left to do.
+    /// </summary>
+    [Test]
+    public async Task InstanceMode_KilledWithSigkill_CleanupRestoresTheSysctl_AndSaysSoInOneLine()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var ns = await InstanceNamespaceAsync(lab, "killed");
+        var proxy = await ProxyLab.StartProxyInAsync(ns, Instance(null));
+        var during = await ns.ReadSysctlAsync(Sysctl);
+        await proxy.StopAsync(Timeout, LabNative.SigKill);
+        var afterKill = await ns.ReadSysctlAsync(Sysctl);
+        var cleanup = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "cleanup"], Timeout);
+        var after = await ns.ReadSysctlAsync(Sysctl);
+        var again = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "cleanup"], Timeout);
+        TestContext.Progress.WriteLine($"cleanup: {cleanup.StdOut}{cleanup.StdErr}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(during, Is.EqualTo("0"));
+            Assert.That(afterKill, Is.EqualTo("0"), "a killed daemon restores nothing");
+            Assert.That(cleanup.ExitCode, Is.Zero, cleanup.StdErr);
+            Assert.That(cleanup.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains(Sysctl, StringComparison.Ordinal)),
+                Is.EqualTo(new[] { $"cleanup: {Sysctl} back to 1, the value instance mode replaced" }));
+            Assert.That(after, Is.EqualTo("1"), "the value found at start, back after cleanup");
+            Assert.That(again.ExitCode, Is.Zero, again.StdErr);
+            Assert.That(again.StdOut, Does.Not.Contain(Sysctl), "nothing recorded any more");
+        });
+    }
+
     /// <summary>A read-only /proc/sys (an unprivileged container's) stands in for any namespace where the sysctl cannot be set.</summary>
     [Test]
     public async Task InstanceMode_SysctlNotWritable_RefusesToStartWithExit3NamingTheSetting()
