@@ -32,6 +32,9 @@ internal sealed class ProxyService(
     private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing, loaded.Telemetry,
         loaded.Engine!.Socks?.Credentials);
     private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
+
+    /// <summary>service.instance.id, as the telemetry resource carries it: in the started event and the status too.</summary>
+    private readonly string _instanceId = InstanceMode.IdFor(loaded.Options!.Instance);
     private readonly Lock _reloading = new();
     private readonly CancellationTokenSource _abortDrain = new();
     private readonly List<PosixSignalRegistration> _signals = [];
@@ -126,6 +129,7 @@ internal sealed class ProxyService(
         {
             Event = "started", Time = time.GetUtcNow(), Role = negotiation.Role.ToString(), Mode = negotiation.Mode.ToString(),
             Policy = negotiation.Policy.ToString(), ProxyId = negotiation.ProxyId, Ports = string.Join(',', _options.Ports), Queue = _options.QueueNumber,
+            InstanceId = _instanceId,
         });
     }
 
@@ -202,7 +206,7 @@ internal sealed class ProxyService(
         switch (command)
         {
             case ControlCommand.Status:
-                return ControlProtocol.FormatOk(StatusReplies.Status(engine, _options, time.GetElapsedTime(_startedAt)));
+                return ControlProtocol.FormatOk(StatusReplies.Status(engine, _options, time.GetElapsedTime(_startedAt), _instanceId));
             case ControlCommand.CacheShow:
                 return ControlProtocol.FormatOk(StatusReplies.Cache(engine.Negotiator.Cache));
             case ControlCommand.CacheFlush:
