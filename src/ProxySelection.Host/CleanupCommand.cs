@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ProxySelection.Engine;
+using ProxySelection.Engine.Kernel;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host;
@@ -7,7 +8,8 @@ namespace ProxySelection.Host;
 /// <summary>
 /// <c>proxysel cleanup</c>: removes every rule, chain, ipset (the handshake and fast-path sets, by exact name),
 /// policy-routing rule and route a proxy with the same chain prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
-/// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add). Idempotent.
+/// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add), and in instance mode puts back the
+/// value of <c>net.mptcp.allow_join_initial_addr_port</c> it recorded before setting 0 (one line says so). Idempotent.
 /// </summary>
 internal static class CleanupCommand
 {
@@ -24,6 +26,11 @@ internal static class CleanupCommand
                 ruleset.CleanupAsync().GetAwaiter().GetResult();
                 string prefixValue = result.GetValue(prefix)!;
                 AddressAnnouncer.CleanupAsync(AddressAnnouncer.RecordPathFor(prefixValue), new ProcessCommandRunner(), CancellationToken.None).GetAwaiter().GetResult();
+                if (JoinInitialAddressSysctl.Restore(JoinInitialAddressSysctl.RecordPathFor(prefixValue)) is { } value)
+                {
+                    result.InvocationConfiguration.Output.WriteLine($"cleanup: {JoinInitialAddressSysctl.Name} back to {value}, the value instance mode replaced");
+                }
+
                 return ExitCodes.Ok;
             }
             catch (Exception e) when (e is InterceptionRulesException or ArgumentException or IOException or UnauthorizedAccessException)

@@ -12,7 +12,7 @@ namespace ProxySelection.Engine.Diagnostics;
 /// <remarks>
 /// Event names (<see cref="Event"/>) and the fields each carries:
 /// <list type="bullet">
-/// <item><c>started</c>: Role, Mode, Policy, ProxyId, Ports, Queue — the rules are in and the hook is bound.</item>
+/// <item><c>started</c>: Role, Mode, Policy, ProxyId, Ports, Queue, InstanceId (service.instance.id) — the rules are in and the hook is bound.</item>
 /// <item><c>syn</c>: Client, Destination, Kind (<c>Tcp</c>, <c>MpCapable</c>, <c>MpJoin</c>), Token (MP_JOIN), Verdict, Reason.</item>
 /// <item><c>probe</c>: ProbeId, Destination, Outcome (<c>answered</c>, <c>timed_out</c>, <c>failed</c>), MpCapable, Signal, SignalProxy.</item>
 /// <item><c>hold</c>: Client, Destination, Outcome (a <c>HoldOutcome</c> name), Reason, Milliseconds.</item>
@@ -81,6 +81,9 @@ public sealed record ProxyEvent
     public string? Ports { get; init; }
 
     public int? Queue { get; init; }
+
+    /// <summary>The daemon's service.instance.id (Proxy:Instance:Id or its default), as its telemetry carries it.</summary>
+    public string? InstanceId { get; init; }
 
     public IReadOnlyDictionary<string, long>? Counters { get; init; }
 }

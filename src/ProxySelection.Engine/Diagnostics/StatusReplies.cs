@@ -10,7 +10,12 @@ public sealed record StatusReply(DaemonStatus Daemon, IReadOnlyList<ConnectionSt
 
 public sealed record DaemonStatus(
     string State, string Role, string Mode, string Policy, int ProxyId, int Priority, IReadOnlyList<ushort> Ports,
-    double UptimeSeconds, int HeldConnections, int HeldSyns, int ProbesInFlight);
+    double UptimeSeconds, int HeldConnections, int HeldSyns, int ProbesInFlight)
+{
+    /// <summary>service.instance.id, as the daemon's telemetry and <c>started</c> event carry it; absent when the caller has none.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? InstanceId { get; init; }
+}
 
 /// <summary>One held connection; <c>Subflows</c> lists the MPTCP leg's subflows as the kernel reports them (MPTCP_SUBFLOW_ADDRS).</summary>
 public sealed record ConnectionStatus(
@@ -40,7 +45,7 @@ public sealed record ReloadReply(bool Applied, string Message);
 /// <summary>Builds the replies from the engine's live state.</summary>
 public static class StatusReplies
 {
-    public static StatusReply Status(ProxyEngine engine, ProxyEngineOptions options, TimeSpan uptime)
+    public static StatusReply Status(ProxyEngine engine, ProxyEngineOptions options, TimeSpan uptime, string? instanceId = null)
     {
         ArgumentNullException.ThrowIfNull(engine);
         ArgumentNullException.ThrowIfNull(options);
@@ -50,7 +55,7 @@ public static class StatusReplies
             engine.IsDraining ? "draining" : "running",
             Lower(negotiation.Role), options.Transparent ? Lower(negotiation.Mode) : ProxyEngine.HostConfiguredMode, negotiation.Policy == SelectionPolicy.NearestServer ? "nearest-server" : Lower(negotiation.Policy),
             negotiation.ProxyId, negotiation.Priority, options.Ports, Math.Round(uptime.TotalSeconds, 3),
-            negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
+            negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight) { InstanceId = instanceId };
         var connections = engine.HeldConnections().Select(Connection).ToList();
         var decisions = Decisions(engine.Counters);
         void Front(string name, ProxySelection.Engine.Fronts.SocksCounters counters)

@@ -66,7 +66,7 @@ internal static class ControlVerbs
         var text = new StringBuilder();
         var daemon = reply["daemon"] as JsonObject ?? [];
         text.Append(CultureInfo.InvariantCulture,
-            $"proxysel {Text(daemon, "state")}: role={Text(daemon, "role")} mode={Text(daemon, "mode")} policy={Text(daemon, "policy")} id={Number(daemon, "proxy_id")} priority={Number(daemon, "priority")} up {Seconds(daemon, "uptime_seconds")}\n");
+            $"proxysel {Text(daemon, "state")}: role={Text(daemon, "role")} mode={Text(daemon, "mode")} policy={Text(daemon, "policy")} id={Number(daemon, "proxy_id")} priority={Number(daemon, "priority")}{(daemon["instance_id"] is null ? "" : $" instance={Text(daemon, "instance_id")}")} up {Seconds(daemon, "uptime_seconds")}\n");
         var connections = reply["connections"] as JsonArray ?? [];
         text.Append(CultureInfo.InvariantCulture, $"held connections: {connections.Count}\n");
         if (connections.Count > 0)

@@ -1,5 +1,5 @@
-using System.Globalization;
 using Microsoft.Extensions.Logging;
+using ProxySelection.Engine.Kernel;
 using ProxySelection.Host.Control;
 using ProxySelection.Interception.Rules;
 
@@ -7,24 +7,23 @@ namespace ProxySelection.Host.Hosting;
 
 /// <summary>
 /// Proxy:Instance (spec §12.6): what makes this daemon one instance of a tier behind ECMP or an L4 balancer. At start
-/// the C flag (<c>net.mptcp.allow_join_initial_addr_port=0</c> in this network namespace, the old value kept); once the
-/// rules are in, the routing engine's announce command; at a drain or stop, its withdraw command first, and the old
-/// sysctl value back last. A daemon that dies leaves the withdraw to the unit's <c>ExecStopPost=</c>.
+/// the C flag (<see cref="JoinInitialAddressSysctl"/>: the kernel configuration, its old value recorded for the stop and
+/// for <c>proxysel cleanup</c>); once the rules are in, the routing engine's announce command; at a drain or stop, its
+/// withdraw command first, and the old sysctl value back last. A daemon that dies leaves the withdraw to the unit's
+/// <c>ExecStopPost=</c> and the sysctl to <c>proxysel cleanup</c>.
 /// </summary>
-internal sealed class InstanceMode(InstanceSettings settings, ILogger log, string? sysctlPath = null, ICommandRunner? runner = null)
+internal sealed class InstanceMode(InstanceSettings settings, ILogger log, string recordPath, string? sysctlPath = null, ICommandRunner? runner = null)
 {
     /// <summary>The sysctl whose 0 sets the C flag in the MP_CAPABLE this namespace's listeners send (RFC 8684 §3.1).</summary>
-    public const string Sysctl = "net.mptcp.allow_join_initial_addr_port";
-
-    public const string SysctlPath = "/proc/sys/net/mptcp/allow_join_initial_addr_port";
+    public const string Sysctl = JoinInitialAddressSysctl.Name;
 
     /// <summary>How long the routing engine's command may run; birdc answers in milliseconds.</summary>
     public static readonly TimeSpan CommandTimeout = TimeSpan.FromSeconds(10);
 
-    private readonly string _sysctlPath = sysctlPath ?? SysctlPath;
+    private readonly JoinInitialAddressSysctl _sysctl = new(recordPath, sysctlPath);
     private readonly ICommandRunner _runner = runner ?? new ProcessCommandRunner(timeout: CommandTimeout);
     private readonly Lock _lock = new();
-    private string? _previous;
+    private bool _set;
     private bool _withdrawn;
 
     /// <summary>The configured id, or <c>HOST-netINODE</c>: two instances on one host live in two namespaces.</summary>
@@ -37,29 +36,23 @@ internal sealed class InstanceMode(InstanceSettings settings, ILogger log, strin
     public static string DefaultId(string hostName, string? namespaceId) => namespaceId is null ? hostName : $"{hostName}-net{namespaceId}";
 
     /// <summary>
-    /// Writes 0 and reads it back; remembers the value before. Throws <see cref="StartFailureException"/> naming the
-    /// setting when it cannot take effect: not permitted (a read-only /proc/sys, as in an unprivileged container) or
-    /// a kernel without the sysctl.
+    /// Sets the C flag's sysctl, its old value recorded. Throws <see cref="StartFailureException"/> naming the setting
+    /// when it cannot take effect: not permitted (a read-only /proc/sys, as in an unprivileged container) or a kernel
+    /// without the sysctl.
     /// </summary>
     public void SetJoinInitialAddressOff()
     {
         string before;
         try
         {
-            before = File.ReadAllText(_sysctlPath).Trim();
-            File.WriteAllText(_sysctlPath, "0\n");
-            var now = File.ReadAllText(_sysctlPath).Trim();
-            if (now != "0")
-            {
-                throw new IOException(string.Create(CultureInfo.InvariantCulture, $"it reads {now} after writing 0"));
-            }
+            before = _sysctl.SetOff();
         }
-        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        catch (JoinInitialAddressException e) when (e.Missing)
         {
             throw new StartFailureException(new StartFailure(StartFailureKind.KernelFeatureMissing,
-                $"{InstanceSettings.Key(nameof(InstanceSettings.Enabled))}: this kernel has no {Sysctl} (Linux 5.16 or later), so clients would join the anycast address on any instance"));
+                $"{InstanceSettings.Key(nameof(InstanceSettings.Enabled))}: {e.Message}, so clients would join the anycast address on any instance"));
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (JoinInitialAddressException e)
         {
             throw new StartFailureException(new StartFailure(StartFailureKind.NotPermitted,
                 $"{InstanceSettings.Key(nameof(InstanceSettings.Enabled))}: cannot set {Sysctl}=0 in this network namespace ({e.Message}); without it clients join the anycast address on any instance. Run with CAP_NET_ADMIN and a writable /proc/sys, or set it beforehand"));
@@ -67,35 +60,35 @@ internal sealed class InstanceMode(InstanceSettings settings, ILogger log, strin
 
         lock (_lock)
         {
-            _previous = before;
+            _set = true;
         }
 
         InstanceLog.JoinInitialAddressOff(log, Sysctl, before);
     }
 
-    /// <summary>Puts the value found at start back (nothing if it was 0 already or never set). Idempotent; never throws.</summary>
+    /// <summary>Puts the recorded value back (nothing if it was 0 already or never set). Idempotent; never throws.</summary>
     public void RestoreJoinInitialAddress()
     {
-        string? previous;
         lock (_lock)
         {
-            previous = _previous;
-            _previous = null;
-        }
+            if (!_set)
+            {
+                return;
+            }
 
-        if (previous is null or "0")
-        {
-            return;
+            _set = false;
         }
 
         try
         {
-            File.WriteAllText(_sysctlPath, previous + "\n");
-            InstanceLog.JoinInitialAddressRestored(log, Sysctl, previous);
+            if (_sysctl.Restore() is { } value)
+            {
+                InstanceLog.JoinInitialAddressRestored(log, Sysctl, value);
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            InstanceLog.RestoreFailed(log, Sysctl, previous, e.Message);
+            InstanceLog.RestoreFailed(log, Sysctl, e.Message);
         }
     }
 
@@ -167,8 +160,8 @@ internal static partial class InstanceLog
     [LoggerMessage(311, LogLevel.Information, "proxysel: instance mode: {Sysctl} back to {Value}")]
     public static partial void JoinInitialAddressRestored(ILogger logger, string sysctl, string value);
 
-    [LoggerMessage(312, LogLevel.Warning, "proxysel: instance mode: could not restore {Sysctl}={Value}: {Reason}")]
-    public static partial void RestoreFailed(ILogger logger, string sysctl, string value, string reason);
+    [LoggerMessage(312, LogLevel.Warning, "proxysel: instance mode: could not restore {Sysctl} ({Reason}); proxysel cleanup puts the recorded value back")]
+    public static partial void RestoreFailed(ILogger logger, string sysctl, string reason);
 
     [LoggerMessage(313, LogLevel.Information, "proxysel: instance mode: service address announced to the routing engine")]
     public static partial void ServiceAnnounced(ILogger logger);

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using ProxySelection.Host.Control;
 using ProxySelection.Engine;
 using ProxySelection.Engine.Diagnostics;
+using ProxySelection.Engine.Kernel;
 using ProxySelection.Interception.Rules;
 
 namespace ProxySelection.Host.Hosting;
@@ -31,6 +32,9 @@ internal sealed class ProxyService(
     private readonly PolicyReload _policy = new(loaded.Options!, loaded.Engine!.Negotiation, loaded.Engine!.KeyRing, loaded.Telemetry,
         loaded.Engine!.Socks?.Credentials);
     private readonly ILogger _log = loggers.CreateLogger("ProxySelection.Host");
+
+    /// <summary>service.instance.id, as the telemetry resource carries it: in the started event and the status too.</summary>
+    private readonly string _instanceId = InstanceMode.IdFor(loaded.Options!.Instance);
     private readonly Lock _reloading = new();
     private readonly CancellationTokenSource _abortDrain = new();
     private readonly List<PosixSignalRegistration> _signals = [];
@@ -56,7 +60,9 @@ internal sealed class ProxyService(
         _startedAt = time.GetTimestamp();
         ProxyEngine? engine = null;
         AddressAnnouncer? announcer = null;
-        var instance = loaded.Options!.Instance.Enabled ? new InstanceMode(loaded.Options.Instance, _log) : null;
+        var instance = loaded.Options!.Instance.Enabled
+            ? new InstanceMode(loaded.Options.Instance, _log, JoinInitialAddressSysctl.RecordPathFor(loaded.Options.ChainPrefix))
+            : null;
         try
         {
             Preflight();
@@ -123,6 +129,7 @@ internal sealed class ProxyService(
         {
             Event = "started", Time = time.GetUtcNow(), Role = negotiation.Role.ToString(), Mode = negotiation.Mode.ToString(),
             Policy = negotiation.Policy.ToString(), ProxyId = negotiation.ProxyId, Ports = string.Join(',', _options.Ports), Queue = _options.QueueNumber,
+            InstanceId = _instanceId,
         });
     }
 
@@ -199,7 +206,7 @@ internal sealed class ProxyService(
         switch (command)
         {
             case ControlCommand.Status:
-                return ControlProtocol.FormatOk(StatusReplies.Status(engine, _options, time.GetElapsedTime(_startedAt)));
+                return ControlProtocol.FormatOk(StatusReplies.Status(engine, _options, time.GetElapsedTime(_startedAt), _instanceId));
             case ControlCommand.CacheShow:
                 return ControlProtocol.FormatOk(StatusReplies.Cache(engine.Negotiator.Cache));
             case ControlCommand.CacheFlush:

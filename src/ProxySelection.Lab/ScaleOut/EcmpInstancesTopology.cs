@@ -223,13 +223,23 @@ public sealed class EcmpInstancesTopology
             "--set", $"Proxy:AnnounceAddresses={(v6 ? InstanceAddressV6(instance) : InstanceAddress(instance))}",
             "--set", "Proxy:Instance:Enabled=true",
             "--set", string.Create(CultureInfo.InvariantCulture, $"Proxy:Instance:Id=inst{instance}"),
-            "--set", $"Proxy:Instance:AnnounceCommand={birdc} enable {BirdConfig.ServicePattern}",
+            // Bounded: one delete per drop rule a withdraw inserted (at most one, the insert checks first).
+            "--set", $"Proxy:Instance:AnnounceCommand=for i in 1 2 3; do iptables -w -D {DropNewOnService} 2>/dev/null || break; done; {birdc} enable {BirdConfig.ServicePattern}",
             "--set", $"Proxy:Instance:WithdrawCommand={WithdrawCommand(instance)}",
         ];
     }
 
-    /// <summary>What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit.</summary>
-    public string WithdrawCommand(int instance) => $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServicePattern}";
+    /// <summary>
+    /// What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit: the
+    /// BGP withdrawal, and new connections to the service address dropped (not reset) from then on, so a client whose
+    /// SYN the router still sends here before it has converged retransmits it (1 s later) to an instance that serves it;
+    /// the joins of held connections go to the unicast address and established flows send no SYN.
+    /// </summary>
+    public string WithdrawCommand(int instance) =>
+        $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServicePattern}; iptables -w -C {DropNewOnService} 2>/dev/null || iptables -w -I {DropNewOnService}";
+
+    /// <summary>The rule (without its chain command) that drops new TCP connections to the anycast service address.</summary>
+    private const string DropNewOnService = $"INPUT -d {ServiceV4} -p tcp --syn -j DROP";
 
     /// <summary>
     /// Starts instance <paramref name="instance"/>: its BIRD (the service protocol disabled), then

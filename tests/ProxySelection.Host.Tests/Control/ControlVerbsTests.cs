@@ -32,6 +32,20 @@ public sealed class ControlVerbsTests
     }
 
     [Test]
+    public void FormatStatus_InstanceId_OnTheDaemonLine()
+    {
+        var reply = JsonNode.Parse("""
+            {"ok":true,"daemon":{"state":"running","role":"downgrade","mode":"explicit","policy":"first","proxy_id":1,"priority":8,"ports":[80],"uptime_seconds":2,
+             "held_connections":0,"held_syns":0,"probes_in_flight":0,"instance_id":"inst2"},
+             "connections":[],"decisions":{},"cache":{"entries":0,"capacity":65536,"hits":0,"misses":0,"evictions":0,"expirations":0,"hit_ratio":null}}
+            """)!.AsObject();
+
+        var first = ControlVerbs.FormatStatus(reply).Split('\n')[0];
+
+        Assert.That(first, Is.EqualTo("proxysel running: role=downgrade mode=explicit policy=first id=1 priority=8 instance=inst2 up 2.0s"));
+    }
+
+    [Test]
     public void FormatCache_Entries_TableWithProxyIdWhereKnown()
     {
         var reply = JsonNode.Parse("""

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using ProxySelection.Engine.Kernel;
 using ProxySelection.Host.Hosting;
 
 namespace ProxySelection.Host.Tests.Hosting;
@@ -17,15 +18,19 @@ public sealed class InstanceModeTests
     [TearDown]
     public void RemoveDirectory() => Directory.Delete(_directory, recursive: true);
 
+    /// <summary>Where the value replaced is recorded (the daemon's is beside the announced endpoints' record in /run/proxysel).</summary>
+    private string Record => Path.Combine(_directory, "run", "PSEL-1.sysctl");
+
     [Test]
     public void SetJoinInitialAddressOff_WritesZero_AndRestoreWritesTheValueFoundBack()
     {
         var sysctl = Path.Combine(_directory, "allow_join_initial_addr_port");
         File.WriteAllText(sysctl, "1\n");
-        var mode = new InstanceMode(Enabled(), NullLogger.Instance, sysctl);
+        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Record, sysctl);
 
         mode.SetJoinInitialAddressOff();
         var during = File.ReadAllText(sysctl).Trim();
+        var recorded = File.ReadAllText(Record).Trim();
         mode.RestoreJoinInitialAddress();
         var after = File.ReadAllText(sysctl).Trim();
         File.WriteAllText(sysctl, "5\n");
@@ -34,7 +39,9 @@ public sealed class InstanceModeTests
         Assert.Multiple(() =>
         {
             Assert.That(during, Is.EqualTo("0"));
+            Assert.That(recorded, Is.EqualTo("1"), "the value found is recorded while the instance runs");
             Assert.That(after, Is.EqualTo("1"));
+            Assert.That(File.Exists(Record), Is.False, "the record goes with the restore");
             Assert.That(File.ReadAllText(sysctl).Trim(), Is.EqualTo("5"), "a second restore writes nothing");
         });
     }
@@ -44,7 +51,7 @@ public sealed class InstanceModeTests
     {
         var sysctl = Path.Combine(_directory, "allow_join_initial_addr_port");
         File.WriteAllText(sysctl, "0\n");
-        var mode = new InstanceMode(Enabled(), NullLogger.Instance, sysctl);
+        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Record, sysctl);
 
         mode.SetJoinInitialAddressOff();
         mode.RestoreJoinInitialAddress();
@@ -55,7 +62,7 @@ public sealed class InstanceModeTests
     [Test]
     public void SetJoinInitialAddressOff_NoSuchSysctl_KernelFeatureMissingNamingTheSetting()
     {
-        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Path.Combine(_directory, "absent", "allow_join_initial_addr_port"));
+        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Record, Path.Combine(_directory, "absent", "allow_join_initial_addr_port"));
 
         var e = Assert.Throws<StartFailureException>(mode.SetJoinInitialAddressOff);
 
@@ -67,7 +74,7 @@ public sealed class InstanceModeTests
     public void SetJoinInitialAddressOff_CannotWrite_NotPermittedNamingTheSetting()
     {
         // A directory where the file should be: neither root nor anyone else can write it, as with a read-only /proc/sys.
-        var mode = new InstanceMode(Enabled(), NullLogger.Instance, _directory);
+        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Record, _directory);
 
         var e = Assert.Throws<StartFailureException>(mode.SetJoinInitialAddressOff);
 
@@ -75,11 +82,56 @@ public sealed class InstanceModeTests
         Assert.That(e.Failure.Reason, Does.StartWith("Proxy:Instance:Enabled: cannot set net.mptcp.allow_join_initial_addr_port=0"));
     }
 
+    /// <summary>What <c>proxysel cleanup</c> does after a SIGKILL: the daemon never restored, the record is there.</summary>
+    [Test]
+    public void CleanupRestore_AfterADaemonThatNeverStopped_WritesTheRecordedValueBack_AndDeletesTheRecord()
+    {
+        var sysctl = Path.Combine(_directory, "allow_join_initial_addr_port");
+        File.WriteAllText(sysctl, "1\n");
+        new InstanceMode(Enabled(), NullLogger.Instance, Record, sysctl).SetJoinInitialAddressOff();
+
+        var restored = JoinInitialAddressSysctl.Restore(Record, sysctl);
+        var again = JoinInitialAddressSysctl.Restore(Record, sysctl);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(restored, Is.EqualTo("1"));
+            Assert.That(File.ReadAllText(sysctl).Trim(), Is.EqualTo("1"));
+            Assert.That(File.Exists(Record), Is.False);
+            Assert.That(again, Is.Null, "idempotent: nothing recorded, nothing written");
+        });
+    }
+
+    /// <summary>A daemon restarted after a SIGKILL without cleanup finds 0 (the killed one's): the original value stays the one to restore.</summary>
+    [Test]
+    public void SetJoinInitialAddressOff_RecordLeftByAKilledRun_KeepsTheOriginalValue()
+    {
+        var sysctl = Path.Combine(_directory, "allow_join_initial_addr_port");
+        File.WriteAllText(sysctl, "1\n");
+        new InstanceMode(Enabled(), NullLogger.Instance, Record, sysctl).SetJoinInitialAddressOff();
+        var restarted = new InstanceMode(Enabled(), NullLogger.Instance, Record, sysctl);
+
+        restarted.SetJoinInitialAddressOff();
+        restarted.RestoreJoinInitialAddress();
+
+        Assert.That(File.ReadAllText(sysctl).Trim(), Is.EqualTo("1"));
+    }
+
+    [Test]
+    public void SetJoinInitialAddressOff_CannotWrite_LeavesNoRecord()
+    {
+        var mode = new InstanceMode(Enabled(), NullLogger.Instance, Record, _directory);
+
+        Assert.Throws<StartFailureException>(mode.SetJoinInitialAddressOff);
+
+        Assert.That(File.Exists(Record), Is.False);
+    }
+
     [Test]
     public async Task AnnounceAndWithdraw_RunTheCommands_WithdrawOnceHoweverOftenAsked()
     {
         var log = Path.Combine(_directory, "routing.log");
-        var mode = new InstanceMode(Enabled($"echo announce >> {log}", $"echo withdraw >> {log}"), NullLogger.Instance, Path.Combine(_directory, "unused"));
+        var mode = new InstanceMode(Enabled($"echo announce >> {log}", $"echo withdraw >> {log}"), NullLogger.Instance, Record, Path.Combine(_directory, "unused"));
 
         await mode.AnnounceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
         await mode.WithdrawAsync("stop").WaitAsync(TimeSpan.FromSeconds(30));
@@ -92,7 +144,7 @@ public sealed class InstanceModeTests
     public async Task AnnounceAsync_CommandFails_DoesNotThrow_AndWithdrawStillRuns()
     {
         var log = Path.Combine(_directory, "routing.log");
-        var mode = new InstanceMode(Enabled("exit 3", $"echo withdraw >> {log}"), NullLogger.Instance, Path.Combine(_directory, "unused"));
+        var mode = new InstanceMode(Enabled("exit 3", $"echo withdraw >> {log}"), NullLogger.Instance, Record, Path.Combine(_directory, "unused"));
 
         await mode.AnnounceAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
         await mode.WithdrawAsync("stop").WaitAsync(TimeSpan.FromSeconds(30));

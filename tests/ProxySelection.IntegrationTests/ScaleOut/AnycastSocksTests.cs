@@ -60,4 +60,138 @@ public sealed class AnycastSocksTests
             Assert.That(detection, Is.LessThan(TimeSpan.FromSeconds(5)), "withdrawn well within the BGP hold time's order");
         });
     }
+
+    /// <summary>
+    /// SIGTERM to one instance's daemon while 15 SOCKS downloads run: the daemon withdraws the service address first, its
+    /// SOCKS connections finish over their joins to its unicast address (0 lost), and new SOCKS connections after the
+    /// withdrawal all succeed on the others (none reaches it). So do the new connections started every 100 ms from half a
+    /// second before the signal until the router's group has lost the instance (the routers' convergence window): the
+    /// withdraw command drops new SYNs to the service address (<see cref="EcmpInstancesTopology.WithdrawCommand"/>), and
+    /// the client's retransmitted SYN reaches an instance that serves it, where a closed listener would have reset it.
+    /// </summary>
+    [Test]
+    public async Task DrainedInstance_IsWithdrawnFirst_ItsSocksConnectionsFinish_AndNewOnesSucceedOnTheOthers()
+    {
+        const int Long = 15;
+        const int Fresh = 10;
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances, Instances, warmUp: false);
+        var (longSha, sha) = (lab.LongSha, lab.Sha);
+        var smallSha = lab.WriteFile("small.bin", 64 * 1024);
+        var (running, held) = await lab.StartLongTransfersAsync(Long, socks: true);
+        int drained = held.ToList().IndexOf(held.Max()) + 1;
+        var drainedNs = lab.Topology.Instances[drained - 1];
+        var inFlight = await lab.ClientPortsHeldAsync(drained, EcmpInstancesTopology.SocksPort);
+        var wrapper = lab.Instance(drained);
+        using var stopStream = new CancellationTokenSource();
+        var window = StreamAsync(lab, "small.bin", stopStream.Token);
+        await Task.Delay(500);
+        Assert.That(LabNative.kill(lab.DaemonPid(drained), LabNative.SigTerm), Is.Zero);
+        var withdrawal = await lab.Topology.WaitForGroupAsync(g => g.Count == Instances - 1 && !g.Contains(EcmpInstancesTopology.InstanceAddress(drained)),
+            ScaleOutLab.Timeout, EcmpInstancesTopology.ServiceGroupId);
+        await stopStream.CancelAsync();
+        var heldAtWithdrawal = (await ScaleOutLab.CountersAsync(drainedNs))["MPTcpExtMPCapableSYNRX"];
+        var fresh = await lab.DownloadAsync("file.bin", Fresh, parallel: Fresh, rate: "4M", "fresh", socks: true);
+        var heldAfter = (await ScaleOutLab.CountersAsync(drainedNs))["MPTcpExtMPCapableSYNRX"];
+        var inWindow = await window.WaitAsync(ScaleOutLab.Timeout * 2);
+        var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
+        var exit = await wrapper.WaitForExitAsync(ScaleOutLab.Timeout);
+        var output = wrapper.Output;
+        var lines = string.Join('\n', output.Split('\n').Where(l => l.StartsWith("stop-post:", StringComparison.Ordinal) || l.StartsWith("proxysel: ", StringComparison.Ordinal) && !l.StartsWith("proxysel: syn", StringComparison.Ordinal)));
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"SOCKS: held [{string.Join(' ', held)}], drained instance {drained} with {inFlight.Count} in flight: SIGTERM -> service group without it in {withdrawal.TotalMilliseconds:F0} ms; " +
+            $"long downloads failed {longs.Count(d => d.Curl.ExitCode != 0)} of {Long}; fresh failed {fresh.Count(d => d.Curl.ExitCode != 0)} of {Fresh}; " +
+            $"started in the convergence window failed {inWindow.Count(d => d.Curl.ExitCode != 0)} of {inWindow.Count} ({string.Join("; ", inWindow.Where(d => d.Curl.ExitCode != 0).Select(d => d.Curl.StdErr.Trim()))})\n{lines}"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(inFlight, Is.Not.Empty, "the drained instance held SOCKS connections at the drain");
+            Assert.That(longs.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", longs.Select(d => d.Curl.StdErr)));
+            Assert.That(longs.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(longSha), "0 SOCKS connections lost");
+            Assert.That(fresh.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", fresh.Select(d => d.Curl.StdErr)));
+            Assert.That(fresh.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(heldAfter, Is.EqualTo(heldAtWithdrawal), "no new SOCKS connection reached the drained instance after its withdrawal");
+            Assert.That(inWindow, Is.Not.Empty);
+            Assert.That(inWindow.Select(d => d.Curl.ExitCode), Is.All.Zero, "new connections in the convergence window: " + string.Join("\n", inWindow.Select(d => d.Curl.StdErr)));
+            Assert.That(inWindow.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(smallSha));
+            int route = output.IndexOf("service address withdrawn from the routing engine", StringComparison.Ordinal);
+            int draining = output.IndexOf("proxysel: draining", StringComparison.Ordinal);
+            int drainedLine = output.IndexOf("proxysel: drained", StringComparison.Ordinal);
+            int address = output.IndexOf("proxysel: withdrew 1 announced address", StringComparison.Ordinal);
+            Assert.That(route, Is.GreaterThanOrEqualTo(0).And.LessThan(draining), "the service address withdrawn before the daemon drains");
+            Assert.That(drainedLine, Is.GreaterThan(draining), "every SOCKS connection finished within the drain timeout");
+            Assert.That(address, Is.GreaterThan(drainedLine), "the announced unicast address kept until the SOCKS connections ended");
+            Assert.That(exit, Is.Zero, "the daemon stopped cleanly");
+        });
+    }
+
+    /// <summary>
+    /// A fourth instance joins while 15 SOCKS transfers run over three: the service address's resilient group gives it
+    /// only idle buckets, so no established SOCKS flow moves (the router sends none of their packets toward it, and it
+    /// holds none of them), every transfer finishes intact, and new SOCKS connections reach it.
+    /// </summary>
+    [Test]
+    public async Task AddedInstance_TakesNoEstablishedSocksFlow_AndGetsNewOnes()
+    {
+        const int Long = 15;
+        const int Fresh = 30;
+        await using var lab = await ScaleOutLab.StartWarmAsync(Instances + 1, Instances, warmUp: false);
+        var (longSha, sha) = (lab.LongSha, lab.Sha);
+        var added = lab.Topology.Instances[Instances];
+        var device = string.Create(CultureInfo.InvariantCulture, $"inst{Instances + 1}");
+        // A rule without a target: it only counts the packets for the service address the router sends toward the new instance.
+        string[] counting = ["-w", "-I", "FORWARD", "-o", device, "-d", EcmpInstancesTopology.ServiceV4, "-p", "tcp", "--dport",
+            EcmpInstancesTopology.SocksPort.ToString(CultureInfo.InvariantCulture)];
+        await lab.Topology.Router.CheckAsync("iptables", counting);
+        var (running, _) = await lab.StartLongTransfersAsync(Long, socks: true);
+        bool runningAtTheAdd = !running.IsCompleted;
+        await lab.StartInstanceAsync(Instances + 1);
+        var longs = await running.WaitAsync(ScaleOutLab.Timeout * 2);
+        var towardIt = await ServicePacketsTowardAsync(lab, device);
+        var heldBefore = (await ScaleOutLab.CountersAsync(added))["MPTcpExtMPCapableSYNRX"];
+        var fresh = await lab.DownloadAsync("file.bin", Fresh, parallel: 15, rate: "8M", "fresh", socks: true);
+        var heldNew = (await ScaleOutLab.CountersAsync(added))["MPTcpExtMPCapableSYNRX"] - heldBefore;
+        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"SOCKS: the router sent {towardIt} packets of the running transfers toward the added instance, which held {heldBefore} of them; then {heldNew} of {Fresh} new connections"));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(runningAtTheAdd, Is.True, "the SOCKS transfers were running when the instance was added");
+            Assert.That(towardIt, Is.Zero, "no packet of the running SOCKS transfers went toward the new instance");
+            Assert.That(heldBefore, Is.Zero, "no running SOCKS connection was held by the new instance");
+            Assert.That(longs.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", longs.Select(d => d.Curl.StdErr)));
+            Assert.That(longs.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(longSha));
+            Assert.That(fresh.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", fresh.Where(d => d.Curl.ExitCode != 0).Select(d => d.Curl.StdErr)));
+            Assert.That(fresh.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(heldNew, Is.Positive, "new SOCKS connections reach the added instance");
+        });
+    }
+
+    /// <summary>A new SOCKS download of <paramref name="file"/> every 100 ms until <paramref name="stop"/> (bounded: 80 and 10 s); returns them all once each has ended.</summary>
+    private static async Task<IReadOnlyList<(CommandResult Curl, string Output)>> StreamAsync(ScaleOutLab lab, string file, CancellationToken stop)
+    {
+        var started = new List<Task<IReadOnlyList<(CommandResult Curl, string Output)>>>();
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        for (int n = 0; n < 80 && !stop.IsCancellationRequested && DateTime.UtcNow < until; n++)
+        {
+            started.Add(lab.DownloadAsync(file, 1, 1, "8M", string.Create(CultureInfo.InvariantCulture, $"stream{n}"), socks: true));
+            try
+            {
+                await Task.Delay(100, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+        }
+
+        return [.. (await Task.WhenAll(started)).SelectMany(r => r)];
+    }
+
+    /// <summary>The packet count of the router's counting rule for the service address toward <paramref name="device"/>.</summary>
+    private static async Task<long> ServicePacketsTowardAsync(ScaleOutLab lab, string device)
+    {
+        var rules = await lab.Topology.Router.CheckAsync("iptables", ["-w", "-nvx", "-L", "FORWARD"]);
+        var line = rules.Split('\n').First(l => l.Contains(device, StringComparison.Ordinal) && l.Contains(EcmpInstancesTopology.ServiceV4, StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[0], CultureInfo.InvariantCulture);
+    }
 }

@@ -29,9 +29,15 @@ public sealed class EcmpInstancesTests
 
         var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
+        // The client's path-manager events, stamped as they arrive (bash's clock, no fork per line): for a connection
+        // that never joined, when its ADD_ADDR came and when it closed.
+        var monitor = lab.Topology.Client.StartProcess("bash", ["-c", "stdbuf -oL ip mptcp monitor | while IFS= read -r l; do echo \"$EPOCHREALTIME $l\"; done"]);
         var started = System.Diagnostics.Stopwatch.StartNew();
         var downloads = await lab.DownloadAsync("file.bin", Clients, parallel: 25, rate: "1M", "c");
         var elapsed = started.Elapsed;
+        await Task.Delay(500);
+        await monitor.StopAsync(TimeSpan.FromSeconds(10));
+        var unjoined = Unjoined(monitor.Output);
         var after = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var client = Delta(clientBefore, await ScaleOutLab.CountersAsync(lab.Topology.Client));
         var perInstance = Enumerable.Range(0, Instances).Select(i => Delta(before[i], after[i])).ToList();
@@ -52,6 +58,8 @@ public sealed class EcmpInstancesTests
         {
             TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");
         }
+
+        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join{string.Concat(unjoined.Select(u => "\n  " + u))}");
 
         Assert.Multiple(() =>
         {
@@ -189,6 +197,27 @@ public sealed class EcmpInstancesTests
             Assert.That(fresh.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
             Assert.That(heldNew, Is.Positive, "new connections reach the added instance");
         });
+    }
+
+    /// <summary>
+    /// From stamped <c>ip mptcp monitor</c> lines, each connection (token) that was announced an address but never had a
+    /// second subflow established, as its events with the milliseconds since it was created.
+    /// </summary>
+    private static List<string> Unjoined(string monitor)
+    {
+        var events = new Dictionary<string, List<(double At, string Name)>>();
+        foreach (var line in monitor.Split('\n'))
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(line, @"^(\d+\.\d+) \[\s*([A-Z_]+)\] token=([0-9a-f]+)");
+            if (m.Success)
+            {
+                var list = events.TryGetValue(m.Groups[3].Value, out var l) ? l : events[m.Groups[3].Value] = [];
+                list.Add((double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), m.Groups[2].Value));
+            }
+        }
+
+        return [.. events.Where(kv => kv.Value.Any(e => e.Name == "ANNOUNCED") && kv.Value.All(e => e.Name != "SF_ESTABLISHED"))
+            .Select(kv => $"token {kv.Key}: " + string.Join(' ', kv.Value.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.Name}@{(e.At - kv.Value[0].At) * 1000:F0}ms"))))];
     }
 
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>

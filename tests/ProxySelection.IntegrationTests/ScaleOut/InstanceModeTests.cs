@@ -52,6 +52,68 @@ public sealed class InstanceModeTests
         }
     }
 
+    /// <summary>
+    /// SIGKILL leaves the sysctl at 0 (nothing in the daemon runs); <c>proxysel cleanup</c> in the namespace puts back the
+    /// value the daemon recorded before setting 0, says so in one line, and a second cleanup has nothing left to do.
+    /// </summary>
+    [Test]
+    public async Task InstanceMode_KilledWithSigkill_CleanupRestoresTheSysctl_AndSaysSoInOneLine()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var ns = await InstanceNamespaceAsync(lab, "killed");
+        var proxy = await ProxyLab.StartProxyInAsync(ns, Instance(null));
+        var during = await ns.ReadSysctlAsync(Sysctl);
+        await proxy.StopAsync(Timeout, LabNative.SigKill);
+        var afterKill = await ns.ReadSysctlAsync(Sysctl);
+        var cleanup = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "cleanup"], Timeout);
+        var after = await ns.ReadSysctlAsync(Sysctl);
+        var again = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "cleanup"], Timeout);
+        TestContext.Progress.WriteLine($"cleanup: {cleanup.StdOut}{cleanup.StdErr}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(during, Is.EqualTo("0"));
+            Assert.That(afterKill, Is.EqualTo("0"), "a killed daemon restores nothing");
+            Assert.That(cleanup.ExitCode, Is.Zero, cleanup.StdErr);
+            Assert.That(cleanup.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => l.Contains(Sysctl, StringComparison.Ordinal)),
+                Is.EqualTo(new[] { $"cleanup: {Sysctl} back to 1, the value instance mode replaced" }));
+            Assert.That(after, Is.EqualTo("1"), "the value found at start, back after cleanup");
+            Assert.That(again.ExitCode, Is.Zero, again.StdErr);
+            Assert.That(again.StdOut, Does.Not.Contain(Sysctl), "nothing recorded any more");
+        });
+    }
+
+    /// <summary>The JSON <c>started</c> event (<c>--events</c>) and <c>status</c> (JSON and text) name the instance by its service.instance.id.</summary>
+    [Test]
+    public async Task InstanceMode_StartedEventAndStatus_CarryTheInstanceId()
+    {
+        await using var lab = ProxySelection.Lab.Lab.Create();
+        var ns = await InstanceNamespaceAsync(lab, "named");
+        var directory = Directory.CreateTempSubdirectory("psel-instance-").FullName;
+        var socket = Path.Combine(directory, "control.sock");
+        try
+        {
+            var proxy = await ProxyLab.StartProxyInAsync(ns, Instance(null, socket));
+            var json = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "status", "--socket", socket, "--json"], Timeout);
+            var text = await ns.RunAsync("dotnet", [ProxyLab.ProxyselDll, "status", "--socket", socket], Timeout);
+            await proxy.StopAsync(Timeout);
+            var started = ProxyLab.Events(proxy, "started");
+            TestContext.Progress.WriteLine($"{json.StdOut}\n{text.StdOut}");
+            var status = System.Text.Json.Nodes.JsonNode.Parse(json.StdOut)!;
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(started.Select(e => e.InstanceId), Is.EqualTo(new[] { "test-instance" }), "one started event, with the instance id");
+                Assert.That((string?)status["daemon"]!["instance_id"], Is.EqualTo("test-instance"));
+                Assert.That(text.StdOut.Split('\n')[0], Does.Contain(" instance=test-instance "));
+            });
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
     /// <summary>A read-only /proc/sys (an unprivileged container's) stands in for any namespace where the sysctl cannot be set.</summary>
     [Test]
     public async Task InstanceMode_SysctlNotWritable_RefusesToStartWithExit3NamingTheSetting()
@@ -89,10 +151,10 @@ public sealed class InstanceModeTests
         return ns;
     }
 
-    private static string[] Instance(string? routing) =>
+    private static string[] Instance(string? routing, string controlSocket = "none") =>
     [
         "--set", $"Proxy:AnnounceAddresses={Unicast}",
-        "--set", "Proxy:ControlSocket=none",
+        "--set", $"Proxy:ControlSocket={controlSocket}",
         "--set", "Proxy:DrainTimeout=2s",
         "--set", "Proxy:Instance:Enabled=true",
         "--set", "Proxy:Instance:Id=test-instance",

@@ -24,6 +24,8 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         "MPTcpExtMPCapableSYNRX", "MPTcpExtMPCapableSYNACKRX", "MPTcpExtMPJoinSynRx", "MPTcpExtMPJoinSynAckRx",
         "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx",
         "MPTcpExtMPJoinSynTxCreatSkErr", "MPTcpExtMPJoinSynTx", "MPTcpExtMPJoinAckHMacFailure", "MPTcpExtAddAddr", "MPTcpExtAddAddrTx",
+        // Why a client that got ADD_ADDR would not join: dropped by its path manager, or the join's socket failed.
+        "MPTcpExtAddAddrDrop", "MPTcpExtAddAddrTxDrop", "MPTcpExtEchoAdd", "MPTcpExtMPJoinSynTxBindErr", "MPTcpExtMPJoinSynTxConnectErr",
     ];
 
     private readonly ProxySelection.Lab.Lab _lab;
