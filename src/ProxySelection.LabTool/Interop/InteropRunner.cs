@@ -79,9 +79,17 @@ internal sealed partial class InteropRunner(InteropOptions options)
     private const int FillerPort = 8080;
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(30);
 
+    /// <summary>Connections judged in a tier cell: enough that the hash spreads them over the tier.</summary>
+    public const int TierConnections = 6;
+
     public async Task<CellResult> RunAsync(InteropCell cell, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(cell);
+        if (cell.Tier > 1)
+        {
+            return await new TierChainRunner(options).RunCellAsync(cell, TierConnections, cancellationToken).ConfigureAwait(false);
+        }
+
         var expected = InteropExpectation.For(cell);
         var clock = Stopwatch.StartNew();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
