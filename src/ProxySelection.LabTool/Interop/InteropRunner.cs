@@ -75,7 +75,8 @@ internal sealed record CellResult(
 /// </summary>
 internal sealed partial class InteropRunner(InteropOptions options)
 {
-    private const string KeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    /// <summary>The operator key every proxy of a cell shares (a chain's proxies verify each other's tags).</summary>
+    internal const string KeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     private const int FillerPort = 8080;
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(30);
 
@@ -120,7 +121,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
         }
     }
 
-    private static void TryDelete(string directory)
+    internal static void TryDelete(string directory)
     {
         try
         {

@@ -22,7 +22,8 @@ internal sealed record TierDownload(int ExitCode, bool Intact, int ClientPort, I
 /// <summary>
 /// What a tier chain showed. <see cref="Proxies"/> names the proxies (<c>inst1</c>..<c>instN</c>, then <c>tier2</c>);
 /// <see cref="Counters"/> are their kernel MPTCP counters over the judged downloads (same order), <see cref="Held"/> the
-/// judged connections each one accepted (its events).
+/// judged connections each one accepted (its events), <see cref="Decisions"/> what each decided (probes over the whole
+/// run, SYNs and holds over the judged downloads) for a reader of a failed run.
 /// </summary>
 internal sealed record TierChainRun(
     IReadOnlyList<TierDownload> Downloads,
@@ -31,7 +32,8 @@ internal sealed record TierChainRun(
     IReadOnlyDictionary<string, long> Client,
     IReadOnlyList<int> Held,
     int WarmUpRounds,
-    TimeSpan Elapsed)
+    TimeSpan Elapsed,
+    IReadOnlyList<string>? Decisions = null)
 {
     public const string SecondTierName = "tier2";
 
@@ -76,7 +78,6 @@ internal sealed record TierChainRun(
 /// </summary>
 internal sealed class TierChainRunner(InteropOptions options)
 {
-    private const string KeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>The counters read per namespace.</summary>
@@ -103,7 +104,7 @@ internal sealed class TierChainRunner(InteropOptions options)
             nginx = await NginxServer.StartAsync(topology.Server, 80, IPAddress.Parse(EcmpInstancesTopology.ServerV4)).WaitAsync(StepTimeout, cancellationToken).ConfigureAwait(false);
             var sha = LabNetwork.CreateRandomFile(Path.Combine(nginx.WebRoot, "file.bin"), spec.FileBytes);
             var key = Path.Combine(directory, "operator.key");
-            await File.WriteAllTextAsync(key, KeyHex, cancellationToken).ConfigureAwait(false);
+            await File.WriteAllTextAsync(key, InteropRunner.KeyHex, cancellationToken).ConfigureAwait(false);
 
             var names = new List<string>();
             var namespaces = new List<NetNamespace>();
@@ -115,6 +116,7 @@ internal sealed class TierChainRunner(InteropOptions options)
                 var process = topology.SecondTier!.StartProcess(options.BinaryFor(1).File,
                     [.. Daemon(1, second, spec.Instances + 1, key, file), .. InstanceArguments(EcmpInstancesTopology.SecondTierAddress, TierChainRun.SecondTierName)]);
                 await process.WaitForOutputAsync("proxysel: running", StepTimeout, cancellationToken).ConfigureAwait(false);
+                await WarmSecondTierAsync(topology, file, cancellationToken).ConfigureAwait(false);
                 names.Add(TierChainRun.SecondTierName);
                 namespaces.Add(topology.SecondTier);
                 events.Add(file);
@@ -148,7 +150,8 @@ internal sealed class TierChainRunner(InteropOptions options)
                 return new TierDownload(d.Curl.ExitCode, intact, port, [.. names.Where((_, i) => accepted[i].Contains(port))], d.Curl.StdErr.Trim());
             }).ToList();
             var held = names.Select((_, i) => judged.Count(d => d.Holders.Contains(names[i]))).ToList();
-            return new TierChainRun(judged, names, [.. namespaces.Select((_, i) => Delta(before[i], after[i]))], Delta(clientBefore, clientAfter), held, rounds, clock.Elapsed);
+            var decisions = events.Select((f, i) => Decisions(ProxyEvents.ReadFile(f), eventsBefore[i])).ToList();
+            return new TierChainRun(judged, names, [.. namespaces.Select((_, i) => Delta(before[i], after[i]))], Delta(clientBefore, clientAfter), held, rounds, clock.Elapsed, decisions);
         }
         finally
         {
@@ -158,7 +161,7 @@ internal sealed class TierChainRunner(InteropOptions options)
             }
 
             await lab.DisposeAsync().ConfigureAwait(false);
-            TryDelete(directory);
+            InteropRunner.TryDelete(directory);
         }
     }
 
@@ -202,7 +205,8 @@ internal sealed class TierChainRunner(InteropOptions options)
         bool untouched = run.Proxies.Select((p, i) => TierChainRun.Position(p) == expected.Holder || (run.Held[i] == 0 && run.Counters[i]["MPTcpExtMPJoinSynRx"] == 0)).All(ok => ok);
         var instances = run.Proxies.Select((p, i) => new InstanceResult($"{TierChainRun.Position(p)}/{p}", binary?.Invoke(p == TierChainRun.SecondTierName ? 1 : 0) ?? "-", run.Held[i] > 0, run.Counters[i]["MPTcpExtMPJoinSynRx"] > 0,
             run.Held[i] == 0, run.Counters[i].ToDictionary(kv => kv.Key.Replace("MPTcpExt", "", StringComparison.Ordinal), kv => (double)kv.Value),
-            string.Create(CultureInfo.InvariantCulture, $"accepted {run.Held[i]} of {m} connections, received {run.Counters[i]["MPTcpExtMPJoinSynRx"]} joins"))).ToList();
+            string.Create(CultureInfo.InvariantCulture, $"accepted {run.Held[i]} of {m} connections, received {run.Counters[i]["MPTcpExtMPJoinSynRx"]} joins") +
+            (run.Decisions is { } d ? "; " + d[i] : ""))).ToList();
         var problems = new List<string>();
         if (!integrity)
         {
@@ -239,7 +243,7 @@ internal sealed class TierChainRunner(InteropOptions options)
         ["--set", $"Proxy:AnnounceAddresses={address}", "--set", "Proxy:Instance:Enabled=true", "--set", $"Proxy:Instance:Id={id}"];
 
     /// <summary>
-    /// Downloads in rounds of 3 until every proxy that probes has had a probe of the server answered: each has its own
+    /// Downloads in rounds of 3 until every instance of the first tier has had a probe of the server answered: each has its own
     /// capability cache, and a probe that timed out (cold, on a loaded machine) leaves the server unresolved there for
     /// 30 s, during which that proxy passes its share through untouched. Bounded: 60 rounds and 150 s.
     /// </summary>
@@ -249,9 +253,8 @@ internal sealed class TierChainRunner(InteropOptions options)
         for (int round = 1; round <= 60 && deadline.Elapsed < TimeSpan.FromSeconds(150); round++)
         {
             await DownloadAsync(topology, directory, 3, "8M", string.Create(CultureInfo.InvariantCulture, $"warm{round}"), ct).ConfigureAwait(false);
-            // The first tier always probes; the second only when the first passes the connection on to it (it may never).
-            var probed = events.Select(f => ProxyEvents.ReadFile(f)).Select(e => (Probes: e.Count(x => x.Event == "probe"), Answered: e.Any(x => x is { Event: "probe", Outcome: "answered" }))).ToList();
-            if (probed.Take(topology.Instances.Count).All(p => p.Answered) && probed.Skip(topology.Instances.Count).All(p => p.Probes == 0 || p.Answered))
+            // The first tier always probes (the second was resolved before the first started).
+            if (events.Take(topology.Instances.Count).All(f => ProxyEvents.ReadFile(f).Any(e => e is { Event: "probe", Outcome: "answered" })))
             {
                 return round;
             }
@@ -260,6 +263,31 @@ internal sealed class TierChainRunner(InteropOptions options)
         }
 
         throw new TimeoutException("a proxy of the tier chain never had a probe answered in the warm-up");
+    }
+
+    /// <summary>
+    /// Resolves the server in the second tier's cache before the first tier starts, with downloads from the first
+    /// instance's namespace (forwarded to the second tier like the instances' legs). Were the second tier unresolved
+    /// while an implicit instance probes through it (its own probe timed out on a loaded machine), it would pass that
+    /// probe, the TCP-only server would answer, and the instance would cache the server as TCP-only and hold its share
+    /// itself for the cache's lifetime. Bounded: 40 tries and 90 s.
+    /// </summary>
+    private static async Task WarmSecondTierAsync(EcmpInstancesTopology topology, string events, CancellationToken ct)
+    {
+        var deadline = Stopwatch.StartNew();
+        for (int i = 0; i < 40 && deadline.Elapsed < TimeSpan.FromSeconds(90); i++)
+        {
+            await topology.Instances[0].RunAsync("mptcpize", ["run", "curl", "-sS", "-o", "/dev/null", "--max-time", "10", $"http://{EcmpInstancesTopology.ServerV4}/file.bin"],
+                TimeSpan.FromSeconds(15), cancellationToken: ct).ConfigureAwait(false);
+            if (ProxyEvents.ReadFile(events).Any(e => e is { Event: "probe", Outcome: "answered" }))
+            {
+                return;
+            }
+
+            await Task.Delay(1000, ct).ConfigureAwait(false);
+        }
+
+        throw new TimeoutException("the second tier never had a probe of the server answered");
     }
 
     private static async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(EcmpInstancesTopology topology, string directory, int count, string rate, string tag,
@@ -284,18 +312,16 @@ internal sealed class TierChainRunner(InteropOptions options)
         return await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
+    /// <summary>"probes answered 2, timed_out 1; judged: syn Intercept (Reason) 4, hold Intercept 2": counts by outcome, verdict and reason.</summary>
+    private static string Decisions(IReadOnlyList<ProxyEvent> events, int judgedFrom)
+    {
+        static string Count(IEnumerable<string> keys) =>
+            string.Join(", ", keys.GroupBy(k => k, StringComparer.Ordinal).Select(g => string.Create(CultureInfo.InvariantCulture, $"{g.Key} {g.Count()}")));
+
+        var judged = events.Skip(judgedFrom).Where(e => e.Event is "syn" or "hold" or "join").Select(e => $"{e.Event} {e.Verdict ?? e.Outcome} ({e.Reason})");
+        return $"probes {Count(events.Where(e => e.Event == "probe").Select(e => e.Outcome ?? "?"))}; judged: {Count(judged)}";
+    }
+
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>
         after.ToDictionary(kv => kv.Key, kv => kv.Value - before.GetValueOrDefault(kv.Key));
-
-    private static void TryDelete(string directory)
-    {
-        try
-        {
-            Directory.Delete(directory, recursive: true);
-        }
-        catch (IOException)
-        {
-            // Best effort: a file a dying process still holds.
-        }
-    }
 }

@@ -79,7 +79,7 @@ public sealed class TierChainTests
             $"joins [{string.Join(' ', run.Counters.Select(c => c["MPTcpExtMPJoinSynRx"]))}] for [{string.Join(' ', run.Proxies)}]; client: {Format(run.Client)}"));
         for (int i = 0; i < run.Proxies.Count; i++)
         {
-            TestContext.Progress.WriteLine($"{run.Proxies[i]}: {Format(run.Counters[i])}");
+            TestContext.Progress.WriteLine($"{run.Proxies[i]}: {Format(run.Counters[i])}; {run.Decisions?[i]}");
         }
 
         return (run, InteropExpectation.For(cell));
