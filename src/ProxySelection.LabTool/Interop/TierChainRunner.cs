@@ -175,7 +175,10 @@ internal sealed class TierChainRunner(InteropOptions options)
         bounded.CancelAfter(Timeout);
         try
         {
-            var spec = new TierChainSpec(cell.Tier, cell.Proxies[0], cell.Proxies.Count > 1 ? cell.Proxies[1] : null, connections, options.FileBytes);
+            // Paced to last about 3 s: a join that crosses a loaded tier can arrive after a faster download has ended, and
+            // the holder then resets it for an unknown token (seen once at 1 MB/s and 512 KiB, load 41).
+            var rate = string.Create(CultureInfo.InvariantCulture, $"{Math.Max(64, options.FileBytes / 1024 / 3)}K");
+            var spec = new TierChainSpec(cell.Tier, cell.Proxies[0], cell.Proxies.Count > 1 ? cell.Proxies[1] : null, connections, options.FileBytes, rate);
             return Judge(cell, expected, await RunAsync(spec, bounded.Token).ConfigureAwait(false), position => options.BinaryFor(position).Label);
         }
         catch (Exception e) when (e is LabException or OperationCanceledException or TimeoutException or IOException or InvalidOperationException
