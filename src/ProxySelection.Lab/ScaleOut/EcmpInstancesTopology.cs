@@ -67,8 +67,10 @@ public sealed class EcmpInstancesTopology
 
     private readonly bool _bfd;
 
-    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server, bool bfd)
+    private EcmpInstancesTopology(string directory, NetNamespace client, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace server, bool bfd,
+        NetNamespace? secondTier = null)
     {
+        SecondTier = secondTier;
         _bfd = bfd;
         _directory = directory;
         Client = client;
@@ -86,6 +88,9 @@ public sealed class EcmpInstancesTopology
     public IReadOnlyList<NetNamespace> Instances { get; }
 
     public NetNamespace Server { get; }
+
+    /// <summary>The second proxy tier between the instances and the server (<see cref="BuildAsync"/> with <c>secondTier</c>), or null.</summary>
+    public NetNamespace? SecondTier { get; }
 
     /// <summary>Instance <paramref name="instance"/>'s unicast address (1-based): where the router sends its share, and what it announces with ADD_ADDR.</summary>
     public static string InstanceAddress(int instance) => string.Create(CultureInfo.InvariantCulture, $"198.18.{16 + instance}.2");
@@ -110,9 +115,12 @@ public sealed class EcmpInstancesTopology
     /// <summary>
     /// Builds <paramref name="instances"/> instance namespaces (BGP sessions for all configured at the router, none
     /// announcing yet), starts the router's BIRD and mirror; <paramref name="directory"/> receives configs and sockets;
-    /// <paramref name="bfd"/> adds BFD between the router and the instances (<see cref="BirdConfig.BfdProtocol"/>).
+    /// <paramref name="bfd"/> adds BFD between the router and the instances (<see cref="BirdConfig.BfdProtocol"/>);
+    /// <paramref name="secondTier"/> puts a second proxy tier between the instances and the server (<see cref="SecondTier"/>, see
+    /// <see cref="ConnectSecondTierAsync"/>).
     /// </summary>
-    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, bool bfd = false, CancellationToken cancellationToken = default)
+    public static async Task<EcmpInstancesTopology> BuildAsync(Lab lab, int instances, string directory, bool bfd = false, CancellationToken cancellationToken = default,
+        bool secondTier = false)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
@@ -120,6 +128,8 @@ public sealed class EcmpInstancesTopology
         var client = await lab.AddNamespaceAsync("client", cancellationToken).ConfigureAwait(false);
         var router = await lab.AddNamespaceAsync("router", cancellationToken).ConfigureAwait(false);
         var server = await lab.AddNamespaceAsync("server", cancellationToken).ConfigureAwait(false);
+        // Where the instances' downlinks end: the server, or the second tier in front of it.
+        var below = secondTier ? await lab.AddNamespaceAsync("tier2", cancellationToken).ConfigureAwait(false) : server;
         var list = new List<NetNamespace>();
         for (int i = 1; i <= instances; i++)
         {
@@ -156,10 +166,10 @@ public sealed class EcmpInstancesTopology
         {
             var ns = list[i - 1];
             await lab.ConnectAsync(router, RouterDevice(i), ns, "uplink").ConfigureAwait(false);
-            await lab.ConnectAsync(ns, "downlink", server, RouterDevice(i)).ConfigureAwait(false);
+            await lab.ConnectAsync(ns, "downlink", below, RouterDevice(i)).ConfigureAwait(false);
             await router.IpBatchAsync([$"addr add {RouterAddressToward(i)}/24 dev {RouterDevice(i)}", $"addr add {RouterAddressTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
                 cancellationToken).ConfigureAwait(false);
-            await server.IpBatchAsync([$"addr add {ServerTowardV4(i)}/24 dev {RouterDevice(i)}", $"addr add {ServerTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
+            await below.IpBatchAsync([$"addr add {ServerTowardV4(i)}/24 dev {RouterDevice(i)}", $"addr add {ServerTowardV6(i)}/64 dev {RouterDevice(i)} nodad"],
                 cancellationToken).ConfigureAwait(false);
             await ns.EnableForwardingAsync().ConfigureAwait(false);
             await ns.IpBatchAsync(
@@ -179,9 +189,14 @@ public sealed class EcmpInstancesTopology
 
         // The way back to the clients for what an instance passes through untouched (its daemon's pass decisions):
         // over the instances too, as in an on-path deployment.
-        await server.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
-        await server.IpAsync(["route", "add", ClientNetV6, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV6(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
-        var topology = new EcmpInstancesTopology(directory, client, router, list, server, bfd);
+        await below.IpAsync(["route", "add", ClientNet, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV4(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        await below.IpAsync(["route", "add", ClientNetV6, .. Enumerable.Range(1, instances).SelectMany(i => new[] { "nexthop", "via", InstanceDownV6(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        if (secondTier)
+        {
+            await ConnectSecondTierAsync(lab, router, list, below, server, cancellationToken).ConfigureAwait(false);
+        }
+
+        var topology = new EcmpInstancesTopology(directory, client, router, list, server, bfd, secondTier ? below : null);
         var routerConf = Path.Combine(directory, "bird-router.conf");
         await File.WriteAllTextAsync(routerConf,
             BirdConfig.Router(RouterPath1V4, Enumerable.Range(1, instances).Select(i => (InstanceAddress(i), InstanceAddressV6(i), BirdConfig.InstanceAs(i))), bfd), cancellationToken).ConfigureAwait(false);
@@ -194,6 +209,55 @@ public sealed class EcmpInstancesTopology
         topology.MirrorV6 = router.StartProcess("bash", [Sample("resilient-mirror"), ServedPrefixV6, $"{BirdConfig.RouterKernelTable}",
             $"{GroupIdV6}", $"{Buckets}", "120", "0.05"]);
         return topology;
+    }
+
+    /// <summary>
+    /// The second tier's unicast address (on its loopback): what it announces with ADD_ADDR on the connections it holds.
+    /// Inside the clients' route over path 2 (<see cref="InstancesNet"/>); the router spreads it over the instances, which
+    /// forward it to the second tier.
+    /// </summary>
+    public const string SecondTierAddress = "198.18.30.1";
+
+    private const string SecondTierDownV4 = "198.18.48.1";
+    private const string ServerUpV4 = "198.18.48.2";
+    private const string SecondTierDownV6 = "2001:db8:48::1";
+    private const string ServerUpV6 = "2001:db8:48::2";
+
+    /// <summary>
+    /// A chain of tiers: the instances' downlinks end at <paramref name="tier2"/> (one proxy, an on-path router for the
+    /// served prefix, with the ECMP way back to the clients over the instances), which reaches the server over one link
+    /// (tier2 198.18.48.1/24 ── server 198.18.48.2, 2001:db8:48::/64). The joins of a connection the second tier holds
+    /// go to <see cref="SecondTierAddress"/> over path 2 and cross the instances, which pass joins whose token they do
+    /// not hold.
+    /// </summary>
+    private static async Task ConnectSecondTierAsync(Lab lab, NetNamespace router, IReadOnlyList<NetNamespace> instances, NetNamespace tier2, NetNamespace server,
+        CancellationToken cancellationToken)
+    {
+        // Not "up": ip reads short names as keywords.
+        await lab.ConnectAsync(tier2, "origin", server, "tier2").ConfigureAwait(false);
+        await tier2.EnableForwardingAsync().ConfigureAwait(false);
+        await tier2.IpBatchAsync(
+        [
+            $"addr add {SecondTierAddress}/32 dev lo",
+            $"addr add {SecondTierDownV4}/24 dev origin",
+            $"addr add {SecondTierDownV6}/64 dev origin nodad",
+            $"route add {ServedPrefix} via {ServerUpV4} dev origin",
+            $"route add {ServedPrefixV6} via {ServerUpV6} dev origin",
+            "mptcp limits set subflow 2 add_addr_accepted 0",
+        ], cancellationToken).ConfigureAwait(false);
+        await server.IpBatchAsync(
+        [
+            $"addr add {ServerUpV4}/24 dev tier2",
+            $"addr add {ServerUpV6}/64 dev tier2 nodad",
+            $"route add default via {SecondTierDownV4} dev tier2",
+            $"route add ::/0 via {SecondTierDownV6} dev tier2",
+        ], cancellationToken).ConfigureAwait(false);
+        await router.IpAsync(["route", "add", SecondTierAddress + "/32",
+            .. Enumerable.Range(1, instances.Count).SelectMany(i => new[] { "nexthop", "via", InstanceAddress(i), "dev", RouterDevice(i) })]).ConfigureAwait(false);
+        for (int i = 1; i <= instances.Count; i++)
+        {
+            await instances[i - 1].IpAsync("route", "add", SecondTierAddress + "/32", "via", ServerTowardV4(i), "dev", "downlink").ConfigureAwait(false);
+        }
     }
 
     public LabProcess? RouterBird { get; private set; }

@@ -24,8 +24,12 @@ internal sealed record InteropProxy(SignalingMode Mode, SelectionPolicy Policy, 
         PolicyName + (Policy == SelectionPolicy.Priority ? string.Create(CultureInfo.InvariantCulture, $"({Priority})") : "") + (AtCapacity ? "+full" : "");
 }
 
-/// <summary>One cell of the interop matrix: client and server kind, the proxies P1..Pn in path order, the address family.</summary>
-internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnlyList<InteropProxy> Proxies, bool V6 = false)
+/// <summary>
+/// One cell of the interop matrix: client and server kind, the proxies P1..Pn in path order, the address family;
+/// <paramref name="Tier"/> above 1 makes P1 a tier of that many instances behind ECMP (<see cref="TierChainRunner"/>), all
+/// configured as P1 (the chain simulator sees one hop: which instance the hash picks does not enter the decision).
+/// </summary>
+internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnlyList<InteropProxy> Proxies, bool V6 = false, int Tier = 1)
 {
     /// <summary>v4 or v6.</summary>
     public string Family => V6 ? "v6" : "v4";
@@ -53,7 +57,8 @@ internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnly
 
     /// <summary>
     /// A stable, unique name, e.g. <c>mptcp-tcp-3-explicit-first</c>, <c>mptcp-tcp-2-mixed-first.impl</c>, or with
-    /// <c>-v6</c> at the end for IPv6.
+    /// <c>-v6</c> at the end for IPv6; a tier in front is <c>tierN</c> in place of the count, and the proxies behind it
+    /// <c>+k</c> (<c>mptcp-tcp-tier3-explicit-first</c>, <c>mptcp-tcp-tier3+1-mixed-impl.first</c>).
     /// </summary>
     public string Name => V6 ? ShapeName + "-v6" : ShapeName;
 
@@ -61,7 +66,7 @@ internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnly
     {
         get
         {
-            var ends = $"{(ClientMptcp ? "mptcp" : "tcp")}-{(ServerMptcp ? "mptcp" : "tcp")}-{Proxies.Count.ToString(CultureInfo.InvariantCulture)}";
+            var ends = $"{(ClientMptcp ? "mptcp" : "tcp")}-{(ServerMptcp ? "mptcp" : "tcp")}-{Count}";
             if (Proxies.Count == 0)
             {
                 return ends;
@@ -77,6 +82,11 @@ internal sealed record InteropCell(bool ClientMptcp, bool ServerMptcp, IReadOnly
             return $"{ends}-{ModeName}{shape}";
         }
     }
+
+    /// <summary>The proxy count in the name: <c>n</c>, or <c>tierN</c> and <c>+k</c> for the proxies behind the tier.</summary>
+    private string Count =>
+        Tier <= 1 ? Proxies.Count.ToString(CultureInfo.InvariantCulture)
+        : string.Create(CultureInfo.InvariantCulture, $"tier{Tier}") + (Proxies.Count > 1 ? string.Create(CultureInfo.InvariantCulture, $"+{Proxies.Count - 1}") : "");
 
     /// <summary>The same chain for the simulator: it runs the real negotiator at every hop (one connection, cold caches).</summary>
     public ChainSpec ToChainSpec() =>
@@ -135,7 +145,7 @@ internal static class InteropMatrix
 
     /// <summary>
     /// Every client × server × 0..3 proxies × configuration over IPv4, and over IPv6 every configuration of 0..3 proxies
-    /// for the case the proxies exist for (an MPTCP client, a TCP-only server).
+    /// for the case the proxies exist for (an MPTCP client, a TCP-only server); then the <see cref="Tiers"/> cells.
     /// </summary>
     public static IReadOnlyList<InteropCell> Full() =>
     [
@@ -147,6 +157,24 @@ internal static class InteropMatrix
         .. from n in Enumerable.Range(0, 4)
            from chain in Chains(n)
            select new InteropCell(true, false, chain, V6: true),
+        .. Tiers(),
+    ];
+
+    /// <summary>The instances of a tier in the tier cells.</summary>
+    public const int TierInstances = 3;
+
+    /// <summary>
+    /// Scale-out cells (issue 14): an MPTCP client, a TCP-only server, P1 a tier of <see cref="TierInstances"/> instances
+    /// behind ECMP, alone or in front of one more proxy; the selection between the positions as in a chain of single
+    /// proxies: the tier holds (explicit first), or the proxy behind it does (the tier implicit, or nearest-server).
+    /// Not in the CI subset: a tier cell takes a minute or more (BGP per instance, a warm-up of every instance's cache).
+    /// </summary>
+    public static IReadOnlyList<InteropCell> Tiers() =>
+    [
+        new(true, false, [First], Tier: TierInstances),
+        new(true, false, [First, First], Tier: TierInstances),
+        new(true, false, [Implicit, First], Tier: TierInstances),
+        new(true, false, [Nearest, Nearest], Tier: TierInstances),
     ];
 
     /// <summary>

@@ -75,13 +75,22 @@ internal sealed record CellResult(
 /// </summary>
 internal sealed partial class InteropRunner(InteropOptions options)
 {
-    private const string KeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+    /// <summary>The operator key every proxy of a cell shares (a chain's proxies verify each other's tags).</summary>
+    internal const string KeyHex = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     private const int FillerPort = 8080;
     private static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(30);
+
+    /// <summary>Connections judged in a tier cell: enough that the hash spreads them over the tier.</summary>
+    public const int TierConnections = 6;
 
     public async Task<CellResult> RunAsync(InteropCell cell, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(cell);
+        if (cell.Tier > 1)
+        {
+            return await new TierChainRunner(options).RunCellAsync(cell, TierConnections, cancellationToken).ConfigureAwait(false);
+        }
+
         var expected = InteropExpectation.For(cell);
         var clock = Stopwatch.StartNew();
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -112,7 +121,7 @@ internal sealed partial class InteropRunner(InteropOptions options)
         }
     }
 
-    private static void TryDelete(string directory)
+    internal static void TryDelete(string directory)
     {
         try
         {
