@@ -15,7 +15,7 @@ namespace ProxySelection.IntegrationTests.Hostile;
 public sealed class SpoofedFloodTests
 {
     [Test]
-    public async Task SpoofedSynFlood_2000PerSecondToACachedTcpOnlyServer_99PercentOfDownloadsWholeAndMemoryBackNearBaseline()
+    public async Task SpoofedSynFlood_2000PerSecondToACachedTcpOnlyServer_99PercentOfDownloadsWholeAndMemoryBackNearBaselineAfterTheTrim()
     {
         const double Rate = 2_000;
         await using var lab = await HostileLab.StartAsync();
@@ -33,18 +33,20 @@ public sealed class SpoofedFloodTests
         var cpu = (lab.CpuTime() - cpuBefore) / sent.Elapsed;
         var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
         var dropsAfter = await lab.QueueDropsAsync();
-        long bound = baseline + Math.Max(32 * 1024, baseline / 4);
-        long after = await lab.RssSettledAsync(bound, TimeSpan.FromSeconds(30));
+        // The daemon gives the flood's memory back once the host was quiet for 5 s (IdleTrim); RSS is read after that.
+        long bound = baseline + HostileLab.TrimmedRssAboveBaselineKiB;
+        var trimmed = await lab.WaitForTrimAsync(TimeSpan.FromSeconds(60));
+        long after = lab.RssKiB();
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"spoofed flood to cached TCP-only server: {sent}; legit {downloads}; RSS before {baseline} KiB, peak {peak} KiB, after {after} KiB (bound {bound}); daemon CPU during the flood {cpu:P0} of one core; " +
+            $"spoofed flood to cached TCP-only server: {sent}; legit {downloads}; RSS before {baseline} KiB, peak {peak} KiB, after the trim {after} KiB (bound {bound}); {trimmed}; daemon CPU during the flood {cpu:P0} of one core; " +
             $"{maxima}; queue drops {dropsAfter.QueueDropped - dropsBefore.QueueDropped}, user drops {dropsAfter.UserDropped - dropsBefore.UserDropped}; load {HostileLab.Load()}"));
         Assert.Multiple(() =>
         {
             Assert.That(sent.AchievedPerSecond, Is.GreaterThanOrEqualTo(Rate * 0.9), "the generator kept the rate");
             Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
             Assert.That(lab.Daemon.HasExited, Is.False, "the daemon survived");
-            Assert.That(after, Is.LessThanOrEqualTo(bound), "RSS back near the baseline");
+            Assert.That(after, Is.LessThanOrEqualTo(bound), "RSS back near the baseline after the trim");
         });
     }
 
@@ -121,16 +123,20 @@ public sealed class SpoofedFloodTests
         long maxHoldUs = ProxyLab.Counter(lab.Daemon, "max_hold_us");
         double p99 = holds.Count == 0 ? 0 : holds[(int)Math.Min(holds.Count - 1, Math.Ceiling(holds.Count * 0.99) - 1)];
         int over = holds.Count(ms => ms > holdLimit.TotalMilliseconds);
+        // How the daemon was scheduled and what its collections paused: the two causes of a late release it controls.
+        var daemonLines = string.Join("; ", lab.Daemon.Output.Split('\n').Select(l => l.Trim())
+            .Where(l => l.Contains("proxysel: scheduling", StringComparison.Ordinal) || l.Contains("proxysel: gc:", StringComparison.Ordinal)));
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"20k miss flood: {sent}; legit {downloads}; holds {holds.Count}, p99 {p99:F1} ms, max {(holds.Count == 0 ? 0 : holds[^1]):F1} ms (engine max_hold {maxHoldUs / 1000.0:F1} ms), " +
-            $"{over} beyond {holdLimit.TotalMilliseconds} ms; {maxima}; daemon CPU {cpu:P0} of one core, peak RSS {peak} KiB; queue drops {drops.QueueDropped}, user drops {drops.UserDropped}; load {HostileLab.Load()}"));
-        // Issue 12's goals — no hold beyond the 250 ms limit, 99 % of downloads whole — are NOT met on a 2-vCPU VM whose
-        // second core runs the generator: about 2 % of holds end at 250-370 ms, and the proxy's probes (each spoofed SYN
-        // to a new destination becomes a real connection, kept up to the adoption timeout) exhaust the lab server's 256
-        // nginx connections, so about half the downloads get an empty reply. The line above prints both; this test
-        // asserts what does hold: every hold ends far before the client's 1 s SYN retransmission (a held SYN never costs
-        // the client MPTCP), and the daemon stays up with bounded memory.
+            $"{over} beyond {holdLimit.TotalMilliseconds} ms; {maxima}; daemon CPU {cpu:P0} of one core, peak RSS {peak} KiB; queue drops {drops.QueueDropped}, user drops {drops.UserDropped}; {daemonLines}; load {HostileLab.Load()}"));
+        // Issue 12's goal — no hold beyond the 250 ms limit — is NOT met on a loaded 2-vCPU VM whose second core runs the
+        // generator: with the daemon's threads at nice -10, the hold clock at SCHED_RR and the backstop at the probe
+        // deadline from the kernel's arrival, 80 of 11,359 holds (0.7 %) ended at 250-312 ms at load 36 (was 2,216 of
+        // 22,398, max 495 ms). What remains is the daemon's own collections: 25 in 35 s, 668 ms paused, the longest
+        // 53 ms, more than the 50 ms margin. The line above prints it; this test asserts what holds: every hold ends far
+        // before the client's 1 s SYN retransmission (a held SYN never costs the client MPTCP), the daemon stays up
+        // with bounded memory.
         Assert.Multiple(() =>
         {
             Assert.That(holds, Is.Not.Empty, "the flood was held at all (else the bound says nothing)");
