@@ -54,13 +54,21 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
     private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
 
+    // The oldest entry's HeldAt (long.MaxValue when none): the per-packet overdue check reads it without the lock.
+    private long _oldestHeldAt = long.MaxValue;
+
+    // Ingress packets so far (written by the hook thread only): what the idle trim reads to see a flood end.
+    private long _ingressPackets;
+    private readonly IdleTrim _idleTrim;
+
     // The fronts' connection tasks (ProxyEngine.Socks.cs); intercepted connections are awaited through _flows.
     private readonly System.Collections.Concurrent.ConcurrentDictionary<Task, byte> _connections = new();
     private IPacketVerdicts? _verdicts;
     private IPacketVerdicts? _egressVerdicts;
     private NfqueueHook? _hook;
     private NfqueueHook? _egressHook;
-    private ITimer? _holdSweep;
+    private HoldClock? _holdClock;
+    private int _trimming;
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
@@ -128,6 +136,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _localAddresses = new Fronts.LocalAddresses(time);
         _frontLogBudget = new LogBudget(time);
         _warningBudget = new LogBudget(time);
+        _idleTrim = new IdleTrim(time);
         ClientProtocol = relayOptions.ClientProtocol;
     }
 
@@ -184,14 +193,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             {
                 // The proxy's own SYNs (probes among them) on a queue and thread of their own: behind a burst of client SYNs
                 // a probe's SYN waited past its deadline and a probe the server answered at once was declared timed out.
+                // Before the hook threads start: they, and the pool threads after them, inherit the nice value.
+                int niced = _options.RaisedScheduling ? ThreadScheduling.RaiseProcess(HoldClock.Nice) : 0;
                 _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _verdicts = _hook;
                 _egressHook = NfqueueHook.Open(_options.EgressQueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _egressVerdicts = _egressHook;
                 _hook.Start(OnPacket);
                 _egressHook.Start(OnPacket);
-                // The hook thread releases overdue holds as packets arrive; when none arrive (a burst that ended), this does.
-                _holdSweep = _time.CreateTimer(static state => ((ProxyEngine)state!).SweepOverdueHolds(), this, HoldSweepPeriod, HoldSweepPeriod);
+                // The hook thread releases overdue holds as packets arrive; this thread does between them, on time.
+                _holdClock = HoldClock.Start(OnHoldClockTick, HoldClockPeriod, _options.RaisedScheduling);
+                ProxyEngineLog.Scheduling(_log, niced, HoldClock.Nice,
+                    await _holdClock.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false));
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {
@@ -227,6 +240,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             }
             else
             {
+                _ingressPackets++;
                 ReleaseOverdueHolds();
                 OnSyn(packet);
             }
@@ -390,6 +404,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                     long heldAt = _time.GetTimestamp() - (long)(waited.TotalSeconds * _time.TimestampFrequency);
                     _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, heldAt, bytes));
                     _holdOrder.Enqueue((decision.HoldId, heldAt));
+                    if (_holdOrder.Count == 1)
+                    {
+                        Volatile.Write(ref _oldestHeldAt, heldAt);
+                    }
                 }
             }
 
@@ -509,13 +527,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         return true;
     }
 
-    private static readonly TimeSpan HoldSweepPeriod = TimeSpan.FromMilliseconds(10);
+    private static readonly TimeSpan HoldClockPeriod = TimeSpan.FromMilliseconds(5);
 
-    private void SweepOverdueHolds()
+    private void OnHoldClockTick()
     {
         try
         {
             ReleaseOverdueHolds();
+            if (_idleTrim.Due(Volatile.Read(ref _ingressPackets), _flows.HeldCount) && Interlocked.Exchange(ref _trimming, 1) == 0)
+            {
+                // Off this thread: the collection pauses every thread anyway, but the clock must not wait for its end.
+                _ = Task.Run(TrimAfterFlood);
+            }
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -525,6 +548,30 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             {
                 ProxyEngineLog.HookFailed(_log, e.GetType().Name, e.Message);
             }
+        }
+    }
+
+    /// <summary>
+    /// After a flood, once the host is quiet (<see cref="IdleTrim"/>): the flow table's arrays shrink, a full, compacting,
+    /// decommitting collection returns the heap the flood grew, and the C heap its free memory; logged with the before and after.
+    /// </summary>
+    private void TrimAfterFlood()
+    {
+        try
+        {
+            long start = _time.GetTimestamp();
+            long committed = GC.GetGCMemoryInfo().TotalCommittedBytes;
+            long rss = Environment.WorkingSet;
+            _flows.TrimExcess();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            NativeHeap.Trim();
+            const double MiB = 1 << 20;
+            ProxyEngineLog.Trimmed(_log, committed / MiB, GC.GetGCMemoryInfo().TotalCommittedBytes / MiB, rss / MiB, Environment.WorkingSet / MiB,
+                _time.GetElapsedTime(start).TotalMilliseconds);
+        }
+        finally
+        {
+            Volatile.Write(ref _trimming, 0);
         }
     }
 
@@ -549,10 +596,16 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private void ReleaseOverdueHolds()
     {
         long now = _time.GetTimestamp();
-        // Half the negotiator's margin: its deadline (and the probe-socket read there) normally comes first; this is the
-        // backstop for a SYN that waited in the queue or a timer that ran late.
-        var negotiation = _options.Negotiation;
-        long limit = (long)((negotiation.ProbeTimeout - negotiation.ReleaseMargin / 2).TotalSeconds * _time.TimestampFrequency);
+        // The negotiator's deadline, counted from the SYN's arrival in the kernel rather than from its probe's start: a SYN
+        // that waited in the queue, or a timer that ran late, is released here. The whole margin stays for what stops
+        // this process: a collection pauses every thread (20-25 ms each under a 20k SYN/s flood on 2 busy vCPUs, issue 12).
+        long limit = (long)(_options.Negotiation.ProbeDeadline.TotalSeconds * _time.TimestampFrequency);
+        if (now - Volatile.Read(ref _oldestHeldAt) < limit)
+        {
+            // Nothing due (or nothing held): the hook thread's usual case, without the lock.
+            return;
+        }
+
         List<InterceptedFlow>? overdue = null;
         lock (_holdLock)
         {
@@ -565,6 +618,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                     (overdue ??= []).Add(flow);
                 }
             }
+
+            Volatile.Write(ref _oldestHeldAt, _holdOrder.TryPeek(out var oldest) ? oldest.HeldAt : long.MaxValue);
         }
 
         if (overdue is null)
@@ -688,14 +743,17 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         await _stopping.CancelAsync().ConfigureAwait(false);
-        if (_holdSweep is not null)
-        {
-            await _holdSweep.DisposeAsync().ConfigureAwait(false);
-        }
+        _holdClock?.Dispose();
 
         if (_hook is not null)
         {
             ProxyEngineLog.DecisionLatency(_log, _hook.Latency.ToString());
+            // What stopped every thread at once (holds released late come in bursts; issue 12).
+            var gc = GC.GetGCMemoryInfo(GCKind.Any);
+            var paused = GC.GetTotalPauseDuration();
+            ProxyEngineLog.GcSummary(_log, GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), paused.TotalMilliseconds,
+                100 * paused / (_time.GetUtcNow() - System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime()),
+                gc.PauseDurations.Length > 0 ? gc.PauseDurations[0].TotalMilliseconds : 0);
             await _hook.DisposeAsync().ConfigureAwait(false);
         }
 

@@ -68,6 +68,18 @@ internal static partial class ProxyEngineLog
 
     [LoggerMessage(117, LogLevel.Information, "{Line}")]
     public static partial void DecisionLatency(ILogger logger, string line);
+
+    [LoggerMessage(130, LogLevel.Information,
+        "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
+    public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule);
+
+    [LoggerMessage(131, LogLevel.Information,
+        "proxysel: memory trimmed after a flood: GC heap committed {BeforeMiB:F1} -> {AfterMiB:F1} MiB, working set {RssBeforeMiB:F1} -> {RssAfterMiB:F1} MiB, in {Milliseconds:F0} ms")]
+    public static partial void Trimmed(ILogger logger, double beforeMiB, double afterMiB, double rssBeforeMiB, double rssAfterMiB, double milliseconds);
+
+    [LoggerMessage(132, LogLevel.Information,
+        "proxysel: gc: {Gen0}/{Gen1}/{Gen2} collections (gen0/1/2), paused {PausedMs:F0} ms in all ({PausePercent:F1} % of the run), last pause {LastPauseMs:F1} ms")]
+    public static partial void GcSummary(ILogger logger, int gen0, int gen1, int gen2, double pausedMs, double pausePercent, double lastPauseMs);
 }
 
 /// <summary>An <see cref="ILogger"/> that hands each formatted message to a delegate: the engine's former <c>Action&lt;string&gt;</c> sink.</summary>

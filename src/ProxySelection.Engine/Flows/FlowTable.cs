@@ -135,6 +135,16 @@ public sealed class FlowTable
         }
     }
 
+    /// <summary>Shrinks the tables to what they hold now (after a flood grew them: a dictionary never shrinks itself).</summary>
+    public void TrimExcess()
+    {
+        lock (_lock)
+        {
+            _flows.TrimExcess();
+            _holds.TrimExcess();
+        }
+    }
+
     internal void OnExpired(InterceptedFlow flow) => Expired?.Invoke(flow);
 
     /// <summary>Shuts every flow down and waits for them (bounded by <paramref name="timeout"/>).</summary>

@@ -233,6 +233,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.MaxHeldSyns);
         }
 
+        if (a.RaisedScheduling != b.RaisedScheduling)
+        {
+            yield return nameof(a.RaisedScheduling);
+        }
+
         if (!a.EdgeInterfaces.SequenceEqual(b.EdgeInterfaces, StringComparer.Ordinal))
         {
             yield return nameof(a.EdgeInterfaces);

@@ -310,6 +310,7 @@ internal static class ProxyConfiguration
             AdoptionTimeout = options.AdoptionTimeout,
             MaxHeldSyns = options.MaxHeldSyns,
             QueueWaitRoom = options.QueueWaitRoom,
+            RaisedScheduling = options.RaisedScheduling,
             EdgeInterfaces = [.. options.EdgeInterfaces],
             Ports = [.. options.Ports.Select(p => (ushort)p)],
             QueueNumber = (ushort)options.QueueNumber,

@@ -177,6 +177,9 @@ internal sealed class ProxyHostOptions
     /// <summary>Queue room for packets waiting for the engine beside the held SYNs (the kernel passes what does not fit). 16..1,048,576, default 64.</summary>
     public int QueueWaitRoom { get; set; } = 64;
 
+    /// <summary>The daemon's threads at nice -10 and its hold-release thread SCHED_RR 1, when permitted (CAP_SYS_NICE, or LimitNICE/LimitRTPRIO). Default true.</summary>
+    public bool RaisedScheduling { get; set; } = true;
+
     /// <summary>Interfaces where the operator's domain ends: SYNs and SYN/ACKs leaving by them lose MP_PROXY (spec §7.12). Default none.</summary>
     public IReadOnlyList<string> EdgeInterfaces { get; set; } = [];
 

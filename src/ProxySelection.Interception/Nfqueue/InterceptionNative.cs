@@ -84,6 +84,12 @@ internal static unsafe partial class InterceptionNative
     [LibraryImport("libc", SetLastError = true)]
     public static partial int setpriority(int which, int who, int priority);
 
+    [LibraryImport("libc")]
+    public static partial int malloc_trim(nuint pad);
+
+    [LibraryImport("libc", SetLastError = true)]
+    public static partial int sched_setscheduler(int pid, int policy, int* param);
+
     [LibraryImport("libc", SetLastError = true)]
     public static partial int poll(PollFd* fds, nuint count, int timeoutMilliseconds);
 

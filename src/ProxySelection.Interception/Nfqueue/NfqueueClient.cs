@@ -513,7 +513,7 @@ public sealed unsafe class NfqueueClient : IDisposable
         }
 
         nicedThread = tid;
-        _ = setpriority(0 /* PRIO_PROCESS: with a thread id, that thread */, tid, nice);
+        _ = ThreadScheduling.Raise(realtime: false, nice);
     }
 
     private void Malformed(ushort type, NetlinkStatus status)

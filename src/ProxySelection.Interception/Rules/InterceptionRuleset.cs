@@ -99,7 +99,8 @@ public sealed class InterceptionRuleset
         foreach (var v6 in Families)
         {
             var r = await runner.RunAsync("ipset", ["create", IpSetNames.Handshake(options.ChainPrefix, v6), "hash:ip,port,ip",
-                "family", v6 ? "inet6" : "inet", "timeout", Str(options.HandshakeSetSeconds), "maxelem", Str(options.HandshakeSetMaxElements)],
+                "family", v6 ? "inet6" : "inet", "timeout", Str(options.HandshakeSetSeconds), "maxelem", Str(options.HandshakeSetMaxElements),
+                "hashsize", Str(options.HandshakeSetHashSize)],
                 null, cancellationToken).ConfigureAwait(false);
             if (r.ExitCode == 127)
             {

@@ -71,4 +71,26 @@ public sealed class HoldOverloadTests
         await EngineHarness.WaitUntilAsync(() => h.Engine.Negotiator.ProbesInFlight == 0, "the probe resolved");
         Assert.That(h.Verdicts.All.Count(v => v.PacketId == syn), Is.EqualTo(1), "one verdict");
     }
+    [Test]
+    public async Task WithAReleaseMargin_AHeldSynThatWaitedInTheQueue_IsReleasedAtTheProbeDeadlineFromItsArrival_KeepingTheMarginForStalls()
+    {
+        await using var h = new EngineHarness(o => o.ReleaseMargin = TimeSpan.FromMilliseconds(50));
+        var deadline = h.Options.Negotiation.ProbeDeadline; // 200 ms of the default 250
+        var waited = TimeSpan.FromMilliseconds(100);
+        uint syn = h.Ingress(Syn(40_207), waited);
+
+        h.Time.Advance(deadline - waited - TimeSpan.FromMilliseconds(1));
+        h.Ingress(PacketBuilder.Build(false, 40_208, TcpFlags.Rst, ReadOnlySpan<byte>.Empty));
+        Assert.That(h.Verdicts.For(syn), Is.Null, "still held 1 ms before the deadline");
+
+        h.Time.Advance(TimeSpan.FromMilliseconds(1));
+        h.Ingress(PacketBuilder.Build(false, 40_209, TcpFlags.Rst, ReadOnlySpan<byte>.Empty));
+        var hold = h.Events.Events.Single(e => e.Event == "hold");
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("accept"));
+            Assert.That(h.Engine.Counters.HoldsOverdue, Is.EqualTo(1));
+            Assert.That(hold.Milliseconds, Is.EqualTo(deadline.TotalMilliseconds).Within(1.0), "released at the deadline counted from the kernel's receive");
+        });
+    }
 }

@@ -113,7 +113,7 @@ public sealed class InterceptionRulesetCleanupTests
 
         await rules.ApplyAsync().WaitAsync(TimeSpan.FromSeconds(10));
 
-        const string create = "ipset create PSEL_HS4 hash:ip,port,ip family inet timeout 5 maxelem 1000";
+        const string create = "ipset create PSEL_HS4 hash:ip,port,ip family inet timeout 5 maxelem 1000 hashsize 1024";
         Assert.That(runner.Commands, Does.Contain(create));
         Assert.That(runner.Commands.IndexOf(create), Is.LessThan(runner.Commands.IndexOf("iptables-restore --noflush")));
         Assert.That(runner.Restored, Does.Contain("--match-set PSEL_HS4 src,src,dst"));
