@@ -163,6 +163,16 @@ public sealed class NegotiatorOptions
     public double ProbeRatePerDestination { get; set; } = 16;
 
     /// <summary>
+    /// Probes per second this proxy starts in all, with a burst of one second's worth (spec §11.3): the per-prefix and
+    /// per-destination limits multiply with the number of prefixes a spoofer uses, this one does not, so it bounds what a
+    /// flood over any number of sources and destinations makes the proxy send toward one server farm. A SYN whose probe
+    /// would exceed it passes untouched. 0 turns it off. Default 512: a home router's clients open far fewer new
+    /// destinations a second, and on an aggregation gateway it is five times the rate at which the default cache
+    /// (65,536 entries, 10 minutes) turns over, so beyond it probes would only evict facts still in use.
+    /// </summary>
+    public double ProbeRateGlobal { get; set; } = 512;
+
+    /// <summary>
     /// Source prefixes and destinations whose probe rate is tracked, at most, per table. A bucket idle long enough to
     /// be full again is forgotten; when the table is full of live buckets a new key's probe is refused (its SYN passes
     /// untouched), so a flood over any number of sources or destinations keeps the state bounded. Default 65,536.
@@ -186,6 +196,11 @@ public sealed class NegotiatorOptions
 
         CheckRate(errors, nameof(ProbeRatePerSourcePrefix), ProbeRatePerSourcePrefix);
         CheckRate(errors, nameof(ProbeRatePerDestination), ProbeRatePerDestination);
+        if (ProbeRateGlobal != 0)
+        {
+            CheckRate(errors, nameof(ProbeRateGlobal), ProbeRateGlobal);
+        }
+
         if (ProbeRateTableEntries is < 1 or > 1 << 22)
         {
             errors.Add($"ProbeRateTableEntries must be within 1..{1 << 22} (was {ProbeRateTableEntries}).");

@@ -28,6 +28,10 @@ public sealed class ProxyNegotiator : IDisposable
     private readonly Dictionary<FlowKey, ObservedProbe> _observedProbes = [];
     private readonly ProbeRateLimiter _sourceRate;
     private readonly ProbeRateLimiter _destinationRate;
+    private readonly ProbeRateLimiter? _globalRate;
+    private bool _rateCapped;
+    private long _probesRateLimited;
+    private long _probesRateCapped;
     private long _nextId;
     private int _active;
     private bool _disposed;
@@ -44,6 +48,8 @@ public sealed class ProxyNegotiator : IDisposable
         Cache = new CapabilityCache(options.Cache, time, options.ProbedByOtherTtl);
         _sourceRate = new ProbeRateLimiter(time, options.ProbeRatePerSourcePrefix, options.ProbeRateTableEntries);
         _destinationRate = new ProbeRateLimiter(time, options.ProbeRatePerDestination, options.ProbeRateTableEntries);
+        // One bucket under one key: the same token bucket as the others, for every probe at once.
+        _globalRate = options.ProbeRateGlobal > 0 ? new ProbeRateLimiter(time, options.ProbeRateGlobal, capacity: 1) : null;
     }
 
     private enum ProbeState
@@ -120,6 +126,18 @@ public sealed class ProxyNegotiator : IDisposable
     public int ProbeRateDestinations
     {
         get { lock (_lock) { return _destinationRate.Count; } }
+    }
+
+    /// <summary>SYNs passed untouched because their probe would have exceeded a probe rate limit, the global cap included.</summary>
+    public long ProbesRateLimited
+    {
+        get { lock (_lock) { return _probesRateLimited; } }
+    }
+
+    /// <summary>Of <see cref="ProbesRateLimited"/>, those the global cap (<see cref="NegotiatorOptions.ProbeRateGlobal"/>) passed.</summary>
+    public long ProbesRateCapped
+    {
+        get { lock (_lock) { return _probesRateCapped; } }
     }
 
     private bool IsExplicit => _options.Mode == SignalingMode.Explicit;
@@ -540,11 +558,23 @@ public sealed class ProxyNegotiator : IDisposable
             var source = flow.Initiator.ToPrefix(SourcePrefixBitsV4, SourcePrefixBitsV6);
             if (!_sourceRate.HasToken(source) || !_destinationRate.HasToken(destination))
             {
+                _probesRateLimited++;
                 return Pass(DecisionReason.ProbeRateLimited);
+            }
+
+            if (_globalRate is not null && !_globalRate.HasToken(default))
+            {
+                _probesRateLimited++;
+                _probesRateCapped++;
+                bool reached = !_rateCapped;
+                _rateCapped = true;
+                return Pass(DecisionReason.ProbeRateCapped) with { RateCapReached = reached };
             }
 
             _sourceRate.Take(source);
             _destinationRate.Take(destination);
+            _globalRate?.Take(default);
+            _rateCapped = false;
 
             start = true;
             probe = new Probe(++_nextId, destination, _time.GetTimestamp());

@@ -53,6 +53,8 @@ public static class StatusReplies
             negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight);
         var connections = engine.HeldConnections().Select(Connection).ToList();
         var decisions = Decisions(engine.Counters);
+        decisions["probes_rate_limited"] = negotiator.ProbesRateLimited;
+        decisions["probes_rate_capped"] = negotiator.ProbesRateCapped;
         void Front(string name, ProxySelection.Engine.Fronts.SocksCounters counters)
         {
             decisions[name + "_accepted"] = counters.Accepted;
