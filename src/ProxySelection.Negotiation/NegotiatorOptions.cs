@@ -58,9 +58,10 @@ public sealed class CapabilityCacheOptions
     public TimeSpan UnresolvedTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// How long a fact learnt from an observed SYN/ACK (the answer to another proxy's probe, spec §7.6) holds. Short:
-    /// an on-path party that saw that probe could have forged the answer, so the fact is soon re-checked by an own
-    /// probe. Within 1 s..<see cref="ProxyBeyondTtl"/>. Default 60 seconds.
+    /// How long an unconfirmed fact holds: one learnt from an observed SYN/ACK (the answer to another proxy's probe, spec
+    /// §7.6), or a server fact from a single own probe (spec §6). Short: an on-path party that saw the probe could have
+    /// forged the one answer, so the fact is soon re-checked by an own probe, and only one that agrees gives the full
+    /// life. Within 1 s..<see cref="ProxyBeyondTtl"/>. Default 60 seconds.
     /// </summary>
     public TimeSpan ObservedTtl { get; set; } = TimeSpan.FromSeconds(60);
 

@@ -404,7 +404,7 @@ public sealed class ProxyNegotiator : IDisposable
     {
         lock (_lock)
         {
-            if (Cache.TryGet(syn.Destination, out var entry))
+            if (Cache.TryGet(syn.Destination, out var entry, out var expired))
             {
                 switch (entry.State)
                 {
@@ -429,7 +429,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            return HoldLocked(syn, HoldKind.Origin);
+            return HoldLocked(syn, HoldKind.Origin, expired);
         }
     }
 
@@ -450,7 +450,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            if (Cache.TryGet(destination, out var entry))
+            if (Cache.TryGet(destination, out var entry, out var expired))
             {
                 switch (entry.State)
                 {
@@ -478,7 +478,7 @@ public sealed class ProxyNegotiator : IDisposable
                 }
             }
 
-            return HoldLocked(syn, HoldKind.ForeignProbe);
+            return HoldLocked(syn, HoldKind.ForeignProbe, expired);
         }
     }
 
@@ -529,7 +529,8 @@ public sealed class ProxyNegotiator : IDisposable
         };
     }
 
-    private SynDecision HoldLocked(in SynObservation syn, HoldKind kind)
+    /// <summary><paramref name="previous"/>: the destination's entry that just expired, which a probe started here re-checks.</summary>
+    private SynDecision HoldLocked(in SynObservation syn, HoldKind kind, in CapabilityEntry previous)
     {
         var flow = syn.Flow;
         if (_holdByFlow.TryGetValue(flow, out var held))
@@ -577,7 +578,7 @@ public sealed class ProxyNegotiator : IDisposable
             _rateCapped = false;
 
             start = true;
-            probe = new Probe(++_nextId, destination, _time.GetTimestamp());
+            probe = new Probe(++_nextId, destination, _time.GetTimestamp()) { Previous = previous };
             _probeByDestination.Add(destination, probe);
             _probes.Add(probe.Id, probe);
             probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeDeadline, Timeout.InfiniteTimeSpan);
@@ -614,7 +615,7 @@ public sealed class ProxyNegotiator : IDisposable
             probe.State = how;
             probe.Timer?.Dispose();
             _probeByDestination.Remove(probe.Destination);
-            RecordLocked(probe.Destination, result, beyond);
+            RecordLocked(probe, result, beyond);
 
             var reason = how switch
             {
@@ -637,7 +638,7 @@ public sealed class ProxyNegotiator : IDisposable
         _sink.OnProbeResolved(probeId, adopted, resolutions);
     }
 
-    private void RecordLocked(in DestinationKey destination, ProbeResult result, byte beyond)
+    private void RecordLocked(Probe probe, ProbeResult result, byte beyond)
     {
         var state = result switch
         {
@@ -646,7 +647,7 @@ public sealed class ProxyNegotiator : IDisposable
             ProbeResult.Act => IsDowngrade ? CapabilityState.TcpOnly : CapabilityState.MptcpCapable,
             _ => IsDowngrade ? CapabilityState.MptcpCapable : CapabilityState.TcpOnly,
         };
-        Cache.Set(destination, state, beyond);
+        Cache.SetOwnProbeResult(probe.Destination, state, beyond, probe.Previous);
     }
 
     private HoldResolution ResolveLocked(HeldSyn hold, ProbeResult result, byte beyond, DecisionReason reason, ref bool adopted)
@@ -696,6 +697,9 @@ public sealed class ProxyNegotiator : IDisposable
         public long StartedAt { get; } = startedAt;
 
         public ProbeState State { get; set; } = ProbeState.InFlight;
+
+        /// <summary>The destination's entry that had just expired when this probe started: the fact it re-checks (spec §6).</summary>
+        public CapabilityEntry Previous { get; init; }
 
         public ITimer? Timer { get; set; }
 
