@@ -94,7 +94,7 @@ public sealed class SpoofedFloodV6Tests
         double logPerMinute = logBytes / elapsed.TotalMinutes;
         var spoofedSyns = lab.Events("syn").Where(e => e.Client!.StartsWith("[2001:db8:f000:", StringComparison.Ordinal)).ToList();
         var limited = spoofedSyns.Count(e => e.Reason is "ProbeRateLimited" or "ProbeRateCapped");
-        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith("[2001:db8:80::", StringComparison.Ordinal)
+        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith("[2001:db8:80:", StringComparison.Ordinal)
             && !e.Destination.StartsWith($"[{TcpOnlyServer}]", StringComparison.Ordinal));
         double probeBound = SourcePrefixes * 64 * (elapsed.TotalSeconds + 1);
 
