@@ -74,6 +74,21 @@ public sealed partial class ProxyEngine
         }
     }
 
+    /// <summary>
+    /// The global probe cap began passing SYNs unprobed (spec §11.3): one line per episode, through the warning budget; the
+    /// negotiator counts every such SYN (<c>probes_rate_limited</c>, <c>probes_rate_capped</c>).
+    /// </summary>
+    private void ProbeRateCapReached()
+    {
+        if (MayWarn())
+        {
+            ProbeRateCapLog(_log, _options.Negotiation.ProbeRateGlobal);
+        }
+    }
+
+    [LoggerMessage(124, LogLevel.Warning, "probe rate cap reached ({PerSecond} a second, Proxy:ProbeRateGlobal): SYNs beyond it pass untouched, unprobed, until probes fall below it")]
+    private static partial void ProbeRateCapLog(ILogger logger, double perSecond);
+
     private void StartProbe(long probeId, IPEndPoint destination, ProxySignal? signal)
     {
         Counters.AddProbeStarted();

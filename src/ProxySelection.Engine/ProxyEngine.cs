@@ -421,6 +421,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             && (_flows.AnyAwaitingAccept() || _negotiator.Tokens.Contains(token)
                 || _kernelMirror?.InterceptsToward(endpoints.Destination) == true); // the kernel intercepts with no flow record
         SynDecided(endpoints, kind, token, park ? "Wait for the accept" : decision.Verdict.ToString(), decision.Reason.ToString());
+        if (decision.RateCapReached)
+        {
+            ProbeRateCapReached();
+        }
+
         if (overload)
         {
             Counters.AddOverloadPassed();

@@ -40,7 +40,17 @@ public readonly record struct CapabilityEntry(
     CapabilityState State,
     byte ProxyId,
     CapabilitySource Source = CapabilitySource.OwnProbe,
-    int IngressInterface = 0);
+    int IngressInterface = 0)
+{
+    /// <summary>
+    /// A server fact (MptcpCapable, TcpOnly) from a single own probe, not yet confirmed by the next one (spec §6): it
+    /// lives <see cref="CapabilityCacheOptions.ObservedTtl"/>, since an on-path party could have forged that one answer.
+    /// </summary>
+    public bool Provisional { get; init; }
+
+    /// <summary>MptcpCapable or TcpOnly: what the server speaks, the facts a probe answer's MP_CAPABLE decides.</summary>
+    public bool IsServerFact => State is CapabilityState.MptcpCapable or CapabilityState.TcpOnly;
+}
 
 /// <summary>One live cache entry as an operator sees it: how long ago it was set and how long it has left.</summary>
 public readonly record struct CapabilityCacheItem(DestinationKey Destination, CapabilityEntry Entry, TimeSpan Age, TimeSpan Remaining);
@@ -89,6 +99,8 @@ public sealed class CapabilityCache
     private long _misses;
     private long _evictions;
     private long _expirations;
+    private long _factsRechecked;
+    private long _factsChanged;
 
     public CapabilityCache(CapabilityCacheOptions options, TimeProvider time, TimeSpan probedByOtherTtl)
     {
@@ -130,11 +142,24 @@ public sealed class CapabilityCache
 
     public long Expirations => Interlocked.Read(ref _expirations);
 
+    /// <summary>Own probes that re-checked an earlier own server fact for the destination (<see cref="SetOwnProbeResult"/>).</summary>
+    public long FactsRechecked => Interlocked.Read(ref _factsRechecked);
+
+    /// <summary>Of <see cref="FactsRechecked"/>, those whose answer disagreed: the fact was replaced and stays provisional.</summary>
+    public long FactsChanged => Interlocked.Read(ref _factsChanged);
+
     /// <summary>Looks the destination up; an expired entry is removed and counts as a miss.</summary>
-    public bool TryGet(in DestinationKey key, out CapabilityEntry entry)
+    public bool TryGet(in DestinationKey key, out CapabilityEntry entry) => TryGet(key, out entry, out _);
+
+    /// <summary>
+    /// Looks the destination up; an expired entry is removed, counts as a miss and is returned as
+    /// <paramref name="expired"/> (default when there was none), so the probe that follows can re-check it.
+    /// </summary>
+    public bool TryGet(in DestinationKey key, out CapabilityEntry entry, out CapabilityEntry expired)
     {
         lock (_lock)
         {
+            expired = default;
             if (_index.TryGetValue(key, out int slot))
             {
                 if (_time.GetTimestamp() < _expiresAt[slot])
@@ -145,6 +170,7 @@ public sealed class CapabilityCache
                     return true;
                 }
 
+                expired = _entries[slot];
                 RemoveLocked(slot);
                 _expirations++;
             }
@@ -153,6 +179,35 @@ public sealed class CapabilityCache
             entry = default;
             return false;
         }
+    }
+
+    /// <summary>
+    /// Records what this proxy's own probe found (spec §6). A server fact that agrees with the destination's previous own
+    /// server fact (<paramref name="previous"/>, live or just expired) is confirmed and gets its state's full life; any
+    /// other server fact — the first, or one that disagrees — is provisional and lives
+    /// <see cref="CapabilityCacheOptions.ObservedTtl"/>, so a forged answer to one probe is re-checked by the next.
+    /// Other states are written as <see cref="Set(in DestinationKey, CapabilityState, byte)"/> does.
+    /// </summary>
+    public void SetOwnProbeResult(in DestinationKey key, CapabilityState state, byte proxyId, in CapabilityEntry previous)
+    {
+        var entry = new CapabilityEntry(state, proxyId);
+        if (entry.IsServerFact)
+        {
+            bool recheck = previous.IsServerFact && previous.Source == CapabilitySource.OwnProbe;
+            bool agrees = recheck && previous.State == state;
+            if (recheck)
+            {
+                Interlocked.Increment(ref _factsRechecked);
+                if (!agrees)
+                {
+                    Interlocked.Increment(ref _factsChanged);
+                }
+            }
+
+            entry = entry with { Provisional = !agrees };
+        }
+
+        Set(key, entry);
     }
 
     /// <summary>Reads without counting, refreshing recency or expiring (for observers and tests).</summary>
@@ -260,12 +315,13 @@ public sealed class CapabilityCache
     }
 
     /// <summary>
-    /// The lifetime an entry gets: a fact (MptcpCapable, TcpOnly, ProxyBeyond) learnt from an observed SYN/ACK lives
-    /// <see cref="CapabilityCacheOptions.ObservedTtl"/> (an on-path party could have forged it, spec §6); everything
-    /// else lives as its state says.
+    /// The lifetime an entry gets: a fact (MptcpCapable, TcpOnly, ProxyBeyond) learnt from an observed SYN/ACK, and a
+    /// provisional server fact from a single own probe, live <see cref="CapabilityCacheOptions.ObservedTtl"/> (an
+    /// on-path party could have forged the one answer, spec §6); everything else lives as its state says.
     /// </summary>
     public TimeSpan TtlOf(in CapabilityEntry entry) =>
-        entry.Source == CapabilitySource.Observed && entry.State is CapabilityState.MptcpCapable or CapabilityState.TcpOnly or CapabilityState.ProxyBeyond
+        (entry.Source == CapabilitySource.Observed && entry.State is CapabilityState.MptcpCapable or CapabilityState.TcpOnly or CapabilityState.ProxyBeyond)
+            || (entry.Provisional && entry.IsServerFact)
             ? _options.ObservedTtl
             : TtlOf(entry.State);
 

@@ -105,6 +105,9 @@ public enum DecisionReason
 
     /// <summary>Starting a probe would exceed the per-source-prefix or per-destination probe rate (spec §7.5.1).</summary>
     ProbeRateLimited,
+
+    /// <summary>Starting a probe would exceed the proxy's global probe rate (spec §11.3, <see cref="NegotiatorOptions.ProbeRateGlobal"/>).</summary>
+    ProbeRateCapped,
 }
 
 /// <summary>Which kind of connection the proxy opens upstream after it intercepts.</summary>
@@ -148,6 +151,12 @@ public readonly record struct SynDecision
 
     /// <summary>MP_PROXY for the upstream leg's SYN: Upgrade (upgrade origin) or Claim (a downgrade holder's TCP leg).</summary>
     public ProxySignal? UpstreamSignal { get; init; }
+
+    /// <summary>
+    /// <see cref="DecisionReason.ProbeRateCapped"/> only: the first SYN the global cap passed since a probe last got
+    /// through it, so the host logs one line per episode of capping, not one per SYN.
+    /// </summary>
+    public bool RateCapReached { get; init; }
 }
 
 public enum HoldOutcome

@@ -58,9 +58,10 @@ public sealed class CapabilityCacheOptions
     public TimeSpan UnresolvedTtl { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// How long a fact learnt from an observed SYN/ACK (the answer to another proxy's probe, spec §7.6) holds. Short:
-    /// an on-path party that saw that probe could have forged the answer, so the fact is soon re-checked by an own
-    /// probe. Within 1 s..<see cref="ProxyBeyondTtl"/>. Default 60 seconds.
+    /// How long an unconfirmed fact holds: one learnt from an observed SYN/ACK (the answer to another proxy's probe, spec
+    /// §7.6), or a server fact from a single own probe (spec §6). Short: an on-path party that saw the probe could have
+    /// forged the one answer, so the fact is soon re-checked by an own probe, and only one that agrees gives the full
+    /// life. Within 1 s..<see cref="ProxyBeyondTtl"/>. Default 60 seconds.
     /// </summary>
     public TimeSpan ObservedTtl { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -163,6 +164,16 @@ public sealed class NegotiatorOptions
     public double ProbeRatePerDestination { get; set; } = 16;
 
     /// <summary>
+    /// Probes per second this proxy starts in all, with a burst of one second's worth (spec §11.3): the per-prefix and
+    /// per-destination limits multiply with the number of prefixes a spoofer uses, this one does not, so it bounds what a
+    /// flood over any number of sources and destinations makes the proxy send toward one server farm. A SYN whose probe
+    /// would exceed it passes untouched. 0 turns it off. Default 512: a home router's clients open far fewer new
+    /// destinations a second, and on an aggregation gateway it is five times the rate at which the default cache
+    /// (65,536 entries, 10 minutes) turns over, so beyond it probes would only evict facts still in use.
+    /// </summary>
+    public double ProbeRateGlobal { get; set; } = 512;
+
+    /// <summary>
     /// Source prefixes and destinations whose probe rate is tracked, at most, per table. A bucket idle long enough to
     /// be full again is forgotten; when the table is full of live buckets a new key's probe is refused (its SYN passes
     /// untouched), so a flood over any number of sources or destinations keeps the state bounded. Default 65,536.
@@ -186,6 +197,11 @@ public sealed class NegotiatorOptions
 
         CheckRate(errors, nameof(ProbeRatePerSourcePrefix), ProbeRatePerSourcePrefix);
         CheckRate(errors, nameof(ProbeRatePerDestination), ProbeRatePerDestination);
+        if (ProbeRateGlobal != 0)
+        {
+            CheckRate(errors, nameof(ProbeRateGlobal), ProbeRateGlobal);
+        }
+
         if (ProbeRateTableEntries is < 1 or > 1 << 22)
         {
             errors.Add($"ProbeRateTableEntries must be within 1..{1 << 22} (was {ProbeRateTableEntries}).");

@@ -28,6 +28,10 @@ public sealed class ProxyNegotiator : IDisposable
     private readonly Dictionary<FlowKey, ObservedProbe> _observedProbes = [];
     private readonly ProbeRateLimiter _sourceRate;
     private readonly ProbeRateLimiter _destinationRate;
+    private readonly ProbeRateLimiter? _globalRate;
+    private bool _rateCapped;
+    private long _probesRateLimited;
+    private long _probesRateCapped;
     private long _nextId;
     private int _active;
     private bool _disposed;
@@ -44,6 +48,8 @@ public sealed class ProxyNegotiator : IDisposable
         Cache = new CapabilityCache(options.Cache, time, options.ProbedByOtherTtl);
         _sourceRate = new ProbeRateLimiter(time, options.ProbeRatePerSourcePrefix, options.ProbeRateTableEntries);
         _destinationRate = new ProbeRateLimiter(time, options.ProbeRatePerDestination, options.ProbeRateTableEntries);
+        // One bucket under one key: the same token bucket as the others, for every probe at once.
+        _globalRate = options.ProbeRateGlobal > 0 ? new ProbeRateLimiter(time, options.ProbeRateGlobal, capacity: 1) : null;
     }
 
     private enum ProbeState
@@ -120,6 +126,18 @@ public sealed class ProxyNegotiator : IDisposable
     public int ProbeRateDestinations
     {
         get { lock (_lock) { return _destinationRate.Count; } }
+    }
+
+    /// <summary>SYNs passed untouched because their probe would have exceeded a probe rate limit, the global cap included.</summary>
+    public long ProbesRateLimited
+    {
+        get { lock (_lock) { return _probesRateLimited; } }
+    }
+
+    /// <summary>Of <see cref="ProbesRateLimited"/>, those the global cap (<see cref="NegotiatorOptions.ProbeRateGlobal"/>) passed.</summary>
+    public long ProbesRateCapped
+    {
+        get { lock (_lock) { return _probesRateCapped; } }
     }
 
     private bool IsExplicit => _options.Mode == SignalingMode.Explicit;
@@ -386,7 +404,7 @@ public sealed class ProxyNegotiator : IDisposable
     {
         lock (_lock)
         {
-            if (Cache.TryGet(syn.Destination, out var entry))
+            if (Cache.TryGet(syn.Destination, out var entry, out var expired))
             {
                 switch (entry.State)
                 {
@@ -411,7 +429,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            return HoldLocked(syn, HoldKind.Origin);
+            return HoldLocked(syn, HoldKind.Origin, expired);
         }
     }
 
@@ -432,7 +450,7 @@ public sealed class ProxyNegotiator : IDisposable
                 return DeferAtCapacity();
             }
 
-            if (Cache.TryGet(destination, out var entry))
+            if (Cache.TryGet(destination, out var entry, out var expired))
             {
                 switch (entry.State)
                 {
@@ -460,7 +478,7 @@ public sealed class ProxyNegotiator : IDisposable
                 }
             }
 
-            return HoldLocked(syn, HoldKind.ForeignProbe);
+            return HoldLocked(syn, HoldKind.ForeignProbe, expired);
         }
     }
 
@@ -511,7 +529,8 @@ public sealed class ProxyNegotiator : IDisposable
         };
     }
 
-    private SynDecision HoldLocked(in SynObservation syn, HoldKind kind)
+    /// <summary><paramref name="previous"/>: the destination's entry that just expired, which a probe started here re-checks.</summary>
+    private SynDecision HoldLocked(in SynObservation syn, HoldKind kind, in CapabilityEntry previous)
     {
         var flow = syn.Flow;
         if (_holdByFlow.TryGetValue(flow, out var held))
@@ -540,14 +559,26 @@ public sealed class ProxyNegotiator : IDisposable
             var source = flow.Initiator.ToPrefix(SourcePrefixBitsV4, SourcePrefixBitsV6);
             if (!_sourceRate.HasToken(source) || !_destinationRate.HasToken(destination))
             {
+                _probesRateLimited++;
                 return Pass(DecisionReason.ProbeRateLimited);
+            }
+
+            if (_globalRate is not null && !_globalRate.HasToken(default))
+            {
+                _probesRateLimited++;
+                _probesRateCapped++;
+                bool reached = !_rateCapped;
+                _rateCapped = true;
+                return Pass(DecisionReason.ProbeRateCapped) with { RateCapReached = reached };
             }
 
             _sourceRate.Take(source);
             _destinationRate.Take(destination);
+            _globalRate?.Take(default);
+            _rateCapped = false;
 
             start = true;
-            probe = new Probe(++_nextId, destination, _time.GetTimestamp());
+            probe = new Probe(++_nextId, destination, _time.GetTimestamp()) { Previous = previous };
             _probeByDestination.Add(destination, probe);
             _probes.Add(probe.Id, probe);
             probe.Timer = _time.CreateTimer(static state => ((ProbeTimeoutState)state!).Fire(), new ProbeTimeoutState(this, probe.Id), _options.ProbeDeadline, Timeout.InfiniteTimeSpan);
@@ -584,7 +615,7 @@ public sealed class ProxyNegotiator : IDisposable
             probe.State = how;
             probe.Timer?.Dispose();
             _probeByDestination.Remove(probe.Destination);
-            RecordLocked(probe.Destination, result, beyond);
+            RecordLocked(probe, result, beyond);
 
             var reason = how switch
             {
@@ -607,7 +638,7 @@ public sealed class ProxyNegotiator : IDisposable
         _sink.OnProbeResolved(probeId, adopted, resolutions);
     }
 
-    private void RecordLocked(in DestinationKey destination, ProbeResult result, byte beyond)
+    private void RecordLocked(Probe probe, ProbeResult result, byte beyond)
     {
         var state = result switch
         {
@@ -616,7 +647,7 @@ public sealed class ProxyNegotiator : IDisposable
             ProbeResult.Act => IsDowngrade ? CapabilityState.TcpOnly : CapabilityState.MptcpCapable,
             _ => IsDowngrade ? CapabilityState.MptcpCapable : CapabilityState.TcpOnly,
         };
-        Cache.Set(destination, state, beyond);
+        Cache.SetOwnProbeResult(probe.Destination, state, beyond, probe.Previous);
     }
 
     private HoldResolution ResolveLocked(HeldSyn hold, ProbeResult result, byte beyond, DecisionReason reason, ref bool adopted)
@@ -666,6 +697,9 @@ public sealed class ProxyNegotiator : IDisposable
         public long StartedAt { get; } = startedAt;
 
         public ProbeState State { get; set; } = ProbeState.InFlight;
+
+        /// <summary>The destination's entry that had just expired when this probe started: the fact it re-checks (spec §6).</summary>
+        public CapabilityEntry Previous { get; init; }
 
         public ITimer? Timer { get; set; }
 

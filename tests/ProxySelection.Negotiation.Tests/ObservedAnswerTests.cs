@@ -61,11 +61,14 @@ public class ObservedAnswerTests
     }
 
     [Test]
-    public void OwnProbeFact_LivesItsOwnTtl()
+    public void OwnProbeFact_ConfirmedByTheNextOwnProbe_LivesItsOwnTtl()
     {
         using var h = new NegotiatorHarness();
         var d = h.OnSyn(1000);
         h.Negotiator.OnProbeAnswered(d.ProbeId, new ProbeAnswer(MpCapable: true));
+        h.Time.Advance(TimeSpan.FromSeconds(60));
+        var recheck = h.OnSyn(1001);
+        h.Negotiator.OnProbeAnswered(recheck.ProbeId, new ProbeAnswer(MpCapable: true));
         h.Time.Advance(TimeSpan.FromMinutes(9));
         Assert.That(h.CacheEntry(), Is.EqualTo(new CapabilityEntry(CapabilityState.MptcpCapable, 0, CapabilitySource.OwnProbe)));
     }

@@ -136,7 +136,8 @@ public class ProbeRateLimitTests
     public void Flood_100kDistinctSourcesAndDestinations_TablesStayBounded()
     {
         const int bound = 1024;
-        using var h = new NegotiatorHarness(o => { o.ProbeRateTableEntries = bound; o.MaxProbesInFlight = 1 << 20; });
+        // The global cap off: this is about the per-key tables, which it would keep from filling.
+        using var h = new NegotiatorHarness(o => { o.ProbeRateTableEntries = bound; o.MaxProbesInFlight = 1 << 20; o.ProbeRateGlobal = 0; });
         int probed = 0;
         int limited = 0;
         int maxSources = 0;
@@ -166,5 +167,101 @@ public class ProbeRateLimitTests
         // Once the flood stops, the buckets refill and are forgotten: a new source probes again.
         h.Time.Advance(TimeSpan.FromSeconds(1));
         Assert.That(Probe(h, V4(203, 0, 113, 1), V4(203, 0, 113, 2)).Reason, Is.EqualTo(DecisionReason.CacheMiss));
+    }
+
+    [Test]
+    public void GlobalCap_Default512_ZeroTurnsItOff_NegativeOrNotFiniteRejected()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(new NegotiatorOptions().ProbeRateGlobal, Is.EqualTo(512));
+            Assert.That(new NegotiatorOptions { ProbeRateGlobal = 0 }.Validate(), Is.Empty);
+            Assert.That(new NegotiatorOptions { ProbeRateGlobal = -1 }.Validate(), Has.Count.EqualTo(1));
+            Assert.That(new NegotiatorOptions { ProbeRateGlobal = double.NaN }.Validate(), Has.Count.EqualTo(1));
+            Assert.That(new NegotiatorOptions { ProbeRateGlobal = 1_000_001 }.Validate(), Has.Count.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public void GlobalCap_ProbesFromManySourcePrefixesToManyDestinations_CappedAtTheGlobalRate_SynPassedUntouched()
+    {
+        // Each SYN from its own /24 toward its own destination: only the global bucket can refuse.
+        using var h = new NegotiatorHarness(o => o.ProbeRateGlobal = 100);
+        var decisions = Enumerable.Range(0, 101).Select(i => Probe(h, V4(198, 18, i, 1), V4(198, 19, i, 1))).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(decisions.Take(100).Select(d => d.Reason), Is.All.EqualTo(DecisionReason.CacheMiss), "a burst of one second's worth");
+            Assert.That((decisions[100].Verdict, decisions[100].Reason, decisions[100].StartProbe), Is.EqualTo((SynVerdict.Pass, DecisionReason.ProbeRateCapped, false)));
+            Assert.That(h.Negotiator.HeldSyns, Is.Zero);
+            Assert.That((h.Negotiator.ProbesRateLimited, h.Negotiator.ProbesRateCapped), Is.EqualTo((1L, 1L)));
+        });
+    }
+
+    [Test]
+    public void GlobalCap_RefillsAtItsRate_OverTenSecondsProbesStayWithinRateTimesTimePlusBurst()
+    {
+        using var h = new NegotiatorHarness(o => o.ProbeRateGlobal = 100);
+        int started = 0;
+        int capped = 0;
+        // 1,000 SYNs a second, each from a new /24 toward a new destination, for 10 fake seconds.
+        for (int i = 0; i < 10_000; i++)
+        {
+            var d = Probe(h, V4(198, 18, i % 250, 1 + (i / 250 % 250)), V4(198, 19, i % 250, 1 + (i / 250 % 250)));
+            started += d.StartProbe ? 1 : 0;
+            capped += d.Reason == DecisionReason.ProbeRateCapped ? 1 : 0;
+            h.Time.Advance(TimeSpan.FromMilliseconds(1));
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(started, Is.InRange(100 * 10, (100 * 10) + 100), "rate x time, plus at most one burst");
+            Assert.That(started + capped, Is.EqualTo(10_000), "every SYN either probed or passed as capped");
+            Assert.That(h.Negotiator.ProbesRateCapped, Is.EqualTo(capped));
+        });
+    }
+
+    [Test]
+    public void GlobalCap_RateCapReached_OnlyOnTheFirstCappedSynOfEachEpisode()
+    {
+        using var h = new NegotiatorHarness(o => o.ProbeRateGlobal = 2);
+        Probe(h, V4(198, 18, 1, 1), V4(198, 19, 1, 1));
+        Probe(h, V4(198, 18, 2, 1), V4(198, 19, 2, 1));
+        var first = Probe(h, V4(198, 18, 3, 1), V4(198, 19, 3, 1));
+        var second = Probe(h, V4(198, 18, 4, 1), V4(198, 19, 4, 1));
+        h.Time.Advance(TimeSpan.FromSeconds(0.5));
+        var through = Probe(h, V4(198, 18, 5, 1), V4(198, 19, 5, 1));
+        var again = Probe(h, V4(198, 18, 6, 1), V4(198, 19, 6, 1));
+        Assert.Multiple(() =>
+        {
+            Assert.That((first.Reason, first.RateCapReached), Is.EqualTo((DecisionReason.ProbeRateCapped, true)));
+            Assert.That((second.Reason, second.RateCapReached), Is.EqualTo((DecisionReason.ProbeRateCapped, false)));
+            Assert.That(through.Reason, Is.EqualTo(DecisionReason.CacheMiss), "one token back after 0.5 s at 2/s");
+            Assert.That((again.Reason, again.RateCapReached), Is.EqualTo((DecisionReason.ProbeRateCapped, true)), "a new episode");
+        });
+    }
+
+    [Test]
+    public void GlobalCap_Off_ManyPrefixesProbeBeyondAnyGlobalRate()
+    {
+        using var h = new NegotiatorHarness(o => o.ProbeRateGlobal = 0);
+        var decisions = Enumerable.Range(0, 2_000).Select(i => Probe(h, V4(198, 18, i % 250, 1 + (i / 250)), V4(198, 19, i % 250, 1 + (i / 250)))).ToList();
+        Assert.That(decisions.Count(d => d.StartProbe), Is.EqualTo(2_000));
+    }
+
+    [Test]
+    public void GlobalCap_PerPrefixRefusal_TakesNoGlobalToken()
+    {
+        // A SYN the per-prefix limit refuses must not spend the global budget other clients share.
+        using var h = new NegotiatorHarness(o => { o.ProbeRateGlobal = 2; o.ProbeRatePerSourcePrefix = 1; });
+        var a = Probe(h, V4(198, 18, 1, 1), V4(198, 19, 1, 1));
+        var refused = Enumerable.Range(2, 5).Select(i => Probe(h, V4(198, 18, 1, i), V4(198, 19, 1, i))).ToList();
+        var b = Probe(h, V4(198, 18, 2, 1), V4(198, 19, 2, 1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(a.Reason, Is.EqualTo(DecisionReason.CacheMiss));
+            Assert.That(refused.Select(d => d.Reason), Is.All.EqualTo(DecisionReason.ProbeRateLimited));
+            Assert.That(b.Reason, Is.EqualTo(DecisionReason.CacheMiss), "the second global token was still there");
+            Assert.That((h.Negotiator.ProbesRateLimited, h.Negotiator.ProbesRateCapped), Is.EqualTo((5L, 0L)));
+        });
     }
 }

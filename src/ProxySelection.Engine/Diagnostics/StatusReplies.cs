@@ -29,12 +29,23 @@ public sealed record ConnectionStatus(
 
 public sealed record SubflowStatus(string Local, string Remote, string State, uint RttUs);
 
-public sealed record CacheSummary(int Entries, int Capacity, long Hits, long Misses, long Evictions, long Expirations, double? HitRatio);
+public sealed record CacheSummary(int Entries, int Capacity, long Hits, long Misses, long Evictions, long Expirations, double? HitRatio)
+{
+    /// <summary>Own probes that re-checked an earlier own server fact (spec §6), and those that found it changed.</summary>
+    public long FactsRechecked { get; init; }
+
+    public long FactsChanged { get; init; }
+}
 
 /// <summary><c>cache-show</c>.</summary>
 public sealed record CacheReply(IReadOnlyList<CacheEntryStatus> Entries, CacheSummary Summary);
 
-public sealed record CacheEntryStatus(string Destination, string State, int? ProxyId, double AgeSeconds, double TtlSeconds);
+public sealed record CacheEntryStatus(string Destination, string State, int? ProxyId, double AgeSeconds, double TtlSeconds)
+{
+    /// <summary>A server fact's standing (spec §6): <c>confirmed</c>, <c>provisional</c> (one own probe) or <c>observed</c>; absent for other states.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public string? Checked { get; init; }
+}
 
 /// <summary><c>cache-flush</c>.</summary>
 public sealed record FlushReply(int Removed);
@@ -58,6 +69,8 @@ public static class StatusReplies
             negotiator.ActiveConnections, negotiator.HeldSyns, negotiator.ProbesInFlight) { InstanceId = instanceId };
         var connections = engine.HeldConnections().Select(Connection).ToList();
         var decisions = Decisions(engine.Counters);
+        decisions["probes_rate_limited"] = negotiator.ProbesRateLimited;
+        decisions["probes_rate_capped"] = negotiator.ProbesRateCapped;
         void Front(string name, ProxySelection.Engine.Fronts.SocksCounters counters)
         {
             decisions[name + "_accepted"] = counters.Accepted;
@@ -88,7 +101,12 @@ public static class StatusReplies
             item.Entry.State.ToString(),
             item.Entry.State == CapabilityState.ProxyBeyond ? item.Entry.ProxyId : null,
             Math.Round(item.Age.TotalSeconds, 3),
-            Math.Round(item.Remaining.TotalSeconds, 3))).ToList();
+            Math.Round(item.Remaining.TotalSeconds, 3))
+        {
+            Checked = !item.Entry.IsServerFact ? null
+                : item.Entry.Source == CapabilitySource.Observed ? "observed"
+                : item.Entry.Provisional ? "provisional" : "confirmed",
+        }).ToList();
         return new CacheReply(entries, Summary(cache));
     }
 
@@ -98,7 +116,11 @@ public static class StatusReplies
         long hits = cache.Hits;
         long misses = cache.Misses;
         return new CacheSummary(cache.Count, cache.Capacity, hits, misses, cache.Evictions, cache.Expirations,
-            hits + misses == 0 ? null : Math.Round((double)hits / (hits + misses), 4));
+            hits + misses == 0 ? null : Math.Round((double)hits / (hits + misses), 4))
+        {
+            FactsRechecked = cache.FactsRechecked,
+            FactsChanged = cache.FactsChanged,
+        };
     }
 
     private static ConnectionStatus Connection(HeldConnection held)

@@ -112,8 +112,8 @@ internal static class ControlVerbs
         }
         else
         {
-            var rows = new List<string[]> { new[] { "DESTINATION", "STATE", "PROXY", "AGE", "TTL LEFT" } };
-            rows.AddRange(entries.Select(e => new[] { Text(e, "destination"), Text(e, "state"), Text(e, "proxy_id"), Seconds(e, "age_seconds"), Seconds(e, "ttl_seconds") }));
+            var rows = new List<string[]> { new[] { "DESTINATION", "STATE", "PROXY", "CHECKED", "AGE", "TTL LEFT" } };
+            rows.AddRange(entries.Select(e => new[] { Text(e, "destination"), Text(e, "state"), Text(e, "proxy_id"), Text(e, "checked"), Seconds(e, "age_seconds"), Seconds(e, "ttl_seconds") }));
             foreach (var line in Table(rows))
             {
                 text.Append(line);
@@ -125,7 +125,7 @@ internal static class ControlVerbs
     }
 
     private static string CacheLine(JsonObject cache) => string.Create(CultureInfo.InvariantCulture,
-        $"cache: {Number(cache, "entries")} of {Number(cache, "capacity")} entries, hits={Number(cache, "hits")} misses={Number(cache, "misses")} hit_ratio={Text(cache, "hit_ratio")} evictions={Number(cache, "evictions")} expirations={Number(cache, "expirations")}\n");
+        $"cache: {Number(cache, "entries")} of {Number(cache, "capacity")} entries, hits={Number(cache, "hits")} misses={Number(cache, "misses")} hit_ratio={Text(cache, "hit_ratio")} evictions={Number(cache, "evictions")} expirations={Number(cache, "expirations")} facts_rechecked={Number(cache, "facts_rechecked")} facts_changed={Number(cache, "facts_changed")}\n");
 
     private static List<string> Table(List<string[]> rows)
     {

@@ -213,6 +213,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.ProbeRatePerSourcePrefix);
         }
 
+        if (a.ProbeRateGlobal != b.ProbeRateGlobal)
+        {
+            yield return nameof(a.ProbeRateGlobal);
+        }
+
         if (a.ObservedTtl != b.ObservedTtl)
         {
             yield return nameof(a.ObservedTtl);

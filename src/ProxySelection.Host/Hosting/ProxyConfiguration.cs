@@ -304,6 +304,7 @@ internal static class ProxyConfiguration
                 ReleaseMargin = options.ProbeTimeout / 5,
                 ProbeRatePerSourcePrefix = options.ProbeRatePerSourcePrefix,
                 ProbeRatePerDestination = options.ProbeRatePerDestination,
+                ProbeRateGlobal = options.ProbeRateGlobal,
                 ProbeRateTableEntries = options.ProbeRateTableEntries,
                 Cache = new CapabilityCacheOptions { ObservedTtl = options.ObservedTtl },
             },

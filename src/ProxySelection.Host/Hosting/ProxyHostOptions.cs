@@ -156,6 +156,9 @@ internal sealed class ProxyHostOptions
     /// <summary>Probes a second toward one destination (address and port); more pass untouched. 1..1,000,000, default 16.</summary>
     public int ProbeRatePerDestination { get; set; } = 16;
 
+    /// <summary>Probes a second this proxy starts in all, whatever the source or destination (spec §11.3); more pass untouched. 0 (off)..1,000,000, default 512.</summary>
+    public int ProbeRateGlobal { get; set; } = 512;
+
     /// <summary>Sources and destinations each probe-rate table remembers (the least recent goes). 1..4,194,304, default 65,536.</summary>
     public int ProbeRateTableEntries { get; set; } = 65_536;
 

@@ -333,6 +333,7 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
     {
         CheckRange(fail, nameof(options.ProbeRatePerSourcePrefix), options.ProbeRatePerSourcePrefix, 1, 1_000_000, "probes per second");
         CheckRange(fail, nameof(options.ProbeRatePerDestination), options.ProbeRatePerDestination, 1, 1_000_000, "probes per second");
+        CheckRange(fail, nameof(options.ProbeRateGlobal), options.ProbeRateGlobal, 0, 1_000_000, "probes per second (0: no global cap)");
         CheckRange(fail, nameof(options.ProbeRateTableEntries), options.ProbeRateTableEntries, 1, 1 << 22, "entries");
         CheckRange(fail, nameof(options.SocksMaxHandshakesPerSource), options.SocksMaxHandshakesPerSource, 1, 1 << 20, "handshakes");
         CheckRange(fail, nameof(options.SocksMaxConnectionsPerSource), options.SocksMaxConnectionsPerSource, 1, 1 << 24, "connections");

@@ -16,7 +16,7 @@ public sealed class ControlVerbsTests
                "subflows":[{"local":"198.18.3.2:80","remote":"198.18.1.2:40000","state":"established","rtt_us":250},
                            {"local":"198.18.3.2:80","remote":"198.18.2.2:41000","state":"established","rtt_us":300}]}],
              "decisions":{"syns":3,"intercepted":1},
-             "cache":{"entries":1,"capacity":65536,"hits":0,"misses":1,"evictions":0,"expirations":0,"hit_ratio":0}}
+             "cache":{"entries":1,"capacity":65536,"hits":0,"misses":1,"evictions":0,"expirations":0,"hit_ratio":0,"facts_rechecked":0,"facts_changed":0}}
             """)!.AsObject();
 
         var lines = ControlVerbs.FormatStatus(reply).Split('\n');
@@ -28,7 +28,7 @@ public sealed class ControlVerbsTests
         Assert.That(lines[4], Is.EqualTo("    subflow 198.18.3.2:80 <-> 198.18.1.2:40000 established rtt=250us"));
         Assert.That(lines[5], Is.EqualTo("    subflow 198.18.3.2:80 <-> 198.18.2.2:41000 established rtt=300us"));
         Assert.That(lines[6], Is.EqualTo("decisions: syns=3 intercepted=1"));
-        Assert.That(lines[7], Is.EqualTo("cache: 1 of 65536 entries, hits=0 misses=1 hit_ratio=0 evictions=0 expirations=0"));
+        Assert.That(lines[7], Is.EqualTo("cache: 1 of 65536 entries, hits=0 misses=1 hit_ratio=0 evictions=0 expirations=0 facts_rechecked=0 facts_changed=0"));
     }
 
     [Test]
@@ -49,17 +49,17 @@ public sealed class ControlVerbsTests
     public void FormatCache_Entries_TableWithProxyIdWhereKnown()
     {
         var reply = JsonNode.Parse("""
-            {"ok":true,"entries":[{"destination":"198.18.3.2:80","state":"TcpOnly","proxy_id":null,"age_seconds":2,"ttl_seconds":598},
+            {"ok":true,"entries":[{"destination":"198.18.3.2:80","state":"TcpOnly","proxy_id":null,"checked":"confirmed","age_seconds":2,"ttl_seconds":598},
                                   {"destination":"[2001:db8:3::2]:443","state":"ProxyBeyond","proxy_id":3,"age_seconds":10,"ttl_seconds":110}],
-             "summary":{"entries":2,"capacity":65536,"hits":4,"misses":2,"evictions":0,"expirations":0,"hit_ratio":0.6667}}
+             "summary":{"entries":2,"capacity":65536,"hits":4,"misses":2,"evictions":0,"expirations":0,"hit_ratio":0.6667,"facts_rechecked":3,"facts_changed":1}}
             """)!.AsObject();
 
         var lines = ControlVerbs.FormatCache(reply).Split('\n');
 
         Assert.That(lines[0], Does.StartWith("DESTINATION").And.EndWith("TTL LEFT"));
-        Assert.That(lines[1], Does.StartWith("198.18.3.2:80").And.Contains("TcpOnly").And.EndWith("10.0m"));
+        Assert.That(lines[1], Does.StartWith("198.18.3.2:80").And.Contains("TcpOnly").And.Contains("confirmed").And.EndWith("10.0m"));
         Assert.That(lines[2], Does.StartWith("[2001:db8:3::2]:443").And.Contains("ProxyBeyond  3").And.EndWith("1.8m"));
-        Assert.That(lines[3], Is.EqualTo("cache: 2 of 65536 entries, hits=4 misses=2 hit_ratio=0.6667 evictions=0 expirations=0"));
+        Assert.That(lines[3], Is.EqualTo("cache: 2 of 65536 entries, hits=4 misses=2 hit_ratio=0.6667 evictions=0 expirations=0 facts_rechecked=3 facts_changed=1"));
     }
 
     [Test]

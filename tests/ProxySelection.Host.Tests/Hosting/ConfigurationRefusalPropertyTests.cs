@@ -27,6 +27,7 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:EventsFile", Kind.Path), ("Proxy:Convert", Kind.EndPoint), ("Proxy:Logging", Kind.Choice), ("Proxy:LogLevel", Kind.Choice),
         ("Proxy:Debug", Kind.Bool),
         ("Proxy:ProbeRatePerSourcePrefix", Kind.Int), ("Proxy:ProbeRatePerDestination", Kind.Int), ("Proxy:ProbeRateTableEntries", Kind.Int),
+        ("Proxy:ProbeRateGlobal", Kind.Int),
         ("Proxy:ObservedTtl", Kind.Duration), ("Proxy:AdoptionTimeout", Kind.Duration), ("Proxy:SocksMaxHandshakesPerSource", Kind.Int),
         ("Proxy:SocksMaxConnectionsPerSource", Kind.Int), ("Proxy:MaxHeldSyns", Kind.Int), ("Proxy:QueueWaitRoom", Kind.Int),
         ("Proxy:EdgeInterfaces", Kind.Interfaces),

@@ -19,7 +19,7 @@ public sealed class HardeningConfigurationTests
     {
         var result = Load("""
             { "Proxy": { "Socks": "198.18.0.1:1080",
-                         "ProbeRatePerSourcePrefix": 10, "ProbeRatePerDestination": 3, "ProbeRateTableEntries": 1000,
+                         "ProbeRatePerSourcePrefix": 10, "ProbeRatePerDestination": 3, "ProbeRateTableEntries": 1000, "ProbeRateGlobal": 200,
                          "ObservedTtl": "20s", "AdoptionTimeout": "5s", "SocksMaxHandshakesPerSource": 4,
                          "SocksMaxConnectionsPerSource": 50, "MaxHeldSyns": 100, "QueueWaitRoom": 32,
                          "EdgeInterfaces": ["eth1", "ppp0"] } }
@@ -31,6 +31,7 @@ public sealed class HardeningConfigurationTests
         {
             Assert.That(engine.Negotiation.ProbeRatePerSourcePrefix, Is.EqualTo(10));
             Assert.That(engine.Negotiation.ProbeRatePerDestination, Is.EqualTo(3));
+            Assert.That(engine.Negotiation.ProbeRateGlobal, Is.EqualTo(200));
             Assert.That(engine.Negotiation.ProbeRateTableEntries, Is.EqualTo(1000));
             Assert.That(engine.Negotiation.Cache.ObservedTtl, Is.EqualTo(TimeSpan.FromSeconds(20)));
             Assert.That(engine.AdoptionTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
@@ -55,6 +56,7 @@ public sealed class HardeningConfigurationTests
         {
             Assert.That(engine.Negotiation.ProbeRatePerSourcePrefix, Is.EqualTo(64));
             Assert.That(engine.Negotiation.ProbeRatePerDestination, Is.EqualTo(16));
+            Assert.That(engine.Negotiation.ProbeRateGlobal, Is.EqualTo(512));
             Assert.That(engine.Negotiation.ProbeRateTableEntries, Is.EqualTo(65_536));
             Assert.That(engine.Negotiation.Cache.ObservedTtl, Is.EqualTo(TimeSpan.FromSeconds(60)));
             Assert.That(engine.AdoptionTimeout, Is.EqualTo(TimeSpan.FromSeconds(3)));
@@ -62,6 +64,16 @@ public sealed class HardeningConfigurationTests
             Assert.That(engine.QueueWaitRoom, Is.EqualTo(64));
             Assert.That(engine.EdgeInterfaces, Is.Empty);
         });
+    }
+
+    [Test]
+    public void Load_ProbeRateGlobalZero_TurnsTheGlobalCapOff()
+    {
+        var result = Load("""{ "Proxy": { "ProbeRateGlobal": 0 } }""");
+
+        Assert.That(result.IsValid, Is.True, string.Join("; ", result.Errors));
+        Assert.That(result.Engine!.Negotiation.ProbeRateGlobal, Is.Zero);
+        Assert.That(result.Engine.Negotiation.Validate(), Is.Empty);
     }
 
     [Test]
@@ -75,6 +87,8 @@ public sealed class HardeningConfigurationTests
 
     [TestCase("""{ "Proxy": { "ProbeRatePerSourcePrefix": 0 } }""", "Proxy:ProbeRatePerSourcePrefix", "within 1..1,000,000 probes per second (was 0)")]
     [TestCase("""{ "Proxy": { "ProbeRatePerDestination": 1000001 } }""", "Proxy:ProbeRatePerDestination", "(was 1000001)")]
+    [TestCase("""{ "Proxy": { "ProbeRateGlobal": -1 } }""", "Proxy:ProbeRateGlobal", "within 0..1,000,000 probes per second (0: no global cap) (was -1)")]
+    [TestCase("""{ "Proxy": { "ProbeRateGlobal": 1000001 } }""", "Proxy:ProbeRateGlobal", "(was 1000001)")]
     [TestCase("""{ "Proxy": { "ProbeRateTableEntries": 0 } }""", "Proxy:ProbeRateTableEntries", "within 1..4,194,304 entries")]
     [TestCase("""{ "Proxy": { "ObservedTtl": "10m" } }""", "Proxy:ObservedTtl", "within 1 s..120 s")]
     [TestCase("""{ "Proxy": { "ObservedTtl": "0s" } }""", "Proxy:ObservedTtl", "within 1 s")]

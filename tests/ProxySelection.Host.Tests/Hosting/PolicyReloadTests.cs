@@ -197,6 +197,18 @@ public sealed class PolicyReloadTests
         Assert.That(reload.Running.Instance.Id, Is.Null);
     }
 
+    [Test]
+    public void Apply_ProbeRateGlobalChanged_RefusedUntilARestart()
+    {
+        var live = new NegotiatorOptions();
+        var reload = new PolicyReload(new ProxyHostOptions(), live);
+
+        var line = reload.Apply(Valid(o => o.ProbeRateGlobal = 100));
+
+        Assert.That(line, Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:ProbeRateGlobal"));
+        Assert.That((reload.Running.ProbeRateGlobal, live.ProbeRateGlobal), Is.EqualTo((512, 512.0)));
+    }
+
     private static ProxyConfigurationResult Valid(Action<ProxyHostOptions> change)
     {
         var options = new ProxyHostOptions();

@@ -25,7 +25,7 @@ internal sealed class SynAckForger : IAsyncDisposable
     private readonly Task _loop;
     private int _forged;
 
-    private SynAckForger(NetNamespace ns, NfqueueClient queue, RawSender sender, Func<bool, byte[]> optionsFor)
+    private SynAckForger(NetNamespace ns, NfqueueClient queue, RawSender sender, Func<bool, byte[]> optionsFor, uint ackOffset, int limit)
     {
         _ns = ns;
         _queue = queue;
@@ -34,7 +34,7 @@ internal sealed class SynAckForger : IAsyncDisposable
         var packet = new byte[128];
         _loop = queue.RunAsync((in NfqueuePacket syn) =>
         {
-            if (TcpPacket.TryParse(syn.Payload, out var parsed) == WireError.None)
+            if (Volatile.Read(ref _forged) < limit && TcpPacket.TryParse(syn.Payload, out var parsed) == WireError.None)
             {
                 var ip = parsed.Ip;
                 var forged = new HostileSegment
@@ -44,8 +44,8 @@ internal sealed class SynAckForger : IAsyncDisposable
                     SourcePort = parsed.Tcp.DestinationPort,
                     DestinationPort = parsed.Tcp.SourcePort,
                     Flags = TcpFlags.Syn | TcpFlags.Ack,
-                    // Off by one: what a forger that does not know the ISN sends at best.
-                    Acknowledgment = parsed.Tcp.SequenceNumber + 2,
+                    // By default off by one: what a forger that does not know the ISN sends at best.
+                    Acknowledgment = parsed.Tcp.SequenceNumber + ackOffset,
                     Options = optionsFor(ip.IsIPv6),
                 };
                 int length = forged.Write(packet, random);
@@ -62,8 +62,12 @@ internal sealed class SynAckForger : IAsyncDisposable
     /// <summary>SYN/ACKs forged so far.</summary>
     public int Forged => Volatile.Read(ref _forged);
 
-    /// <summary>Starts forging in <paramref name="ns"/>; <paramref name="optionsFor"/> gets "IPv6?" and returns the option bytes.</summary>
-    public static async Task<SynAckForger> StartAsync(NetNamespace ns, Func<bool, byte[]> optionsFor)
+    /// <summary>
+    /// Starts forging in <paramref name="ns"/>; <paramref name="optionsFor"/> gets "IPv6?" and returns the option bytes.
+    /// <paramref name="ackOffset"/> 1 is a forger that sees the SYN and wins the race (the right ack); after
+    /// <paramref name="limit"/> forgeries every SYN passes unanswered.
+    /// </summary>
+    public static async Task<SynAckForger> StartAsync(NetNamespace ns, Func<bool, byte[]> optionsFor, uint ackOffset = 2, int limit = int.MaxValue)
     {
         var queue = await ns.RunInNamespaceAsync(() => NfqueueClient.Open(new NfqueueOptions { QueueNumber = Queue }));
         var sender = await RawSender.OpenAsync(ns);
@@ -79,7 +83,7 @@ internal sealed class SynAckForger : IAsyncDisposable
             throw;
         }
 
-        return new SynAckForger(ns, queue, sender, optionsFor);
+        return new SynAckForger(ns, queue, sender, optionsFor, ackOffset, limit);
     }
 
     public async ValueTask DisposeAsync()
