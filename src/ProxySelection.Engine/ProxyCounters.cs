@@ -48,8 +48,11 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     /// <remarks>The rise since the last read goes to <c>proxysel.connections</c> (pass, intercept), tagged as the kernel's.</remarks>
     public void SetKernelDecided(long passed, long intercepted)
     {
-        telemetry?.AddKernelDecided("pass", passed - Interlocked.Exchange(ref _kernelPassed, passed));
-        telemetry?.AddKernelDecided("intercept", intercepted - Interlocked.Exchange(ref _kernelIntercepted, intercepted));
+        // Exchanged first: `telemetry?.Add(x - Exchange(...))` would skip the exchange when there is no telemetry.
+        long passedRise = passed - Interlocked.Exchange(ref _kernelPassed, passed);
+        long interceptedRise = intercepted - Interlocked.Exchange(ref _kernelIntercepted, intercepted);
+        telemetry?.AddKernelDecided("pass", passedRise);
+        telemetry?.AddKernelDecided("intercept", interceptedRise);
     }
 
     /// <summary>SYNs seen at the ingress hook. A downgrading proxy queues only SYNs with an MPTCP option (kind 30), so
