@@ -52,7 +52,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly LogBudget _warningBudget;
 
     // Held SYNs in arrival order, for the overdue check (guarded by _holdLock; resolved ones are skipped when they come up).
-    private readonly Queue<(long HoldId, long HeldAt)> _holdOrder = new();
+    private readonly Queue<(long HoldId, long ProbeId, long HeldAt)> _holdOrder = new();
 
     // The oldest entry's HeldAt (long.MaxValue when none): the per-packet overdue check reads it without the lock.
     private long _oldestHeldAt = long.MaxValue;
@@ -389,7 +389,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             if (decision.Verdict == SynVerdict.HoldAndProbe)
             {
                 // Overload passes untouched (spec: never hold beyond the limit): too many held already, or this SYN
-                // spent half the limit in the queue. Its probe still runs, so the cache learns the destination.
+                // spent half the limit in the queue. A probe it would start is abandoned (below); one it joined goes on.
                 overload = (_flows.HeldCount >= _options.MaxHeldSyns || waited >= _options.Negotiation.ProbeTimeout / 2)
                     && _negotiator.OnHeldSynReset(decision.HoldId);
                 if (overload)
@@ -403,7 +403,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                     var bytes = signal is { Kind: SignalKind.Probe or SignalKind.Upgrade } ? packet.Payload.ToArray() : null;
                     long heldAt = _time.GetTimestamp() - (long)(waited.TotalSeconds * _time.TimestampFrequency);
                     _flows.Add(endpoints, new HeldPacket(packetId, mark, decision.HoldId, heldAt, bytes));
-                    _holdOrder.Enqueue((decision.HoldId, heldAt));
+                    _holdOrder.Enqueue((decision.HoldId, decision.ProbeId, heldAt));
                     if (_holdOrder.Count == 1)
                     {
                         Volatile.Write(ref _oldestHeldAt, heldAt);
@@ -429,7 +429,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         if (overload)
         {
             Counters.AddOverloadPassed();
-            if (decision.StartProbe)
+            // Its client reaches the server directly: a probe now would be a second connection the server accepts
+            // for one client (issue 13's burst: 400 accepts for 200 clients). Later SYNs probe when there is room.
+            if (decision.StartProbe && !_negotiator.AbandonProbe(decision.ProbeId))
             {
                 StartProbe(decision.ProbeId, endpoints.Destination, decision.ProbeSignal);
             }
@@ -612,19 +614,35 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
 
         List<InterceptedFlow>? overdue = null;
+        List<long>? answered = null;
         lock (_holdLock)
         {
             while (_holdOrder.TryPeek(out var hold) && now - hold.HeldAt >= limit)
             {
                 _holdOrder.Dequeue();
-                // False when it was resolved already (the usual case): nothing to do.
-                if (_negotiator.OnHeldSynReset(hold.HoldId) && _flows.TakeHeld(hold.HoldId) is { } flow)
+                if (_probes.TryGetValue(hold.ProbeId, out var probe) && probe.Socket.IsEstablished)
                 {
+                    // The server answered; the completion waits for a busy thread. Read the answer now (below) instead
+                    // of declaring the probe timed out: it decides this hold and every other on the probe.
+                    (answered ??= []).Add(hold.ProbeId);
+                }
+                else if (_negotiator.OnHeldSynReset(hold.HoldId) && _flows.TakeHeld(hold.HoldId) is { } flow)
+                {
+                    // False when it was resolved already (the usual case): nothing to do.
                     (overdue ??= []).Add(flow);
                 }
             }
 
             Volatile.Write(ref _oldestHeldAt, _holdOrder.TryPeek(out var oldest) ? oldest.HeldAt : long.MaxValue);
+        }
+
+        if (answered is not null)
+        {
+            // Outside the lock: the resolution gives verdicts through the engine, which takes it.
+            foreach (long probeId in answered.Distinct())
+            {
+                _negotiator.OnProbeOverdue(probeId);
+            }
         }
 
         if (overdue is null)

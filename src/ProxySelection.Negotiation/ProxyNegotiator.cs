@@ -247,6 +247,41 @@ public sealed class ProxyNegotiator : IDisposable
         Finish(probeId, ProbeState.TimedOut, ProbeResult.Failed, 0);
     }
 
+    /// <summary>
+    /// The engine's hold limit passed for a SYN waiting on <paramref name="probeId"/> while the host already holds the
+    /// probe's answer (its completion waits for a busy thread): decide on it now, so an answered probe is never declared
+    /// timed out. When the completion took the answer first, it decides, and this does nothing.
+    /// </summary>
+    public void OnProbeOverdue(long probeId)
+    {
+        if (_sink.TryReadProbeAnswerAtDeadline(probeId, out var answer))
+        {
+            OnProbeAnswered(probeId, answer);
+        }
+    }
+
+    /// <summary>
+    /// Forgets a probe not yet started whose every SYN was passed (overload): no connection goes to a server its client
+    /// reaches directly, no fact is recorded, and the destination's next SYN probes again. False when the probe has
+    /// holds or ended already.
+    /// </summary>
+    public bool AbandonProbe(long probeId)
+    {
+        lock (_lock)
+        {
+            if (!_probes.TryGetValue(probeId, out var probe) || probe.State != ProbeState.InFlight || probe.Holds.Count != 0)
+            {
+                return false;
+            }
+
+            _probes.Remove(probeId);
+            probe.State = ProbeState.Reset;
+            probe.Timer?.Dispose();
+            _probeByDestination.Remove(probe.Destination);
+            return true;
+        }
+    }
+
     /// <summary>The probe connection was reset (by the server or on the way): fail open.</summary>
     public void OnProbeReset(long probeId) => Finish(probeId, ProbeState.Reset, ProbeResult.Failed, 0);
 

@@ -28,8 +28,9 @@ public sealed class HoldOverloadTests
     }
 
     [Test]
-    public async Task ASynThatWaitedHalfTheLimitInTheQueue_PassesUntouched_ItsProbeStillRuns()
+    public async Task ASynThatWaitedHalfTheLimitInTheQueue_PassesUntouched_WithoutAProbeConnection_TheNextSynProbes()
     {
+        // Issue 13's burst: a probe for a passed SYN is a second connection the server accepts for one client.
         await using var h = new EngineHarness();
         uint late = h.Ingress(Syn(40_204), waited: h.Options.Negotiation.ProbeTimeout / 2);
 
@@ -37,8 +38,39 @@ public sealed class HoldOverloadTests
         {
             Assert.That(h.Verdicts.For(late)!.Kind, Is.EqualTo("accept"));
             Assert.That(h.Engine.Negotiator.HeldSyns, Is.Zero);
-            Assert.That(h.Probes.Opened, Has.Count.EqualTo(1), "the cache still learns the destination");
+            Assert.That(h.Probes.Opened, Is.Empty, "no probe toward a server its client reaches directly");
+            Assert.That(h.Engine.Negotiator.ProbesInFlight, Is.Zero);
             Assert.That(h.Engine.Counters.OverloadPassed, Is.EqualTo(1));
+        });
+
+        uint next = h.MpCapableSyn(40_210);
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(next), Is.Null, "held: no fact was recorded for the abandoned probe");
+            Assert.That(h.Probes.Opened, Has.Count.EqualTo(1), "the destination's next SYN probes");
+        });
+    }
+
+    [Test]
+    public async Task AnOverdueHoldWhoseProbeTheKernelAnswered_IsDecidedByTheAnswer_NotReleasedAsTimedOut()
+    {
+        // Issue 13: a probe answered in time is never declared timed out, whichever mechanism ends the hold.
+        await using var h = new EngineHarness(o => o.ReleaseMargin = TimeSpan.FromMilliseconds(50));
+        var waited = TimeSpan.FromMilliseconds(100);
+        uint syn = h.Ingress(Syn(40_211), waited);
+        h.Probes.Opened.Single().AnswerInKernel(mptcp: false);
+
+        // Overdue counted from its arrival; the probe's own timer (from the probe's start) has not fired.
+        h.Time.Advance(h.Options.Negotiation.ProbeDeadline - waited);
+        h.Ingress(PacketBuilder.Build(false, 40_212, TcpFlags.Rst, ReadOnlySpan<byte>.Empty));
+
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(syn) is not null, "the held SYN's verdict");
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("intercept"), "a TCP-only answer intercepts");
+            Assert.That(h.Engine.Counters.HoldsOverdue, Is.Zero);
+            Assert.That(h.Engine.Counters.ProbesAnsweredAtDeadline, Is.EqualTo(1));
+            Assert.That(h.Events.Events.Where(e => e.Event == "probe").Select(e => e.Outcome), Is.EqualTo(new[] { "answered" }));
         });
     }
 
@@ -71,6 +103,7 @@ public sealed class HoldOverloadTests
         await EngineHarness.WaitUntilAsync(() => h.Engine.Negotiator.ProbesInFlight == 0, "the probe resolved");
         Assert.That(h.Verdicts.All.Count(v => v.PacketId == syn), Is.EqualTo(1), "one verdict");
     }
+
     [Test]
     public async Task WithAReleaseMargin_AHeldSynThatWaitedInTheQueue_IsReleasedAtTheProbeDeadlineFromItsArrival_KeepingTheMarginForStalls()
     {
