@@ -59,7 +59,11 @@ public sealed class EcmpInstancesTests
             TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");
         }
 
-        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join{string.Concat(unjoined.Select(u => "\n  " + u))}");
+        // A connection the client closed before its path manager took the holder's ADD_ADDR cannot join (seen once in
+        // about 12 IPv6 runs at M=300: CLOSED 12 ms, ANNOUNCED 14 ms after it was created). That is the client's race
+        // with a short transfer, not a join sent astray; it is counted apart and bounded, every other must join.
+        int closedFirst = unjoined.Count(u => u.ClosedBeforeAnnounced);
+        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join, {closedFirst} of them closed before it{string.Concat(unjoined.Select(u => "\n  " + u.Text))}");
 
         Assert.Multiple(() =>
         {
@@ -67,9 +71,11 @@ public sealed class EcmpInstancesTests
             Assert.That(downloads.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
             Assert.That(client["MPTcpExtMPCapableSYNACKRX"], Is.EqualTo(Clients), "every connection is MPTCP end to end at the client");
             Assert.That(client["MPTcpExtAddAddr"], Is.EqualTo(Clients), "every connection got its holder's ADD_ADDR");
-            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients), "every connection got its second subflow");
+            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients - closedFirst), "every connection open at its ADD_ADDR got its second subflow");
+            Assert.That(closedFirst, Is.LessThanOrEqualTo(Math.Max(1, Clients / 100)), "connections closed before their ADD_ADDR stay rare");
             Assert.That(held.Sum(), Is.EqualTo(Clients), "each connection held by exactly one instance");
-            Assert.That(joins, Is.EqualTo(held), "each instance received exactly the joins of the connections it holds");
+            Assert.That(joins.Zip(held, (j, h) => h - j), Is.All.GreaterThanOrEqualTo(0), "no instance received a join of a connection it does not hold");
+            Assert.That(joins.Sum(), Is.EqualTo(Clients - closedFirst), "each instance received exactly the joins of the connections it holds (all sent)");
             foreach (var name in new[] { "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx", "MPTcpExtMPJoinAckHMacFailure" })
             {
                 Assert.That(perInstance.Select(c => c[name]), Is.All.Zero, name);
@@ -203,7 +209,7 @@ public sealed class EcmpInstancesTests
     /// From stamped <c>ip mptcp monitor</c> lines, each connection (token) that was announced an address but never had a
     /// second subflow established, as its events with the milliseconds since it was created.
     /// </summary>
-    private static List<string> Unjoined(string monitor)
+    private static List<(string Text, bool ClosedBeforeAnnounced)> Unjoined(string monitor)
     {
         var events = new Dictionary<string, List<(double At, string Name)>>();
         foreach (var line in monitor.Split('\n'))
@@ -217,7 +223,9 @@ public sealed class EcmpInstancesTests
         }
 
         return [.. events.Where(kv => kv.Value.Any(e => e.Name == "ANNOUNCED") && kv.Value.All(e => e.Name != "SF_ESTABLISHED"))
-            .Select(kv => $"token {kv.Key}: " + string.Join(' ', kv.Value.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.Name}@{(e.At - kv.Value[0].At) * 1000:F0}ms"))))];
+            .Select(kv => (
+                $"token {kv.Key}: " + string.Join(' ', kv.Value.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.Name}@{(e.At - kv.Value[0].At) * 1000:F0}ms"))),
+                kv.Value.FindIndex(e => e.Name == "CLOSED") is int closed && closed >= 0 && closed < kv.Value.FindIndex(e => e.Name == "ANNOUNCED")))];
     }
 
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>
