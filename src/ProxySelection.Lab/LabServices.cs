@@ -195,7 +195,11 @@ public static class LabNetwork
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException)
         {
-            throw new LabException($"iperf3 output not understood: {e.Message}", e);
+            // iperf3 -J can exit 0 with an "error" member and no totals (a data connection reset mid-test): say what it said.
+            string said = r.StdOut.Contains("\"error\"", StringComparison.Ordinal)
+                ? " (" + System.Text.RegularExpressions.Regex.Match(r.StdOut, "\"error\"\\s*:\\s*\"([^\"]*)\"").Groups[1].Value + ")"
+                : "";
+            throw new LabException($"iperf3 output not understood: {e.Message}{said}", e);
         }
     }
 
