@@ -351,9 +351,15 @@ internal sealed class ConfigurationSchema(List<string> errors)
 
     public static string Suggest(string key, IEnumerable<string> known)
     {
-        var best = known.Select(k => (Name: k, Distance: Distance(key.ToUpperInvariant(), k.ToUpperInvariant())))
-            .MinBy(c => c.Distance);
-        return best.Name is not null && best.Distance <= 3 ? $" (did you mean {best.Name}?)" : "";
+        var candidates = known.Select(k => (Name: k, Distance: Distance(key.ToUpperInvariant(), k.ToUpperInvariant()))).ToList();
+        // MinBy over value tuples throws on an empty sequence (a type whose settable properties the trimmer removed).
+        if (candidates.Count == 0)
+        {
+            return "";
+        }
+
+        var best = candidates.MinBy(c => c.Distance);
+        return best.Distance <= 3 ? $" (did you mean {best.Name}?)" : "";
     }
 
     private static int Distance(string a, string b)
