@@ -6,11 +6,11 @@ namespace ProxySelection.Engine.Hook;
 /// <summary>What a SYN's options say about it, read once per SYN without allocating.</summary>
 internal static class SynOptions
 {
-    /// <summary>The reason a SYN signed with TCP-MD5 (RFC 2385) or TCP-AO (RFC 5925) passes untouched.</summary>
-    public const string Authenticated = "TcpAuthentication";
+    /// <summary>The reason a SYN signed with TCP-MD5 (RFC 2385) or TCP-AO (RFC 5925) passes untouched: the negotiator's name for it.</summary>
+    public const string Authenticated = nameof(DecisionReason.TcpAuthOption);
 
-    /// <summary>The reason an MPTCP v0 (RFC 6824) MP_CAPABLE SYN passes untouched.</summary>
-    public const string MptcpV0 = "MptcpV0";
+    /// <summary>The reason an MPTCP v0 (RFC 6824) MP_CAPABLE SYN passes untouched: the negotiator's name for it.</summary>
+    public const string MptcpV0 = nameof(DecisionReason.MptcpV0);
 
     /// <summary>
     /// The SYN's kind (and an MP_JOIN's token). <paramref name="untouched"/> is set when the SYN must pass as it came:

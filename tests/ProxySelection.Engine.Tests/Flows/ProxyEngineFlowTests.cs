@@ -211,6 +211,7 @@ public sealed class ProxyEngineFlowTests
             Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("accept"));
             Assert.That(h.Probes.Opened, Is.Empty);
             Assert.That(h.Engine.Flows.Count, Is.Zero);
+            Assert.That(h.Events.Events.Last().Reason, Is.EqualTo(nameof(DecisionReason.TcpAuthOption)), "the syn event names the negotiator's reason");
         });
     }
 
@@ -223,6 +224,7 @@ public sealed class ProxyEngineFlowTests
         {
             Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("accept"));
             Assert.That(h.Probes.Opened, Is.Empty);
+            Assert.That(h.Events.Events.Last().Reason, Is.EqualTo(nameof(DecisionReason.MptcpV0)), "the syn event names the negotiator's reason");
         });
     }
 

@@ -2,6 +2,7 @@ using System.Net;
 using ProxySelection.IntegrationTests.Proxy;
 using ProxySelection.Lab;
 using ProxySelection.Lab.Hostile;
+using ProxySelection.Negotiation;
 using ProxySelection.Wire;
 
 namespace ProxySelection.IntegrationTests.Hostile;
@@ -95,6 +96,7 @@ public sealed class HoldTests
         Assert.Multiple(() =>
         {
             Assert.That(decided.Verdict, Is.EqualTo("Pass"), "spec §7.2 rule 1: never intercepted, held or probed");
+            Assert.That(decided.Reason, Is.EqualTo(nameof(DecisionReason.TcpAuthOption)), "the negotiator's name for the reason");
             Assert.That(arrived, Has.Count.EqualTo(1), "the SYN reached the server");
             Assert.That(arrived.Select(s => Convert.ToHexString(s.Bytes)), Is.EqualTo(new[] { Convert.ToHexString(bytes, 20, bytes.Length - 20) }),
                 "the TCP segment arrived byte for byte as sent");
