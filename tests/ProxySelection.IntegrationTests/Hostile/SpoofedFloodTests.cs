@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net.Sockets;
 using ProxySelection.IntegrationTests.Proxy;
 using ProxySelection.Lab.Hostile;
 
@@ -50,28 +51,29 @@ public sealed class SpoofedFloodTests
         });
     }
 
-    [Test]
-    public async Task SpoofedSynFlood_ToManyDestinations_ProbesRateLimitedPerSourcePrefixLogBoundedDownloadsWhole()
+    /// <summary>
+    /// Spoofed SYNs from four source prefixes (IPv4: four /24s of a /22; IPv6: four /56s of a /54) over many destinations:
+    /// each prefix is allowed 64 probes a second (spec §7.5.1), the log stays bounded and legitimate downloads are whole.
+    /// </summary>
+    [TestCase(AddressFamily.InterNetwork)]
+    [TestCase(AddressFamily.InterNetworkV6)]
+    public async Task SpoofedSynFlood_ToManyDestinations_ProbesRateLimitedPerSourcePrefixLogBoundedDownloadsWhole(AddressFamily family)
     {
         const double Rate = 2_000;
-        const int SourcePrefixes = 4; // sources from a /22: four /24s, each allowed 64 probes a second (spec §7.5.1)
+        const int SourcePrefixes = 4;
         const double LogBytesPerMinuteBound = 64 * 1024;
-        await using var lab = await HostileLab.StartAsync();
-        await lab.PrimeAsync();
+        var f = family == AddressFamily.InterNetwork ? ManyDestinationsV4 : SpoofedFloodV6Tests.ManyDestinations;
+        await using var lab = await f.StartAsync();
+        await f.PrimeAsync(lab);
         var probesBefore = lab.Events("probe").Count;
         long logBefore = lab.LogBytes();
         var duration = HostileLab.FloodSeconds;
 
-        var segment = HostileSegment.MpCapableSyn(HostileLab.SpoofedSources, HostileLab.ManyDestinations) with
-        {
-            SourcePrefixLength = 22,
-            DestinationPrefixLength = HostileLab.ManyDestinationsPrefixLength,
-        };
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var flood = SegmentGenerator.RunAsync(lab.Client, segment,
+        var flood = SegmentGenerator.RunAsync(lab.Client, f.Flood,
             new GeneratorLimits(Rate, (long)(Rate * duration.TotalSeconds), duration + TimeSpan.FromSeconds(5)));
         var status = lab.StatusWhileAsync(flood);
-        var downloads = await lab.DownloadLoopAsync(flood, minimum: 10, duration + TimeSpan.FromSeconds(90));
+        var downloads = await lab.DownloadLoopAsync(flood, minimum: 10, duration + TimeSpan.FromSeconds(90), f.Url);
         var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
         var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
         // Holds started at the end of the flood resolve within a probe timeout.
@@ -79,15 +81,15 @@ public sealed class SpoofedFloodTests
         var elapsed = watch.Elapsed;
         long logBytes = lab.LogBytes() - logBefore;
         double logPerMinute = logBytes / elapsed.TotalMinutes;
-        var spoofedSyns = lab.Events("syn").Where(e => e.Client!.StartsWith("198.19.", StringComparison.Ordinal)).ToList();
-        var limited = spoofedSyns.Count(e => e.Reason == "ProbeRateLimited");
-        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith("198.18.1", StringComparison.Ordinal)
-            && !e.Destination.StartsWith(HostileLab.Server.ToString(), StringComparison.Ordinal));
-        // Per /24 a burst of one second then 64 a second; the per-destination limit only lowers it.
+        var spoofedSyns = lab.Events("syn").Where(e => e.Client!.StartsWith(f.SpoofedClients, StringComparison.Ordinal)).ToList();
+        var limited = spoofedSyns.Count(e => f.LimitedReasons.Contains(e.Reason ?? ""));
+        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith(f.Destinations, StringComparison.Ordinal)
+            && !e.Destination.StartsWith(f.PrimedServer, StringComparison.Ordinal));
+        // Per prefix a burst of one second then 64 a second; the per-destination limit only lowers it.
         double probeBound = SourcePrefixes * 64 * (elapsed.TotalSeconds + 1);
 
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"spoofed flood to many destinations: {sent}; legit {downloads}; spoofed SYNs seen {spoofedSyns.Count}, rate-limited {limited}, probes {spoofedProbes} (bound {probeBound:F0}); " +
+            $"{family} spoofed flood to many destinations: {sent}; legit {downloads}; spoofed SYNs seen {spoofedSyns.Count}, rate-limited {limited}, probes {spoofedProbes} (bound {probeBound:F0}); " +
             $"{maxima}; log {logBytes} bytes in {elapsed.TotalSeconds:F1} s = {logPerMinute:F0} bytes/min (bound {LogBytesPerMinuteBound}); load {HostileLab.Load()}"));
         Assert.Multiple(() =>
         {
@@ -145,4 +147,29 @@ public sealed class SpoofedFloodTests
             Assert.That(peak, Is.LessThan(512 * 1024), "peak RSS (KiB) stays bounded");
         });
     }
+
+    /// <summary>What the many-destinations flood needs of one address family.</summary>
+    /// <param name="Flood">The spoofed SYNs: four source prefixes toward the many-destinations prefix.</param>
+    /// <param name="SpoofedClients">How a spoofed source starts in the events' client field.</param>
+    /// <param name="Destinations">How a flood destination starts in the probe events.</param>
+    /// <param name="PrimedServer">How the primed server starts there (its probes are not the flood's).</param>
+    /// <param name="Url">The legitimate downloads' URL (null: the lab's default server).</param>
+    /// <param name="LimitedReasons">The syn event reasons that mean a probe was refused by a rate limit.</param>
+    internal sealed record ManyDestinationsFlood(
+        Func<Task<HostileLab>> StartAsync, Func<HostileLab, Task> PrimeAsync, HostileSegment Flood,
+        string SpoofedClients, string Destinations, string PrimedServer, Func<int, string>? Url, string[] LimitedReasons);
+
+    private static readonly ManyDestinationsFlood ManyDestinationsV4 = new(
+        () => HostileLab.StartAsync(),
+        lab => lab.PrimeAsync(),
+        HostileSegment.MpCapableSyn(HostileLab.SpoofedSources, HostileLab.ManyDestinations) with
+        {
+            SourcePrefixLength = 22,
+            DestinationPrefixLength = HostileLab.ManyDestinationsPrefixLength,
+        },
+        SpoofedClients: "198.19.",
+        Destinations: "198.18.1",
+        PrimedServer: HostileLab.Server.ToString(),
+        Url: null,
+        LimitedReasons: ["ProbeRateLimited"]);
 }

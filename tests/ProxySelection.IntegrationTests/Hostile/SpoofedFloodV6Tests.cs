@@ -68,50 +68,20 @@ public sealed class SpoofedFloodV6Tests
         });
     }
 
-    [Test]
-    public async Task SpoofedSynFloodV6_ToManyDestinations_ProbesRateLimitedPerSlash56LogBoundedDownloadsWhole()
-    {
-        const double Rate = 2_000;
-        const int SourcePrefixes = 4; // sources from a /54: four /56s, each allowed 64 probes a second (spec §7.5.1)
-        const double LogBytesPerMinuteBound = 64 * 1024;
-        await using var lab = await StartAsync();
-        await PrimeTcpOnlyAsync(lab);
-        var probesBefore = lab.Events("probe").Count;
-        long logBefore = lab.LogBytes();
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        var flood = SegmentGenerator.RunAsync(lab.Client, HostileSegment.MpCapableSyn(SpoofedSourcesV6, HostileLab.ManyDestinationsV6) with
+    /// <summary>The IPv6 side of <see cref="SpoofedFloodTests.SpoofedSynFlood_ToManyDestinations_ProbesRateLimitedPerSourcePrefixLogBoundedDownloadsWhole"/>.</summary>
+    internal static readonly SpoofedFloodTests.ManyDestinationsFlood ManyDestinations = new(
+        StartAsync,
+        PrimeTcpOnlyAsync,
+        HostileSegment.MpCapableSyn(SpoofedSourcesV6, HostileLab.ManyDestinationsV6) with
         {
-            SourcePrefixLength = 54,
+            SourcePrefixLength = 54, // four /56s
             DestinationPrefixLength = HostileLab.ManyDestinationsV6PrefixLength,
-        }, Limits(Rate));
-        var status = lab.StatusWhileAsync(flood);
-        var downloads = await lab.DownloadLoopAsync(flood, minimum: 10, HostileLab.FloodSeconds + TimeSpan.FromSeconds(90), _ => TcpOnlyUrl);
-        var sent = await flood.WaitAsync(TimeSpan.FromSeconds(60));
-        var maxima = await status.WaitAsync(TimeSpan.FromSeconds(30));
-        // Holds started at the end of the flood resolve within a probe timeout.
-        await Task.Delay(TimeSpan.FromSeconds(1));
-        var elapsed = watch.Elapsed;
-        long logBytes = lab.LogBytes() - logBefore;
-        double logPerMinute = logBytes / elapsed.TotalMinutes;
-        var spoofedSyns = lab.Events("syn").Where(e => e.Client!.StartsWith("[2001:db8:f000:", StringComparison.Ordinal)).ToList();
-        var limited = spoofedSyns.Count(e => e.Reason is "ProbeRateLimited" or "ProbeRateCapped");
-        var spoofedProbes = lab.Events("probe").Skip(probesBefore).Count(e => e.Destination!.StartsWith("[2001:db8:80:", StringComparison.Ordinal)
-            && !e.Destination.StartsWith($"[{TcpOnlyServer}]", StringComparison.Ordinal));
-        double probeBound = SourcePrefixes * 64 * (elapsed.TotalSeconds + 1);
-
-        TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"IPv6 spoofed flood to many destinations: {sent}; legit {downloads}; spoofed SYNs seen {spoofedSyns.Count}, rate-limited {limited}, probes {spoofedProbes} (bound {probeBound:F0}); " +
-            $"{maxima}; log {logBytes} bytes in {elapsed.TotalSeconds:F1} s = {logPerMinute:F0} bytes/min (bound {LogBytesPerMinuteBound}); load {HostileLab.Load()}"));
-        Assert.Multiple(() =>
-        {
-            Assert.That(sent.AchievedPerSecond, Is.GreaterThanOrEqualTo(Rate * 0.9), "the generator kept the rate");
-            Assert.That(limited, Is.GreaterThan(0), "the per-/56 probe limit passed SYNs beyond it");
-            Assert.That(spoofedProbes, Is.LessThanOrEqualTo(probeBound), "probes within the per-prefix rate");
-            Assert.That(lab.Daemon.HasExited, Is.False, "the daemon survived");
-            Assert.That(downloads.SuccessRate, Is.GreaterThanOrEqualTo(0.99), downloads.ToString());
-            Assert.That(logPerMinute, Is.LessThanOrEqualTo(LogBytesPerMinuteBound), "log bytes per minute under a flood over many destinations");
-        });
-    }
+        },
+        SpoofedClients: "[2001:db8:f000:",
+        Destinations: "[2001:db8:80:",
+        PrimedServer: $"[{TcpOnlyServer}]",
+        Url: _ => TcpOnlyUrl,
+        LimitedReasons: ["ProbeRateLimited", "ProbeRateCapped"]);
 
     private static GeneratorLimits Limits(double rate) =>
         new(rate, (long)(rate * HostileLab.FloodSeconds.TotalSeconds), HostileLab.FloodSeconds + TimeSpan.FromSeconds(5));
