@@ -1,3 +1,4 @@
+using ProxySelection.LabTool.Interop;
 using ProxySelection.LabTool.Lab;
 
 namespace ProxySelection.LabTool.Tests;
@@ -31,8 +32,9 @@ public sealed class PrerequisiteGateTests : IDisposable
     }
 
     /// <summary>A machine whose installer "installs" by creating the tools in <paramref name="installs"/>, or fails.</summary>
-    private PrerequisiteGate Gate(bool root = true, bool mptcp = true, bool installWorks = true, string[]? installs = null) =>
-        new("interop", Tools, new MachineProbe(() => root, () => mptcp, () => [_path.FullName], (packages, log) =>
+    private PrerequisiteGate Gate(bool root = true, bool mptcp = true, bool installWorks = true, string[]? installs = null,
+        IReadOnlyList<(string Tool, string Package)>? tools = null) =>
+        new("interop", tools ?? Tools, new MachineProbe(() => root, () => mptcp, () => [_path.FullName], (packages, log) =>
         {
             _installs.Add(packages);
             log.WriteLine("  | apt output");
@@ -134,6 +136,38 @@ public sealed class PrerequisiteGateTests : IDisposable
         {
             Assert.That(exit, Is.EqualTo(4));
             Assert.That(_error.ToString(), Does.Contain("no Multipath TCP"));
+        });
+    }
+
+    [Test]
+    public void InteropToolsFor_FullMatrix_NamesBirdAndBirdcFromBird2()
+    {
+        Assert.That(InteropCommand.ToolsFor(InteropMatrix.Full(), compare: false), Does.Contain(("bird", "bird2")).And.Contain(("birdc", "bird2")));
+    }
+
+    [Test]
+    public void InteropToolsFor_CiSubsetOrCompare_NoTierCell_NoBird()
+    {
+        Assert.Multiple(() =>
+        {
+            Assert.That(InteropMatrix.CiSubset().Any(c => c.Tier > 1), Is.False, "the CI subset has no tier cell");
+            Assert.That(InteropCommand.ToolsFor(InteropMatrix.CiSubset(), compare: false), Is.EqualTo(Prerequisites.InteropTools));
+            Assert.That(InteropCommand.ToolsFor(InteropMatrix.Full(), compare: true), Is.EqualTo(Prerequisites.InteropTools));
+        });
+    }
+
+    [Test]
+    public void Check_TierCellWithoutBirdNoInstall_NamesToolAndAptPackage_Exit4()
+    {
+        Have([.. Prerequisites.InteropTools.Select(t => t.Tool)]);
+
+        int? exit = Gate(tools: InteropCommand.ToolsFor(InteropMatrix.Tiers(), compare: false)).Check(install: false, _output, _error);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(exit, Is.EqualTo(ExitCodes.PrerequisitesMissing));
+            Assert.That(_error.ToString(), Does.Contain("missing bird (package bird2)").And.Contain("apt-get install bird2"));
+            Assert.That(_installs, Is.Empty);
         });
     }
 }

@@ -95,7 +95,7 @@ internal static partial class InteropCommand
                 return ExitCodes.Usage;
             }
 
-            if (new PrerequisiteGate("interop", Prerequisites.InteropTools, MachineProbe.ThisMachine).Check(!result.GetValue(noInstall), output, stderr) is { } notReady)
+            if (new PrerequisiteGate("interop", ToolsFor(selected, result.GetValue(compare)), MachineProbe.ThisMachine).Check(!result.GetValue(noInstall), output, stderr) is { } notReady)
             {
                 return notReady;
             }
@@ -113,6 +113,10 @@ internal static partial class InteropCommand
         });
         return command;
     }
+
+    /// <summary>The tools a run needs: BIRD too when it runs a tier cell (<c>--compare</c> runs none).</summary>
+    public static IReadOnlyList<(string Tool, string Package)> ToolsFor(IReadOnlyList<InteropCell> cells, bool compare) =>
+        !compare && cells.Any(c => c.Tier > 1) ? [.. Prerequisites.InteropTools, .. Prerequisites.TierTools] : Prerequisites.InteropTools;
 
     /// <summary>The cells to run: the CI subset, the full matrix, or the named ones (null when a name matches none).</summary>
     public static IReadOnlyList<InteropCell>? Select(bool full, IReadOnlyList<string> names)

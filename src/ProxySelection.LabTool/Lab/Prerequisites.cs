@@ -39,6 +39,13 @@ internal static class Prerequisites
         ("setsid", "util-linux"),
     ];
 
+    /// <summary>What the tier cells of <c>interop</c> run beside <see cref="InteropTools"/>: BIRD, for the ECMP router's BGP.</summary>
+    public static readonly IReadOnlyList<(string Tool, string Package)> TierTools =
+    [
+        ("bird", "bird2"),         // the router's and every instance's BGP daemon
+        ("birdc", "bird2"),        // an instance announces and withdraws the service route through it
+    ];
+
     /// <summary>What <c>bench</c> runs: the relays compared (HAProxy, socat), the load generators and the tracer.</summary>
     public static readonly IReadOnlyList<(string Tool, string Package)> BenchTools =
     [
