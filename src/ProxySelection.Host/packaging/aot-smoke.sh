@@ -11,34 +11,11 @@
 set -euo pipefail
 
 exe=${1:?usage: $0 PATH/TO/proxysel}
-[ "$(id -u)" = 0 ] || { echo "aot-smoke: root is required (network namespaces, iptables)" >&2; exit 3; }
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
-ns=psel-aot-$$
-work=$(mktemp -d "${TMPDIR:-/tmp}/psel-aot.XXXXXX")
-pid=
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/netns-daemon.sh" aot
 fail() { echo "aot-smoke: FAILED: $*" >&2; [ -f "$work/out" ] && tail -20 "$work/out" >&2; exit 1; }
 in_ns() { ip netns exec "$ns" "$@"; }
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-in_ns sysctl -qw net.mptcp.enabled=1
-
-start() {
-  : > "$work/out"
-  ip netns exec "$ns" "$exe" run --ports 80 "$@" > "$work/out" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 3000); do
-    grep -q 'proxysel: running' "$work/out" && return 0
-    kill -0 "$pid" 2>/dev/null || fail "run exited"
-    sleep 0.01
-  done
-  fail "run did not reach running"
-}
+start() { local rc=0; psel_run "$exe" "$work/out" "$@" || rc=$?; [ "$rc" = 0 ] || fail "run did not reach running (psel_run $rc: 1 exited, 2 timed out)"; }
 
 start --events "$work/events.jsonl" --set Proxy:Logging=json --set Telemetry:Prometheus:Endpoint=http://127.0.0.1:9464/metrics
 in_ns "$exe" status | grep -q '^proxysel running: role=downgrade' || fail status

@@ -13,20 +13,7 @@ set -euo pipefail
 starts=10
 if [ "${1:-}" = "-n" ]; then starts=$2; shift 2; fi
 [ $# -ge 1 ] || { echo "usage: $0 [-n STARTS] PUBLISH_DIR..." >&2; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "measure-start: root is required (network namespaces, iptables)" >&2; exit 3; }
-
-ns=psel-start-$$
-work=$(mktemp -d "${TMPDIR:-/tmp}/psel-start.XXXXXX")
-pid=
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  ip netns del "$ns" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip netns exec "$ns" sysctl -qw net.mptcp.enabled=1
+. "$(dirname "$0")/netns-daemon.sh" start
 
 median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -36,17 +23,10 @@ for dir in "$@"; do
   : > "$work/ready" ; : > "$work/rss" ; : > "$work/hwm" ; : > "$work/warm"
   for i in $(seq 1 "$starts"); do
     out=$work/out-$(basename "$dir")-$i
-    : > "$out"  # exists and empty before the daemon starts: the wait below must not read an older file
     t0=$(date +%s%N)
-    ip netns exec "$ns" "$exe" run --ports 80 >> "$out" 2>&1 &
-    pid=$!
-    t1=
-    for _ in $(seq 1 3000); do
-      if grep -q 'proxysel: running' "$out"; then t1=$(date +%s%N); break; fi
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.01
-    done
-    [ -n "$t1" ] || { echo "measure-start: $exe did not start:" >&2; cat "$out" >&2; exit 1; }
+    rc=0; psel_run "$exe" "$out" || rc=$?
+    t1=$(date +%s%N)
+    [ "$rc" = 0 ] || { echo "measure-start: $exe did not start:" >&2; cat "$out" >&2; exit 1; }
     ready=$(( (t1 - t0) / 1000000 ))
     sleep 2
     rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$pid/status")
