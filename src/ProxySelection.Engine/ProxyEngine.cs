@@ -68,6 +68,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private NfqueueHook? _hook;
     private NfqueueHook? _egressHook;
     private HoldClock? _holdClock;
+    // When StartAsync began, on _time: the run the stop line's GC pause share is a share of.
+    private long _startedAt;
     private int _trimming;
     private int _stopped;
 
@@ -179,6 +181,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>Binds the queue first (a SYN queued before that would wait for nobody), then installs the rules.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        _startedAt = _time.GetTimestamp();
         try
         {
             _telemetry.Start();
@@ -775,7 +778,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             var gc = GC.GetGCMemoryInfo(GCKind.Any);
             var paused = GC.GetTotalPauseDuration();
             ProxyEngineLog.GcSummary(_log, GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2), paused.TotalMilliseconds,
-                100 * paused / (_time.GetUtcNow() - System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime()),
+                100 * paused / _time.GetElapsedTime(_startedAt),
                 gc.PauseDurations.Length > 0 ? gc.PauseDurations[0].TotalMilliseconds : 0);
             await _hook.DisposeAsync().ConfigureAwait(false);
         }
