@@ -35,6 +35,8 @@ public sealed class KernelSigner : IDisposable
 
     public static IReadOnlyList<string> Cleanup(string name) => [];
 
+    public static int AttachedPrograms(string cgroupPath) => 0;
+
     public void Dispose()
     {
     }
