@@ -45,6 +45,10 @@ public sealed class BenchOptions
     /// <summary>How to start <c>proxysel</c> for the engine subjects (<c>proxysel run</c>); empty: none.</summary>
     public IReadOnlyList<string> EngineCommand { get; set; } = [];
 
+    /// <summary>Settings the engine runs with (<c>Key=Value</c>, each passed as <c>--set</c>), e.g.
+    /// <c>Proxy:KernelSigning=true</c>: an A/B of the engine's own paths is two runs that differ only here.</summary>
+    public IReadOnlyList<string> EngineSettings { get; set; } = [];
+
     /// <summary>Phases to run: <c>throughput</c> (with CPU per GB), <c>connections</c> (wrk and connect times), <c>idle</c>. Default all.</summary>
     public IReadOnlyList<string> Phases { get; set; } = AllPhases;
 

@@ -132,6 +132,7 @@ public static class BenchReport
             ["wrk_seconds"] = results.Options.ConnectionSeconds,
             ["idle_connections"] = results.Options.IdleConnections,
             ["rate_limited_1g"] = results.Options.RateLimited,
+            ["engine_settings"] = new JsonArray([.. results.Options.EngineSettings.Select(s => (JsonNode?)JsonValue.Create(s))]),
         };
         var subjects = new JsonObject();
         foreach (var r in results.Subjects)
@@ -235,6 +236,10 @@ public static class BenchReport
         var m = results.Machine;
         sb.AppendLine(CultureInfo.InvariantCulture, $"machine: {m.CpuModel}, {m.Cores} cores, kernel {m.Kernel}, {m.DotNet}, load at start {m.LoadAverageAtStart}");
         sb.AppendLine(CultureInfo.InvariantCulture, $"{results.Options.Rounds} interleaved round(s), iperf3 {results.Options.Seconds} s, wrk {results.Options.ConnectionSeconds} s, {results.Options.IdleConnections} idle connections; medians; ×direct = ratio to the direct TCP path");
+        if (results.Options.EngineSettings.Count > 0)
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"engine settings: {string.Join(' ', results.Options.EngineSettings)}");
+        }
         sb.AppendLine(CultureInfo.InvariantCulture,
             $"{"subject",-23} {"Gbit/s",7} {"×direct",7} {"@1G",6} {"×direct",7} {"CPU s/GB",8} {"conn/s",7} {"p50 ms",7} {"p99 ms",7} {"SYN µs",6} {"p99",6} {"µs/conn",7} {"idle KiB",8}  load (1 min)");
         foreach (var r in results.Subjects)

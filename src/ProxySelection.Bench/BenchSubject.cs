@@ -262,14 +262,15 @@ public sealed class EngineSubject(EngineTraffic traffic) : BenchSubject
     }
 
     /// <summary>Starts <c>proxysel run --ports ...</c> in the proxy namespace; returns once it is running.</summary>
-    public static async Task<LabProcess> StartEngineAsync(NetNamespace proxy, IReadOnlyList<string> command, IEnumerable<int> ports)
+    public static async Task<LabProcess> StartEngineAsync(NetNamespace proxy, IReadOnlyList<string> command, IEnumerable<int> ports,
+        IReadOnlyList<string>? settings = null)
     {
         ArgumentNullException.ThrowIfNull(proxy);
         ArgumentNullException.ThrowIfNull(command);
         List<string> args =
         [
             .. command.Skip(1), "run", "--ports", string.Join(',', ports.Select(p => p.ToString(CultureInfo.InvariantCulture))),
-            "--chain-prefix", "PSBENCH",
+            "--chain-prefix", "PSBENCH", .. (settings ?? []).SelectMany(s => (string[])["--set", s]),
         ];
         var process = proxy.StartProcess(command[0], args);
         try

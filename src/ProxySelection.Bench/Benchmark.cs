@@ -86,7 +86,7 @@ public sealed class Benchmark(BenchOptions options, TimeProvider time)
             }
             var starting = System.Diagnostics.Stopwatch.StartNew();
             env.Engine = await EngineSubject.StartEngineAsync(topology.Proxy, options.EngineCommand,
-                [EngineIperfPort, EngineHttpPort, EngineIdlePort, EngineIperfMptcpPort, EngineHttpMptcpPort])
+                [EngineIperfPort, EngineHttpPort, EngineIdlePort, EngineIperfMptcpPort, EngineHttpMptcpPort], options.EngineSettings)
                 .ConfigureAwait(false);
             // Issue 13, warm start: exec to the running line (READY), then its memory once idle (no connection yet).
             results.EngineStartToReadyMs = starting.Elapsed.TotalMilliseconds;

@@ -36,6 +36,26 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _joinsPassed;
     private long _kernelPassed;
     private long _kernelIntercepted;
+    private long _kernelSignedSyns;
+    private long _kernelSignedSynAcks;
+    private long _kernelSignNoRoom;
+
+    /// <summary>SYNs (upstream legs) the kernel signed (<see cref="ProxyEngineOptions.KernelSigning"/>; read back each second).</summary>
+    public long KernelSignedSyns => Interlocked.Read(ref _kernelSignedSyns);
+
+    /// <summary>SYN/ACKs the kernel signed with the Claim.</summary>
+    public long KernelSignedSynAcks => Interlocked.Read(ref _kernelSignedSynAcks);
+
+    /// <summary>Segments the kernel had to send without the option: no room left (an MP_JOIN's, mostly).</summary>
+    public long KernelSignNoRoom => Interlocked.Read(ref _kernelSignNoRoom);
+
+    /// <summary>What the kernel signer counted so far.</summary>
+    public void SetKernelSigned(long syns, long synAcks, long noRoom)
+    {
+        Interlocked.Exchange(ref _kernelSignedSyns, syns);
+        Interlocked.Exchange(ref _kernelSignedSynAcks, synAcks);
+        Interlocked.Exchange(ref _kernelSignNoRoom, noRoom);
+    }
 
     /// <summary>SYNs the kernel fast path passed toward a known MPTCP server, never queued (its rules' counters, read back
     /// every few seconds and at stop; 0 without <see cref="ProxyEngineOptions.KernelFastPath"/>).</summary>
@@ -225,6 +245,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
         ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["joins_passed"] = JoinsPassed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
         ["kernel_passed"] = KernelPassed, ["kernel_intercepted"] = KernelIntercepted,
+        ["kernel_signed_syns"] = KernelSignedSyns, ["kernel_signed_synacks"] = KernelSignedSynAcks, ["kernel_sign_no_room"] = KernelSignNoRoom,
     };
 
     public override string ToString() =>
@@ -233,5 +254,6 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
         $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} joins_passed={JoinsPassed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
-        $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted}";
+        $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted} " +
+        $"kernel_signed_syns={KernelSignedSyns} kernel_signed_synacks={KernelSignedSynAcks} kernel_sign_no_room={KernelSignNoRoom}";
 }

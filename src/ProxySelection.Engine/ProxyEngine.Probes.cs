@@ -59,6 +59,12 @@ public sealed partial class ProxyEngine
         {
             _ensureListener(new ListenerKey(flow.EndPoints.Destination.Port, flow.EndPoints.Destination.AddressFamily, ClientProtocol));
             var intercept = NfqueueClient.MaskedMark(mark, _rulesetOptions.InterceptMark, _rulesetOptions.InterceptMask);
+            if (_rulesetOptions.KernelSigned)
+            {
+                // The listener's SYN/ACK would carry the kernel's Claim: the re-sign mark sends it to the egress hook for the Defer.
+                intercept = NfqueueClient.MaskedMark(intercept, _rulesetOptions.ResignMark, _rulesetOptions.ResignMask);
+            }
+
             Verdicts.AcceptWithPayload(packetId, buffer.AsSpan(0, length), intercept);
         }
         catch

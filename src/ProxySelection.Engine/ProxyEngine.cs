@@ -29,11 +29,16 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _log;
     private readonly EngineEvents _events;
-    private readonly InterceptionRuleset _ruleset;
-    private readonly InterceptionRulesetOptions _rulesetOptions;
+    // Rebuilt once at start when the kernel signer opens (KernelSigned, explicit-mode fast path); read-only after.
+    private InterceptionRuleset _ruleset;
+    private InterceptionRulesetOptions _rulesetOptions;
     private readonly ProxyNegotiator _negotiator;
     private readonly EgressSigner _signer;
     private readonly MarkingSocketFactory _markedSockets;
+    private readonly MarkingSocketFactory _listenerSockets;
+    private readonly MarkingSocketFactory _upstreamSockets;
+    private Kernel.KernelSigning? _kernelSigning;
+    private int _refreshTicks;
     private readonly UpstreamConnector _connector;
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
@@ -114,15 +119,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _flows = new FlowTable(time, options.AdoptionTimeout, new NegotiatorSlots(_negotiator), _signer, OnFlowExpired);
         _parkedJoins = new ParkedJoins(time, OnParkedJoinTimedOut);
         _edge = new DomainEdge(options.EdgeInterfaces);
-        // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY.
+        // Listeners and probes carry the egress mark: their SYN/ACKs and SYNs pass the egress queue to get MP_PROXY. With the
+        // kernel signer, listeners and upstream legs take its marks instead (StartAsync); probes stay on the queue.
         _markedSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
+        _listenerSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
+        _upstreamSockets = new MarkingSocketFactory(_rulesetOptions.EgressMark);
         _probeConnector = probes ?? new SocketProbeConnector(_markedSockets);
         _verdicts = verdicts;
         _egressVerdicts = verdicts;
         // Explicit mode: upstream legs carry the mark too, so their SYNs get the holder's Claim or Upgrade (spec §7.3.3).
         // Host-configured alone has no egress queue: its legs go unmarked.
         _connector = new UpstreamConnector(new UpstreamConnectorOptions(),
-            options.Negotiation.Mode == SignalingMode.Explicit && options.Transparent ? _markedSockets : SocketFactory.Default, time);
+            options.Negotiation.Mode == SignalingMode.Explicit && options.Transparent ? _upstreamSockets : SocketFactory.Default, time);
         bool downgrade = options.Negotiation.Role == ProxyRole.Downgrade;
         var relayOptions = new RelayOptions
         {
@@ -132,7 +140,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             IdleTimeout = options.IdleTimeout,
         };
         _relay = new RelayServer(relayOptions, new ListenerOptions(), SocketFactory.Default, _connector, time, static _ => { });
-        _listeners = new ListenerRegistry(_markedSockets, new ListenerOptions(), OnAcceptedAsync);
+        _listeners = new ListenerRegistry(_listenerSockets, new ListenerOptions(), OnAcceptedAsync);
         _ensureListener = ensureListener ?? (key => _listeners.Ensure(key));
         _frontRelay = CreateFrontRelay(options, _connector, time);
         _localAddresses = new Fronts.LocalAddresses(time);
@@ -152,7 +160,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     internal FlowTable Flows => _flows;
 
     /// <summary>The ruleset options for <paramref name="options"/>: what <c>proxysel cleanup</c> removes.</summary>
-    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options)
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options) => RulesetOptions(options, kernelSigned: false);
+
+    /// <summary>As <see cref="RulesetOptions(ProxyEngineOptions)"/>, with the kernel signer open (<paramref name="kernelSigned"/>):
+    /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel.</summary>
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new InterceptionRulesetOptions
@@ -174,7 +186,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             HandshakeSetSeconds = (int)Math.Ceiling(options.AdoptionTimeout.TotalSeconds),
             FastPathPass = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade,
             FastPathIntercept = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade
-                && options.Negotiation.Mode == SignalingMode.Implicit,
+                && (options.Negotiation.Mode == SignalingMode.Implicit || kernelSigned),
+            KernelSigned = kernelSigned,
         };
     }
 
@@ -198,6 +211,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 // a probe's SYN waited past its deadline and a probe the server answered at once was declared timed out.
                 // Before the hook threads start: they, and the pool threads after them, inherit the nice value.
                 int niced = _options.RaisedScheduling ? ThreadScheduling.RaiseProcess(HoldClock.Nice) : 0;
+                OpenKernelSigning();
                 _hook = NfqueueHook.Open(_options.QueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _verdicts = _hook;
                 _egressHook = NfqueueHook.Open(_options.EgressQueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
@@ -224,6 +238,42 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             await DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// With <see cref="ProxyEngineOptions.KernelSigning"/> in explicit mode: the kernel signs the listener's SYN/ACKs and the
+    /// upstream legs' SYNs. Before any listener or leg exists (the process moves to the signer's cgroup, and a socket's
+    /// cgroup is the one it was made in). A kernel that refuses costs nothing but the queue trips: one line says why.
+    /// </summary>
+    private void OpenKernelSigning()
+    {
+        if (!_options.KernelSigning || _options.Negotiation.Mode != SignalingMode.Explicit)
+        {
+            return;
+        }
+
+        string name = Kernel.KernelSigningNames.ForProcess(_options.ChainPrefix, Environment.ProcessId);
+        _kernelSigning = Kernel.KernelSigning.TryOpen(name, _options.Negotiation, _options.KeyRing, out string? reason);
+        if (_kernelSigning is null)
+        {
+            ProxyEngineLog.KernelSigningUnavailable(_log, reason ?? "unknown");
+            return;
+        }
+
+        _listenerSockets.Mark = _kernelSigning.ListenerMark;
+        _upstreamSockets.Mark = _kernelSigning.UpstreamMark;
+        _rulesetOptions = RulesetOptions(_options, kernelSigned: true);
+        _ruleset = new InterceptionRuleset(_rulesetOptions);
+        ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
+    }
+
+    private void ReadKernelSigned()
+    {
+        if (_kernelSigning is { } signing)
+        {
+            var counts = signing.ReadCounts();
+            Counters.SetKernelSigned(counts.SynsSigned, counts.SynAcksSigned, counts.NoRoom);
         }
     }
 
@@ -277,12 +327,22 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             return;
         }
 
-        if (TcpPacket.TryParse(packet.Payload, out var own) == WireError.None)
+        bool parsed = TcpPacket.TryParse(packet.Payload, out var own) == WireError.None;
+        if (parsed)
         {
             OnOwnSyn(own);
         }
 
-        var rewrite = _signer.Rewrite(packet.Payload, packet.InDeviceIndex, out var rewritten, out int length);
+        ReadOnlySpan<byte> payload = packet.Payload;
+        if (_kernelSigning is not null && parsed && (own.Tcp.Flags & (TcpFlags.Syn | TcpFlags.Ack)) == (TcpFlags.Syn | TcpFlags.Ack) && packet.InDeviceIndex == 0
+            && DomainEdge.Strip(payload, out var unsigned, out int unsignedLength) > 0)
+        {
+            // A SYN/ACK the kernel signed with the Claim whose flow asked for something else (a Defer: the re-sign set):
+            // the engine's option replaces the kernel's. If none is due any more, the kernel's goes out (below).
+            payload = unsigned.AsSpan(0, unsignedLength);
+        }
+
+        var rewrite = _signer.Rewrite(payload, packet.InDeviceIndex, out var rewritten, out int length);
         switch (rewrite)
         {
             case EgressRewrite.SynAck:
@@ -539,11 +599,22 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
     private static readonly TimeSpan HoldClockPeriod = TimeSpan.FromMilliseconds(5);
 
+    // About once a second at the hold clock's period.
+    private const int KeyRefreshTicks = 200;
+
     private void OnHoldClockTick()
     {
         try
         {
             ReleaseOverdueHolds();
+            if (_kernelSigning is not null && ++_refreshTicks >= KeyRefreshTicks)
+            {
+                // A reloaded key ring or priority reaches the kernel within a second.
+                _refreshTicks = 0;
+                _kernelSigning.Refresh();
+                ReadKernelSigned();
+            }
+
             if (_idleTrim.Due(Volatile.Read(ref _ingressPackets), _flows.HeldCount) && Interlocked.Exchange(ref _trimming, 1) == 0)
             {
                 // Off this thread: the collection pauses every thread anyway, but the clock must not wait for its end.
@@ -832,6 +903,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         }
         finally
         {
+            // The last counts for the stop line, then the program goes (after the rules: no SYN is sent any more to a
+            // listener whose SYN/ACK the kernel should sign).
+            ReadKernelSigned();
+            _kernelSigning?.Dispose();
             _telemetry.Dispose();
             _stopping.Dispose();
         }
@@ -841,12 +916,21 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 /// <summary>Sockets with SO_MARK set, so their SYNs and SYN/ACKs match the egress hook.</summary>
 public sealed class MarkingSocketFactory(uint mark) : SocketFactory
 {
+    private uint _mark = mark;
+
+    /// <summary>The mark sockets created from now on carry.</summary>
+    public uint Mark
+    {
+        get => Volatile.Read(ref _mark);
+        set => Volatile.Write(ref _mark, value);
+    }
+
     public override Socket Create(AddressFamily family, TransportProtocol protocol)
     {
         var socket = base.Create(family, protocol);
         try
         {
-            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(mark));
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 36 /* SO_MARK */, BitConverter.GetBytes(Mark));
             return socket;
         }
         catch

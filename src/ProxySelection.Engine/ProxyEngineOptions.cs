@@ -91,10 +91,20 @@ public sealed record ProxyEngineOptions
     /// The kernel fast path (issue 13; a downgrading proxy only): SYNs whose verdict the capability cache already gives
     /// from the destination alone are decided in raw PREROUTING from ipsets the engine keeps in step with the cache
     /// (<see cref="Kernel.KernelCacheMirror"/>) — pass toward a known MPTCP server; in implicit mode also intercept toward
-    /// a known TCP-only one (explicit mode must sign a Claim on the SYN/ACK, which needs the flow's queue trip). SYNs with
+    /// a known TCP-only one (explicit mode too with <see cref="KernelSigning"/>: the kernel writes the Claim). SYNs with
     /// MP_PROXY, MP_JOIN, MD5/AO or more options than the kernel filter walks still go to the queue. Off by default.
     /// </summary>
     public bool KernelFastPath { get; init; }
+
+    /// <summary>
+    /// The kernel writes the proxy's own signed MP_PROXY (issue 13; explicit mode): the Claim on the transparent listeners'
+    /// SYN/ACKs and the Claim or Upgrade on the upstream legs' SYNs, from a cgroup <c>sock_ops</c> program
+    /// (<see cref="Interception.Bpf.KernelSigner"/>), so a held connection crosses no egress queue, and with
+    /// <see cref="KernelFastPath"/> a known TCP-only destination is intercepted without any queue trip. Probes and probe
+    /// answers (a Defer) are still signed by the engine. The process moves into a cgroup of its own (the embedding host's
+    /// decision: off by default here). A kernel that refuses is logged and the egress queue signs as before.
+    /// </summary>
+    public bool KernelSigning { get; init; }
 
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;

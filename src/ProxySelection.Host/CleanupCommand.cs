@@ -9,7 +9,8 @@ namespace ProxySelection.Host;
 /// <c>proxysel cleanup</c>: removes every rule, chain, ipset (the handshake and fast-path sets, by exact name),
 /// policy-routing rule and route a proxy with the same chain prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
 /// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add), and in instance mode puts back the
-/// value of <c>net.mptcp.allow_join_initial_addr_port</c> it recorded before setting 0 (one line says so). Idempotent.
+/// value of <c>net.mptcp.allow_join_initial_addr_port</c> it recorded before setting 0 (one line says so), and the empty
+/// cgroups its kernel signer left (Proxy:KernelSigning). Idempotent.
 /// </summary>
 internal static class CleanupCommand
 {
@@ -29,6 +30,12 @@ internal static class CleanupCommand
                 if (JoinInitialAddressSysctl.Restore(JoinInitialAddressSysctl.RecordPathFor(prefixValue)) is { } value)
                 {
                     result.InvocationConfiguration.Output.WriteLine($"cleanup: {JoinInitialAddressSysctl.Name} back to {value}, the value instance mode replaced");
+                }
+
+                // The kernel signer's program went with the killed process (a bpf_link); its empty cgroup stays until here.
+                foreach (var removed in Interception.Bpf.KernelSigner.Cleanup(KernelSigningNames.Prefix(prefixValue)))
+                {
+                    result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel signer's cgroup {removed}");
                 }
 
                 return ExitCodes.Ok;

@@ -31,11 +31,12 @@ internal static class BenchCommand
         var only = new Option<string?>("--only") { Description = "Comma-separated subject names, e.g. direct,relay-tcp,haproxy" };
         var relayReadSize = new Option<int?>("--relay-read-size") { Description = "Bytes our relay subjects ask for per read (at least 65536)" };
         var phases = new Option<string?>("--phases") { Description = "Comma-separated phases to run: throughput,connections,idle (default all)" };
+        var engineSet = new Option<string[]>("--engine-set") { Description = "Key=Value the engine (proxysel run) runs with (repeatable), e.g. Proxy:KernelSigning=true" };
         var noInstall = new Option<bool>("--no-install") { Description = "Do not install missing Debian packages; fail with their names instead" };
         var daemonPath = DaemonLocator.CreateOption();
         var command = new Command("bench", "Lab benchmark: throughput, relay CPU per GB, connection rate and idle memory of our relay against HAProxy, socat and the direct path")
         {
-            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases, relayReadSize, noInstall, daemonPath,
+            quick, rounds, seconds, json, output, diagnose, only, singlePath, sysctl, clientSysctl, phases, relayReadSize, engineSet, noInstall, daemonPath,
         };
         command.Subcommands.Add(CreateRelay());
         command.SetAction(async (result, cancellationToken) =>
@@ -55,6 +56,7 @@ internal static class BenchCommand
                 options.Phases = p.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             }
             options.RelayReadSize = result.GetValue(relayReadSize);
+            options.EngineSettings = result.GetValue(engineSet) ?? [];
             // Our relay subjects run this tool (`bench relay`), the engine subjects the daemon (`proxysel run`).
             options.RelayCommand = SelfCommand();
             options.Log = stderr;

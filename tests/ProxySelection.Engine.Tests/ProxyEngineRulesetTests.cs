@@ -43,6 +43,30 @@ public sealed class ProxyEngineRulesetTests
         Assert.That(options.HandshakeSetSeconds, Is.EqualTo(3), "the handshake set lives the adoption timeout");
     }
 
+    [TestCase(SignalingMode.Explicit)]
+    [TestCase(SignalingMode.Implicit)]
+    public void RulesetOptions_KernelSigned_ExplicitModeInterceptsInTheKernelToo(SignalingMode mode)
+    {
+        var options = ProxyEngine.RulesetOptions(new ProxyEngineOptions
+        {
+            KeyRing = Ring, KernelFastPath = true, KernelSigning = true, Negotiation = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = mode },
+        }, kernelSigned: true);
+
+        Assert.That((options.FastPathPass, options.FastPathIntercept, options.KernelSigned), Is.EqualTo((true, true, true)),
+            "the kernel writes the Claim a cache-hit intercept's SYN/ACK needs");
+    }
+
+    [Test]
+    public void RulesetOptions_KernelSigningAskedButNotOpen_ExplicitModeKeepsTheQueue()
+    {
+        var options = ProxyEngine.RulesetOptions(new ProxyEngineOptions
+        {
+            KeyRing = Ring, KernelFastPath = true, KernelSigning = true, Negotiation = new NegotiatorOptions { Role = ProxyRole.Downgrade, Mode = SignalingMode.Explicit },
+        });
+
+        Assert.That((options.FastPathIntercept, options.KernelSigned), Is.EqualTo((false, false)), "a kernel that refused the signer signs nothing");
+    }
+
     [Test]
     public void RulesetOptions_FastPathOff_NoFastPath() =>
         Assert.That(ProxyEngine.RulesetOptions(new ProxyEngineOptions { KeyRing = Ring }).FastPath, Is.False);

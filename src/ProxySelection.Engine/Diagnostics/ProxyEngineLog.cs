@@ -69,6 +69,14 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(117, LogLevel.Information, "{Line}")]
     public static partial void DecisionLatency(ILogger logger, string line);
 
+    [LoggerMessage(133, LogLevel.Information,
+        "proxysel: kernel signing on: the kernel writes MP_PROXY on the listeners' SYN/ACKs and the upstream legs' SYNs (cgroup {Cgroup}; Proxy:KernelSigning)")]
+    public static partial void KernelSigningOn(ILogger logger, string cgroup);
+
+    [LoggerMessage(134, LogLevel.Warning,
+        "proxysel: Proxy:KernelSigning: {Reason}; signing through the egress queue instead")]
+    public static partial void KernelSigningUnavailable(ILogger logger, string reason);
+
     [LoggerMessage(130, LogLevel.Information,
         "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
     public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule);

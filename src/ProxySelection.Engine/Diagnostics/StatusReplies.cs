@@ -156,6 +156,8 @@ public static class StatusReplies
         ["hook_failures"] = c.HookFailures,
         ["kernel_passed"] = c.KernelPassed,
         ["kernel_intercepted"] = c.KernelIntercepted,
+        ["kernel_signed_syns"] = c.KernelSignedSyns,
+        ["kernel_signed_synacks"] = c.KernelSignedSynAcks,
     };
 
     /// <summary>include/net/tcp_states.h.</summary>

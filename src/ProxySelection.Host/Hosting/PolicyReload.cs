@@ -185,6 +185,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.KernelFastPath);
         }
 
+        if (a.KernelSigning != b.KernelSigning)
+        {
+            yield return nameof(a.KernelSigning);
+        }
+
         if (!string.Equals(a.ControlSocketPath, b.ControlSocketPath, StringComparison.Ordinal))
         {
             yield return nameof(a.ControlSocket);

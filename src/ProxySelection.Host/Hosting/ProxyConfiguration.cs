@@ -319,6 +319,7 @@ internal static class ProxyConfiguration
             KeyRing = keyRing,
             IdleTimeout = options.IdleTimeout,
             KernelFastPath = options.KernelFastPath,
+            KernelSigning = options.KernelSigning,
             Transparent = options.Mode != ProxyMode.Socks,
             Socks = options.SocksEndpoint is null && options.Convert is null
                 ? null

@@ -92,6 +92,14 @@ internal sealed class ProxyHostOptions
     /// </summary>
     public bool KernelFastPath { get; set; }
 
+    /// <summary>
+    /// Explicit mode: the kernel writes the proxy's signed MP_PROXY on the listeners' SYN/ACKs and the upstream legs' SYNs
+    /// (a cgroup sock_ops program; the daemon moves into a cgroup of its own), so a held connection crosses no egress
+    /// queue, and with <see cref="KernelFastPath"/> a known TCP-only destination is intercepted in the kernel. A kernel
+    /// that refuses is logged and the egress queue signs as before. Default false.
+    /// </summary>
+    public bool KernelSigning { get; set; }
+
     /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
 

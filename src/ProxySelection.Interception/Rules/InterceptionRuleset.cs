@@ -61,6 +61,16 @@ public sealed class InterceptionRuleset
         try
         {
             bool handshakeSet = options.HandshakeSetSeconds > 0 && await CreateHandshakeSetsAsync(cancellationToken).ConfigureAwait(false);
+            if (options.KernelSigned)
+            {
+                if (!handshakeSet)
+                {
+                    throw new InterceptionRulesException("kernel signing needs the ipset tool (package ipset) for the re-sign set");
+                }
+
+                await CreateResignSetsAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             if (options.FastPath)
             {
                 if (options.FastPathIntercept && !handshakeSet)
@@ -115,6 +125,17 @@ public sealed class InterceptionRuleset
         }
 
         return true;
+    }
+
+    private async Task CreateResignSetsAsync(CancellationToken cancellationToken)
+    {
+        foreach (var v6 in Families)
+        {
+            // Only probe answers land here (rare): a small set; a full one costs a Claim where a Defer was due, which the
+            // prober reads as this proxy holding the connection it then resets (spec §7.5.2), never a broken connection.
+            await CheckAsync("ipset", ["create", IpSetNames.Resign(options.ChainPrefix, v6), "hash:ip,port,ip", "family", v6 ? "inet6" : "inet",
+                "timeout", Str(options.HandshakeSetSeconds), "maxelem", "4096", "hashsize", "4096"], null, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private async Task CreateFastPathSetsAsync(CancellationToken cancellationToken)
@@ -260,6 +281,13 @@ public sealed class InterceptionRuleset
                 $"-A {TproxyChain} -p tcp --syn -m mark --mark {mark} -j SET --add-set {handshake} src,src,dst --exist --timeout {Str(o.HandshakeSetSeconds)}\n");
         }
 
+        if (o.KernelSigned)
+        {
+            // The engine signs this handshake's SYN/ACK itself (a Defer): the egress rule below queues it.
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {TproxyChain} -p tcp --syn -m mark --mark {MarkSpec(o.ResignMark, o.ResignMask)} -j SET --add-set {IpSetNames.Resign(o.ChainPrefix, v6)} src,src,dst --exist --timeout {Str(o.HandshakeSetSeconds)}\n");
+        }
+
         // --on-port 0: the kernel keeps the packet's destination port (xt_TPROXY: lport ? lport : hp->dest).
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m mark --mark {mark} -j TPROXY --on-port 0 --tproxy-mark {mark}\n");
         if (withHandshakeSet)
@@ -283,6 +311,13 @@ public sealed class InterceptionRuleset
         {
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {EgressChain} -o {edge} -p tcp --tcp-flags SYN SYN --tcp-option 30 -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
+        }
+
+        if (o.KernelSigned)
+        {
+            // The listener's SYN/ACK is signed in the kernel; one whose SYN asked for a re-sign (above) comes to the engine.
+            sb.Append(CultureInfo.InvariantCulture,
+                $"-A {EgressChain} -p tcp --tcp-flags SYN,ACK SYN,ACK -m set --match-set {IpSetNames.Resign(o.ChainPrefix, v6)} dst,dst,src -j NFQUEUE --queue-num {o.EffectiveEgressQueue} --queue-bypass\n");
         }
 
         sb.Append(CultureInfo.InvariantCulture,

@@ -28,6 +28,21 @@ public sealed partial class InterceptionRulesetOptions
 
     public uint EgressMask { get; init; } = 0x2;
 
+    /// <summary>
+    /// The kernel signs the proxy's own SYN/ACKs and upstream SYNs (a cgroup <c>sock_ops</c> program,
+    /// <see cref="Bpf.KernelSigner"/>): the listener's SYN/ACKs then skip the egress queue and carry the proxy's Claim.
+    /// A SYN whose SYN/ACK must carry something else (a Defer answering another proxy's probe) gets
+    /// <see cref="ResignMark"/> in its verdict; mangle records its handshake in <c>PREFIX_RS4</c>/<c>_RS6</c>, and its
+    /// SYN/ACK alone crosses the egress queue, where the engine replaces the option. With <see cref="FastPathIntercept"/>
+    /// this is what lets explicit mode intercept in the kernel. Off by default.
+    /// </summary>
+    public bool KernelSigned { get; init; }
+
+    /// <summary>Mark bits a verdict sets (beside the intercept mark) on a SYN whose SYN/ACK the engine signs itself.</summary>
+    public uint ResignMark { get; init; } = 0x4;
+
+    public uint ResignMask { get; init; } = 0x4;
+
     /// <summary>Routing table holding <c>local default dev lo</c> for intercepted packets.</summary>
     public int RoutingTable { get; init; } = 100;
 
@@ -88,7 +103,8 @@ public sealed partial class InterceptionRulesetOptions
 
     /// <summary>The kernel fast path's intercept verdict: such a SYN toward a destination in <c>PREFIX_TO4</c>/<c>_TO6</c>
     /// gets the intercept mark in raw PREROUTING and goes to TPROXY. Only where the queue would give the same verdict with
-    /// nothing more to do (no Claim to sign on the SYN/ACK: implicit mode). Off by default.</summary>
+    /// nothing more to do: implicit mode (no Claim on the SYN/ACK), or explicit mode with <see cref="KernelSigned"/> (the
+    /// kernel writes the Claim). Off by default.</summary>
     public bool FastPathIntercept { get; init; }
 
     /// <summary>Most entries each fast-path set holds (ipset <c>maxelem</c>); a destination that does not fit is decided
@@ -120,6 +136,16 @@ public sealed partial class InterceptionRulesetOptions
         if ((InterceptMask & EgressMask) != 0)
         {
             throw new ArgumentException("InterceptMask and EgressMask must not share bits");
+        }
+
+        if (KernelSigned && (ResignMask == 0 || (ResignMark & ~ResignMask) != 0 || (ResignMask & (InterceptMask | EgressMask)) != 0))
+        {
+            throw new ArgumentException("ResignMask must be a non-empty mask containing ResignMark and sharing no bit with InterceptMask or EgressMask");
+        }
+
+        if (KernelSigned && HandshakeSetSeconds == 0)
+        {
+            throw new ArgumentException("KernelSigned needs the handshake sets (HandshakeSetSeconds > 0): the re-sign set shares their lifetime", nameof(KernelSigned));
         }
 
         ArgumentOutOfRangeException.ThrowIfLessThan(RoutingTable, 1, nameof(RoutingTable));

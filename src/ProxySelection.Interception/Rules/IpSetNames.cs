@@ -17,11 +17,16 @@ public static class IpSetNames
     /// <summary>Destinations the capability cache knows as TCP-only (the kernel intercepts their SYNs).</summary>
     public static string KnownTcpOnly(string prefix, bool v6) => $"{prefix}_TO{(v6 ? 6 : 4)}";
 
+    /// <summary>Handshakes whose SYN/ACK the engine re-signs (client, client port, destination): see
+    /// <see cref="InterceptionRulesetOptions.KernelSigned"/>.</summary>
+    public static string Resign(string prefix, bool v6) => $"{prefix}_RS{(v6 ? 6 : 4)}";
+
     /// <summary>Every name <see cref="InterceptionRuleset.CleanupAsync"/> destroys.</summary>
     public static IReadOnlyList<string> All(string prefix) =>
     [
         Handshake(prefix, false), Handshake(prefix, true),
         KnownMptcp(prefix, false), KnownMptcp(prefix, true),
         KnownTcpOnly(prefix, false), KnownTcpOnly(prefix, true),
+        Resign(prefix, false), Resign(prefix, true),
     ];
 }

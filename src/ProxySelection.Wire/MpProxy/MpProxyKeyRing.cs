@@ -135,6 +135,14 @@ public sealed class MpProxyKeyRing
         }
     }
 
+    /// <summary>The current key's id and a copy of its bytes: for a signer outside this process's code (the kernel's,
+    /// which computes the same tags, spec §9.2).</summary>
+    public (byte Id, byte[] Key) CopyCurrent()
+    {
+        var keys = Volatile.Read(ref _keys);
+        return (keys.CurrentId, (byte[])keys.Current.Clone());
+    }
+
     /// <summary>Fills the tag (and, long form, the key id) with the current key. The presence form is left as is.</summary>
     public void Sign(ref MpProxyOption option, in MpProxyFlow flow)
     {

@@ -7,6 +7,30 @@ namespace ProxySelection.Interception.Tests.Rules;
 public sealed class InterceptionRulesetRenderTests
 {
     [Test]
+    public void RenderRestoreScript_KernelSigned_ResignedHandshakesRecordedBeforeTproxyAndOnlyTheirSynAcksQueued()
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], QueueNumber = 3, EgressQueueNumber = 4, KernelSigned = true })
+            .RenderRestoreScript();
+
+        var lines = script.Split('\n').ToList();
+        int record = lines.IndexOf("-A PSEL_TPROXY -p tcp --syn -m mark --mark 0x4/0x4 -j SET --add-set PSEL_RS4 src,src,dst --exist --timeout 3");
+        int tproxy = lines.IndexOf("-A PSEL_TPROXY -p tcp -m mark --mark 0x1/0x1 -j TPROXY --on-port 0 --tproxy-mark 0x1/0x1");
+        Assert.That(record, Is.GreaterThanOrEqualTo(0), "a SYN whose SYN/ACK the engine re-signs is recorded");
+        Assert.That(record, Is.LessThan(tproxy), "before TPROXY, which ends the chain");
+        Assert.That(lines, Has.One.EqualTo(
+            "-A PSEL_EGRESS -p tcp --tcp-flags SYN,ACK SYN,ACK -m set --match-set PSEL_RS4 dst,dst,src -j NFQUEUE --queue-num 4 --queue-bypass"),
+            "only a recorded handshake's SYN/ACK reaches the egress hook: the listener's others carry the kernel's Claim");
+        Assert.That(new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], KernelSigned = true }).RenderRestoreScript(v6: true),
+            Does.Contain("--match-set PSEL_RS6 dst,dst,src"));
+        Assert.That(new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80] }).RenderRestoreScript(), Does.Not.Contain("_RS4"));
+    }
+
+    [Test]
+    public void Validate_KernelSignedResignMaskSharingTheInterceptBit_Refused() =>
+        Assert.That(() => new InterceptionRulesetOptions { Ports = [80], KernelSigned = true, ResignMark = 0x1, ResignMask = 0x1 }.Validate(),
+            Throws.ArgumentException.With.Message.Contains("ResignMask"));
+
+    [Test]
     public void RenderRestoreScript_SixteenPorts_SplitIntoMultiportRulesOfAtMostFifteen()
     {
         var ports = Enumerable.Range(1000, 16).Select(p => (ushort)p).ToArray();

@@ -1,0 +1,113 @@
+using ProxySelection.Interception.Bpf;
+using ProxySelection.Negotiation;
+using ProxySelection.Wire.MpProxy;
+
+namespace ProxySelection.Engine.Kernel;
+
+/// <summary>
+/// The engine's side of <see cref="KernelSigner"/>: which messages the kernel writes for this proxy (spec §7.3.2–7.3.3:
+/// the Claim on the listener's SYN/ACKs, the Claim or Upgrade on an upstream leg's SYN), in step with the key ring (the
+/// ring stays the one truth: <see cref="Refresh"/> pushes a rotation). Probes stay on the egress queue: their SYN's ISN
+/// is what tells the probe's own answer from a forged one (spec §7.5.2), and the hook reads it there.
+/// </summary>
+public sealed class KernelSigning : IDisposable
+{
+    /// <summary>The SYN slot of an upstream leg.</summary>
+    public const int UpstreamSlot = 1;
+
+    /// <summary>The SO_MARK field the slots take (bits 8–10): clear of the intercept, egress and re-sign marks.</summary>
+    public const uint SlotMask = 0x700;
+
+    private readonly KernelSigner _signer;
+    private readonly NegotiatorOptions _negotiation;
+    private readonly MpProxyKeyRing _ring;
+    private readonly Lock _lock = new();
+    private (byte Priority, byte KeyId, byte[] Key) _applied;
+
+    private KernelSigning(KernelSigner signer, NegotiatorOptions negotiation, MpProxyKeyRing ring, (byte, byte, byte[]) applied)
+    {
+        _signer = signer;
+        _negotiation = negotiation;
+        _ring = ring;
+        _applied = applied;
+    }
+
+    /// <summary>SO_MARK bits of a transparent listener whose SYN/ACKs carry the Claim.</summary>
+    public uint ListenerMark => _signer.ListenerMark;
+
+    /// <summary>SO_MARK bits of an upstream leg whose SYN carries the holder's Claim (or Upgrade).</summary>
+    public uint UpstreamMark => _signer.SlotMark(UpstreamSlot);
+
+    public string CgroupPath => _signer.CgroupPath;
+
+    /// <summary>
+    /// Opens the kernel signer for an explicit-mode proxy, or returns null and why (the engine then signs through the
+    /// egress queue as before: fail open, never unsigned).
+    /// </summary>
+    public static KernelSigning? TryOpen(string name, NegotiatorOptions negotiation, MpProxyKeyRing ring, out string? reason)
+    {
+        ArgumentNullException.ThrowIfNull(negotiation);
+        ArgumentNullException.ThrowIfNull(ring);
+        var current = Current(negotiation, ring);
+        if (!KernelSigner.TryOpen(name, Config(negotiation, current), SlotMask, out var signer, out reason) || signer is null)
+        {
+            return null;
+        }
+
+        return new KernelSigning(signer, negotiation, ring, current);
+    }
+
+    /// <summary>
+    /// Pushes a key rotation or a reloaded priority to the kernel (one map update); true when something had changed. The
+    /// ring and the options stay the one truth; the engine calls this about once a second.
+    /// </summary>
+    public bool Refresh()
+    {
+        var current = Current(_negotiation, _ring);
+        lock (_lock)
+        {
+            if (current.Priority == _applied.Priority && current.KeyId == _applied.KeyId && current.Key.AsSpan().SequenceEqual(_applied.Key))
+            {
+                return false;
+            }
+
+            _signer.Update(Config(_negotiation, current));
+            _applied = current;
+            return true;
+        }
+    }
+
+    public KernelSignerCounts ReadCounts() => _signer.ReadCounts();
+
+    public void Dispose() => _signer.Dispose();
+
+    private static (byte Priority, byte KeyId, byte[] Key) Current(NegotiatorOptions negotiation, MpProxyKeyRing ring)
+    {
+        var (keyId, key) = ring.CopyCurrent();
+        return (negotiation.Priority, keyId, key);
+    }
+
+    /// <summary>What the kernel writes: the option's bytes before the tag (spec §5.2), the short form on SYN/ACKs (the
+    /// Claim), the long form with the key id on an upstream leg's SYN (Claim, or Upgrade for an upgrading holder), as
+    /// <see cref="SignalCodec.Write"/> places them.</summary>
+    internal static KernelSignerConfig Config(NegotiatorOptions negotiation, (byte Priority, byte KeyId, byte[] Key) current)
+    {
+        var upstream = negotiation.Role == ProxyRole.Downgrade ? MpProxyMessage.Claim : MpProxyMessage.Upgrade;
+        return new()
+        {
+            Key = current.Key,
+            SynAck = Prefix(MpProxyOption.Short(MpProxyMessage.Claim, current.Priority, negotiation.ProxyId)),
+            Syn = new Dictionary<int, KernelSignedOption>
+            {
+                [UpstreamSlot] = Prefix(MpProxyOption.Long(upstream, current.Priority, negotiation.ProxyId, keyId: current.KeyId)),
+            },
+        };
+    }
+
+    private static KernelSignedOption Prefix(MpProxyOption option)
+    {
+        Span<byte> bytes = stackalloc byte[MpProxyOption.LongLength];
+        int length = MpProxyCodec.Write(bytes, option);
+        return new KernelSignedOption(bytes[..(length - option.TagLength)].ToArray(), option.TagLength);
+    }
+}
