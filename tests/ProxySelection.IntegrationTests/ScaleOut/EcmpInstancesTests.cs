@@ -32,12 +32,18 @@ public sealed class EcmpInstancesTests
         // The client's path-manager events, stamped as they arrive (bash's clock, no fork per line): for a connection
         // that never joined, when its ADD_ADDR came and when it closed.
         var monitor = lab.Topology.Client.StartProcess("bash", ["-c", "stdbuf -oL ip mptcp monitor | while IFS= read -r l; do echo \"$EPOCHREALTIME $l\"; done"]);
+        var captures = await JoinCaptures.StartIfAskedAsync(lab);
         var started = System.Diagnostics.Stopwatch.StartNew();
         var downloads = await lab.DownloadAsync("file.bin", Clients, parallel: 25, rate: "1M", "c");
         var elapsed = started.Elapsed;
         await Task.Delay(500);
         await monitor.StopAsync(TimeSpan.FromSeconds(10));
         var unjoined = Unjoined(monitor.Output);
+        if (captures is not null)
+        {
+            TestContext.Progress.WriteLine(await captures.ReportAsync());
+        }
+
         var after = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var client = Delta(clientBefore, await ScaleOutLab.CountersAsync(lab.Topology.Client));
         var perInstance = Enumerable.Range(0, Instances).Select(i => Delta(before[i], after[i])).ToList();

@@ -26,6 +26,8 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         "MPTcpExtMPJoinSynTxCreatSkErr", "MPTcpExtMPJoinSynTx", "MPTcpExtMPJoinAckHMacFailure", "MPTcpExtAddAddr", "MPTcpExtAddAddrTx",
         // Why a client that got ADD_ADDR would not join: dropped by its path manager, or the join's socket failed.
         "MPTcpExtAddAddrDrop", "MPTcpExtAddAddrTxDrop", "MPTcpExtEchoAdd", "MPTcpExtMPJoinSynTxBindErr", "MPTcpExtMPJoinSynTxConnectErr",
+        // Where a join the holder received may end without its SYN/ACK reaching the client, or without its third ACK.
+        "MPTcpExtMPJoinAckRx", "MPTcpExtMPJoinRejected", "TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop", "TcpExtTCPSynRetrans",
     ];
 
     private readonly ProxySelection.Lab.Lab _lab;
