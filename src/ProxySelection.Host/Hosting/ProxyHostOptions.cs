@@ -246,7 +246,7 @@ internal sealed class InstanceSettings
     /// <summary>
     /// The bound on the routers' convergence after a withdrawal: a draining instance's SOCKS/Convert fronts go on
     /// accepting for this long (a router may still send a new client here), then serve their accept queue and close
-    /// (spec §12.6). 0..60 s; default 2 s (the lab's BGP + resilient group: 130-380 ms).
+    /// (spec §12.6). 0..60 s; default 2 s (the lab's BGP and resilient group: 57-374 ms).
     /// </summary>
     public TimeSpan ConvergenceTime { get; set; } = TimeSpan.FromSeconds(2);
 

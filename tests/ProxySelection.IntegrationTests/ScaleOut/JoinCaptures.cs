@@ -11,8 +11,9 @@ namespace ProxySelection.IntegrationTests.ScaleOut;
 /// </summary>
 internal sealed class JoinCaptures
 {
-    // IPv6: tcpdump's tcp[] does not reach past an IPv6 header; the flags byte is at 40 + 13 without extension headers.
-    private const string SynFilter = "(ip and tcp[tcpflags] & tcp-syn != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0)";
+    // SYNs and RSTs. IPv6: tcpdump's tcp[] does not reach past an IPv6 header; the flags byte is at 40 + 13 without
+    // extension headers.
+    private const string SynFilter = "(ip and tcp[tcpflags] & (tcp-syn|tcp-rst) != 0) or (ip6 and ip6[6] == 6 and ip6[53] & 6 != 0)";
 
     private readonly List<(string Name, NetNamespace Ns, LabProcess Process, string Pcap)> _captures = [];
     private readonly long _backlogDropsBefore = BacklogDrops();
@@ -44,9 +45,12 @@ internal sealed class JoinCaptures
     public async Task<string> ReportAsync()
     {
         var text = new Dictionary<string, string[]>();
+        // Kept for a look afterwards: the lab's directory goes with the lab.
+        var kept = Directory.CreateTempSubdirectory("psel-joincap-").FullName;
         foreach (var (name, ns, process, pcap) in _captures)
         {
             await process.StopAsync(TimeSpan.FromSeconds(5), LabNative.SigInt);
+            File.Copy(pcap, Path.Combine(kept, Path.GetFileName(pcap)));
             var read = await ns.RunAsync("tcpdump", ["-r", pcap, "-n", "-tt"], TimeSpan.FromSeconds(60));
             text[name] = read.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         }
@@ -58,12 +62,14 @@ internal sealed class JoinCaptures
         var answered = client.Where(l => l.Contains("Flags [S.],", StringComparison.Ordinal)).Select(Tuple).Where(t => t is not null)
             .Select(t => Reverse(t!)).ToHashSet();
         var unanswered = joins.Where(j => !answered.Contains(j)).ToList();
+        // A join whose SYN/ACK came back and which the client then reset (its connection no longer takes subflows).
+        var reset = client.Where(l => l.Contains("Flags [R", StringComparison.Ordinal)).Select(Tuple).Where(t => t is not null && joins.Contains(t)).Select(t => t!).Distinct().ToList();
         var report = new StringBuilder(string.Create(CultureInfo.InvariantCulture,
-            $"join captures: the client sent {joins.Count} join 4-tuples, {unanswered.Count} without a SYN/ACK back; packets dropped at the input backlogs (all namespaces) meanwhile: {BacklogDrops() - _backlogDropsBefore}"));
-        foreach (var tuple in unanswered)
+            $"join captures (pcaps in {kept}): the client sent {joins.Count} join 4-tuples, {unanswered.Count} without a SYN/ACK back, {reset.Count} reset by the client; packets dropped at the input backlogs (all namespaces) meanwhile: {BacklogDrops() - _backlogDropsBefore}"));
+        foreach (var (tuple, what) in unanswered.Select(t => (t, "unanswered")).Concat(reset.Select(t => (t, "reset"))))
         {
             var reverse = Reverse(tuple);
-            report.Append('\n').Append("unanswered join ").Append(tuple);
+            report.Append('\n').Append(what).Append(" join ").Append(tuple);
             foreach (var (name, lines) in text)
             {
                 foreach (var line in lines.Where(l => l.Contains(tuple, StringComparison.Ordinal) || l.Contains(reverse, StringComparison.Ordinal)))
