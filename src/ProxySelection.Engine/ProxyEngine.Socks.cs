@@ -9,7 +9,7 @@ namespace ProxySelection.Engine;
 
 /// <summary>
 /// The host-configured mode (spec §7.10): the engine's side of its fronts (<see cref="HostConfiguredFront"/>, one per
-/// listener). A thin adapter: the negotiator's shared limit and the drain as <see cref="IFrontAdmission"/>, the
+/// listener). A thin adapter: the negotiator's shared limit as <see cref="IFrontAdmission"/>, the
 /// connector with the capability cache and the upstream Claim as <see cref="IFrontUpstream"/>, the engine's telemetry
 /// and status as <see cref="IFrontTelemetry"/>.
 /// </summary>
@@ -20,6 +20,7 @@ public sealed partial class ProxyEngine
     private readonly List<HostConfiguredFront> _fronts = [];
     private readonly LocalAddresses _localAddresses;
     private readonly LogBudget _frontLogBudget;
+    private SourceLimits? _frontLimits;
 
     /// <summary>When each relayed SOCKS or Convert connection was accepted, by (client, server): the status's age.</summary>
     private readonly System.Collections.Concurrent.ConcurrentDictionary<FlowEndPoints, long> _frontAccepted = new();
@@ -76,8 +77,8 @@ public sealed partial class ProxyEngine
         }
 
         var adapter = new FrontAdapter(this);
-        var services = new FrontServices(adapter, adapter, adapter, _frontRelay!,
-            new SourceLimits(MaxHandshakes, socks.MaxHandshakesPerSource, socks.MaxConnectionsPerSource),
+        _frontLimits = new SourceLimits(MaxHandshakes, socks.MaxHandshakesPerSource, socks.MaxConnectionsPerSource);
+        var services = new FrontServices(adapter, adapter, adapter, _frontRelay!, _frontLimits,
             _localAddresses, _frontLogBudget, _time, _log, _stopping.Token);
         if (socks.Listen is { } listen)
         {
@@ -103,7 +104,39 @@ public sealed partial class ProxyEngine
         }
     }
 
-    /// <summary>Draining: no new host-configured client is accepted; relayed ones go on until they end or the drain does.</summary>
+    /// <summary>
+    /// What a drain waits for: the held connections (slots of the shared limit), and the fronts' clients not holding
+    /// one yet — a front still listening in its grace, a client in its handshake (closed at the handshake timeout at
+    /// the latest). The fronts are read first: a client takes its slot before its handshake's ends.
+    /// </summary>
+    public int DrainPending
+    {
+        get
+        {
+            int fronts;
+            lock (_frontLock)
+            {
+                fronts = _fronts.Count(f => f.IsListening);
+            }
+
+            fronts += _frontLimits?.Handshakes ?? 0;
+            return fronts + _negotiator.ActiveConnections;
+        }
+    }
+
+    /// <summary>A drain begins: each front serves what reaches it for its grace and its queue, then closes (<see cref="HostConfiguredFront.BeginDrain"/>).</summary>
+    private void DrainFronts()
+    {
+        lock (_frontLock)
+        {
+            foreach (var front in _fronts)
+            {
+                front.BeginDrain();
+            }
+        }
+    }
+
+    /// <summary>Stopping: the fronts' listeners close at once; relayed connections end with the front relay.</summary>
     private void StopFrontListeners()
     {
         lock (_frontLock)
@@ -118,8 +151,6 @@ public sealed partial class ProxyEngine
     /// <summary>The engine as its fronts see it.</summary>
     private sealed class FrontAdapter(ProxyEngine engine) : IFrontAdmission, IFrontUpstream, IFrontTelemetry
     {
-        public bool IsDraining => engine.IsDraining;
-
         public bool TryTakeSlot() => engine._negotiator.TryAdmit();
 
         public void ReleaseSlot() => engine._negotiator.OnConnectionClosed();

@@ -14,12 +14,13 @@ public sealed partial class ProxyEngine
 
     /// <summary>
     /// The first half of a graceful stop: from here on no new connection is claimed, while MP_JOINs whose token this
-    /// proxy owns are still intercepted, so a held MPTCP connection that opens a subflow during the drain keeps it.
+    /// proxy owns are still intercepted, so a held MPTCP connection that opens a subflow during the drain keeps it. The
+    /// SOCKS/Convert fronts serve what reaches them for their grace, then close (<see cref="DrainPending"/> counts them).
     /// </summary>
     public void StopClaiming()
     {
         Volatile.Write(ref _draining, 1);
-        StopFrontListeners();
+        DrainFronts();
     }
 
     /// <summary>The connections the relay carries now, with why each was held and what the kernel says of its MPTCP leg.</summary>

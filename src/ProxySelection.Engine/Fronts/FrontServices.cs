@@ -6,12 +6,9 @@ using ProxySelection.Relay;
 
 namespace ProxySelection.Engine.Fronts;
 
-/// <summary>The proxy's shared connection limit and drain, as a front sees them.</summary>
+/// <summary>The proxy's shared connection limit, as a front sees it (a drain is the front's own: <see cref="HostConfiguredFront.BeginDrain"/>).</summary>
 public interface IFrontAdmission
 {
-    /// <summary>Draining: no new client is taken.</summary>
-    bool IsDraining { get; }
-
     /// <summary>A slot of the limit the transparent mode shares; taken only for a parsed, authenticated request.</summary>
     bool TryTakeSlot();
 

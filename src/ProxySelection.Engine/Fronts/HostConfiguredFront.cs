@@ -24,6 +24,10 @@ public sealed class HostConfiguredFront
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
 
+    /// <summary>Cancelled at the end of a drain's grace (<see cref="BeginDrain"/>) or at the proxy's stop.</summary>
+    private CancellationTokenSource? _accepting;
+    private ITimer? _graceEnd;
+
     private HostConfiguredFront(string name, IPEndPoint listen, SocksOptions options, SocksCounters counters, Func<IHostConfiguredHandshake> handshake, bool fastOpen, FrontServices services)
     {
         Name = name;
@@ -69,6 +73,21 @@ public sealed class HostConfiguredFront
         }
     }
 
+    /// <summary>
+    /// Still listening: before a drain, and in a drain until its grace is over and the accept queue is taken
+    /// (<see cref="BeginDrain"/>); the drain waits for it.
+    /// </summary>
+    public bool IsListening
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _listener is not null;
+            }
+        }
+    }
+
     /// <summary>Opens the listener and starts accepting.</summary>
     public void Start()
     {
@@ -84,15 +103,38 @@ public sealed class HostConfiguredFront
         lock (_lock)
         {
             _listener = listener;
-            _acceptLoop = Task.Run(() => AcceptAsync(listener), CancellationToken.None);
+            _accepting = CancellationTokenSource.CreateLinkedTokenSource(_services.Stopping);
+            var accepting = _accepting.Token;
+            _acceptLoop = Task.Run(() => AcceptAsync(listener, accepting), CancellationToken.None);
         }
     }
 
-    /// <summary>Draining or stopping: no new client is accepted; connections go on until they end or the drain does.</summary>
+    /// <summary>
+    /// A drain begins (spec §12.6): the front goes on accepting and serving every client for the options'
+    /// <see cref="SocksOptions.DrainAcceptGrace"/> (in instance mode the routers' convergence bound: a client whose SYN
+    /// the router still sends here is served, not reset), then serves what the kernel has already accepted (its accept
+    /// queue) and only then closes the listener, since closing it with connections queued resets them. A request is
+    /// never refused because of the drain. Safe to call twice.
+    /// </summary>
+    public void BeginDrain()
+    {
+        lock (_lock)
+        {
+            if (_listener is null || _graceEnd is not null || _accepting is not { } accepting)
+            {
+                return;
+            }
+
+            _graceEnd = _services.Time.CreateTimer(static state => ((CancellationTokenSource)state!).Cancel(), accepting, _options.DrainAcceptGrace, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    /// <summary>Stopping: the listener closes at once (what its queue holds is reset); connections go on until the proxy's stop ends them.</summary>
     public void StopListening()
     {
         lock (_lock)
         {
+            _graceEnd?.Dispose();
             _listener?.Dispose();
             _listener = null;
         }
@@ -144,7 +186,7 @@ public sealed class HostConfiguredFront
         return listener;
     }
 
-    private bool IsListening(Socket listener)
+    private bool IsCurrent(Socket listener)
     {
         lock (_lock)
         {
@@ -152,7 +194,7 @@ public sealed class HostConfiguredFront
         }
     }
 
-    private async Task AcceptAsync(Socket listener)
+    private async Task AcceptAsync(Socket listener, CancellationToken accepting)
     {
         var stopping = _services.Stopping;
         while (!stopping.IsCancellationRequested)
@@ -160,7 +202,13 @@ public sealed class HostConfiguredFront
             Socket client;
             try
             {
-                client = await listener.AcceptAsync(stopping).ConfigureAwait(false);
+                client = await listener.AcceptAsync(accepting).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+            {
+                // The drain's grace is over.
+                CloseAfterQueue(listener);
+                return;
             }
             catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
             {
@@ -168,7 +216,7 @@ public sealed class HostConfiguredFront
             }
             catch (SocketException e)
             {
-                if (!IsListening(listener))
+                if (!IsCurrent(listener))
                 {
                     return;
                 }
@@ -181,7 +229,12 @@ public sealed class HostConfiguredFront
 
                 try
                 {
-                    await Task.Delay(TimeSpan.FromMilliseconds(100), _services.Time, stopping).ConfigureAwait(false);
+                    await Task.Delay(TimeSpan.FromMilliseconds(100), _services.Time, accepting).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!stopping.IsCancellationRequested)
+                {
+                    CloseAfterQueue(listener);
+                    return;
                 }
                 catch (OperationCanceledException)
                 {
@@ -191,28 +244,61 @@ public sealed class HostConfiguredFront
                 continue;
             }
 
-            var remote = RemoteOf(client);
-            SourceLimits.SourceSlot? slot = null;
-            var refusal = _services.Admission.IsDraining ? SourceRefusal.None : _services.Limits.TryEnter(remote?.Address, out slot);
-            if (slot is null)
-            {
-                // Draining, or over a bound: closed before it costs a task or a buffer; the transparent mode's slots
-                // and other sources' share stay free.
-                Counters.AddAccepted();
-                Counters.AddRefused();
-                LogRefused(remote, refusal switch
-                {
-                    SourceRefusal.Handshakes => "handshakes at their bound",
-                    SourceRefusal.SourceHandshakes => "handshakes from this source at their bound",
-                    SourceRefusal.SourceConnections => "connections from this source at their bound",
-                    _ => "draining",
-                });
-                CloseAbortively(client);
-                continue;
-            }
-
-            _services.Admission.Track(Task.Run(() => ConnectionAsync(client, remote, slot), CancellationToken.None));
+            Admit(client);
         }
+    }
+
+    /// <summary>
+    /// The end of a drain's grace: takes every connection the kernel has already accepted, then closes the listener.
+    /// Closing it first would reset them; a SYN that comes later is the routers' or the operator's SYN drop's to keep away.
+    /// </summary>
+    private void CloseAfterQueue(Socket listener)
+    {
+        try
+        {
+            while (!_services.Stopping.IsCancellationRequested && listener.Poll(0, SelectMode.SelectRead))
+            {
+                Admit(listener.Accept());
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException)
+        {
+            // Closed by the stop meanwhile, or a queued client gone: nothing more to take.
+        }
+
+        lock (_lock)
+        {
+            if (ReferenceEquals(_listener, listener))
+            {
+                _listener = null;
+            }
+        }
+
+        listener.Dispose();
+    }
+
+    /// <summary>An accepted client: admitted by <see cref="SourceLimits"/> and served by a task of its own, or closed at once over a bound.</summary>
+    private void Admit(Socket client)
+    {
+        var remote = RemoteOf(client);
+        var refusal = _services.Limits.TryEnter(remote?.Address, out var slot);
+        if (slot is null)
+        {
+            // Over a bound: closed before it costs a task or a buffer; the transparent mode's slots and other
+            // sources' share stay free.
+            Counters.AddAccepted();
+            Counters.AddRefused();
+            LogRefused(remote, refusal switch
+            {
+                SourceRefusal.Handshakes => "handshakes at their bound",
+                SourceRefusal.SourceHandshakes => "handshakes from this source at their bound",
+                _ => "connections from this source at their bound",
+            });
+            CloseAbortively(client);
+            return;
+        }
+
+        _services.Admission.Track(Task.Run(() => ConnectionAsync(client, remote, slot), CancellationToken.None));
     }
 
     private async Task ConnectionAsync(Socket client, IPEndPoint? clientEndPoint, SourceLimits.SourceSlot slot)
@@ -231,26 +317,26 @@ public sealed class HostConfiguredFront
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             // The proxy is stopping (or the client failed in a way the handshake did not name): this connection ends.
+            slot.EndHandshake();
             CloseAbortively(client);
             return;
         }
-        finally
-        {
-            slot.EndHandshake();
-        }
 
+        // A parsed, authenticated request: only now a slot of the limit the transparent mode shares, whether the proxy
+        // drains or not (spec §12.6: a drain serves what reached it). Taken before the handshake's slot goes, so a
+        // drain counting both never sees the connection in neither.
+        var admission = _services.Admission;
+        bool admitted = handshake is not null && admission.TryTakeSlot();
+        slot.EndHandshake();
         if (handshake is null)
         {
             return;
         }
 
-        // A parsed, authenticated request: only now a slot of the limit the transparent mode shares.
-        var admission = _services.Admission;
-        bool draining = admission.IsDraining;
-        if (draining || !admission.TryTakeSlot())
+        if (!admitted)
         {
             Counters.AddRefused();
-            LogRefused(clientEndPoint, draining ? "draining" : "at capacity");
+            LogRefused(clientEndPoint, "at capacity");
             await SendAndCloseAsync(client, handshake.AtCapacity()).ConfigureAwait(false);
             return;
         }

@@ -17,6 +17,13 @@ public sealed class SocksOptions
     /// <summary>From accept to a complete CONNECT request; a client that takes longer is closed.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long a draining front goes on accepting before it takes its accept queue and closes its listener (spec
+    /// §12.6). Instance mode sets the routers' convergence bound (<c>Proxy:Instance:ConvergenceTime</c>): until then a
+    /// router may still send a new client here. Zero (a proxy of its own) stops at once, the queue still served.
+    /// </summary>
+    public TimeSpan DrainAcceptGrace { get; init; }
+
     /// <summary>How long the system resolver may take for an ATYP 3 name.</summary>
     public TimeSpan ResolveTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
@@ -45,7 +52,7 @@ public sealed class SocksCounters
     /// <summary>Connections the listener accepted.</summary>
     public long Accepted => Interlocked.Read(ref _accepted);
 
-    /// <summary>Closed at once: draining, or at the connection limit.</summary>
+    /// <summary>Closed at once: over a handshake or source bound, or at the connection limit (never because of a drain).</summary>
     public long Refused => Interlocked.Read(ref _refused);
 
     /// <summary>Closed during the handshake: malformed, unsupported, authentication failed, timed out.</summary>

@@ -255,7 +255,8 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
 
         // The sysctl, the routing engine's commands and the telemetry resource are set at start.
         if (a.Instance.Enabled != b.Instance.Enabled || a.Instance.Id != b.Instance.Id
-            || a.Instance.AnnounceCommand != b.Instance.AnnounceCommand || a.Instance.WithdrawCommand != b.Instance.WithdrawCommand)
+            || a.Instance.AnnounceCommand != b.Instance.AnnounceCommand || a.Instance.WithdrawCommand != b.Instance.WithdrawCommand
+            || a.Instance.ConvergenceTime != b.Instance.ConvergenceTime)
         {
             yield return nameof(a.Instance);
         }

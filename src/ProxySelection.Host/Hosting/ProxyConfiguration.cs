@@ -330,6 +330,7 @@ internal static class ProxyConfiguration
                     Credentials = socksUsers,
                     MaxHandshakesPerSource = options.SocksMaxHandshakesPerSource,
                     MaxConnectionsPerSource = options.SocksMaxConnectionsPerSource,
+                    DrainAcceptGrace = options.Instance is { Enabled: true } instance ? instance.ConvergenceTime : TimeSpan.Zero,
                 },
         };
     }

@@ -251,6 +251,13 @@ internal sealed class InstanceSettings
     /// </summary>
     public string? WithdrawCommand { get; set; }
 
+    /// <summary>
+    /// The bound on the routers' convergence after a withdrawal: a draining instance's SOCKS/Convert fronts go on
+    /// accepting for this long (a router may still send a new client here), then serve their accept queue and close
+    /// (spec §12.6). 0..60 s; default 2 s (the lab's BGP and resilient group: 57-374 ms).
+    /// </summary>
+    public TimeSpan ConvergenceTime { get; set; } = TimeSpan.FromSeconds(2);
+
     public static string Key(string name) => ProxyConfiguration.Key(SectionName + ":" + name);
 }
 

@@ -192,6 +192,9 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
 
     public const int MaxInstanceIdLength = 128;
 
+    /// <summary>Proxy:Instance:ConvergenceTime at most: a drain's grace, within the drain's own bound's order.</summary>
+    public static readonly TimeSpan MaxConvergenceTime = TimeSpan.FromSeconds(60);
+
     /// <summary>
     /// Proxy:Instance. With the C flag a client joins only announced addresses: an instance that announces none would
     /// leave its clients one subflow (spec §12.6). Commands belong to instance mode, where a routing engine exists.
@@ -231,6 +234,11 @@ internal sealed class ProxyHostOptionsValidator : IValidateOptions<ProxyHostOpti
             {
                 fail(Section + name, "needs Proxy:Instance:Enabled: the routing engine's commands belong to instance mode");
             }
+        }
+
+        if (instance.ConvergenceTime < TimeSpan.Zero || instance.ConvergenceTime > MaxConvergenceTime)
+        {
+            fail(Section + nameof(instance.ConvergenceTime), $"must be within 0..60 s (was {instance.ConvergenceTime})");
         }
 
         if ((instance.AnnounceCommand is null) != (instance.WithdrawCommand is null))

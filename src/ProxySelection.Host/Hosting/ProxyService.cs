@@ -343,7 +343,8 @@ internal sealed class ProxyService(
     {
         engine.StopClaiming();
         DaemonLog.Draining(_log, engine.Negotiator.ActiveConnections, deadline.TotalSeconds);
-        bool drained = await new GracefulDrain(time).WaitForHeldAsync(() => engine.Negotiator.ActiveConnections, deadline, abort).ConfigureAwait(false);
+        // DrainPending: the held connections and the SOCKS/Convert clients still in their handshake or their front's grace.
+        bool drained = await new GracefulDrain(time).WaitForHeldAsync(() => engine.DrainPending, deadline, abort).ConfigureAwait(false);
         if (drained)
         {
             DaemonLog.Drained(_log);

@@ -19,9 +19,6 @@ public static class BirdConfig
     /// <summary>Its IPv6 twin: a static protocol has one channel.</summary>
     public const string ServiceProtocolV6 = "service6";
 
-    /// <summary>Both, as birdc's <c>enable</c> and <c>disable</c> take them: a pattern in double quotes, single-quoted for the shell.</summary>
-    public const string ServicePattern = "'\"service*\"'";
-
     public const int RouterAs = 64512;
 
     /// <summary>Hold 3 s (BIRD's minimum), keepalive 1 s: a silent instance host is dropped within 3 s.</summary>

@@ -281,29 +281,25 @@ public sealed class EcmpInstancesTopology
     /// </summary>
     public IReadOnlyList<string> InstanceSettings(int instance, bool v6 = false)
     {
-        var birdc = $"birdc -s {_controlSockets[instance - 1]}";
         return
         [
             "--set", $"Proxy:AnnounceAddresses={(v6 ? InstanceAddressV6(instance) : InstanceAddress(instance))}",
             "--set", "Proxy:Instance:Enabled=true",
             "--set", string.Create(CultureInfo.InvariantCulture, $"Proxy:Instance:Id=inst{instance}"),
-            // Bounded: one delete per drop rule a withdraw inserted (at most one, the insert checks first).
-            "--set", $"Proxy:Instance:AnnounceCommand=for i in 1 2 3; do iptables -w -D {DropNewOnService} 2>/dev/null || break; done; {birdc} enable {BirdConfig.ServicePattern}",
+            "--set", $"Proxy:Instance:AnnounceCommand={ServiceRoute("announce", instance)}",
             "--set", $"Proxy:Instance:WithdrawCommand={WithdrawCommand(instance)}",
         ];
     }
 
     /// <summary>
     /// What the daemon runs first at a stop, and what <c>proxysel-stop-post</c> (ExecStopPost=) runs after any exit: the
-    /// BGP withdrawal, and new connections to the service address dropped (not reset) from then on, so a client whose
-    /// SYN the router still sends here before it has converged retransmits it (1 s later) to an instance that serves it;
-    /// the joins of held connections go to the unicast address and established flows send no SYN.
+    /// shipped <c>samples/scale-out/service-route withdraw</c>, which drops new connections to the service address (not
+    /// reset: a client the router still sends here retransmits its SYN a second later, to an instance that serves it),
+    /// then withdraws the BGP route.
     /// </summary>
-    public string WithdrawCommand(int instance) =>
-        $"birdc -s {_controlSockets[instance - 1]} disable {BirdConfig.ServicePattern}; iptables -w -C {DropNewOnService} 2>/dev/null || iptables -w -I {DropNewOnService}";
+    public string WithdrawCommand(int instance) => ServiceRoute("withdraw", instance);
 
-    /// <summary>The rule (without its chain command) that drops new TCP connections to the anycast service address.</summary>
-    private const string DropNewOnService = $"INPUT -d {ServiceV4} -p tcp --syn -j DROP";
+    private string ServiceRoute(string action, int instance) => $"sh {Sample("service-route")} {action} {_controlSockets[instance - 1]} {ServiceV4}";
 
     /// <summary>
     /// Starts instance <paramref name="instance"/>: its BIRD (the service protocol disabled), then

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Time.Testing;
 using ProxySelection.Engine.Diagnostics;
 using ProxySelection.Engine.Fronts;
 using ProxySelection.Relay;
@@ -126,6 +127,55 @@ public sealed class HostConfiguredFrontTests
         Assert.That(received, Is.EqualTo(new byte[] { 1, 2, 0x22, 0x63, 30, 1, 64, 1 }), "Resource Exceeded, retry after 1 s");
     }
 
+    [Test]
+    public async Task Socks_ClientInItsHandshakeWhenTheDrainBegins_IsServed_AndTheListenerThenCloses()
+    {
+        await using var rig = await Rig.StartAsync(new SourceLimits(8, 4, 100));
+        using var client = await rig.ConnectFromAsync(Other);
+        using var timeout = new CancellationTokenSource(Timeout);
+        await client.SendAsync(new byte[] { 5, 1, 0 }, SocketFlags.None, timeout.Token);
+        await Rig.ReceiveExactlyAsync(client, new byte[2], timeout.Token);
+
+        rig.Front.BeginDrain();
+        await rig.WaitAsync(() => !rig.Front.IsListening, "the listener closed after its grace (none)");
+        await client.SendAsync(Connect, SocketFlags.None, timeout.Token);
+        var reply = new byte[10];
+        await Rig.ReceiveExactlyAsync(client, reply, timeout.Token);
+        await client.SendAsync("ping"u8.ToArray(), SocketFlags.None, timeout.Token);
+        var echo = new byte[4];
+        await Rig.ReceiveExactlyAsync(client, echo, timeout.Token);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(reply[1], Is.Zero, "succeeded, not refused (reply 1) because a drain began");
+            Assert.That(echo, Is.EqualTo("ping"u8.ToArray()), "relayed");
+            Assert.That(rig.Front.Counters.Refused, Is.Zero);
+            Assert.ThrowsAsync<SocketException>(() => rig.ConnectFromAsync(Other), "no new client once the listener closed");
+        });
+    }
+
+    [Test]
+    public async Task Socks_DrainGrace_NewClientsServedUntilItEnds_ThenTheListenerCloses()
+    {
+        var time = new FakeTimeProvider();
+        await using var rig = await Rig.StartAsync(new SourceLimits(8, 4, 100), grace: TimeSpan.FromSeconds(2), time: time);
+
+        rig.Front.BeginDrain();
+        time.Advance(TimeSpan.FromMilliseconds(1900));
+        bool served = await rig.EchoThroughSocksAsync(Other);
+        bool listening = rig.Front.IsListening;
+        time.Advance(TimeSpan.FromMilliseconds(100));
+        await rig.WaitAsync(() => !rig.Front.IsListening, "the listener closed at the grace's end");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(served, Is.True, "a client that arrives within the grace is served");
+            Assert.That(listening, Is.True, "still listening within the grace");
+            Assert.That(rig.Front.Counters.Refused, Is.Zero);
+            Assert.ThrowsAsync<SocketException>(() => rig.ConnectFromAsync(Other), "no new client after the grace");
+        });
+    }
+
     private static async Task<byte[]> ReadToEndAsync(Socket socket, CancellationToken cancellationToken)
     {
         using var received = new MemoryStream();
@@ -167,9 +217,7 @@ public sealed class HostConfiguredFrontTests
 
         public HostConfiguredFront Front { get; private set; } = null!;
 
-        public bool IsDraining => false;
-
-        public static Task<Rig> StartAsync(SourceLimits limits, bool convert = false, int slots = 100)
+        public static Task<Rig> StartAsync(SourceLimits limits, bool convert = false, int slots = 100, TimeSpan grace = default, TimeProvider? time = null)
         {
             var rig = new Rig(limits, slots);
             rig._echo.Start();
@@ -177,8 +225,8 @@ public sealed class HostConfiguredFrontTests
             rig._relay = new RelayServer(new RelayOptions { ClientProtocol = TransportProtocol.Tcp, UpstreamProtocol = TransportProtocol.Tcp },
                 new ListenerOptions(), SocketFactory.Default, rig._connector, TimeProvider.System, static _ => { });
             var services = new FrontServices(rig, rig, rig, rig._relay, limits, new LocalAddresses(TimeProvider.System, () => []), new LogBudget(TimeProvider.System),
-                TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, rig._stopping.Token, TransportProtocol.Tcp);
-            var options = new SocksOptions { HandshakeTimeout = TimeSpan.FromMinutes(1) };
+                time ?? TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, rig._stopping.Token, TransportProtocol.Tcp);
+            var options = new SocksOptions { HandshakeTimeout = TimeSpan.FromMinutes(1), DrainAcceptGrace = grace };
             var listen = new IPEndPoint(Other, 0);
             rig.Front = convert
                 ? HostConfiguredFront.Convert(listen, options, new SocksCounters(), services)
@@ -267,7 +315,7 @@ public sealed class HostConfiguredFrontTests
             }
         }
 
-        private static async Task ReceiveExactlyAsync(Socket socket, byte[] buffer, CancellationToken cancellationToken)
+        public static async Task ReceiveExactlyAsync(Socket socket, byte[] buffer, CancellationToken cancellationToken)
         {
             int filled = 0;
             while (filled < buffer.Length)

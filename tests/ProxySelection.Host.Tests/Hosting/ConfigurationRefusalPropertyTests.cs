@@ -33,7 +33,7 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:EdgeInterfaces", Kind.Interfaces),
         ("Proxy:KernelFastPath", Kind.Bool), ("Proxy:KernelSigning", Kind.Bool), ("Proxy:RaisedScheduling", Kind.Bool),
         ("Proxy:Instance:Enabled", Kind.Bool), ("Proxy:Instance:Id", Kind.Text),
-        ("Proxy:Instance:AnnounceCommand", Kind.Text), ("Proxy:Instance:WithdrawCommand", Kind.Text),
+        ("Proxy:Instance:AnnounceCommand", Kind.Text), ("Proxy:Instance:WithdrawCommand", Kind.Text), ("Proxy:Instance:ConvergenceTime", Kind.Duration),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),
         ("Telemetry:Otlp:Endpoint", Kind.Url), ("Telemetry:Otlp:Protocol", Kind.Choice), ("Telemetry:Prometheus:Endpoint", Kind.Url),
         ("Logging:LogLevel:Default", Kind.Choice),

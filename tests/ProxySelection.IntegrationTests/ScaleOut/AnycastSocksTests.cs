@@ -64,9 +64,8 @@ public sealed class AnycastSocksTests
     /// <summary>
     /// SIGTERM to one instance's daemon while 15 SOCKS downloads run: the daemon withdraws the service address first, its
     /// SOCKS connections finish over their joins to its unicast address (0 lost), and new SOCKS connections after the
-    /// withdrawal all succeed on the others (none reaches it). Connections started within the routers' convergence window
-    /// are not part of it: in two CI runs (2026-12-07) one such connection was lost, and one kept the drain from ending
-    /// within its timeout.
+    /// withdrawal all succeed on the others (none reaches it). Connections that reach the instance as its drain begins
+    /// are <see cref="SocksDrainWindowTests"/>'s.
     /// </summary>
     [Test]
     public async Task DrainedInstance_IsWithdrawnFirst_ItsSocksConnectionsFinish_AndNewOnesSucceedOnTheOthers()

@@ -32,12 +32,23 @@ public sealed class EcmpInstancesTests
         // The client's path-manager events, stamped as they arrive (bash's clock, no fork per line): for a connection
         // that never joined, when its ADD_ADDR came and when it closed.
         var monitor = lab.Topology.Client.StartProcess("bash", ["-c", "stdbuf -oL ip mptcp monitor | while IFS= read -r l; do echo \"$EPOCHREALTIME $l\"; done"]);
+        var captures = await JoinCaptures.StartIfAskedAsync(lab);
         var started = System.Diagnostics.Stopwatch.StartNew();
         var downloads = await lab.DownloadAsync("file.bin", Clients, parallel: 25, rate: "1M", "c");
         var elapsed = started.Elapsed;
         await Task.Delay(500);
         await monitor.StopAsync(TimeSpan.FromSeconds(10));
         var unjoined = Unjoined(monitor.Output);
+        if (captures is not null)
+        {
+            TestContext.Progress.WriteLine(await captures.ReportAsync());
+            // The unjoined connections' own events, with their addresses and ports.
+            foreach (var token in unjoined.Select(u => u.Text.Split(' ', ':')[1]))
+            {
+                TestContext.Progress.WriteLine(string.Join('\n', monitor.Output.Split('\n').Where(l => l.Contains("token=" + token, StringComparison.Ordinal))));
+            }
+        }
+
         var after = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var client = Delta(clientBefore, await ScaleOutLab.CountersAsync(lab.Topology.Client));
         var perInstance = Enumerable.Range(0, Instances).Select(i => Delta(before[i], after[i])).ToList();
@@ -59,11 +70,15 @@ public sealed class EcmpInstancesTests
             TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");
         }
 
-        // A connection the client closed before its path manager took the holder's ADD_ADDR cannot join (seen once in
-        // about 12 IPv6 runs at M=300: CLOSED 12 ms, ANNOUNCED 14 ms after it was created). That is the client's race
-        // with a short transfer, not a join sent astray; it is counted apart and bounded, every other must join.
-        int closedFirst = unjoined.Count(u => u.ClosedBeforeAnnounced);
-        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join, {closedFirst} of them closed before it{string.Concat(unjoined.Select(u => "\n  " + u.Text))}");
+        // A connection that closes before its join completes cannot join: a race with a short transfer (the whole file
+        // and the proxy's DATA_FIN can reach the client within milliseconds; curl paces only its reads), not a join sent
+        // astray. Seen at M=300 over IPv6 in 6 of 18 runs (2026-12-07): CLOSED before ANNOUNCED (no join sent), or
+        // between the join's SYN and its SYN/ACK: captured, the SYN/ACK reaches the client, which resets it (a connection
+        // no longer established takes no subflow; the holder counts the join's SYN but not its third ACK). A join
+        // SYN/ACK lost on the way would be retransmitted after 1 s, so only a close within 1 s of the ADD_ADDR (as
+        // stamped by the monitor's reader) counts; such connections are counted apart and bounded.
+        int closedFirst = unjoined.Count(u => u.ClosedBeforeJoined);
+        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join, {closedFirst} of them closed before it could join{string.Concat(unjoined.Select(u => "\n  " + u.Text))}");
 
         Assert.Multiple(() =>
         {
@@ -71,11 +86,12 @@ public sealed class EcmpInstancesTests
             Assert.That(downloads.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
             Assert.That(client["MPTcpExtMPCapableSYNACKRX"], Is.EqualTo(Clients), "every connection is MPTCP end to end at the client");
             Assert.That(client["MPTcpExtAddAddr"], Is.EqualTo(Clients), "every connection got its holder's ADD_ADDR");
-            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients - closedFirst), "every connection open at its ADD_ADDR got its second subflow");
-            Assert.That(closedFirst, Is.LessThanOrEqualTo(Math.Max(1, Clients / 100)), "connections closed before their ADD_ADDR stay rare");
+            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients - closedFirst), "every connection still open when its join could complete got its second subflow");
+            // At most 2 %: up to 4 of 300 (1.3 %) seen in one IPv6 run at load 10.
+            Assert.That(closedFirst, Is.LessThanOrEqualTo(Math.Max(1, Clients / 50)), "connections closed before they could join stay rare");
             Assert.That(held.Sum(), Is.EqualTo(Clients), "each connection held by exactly one instance");
             Assert.That(joins.Zip(held, (j, h) => h - j), Is.All.GreaterThanOrEqualTo(0), "no instance received a join of a connection it does not hold");
-            Assert.That(joins.Sum(), Is.EqualTo(Clients - closedFirst), "each instance received exactly the joins of the connections it holds (all sent)");
+            Assert.That(joins.Sum(), Is.InRange(Clients - closedFirst, Clients), "each instance received exactly the joins of the connections it holds (all sent, but by connections closed first)");
             foreach (var name in new[] { "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx", "MPTcpExtMPJoinAckHMacFailure" })
             {
                 Assert.That(perInstance.Select(c => c[name]), Is.All.Zero, name);
@@ -209,7 +225,7 @@ public sealed class EcmpInstancesTests
     /// From stamped <c>ip mptcp monitor</c> lines, each connection (token) that was announced an address but never had a
     /// second subflow established, as its events with the milliseconds since it was created.
     /// </summary>
-    private static List<(string Text, bool ClosedBeforeAnnounced)> Unjoined(string monitor)
+    private static List<(string Text, bool ClosedBeforeJoined)> Unjoined(string monitor)
     {
         var events = new Dictionary<string, List<(double At, string Name)>>();
         foreach (var line in monitor.Split('\n'))
@@ -225,7 +241,15 @@ public sealed class EcmpInstancesTests
         return [.. events.Where(kv => kv.Value.Any(e => e.Name == "ANNOUNCED") && kv.Value.All(e => e.Name != "SF_ESTABLISHED"))
             .Select(kv => (
                 $"token {kv.Key}: " + string.Join(' ', kv.Value.Select(e => string.Create(CultureInfo.InvariantCulture, $"{e.Name}@{(e.At - kv.Value[0].At) * 1000:F0}ms"))),
-                kv.Value.FindIndex(e => e.Name == "CLOSED") is int closed && closed >= 0 && closed < kv.Value.FindIndex(e => e.Name == "ANNOUNCED")))];
+                ClosedBeforeJoined(kv.Value)))];
+    }
+
+    /// <summary>Closed before its ADD_ADDR, or within 1 s of it (before a lost join SYN/ACK would have been retransmitted).</summary>
+    private static bool ClosedBeforeJoined(List<(double At, string Name)> events)
+    {
+        int closed = events.FindIndex(e => e.Name == "CLOSED");
+        int announced = events.FindIndex(e => e.Name == "ANNOUNCED");
+        return closed >= 0 && (closed < announced || events[closed].At - events[announced].At < 1.0);
     }
 
     private static Dictionary<string, long> Delta(IReadOnlyDictionary<string, long> before, IReadOnlyDictionary<string, long> after) =>

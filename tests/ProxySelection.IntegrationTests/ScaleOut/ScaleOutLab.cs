@@ -26,6 +26,12 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         "MPTcpExtMPJoinSynTxCreatSkErr", "MPTcpExtMPJoinSynTx", "MPTcpExtMPJoinAckHMacFailure", "MPTcpExtAddAddr", "MPTcpExtAddAddrTx",
         // Why a client that got ADD_ADDR would not join: dropped by its path manager, or the join's socket failed.
         "MPTcpExtAddAddrDrop", "MPTcpExtAddAddrTxDrop", "MPTcpExtEchoAdd", "MPTcpExtMPJoinSynTxBindErr", "MPTcpExtMPJoinSynTxConnectErr",
+        // Where a join the holder received may end without its SYN/ACK reaching the client, or without its third ACK.
+        "MPTcpExtMPJoinAckRx", "MPTcpExtMPJoinRejected", "TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop", "TcpExtTCPSynRetrans",
+        // A connection that falls back to TCP refuses its join's SYN/ACK (reset, no counter of its own): which fallback.
+        "MPTcpExtMPCapableFallbackACK", "MPTcpExtMPCapableFallbackSYNACK", "MPTcpExtDSSNotMatching", "MPTcpExtDSSCorruptionFallback",
+        "MPTcpExtDSSCorruptionReset", "MPTcpExtInfiniteMapTx", "MPTcpExtInfiniteMapRx", "MPTcpExtDSSNoMatchTCP", "MPTcpExtMPRstTx", "MPTcpExtMPRstRx",
+        "MPTcpExtMPCapableDataFallback", "MPTcpExtDssFallback", "MPTcpExtFallbackFailed", "MPTcpExtRmSubflow", "TcpExtEmbryonicRsts", "TcpOutRsts",
     ];
 
     private readonly ProxySelection.Lab.Lab _lab;
