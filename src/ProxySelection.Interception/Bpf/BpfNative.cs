@@ -16,6 +16,7 @@ internal static unsafe partial class BpfNative
     public const int MapTypeHash = 1, MapTypeArray = 2, MapTypePercpuArray = 6;
     public const int ProgTypeSchedCls = 3, ProgTypeSockOps = 13;
     public const int AttachCgroupSockOps = 3;
+    public const int AttachTcxEgress = 47; // BPF_TCX_EGRESS (6.6+; newer than the uapi header here)
     public const uint NoPrealloc = 1;
 
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
@@ -159,6 +160,19 @@ internal static unsafe partial class BpfNative
         attr.Clear();
         Put32(attr, 0, (uint)program.DangerousGetHandle());
         Put32(attr, 4, (uint)target.DangerousGetHandle());
+        Put32(attr, 8, (uint)attachType);
+        long fd = Bpf(LinkCreate, attr);
+        errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
+        return new SafeFileHandle((nint)fd, ownsHandle: fd >= 0);
+    }
+
+    /// <summary>BPF_LINK_CREATE on a network interface (tcx): <paramref name="ifindex"/> in the calling thread's namespace.</summary>
+    public static SafeFileHandle CreateLink(SafeFileHandle program, int ifindex, int attachType, out int errno)
+    {
+        Span<byte> attr = stackalloc byte[AttrSize];
+        attr.Clear();
+        Put32(attr, 0, (uint)program.DangerousGetHandle());
+        Put32(attr, 4, (uint)ifindex);
         Put32(attr, 8, (uint)attachType);
         long fd = Bpf(LinkCreate, attr);
         errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;

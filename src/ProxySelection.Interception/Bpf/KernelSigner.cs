@@ -22,6 +22,12 @@ public sealed record KernelSignerConfig
 
     /// <summary>Slot 1..N: the option on the SYN of a connecting socket whose SO_MARK carries <see cref="KernelSigner.SlotMark"/>.</summary>
     public IReadOnlyDictionary<int, KernelSignedOption> Syn { get; init; } = new Dictionary<int, KernelSignedOption>();
+
+    /// <summary>
+    /// MPTCP segments: where the kernel refuses a second kind-30 option (beside MP_CAPABLE) store it under the
+    /// placeholder kind 253 for <see cref="KernelSigner.TryAttachEgress"/> to relabel. Off: they go out without MP_PROXY.
+    /// </summary>
+    public bool RelabelMptcp { get; init; }
 }
 
 /// <summary>What the signing program did, summed over CPUs since it was loaded.</summary>
@@ -32,7 +38,9 @@ public sealed record KernelSignerConfig
 /// Options computed but not written (sent without): on this kernel chiefly an MPTCP segment, where bpf_store_hdr_opt
 /// refuses a second kind-30 option beside MP_CAPABLE (-EEXIST).
 /// </param>
-public readonly record struct KernelSignerCounts(long SynsSigned, long SynAcksSigned, long NoRoom, long Errors);
+/// <param name="Placeholders">Of the signed, those stored under the placeholder kind (MPTCP segments, <see cref="KernelSignerConfig.RelabelMptcp"/>).</param>
+/// <param name="Relabelled">Placeholders the egress program turned back into kind 30.</param>
+public readonly record struct KernelSignerCounts(long SynsSigned, long SynAcksSigned, long NoRoom, long Errors, long Placeholders, long Relabelled);
 
 /// <summary>
 /// The kernel writes the signed MP_PROXY option on the proxy's own SYNs and SYN/ACKs (issue 13): a cgroup sock_ops
@@ -56,7 +64,10 @@ public sealed class KernelSigner : IDisposable
     private readonly int _shift;
     private readonly int _listenerValue;
     private readonly int _slotValues;
+    private const int Counters = 6;
+
     private readonly Lock _updateLock = new();
+    private readonly List<SafeFileHandle> _egress = [];
     private bool _disposed;
 
     private KernelSigner(SafeFileHandle config, SafeFileHandle scratch, SafeFileHandle counters, SafeFileHandle program,
@@ -128,7 +139,7 @@ public sealed class KernelSigner : IDisposable
 
             var scratch = BpfNative.CreateMap(BpfNative.MapTypePercpuArray, 4, Sha256Layout.Size, 1, 0, "psel_sign_tmp", out errno);
             handles.Add(scratch);
-            var counters = BpfNative.CreateMap(BpfNative.MapTypePercpuArray, 4, 8, 4, 0, "psel_sign_cnt", out int errno2);
+            var counters = BpfNative.CreateMap(BpfNative.MapTypePercpuArray, 4, 8, Counters, 0, "psel_sign_cnt", out int errno2);
             handles.Add(counters);
             if (scratch.IsInvalid || counters.IsInvalid)
             {
@@ -235,9 +246,9 @@ public sealed class KernelSigner : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         int cpus = PossibleCpus();
         var values = new byte[8 * cpus];
-        Span<long> sums = stackalloc long[4];
+        Span<long> sums = stackalloc long[Counters];
         Span<byte> key = stackalloc byte[4];
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < Counters; i++)
         {
             BinaryPrimitives.WriteInt32LittleEndian(key, i);
             if (BpfNative.LookupElement(_counters, key, values) != 0)
@@ -251,7 +262,40 @@ public sealed class KernelSigner : IDisposable
             }
         }
 
-        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3]);
+        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]);
+    }
+
+    /// <summary>
+    /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process) to interface
+    /// <paramref name="ifindex"/> of the calling thread's network namespace; <paramref name="linkHeaderLength"/> is
+    /// the bytes before the IP header there (14 on Ethernet and veth, 0 on a tunnel).
+    /// </summary>
+    public bool TryAttachEgress(int ifindex, out string? reason, int linkHeaderLength = 14)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength);
+        using var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
+        if (program.IsInvalid)
+        {
+            reason = $"kernel signing: BPF_PROG_LOAD (egress relabel): {BpfNative.Errno(errno)} verifier: {LastLine(log)}";
+            return false;
+        }
+
+        var link = BpfNative.CreateLink(program, ifindex, BpfNative.AttachTcxEgress, out errno);
+        if (link.IsInvalid)
+        {
+            link.Dispose();
+            reason = $"kernel signing: BPF_LINK_CREATE (tcx egress, ifindex {ifindex}): {BpfNative.Errno(errno)}";
+            return false;
+        }
+
+        lock (_updateLock)
+        {
+            _egress.Add(link);
+        }
+
+        reason = null;
+        return true;
     }
 
     /// <summary>
@@ -293,6 +337,11 @@ public sealed class KernelSigner : IDisposable
         }
 
         _disposed = true;
+        foreach (var egress in _egress)
+        {
+            egress.Dispose();
+        }
+
         _link.Dispose();
         _program.Dispose();
         _config.Dispose();
@@ -366,23 +415,24 @@ public sealed class KernelSigner : IDisposable
 
         foreach (var (slot, option) in config.Syn)
         {
-            WriteEntry(value, slot, option);
+            WriteEntry(value, slot, option, config.RelabelMptcp);
         }
 
         if (config.SynAck != null)
         {
-            WriteEntry(value, slotValues - 1, config.SynAck);
+            WriteEntry(value, slotValues - 1, config.SynAck, config.RelabelMptcp);
         }
 
         return value;
     }
 
-    private static void WriteEntry(byte[] value, int slot, KernelSignedOption option)
+    private static void WriteEntry(byte[] value, int slot, KernelSignedOption option, bool relabel)
     {
         var entry = value.AsSpan(SigningProgram.EntriesOffset + (slot * SigningProgram.EntrySize), SigningProgram.EntrySize);
         option.Prefix.CopyTo(entry);
         entry[8] = (byte)option.Prefix.Length;
         entry[9] = (byte)option.TagLength;
+        entry[10] = relabel ? (byte)1 : (byte)0;
     }
 
     /// <summary>This process's cgroup v2 directory (the mount point from mountinfo + the "0::" line of /proc/self/cgroup).</summary>

@@ -9,6 +9,8 @@ internal enum SignerCounter
     SynAckSigned = 1,
     NoRoom = 2,
     Error = 3,
+    Placeholder = 4,
+    Relabelled = 5,
 }
 
 /// <summary>
@@ -193,17 +195,24 @@ internal static class SigningProgram
         a.Alu64(AluOp.Add, Reg.R9, EntriesOffset);
     }
 
-    private static void EmitCount(BpfAssembler a, int counterMap, SignerCounter counter, BpfLabel done)
+    internal static void EmitCountInline(BpfAssembler a, int counterMap, SignerCounter counter)
     {
+        var skip = a.NewLabel();
         a.StoreImm(BpfSize.W, Reg.R10, Key, (int)counter);
         a.LoadMapFd(Reg.R1, counterMap);
         a.Mov64(Reg.R2, Reg.R10);
         a.Alu64(AluOp.Add, Reg.R2, Key);
         a.CallHelper(HelperLookup);
-        a.Jump(JmpOp.Jeq, Reg.R0, 0, done);
+        a.Jump(JmpOp.Jeq, Reg.R0, 0, skip);
         a.Load(BpfSize.DW, Reg.R1, Reg.R0, 0);
         a.Alu64(AluOp.Add, Reg.R1, 1);
         a.Store(BpfSize.DW, Reg.R0, 0, Reg.R1);
+        a.Mark(skip);
+    }
+
+    private static void EmitCount(BpfAssembler a, int counterMap, SignerCounter counter, BpfLabel done)
+    {
+        EmitCountInline(a, counterMap, counter);
         a.Jump(done);
     }
 
@@ -336,7 +345,25 @@ internal static class SigningProgram
         a.Alu64(AluOp.Add, Reg.R2, Option);
         a.Mov64(Reg.R4, 0);
         a.CallHelper(HelperStoreHdrOpt);
+        var stored = a.NewLabel();
+        a.Jump(JmpOp.Jeq, Reg.R0, 0, stored);
+        // -EEXIST: an MPTCP segment (MP_CAPABLE is kind 30 too). With relabelling on, store the placeholder kind that
+        // the egress program turns back into 30; the tag was computed over kind 30 all along.
+        a.Jump(JmpOp.Jne, Reg.R0, -17, error);
+        a.Load(BpfSize.B, Reg.R2, Reg.R9, 10);
+        a.Jump(JmpOp.Jeq, Reg.R2, 0, error);
+        a.StoreImm(BpfSize.B, Reg.R10, Option, EgressRelabelProgram.PlaceholderKind);
+        a.Load(BpfSize.B, Reg.R3, Reg.R9, 9);
+        a.Alu64(AluOp.Add, Reg.R3, o);
+        a.Jump(JmpOp.Jgt, Reg.R3, 16, error);
+        a.Mov64(Reg.R1, Reg.R6);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, Option);
+        a.Mov64(Reg.R4, 0);
+        a.CallHelper(HelperStoreHdrOpt);
         a.Jump(JmpOp.Jne, Reg.R0, 0, error);
+        EmitCountInline(a, counterMap, SignerCounter.Placeholder);
+        a.Mark(stored);
         EmitCount(a, counterMap, synAck ? SignerCounter.SynAckSigned : SignerCounter.SynSigned, done);
     }
 }

@@ -1,0 +1,115 @@
+namespace ProxySelection.Interception.Bpf;
+
+/// <summary>
+/// The tc egress half of signing MPTCP segments. On 6.18 bpf_store_hdr_opt refuses a kind-30 option when the header
+/// already has one (its duplicate check matches by kind alone, and MP_CAPABLE is kind 30), so the sock_ops program
+/// stores the signed option under the experimental kind 253 (RFC 6994: the "magic" is MP_PROXY's own bytes 2-3,
+/// 0xF1 0xA5, which no other option carries), its tag computed over kind 30. This program, on the interface's egress,
+/// puts kind 30 back on SYNs whose last 8 or 16 header bytes are that placeholder (the option area sock_ops writes
+/// is the header's tail, 4-byte aligned) and fixes the TCP checksum. Everything else passes untouched.
+/// </summary>
+internal static class EgressRelabelProgram
+{
+    public const byte PlaceholderKind = 253;
+    private const short SkbProtocol = 16;             // struct __sk_buff.protocol (network order in the low 16 bits)
+    private const int EthPIpRaw = 0x0008, EthPIpv6Raw = 0xDD86;
+    private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11, HelperLoadBytes = 26;
+    private const short Buffer = -8, Kind = -12;
+    private const int TcxNext = -1;
+
+    public static byte[] Emit(int counterMap, int linkHeaderLength)
+    {
+        var a = new BpfAssembler();
+        var pass = a.NewLabel();
+        var v6 = a.NewLabel();
+        var tcp = a.NewLabel();
+        a.Mov64(Reg.R6, Reg.R1);
+        a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbProtocol);
+        a.Jump(JmpOp.Jeq, Reg.R2, EthPIpv6Raw, v6);
+        a.Jump(JmpOp.Jne, Reg.R2, EthPIpRaw, pass);
+
+        LoadBytes(a, linkHeaderLength, 1, pass);
+        a.Load(BpfSize.B, Reg.R7, Reg.R10, Buffer);
+        a.Alu64(AluOp.And, Reg.R7, 0xF);
+        a.Alu64(AluOp.Lsh, Reg.R7, 2);
+        a.Alu64(AluOp.Add, Reg.R7, linkHeaderLength);
+        LoadBytes(a, linkHeaderLength + 9, 1, pass);
+        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer);
+        a.Jump(JmpOp.Jne, Reg.R2, 6, pass);
+        a.Jump(tcp);
+
+        // IPv6: a SYN with extension headers before TCP is left alone.
+        a.Mark(v6);
+        LoadBytes(a, linkHeaderLength + 6, 1, pass);
+        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer);
+        a.Jump(JmpOp.Jne, Reg.R2, 6, pass);
+        a.Mov64(Reg.R7, linkHeaderLength + 40);
+
+        a.Mark(tcp);
+        a.Mov64(Reg.R2, Reg.R7);
+        a.Alu64(AluOp.Add, Reg.R2, 12);
+        LoadBytesAt(a, 2, pass);
+        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer + 1);
+        a.Alu64(AluOp.And, Reg.R2, 0x02);
+        a.Jump(JmpOp.Jeq, Reg.R2, 0, pass);
+        a.Load(BpfSize.B, Reg.R8, Reg.R10, Buffer);
+        a.Alu64(AluOp.Rsh, Reg.R8, 4);
+        a.Alu64(AluOp.Lsh, Reg.R8, 2);
+        foreach (int form in new[] { 16, 8 })
+        {
+            var next = a.NewLabel();
+            a.Jump(JmpOp.Jlt, Reg.R8, 20 + form, next);
+            a.Mov64(Reg.R9, Reg.R7);
+            a.Alu64(AluOp.Add, Reg.R9, Reg.R8);
+            a.Alu64(AluOp.Sub, Reg.R9, form);
+            a.Mov64(Reg.R2, Reg.R9);
+            LoadBytesAt(a, 4, pass);
+            a.Load(BpfSize.W, Reg.R2, Reg.R10, Buffer);
+            a.Mov32(Reg.R3, PlaceholderKind | (form << 8) | (0xF1 << 16) | unchecked((int)0xA500_0000));
+            a.Jump(JmpOp.Jne, Reg.R2, Reg.R3, next);
+            a.StoreImm(BpfSize.W, Reg.R10, Kind, 30);
+            a.Mov64(Reg.R1, Reg.R6);
+            a.Mov64(Reg.R2, Reg.R9);
+            a.Mov64(Reg.R3, Reg.R10);
+            a.Alu64(AluOp.Add, Reg.R3, Kind);
+            a.Mov64(Reg.R4, 1);
+            a.Mov64(Reg.R5, 0);
+            a.CallHelper(HelperStoreBytes);
+            a.Jump(JmpOp.Jne, Reg.R0, 0, pass);
+            // The kind/length pair is one 16-bit word of the checksum (the option starts 4-byte aligned).
+            a.Mov64(Reg.R1, Reg.R6);
+            a.Mov64(Reg.R2, Reg.R7);
+            a.Alu64(AluOp.Add, Reg.R2, 16);
+            a.Mov64(Reg.R3, PlaceholderKind | (form << 8));
+            a.Mov64(Reg.R4, 30 | (form << 8));
+            a.Mov64(Reg.R5, 2);
+            a.CallHelper(HelperL4CsumReplace);
+            SigningProgram.EmitCountInline(a, counterMap, SignerCounter.Relabelled);
+            a.Jump(pass);
+            a.Mark(next);
+        }
+
+        a.Mark(pass);
+        a.Mov64(Reg.R0, TcxNext);
+        a.Exit();
+        return a.Build();
+    }
+
+    private static void LoadBytes(BpfAssembler a, int offset, int length, BpfLabel fail)
+    {
+        a.Mov64(Reg.R2, offset);
+        LoadBytesAt(a, length, fail);
+    }
+
+    /// <summary>bpf_skb_load_bytes(skb, r2, fp-8, length); jumps to <paramref name="fail"/> when the packet is shorter.</summary>
+    private static void LoadBytesAt(BpfAssembler a, int length, BpfLabel fail)
+    {
+        a.StoreImm(BpfSize.DW, Reg.R10, Buffer, 0);
+        a.Mov64(Reg.R1, Reg.R6);
+        a.Mov64(Reg.R3, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R3, Buffer);
+        a.Mov64(Reg.R4, length);
+        a.CallHelper(HelperLoadBytes);
+        a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
+    }
+}
