@@ -175,7 +175,7 @@ internal static class SigningProgram
     }
 
     /// <summary>Looks up key 0 of <paramref name="map"/> into <paramref name="into"/> (a callee-saved register).</summary>
-    private static void EmitLookup(BpfAssembler a, int map, Reg into, BpfLabel missing)
+    internal static void EmitLookup(BpfAssembler a, int map, Reg into, BpfLabel missing)
     {
         a.StoreImm(BpfSize.W, Reg.R10, Key, 0);
         a.LoadMapFd(Reg.R1, map);

@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography;
 using ProxySelection.Interception.Bpf;
 using ProxySelection.Lab;
 using ProxySelection.Relay;
@@ -288,6 +290,43 @@ public sealed class KernelSignerTests
         {
             _signer.Update(Config(Key, 1));
         }
+    }
+
+    /// <summary>The emitted HMAC alone (BPF_PROG_TEST_RUN of a SCHED_CLS program over the message as packet bytes), every length M takes.</summary>
+    [Test]
+    public void EmittedHmac_TestRunOverPacketBytes_EqualsHmacSha256([Range(52, 80)] int length)
+    {
+        var random = new Random(length);
+        var key = new byte[32];
+        var message = new byte[length];
+        random.NextBytes(key);
+        random.NextBytes(message);
+        using var scratch = BpfNative.CreateMap(BpfNative.MapTypeArray, 4, Sha256Layout.Size, 1, 0, "psel_test_tmp", out int errno);
+        Assert.That(scratch.IsInvalid, Is.False, BpfNative.Errno(errno));
+        using var midstates = BpfNative.CreateMap(BpfNative.MapTypeArray, 4, 64, 1, 0, "psel_test_mid", out errno);
+        Assert.That(midstates.IsInvalid, Is.False, BpfNative.Errno(errno));
+        var (inner, outer) = Sha256Block.HmacMidstates(key);
+        var value = new byte[64];
+        for (int k = 0; k < 8; k++)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(value.AsSpan(k * 4), inner[k]);
+            BinaryPrimitives.WriteUInt32LittleEndian(value.AsSpan(32 + (k * 4)), outer[k]);
+        }
+
+        Assert.That(BpfNative.UpdateElement(midstates, new byte[4], value), Is.Zero);
+        byte[] code = HmacTestProgram.Emit((int)scratch.DangerousGetHandle(), (int)midstates.DangerousGetHandle(), length);
+        using var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, 0, "psel_test_hmac", out errno, out string log);
+        Assert.That(program.IsInvalid, Is.False, $"{BpfNative.Errno(errno)}\n{log[^Math.Min(log.Length, 2000)..]}");
+        Assert.That(BpfNative.TestRun(program, message, out _), Is.Zero);
+        var result = new byte[Sha256Layout.Size];
+        Assert.That(BpfNative.LookupElement(scratch, new byte[4], result), Is.Zero);
+        var mac = new byte[32];
+        for (int k = 0; k < 8; k++)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(mac.AsSpan(k * 4), BinaryPrimitives.ReadUInt32LittleEndian(result.AsSpan(Sha256Layout.State + (k * 4))));
+        }
+
+        Assert.That(mac, Is.EqualTo(HMACSHA256.HashData(key, message)));
     }
 
     [Test]
