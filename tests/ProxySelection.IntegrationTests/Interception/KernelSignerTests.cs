@@ -338,4 +338,25 @@ public sealed class KernelSignerTests
             Assert.That(File.ReadAllText("/proc/self/cgroup"), Does.Contain(CgroupName));
         });
     }
+
+    /// <summary>
+    /// What a SIGKILL leaves: the (empty) cgroup directory, the bpf_link having gone with the process's descriptors.
+    /// Cleanup removes an empty leftover of that name and never the live signer's (a non-empty cgroup cannot be removed).
+    /// </summary>
+    [Test]
+    public void Cleanup_RemovesAnEmptyLeftoverCgroup_NotALiveOne()
+    {
+        string parent = Path.GetDirectoryName(_signer!.CgroupPath)!;
+        string leftover = Path.Combine(_signer.CgroupPath, "psel-ksign-leftover");
+        Directory.CreateDirectory(leftover);
+        Assert.Multiple(() =>
+        {
+            Assert.That(KernelSigner.AttachedPrograms(leftover), Is.Zero, "nothing attached to a cgroup no signer holds");
+            Assert.That(KernelSigner.Cleanup("psel-ksign-leftover"), Is.EqualTo(new[] { leftover }));
+            Assert.That(Directory.Exists(leftover), Is.False);
+            Assert.That(KernelSigner.Cleanup(CgroupName), Is.Empty, "the live signer's cgroup holds this process");
+            Assert.That(Directory.Exists(_signer.CgroupPath), Is.True);
+            Assert.That(Directory.Exists(parent), Is.True);
+        });
+    }
 }
