@@ -10,7 +10,7 @@ internal static unsafe partial class BpfNative
     private const long SysBpf = 321; // x86_64
     private const int AttrSize = 144; // sizeof(union bpf_attr) in the uapi header this was written against
 
-    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ProgTestRun = 10, ProgQuery = 16,
+    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,
         LinkCreate = 28;
 
     public const int MapTypeHash = 1, MapTypeArray = 2, MapTypePercpuArray = 6;
@@ -24,6 +24,19 @@ internal static unsafe partial class BpfNative
 
     [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    private static partial int Fcntl(int fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    /// <summary>A duplicate of <paramref name="handle"/> without close-on-exec (bpf(2) descriptors have it): a child started next inherits it.</summary>
+    public static int DuplicateInheritable(SafeFileHandle handle)
+    {
+        const int FDupfd = 0;
+        return Fcntl((int)handle.DangerousGetHandle(), FDupfd, 3);
+    }
 
     /// <summary>Opens a directory read-only (a cgroup, for BPF_LINK_CREATE and BPF_PROG_QUERY).</summary>
     public static SafeFileHandle OpenDirectory(string path, out int errno)
@@ -189,6 +202,25 @@ internal static unsafe partial class BpfNative
         long r = Bpf(ProgQuery, attr);
         errno = r < 0 ? Marshal.GetLastPInvokeError() : 0;
         return r < 0 ? -1 : (int)MemoryMarshal.Read<uint>(attr[24..]);
+    }
+
+    /// <summary>BPF_OBJ_GET_INFO_BY_FD of a program: run_time_ns and run_cnt (kept while kernel.bpf_stats_enabled is 1).</summary>
+    public static int ProgramRunTime(SafeFileHandle program, out long runTimeNs, out long runCount)
+    {
+        Span<byte> attr = stackalloc byte[AttrSize];
+        Span<byte> info = stackalloc byte[232];
+        attr.Clear();
+        info.Clear();
+        fixed (byte* i = info)
+        {
+            Put32(attr, 0, (uint)program.DangerousGetHandle());
+            Put32(attr, 4, (uint)info.Length);
+            Put64(attr, 8, (ulong)i);
+            long r = Bpf(ObjGetInfoByFd, attr);
+            runTimeNs = MemoryMarshal.Read<long>(info[192..]);
+            runCount = MemoryMarshal.Read<long>(info[200..]);
+            return r < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
     }
 
     /// <summary>BPF_PROG_TEST_RUN over <paramref name="data"/> once; returns the program's return value.</summary>

@@ -87,6 +87,9 @@ public sealed class KernelSigner : IDisposable
 
     public string CgroupPath { get; }
 
+    /// <summary>The bpf_link's descriptor (tests hand a duplicate to a child to see what its SIGKILL leaves).</summary>
+    internal SafeFileHandle Link => _link;
+
     /// <summary>The SO_MARK bits for a listener whose SYN/ACKs carry <see cref="KernelSignerConfig.SynAck"/>.</summary>
     public uint ListenerMark => (uint)_listenerValue << _shift;
 
@@ -263,6 +266,17 @@ public sealed class KernelSigner : IDisposable
         }
 
         return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]);
+    }
+
+    /// <summary>
+    /// CPU time the signing program has used and how many callbacks ran it, counted by the kernel only while
+    /// <c>kernel.bpf_stats_enabled</c> is 1 (zeros otherwise): the in-kernel cost per connection, for the bench.
+    /// </summary>
+    public (long RunTimeNs, long RunCount) ReadRunTime()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int errno = BpfNative.ProgramRunTime(_program, out long ns, out long count);
+        return errno == 0 ? (ns, count) : (0, 0);
     }
 
     /// <summary>

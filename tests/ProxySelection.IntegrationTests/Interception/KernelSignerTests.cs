@@ -90,15 +90,23 @@ public sealed class KernelSignerTests
         KernelSignerCounts AfterData);
 
     /// <summary>One connection: listener in the server namespace, client in the client namespace, each with its mark; <paramref name="bytes"/> sent and read back whole.</summary>
-    private async Task<Handshake> ConnectAsync(bool v6, bool mptcp, uint listenerMark, uint clientMark, int bytes)
+    private async Task<Handshake> ConnectAsync(bool v6, bool mptcp, uint listenerMark, uint clientMark, int bytes, bool dualStack = false)
     {
-        var family = v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        // Dual stack: AF_INET6 sockets on an IPv4 connection (v4-mapped addresses), as a listener on [::] sees it.
+        var family = v6 || dualStack ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        var bindTo = dualStack ? IPAddress.IPv6Any : ServerAddress(v6);
+        var connectTo = dualStack ? ServerAddress(false).MapToIPv6() : ServerAddress(v6);
         var protocol = mptcp ? TransportProtocol.Mptcp : TransportProtocol.Tcp;
         using var listener = await _server!.RunInNamespaceAsync(() =>
         {
             var s = SocketFactory.Default.Create(family, protocol);
             SetMark(s, listenerMark);
-            s.Bind(new IPEndPoint(ServerAddress(v6), 0));
+            if (dualStack)
+            {
+                s.DualMode = true;
+            }
+
+            s.Bind(new IPEndPoint(bindTo, 0));
             s.Listen(4);
             return s;
         });
@@ -107,6 +115,11 @@ public sealed class KernelSignerTests
         {
             var s = SocketFactory.Default.Create(family, protocol);
             SetMark(s, clientMark);
+            if (dualStack)
+            {
+                s.DualMode = true;
+            }
+
             return s;
         });
         var capture = await _server.StartCaptureAsync("ks0", Path.Combine(_directory, $"{port}.pcap"), $"tcp port {port}"); // tcp[] offsets are IPv4-only in pcap filters: SYNs picked below
@@ -116,7 +129,7 @@ public sealed class KernelSignerTests
         {
             using var cts = new CancellationTokenSource(Timeout);
             var accept = listener.AcceptAsync(cts.Token).AsTask();
-            await client.ConnectAsync(new IPEndPoint(ServerAddress(v6), port), cts.Token);
+            await client.ConnectAsync(new IPEndPoint(connectTo, port), cts.Token);
             using var accepted = await accept;
             afterHandshake = _signer!.ReadCounts();
             var data = new byte[bytes];
@@ -192,6 +205,21 @@ public sealed class KernelSignerTests
             Assert.That(synAck.Verified, Is.True, "the SYN/ACK's tag verifies under key 1");
             Assert.That(h.AfterData.SynsSigned - before.SynsSigned, Is.EqualTo(h.Syns.Count).Or.EqualTo(h.Syns.Count + 1), "one per SYN sent (the capture may miss a retransmission)");
             Assert.That(h.AfterData.Errors, Is.EqualTo(before.Errors));
+        });
+    }
+
+    /// <summary>An IPv4 connection on AF_INET6 sockets: the tags use family 4 and 4-byte addresses (§9.2), as the wire shows it.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task DualStackSockets_OnAnIpv4Connection_TagsOverTheIpv4Flow(bool mptcp)
+    {
+        var h = await ConnectAsync(v6: false, mptcp, _signer!.ListenerMark, _signer.SlotMark(1), 1000, dualStack: true);
+        var ring = new MpProxyKeyRing(1, Key);
+        Assert.Multiple(() =>
+        {
+            Assert.That(IPAddress.Parse(h.Syns[0].Source).AddressFamily, Is.EqualTo(AddressFamily.InterNetwork));
+            Assert.That(Check(h.Syns[0], ring).Verified, Is.True, "the SYN of an AF_INET6 socket to ::ffff:198.18.31.2");
+            Assert.That(Check(h.SynAcks[0], ring).Verified, Is.True, "the SYN/ACK of a listener on [::]");
         });
     }
 
@@ -357,6 +385,61 @@ public sealed class KernelSignerTests
             Assert.That(KernelSigner.Cleanup(CgroupName), Is.Empty, "the live signer's cgroup holds this process");
             Assert.That(Directory.Exists(_signer.CgroupPath), Is.True);
             Assert.That(Directory.Exists(parent), Is.True);
+        });
+    }
+
+    /// <summary>
+    /// A SIGKILLed process that held the signer's bpf_link and sat in its cgroup leaves no program attached, and
+    /// Cleanup removes the cgroup. The child here is a <c>sleep</c> started inside a second signer's cgroup with a
+    /// duplicate of its link descriptor; the signer (this process) then lets go of its own, so the child holds the
+    /// attachment alone, as a daemon holds it, until it is killed.
+    /// </summary>
+    [Test]
+    public async Task SigkilledHolderOfTheLink_LeavesNoProgramAttached_CleanupRemovesTheCgroup()
+    {
+        const string name = "psel-ksign-kill";
+        Assert.That(KernelSigner.TryOpen(name, Config(Key, 1), KernelSigner.DefaultSlotMask, out var inner, out string? reason), Is.True, reason);
+        string path = inner!.CgroupPath;
+        System.Diagnostics.Process child;
+        int inherited = BpfNative.DuplicateInheritable(inner.Link);
+        try
+        {
+            Assert.That(inherited, Is.GreaterThanOrEqualTo(0));
+            child = System.Diagnostics.Process.Start("sleep", "60");
+        }
+        finally
+        {
+            BpfNative.Close(inherited);
+            inner.Dispose();
+        }
+
+        try
+        {
+            Assert.Multiple(() =>
+            {
+                Assert.That(Directory.Exists(path), Is.True, "the child keeps the cgroup busy");
+                Assert.That(KernelSigner.AttachedPrograms(path), Is.EqualTo(1), "the child's descriptor keeps the program attached");
+            });
+        }
+        finally
+        {
+            child.Kill();
+            using var exited = new CancellationTokenSource(Timeout);
+            await child.WaitForExitAsync(exited.Token);
+        }
+
+        // The link goes when the dead process's last descriptor closes: bounded wait for the kernel's deferred release.
+        var deadline = DateTime.UtcNow + Timeout;
+        while (KernelSigner.AttachedPrograms(path) != 0 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(KernelSigner.AttachedPrograms(path), Is.Zero);
+            Assert.That(KernelSigner.Cleanup(name), Is.EqualTo(new[] { path }));
+            Assert.That(Directory.Exists(path), Is.False);
         });
     }
 }
