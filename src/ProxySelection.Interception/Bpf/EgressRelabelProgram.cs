@@ -11,7 +11,7 @@ namespace ProxySelection.Interception.Bpf;
 internal static class EgressRelabelProgram
 {
     public const byte PlaceholderKind = 253;
-    private const short SkbProtocol = 16;             // struct __sk_buff.protocol (network order in the low 16 bits)
+    private const short SkbProtocol = 16, SkbData = 76, SkbDataEnd = 80; // struct __sk_buff (protocol: network order)
     private const int EthPIpRaw = 0x0008, EthPIpv6Raw = 0xDD86;
     private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11, HelperLoadBytes = 26;
     private const short Buffer = -8, Kind = -12;
@@ -24,35 +24,42 @@ internal static class EgressRelabelProgram
         var v6 = a.NewLabel();
         var tcp = a.NewLabel();
         a.Mov64(Reg.R6, Reg.R1);
-        a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbProtocol);
-        a.Jump(JmpOp.Jeq, Reg.R2, EthPIpv6Raw, v6);
-        a.Jump(JmpOp.Jne, Reg.R2, EthPIpRaw, pass);
-
-        LoadBytes(a, linkHeaderLength, 1, pass);
-        a.Load(BpfSize.B, Reg.R7, Reg.R10, Buffer);
+        // Every packet on the interface comes here: direct packet reads decide "not a TCP SYN" without a helper call.
+        a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbData);
+        a.Load(BpfSize.W, Reg.R3, Reg.R6, SkbDataEnd);
+        a.Load(BpfSize.W, Reg.R4, Reg.R6, SkbProtocol);
+        a.Jump(JmpOp.Jeq, Reg.R4, EthPIpv6Raw, v6);
+        a.Jump(JmpOp.Jne, Reg.R4, EthPIpRaw, pass);
+        a.Mov64(Reg.R5, Reg.R2);
+        a.Alu64(AluOp.Add, Reg.R5, linkHeaderLength + 20);
+        a.Jump(JmpOp.Jgt, Reg.R5, Reg.R3, pass);
+        a.Load(BpfSize.B, Reg.R4, Reg.R2, (short)(linkHeaderLength + 9));
+        a.Jump(JmpOp.Jne, Reg.R4, 6, pass);
+        a.Load(BpfSize.B, Reg.R7, Reg.R2, (short)linkHeaderLength);
         a.Alu64(AluOp.And, Reg.R7, 0xF);
         a.Alu64(AluOp.Lsh, Reg.R7, 2);
         a.Alu64(AluOp.Add, Reg.R7, linkHeaderLength);
-        LoadBytes(a, linkHeaderLength + 9, 1, pass);
-        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer);
-        a.Jump(JmpOp.Jne, Reg.R2, 6, pass);
         a.Jump(tcp);
 
         // IPv6: a SYN with extension headers before TCP is left alone.
         a.Mark(v6);
-        LoadBytes(a, linkHeaderLength + 6, 1, pass);
-        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer);
-        a.Jump(JmpOp.Jne, Reg.R2, 6, pass);
+        a.Mov64(Reg.R5, Reg.R2);
+        a.Alu64(AluOp.Add, Reg.R5, linkHeaderLength + 40);
+        a.Jump(JmpOp.Jgt, Reg.R5, Reg.R3, pass);
+        a.Load(BpfSize.B, Reg.R4, Reg.R2, (short)(linkHeaderLength + 6));
+        a.Jump(JmpOp.Jne, Reg.R4, 6, pass);
         a.Mov64(Reg.R7, linkHeaderLength + 40);
 
         a.Mark(tcp);
-        a.Mov64(Reg.R2, Reg.R7);
-        a.Alu64(AluOp.Add, Reg.R2, 12);
-        LoadBytesAt(a, 2, pass);
-        a.Load(BpfSize.B, Reg.R2, Reg.R10, Buffer + 1);
-        a.Alu64(AluOp.And, Reg.R2, 0x02);
-        a.Jump(JmpOp.Jeq, Reg.R2, 0, pass);
-        a.Load(BpfSize.B, Reg.R8, Reg.R10, Buffer);
+        a.Mov64(Reg.R5, Reg.R2);
+        a.Alu64(AluOp.Add, Reg.R5, Reg.R7);
+        a.Mov64(Reg.R4, Reg.R5);
+        a.Alu64(AluOp.Add, Reg.R4, 20);
+        a.Jump(JmpOp.Jgt, Reg.R4, Reg.R3, pass);
+        a.Load(BpfSize.B, Reg.R4, Reg.R5, 13);
+        a.Alu64(AluOp.And, Reg.R4, 0x02);
+        a.Jump(JmpOp.Jeq, Reg.R4, 0, pass);
+        a.Load(BpfSize.B, Reg.R8, Reg.R5, 12);
         a.Alu64(AluOp.Rsh, Reg.R8, 4);
         a.Alu64(AluOp.Lsh, Reg.R8, 2);
         foreach (int form in new[] { 16, 8 })
@@ -93,12 +100,6 @@ internal static class EgressRelabelProgram
         a.Mov64(Reg.R0, TcxNext);
         a.Exit();
         return a.Build();
-    }
-
-    private static void LoadBytes(BpfAssembler a, int offset, int length, BpfLabel fail)
-    {
-        a.Mov64(Reg.R2, offset);
-        LoadBytesAt(a, length, fail);
     }
 
     /// <summary>bpf_skb_load_bytes(skb, r2, fp-8, length); jumps to <paramref name="fail"/> when the packet is shorter.</summary>

@@ -67,7 +67,7 @@ public sealed class KernelSigner : IDisposable
     private const int Counters = 6;
 
     private readonly Lock _updateLock = new();
-    private readonly List<SafeFileHandle> _egress = [];
+    private readonly List<SafeFileHandle> _egress = []; // link, program, link, program...
     private bool _disposed;
 
     private KernelSigner(SafeFileHandle config, SafeFileHandle scratch, SafeFileHandle counters, SafeFileHandle program,
@@ -279,6 +279,27 @@ public sealed class KernelSigner : IDisposable
         return errno == 0 ? (ns, count) : (0, 0);
     }
 
+    /// <summary>As <see cref="ReadRunTime"/> for the egress relabelling programs together (they run on every packet leaving their interfaces).</summary>
+    public (long RunTimeNs, long RunCount) ReadEgressRunTime()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        long ns = 0, count = 0;
+        lock (_updateLock)
+        {
+            // Links and programs alternate in the list; a link's info has no run time.
+            for (int i = 1; i < _egress.Count; i += 2)
+            {
+                if (BpfNative.ProgramRunTime(_egress[i], out long n, out long c) == 0)
+                {
+                    ns += n;
+                    count += c;
+                }
+            }
+        }
+
+        return (ns, count);
+    }
+
     /// <summary>
     /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process) to interface
     /// <paramref name="ifindex"/> of the calling thread's network namespace; <paramref name="linkHeaderLength"/> is
@@ -288,9 +309,10 @@ public sealed class KernelSigner : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength);
-        using var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
+        var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
         if (program.IsInvalid)
         {
+            program.Dispose();
             reason = $"kernel signing: BPF_PROG_LOAD (egress relabel): {BpfNative.Errno(errno)} verifier: {LastLine(log)}";
             return false;
         }
@@ -299,6 +321,7 @@ public sealed class KernelSigner : IDisposable
         if (link.IsInvalid)
         {
             link.Dispose();
+            program.Dispose();
             reason = $"kernel signing: BPF_LINK_CREATE (tcx egress, ifindex {ifindex}): {BpfNative.Errno(errno)}";
             return false;
         }
@@ -306,6 +329,7 @@ public sealed class KernelSigner : IDisposable
         lock (_updateLock)
         {
             _egress.Add(link);
+            _egress.Add(program);
         }
 
         reason = null;
