@@ -93,22 +93,15 @@ internal static unsafe partial class BpfNative
         return new SafeFileHandle((nint)fd, ownsHandle: fd >= 0);
     }
 
-    public static int UpdateElement(SafeFileHandle map, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
-    {
-        Span<byte> attr = stackalloc byte[AttrSize];
-        attr.Clear();
-        fixed (byte* k = key)
-        fixed (byte* v = value)
-        {
-            Put32(attr, 0, (uint)map.DangerousGetHandle());
-            Put64(attr, 8, (ulong)k);
-            Put64(attr, 16, (ulong)v);
-            return Bpf(MapUpdateElem, attr) < 0 ? Marshal.GetLastPInvokeError() : 0;
-        }
-    }
+    public static int UpdateElement(SafeFileHandle map, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value) =>
+        ElementCommand(MapUpdateElem, map, key, value);
 
     /// <summary>Reads one element (for a per-CPU map, <paramref name="value"/> holds one 8-byte-rounded value per possible CPU).</summary>
-    public static int LookupElement(SafeFileHandle map, ReadOnlySpan<byte> key, Span<byte> value)
+    public static int LookupElement(SafeFileHandle map, ReadOnlySpan<byte> key, Span<byte> value) =>
+        ElementCommand(MapLookupElem, map, key, value);
+
+    /// <summary>A map element command (map fd, key and value pointers, flags 0); returns 0 or the errno.</summary>
+    private static int ElementCommand(int command, SafeFileHandle map, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)
     {
         Span<byte> attr = stackalloc byte[AttrSize];
         attr.Clear();
@@ -118,7 +111,7 @@ internal static unsafe partial class BpfNative
             Put32(attr, 0, (uint)map.DangerousGetHandle());
             Put64(attr, 8, (ulong)k);
             Put64(attr, 16, (ulong)v);
-            return Bpf(MapLookupElem, attr) < 0 ? Marshal.GetLastPInvokeError() : 0;
+            return Bpf(command, attr) < 0 ? Marshal.GetLastPInvokeError() : 0;
         }
     }
 
@@ -167,25 +160,20 @@ internal static unsafe partial class BpfNative
     }
 
     /// <summary>BPF_LINK_CREATE: the attachment lives as long as the returned fd (a dead process leaves nothing attached).</summary>
-    public static SafeFileHandle CreateLink(SafeFileHandle program, SafeFileHandle target, int attachType, out int errno)
-    {
-        Span<byte> attr = stackalloc byte[AttrSize];
-        attr.Clear();
-        Put32(attr, 0, (uint)program.DangerousGetHandle());
-        Put32(attr, 4, (uint)target.DangerousGetHandle());
-        Put32(attr, 8, (uint)attachType);
-        long fd = Bpf(LinkCreate, attr);
-        errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
-        return new SafeFileHandle((nint)fd, ownsHandle: fd >= 0);
-    }
+    public static SafeFileHandle CreateLink(SafeFileHandle program, SafeFileHandle target, int attachType, out int errno) =>
+        CreateLink(program, (uint)target.DangerousGetHandle(), attachType, out errno);
 
     /// <summary>BPF_LINK_CREATE on a network interface (tcx): <paramref name="ifindex"/> in the calling thread's namespace.</summary>
-    public static SafeFileHandle CreateLink(SafeFileHandle program, int ifindex, int attachType, out int errno)
+    public static SafeFileHandle CreateLink(SafeFileHandle program, int ifindex, int attachType, out int errno) =>
+        CreateLink(program, (uint)ifindex, attachType, out errno);
+
+    // target_fd and target_ifindex share the attr's second word.
+    private static SafeFileHandle CreateLink(SafeFileHandle program, uint target, int attachType, out int errno)
     {
         Span<byte> attr = stackalloc byte[AttrSize];
         attr.Clear();
         Put32(attr, 0, (uint)program.DangerousGetHandle());
-        Put32(attr, 4, (uint)ifindex);
+        Put32(attr, 4, target);
         Put32(attr, 8, (uint)attachType);
         long fd = Bpf(LinkCreate, attr);
         errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;

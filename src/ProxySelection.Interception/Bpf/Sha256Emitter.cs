@@ -42,18 +42,8 @@ public static class Sha256Emitter
         for (int i = 16; i < 64; i++)
         {
             // W[i] = σ1(W[i-2]) + W[i-7] + σ0(W[i-15]) + W[i-16]
-            a.Load(BpfSize.W, Reg.R2, Reg.R6, WordAt(i - 15));
-            a.Rotr32(Reg.R3, Reg.R2, 7, Reg.R0);
-            a.Rotr32(Reg.R4, Reg.R2, 18, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R3, Reg.R4);
-            a.Alu32(AluOp.Rsh, Reg.R2, 3);
-            a.Alu32(AluOp.Xor, Reg.R3, Reg.R2);
-            a.Load(BpfSize.W, Reg.R2, Reg.R6, WordAt(i - 2));
-            a.Rotr32(Reg.R4, Reg.R2, 17, Reg.R0);
-            a.Rotr32(Reg.R5, Reg.R2, 19, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R4, Reg.R5);
-            a.Alu32(AluOp.Rsh, Reg.R2, 10);
-            a.Alu32(AluOp.Xor, Reg.R4, Reg.R2);
+            EmitSmallSigma(a, WordAt(i - 15), Reg.R3, Reg.R4, 7, 18, 3);
+            EmitSmallSigma(a, WordAt(i - 2), Reg.R4, Reg.R5, 17, 19, 10);
             a.Alu32(AluOp.Add, Reg.R3, Reg.R4);
             a.Load(BpfSize.W, Reg.R2, Reg.R6, WordAt(i - 16));
             a.Alu32(AluOp.Add, Reg.R3, Reg.R2);
@@ -74,11 +64,7 @@ public static class Sha256Emitter
             short va = Slot(0 - i), vb = Slot(1 - i), vc = Slot(2 - i), vd = Slot(3 - i);
             short ve = Slot(4 - i), vf = Slot(5 - i), vg = Slot(6 - i), vh = Slot(7 - i);
             a.Load(BpfSize.W, Reg.R2, Reg.R10, ve);
-            a.Rotr32(Reg.R3, Reg.R2, 6, Reg.R0);
-            a.Rotr32(Reg.R4, Reg.R2, 11, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R3, Reg.R4);
-            a.Rotr32(Reg.R4, Reg.R2, 25, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R3, Reg.R4);
+            EmitBigSigma(a, Reg.R3, Reg.R4, 6, 11, 25);
             // Ch(e, f, g) = g ^ (e & (f ^ g))
             a.Load(BpfSize.W, Reg.R4, Reg.R10, vf);
             a.Load(BpfSize.W, Reg.R5, Reg.R10, vg);
@@ -96,11 +82,7 @@ public static class Sha256Emitter
             a.Alu32(AluOp.Add, Reg.R4, Reg.R3);
             a.Store(BpfSize.W, Reg.R10, vd, Reg.R4);
             a.Load(BpfSize.W, Reg.R2, Reg.R10, va);
-            a.Rotr32(Reg.R4, Reg.R2, 2, Reg.R0);
-            a.Rotr32(Reg.R5, Reg.R2, 13, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R4, Reg.R5);
-            a.Rotr32(Reg.R5, Reg.R2, 22, Reg.R0);
-            a.Alu32(AluOp.Xor, Reg.R4, Reg.R5);
+            EmitBigSigma(a, Reg.R4, Reg.R5, 2, 13, 22);
             // Maj(a, b, c) = (a & b) | (c & (a | b))
             a.Load(BpfSize.W, Reg.R5, Reg.R10, vb);
             a.Mov32(Reg.R8, Reg.R2);
@@ -126,6 +108,27 @@ public static class Sha256Emitter
 
         a.Mov64(Reg.R0, 0);
         a.Exit();
+    }
+
+    /// <summary>dst = rotr(w, n1) ^ rotr(w, n2) ^ (w >> shift) of schedule word w at <paramref name="word"/> (σ0, σ1); clobbers r2, <paramref name="temp"/>, r0.</summary>
+    private static void EmitSmallSigma(BpfAssembler a, short word, Reg dst, Reg temp, int n1, int n2, int shift)
+    {
+        a.Load(BpfSize.W, Reg.R2, Reg.R6, word);
+        a.Rotr32(dst, Reg.R2, n1, Reg.R0);
+        a.Rotr32(temp, Reg.R2, n2, Reg.R0);
+        a.Alu32(AluOp.Xor, dst, temp);
+        a.Alu32(AluOp.Rsh, Reg.R2, shift);
+        a.Alu32(AluOp.Xor, dst, Reg.R2);
+    }
+
+    /// <summary>dst = rotr(r2, n1) ^ rotr(r2, n2) ^ rotr(r2, n3) (Σ0, Σ1); clobbers <paramref name="temp"/> and r0.</summary>
+    private static void EmitBigSigma(BpfAssembler a, Reg dst, Reg temp, int n1, int n2, int n3)
+    {
+        a.Rotr32(dst, Reg.R2, n1, Reg.R0);
+        a.Rotr32(temp, Reg.R2, n2, Reg.R0);
+        a.Alu32(AluOp.Xor, dst, temp);
+        a.Rotr32(temp, Reg.R2, n3, Reg.R0);
+        a.Alu32(AluOp.Xor, dst, temp);
     }
 
     private static short WordAt(int i) => (short)(Sha256Layout.W + (i * 4));

@@ -88,8 +88,7 @@ internal static class SigningProgram
         a.Jump(done);
 
         a.Mark(len);
-        EmitSegmentSlot(a, slotMask, shift, listenerValue, done, out var lenSynAck);
-        _ = lenSynAck;
+        EmitSegmentSlot(a, slotMask, shift, listenerValue, done);
         EmitLookup(a, configMap, Reg.R7, done);
         EmitEntry(a);
         a.Load(BpfSize.B, Reg.R2, Reg.R9, 8);
@@ -156,9 +155,9 @@ internal static class SigningProgram
     /// r2 = the slot value for this segment: a SYN/ACK is a listener's (the listener's flag decided), a SYN its
     /// socket's mark. Only SYNs and SYN/ACKs go on.
     /// </summary>
-    private static void EmitSegmentSlot(BpfAssembler a, uint slotMask, int shift, int listenerValue, BpfLabel done, out BpfLabel synAck)
+    private static void EmitSegmentSlot(BpfAssembler a, uint slotMask, int shift, int listenerValue, BpfLabel done)
     {
-        synAck = a.NewLabel();
+        var synAck = a.NewLabel();
         var have = a.NewLabel();
         a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbTcpFlags);
         a.Mov64(Reg.R3, Reg.R2);
@@ -255,6 +254,19 @@ internal static class SigningProgram
         }
     }
 
+    /// <summary>bpf_store_hdr_opt of the option on the stack, its length the prefix's plus the entry's tag length; r0 = result.</summary>
+    private static void EmitStoreOption(BpfAssembler a, int prefixLength, BpfLabel error)
+    {
+        a.Load(BpfSize.B, Reg.R3, Reg.R9, 9);
+        a.Alu64(AluOp.Add, Reg.R3, prefixLength);
+        a.Jump(JmpOp.Jgt, Reg.R3, 16, error);
+        a.Mov64(Reg.R1, Reg.R6);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, Option);
+        a.Mov64(Reg.R4, 0);
+        a.CallHelper(HelperStoreHdrOpt);
+    }
+
     private static void EmitVariant(BpfAssembler a, int counterMap, bool synAck, bool ipv6, int prefixLength, BpfLabel compress,
         BpfLabel done, BpfLabel error)
     {
@@ -337,14 +349,7 @@ internal static class SigningProgram
             a.Store(BpfSize.H, Reg.R10, Option + 12, Reg.R1);
         }
 
-        a.Load(BpfSize.B, Reg.R3, Reg.R9, 9);
-        a.Alu64(AluOp.Add, Reg.R3, o);
-        a.Jump(JmpOp.Jgt, Reg.R3, 16, error);
-        a.Mov64(Reg.R1, Reg.R6);
-        a.Mov64(Reg.R2, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R2, Option);
-        a.Mov64(Reg.R4, 0);
-        a.CallHelper(HelperStoreHdrOpt);
+        EmitStoreOption(a, o, error);
         var stored = a.NewLabel();
         a.Jump(JmpOp.Jeq, Reg.R0, 0, stored);
         // -EEXIST: an MPTCP segment (MP_CAPABLE is kind 30 too). With relabelling on, store the placeholder kind that
@@ -353,14 +358,7 @@ internal static class SigningProgram
         a.Load(BpfSize.B, Reg.R2, Reg.R9, 10);
         a.Jump(JmpOp.Jeq, Reg.R2, 0, error);
         a.StoreImm(BpfSize.B, Reg.R10, Option, EgressRelabelProgram.PlaceholderKind);
-        a.Load(BpfSize.B, Reg.R3, Reg.R9, 9);
-        a.Alu64(AluOp.Add, Reg.R3, o);
-        a.Jump(JmpOp.Jgt, Reg.R3, 16, error);
-        a.Mov64(Reg.R1, Reg.R6);
-        a.Mov64(Reg.R2, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R2, Option);
-        a.Mov64(Reg.R4, 0);
-        a.CallHelper(HelperStoreHdrOpt);
+        EmitStoreOption(a, o, error);
         a.Jump(JmpOp.Jne, Reg.R0, 0, error);
         EmitCountInline(a, counterMap, SignerCounter.Placeholder);
         a.Mark(stored);
