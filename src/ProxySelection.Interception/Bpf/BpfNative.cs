@@ -7,7 +7,8 @@ namespace ProxySelection.Interception.Bpf;
 /// <summary>The bpf(2) commands this library uses, over libc's syscall(2) (union bpf_attr built as bytes).</summary>
 internal static unsafe partial class BpfNative
 {
-    private const long SysBpf = 321; // x86_64
+    // bpf(2): 321 on x86_64, 280 on arm64 (the generic table).
+    private static readonly long SysBpf = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 280 : 321;
     private const int AttrSize = 144; // sizeof(union bpf_attr) in the uapi header this was written against
 
     public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,

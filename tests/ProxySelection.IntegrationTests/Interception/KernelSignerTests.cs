@@ -90,7 +90,7 @@ public sealed class KernelSignerTests
         KernelSignerCounts AfterData);
 
     /// <summary>One connection: listener in the server namespace, client in the client namespace, each with its mark; <paramref name="bytes"/> sent and read back whole.</summary>
-    private async Task<Handshake> ConnectAsync(bool v6, bool mptcp, uint listenerMark, uint clientMark, int bytes, bool dualStack = false)
+    private async Task<Handshake> ConnectAsync(bool v6, bool mptcp, uint listenerMark, uint clientMark, int bytes, bool dualStack = false, Func<Task>? whileOpen = null)
     {
         // Dual stack: AF_INET6 sockets on an IPv4 connection (v4-mapped addresses), as a listener on [::] sees it.
         var family = v6 || dualStack ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
@@ -144,6 +144,11 @@ public sealed class KernelSignerTests
             }
 
             Assert.That(await send, Is.EqualTo(bytes));
+            if (whileOpen != null)
+            {
+                await whileOpen();
+            }
+
             afterData = _signer.ReadCounts();
         }
         finally
@@ -441,5 +446,46 @@ public sealed class KernelSignerTests
             Assert.That(KernelSigner.Cleanup(name), Is.EqualTo(new[] { path }));
             Assert.That(Directory.Exists(path), Is.False);
         });
+    }
+
+    /// <summary>
+    /// An MP_JOIN of a marked MPTCP connection: its SYN has 8 bytes left (the long form needs 16) and the listener's
+    /// MP_JOIN SYN/ACK 4 (the short form needs 8), so nothing is written, the segments leave as they are and the join
+    /// completes (fail open); both counted as no room.
+    /// </summary>
+    [Test]
+    public async Task MptcpJoin_NoRoomForTheOption_SegmentsLeaveAsTheyAre_Counted()
+    {
+        await _client!.AddAddressAsync("kc0", "198.18.31.3/24");
+        await _client.SetMptcpLimitsAsync(1, 0);
+        await _server!.SetMptcpLimitsAsync(1, 0);
+        await _client.AddMptcpEndpointAsync("198.18.31.3", "kc0", "subflow");
+        try
+        {
+            var before = _signer!.ReadCounts();
+            var h = await ConnectAsync(v6: false, mptcp: true, _signer.ListenerMark, _signer.SlotMark(1), 100_000, whileOpen: async () =>
+            {
+                var deadline = DateTime.UtcNow + Timeout;
+                while (_signer.ReadCounts().NoRoom - before.NoRoom < 2 && DateTime.UtcNow < deadline)
+                {
+                    await Task.Delay(20);
+                }
+            });
+            var ring = new MpProxyKeyRing(1, Key);
+            var joins = h.Syns.Concat(h.SynAcks).Where(s => TcpHeader.TryParse(s.Bytes, out var tcp) == WireError.None
+                && TcpOptionReader.TryFindMptcp(tcp.Options, MptcpSubtype.MpJoin, out _) == WireError.None).ToList();
+            Assert.Multiple(() =>
+            {
+                Assert.That(h.AfterData.NoRoom - before.NoRoom, Is.GreaterThanOrEqualTo(2), "the join's SYN and SYN/ACK");
+                Assert.That(joins.Select(j => j.Flags & TcpFlags.Ack).Distinct().Count(), Is.EqualTo(2), "the capture holds the join's SYN and SYN/ACK");
+                Assert.That(joins.Select(j => Check(j, ring).Option), Has.All.Null);
+                Assert.That(Check(h.Syns[0], ring).Verified, Is.True, "the first subflow's SYN is still signed");
+                Assert.That(h.AfterData.Errors, Is.EqualTo(before.Errors));
+            });
+        }
+        finally
+        {
+            await _client.IpAsync("mptcp", "endpoint", "flush");
+        }
     }
 }
