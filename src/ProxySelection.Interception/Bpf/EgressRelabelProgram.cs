@@ -11,19 +11,24 @@ namespace ProxySelection.Interception.Bpf;
 internal static class EgressRelabelProgram
 {
     public const byte PlaceholderKind = 253;
-    private const short SkbProtocol = 16, SkbData = 76, SkbDataEnd = 80; // struct __sk_buff (protocol: network order)
+    private const short SkbMark = 8, SkbProtocol = 16, SkbData = 76, SkbDataEnd = 80; // struct __sk_buff (protocol: network order)
     private const int EthPIpRaw = 0x0008, EthPIpv6Raw = 0xDD86;
     private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11, HelperLoadBytes = 26;
     private const short Buffer = -8, Kind = -12;
     private const int TcxNext = -1;
 
-    public static byte[] Emit(int counterMap, int linkHeaderLength)
+    public static byte[] Emit(int counterMap, int linkHeaderLength, uint slotMask)
     {
         var a = new BpfAssembler();
         var pass = a.NewLabel();
         var v6 = a.NewLabel();
         var tcp = a.NewLabel();
         a.Mov64(Reg.R6, Reg.R1);
+        // Only this host's marked segments (skb->mark is the socket's SO_MARK, the listener's for a SYN/ACK): a
+        // forwarded packet is never rewritten, and unmarked traffic leaves after one load.
+        a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbMark);
+        a.Alu32(AluOp.And, Reg.R2, unchecked((int)slotMask));
+        a.Jump(JmpOp.Jeq, Reg.R2, 0, pass);
         // Every packet on the interface comes here: direct packet reads decide "not a TCP SYN" without a helper call.
         a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbData);
         a.Load(BpfSize.W, Reg.R3, Reg.R6, SkbDataEnd);

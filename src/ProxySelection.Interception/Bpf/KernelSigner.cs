@@ -301,14 +301,15 @@ public sealed class KernelSigner : IDisposable
     }
 
     /// <summary>
-    /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process) to interface
+    /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process; it touches only packets whose
+    /// mark carries slot bits, i.e. this host's marked sockets' segments) to interface
     /// <paramref name="ifindex"/> of the calling thread's network namespace; <paramref name="linkHeaderLength"/> is
     /// the bytes before the IP header there (14 on Ethernet and veth, 0 on a tunnel).
     /// </summary>
     public bool TryAttachEgress(int ifindex, out string? reason, int linkHeaderLength = 14)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength);
+        byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength, (uint)(_slotValues - 1) << _shift);
         var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
         if (program.IsInvalid)
         {
