@@ -261,6 +261,14 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             return;
         }
 
+        if (_kernelSigning.AttachEgress(_options.EdgeInterfaces) is { } failed)
+        {
+            _kernelSigning.Dispose();
+            _kernelSigning = null;
+            ProxyEngineLog.KernelSigningUnavailable(_log, failed);
+            return;
+        }
+
         _listenerSockets.Mark = _kernelSigning.ListenerMark;
         _upstreamSockets.Mark = _kernelSigning.UpstreamMark;
         _rulesetOptions = RulesetOptions(_options, kernelSigned: true);

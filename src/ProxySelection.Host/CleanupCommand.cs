@@ -33,7 +33,7 @@ internal static class CleanupCommand
                 }
 
                 // The kernel signer's program went with the killed process (a bpf_link); its empty cgroup stays until here.
-                foreach (var removed in Interception.Bpf.KernelSigner.Cleanup(KernelSigningNames.Prefix(prefixValue)))
+                foreach (var removed in Interception.Bpf.KernelSigner.CleanupPrefixed(KernelSigningNames.Prefix(prefixValue)))
                 {
                     result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel signer's cgroup {removed}");
                 }

@@ -74,9 +74,11 @@ internal sealed partial class DomainEdge
     }
 
     /// <summary>Any version: a future MP_PROXY carries the same proxy id, and the edge strips what it cannot read too.</summary>
+    // MP_PROXY, or the kernel signer's placeholder for it (kind 253 with MP_PROXY's own next bytes, relabelled to kind 30
+    // on the interface's egress, after this hook): whatever would leave as MP_PROXY goes.
     private static bool IsMpProxy(ReadOnlySpan<byte> option) =>
         option.Length >= MpProxyOption.PresenceLength
-        && option[0] == MpProxyOption.Kind
+        && (option[0] == MpProxyOption.Kind || option[0] == Interception.Bpf.KernelSigner.PlaceholderKind)
         && option[2] >> 4 == MpProxyOption.Subtype
         && option[3] == MpProxyOption.ExperimentId;
 

@@ -10,7 +10,7 @@ namespace ProxySelection.Engine.Kernel;
 /// ring stays the one truth: <see cref="Refresh"/> pushes a rotation). Probes stay on the egress queue: their SYN's ISN
 /// is what tells the probe's own answer from a forged one (spec §7.5.2), and the hook reads it there.
 /// </summary>
-public sealed class KernelSigning : IDisposable
+public sealed partial class KernelSigning : IDisposable
 {
     /// <summary>The SYN slot of an upstream leg.</summary>
     public const int UpstreamSlot = 1;
@@ -79,6 +79,41 @@ public sealed class KernelSigning : IDisposable
 
     public KernelSignerCounts ReadCounts() => _signer.ReadCounts();
 
+    /// <summary>
+    /// Attaches the egress relabelling to every interface of the namespace but the loopback and the domain's edges (an
+    /// MPTCP segment's MP_PROXY leaves by them as its placeholder, and the edge hook strips both). Null, or the first
+    /// failure: a signer that cannot relabel everywhere is closed by the caller (an MPTCP SYN/ACK would leave unclaimed).
+    /// </summary>
+    public string? AttachEgress(IReadOnlyList<string> edges)
+    {
+        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+        {
+            if (nic.NetworkInterfaceType == System.Net.NetworkInformation.NetworkInterfaceType.Loopback || edges.Contains(nic.Name))
+            {
+                continue;
+            }
+
+            int index = IfNameToIndex(nic.Name);
+            if (index == 0)
+            {
+                continue; // gone since it was listed
+            }
+
+            // Layer 2 before the IP header: Ethernet and veth carry 14 bytes, tunnels and PPP none.
+            int header = nic.NetworkInterfaceType is System.Net.NetworkInformation.NetworkInterfaceType.Tunnel
+                or System.Net.NetworkInformation.NetworkInterfaceType.Ppp ? 0 : 14;
+            if (!_signer.TryAttachEgress(index, out string? reason, header))
+            {
+                return $"{nic.Name}: {reason}";
+            }
+        }
+
+        return null;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "if_nametoindex", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int IfNameToIndex(string name);
+
     public void Dispose() => _signer.Dispose();
 
     private static (byte Priority, byte KeyId, byte[] Key) Current(NegotiatorOptions negotiation, MpProxyKeyRing ring)
@@ -96,6 +131,8 @@ public sealed class KernelSigning : IDisposable
         return new()
         {
             Key = current.Key,
+            // A downgrade listener's SYN/ACKs and an upgrade leg's SYNs are MPTCP: the egress programs relabel them.
+            RelabelMptcp = true,
             SynAck = Prefix(MpProxyOption.Short(MpProxyMessage.Claim, current.Priority, negotiation.ProxyId)),
             Syn = new Dictionary<int, KernelSignedOption>
             {

@@ -55,6 +55,10 @@ public sealed class KernelSigner : IDisposable
     /// <summary>The default slot field: SO_MARK bits 8-10 (values 1..6 are SYN slots, 7 the listener).</summary>
     public const uint DefaultSlotMask = 0x0000_0700;
 
+    /// <summary>The option kind an MPTCP segment's MP_PROXY carries until <see cref="TryAttachEgress"/>'s program relabels it
+    /// (the next bytes are MP_PROXY's own): whatever strips MP_PROXY before that hook must strip this too.</summary>
+    public const byte PlaceholderKind = EgressRelabelProgram.PlaceholderKind;
+
     private readonly SafeFileHandle _config;
     private readonly SafeFileHandle _scratch;
     private readonly SafeFileHandle _counters;
@@ -341,7 +345,14 @@ public sealed class KernelSigner : IDisposable
     /// Removes leftover (empty) cgroups named <paramref name="name"/> under this process's cgroup v2 (or its parent, when
     /// this process is itself in one) after a SIGKILL; returns the paths removed. The program went with the process.
     /// </summary>
-    public static IReadOnlyList<string> Cleanup(string name)
+    public static IReadOnlyList<string> Cleanup(string name) => CleanupWhere(candidate => candidate == name);
+
+    /// <summary>As <see cref="Cleanup"/> for every cgroup whose name starts with <paramref name="prefix"/> (one per daemon
+    /// process: a populated one, a live daemon's, cannot be removed and is left).</summary>
+    public static IReadOnlyList<string> CleanupPrefixed(string prefix) =>
+        CleanupWhere(candidate => candidate.StartsWith(prefix, StringComparison.Ordinal));
+
+    private static List<string> CleanupWhere(Func<string, bool> named)
     {
         var removed = new List<string>();
         if (!TryOwnCgroup(out string? own, out _))
@@ -349,11 +360,24 @@ public sealed class KernelSigner : IDisposable
             return removed;
         }
 
-        foreach (string candidate in new[] { Path.Combine(own!, name), Path.Combine(Path.GetDirectoryName(own!)!, name) })
+        foreach (string parent in new[] { own!, Path.GetDirectoryName(own!)! }.Distinct())
         {
-            if (candidate != own && Directory.Exists(candidate) && TryRemove(candidate))
+            IEnumerable<string> children;
+            try
             {
-                removed.Add(candidate);
+                children = Directory.EnumerateDirectories(parent).ToList();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue;
+            }
+
+            foreach (string candidate in children)
+            {
+                if (candidate != own && named(Path.GetFileName(candidate)) && TryRemove(candidate))
+                {
+                    removed.Add(candidate);
+                }
             }
         }
 
