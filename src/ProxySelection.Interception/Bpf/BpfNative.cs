@@ -32,6 +32,9 @@ internal static unsafe partial class BpfNative
     [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport("libc", EntryPoint = "mount", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Mount(string source, string target, string fileSystemType, ulong flags, nint data);
+
     /// <summary>A duplicate of <paramref name="handle"/> without close-on-exec (bpf(2) descriptors have it): a child started next inherits it.</summary>
     public static int DuplicateInheritable(SafeFileHandle handle)
     {

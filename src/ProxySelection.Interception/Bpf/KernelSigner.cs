@@ -499,6 +499,36 @@ public sealed class KernelSigner : IDisposable
     }
 
     /// <summary>This process's cgroup v2 directory (the mount point from mountinfo + the "0::" line of /proc/self/cgroup).</summary>
+    /// <summary>Where the hierarchy is mounted when this mount namespace shows none (<c>ip netns exec</c> remounts /sys, and
+    /// the cgroup mounts under it go).</summary>
+    public const string PrivateCgroup2Mount = "/run/proxysel/cgroup2";
+
+    /// <summary>Mounts the cgroup v2 hierarchy at <see cref="PrivateCgroup2Mount"/> (root only; idempotent through the
+    /// mountinfo check before it). The same hierarchy as the host's: only its view was missing.</summary>
+    private static bool TryMountCgroup2(out string? mount, out string? reason)
+    {
+        mount = null;
+        try
+        {
+            Directory.CreateDirectory(PrivateCgroup2Mount);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            reason = $"kernel signing: no cgroup v2 mount, and mkdir {PrivateCgroup2Mount}: {e.Message}";
+            return false;
+        }
+
+        if (BpfNative.Mount("cgroup2", PrivateCgroup2Mount, "cgroup2", 0, 0) != 0)
+        {
+            reason = $"kernel signing: no cgroup v2 mount, and mount -t cgroup2 at {PrivateCgroup2Mount}: {BpfNative.Errno(System.Runtime.InteropServices.Marshal.GetLastPInvokeError())}";
+            return false;
+        }
+
+        mount = PrivateCgroup2Mount;
+        reason = null;
+        return true;
+    }
+
     private static bool TryOwnCgroup(out string? path, out string? reason)
     {
         path = null;
@@ -514,9 +544,8 @@ public sealed class KernelSigner : IDisposable
             }
         }
 
-        if (mount == null)
+        if (mount == null && !TryMountCgroup2(out mount, out reason))
         {
-            reason = "kernel signing: no cgroup v2 mount";
             return false;
         }
 

@@ -104,7 +104,13 @@ public sealed class KernelSigningTests
         int at = output.IndexOf(Marker, StringComparison.Ordinal);
         Assert.That(at, Is.GreaterThanOrEqualTo(0), output);
         int start = at + Marker.Length;
-        return output[start..output.IndexOf(';', start)];
+        string path = output[start..output.IndexOf(';', start)];
+        // Under `ip netns exec` (/sys remounted) the daemon mounted the hierarchy privately; the same cgroup is under this
+        // process's view of it.
+        string host = File.ReadLines("/proc/self/mountinfo").Select(l => (Line: l, Dash: l.IndexOf(" - ", StringComparison.Ordinal)))
+            .Where(m => m.Dash > 0 && m.Line.AsSpan(m.Dash + 3).StartsWith("cgroup2 "))
+            .Select(m => m.Line.Split(' ')[4]).First();
+        return path.Replace(ProxySelection.Interception.Bpf.KernelSigner.PrivateCgroup2Mount, host, StringComparison.Ordinal);
     }
 
     private static ProxySignal? ReadSynAck(CapturedSegment segment, MpProxyKeyRing ring)
