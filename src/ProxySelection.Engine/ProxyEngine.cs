@@ -163,8 +163,9 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options) => RulesetOptions(options, kernelSigned: false);
 
     /// <summary>As <see cref="RulesetOptions(ProxyEngineOptions)"/>, with the kernel signer open (<paramref name="kernelSigned"/>):
-    /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel.</summary>
-    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned)
+    /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel. Without
+    /// <paramref name="ipset"/> (the tool is missing) there is no fast path.</summary>
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new InterceptionRulesetOptions
@@ -184,8 +185,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             QueueOnlyMptcpSynAcks = options.Negotiation.Role == ProxyRole.Downgrade,
             // A SYN-cookie ACK reaches the listener as long as the engine would still await its accept.
             HandshakeSetSeconds = (int)Math.Ceiling(options.AdoptionTimeout.TotalSeconds),
-            FastPathPass = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade,
-            FastPathIntercept = options.KernelFastPath && options.Negotiation.Role == ProxyRole.Downgrade
+            FastPathPass = options.KernelFastPath && ipset && options.Negotiation.Role == ProxyRole.Downgrade,
+            FastPathIntercept = options.KernelFastPath && ipset && options.Negotiation.Role == ProxyRole.Downgrade
                 && (options.Negotiation.Mode == SignalingMode.Implicit || kernelSigned),
             KernelSigned = kernelSigned,
         };
@@ -248,6 +249,16 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// </summary>
     private void OpenKernelSigning()
     {
+        if ((_options.KernelFastPath || _options.KernelSigning) && !ToolOnPath("ipset"))
+        {
+            // Both keep their kernel state in ipsets (the fast path's destinations, the re-sign set): without the tool the
+            // queue decides and signs everything, as it always could.
+            ProxyEngineLog.NoIpsetForKernelPaths(_log);
+            _rulesetOptions = RulesetOptions(_options, kernelSigned: false, ipset: false);
+            _ruleset = new InterceptionRuleset(_rulesetOptions);
+            return;
+        }
+
         if (!_options.KernelSigning || _options.Negotiation.Mode != SignalingMode.Explicit)
         {
             return;
@@ -275,6 +286,10 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
     }
+
+    private static bool ToolOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Any(directory => File.Exists(Path.Combine(directory, name)));
 
     private void ReadKernelSigned()
     {

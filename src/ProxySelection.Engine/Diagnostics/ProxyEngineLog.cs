@@ -73,6 +73,10 @@ internal static partial class ProxyEngineLog
         "proxysel: kernel signing on: the kernel writes MP_PROXY on the listeners' SYN/ACKs and the upstream legs' SYNs (cgroup {Cgroup}; Proxy:KernelSigning)")]
     public static partial void KernelSigningOn(ILogger logger, string cgroup);
 
+    [LoggerMessage(135, LogLevel.Warning,
+        "proxysel: Proxy:KernelFastPath and Proxy:KernelSigning: the ipset tool is missing (package ipset); every SYN is decided and every signal signed through the queue")]
+    public static partial void NoIpsetForKernelPaths(ILogger logger);
+
     [LoggerMessage(134, LogLevel.Warning,
         "proxysel: Proxy:KernelSigning: {Reason}; signing through the egress queue instead")]
     public static partial void KernelSigningUnavailable(ILogger logger, string reason);

@@ -88,17 +88,18 @@ internal sealed class ProxyHostOptions
     /// <summary>
     /// The kernel fast path (issue 13), for <c>Role</c> downgrade: SYNs the capability cache already decides from the
     /// destination alone are passed (known MPTCP server) — and in implicit mode intercepted (known TCP-only server) —
-    /// by rules on ipsets kept in step with the cache, without a queue trip. Needs the ipset tool. Default false.
+    /// by rules on ipsets kept in step with the cache, without a queue trip (in explicit mode too with
+    /// <see cref="KernelSigning"/>). Needs the ipset tool. Default true.
     /// </summary>
-    public bool KernelFastPath { get; set; }
+    public bool KernelFastPath { get; set; } = true;
 
     /// <summary>
     /// Explicit mode: the kernel writes the proxy's signed MP_PROXY on the listeners' SYN/ACKs and the upstream legs' SYNs
     /// (a cgroup sock_ops program; the daemon moves into a cgroup of its own), so a held connection crosses no egress
     /// queue, and with <see cref="KernelFastPath"/> a known TCP-only destination is intercepted in the kernel. A kernel
-    /// that refuses is logged and the egress queue signs as before. Default false.
+    /// that refuses is logged and the egress queue signs as before. Default true.
     /// </summary>
-    public bool KernelSigning { get; set; }
+    public bool KernelSigning { get; set; } = true;
 
     /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);
