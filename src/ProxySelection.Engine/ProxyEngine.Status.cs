@@ -20,6 +20,8 @@ public sealed partial class ProxyEngine
     public void StopClaiming()
     {
         Volatile.Write(ref _draining, 1);
+        // The kernel's intercepts too (explicit or implicit fast path): new connections to known TCP-only servers pass.
+        _kernelMirror?.StopIntercepting();
         DrainFronts();
     }
 

@@ -22,7 +22,7 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
 
     private readonly string _prefix;
     private readonly bool _pass;
-    private readonly bool _intercept;
+    private volatile bool _intercept;
     private readonly bool[] _families;
     private readonly CapabilityCache _cache;
     private readonly ICommandRunner _runner;
@@ -63,6 +63,19 @@ public sealed class KernelCacheMirror : ICapabilityCacheObserver, IAsyncDisposab
         _log = log;
         _writer = WriteLoopAsync();
         _counterReader = ReadCountersLoopAsync();
+    }
+
+    /// <summary>
+    /// A drain began: the kernel must not claim new connections either. The intercept entries go (the sets are refilled
+    /// with the pass entries alone); the queue then passes new SYNs as draining.
+    /// </summary>
+    public void StopIntercepting()
+    {
+        if (_intercept)
+        {
+            _intercept = false;
+            Resync();
+        }
     }
 
     /// <summary>Empties the sets and refills them from the cache (at start, when the cache may hold entries already).</summary>

@@ -420,9 +420,14 @@ internal sealed partial class InteropRunner(InteropOptions options)
     private static bool IsClientRelay(ProxyEvent e) =>
         e.Event == "relay" && IPEndPoint.TryParse(e.Client ?? "", out var client) && IsClient(client.Address) && IsServer(e.Destination, 80);
 
-    /// <summary>A SYN intercepted (at once or after its hold) toward the server's <paramref name="port"/>.</summary>
+    /// <summary>
+    /// A SYN intercepted (at once or after its hold) toward the server's <paramref name="port"/>, or a connection accepted
+    /// there: the kernel fast path intercepts a known TCP-only server's SYNs without a queue trip, so no syn event is
+    /// written for them, only the accept (an answered probe is never "accepted").
+    /// </summary>
     private static bool IsIntercept(ProxyEvent e, int port) =>
-        (e is { Event: "syn", Verdict: "Intercept" } || e is { Event: "hold", Outcome: "Intercept" }) && IsServer(e.Destination, port);
+        (e is { Event: "syn", Verdict: "Intercept" } || e is { Event: "hold", Outcome: "Intercept" } || e is { Event: "accepted" })
+        && IsServer(e.Destination, port);
 
     private static bool IsServer(string? destination, int port) =>
         IPEndPoint.TryParse(destination ?? "", out var server) && server.Port == port

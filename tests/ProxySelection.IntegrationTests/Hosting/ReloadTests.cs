@@ -39,7 +39,8 @@ public sealed class ReloadTests
             Assert.That(after.ExitCode, Is.Zero, after.StdErr);
             Assert.That(afterSha, Is.EqualTo(held.SmallSha));
             Assert.That(ProxyLab.Lines(proxy, "relay "), Has.Count.EqualTo(2).And.All.Contains(": Completed "));
-            Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(2), "the proxy still holds new connections after the reloads");
+            Assert.That(ProxyLab.Counter(proxy, "intercepted") + ProxyLab.Counter(proxy, "kernel_intercepted"), Is.EqualTo(2),
+                "the proxy still holds new connections after the reloads (the second a cache hit the kernel may intercept)");
         });
     }
 }

@@ -25,7 +25,7 @@ public sealed class FastPathLatencyTests
 
         var direct = await ConnectTimesAsync(lab, samples, "direct");
 
-        var queued = await lab.StartProxyAsync();
+        var queued = await lab.StartProxyAsync("--set", "Proxy:KernelFastPath=false");
         await ConnectTimesAsync(lab, 1, "warm-queue");
         var viaQueue = await ConnectTimesAsync(lab, samples, "queue");
         await queued.StopAsync(ProxyLab.Timeout);

@@ -58,6 +58,14 @@ internal sealed partial class ProxyLab : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The daemon's kernel paths off (<c>Proxy:KernelFastPath</c>, <c>Proxy:KernelSigning</c>, on by default): every MPTCP
+    /// SYN is decided by the engine and every signal signed through the egress queue, so the per-SYN events and counters
+    /// these tests read exist for cache hits too. The kernel paths have tests of their own (KernelSigningTests,
+    /// FastPathCacheTests, FastPathLatencyTests), and the interop runner and the demo run the daemon's defaults.
+    /// </summary>
+    public static readonly string[] QueuePath = ["--set", "Proxy:KernelFastPath=false", "--set", "Proxy:KernelSigning=false"];
+
     /// <summary>Starts <c>dotnet proxysel.dll run</c> in the proxy namespace and waits until its rules are in.</summary>
     public Task<LabProcess> StartProxyAsync(params string[] extra) => StartProxyInAsync(Topology.Proxy, extra);
 
@@ -202,12 +210,13 @@ internal sealed partial class ProxyLab : IAsyncDisposable
 
     /// <summary>
     /// Starts <c>dotnet proxysel.dll run</c> with <paramref name="args"/> in <paramref name="ns"/>, its decisions going to an
-    /// event file of its own (<c>--events</c>, in a temp dir) that <see cref="Events"/> and <see cref="Lines"/> read.
+    /// event file of its own (<c>--events</c>, in a temp dir) that <see cref="Events"/> and <see cref="Lines"/> read. On the
+    /// queue path (<see cref="QueuePath"/>) unless <paramref name="args"/> set the kernel keys again (the last --set wins).
     /// </summary>
     public static LabProcess StartProxysel(NetNamespace ns, params string[] args)
     {
         var file = Path.Combine(System.IO.Directory.CreateTempSubdirectory("psel-events-").FullName, "events.jsonl");
-        var process = ns.StartProcess("dotnet", [ProxyselDll, "run", "--events", file, .. args]);
+        var process = ns.StartProcess("dotnet", [ProxyselDll, "run", "--events", file, .. QueuePath, .. args]);
         EventFiles.AddOrUpdate(process, file);
         return process;
     }
