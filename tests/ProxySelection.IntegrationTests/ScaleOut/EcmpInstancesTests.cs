@@ -34,8 +34,8 @@ public sealed class EcmpInstancesTests
         var monitor = lab.Topology.Client.StartProcess("bash", ["-c", "stdbuf -oL ip mptcp monitor | while IFS= read -r l; do echo \"$EPOCHREALTIME $l\"; done"]);
         var captures = await JoinCaptures.StartIfAskedAsync(lab);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        // Paced by the server (ScaleOutLab.PacedRate: about 3 s each), so every connection is still established when
-        // its join completes; 25 at a time: M=30 in about 6 s, M=300 in about 40 s.
+        // Paced by the server (ScaleOutLab.PacedRate: 3 to 4 s each), so every connection is still established when
+        // its join completes; 25 at a time: M=30 in about 8 s, M=300 in about 50 s.
         var downloads = await lab.DownloadAsync("paced/file.bin", Clients, parallel: 25, rate: "100M", "c");
         var elapsed = started.Elapsed;
         await Task.Delay(500);
