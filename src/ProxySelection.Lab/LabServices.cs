@@ -30,9 +30,10 @@ public sealed class NginxServer : IAsyncDisposable
     public string ErrorLog => File.Exists(Path.Combine(Directory, "error.log")) ? File.ReadAllText(Path.Combine(Directory, "error.log")) : "";
 
     /// <summary>Starts nginx on <paramref name="port"/> (IPv4 and IPv6, any address) in <paramref name="ns"/> and waits
-    /// until <paramref name="probeAddress"/>:port accepts connections.</summary>
+    /// until <paramref name="probeAddress"/>:port accepts connections. <paramref name="serverDirectives"/> go into the
+    /// server block as they are (e.g. a location with its own <c>limit_rate</c>).</summary>
     public static async Task<NginxServer> StartAsync(NetNamespace ns, int port, IPAddress probeAddress, bool mptcp = false,
-        TimeSpan? readyTimeout = null)
+        TimeSpan? readyTimeout = null, string serverDirectives = "")
     {
         ArgumentNullException.ThrowIfNull(ns);
         var dir = System.IO.Directory.CreateTempSubdirectory($"{ns.Name}-nginx-").FullName;
@@ -58,6 +59,7 @@ public sealed class NginxServer : IAsyncDisposable
                     listen {{p}};
                     listen [::]:{{p}};
                     root {{dir}}/www;
+                    {{serverDirectives}}
                 }
             }
             """;

@@ -30,11 +30,13 @@ public sealed class EcmpInstancesTests
         var before = await Task.WhenAll(lab.Topology.Instances.Select(ScaleOutLab.CountersAsync));
         var clientBefore = await ScaleOutLab.CountersAsync(lab.Topology.Client);
         // The client's path-manager events, stamped as they arrive (bash's clock, no fork per line): for a connection
-        // that never joined, when its ADD_ADDR came and when it closed.
+        // that never joined, when its ADD_ADDR came and when it closed (printed, to tell a failure's cause).
         var monitor = lab.Topology.Client.StartProcess("bash", ["-c", "stdbuf -oL ip mptcp monitor | while IFS= read -r l; do echo \"$EPOCHREALTIME $l\"; done"]);
         var captures = await JoinCaptures.StartIfAskedAsync(lab);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        var downloads = await lab.DownloadAsync("file.bin", Clients, parallel: 25, rate: "1M", "c");
+        // Paced by the server (ScaleOutLab.PacedRate: 3 to 4 s each), so every connection is still established when
+        // its join completes; 25 at a time: M=30 in about 8 s, M=300 in about 50 s.
+        var downloads = await lab.DownloadAsync("paced/file.bin", Clients, parallel: 25, rate: "100M", "c");
         var elapsed = started.Elapsed;
         await Task.Delay(500);
         await monitor.StopAsync(TimeSpan.FromSeconds(10));
@@ -55,46 +57,45 @@ public sealed class EcmpInstancesTests
 
         var held = perInstance.Select(c => c["MPTcpExtMPCapableSYNRX"]).ToList();
         var joins = perInstance.Select(c => c["MPTcpExtMPJoinSynRx"]).ToList();
+        var completed = perInstance.Select(c => c["MPTcpExtMPJoinAckRx"]).ToList();
+        var seconds = downloads.Select(d => ScaleOutLab.Seconds(d.Curl)).Order().ToList();
         // Reported, not asserted: the daemon's per-connection lines are sampled under load; the kernel counters are exact.
         var intercepted = Enumerable.Range(1, Instances)
             .Select(i => lab.Instance(i).Output.Split('\n').Count(l => l.Contains("InterceptJoin (JoinTokenOwned", StringComparison.Ordinal)))
             .ToList();
         double even = (double)Clients / Instances;
-        // ±25 % of even, or 3.5 standard deviations of the binomial share when M is too small for 25 % to be a fair bound.
-        double tolerance = Math.Max(0.25 * even, 3.5 * Math.Sqrt(Clients * (1.0 / Instances) * (1 - (1.0 / Instances))));
+        // ±25 % of even (the acceptance) once that is at least 3 standard deviations of the binomial share (M >= 288);
+        // for a smaller M, 25 % is within chance, so 3.5 standard deviations.
+        double sigma = Math.Sqrt(Clients * (1.0 / Instances) * (1 - (1.0 / Instances)));
+        double tolerance = 0.25 * even >= 3 * sigma ? 0.25 * even : 3.5 * sigma;
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{(v6 ? "IPv6" : "IPv4")} M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds); held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], " +
+            $"{(v6 ? "IPv6" : "IPv4")} M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds), each download {seconds[0]:F2}-{seconds[^1]:F2} s (median {seconds[seconds.Count / 2]:F2}); " +
+            $"held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], completed [{string.Join(' ', completed)}], " +
             $"daemon InterceptJoin lines incl. warm-up [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
         for (int i = 0; i < Instances; i++)
         {
             TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");
         }
 
-        // A connection that closes before its join completes cannot join: a race with a short transfer (the whole file
-        // and the proxy's DATA_FIN can reach the client within milliseconds; curl paces only its reads), not a join sent
-        // astray. Seen at M=300 over IPv6 in 6 of 18 runs (2026-12-07): CLOSED before ANNOUNCED (no join sent), or
-        // between the join's SYN and its SYN/ACK: captured, the SYN/ACK reaches the client, which resets it (a connection
-        // no longer established takes no subflow; the holder counts the join's SYN but not its third ACK). A join
-        // SYN/ACK lost on the way would be retransmitted after 1 s, so only a close within 1 s of the ADD_ADDR (as
-        // stamped by the monitor's reader) counts; such connections are counted apart and bounded.
-        int closedFirst = unjoined.Count(u => u.ClosedBeforeJoined);
-        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join, {closedFirst} of them closed before it could join{string.Concat(unjoined.Select(u => "\n  " + u.Text))}");
+        // Diagnosis only (the counters are asserted; the monitor may miss events): a connection with an ADD_ADDR and no
+        // join, with its path-manager events; "closed first" if it closed before its ADD_ADDR or within 1 s of it (the
+        // race the server's pace removes: the whole file and the DATA_FIN reaching the client before its join completed).
+        TestContext.Progress.WriteLine($"client path manager: {unjoined.Count} connection(s) with an ADD_ADDR and no join, {unjoined.Count(u => u.ClosedBeforeJoined)} of them closed first{string.Concat(unjoined.Select(u => "\n  " + u.Text))}");
 
         Assert.Multiple(() =>
         {
             Assert.That(downloads.Select(d => d.Curl.ExitCode), Is.All.Zero, string.Join("\n", downloads.Where(d => d.Curl.ExitCode != 0).Select(d => d.Curl.StdErr)));
             Assert.That(downloads.Select(d => File.Exists(d.Output) ? ProxyLab.Sha256Of(d.Output) : "missing"), Is.All.EqualTo(sha));
+            Assert.That(seconds, Is.All.GreaterThanOrEqualTo(2.0), "every connection stayed established at least 2 s (the server's pace)");
             Assert.That(client["MPTcpExtMPCapableSYNACKRX"], Is.EqualTo(Clients), "every connection is MPTCP end to end at the client");
             Assert.That(client["MPTcpExtAddAddr"], Is.EqualTo(Clients), "every connection got its holder's ADD_ADDR");
-            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients - closedFirst), "every connection still open when its join could complete got its second subflow");
-            // At most 2 %: up to 4 of 300 (1.3 %) seen in one IPv6 run at load 10.
-            Assert.That(closedFirst, Is.LessThanOrEqualTo(Math.Max(1, Clients / 50)), "connections closed before they could join stay rare");
+            Assert.That(client["MPTcpExtMPJoinSynAckRx"], Is.EqualTo(Clients), "every connection got its second subflow");
             Assert.That(held.Sum(), Is.EqualTo(Clients), "each connection held by exactly one instance");
-            Assert.That(joins.Zip(held, (j, h) => h - j), Is.All.GreaterThanOrEqualTo(0), "no instance received a join of a connection it does not hold");
-            Assert.That(joins.Sum(), Is.InRange(Clients - closedFirst, Clients), "each instance received exactly the joins of the connections it holds (all sent, but by connections closed first)");
-            foreach (var name in new[] { "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx", "MPTcpExtMPJoinAckHMacFailure" })
+            Assert.That(joins, Is.EqualTo(held), "each instance received exactly the joins of the connections it holds");
+            Assert.That(completed, Is.EqualTo(held), "each instance completed exactly the joins of the connections it holds");
+            foreach (var name in new[] { "MPTcpExtMPJoinNoTokenFound", "MPTcpExtMPJoinRejected", "MPTcpExtMPJoinSynBackupRx", "MPTcpExtMismatchPortSynRx", "MPTcpExtMismatchPortAckRx", "MPTcpExtMPJoinAckHMacFailure" })
             {
-                Assert.That(perInstance.Select(c => c[name]), Is.All.Zero, name);
+                Assert.That(perInstance.Select(c => c[name]), Is.All.Zero, name + ": no join reset or refused");
             }
 
             Assert.That(held.Select(h => Math.Abs(h - even)), Is.All.LessThanOrEqualTo(tolerance), "spread over the instances");

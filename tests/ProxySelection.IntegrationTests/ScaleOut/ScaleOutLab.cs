@@ -58,7 +58,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         try
         {
             var topology = await EcmpInstancesTopology.BuildAsync(lab, instances, directory, bfd).WaitAsync(Timeout);
-            var nginx = await NginxServer.StartAsync(topology.Server, 80, IPAddress.Parse(EcmpInstancesTopology.ServerV4)).WaitAsync(Timeout);
+            var nginx = await NginxServer.StartAsync(topology.Server, 80, IPAddress.Parse(EcmpInstancesTopology.ServerV4), serverDirectives: PacedLocation).WaitAsync(Timeout);
             return new ScaleOutLab(lab, topology, nginx, directory);
         }
         catch
@@ -97,6 +97,17 @@ internal sealed class ScaleOutLab : IAsyncDisposable
     }
 
     public const int FileSize = 1536 * 1024;
+
+    /// <summary>
+    /// The server's own pace for <c>/paced/NAME</c> (the file NAME, the same bytes): nginx allows this rate times the whole
+    /// seconds since the request began, plus one, so <see cref="FileSize"/> (4.8 × 320 KiB) takes 3 to 4 s on the wire
+    /// and its connection stays established that long (at 384 KiB/s it took 2.01 s when a request began just before a
+    /// second turned). A client's rate limit would not do: curl paces its reads, the receive buffer takes the whole file
+    /// and the DATA_FIN within milliseconds, and a connection can close before its join completes.
+    /// </summary>
+    public const string PacedRate = "320k";
+
+    private const string PacedLocation = "location /paced/ { limit_rate " + PacedRate + "; rewrite ^/paced/(.*)$ /$1 break; }";
 
     /// <summary>Transparent downloads go to the server's IPv6 address, and the instances announce their IPv6 addresses.</summary>
     public bool V6 { get; private set; }
@@ -198,7 +209,8 @@ internal sealed class ScaleOutLab : IAsyncDisposable
 
     /// <summary>
     /// <paramref name="count"/> MPTCP downloads of <paramref name="file"/>, at most <paramref name="parallel"/> at a time,
-    /// each rate-limited so it lasts past the join; returns each one's curl result and output path. With
+    /// each rate-limited by curl at <paramref name="rate"/> (its reads only; <see cref="PacedRate"/> paces the wire);
+    /// returns each one's curl result (stdout: status, bytes, seconds, local port) and output path. With
     /// <paramref name="socks"/>, through the anycast SOCKS5 service address instead of transparently.
     /// </summary>
     public async Task<IReadOnlyList<(CommandResult Curl, string Output)>> DownloadAsync(string file, int count, int parallel, string rate, string tag, bool socks = false)
@@ -213,7 +225,7 @@ internal sealed class ScaleOutLab : IAsyncDisposable
             {
                 var output = Path.Combine(Directory, string.Create(CultureInfo.InvariantCulture, $"{tag}-{n}.out"));
                 var curl = await Topology.Client.RunAsync("mptcpize", ["run", "curl", "-sS", "-o", output, "--limit-rate", rate, "--max-time", "90", .. via,
-                    "-w", "%{http_code} %{size_download} %{local_port}", V6 && !socks ? $"http://[{EcmpInstancesTopology.ServerV6}]/{file}" : $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
+                    "-w", "%{http_code} %{size_download} %{time_total} %{local_port}", V6 && !socks ? $"http://[{EcmpInstancesTopology.ServerV6}]/{file}" : $"http://{EcmpInstancesTopology.ServerV4}/{file}"], TimeSpan.FromSeconds(100));
                 results[n] = (curl, output);
             }
             finally
@@ -223,6 +235,13 @@ internal sealed class ScaleOutLab : IAsyncDisposable
         });
         await Task.WhenAll(tasks);
         return results;
+    }
+
+    /// <summary>How long a download took, as curl wrote it (<see cref="DownloadAsync"/>'s third field), or -1.</summary>
+    public static double Seconds(CommandResult curl)
+    {
+        var fields = curl.StdOut.Trim().Split(' ');
+        return fields.Length == 4 && double.TryParse(fields[2], NumberStyles.Float, CultureInfo.InvariantCulture, out var s) ? s : -1;
     }
 
     public static Task<IReadOnlyDictionary<string, long>> CountersAsync(NetNamespace ns) => LabNetwork.ReadCountersAsync(ns, Counters);
