@@ -73,7 +73,8 @@ public sealed class SampleConfigurationTests
         Assert.That(unit, Has.Some.Match("^ExecStart=.*proxysel run --config /etc/proxysel/proxysel.json$"));
         Assert.That(unit, Has.Some.Match("^ExecStopPost=.*proxysel cleanup$"));
         Assert.That(unit, Has.Some.EqualTo("ExecReload=/bin/kill -HUP $MAINPID"));
-        Assert.That(unit, Has.Some.EqualTo("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW"));
+        Assert.That(unit, Has.Some.EqualTo("AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_BPF"), "CAP_BPF for the kernel signer's programs");
+        Assert.That(unit, Has.Some.EqualTo("Delegate=yes"), "the kernel signer moves the daemon into a cgroup below the unit's");
         Assert.That(unit, Has.Some.EqualTo("RestartPreventExitStatus=2 3 4 5 6 7"), "exit codes 2-7 are start failures a restart cannot fix");
         Assert.That(unit, Has.Some.EqualTo("Type=notify"), "the daemon sends READY=1 once its rules are in");
         Assert.That(unit, Has.Some.EqualTo("RuntimeDirectory=proxysel").And.Some.EqualTo("RuntimeDirectoryMode=0750"), "the control socket's folder");

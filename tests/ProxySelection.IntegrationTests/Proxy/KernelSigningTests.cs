@@ -60,8 +60,8 @@ public sealed class KernelSigningTests
 
         var ring = new MpProxyKeyRing(1, Key);
         var claim = new ProxySignal(SignalKind.Claim, 1, 8);
-        var synAcks = Captures.Segments(atClientSide).Where(IsMpCapable).Select(s => ReadSynAck(s, ring)).ToList();
-        var legs = Captures.Segments(atUplink).Where(s => !IsMpCapable(s)).Select(s => ProxyUpstreamClaimTests.Read(s, ring)).ToList();
+        var synAcks = Captures.Segments(atClientSide).Where(ProxyUpstreamClaimTests.HasMpCapable).Select(s => ReadSynAck(s, ring)).ToList();
+        var legs = Captures.Segments(atUplink).Where(s => !ProxyUpstreamClaimTests.HasMpCapable(s)).Select(s => ProxyUpstreamClaimTests.Read(s, ring)).ToList();
         Assert.Multiple(() =>
         {
             Assert.That(synAcks, Has.Count.GreaterThanOrEqualTo(1 + CacheHits), "every connection's SYN/ACK to the client was captured");
@@ -125,25 +125,6 @@ public sealed class KernelSigningTests
             tcp.DestinationPort, tcp.SourcePort, tcp.AcknowledgmentNumber - 1).WithSynAck(tcp.SequenceNumber);
         var signal = SignalCodec.Read(tcp.Options, ring, flow, out var check);
         return check == SignalCheck.Verified ? signal : null;
-    }
-
-    private static bool IsMpCapable(CapturedSegment segment)
-    {
-        if (TcpHeader.TryParse(segment.Bytes, out var tcp) != WireError.None)
-        {
-            return false;
-        }
-
-        foreach (var option in new TcpOptionReader(tcp.Options))
-        {
-            if (option.Kind == TcpOptionKind.Mptcp && MptcpOption.TryPeekSubtype(option.Slice(tcp.Options), out var subtype) == WireError.None
-                && subtype == MptcpSubtype.MpCapable)
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     private static async Task WaitForTcpOnlyEntryAsync(NetNamespace ns)

@@ -89,7 +89,7 @@ public sealed class ProxyUpstreamClaimTests
         return check == SignalCheck.Verified ? signal : null;
     }
 
-    private static bool HasMpCapable(CapturedSegment segment)
+    internal static bool HasMpCapable(CapturedSegment segment)
     {
         if (TcpHeader.TryParse(segment.Bytes, out var tcp) != WireError.None)
         {
