@@ -59,14 +59,17 @@ public sealed partial class FastPathCacheTests
     public async Task KnownTcpOnlyServerImplicitMode_LaterSynsInterceptedInTheKernel_RelayedWithoutAQueueTrip()
     {
         await using var lab = await ProxyLab.StartAsync();
-        var sha = lab.WriteFile("small.bin", 64 * 1024);
+        // Long enough for the client's join to reach the holder before the relay ends: a 64 KiB download ended in 2-21 ms,
+        // sometimes before the join, and the relay line then read subflows=1 (CI). 1 MiB read at 4 MB/s takes ~250 ms.
+        var sha = lab.WriteFile("small.bin", 1024 * 1024);
+        string[] paced = ["--limit-rate", "4M"];
         await lab.StartNginxAsync();
         var proxy = await lab.StartProxyAsync("--set", "Proxy:KernelFastPath=true", "--set", "Proxy:Mode=implicit");
 
-        int warming = await WarmAsync(lab, proxy, sha, "PSEL_TO4");
+        int warming = await WarmAsync(lab, proxy, sha, "PSEL_TO4", paced);
         for (int i = 0; i < CacheHits; i++)
         {
-            await DownloadAsync(lab, false, sha, $"hit{i}");
+            await DownloadAsync(lab, false, sha, $"hit{i}", paced);
         }
 
         var listed = await lab.Topology.Proxy.CheckAsync("ipset", ["list", "PSEL_TO4"], ProxyLab.Timeout);
@@ -117,11 +120,11 @@ public sealed partial class FastPathCacheTests
     /// time out, which caches Unresolved (pass) instead; the cache is then flushed and the next download probes again.
     /// Returns the downloads it took.
     /// </summary>
-    private static async Task<int> WarmAsync(ProxyLab lab, LabProcess proxy, string sha, string set)
+    private static async Task<int> WarmAsync(ProxyLab lab, LabProcess proxy, string sha, string set, params string[] curlExtra)
     {
         for (int attempt = 1; ; attempt++)
         {
-            await DownloadAsync(lab, false, sha, $"warm{attempt}");
+            await DownloadAsync(lab, false, sha, $"warm{attempt}", curlExtra);
             try
             {
                 await WaitForElementAsync(lab.Topology.Proxy, set, TwoPathTopology.ServerV4, TimeSpan.FromSeconds(5));
@@ -136,10 +139,10 @@ public sealed partial class FastPathCacheTests
         }
     }
 
-    private static async Task DownloadAsync(ProxyLab lab, bool v6, string sha, string name)
+    private static async Task DownloadAsync(ProxyLab lab, bool v6, string sha, string name, params string[] curlExtra)
     {
         var output = Path.Combine(lab.Directory, name + ".out");
-        var curl = await lab.CurlAsync(ProxyLab.Url(v6, "small.bin"), mptcp: true, output);
+        var curl = await lab.CurlAsync(ProxyLab.Url(v6, "small.bin"), mptcp: true, output, null, curlExtra);
         Assert.That(curl.ExitCode, Is.Zero, $"{name}: {curl.StdErr}");
         Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), name);
     }
