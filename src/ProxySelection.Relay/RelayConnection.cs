@@ -18,7 +18,7 @@ public sealed class RelayConnection
     }
 
     /// <summary>
-    /// A busy connection's subflows are counted every 16th read and at least every 100 ms of activity: by reads alone
+    /// A busy connection's subflows are counted every 16th read or write and at least every 100 ms of activity: by reads alone
     /// a subflow that joined late in a slow transfer of large reads was missed (every 64th read of up to 256 KiB), by
     /// time alone one that joined during a fast 20 MB transfer (over in 170 ms). One MPTCP_INFO read costs ~1 µs.
     /// </summary>
@@ -43,7 +43,7 @@ public sealed class RelayConnection
     private long _toClient;
     private int _maxClientSubflows;
     private int _maxUpstreamSubflows;
-    private long _reads;
+    private long _transfers;
     private long _lastSubflowSample = long.MinValue;
     private bool _closed;
     private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
@@ -372,6 +372,10 @@ public sealed class RelayConnection
                 if (!buffer.IsEmpty)
                 {
                     _idle.Reset();
+                    // Sampled on writes too: a response that fits the pipe is read in the first milliseconds, before a
+                    // join, and the slow reader's writes are then the only activity until the close (when the peer's
+                    // subflows may already be gone).
+                    SampleSubflows();
                 }
                 if (result.IsCanceled && !buffer.IsEmpty)
                 {
@@ -425,7 +429,7 @@ public sealed class RelayConnection
 
         long now = _time.GetTimestamp();
         long last = Volatile.Read(ref _lastSubflowSample);
-        bool due = Interlocked.Increment(ref _reads) % SubflowSampleEvery == 1
+        bool due = Interlocked.Increment(ref _transfers) % SubflowSampleEvery == 1
             || last == long.MinValue || _time.GetElapsedTime(last, now) >= SubflowSampleInterval;
         if (!due || Interlocked.CompareExchange(ref _lastSubflowSample, now, last) != last)
         {
