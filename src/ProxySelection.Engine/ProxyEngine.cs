@@ -76,6 +76,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     // When StartAsync began, on _time: the run the stop line's GC pause share is a share of.
     private long _startedAt;
     private int _trimming;
+    private int _followingInterfaces;
     private int _stopped;
 
     public ProxyEngine(ProxyEngineOptions options, TimeProvider time, Action<string> log)
@@ -285,6 +286,36 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _rulesetOptions = RulesetOptions(_options, kernelSigned: true);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
+    }
+
+    /// <summary>An interface that comes up after the start (an LTE or PPP link) gets the egress relabelling within a second.</summary>
+    private void FollowInterfaces(Kernel.KernelSigning signing)
+    {
+        try
+        {
+            var change = signing.SyncEgress(_options.EdgeInterfaces);
+            foreach (string name in change.Attached)
+            {
+                ProxyEngineLog.KernelRelabelAttached(_log, name);
+            }
+
+            foreach (string reason in change.Failed)
+            {
+                ProxyEngineLog.KernelRelabelRefused(_log, reason);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // The engine stopped under us: nothing left to follow.
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            Counters.AddHookFailure();
+        }
+        finally
+        {
+            Volatile.Write(ref _followingInterfaces, 0);
+        }
     }
 
     private static bool ToolOnPath(string name) =>
@@ -635,6 +666,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 // A reloaded key ring or priority reaches the kernel within a second.
                 _refreshTicks = 0;
                 _kernelSigning.Refresh();
+                if (Interlocked.Exchange(ref _followingInterfaces, 1) == 0)
+                {
+                    // Off this thread: listing the interfaces reads netlink and /proc, milliseconds on a host with many.
+                    var signing = _kernelSigning;
+                    _ = Task.Run(() => FollowInterfaces(signing));
+                }
                 ReadKernelSigned();
             }
 

@@ -23,6 +23,7 @@ public sealed partial class KernelSigning : IDisposable
     private readonly MpProxyKeyRing _ring;
     private readonly Lock _lock = new();
     private (byte Priority, byte KeyId, byte[] Key) _applied;
+    private readonly HashSet<int> _refused = []; // reported once, retried on every sync
 
     private KernelSigning(KernelSigner signer, NegotiatorOptions negotiation, MpProxyKeyRing ring, (byte, byte, byte[]) applied)
     {
@@ -86,6 +87,31 @@ public sealed partial class KernelSigning : IDisposable
     /// </summary>
     public string? AttachEgress(IReadOnlyList<string> edges)
     {
+        var change = SyncEgress(edges);
+        return change.Failed.Count > 0 ? change.Failed[0] : null;
+    }
+
+    /// <summary>
+    /// Follows the namespace's interfaces (the engine calls this about once a second): attaches the relabelling to those
+    /// that appeared since (an LTE or PPP link that comes up after the start), lets go of those that are gone. An
+    /// interface that refuses the program is reported once and tried again on every call; until it takes it, its MPTCP
+    /// SYN/ACKs leave with the placeholder (the connection works, the Claim is not seen).
+    /// </summary>
+    public EgressChange SyncEgress(IReadOnlyList<string> edges)
+    {
+        ArgumentNullException.ThrowIfNull(edges);
+        lock (_lock)
+        {
+            return SyncEgressLocked(edges);
+        }
+    }
+
+    private EgressChange SyncEgressLocked(IReadOnlyList<string> edges)
+    {
+        var attached = new List<string>();
+        var failed = new List<string>();
+        var present = new HashSet<int>();
+        var known = _signer.EgressInterfaces;
         foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
         {
             if (nic.NetworkInterfaceType == System.Net.NetworkInformation.NetworkInterfaceType.Loopback || edges.Contains(nic.Name))
@@ -99,16 +125,39 @@ public sealed partial class KernelSigning : IDisposable
                 continue; // gone since it was listed
             }
 
+            present.Add(index);
+            if (known.Contains(index))
+            {
+                continue;
+            }
+
             // Layer 2 before the IP header: Ethernet and veth carry 14 bytes, tunnels and PPP none.
             int header = nic.NetworkInterfaceType is System.Net.NetworkInformation.NetworkInterfaceType.Tunnel
                 or System.Net.NetworkInformation.NetworkInterfaceType.Ppp ? 0 : 14;
-            if (!_signer.TryAttachEgress(index, out string? reason, header))
+            if (_signer.TryAttachEgress(index, out string? reason, header))
             {
-                return $"{nic.Name}: {reason}";
+                attached.Add(nic.Name);
+                _refused.Remove(index);
+            }
+            else if (_refused.Add(index))
+            {
+                failed.Add($"{nic.Name}: {reason}");
             }
         }
 
-        return null;
+        int released = 0;
+        foreach (int index in known)
+        {
+            if (!present.Contains(index))
+            {
+                _signer.DetachEgress(index);
+                released++;
+            }
+        }
+
+        _refused.IntersectWith(present);
+
+        return new EgressChange(attached, failed, released);
     }
 
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "if_nametoindex", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
@@ -148,3 +197,7 @@ public sealed partial class KernelSigning : IDisposable
         return new KernelSignedOption(bytes[..(length - option.TagLength)].ToArray(), option.TagLength);
     }
 }
+
+/// <summary>What <see cref="KernelSigning.SyncEgress"/> changed: interfaces newly relabelled, those that refused the
+/// program (name and cause), and how many gone ones were let go.</summary>
+public sealed record EgressChange(IReadOnlyList<string> Attached, IReadOnlyList<string> Failed, int Released);

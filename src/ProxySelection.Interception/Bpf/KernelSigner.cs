@@ -71,7 +71,7 @@ public sealed class KernelSigner : IDisposable
     private const int Counters = 6;
 
     private readonly Lock _updateLock = new();
-    private readonly List<SafeFileHandle> _egress = []; // link, program, link, program...
+    private readonly Dictionary<int, (SafeFileHandle Link, SafeFileHandle Program)> _egress = []; // by ifindex
     private bool _disposed;
 
     private KernelSigner(SafeFileHandle config, SafeFileHandle scratch, SafeFileHandle counters, SafeFileHandle program,
@@ -290,10 +290,10 @@ public sealed class KernelSigner : IDisposable
         long ns = 0, count = 0;
         lock (_updateLock)
         {
-            // Links and programs alternate in the list; a link's info has no run time.
-            for (int i = 1; i < _egress.Count; i += 2)
+            // A link's info has no run time: the program's.
+            foreach (var (_, program) in _egress.Values)
             {
-                if (BpfNative.ProgramRunTime(_egress[i], out long n, out long c) == 0)
+                if (BpfNative.ProgramRunTime(program, out long n, out long c) == 0)
                 {
                     ns += n;
                     count += c;
@@ -308,11 +308,21 @@ public sealed class KernelSigner : IDisposable
     /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process; it touches only packets whose
     /// mark carries slot bits, i.e. this host's marked sockets' segments) to interface
     /// <paramref name="ifindex"/> of the calling thread's network namespace; <paramref name="linkHeaderLength"/> is
-    /// the bytes before the IP header there (14 on Ethernet and veth, 0 on a tunnel).
+    /// the bytes before the IP header there (14 on Ethernet and veth, 0 on a tunnel). True at once for an interface it is
+    /// attached to already.
     /// </summary>
     public bool TryAttachEgress(int ifindex, out string? reason, int linkHeaderLength = 14)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        lock (_updateLock)
+        {
+            if (_egress.ContainsKey(ifindex))
+            {
+                reason = null;
+                return true;
+            }
+        }
+
         byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength, (uint)(_slotValues - 1) << _shift);
         var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
         if (program.IsInvalid)
@@ -333,12 +343,39 @@ public sealed class KernelSigner : IDisposable
 
         lock (_updateLock)
         {
-            _egress.Add(link);
-            _egress.Add(program);
+            _egress[ifindex] = (link, program);
         }
 
         reason = null;
         return true;
+    }
+
+    /// <summary>The interfaces (by index) the egress relabelling is attached to.</summary>
+    public IReadOnlyCollection<int> EgressInterfaces
+    {
+        get
+        {
+            lock (_updateLock)
+            {
+                return [.. _egress.Keys];
+            }
+        }
+    }
+
+    /// <summary>
+    /// Lets go of the egress program of an interface that is gone (the kernel detached it with the device; this closes
+    /// the link and program descriptors, so interfaces that come and go, such as PPP sessions, do not pile them up).
+    /// </summary>
+    public void DetachEgress(int ifindex)
+    {
+        lock (_updateLock)
+        {
+            if (_egress.Remove(ifindex, out var egress))
+            {
+                egress.Link.Dispose();
+                egress.Program.Dispose();
+            }
+        }
     }
 
     /// <summary>
@@ -400,9 +437,15 @@ public sealed class KernelSigner : IDisposable
         }
 
         _disposed = true;
-        foreach (var egress in _egress)
+        lock (_updateLock)
         {
-            egress.Dispose();
+            foreach (var (link, program) in _egress.Values)
+            {
+                link.Dispose();
+                program.Dispose();
+            }
+
+            _egress.Clear();
         }
 
         _link.Dispose();

@@ -60,9 +60,9 @@ public sealed partial class FastPathCacheTests
     {
         await using var lab = await ProxyLab.StartAsync();
         // Long enough for the client's join to reach the holder before the relay ends: a 64 KiB download ended in 2-21 ms,
-        // sometimes before the join, and the relay line then read subflows=1 (CI). 1 MiB read at 4 MB/s takes ~250 ms.
-        var sha = lab.WriteFile("small.bin", 1024 * 1024);
-        string[] paced = ["--limit-rate", "4M"];
+        // sometimes before the join, and the relay line then read subflows=1 (CI). Paced by nginx, each lasts about a second.
+        var sha = lab.WriteFile("small.bin", ProxyLab.PacedBytesPerSecond * 3 / 2);
+        const string paced = ProxyLab.Paced + "small.bin";
         await lab.StartNginxAsync();
         var proxy = await lab.StartProxyAsync("--set", "Proxy:KernelFastPath=true", "--set", "Proxy:Mode=implicit");
 
@@ -120,11 +120,11 @@ public sealed partial class FastPathCacheTests
     /// time out, which caches Unresolved (pass) instead; the cache is then flushed and the next download probes again.
     /// Returns the downloads it took.
     /// </summary>
-    private static async Task<int> WarmAsync(ProxyLab lab, LabProcess proxy, string sha, string set, params string[] curlExtra)
+    private static async Task<int> WarmAsync(ProxyLab lab, LabProcess proxy, string sha, string set, string path = "small.bin")
     {
         for (int attempt = 1; ; attempt++)
         {
-            await DownloadAsync(lab, false, sha, $"warm{attempt}", curlExtra);
+            await DownloadAsync(lab, false, sha, $"warm{attempt}", path);
             try
             {
                 await WaitForElementAsync(lab.Topology.Proxy, set, TwoPathTopology.ServerV4, TimeSpan.FromSeconds(5));
@@ -139,10 +139,10 @@ public sealed partial class FastPathCacheTests
         }
     }
 
-    private static async Task DownloadAsync(ProxyLab lab, bool v6, string sha, string name, params string[] curlExtra)
+    private static async Task DownloadAsync(ProxyLab lab, bool v6, string sha, string name, string path = "small.bin")
     {
         var output = Path.Combine(lab.Directory, name + ".out");
-        var curl = await lab.CurlAsync(ProxyLab.Url(v6, "small.bin"), mptcp: true, output, null, curlExtra);
+        var curl = await lab.CurlAsync(ProxyLab.Url(v6, path), mptcp: true, output);
         Assert.That(curl.ExitCode, Is.Zero, $"{name}: {curl.StdErr}");
         Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha), name);
     }

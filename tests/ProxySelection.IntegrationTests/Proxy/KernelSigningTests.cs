@@ -98,6 +98,52 @@ public sealed class KernelSigningTests
         Assert.That(cleanup.StdOut, Does.Contain(Path.GetFileName(cgroup)));
     }
 
+    /// <summary>
+    /// An interface that comes up after the daemon started (an LTE link, a PPP session) gets the egress relabelling within
+    /// about a second: an MPTCP SYN/ACK leaving by it carries the kernel's Claim as MP_PROXY (kind 30), not the placeholder.
+    /// </summary>
+    [Test]
+    public async Task InterfaceAddedAfterStart_MptcpSynAckLeavingByIt_CarriesTheRelabelledClaim()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        await lab.StartNginxAsync();
+        var keyFile = Path.Combine(lab.Directory, "operator.key");
+        await File.WriteAllTextAsync(keyFile, Convert.ToHexString(Key));
+        var proxy = await lab.StartProxyAsync("--key-file", keyFile, "--proxy-id", "1", "--set", "Proxy:KernelSigning=true", "--set", "Proxy:KernelFastPath=true");
+        Assert.That(proxy.Output, Does.Contain("kernel signing on"), "the kernel took the signer");
+
+        // A new link, client "clte" to proxy "lte"; the client reaches the server through it from now on.
+        await lab.Lab.ConnectAsync(lab.Topology.Proxy, "lte", lab.Topology.Client, "clte");
+        await lab.Topology.Proxy.AddAddressAsync("lte", "198.18.9.1/24");
+        await lab.Topology.Client.AddAddressAsync("clte", "198.18.9.2/24");
+        await lab.Topology.Client.IpAsync("route", "replace", TwoPathTopology.ServerV4 + "/32", "via", "198.18.9.1", "dev", "clte");
+        var deadline = DateTime.UtcNow + ProxyLab.Timeout;
+        while (!proxy.Output.Contains("leaving by lte", StringComparison.Ordinal) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.That(proxy.Output, Does.Contain("relabelling MPTCP segments leaving by lte"), "the daemon followed the new interface");
+        var capture = await lab.Topology.Proxy.StartCaptureAsync("lte", Path.Combine(lab.Directory, "lte.pcap"),
+            "tcp port 80 and tcp[tcpflags] & (tcp-syn|tcp-ack) == (tcp-syn|tcp-ack)");
+        var download = await lab.CurlAsync(ProxyLab.Url(false, "small.bin"), mptcp: true, Path.Combine(lab.Directory, "lte.out"), null,
+            "--interface", "198.18.9.2");
+        var packets = await capture.StopAsync();
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        var ring = new MpProxyKeyRing(1, Key);
+        var synAcks = Captures.Segments(packets).Where(ProxyUpstreamClaimTests.HasMpCapable).ToList();
+        Assert.Multiple(() =>
+        {
+            Assert.That(download.ExitCode, Is.Zero, download.StdErr);
+            Assert.That(synAcks, Has.Count.EqualTo(1), "the connection's MP_CAPABLE SYN/ACK left by the new interface");
+            Assert.That(synAcks.Select(s => ReadSynAck(s, ring)), Has.All.EqualTo(new ProxySignal(SignalKind.Claim, 1, 8)),
+                "the kernel's Claim, relabelled to kind 30, verifies under the operator key");
+            Assert.That(ProxyLab.Counter(proxy, "kernel_signed_synacks"), Is.GreaterThanOrEqualTo(1));
+        });
+    }
+
     private static string CgroupOf(string output)
     {
         const string Marker = "(cgroup ";

@@ -20,9 +20,10 @@ public sealed partial class ProxyDownloadTests
     public async Task MptcpClientToTcpServer_ProxyHoldsConnectionWithTwoSubflows_100MegabytesArriveIntact(bool v6)
     {
         await using var lab = await ProxyLab.StartAsync();
-        // Read at 4 MB/s, the first connection lasts ~250 ms: a 16 KiB one ended before the client's join reached the
-        // holder now and then (CI), and its relay line read subflows=1.
-        var small = lab.WriteFile("small.bin", 1024 * 1024);
+        // Paced by nginx, the first connection lasts about a second: an unpaced one (16 KiB, or 1 MiB under curl's
+        // --limit-rate) ended in 30 ms now and then, before the client's join reached the holder (CI), and its relay line
+        // read subflows=1.
+        var small = lab.WriteFile("small.bin", ProxyLab.PacedBytesPerSecond * 3 / 2);
         var sha = lab.WriteFile("file.bin", Size);
         await lab.StartNginxAsync();
         var keyFile = Path.Combine(lab.Directory, "key.hex");
@@ -32,7 +33,7 @@ public sealed partial class ProxyDownloadTests
         var serverSide = await lab.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, Path.Combine(lab.Directory, "uplink.pcap"), "tcp port 80");
 
         // First connection: cache miss, probe, intercept; the probe connection is the upstream leg.
-        var first = await lab.CurlAsync(ProxyLab.Url(v6, "small.bin"), mptcp: true, Path.Combine(lab.Directory, "small.out"), null, "--limit-rate", "4M");
+        var first = await lab.CurlAsync(ProxyLab.Url(v6, ProxyLab.Paced + "small.bin"), mptcp: true, Path.Combine(lab.Directory, "small.out"));
         Assert.That(first.ExitCode, Is.Zero, first.StdErr);
         Assert.That(ProxyLab.Sha256Of(Path.Combine(lab.Directory, "small.out")), Is.EqualTo(small));
         var (toClient, toServer) = await Captures.StopBothAsync(clientSide, serverSide);
@@ -57,7 +58,8 @@ public sealed partial class ProxyDownloadTests
             Assert.That(decisions[0], Does.EndWith("HoldAndProbe (CacheMiss)"));
             Assert.That(decisions[1], Does.EndWith("Intercept (ServerTcpOnly)"));
             Assert.That(relays, Has.All.Contains("Completed"));
-            Assert.That(relays.Select(r => SubflowsRegex().Match(r).Groups[1].Value), Is.EqualTo(new[] { "2", "2" }), "both connections: two subflows on the relay's client leg");
+            Assert.That(relays.Select(r => SubflowsRegex().Match(r).Groups[1].Value), Is.EqualTo(new[] { "2", "2" }),
+                $"both connections: two subflows on the relay's client leg; relay lines:\n{string.Join('\n', relays)}\nsubflow lines:\n{string.Join('\n', ProxyLab.Lines(proxy, "join"))}");
             Assert.That(ProxyLab.Counter(proxy, "probes"), Is.EqualTo(1));
             Assert.That(ProxyLab.Counter(proxy, "probes_adopted"), Is.EqualTo(1), "the probe became the first connection's upstream leg");
             Assert.That(ProxyLab.Counter(proxy, "intercepted"), Is.EqualTo(2));
@@ -72,7 +74,7 @@ public sealed partial class ProxyDownloadTests
     {
         var ring = new MpProxyKeyRing(1, Key);
         var capable = segments.Where(s => HasMpCapable(s.Bytes)).ToList();
-        Assert.That(capable, Has.Count.EqualTo(1), $"one MP_CAPABLE {(synAck ? "SYN/ACK" : "SYN")}");
+        Assert.That(capable, Has.Count.EqualTo(1), $"one MP_CAPABLE {(synAck ? "SYN/ACK" : "SYN")} of {segments.Count} captured");
         var s = capable[0];
         Assert.That(TcpHeader.TryParse(s.Bytes, out var tcp), Is.EqualTo(WireError.None));
         var source = IPAddress.Parse(s.Source).GetAddressBytes();

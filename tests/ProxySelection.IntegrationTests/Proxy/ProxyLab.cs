@@ -100,6 +100,15 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     }
 
     /// <summary>nginx on port 80 (v4 and v6) in the server namespace, with its own config, pid and temp paths; MPTCP under mptcpize.</summary>
+    /// <summary>
+    /// The nginx path prefix that serves the same files at <see cref="PacedBytesPerSecond"/> (nginx sends the first
+    /// second's worth at once, the rest paced): a download that must outlast its client's join. curl's --limit-rate does not
+    /// do it here: curl 7.88 read 1-8 MiB at a 2-4 MB/s limit in 40-300 ms.
+    /// </summary>
+    public const string Paced = "paced/";
+
+    public const int PacedBytesPerSecond = 512 * 1024;
+
     public Task<LabProcess> StartNginxAsync(bool mptcp = false) =>
         StartNginxInAsync(Topology.Server, [TwoPathTopology.ServerV4, $"[{TwoPathTopology.ServerV6}]"], mptcp);
 
@@ -127,6 +136,7 @@ internal sealed partial class ProxyLab : IAsyncDisposable
                 server {
                     {{string.Concat(addresses.Select(a => $"listen {a}:80; "))}}
                     root {{www}};
+                    location /{{Paced}} { alias {{www}}/; limit_rate {{PacedBytesPerSecond}}; }
                 }
             }
             """);
