@@ -148,7 +148,7 @@ public sealed partial class FastPathCacheTests
     }
 
     /// <summary>The <c>ipset list</c> member line of <paramref name="address"/> once the daemon has written it.</summary>
-    private static async Task<string> WaitForElementAsync(NetNamespace ns, string set, string address, TimeSpan? timeout = null)
+    internal static async Task<string> WaitForElementAsync(NetNamespace ns, string set, string address, TimeSpan? timeout = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? ProxyLab.Timeout);
         string listed = "";

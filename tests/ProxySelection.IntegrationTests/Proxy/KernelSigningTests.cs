@@ -38,7 +38,7 @@ public sealed class KernelSigningTests
         // The first connection probes and learns TCP-only (its leg is the adopted probe, which carried Probe).
         var first = await lab.CurlAsync($"http://{ProxyChainTests.Origin}/small.bin", mptcp: true, Path.Combine(lab.Directory, "first.out"), null, "--range", "0-65535");
         Assert.That(first.ExitCode, Is.Zero, first.StdErr);
-        await WaitForTcpOnlyEntryAsync(lab.Topology.Proxy);
+        await FastPathCacheTests.WaitForElementAsync(lab.Topology.Proxy, "PSEL_TO4", ProxyChainTests.Origin);
         for (int i = 0; i < CacheHits; i++)
         {
             var output = Path.Combine(lab.Directory, $"hit{i}.out");
@@ -171,23 +171,5 @@ public sealed class KernelSigningTests
             tcp.DestinationPort, tcp.SourcePort, tcp.AcknowledgmentNumber - 1).WithSynAck(tcp.SequenceNumber);
         var signal = SignalCodec.Read(tcp.Options, ring, flow, out var check);
         return check == SignalCheck.Verified ? signal : null;
-    }
-
-    private static async Task WaitForTcpOnlyEntryAsync(NetNamespace ns)
-    {
-        var deadline = DateTime.UtcNow + ProxyLab.Timeout;
-        string listed = "";
-        while (DateTime.UtcNow < deadline)
-        {
-            listed = await ns.CheckAsync("ipset", ["list", "PSEL_TO4"], ProxyLab.Timeout);
-            if (listed.Contains(ProxyChainTests.Origin + ",tcp:80 ", StringComparison.Ordinal))
-            {
-                return;
-            }
-
-            await Task.Delay(50);
-        }
-
-        Assert.Fail($"the origin never reached the kernel's TCP-only set: {listed}");
     }
 }
