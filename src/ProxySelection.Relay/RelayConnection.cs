@@ -18,7 +18,9 @@ public sealed class RelayConnection
     }
 
     /// <summary>
-    /// A busy connection's subflows are counted every 16th read or write and at least every 100 ms of activity: by reads alone
+    /// A busy connection's subflows are counted every 16th read or write and at least every 100 ms of activity (not at the
+    /// first transfer: no join has come that early, and the close reads the count anyway; two getsockopt per short
+    /// connection saved): by reads alone
     /// a subflow that joined late in a slow transfer of large reads was missed (every 64th read of up to 256 KiB), by
     /// time alone one that joined during a fast 20 MB transfer (over in 170 ms). One MPTCP_INFO read costs ~1 µs.
     /// </summary>
@@ -44,7 +46,8 @@ public sealed class RelayConnection
     private int _maxClientSubflows;
     private int _maxUpstreamSubflows;
     private long _transfers;
-    private long _lastSubflowSample = long.MinValue;
+    private long _lastSubflowSample;
+    private int _directionsEnded;
     private bool _closed;
     private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
     private MptcpSnapshot _upstreamSnapshot = MptcpSnapshot.NotMptcp;
@@ -52,6 +55,12 @@ public sealed class RelayConnection
     /// <summary>Takes ownership of both connected sockets: if this constructor throws, it has closed them.</summary>
     /// <exception cref="ArgumentException">invalid options.</exception>
     public RelayConnection(Socket client, Socket upstream, RelayOptions options, TimeProvider time)
+        : this(client, upstream, options, time, new KnownLegs())
+    {
+    }
+
+    /// <summary>As the public constructor, with what the caller knows of the legs already (the kernel is not asked again).</summary>
+    internal RelayConnection(Socket client, Socket upstream, RelayOptions options, TimeProvider time, KnownLegs known)
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(upstream);
@@ -73,9 +82,9 @@ public sealed class RelayConnection
         _time = time;
         ClientEndPoint = RemoteEndPointOf(client);
         LocalEndPoint = LocalEndPointOf(client);
-        UpstreamEndPoint = RemoteEndPointOf(upstream);
-        _clientIsMptcp = MptcpSocket.IsMptcp(client);
-        _upstreamIsMptcp = MptcpSocket.IsMptcp(upstream);
+        UpstreamEndPoint = known.UpstreamEndPoint ?? RemoteEndPointOf(upstream);
+        _clientIsMptcp = known.ClientIsMptcp ?? MptcpSocket.IsMptcp(client);
+        _upstreamIsMptcp = known.UpstreamIsMptcp ?? MptcpSocket.IsMptcp(upstream);
         _pipeOptions = new PipeOptions(
             pool: options.MemoryPool,
             pauseWriterThreshold: options.PauseThreshold,
@@ -162,6 +171,7 @@ public sealed class RelayConnection
             throw new InvalidOperationException("RunAsync was called already");
         }
         _started = _time.GetTimestamp();
+        _lastSubflowSample = _started;
         _idle.Reset();
         var registration = _idle.Token.UnsafeRegister(static state => ((RelayConnection)state!).Abort(CloseReason.IdleTimeout), this);
         try
@@ -207,7 +217,7 @@ public sealed class RelayConnection
         }
         var pipe = new Pipe(_pipeOptions);
         return Task.WhenAll(
-            FillAsync(source, sourceSide, pipe),
+            FillAsync(source, sourceSide, pipe, readFirst: sourceSide == Side.Client),
             DrainAsync(pipe.Reader, destination, destinationSide));
     }
 
@@ -216,16 +226,25 @@ public sealed class RelayConnection
     /// is open (GetMemory to FlushAsync); otherwise the segment stays until more bytes pass. So the read inside a write
     /// never waits (non-blocking recv), and a write that ends empty asks the reader to advance once more.
     /// </summary>
-    private async Task FillAsync(Socket source, Side side, Pipe pipe)
+    /// <remarks>
+    /// <c>readFirst</c>: read before the first park. A client's first bytes are usually there by the accept and upstream
+    /// connect, and the zero-byte read would cost a recvmsg(MSG_PEEK) for them. When they are not, the stale-wakeup path parks.
+    /// </remarks>
+    private async Task FillAsync(Socket source, Side side, Pipe pipe, bool readFirst)
     {
         var writer = pipe.Writer;
         Exception? failure = null;
+        bool park = !readFirst;
         try
         {
             while (true)
             {
                 // Park on a zero-byte read, holding no buffer, until the socket is signalled readable.
-                await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                if (park)
+                {
+                    await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                }
+                park = true;
                 var memory = writer.GetMemory(_options.ReadSize);
                 int received = ReceiveNow(source, memory.Span);
                 if (received < 0)
@@ -325,10 +344,7 @@ public sealed class RelayConnection
                 _idle.Reset();
             }
             // The source sent FIN and every byte before it is written: pass the FIN on.
-            if (Reason == CloseReason.None)
-            {
-                destination.Shutdown(SocketShutdown.Send);
-            }
+            PassFinOn(destination);
         }
         catch (Exception e)
         {
@@ -390,10 +406,7 @@ public sealed class RelayConnection
                 }
             }
             // The source sent FIN and every byte before it is written: pass the FIN on.
-            if (Reason == CloseReason.None)
-            {
-                destination.Shutdown(SocketShutdown.Send);
-            }
+            PassFinOn(destination);
         }
         catch (Exception e)
         {
@@ -403,6 +416,18 @@ public sealed class RelayConnection
         finally
         {
             await reader.CompleteAsync(failure).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// shutdown(SHUT_WR), except in the direction that ends second: the close that follows at once sends that FIN (as
+    /// HAProxy does; one syscall less per connection). Its peer's EOF was read already, so the close is not a reset.
+    /// </summary>
+    private void PassFinOn(Socket destination)
+    {
+        if (Interlocked.Increment(ref _directionsEnded) == 1 && Reason == CloseReason.None)
+        {
+            destination.Shutdown(SocketShutdown.Send);
         }
     }
 
@@ -429,8 +454,8 @@ public sealed class RelayConnection
 
         long now = _time.GetTimestamp();
         long last = Volatile.Read(ref _lastSubflowSample);
-        bool due = Interlocked.Increment(ref _transfers) % SubflowSampleEvery == 1
-            || last == long.MinValue || _time.GetElapsedTime(last, now) >= SubflowSampleInterval;
+        bool due = Interlocked.Increment(ref _transfers) % SubflowSampleEvery == 0
+            || _time.GetElapsedTime(last, now) >= SubflowSampleInterval;
         if (!due || Interlocked.CompareExchange(ref _lastSubflowSample, now, last) != last)
         {
             return;
@@ -442,11 +467,11 @@ public sealed class RelayConnection
                 return;
             }
             // Either leg may be the MPTCP one: the client's in the downgrade role, the upstream's in the upgrade role.
-            if (_clientIsMptcp && MptcpSocket.TryGetInfo(_client, out var info) == MptcpStatus.Active)
+            if (_clientIsMptcp && MptcpSocket.ReadInfo(_client, out var info) == MptcpStatus.Active)
             {
                 _maxClientSubflows = Math.Max(_maxClientSubflows, info.Subflows);
             }
-            if (_upstreamIsMptcp && MptcpSocket.TryGetInfo(_upstream, out info) == MptcpStatus.Active)
+            if (_upstreamIsMptcp && MptcpSocket.ReadInfo(_upstream, out info) == MptcpStatus.Active)
             {
                 _maxUpstreamSubflows = Math.Max(_maxUpstreamSubflows, info.Subflows);
             }
@@ -479,7 +504,7 @@ public sealed class RelayConnection
 
     /// <summary>A plain TCP socket stays one (SO_PROTOCOL is fixed at socket(2)): no getsockopt for it at close.</summary>
     private static MptcpSnapshot Snapshot(Socket socket, bool isMptcp) =>
-        isMptcp ? MptcpSocket.Snapshot(socket) : MptcpSnapshot.NotMptcp;
+        isMptcp ? MptcpSocket.SnapshotOfMptcp(socket) : MptcpSnapshot.NotMptcp;
 
     /// <summary>The peer's address, or null when the socket cannot tell any more (closed, never connected).</summary>
     internal static IPEndPoint? RemoteEndPointOf(Socket socket)
@@ -523,3 +548,6 @@ public sealed class RelayConnection
         socket.Dispose();
     }
 }
+
+/// <summary>What a caller of <see cref="RelayConnection"/> knows of its legs already; null: ask the kernel.</summary>
+internal readonly record struct KnownLegs(bool? ClientIsMptcp = null, bool? UpstreamIsMptcp = null, IPEndPoint? UpstreamEndPoint = null);
