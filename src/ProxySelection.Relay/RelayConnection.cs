@@ -18,9 +18,8 @@ public sealed class RelayConnection
     }
 
     /// <summary>
-    /// A busy connection's subflows are counted every 16th read or write and at least every 100 ms of activity (not at the
-    /// first transfer: no join has come that early, and the close reads the count anyway; two getsockopt per short
-    /// connection saved): by reads alone
+    /// A busy connection's subflows are counted at the first read or write (the close may come after the last subflow
+    /// closed and read 0), every 16th and at least every 100 ms of activity: by reads alone
     /// a subflow that joined late in a slow transfer of large reads was missed (every 64th read of up to 256 KiB), by
     /// time alone one that joined during a fast 20 MB transfer (over in 170 ms). One MPTCP_INFO read costs ~1 µs.
     /// </summary>
@@ -46,7 +45,7 @@ public sealed class RelayConnection
     private int _maxClientSubflows;
     private int _maxUpstreamSubflows;
     private long _transfers;
-    private long _lastSubflowSample;
+    private long _lastSubflowSample = long.MinValue;
     private int _directionsEnded;
     private bool _closed;
     private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
@@ -171,7 +170,6 @@ public sealed class RelayConnection
             throw new InvalidOperationException("RunAsync was called already");
         }
         _started = _time.GetTimestamp();
-        _lastSubflowSample = _started;
         _idle.Reset();
         var registration = _idle.Token.UnsafeRegister(static state => ((RelayConnection)state!).Abort(CloseReason.IdleTimeout), this);
         try
@@ -454,8 +452,8 @@ public sealed class RelayConnection
 
         long now = _time.GetTimestamp();
         long last = Volatile.Read(ref _lastSubflowSample);
-        bool due = Interlocked.Increment(ref _transfers) % SubflowSampleEvery == 0
-            || _time.GetElapsedTime(last, now) >= SubflowSampleInterval;
+        bool due = Interlocked.Increment(ref _transfers) % SubflowSampleEvery == 1
+            || last == long.MinValue || _time.GetElapsedTime(last, now) >= SubflowSampleInterval;
         if (!due || Interlocked.CompareExchange(ref _lastSubflowSample, now, last) != last)
         {
             return;
