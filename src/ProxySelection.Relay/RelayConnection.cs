@@ -484,8 +484,10 @@ public sealed class RelayConnection
             {
                 return;
             }
-            _clientSnapshot = Snapshot(_client, _clientIsMptcp);
-            _upstreamSnapshot = Snapshot(_upstream, _upstreamIsMptcp);
+            // Status and counts only: the subflow list costs two getsockopt and ~3 KiB per MPTCP leg, and no reader of a
+            // result needs it (a live connection's ClientMptcp()/UpstreamMptcp() still list the subflows).
+            _clientSnapshot = Snapshot(_client, _clientIsMptcp, withSubflows: false);
+            _upstreamSnapshot = Snapshot(_upstream, _upstreamIsMptcp, withSubflows: false);
             if (_clientSnapshot.Status == MptcpStatus.Active)
             {
                 _maxClientSubflows = Math.Max(_maxClientSubflows, _clientSnapshot.Info.Subflows);
@@ -501,8 +503,8 @@ public sealed class RelayConnection
     }
 
     /// <summary>A plain TCP socket stays one (SO_PROTOCOL is fixed at socket(2)): no getsockopt for it at close.</summary>
-    private static MptcpSnapshot Snapshot(Socket socket, bool isMptcp) =>
-        isMptcp ? MptcpSocket.SnapshotOfMptcp(socket) : MptcpSnapshot.NotMptcp;
+    private static MptcpSnapshot Snapshot(Socket socket, bool isMptcp, bool withSubflows = true) =>
+        isMptcp ? MptcpSocket.SnapshotOfMptcp(socket, withSubflows) : MptcpSnapshot.NotMptcp;
 
     /// <summary>The peer's address, or null when the socket cannot tell any more (closed, never connected).</summary>
     internal static IPEndPoint? RemoteEndPointOf(Socket socket)
