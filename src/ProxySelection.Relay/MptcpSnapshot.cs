@@ -56,9 +56,16 @@ public static class MptcpSocket
     }
 
     /// <summary>Connection-level info plus the subflow list.</summary>
-    public static MptcpSnapshot Snapshot(Socket socket)
+    public static MptcpSnapshot Snapshot(Socket socket) =>
+        IsMptcp(socket) ? SnapshotOfMptcp(socket) : MptcpSnapshot.NotMptcp;
+
+    /// <summary>
+    /// <see cref="Snapshot"/> of a socket the caller knows is IPPROTO_MPTCP (SO_PROTOCOL is fixed at socket(2) and
+    /// accept(2)): three getsockopt instead of five; one, and no allocation, without the subflow list.
+    /// </summary>
+    internal static MptcpSnapshot SnapshotOfMptcp(Socket socket, bool withSubflows = true)
     {
-        var status = TryGetInfo(socket, out var info);
+        var status = ReadInfo(socket, out var info);
         if (status != MptcpStatus.Active)
         {
             return status switch
@@ -68,7 +75,7 @@ public static class MptcpSocket
                 _ => MptcpSnapshot.Unknown,
             };
         }
-        return new MptcpSnapshot(status, info, GetSubflows(socket));
+        return new MptcpSnapshot(status, info, withSubflows ? ReadSubflows(socket) : []);
     }
 
     /// <summary>
@@ -77,11 +84,18 @@ public static class MptcpSocket
     /// </summary>
     public static MptcpStatus TryGetInfo(Socket socket, out MptcpInfo info)
     {
-        info = default;
         if (!IsMptcp(socket))
         {
+            info = default;
             return MptcpStatus.NotMptcp;
         }
+        return ReadInfo(socket, out info);
+    }
+
+    /// <summary><see cref="TryGetInfo"/> of a socket the caller knows is IPPROTO_MPTCP: one getsockopt, not two.</summary>
+    internal static MptcpStatus ReadInfo(Socket socket, out MptcpInfo info)
+    {
+        info = default;
         Span<byte> buffer = stackalloc byte[MptcpInfo.Size];
         buffer.Clear();
         int length;
@@ -105,9 +119,11 @@ public static class MptcpSocket
     }
 
     /// <summary>Each subflow's addresses, with TCP details where the second read agreed on the subflow count.</summary>
-    public static ImmutableArray<MptcpSubflow> GetSubflows(Socket socket)
+    public static ImmutableArray<MptcpSubflow> GetSubflows(Socket socket) => IsMptcp(socket) ? ReadSubflows(socket) : [];
+
+    private static ImmutableArray<MptcpSubflow> ReadSubflows(Socket socket)
     {
-        if (!IsMptcp(socket) || !TryReadArray(socket, Native.MptcpSubflowAddrs, MptcpSubflow.AddrsSize, out var addrs, out int count))
+        if (!TryReadArray(socket, Native.MptcpSubflowAddrs, MptcpSubflow.AddrsSize, out var addrs, out int count))
         {
             return [];
         }

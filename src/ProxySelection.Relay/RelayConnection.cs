@@ -18,7 +18,8 @@ public sealed class RelayConnection
     }
 
     /// <summary>
-    /// A busy connection's subflows are counted every 16th read or write and at least every 100 ms of activity: by reads alone
+    /// A busy connection's subflows are counted at the first read or write (the close may come after the last subflow
+    /// closed and read 0), every 16th and at least every 100 ms of activity: by reads alone
     /// a subflow that joined late in a slow transfer of large reads was missed (every 64th read of up to 256 KiB), by
     /// time alone one that joined during a fast 20 MB transfer (over in 170 ms). One MPTCP_INFO read costs ~1 µs.
     /// </summary>
@@ -45,6 +46,7 @@ public sealed class RelayConnection
     private int _maxUpstreamSubflows;
     private long _transfers;
     private long _lastSubflowSample = long.MinValue;
+    private int _directionsEnded;
     private bool _closed;
     private MptcpSnapshot _clientSnapshot = MptcpSnapshot.NotMptcp;
     private MptcpSnapshot _upstreamSnapshot = MptcpSnapshot.NotMptcp;
@@ -52,6 +54,12 @@ public sealed class RelayConnection
     /// <summary>Takes ownership of both connected sockets: if this constructor throws, it has closed them.</summary>
     /// <exception cref="ArgumentException">invalid options.</exception>
     public RelayConnection(Socket client, Socket upstream, RelayOptions options, TimeProvider time)
+        : this(client, upstream, options, time, new KnownLegs())
+    {
+    }
+
+    /// <summary>As the public constructor, with what the caller knows of the legs already (the kernel is not asked again).</summary>
+    internal RelayConnection(Socket client, Socket upstream, RelayOptions options, TimeProvider time, KnownLegs known)
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(upstream);
@@ -73,9 +81,9 @@ public sealed class RelayConnection
         _time = time;
         ClientEndPoint = RemoteEndPointOf(client);
         LocalEndPoint = LocalEndPointOf(client);
-        UpstreamEndPoint = RemoteEndPointOf(upstream);
-        _clientIsMptcp = MptcpSocket.IsMptcp(client);
-        _upstreamIsMptcp = MptcpSocket.IsMptcp(upstream);
+        UpstreamEndPoint = known.UpstreamEndPoint ?? RemoteEndPointOf(upstream);
+        _clientIsMptcp = known.ClientIsMptcp ?? MptcpSocket.IsMptcp(client);
+        _upstreamIsMptcp = known.UpstreamIsMptcp ?? MptcpSocket.IsMptcp(upstream);
         _pipeOptions = new PipeOptions(
             pool: options.MemoryPool,
             pauseWriterThreshold: options.PauseThreshold,
@@ -207,7 +215,7 @@ public sealed class RelayConnection
         }
         var pipe = new Pipe(_pipeOptions);
         return Task.WhenAll(
-            FillAsync(source, sourceSide, pipe),
+            FillAsync(source, sourceSide, pipe, readFirst: sourceSide == Side.Client),
             DrainAsync(pipe.Reader, destination, destinationSide));
     }
 
@@ -216,16 +224,25 @@ public sealed class RelayConnection
     /// is open (GetMemory to FlushAsync); otherwise the segment stays until more bytes pass. So the read inside a write
     /// never waits (non-blocking recv), and a write that ends empty asks the reader to advance once more.
     /// </summary>
-    private async Task FillAsync(Socket source, Side side, Pipe pipe)
+    /// <remarks>
+    /// <c>readFirst</c>: read before the first park. A client's first bytes are usually there by the accept and upstream
+    /// connect, and the zero-byte read would cost a recvmsg(MSG_PEEK) for them. When they are not, the stale-wakeup path parks.
+    /// </remarks>
+    private async Task FillAsync(Socket source, Side side, Pipe pipe, bool readFirst)
     {
         var writer = pipe.Writer;
         Exception? failure = null;
+        bool park = !readFirst;
         try
         {
             while (true)
             {
                 // Park on a zero-byte read, holding no buffer, until the socket is signalled readable.
-                await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                if (park)
+                {
+                    await source.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                }
+                park = true;
                 var memory = writer.GetMemory(_options.ReadSize);
                 int received = ReceiveNow(source, memory.Span);
                 if (received < 0)
@@ -325,10 +342,7 @@ public sealed class RelayConnection
                 _idle.Reset();
             }
             // The source sent FIN and every byte before it is written: pass the FIN on.
-            if (Reason == CloseReason.None)
-            {
-                destination.Shutdown(SocketShutdown.Send);
-            }
+            PassFinOn(destination);
         }
         catch (Exception e)
         {
@@ -390,10 +404,7 @@ public sealed class RelayConnection
                 }
             }
             // The source sent FIN and every byte before it is written: pass the FIN on.
-            if (Reason == CloseReason.None)
-            {
-                destination.Shutdown(SocketShutdown.Send);
-            }
+            PassFinOn(destination);
         }
         catch (Exception e)
         {
@@ -403,6 +414,18 @@ public sealed class RelayConnection
         finally
         {
             await reader.CompleteAsync(failure).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// shutdown(SHUT_WR), except in the direction that ends second: the close that follows at once sends that FIN (as
+    /// HAProxy does; one syscall less per connection). Its peer's EOF was read already, so the close is not a reset.
+    /// </summary>
+    private void PassFinOn(Socket destination)
+    {
+        if (Interlocked.Increment(ref _directionsEnded) == 1 && Reason == CloseReason.None)
+        {
+            destination.Shutdown(SocketShutdown.Send);
         }
     }
 
@@ -442,11 +465,11 @@ public sealed class RelayConnection
                 return;
             }
             // Either leg may be the MPTCP one: the client's in the downgrade role, the upstream's in the upgrade role.
-            if (_clientIsMptcp && MptcpSocket.TryGetInfo(_client, out var info) == MptcpStatus.Active)
+            if (_clientIsMptcp && MptcpSocket.ReadInfo(_client, out var info) == MptcpStatus.Active)
             {
                 _maxClientSubflows = Math.Max(_maxClientSubflows, info.Subflows);
             }
-            if (_upstreamIsMptcp && MptcpSocket.TryGetInfo(_upstream, out info) == MptcpStatus.Active)
+            if (_upstreamIsMptcp && MptcpSocket.ReadInfo(_upstream, out info) == MptcpStatus.Active)
             {
                 _maxUpstreamSubflows = Math.Max(_maxUpstreamSubflows, info.Subflows);
             }
@@ -461,8 +484,10 @@ public sealed class RelayConnection
             {
                 return;
             }
-            _clientSnapshot = Snapshot(_client, _clientIsMptcp);
-            _upstreamSnapshot = Snapshot(_upstream, _upstreamIsMptcp);
+            // Status and counts only: the subflow list costs two getsockopt and ~3 KiB per MPTCP leg, and no reader of a
+            // result needs it (a live connection's ClientMptcp()/UpstreamMptcp() still list the subflows).
+            _clientSnapshot = Snapshot(_client, _clientIsMptcp, withSubflows: false);
+            _upstreamSnapshot = Snapshot(_upstream, _upstreamIsMptcp, withSubflows: false);
             if (_clientSnapshot.Status == MptcpStatus.Active)
             {
                 _maxClientSubflows = Math.Max(_maxClientSubflows, _clientSnapshot.Info.Subflows);
@@ -478,8 +503,8 @@ public sealed class RelayConnection
     }
 
     /// <summary>A plain TCP socket stays one (SO_PROTOCOL is fixed at socket(2)): no getsockopt for it at close.</summary>
-    private static MptcpSnapshot Snapshot(Socket socket, bool isMptcp) =>
-        isMptcp ? MptcpSocket.Snapshot(socket) : MptcpSnapshot.NotMptcp;
+    private static MptcpSnapshot Snapshot(Socket socket, bool isMptcp, bool withSubflows = true) =>
+        isMptcp ? MptcpSocket.SnapshotOfMptcp(socket, withSubflows) : MptcpSnapshot.NotMptcp;
 
     /// <summary>The peer's address, or null when the socket cannot tell any more (closed, never connected).</summary>
     internal static IPEndPoint? RemoteEndPointOf(Socket socket)
@@ -523,3 +548,6 @@ public sealed class RelayConnection
         socket.Dispose();
     }
 }
+
+/// <summary>What a caller of <see cref="RelayConnection"/> knows of its legs already; null: ask the kernel.</summary>
+internal readonly record struct KnownLegs(bool? ClientIsMptcp = null, bool? UpstreamIsMptcp = null, IPEndPoint? UpstreamEndPoint = null);

@@ -71,10 +71,10 @@ public sealed record RelayResult
     public long BytesUpstreamToClient { get; init; }
     public TimeSpan Duration { get; init; }
 
-    /// <summary>The client leg's MPTCP state just before it was closed.</summary>
+    /// <summary>The client leg's MPTCP state just before it was closed: status and MPTCP_INFO, no subflow list.</summary>
     public MptcpSnapshot ClientMptcp { get; init; } = MptcpSnapshot.NotMptcp;
 
-    /// <summary>The upstream leg's MPTCP state just before it was closed.</summary>
+    /// <summary>The upstream leg's MPTCP state just before it was closed: status and MPTCP_INFO, no subflow list.</summary>
     public MptcpSnapshot UpstreamMptcp { get; init; } = MptcpSnapshot.NotMptcp;
 
     /// <summary>The highest subflow count seen on the client leg during the connection.</summary>

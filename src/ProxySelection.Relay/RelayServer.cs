@@ -76,7 +76,8 @@ public sealed class RelayServer : IAsyncDisposable
         {
             // No Task.Yield here: the part before the upstream connect's first wait is short (limit, socket, connect(2)),
             // and a hop to the thread pool per connection cost more than it let the accept loop gain (measured).
-            var result = await HandleAsync(client).ConfigureAwait(false);
+            // A TCP listener's connections are TCP; an MPTCP listener's may be either (a plain TCP client's is TCP on 6.18).
+            var result = await HandleCoreAsync(client, null, key.Protocol == TransportProtocol.Tcp ? false : null).ConfigureAwait(false);
             Report(result);
         }
         finally
@@ -97,9 +98,15 @@ public sealed class RelayServer : IAsyncDisposable
     /// Null, or called right before the upstream connect with its target and protocol; the callback it returns (if any)
     /// gets the connect's result. For tracing the connect as a span on this very path; must not throw.
     /// </param>
-    public async Task<RelayResult> HandleAsync(Socket client, Func<IPEndPoint, TransportProtocol, Action<UpstreamConnectResult>?>? onConnect = null)
+    public Task<RelayResult> HandleAsync(Socket client, Func<IPEndPoint, TransportProtocol, Action<UpstreamConnectResult>?>? onConnect = null)
     {
         ArgumentNullException.ThrowIfNull(client);
+        return HandleCoreAsync(client, onConnect, clientIsMptcp: null);
+    }
+
+    private async Task<RelayResult> HandleCoreAsync(
+        Socket client, Func<IPEndPoint, TransportProtocol, Action<UpstreamConnectResult>?>? onConnect, bool? clientIsMptcp)
+    {
         long started = _time.GetTimestamp();
         var clientEndPoint = RelayConnection.RemoteEndPointOf(client);
         var destination = RelayConnection.LocalEndPointOf(client);
@@ -152,7 +159,9 @@ public sealed class RelayServer : IAsyncDisposable
                 var reason = connect.Status == UpstreamConnectStatus.Cancelled ? CloseReason.Aborted : CloseReason.UpstreamConnectFailed;
                 return Failed(reason, connect.Status, connect.Error) with { Upstream = upstream, ConnectTime = connectTime };
             }
-            return await RelayAsync(client, connect.Socket!).ConfigureAwait(false) with { ConnectTime = connectTime };
+            // The connector opened the leg with UpstreamProtocol toward upstream: neither is asked of the kernel again.
+            var known = new KnownLegs(clientIsMptcp, _options.UpstreamProtocol == TransportProtocol.Mptcp, upstream);
+            return await RelayCoreAsync(client, connect.Socket!, known).ConfigureAwait(false) with { ConnectTime = connectTime };
         }
         finally
         {
@@ -164,14 +173,19 @@ public sealed class RelayServer : IAsyncDisposable
     /// Relays between two connected sockets, e.g. when the probe connection becomes the upstream leg. Owns both
     /// (closed on every path). Does not take a slot of the limiter (the caller decides). Never throws.
     /// </summary>
-    public async Task<RelayResult> RelayAsync(Socket client, Socket upstream)
+    public Task<RelayResult> RelayAsync(Socket client, Socket upstream)
     {
         ArgumentNullException.ThrowIfNull(client);
         ArgumentNullException.ThrowIfNull(upstream);
+        return RelayCoreAsync(client, upstream, new KnownLegs());
+    }
+
+    private async Task<RelayResult> RelayCoreAsync(Socket client, Socket upstream, KnownLegs known)
+    {
         RelayConnection connection;
         try
         {
-            connection = new RelayConnection(client, upstream, _options, _time);
+            connection = new RelayConnection(client, upstream, _options, _time, known);
         }
         catch (ArgumentException)
         {

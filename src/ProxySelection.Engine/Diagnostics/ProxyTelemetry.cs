@@ -449,7 +449,7 @@ public sealed class ProxyTelemetry : IDisposable
             _bytes.Add(result.BytesUpstreamToClient, new KeyValuePair<string, object?>("proxysel.direction", "downstream"));
         }
 
-        int subflows = Math.Max(result.ClientMaxSubflows, result.UpstreamMptcp.Subflows.Length);
+        int subflows = Math.Max(result.ClientMaxSubflows, result.UpstreamMaxSubflows);
         if (_subflows.Enabled && subflows > 0)
         {
             _subflows.Add(subflows);
