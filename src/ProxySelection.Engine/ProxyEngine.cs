@@ -204,6 +204,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 // Before the queue is bound: the first SYN must find the path compiled (a cold first probe timed out).
                 var (methods, elapsed) = Warmup.Run();
                 ProxyEngineLog.WarmedUp(_log, methods, elapsed.TotalMilliseconds);
+                if (_options.Transparent)
+                {
+                    // What PrepareMethod cannot reach (generic instantiations, call-site stubs, the first socket): one SYN end to end.
+                    if (await RehearseAsync(_options, _time, cancellationToken).ConfigureAwait(false) is { } rehearsed)
+                    {
+                        ProxyEngineLog.Rehearsed(_log, rehearsed.TotalMilliseconds);
+                    }
+                    else
+                    {
+                        ProxyEngineLog.RehearsalIncomplete(_log);
+                    }
+                }
             }
 
             if (_options.Transparent)

@@ -63,6 +63,12 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(118, LogLevel.Information, "proxysel: warmed up, {Methods} methods compiled in {Milliseconds:F0} ms before the queue was bound")]
     public static partial void WarmedUp(ILogger logger, int methods, double milliseconds);
 
+    [LoggerMessage(136, LogLevel.Information, "proxysel: rehearsed a cache-miss SYN end to end (hold, probe, intercept, signed SYN/ACK) in {Milliseconds:F0} ms")]
+    public static partial void Rehearsed(ILogger logger, double milliseconds);
+
+    [LoggerMessage(137, LogLevel.Warning, "proxysel: the start's rehearsal of a SYN did not finish; the first connection compiles the rest")]
+    public static partial void RehearsalIncomplete(ILogger logger);
+
     [LoggerMessage(119, LogLevel.Warning, "proxysel: {Skipped} warning lines left out (more than {PerSecond} a second); the counters count all")]
     public static partial void WarningsLeftOut(ILogger logger, long skipped, int perSecond);
 
