@@ -229,12 +229,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _verdicts = _hook;
                 _egressHook = NfqueueHook.Open(_options.EgressQueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _egressVerdicts = _egressHook;
-                _hook.Start(OnPacket);
-                _egressHook.Start(OnPacket);
+                _hook.Start(OnPacket, _options.RaisedScheduling);
+                _egressHook.Start(OnPacket, _options.RaisedScheduling);
                 // The hook thread releases overdue holds as packets arrive; this thread does between them, on time.
                 _holdClock = HoldClock.Start(OnHoldClockTick, HoldClockPeriod, _options.RaisedScheduling);
                 ProxyEngineLog.Scheduling(_log, niced, HoldClock.Nice,
-                    await _holdClock.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false));
+                    await _holdClock.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false),
+                    await _hook.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false));
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {

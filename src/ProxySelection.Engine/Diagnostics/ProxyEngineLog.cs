@@ -88,8 +88,8 @@ internal static partial class ProxyEngineLog
     public static partial void KernelSigningUnavailable(ILogger logger, string reason);
 
     [LoggerMessage(130, LogLevel.Information,
-        "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
-    public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule);
+        "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule}, queue threads {QueueSchedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
+    public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule, Interception.Nfqueue.ThreadSchedule queueSchedule);
 
     [LoggerMessage(131, LogLevel.Information,
         "proxysel: memory trimmed after a flood: GC heap committed {BeforeMiB:F1} -> {AfterMiB:F1} MiB, working set {RssBeforeMiB:F1} -> {RssAfterMiB:F1} MiB, in {Milliseconds:F0} ms")]
