@@ -208,6 +208,11 @@ public sealed partial class ProxyEngine
             Counters.AddProbeAnsweredAtDeadline();
             ProbeEnded(probe.Id, probe.Destination, "answered", mpCapable, claim);
         }
+        else if (_events.Enabled)
+        {
+            // The completion counts it, but finds the probe decided and writes no event: the decision's event is here.
+            _events.Probe(probe.Id, probe.Destination, "answered", mpCapable, claim);
+        }
 
         answer = new ProbeAnswer(mpCapable, claim);
         return true;
