@@ -205,6 +205,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 // Before the queue is bound: the first SYN must find the path compiled (a cold first probe timed out).
                 var (methods, elapsed) = Warmup.Run();
                 ProxyEngineLog.WarmedUp(_log, methods, elapsed.TotalMilliseconds);
+                if (_options.Transparent)
+                {
+                    // What PrepareMethod cannot reach (generic instantiations, call-site stubs, the first socket): one SYN end to end.
+                    if (await RehearseAsync(_options, _time, cancellationToken).ConfigureAwait(false) is { } rehearsed)
+                    {
+                        ProxyEngineLog.Rehearsed(_log, rehearsed.TotalMilliseconds);
+                    }
+                    else
+                    {
+                        ProxyEngineLog.RehearsalIncomplete(_log);
+                    }
+                }
             }
 
             if (_options.Transparent)
@@ -218,12 +230,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 _verdicts = _hook;
                 _egressHook = NfqueueHook.Open(_options.EgressQueueNumber, _log, (uint)(_options.MaxHeldSyns + _options.QueueWaitRoom), MayWarn);
                 _egressVerdicts = _egressHook;
-                _hook.Start(OnPacket);
-                _egressHook.Start(OnPacket);
+                _hook.Start(OnPacket, _options.RaisedScheduling);
+                _egressHook.Start(OnPacket, _options.RaisedScheduling);
                 // The hook thread releases overdue holds as packets arrive; this thread does between them, on time.
                 _holdClock = HoldClock.Start(OnHoldClockTick, HoldClockPeriod, _options.RaisedScheduling);
                 ProxyEngineLog.Scheduling(_log, niced, HoldClock.Nice,
-                    await _holdClock.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false));
+                    await _holdClock.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false),
+                    await _hook.Schedule.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false));
                 await _ruleset.ApplyAsync(cancellationToken).ConfigureAwait(false);
                 if (_rulesetOptions.FastPath)
                 {

@@ -37,9 +37,11 @@ public sealed record ProxyEngineOptions
     /// While this many intercepted connections wait for their accept, an answered probe is not kept as the next one's
     /// upstream leg: it is closed at once and the leg is opened at the accept. A spoofed SYN never completes, so
     /// without the bound each one to a new destination kept a real connection open on its server for the adoption
-    /// timeout (spec §11.3: no amplification).
+    /// timeout (spec §11.3: no amplification). As many as <see cref="MaxHeldSyns"/>: a probe closed for the bound is a
+    /// second connection its server accepts for one client (issue 13: a 200-client burst decided in time made 22-69 of them
+    /// at 128).
     /// </summary>
-    public int MaxAdoptedProbes { get; init; } = 128;
+    public int MaxAdoptedProbes { get; init; } = 256;
 
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 

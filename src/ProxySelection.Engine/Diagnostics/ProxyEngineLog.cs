@@ -63,6 +63,12 @@ internal static partial class ProxyEngineLog
     [LoggerMessage(118, LogLevel.Information, "proxysel: warmed up, {Methods} methods compiled in {Milliseconds:F0} ms before the queue was bound")]
     public static partial void WarmedUp(ILogger logger, int methods, double milliseconds);
 
+    [LoggerMessage(136, LogLevel.Information, "proxysel: rehearsed a cache-miss SYN end to end (hold, probe, intercept, signed SYN/ACK) in {Milliseconds:F0} ms")]
+    public static partial void Rehearsed(ILogger logger, double milliseconds);
+
+    [LoggerMessage(137, LogLevel.Warning, "proxysel: the start's rehearsal of a SYN did not finish; the first connection compiles the rest")]
+    public static partial void RehearsalIncomplete(ILogger logger);
+
     [LoggerMessage(119, LogLevel.Warning, "proxysel: {Skipped} warning lines left out (more than {PerSecond} a second); the counters count all")]
     public static partial void WarningsLeftOut(ILogger logger, long skipped, int perSecond);
 
@@ -90,8 +96,8 @@ internal static partial class ProxyEngineLog
     public static partial void KernelSigningUnavailable(ILogger logger, string reason);
 
     [LoggerMessage(130, LogLevel.Information,
-        "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
-    public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule);
+        "proxysel: scheduling: {Threads} threads at nice {Nice}, hold clock {Schedule}, queue threads {QueueSchedule} (a raise needs CAP_SYS_NICE, or LimitNICE and LimitRTPRIO; Proxy:RaisedScheduling)")]
+    public static partial void Scheduling(ILogger logger, int threads, int nice, Interception.Nfqueue.ThreadSchedule schedule, Interception.Nfqueue.ThreadSchedule queueSchedule);
 
     [LoggerMessage(131, LogLevel.Information,
         "proxysel: memory trimmed after a flood: GC heap committed {BeforeMiB:F1} -> {AfterMiB:F1} MiB, working set {RssBeforeMiB:F1} -> {RssAfterMiB:F1} MiB, in {Milliseconds:F0} ms")]

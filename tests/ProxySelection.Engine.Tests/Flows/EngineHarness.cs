@@ -88,10 +88,27 @@ internal sealed class FakeProbes : IProbeConnector
 internal sealed class FakeProbe(ushort localPort) : IProbeSocket
 {
     private readonly TaskCompletionSource _connected = new();
+    private ManualResetEventSlim? _firstMptcpReadGate;
+    private bool _mptcp;
+    private int _mptcpReads;
 
     public ushort LocalPort => localPort;
 
-    public bool IsMptcp { get; private set; }
+    /// <summary>The first read waits for the gate of <see cref="StallFirstMptcpRead"/>, if any.</summary>
+    public bool IsMptcp
+    {
+        get
+        {
+            if (Interlocked.Increment(ref _mptcpReads) == 1)
+            {
+                _firstMptcpReadGate?.Wait(EngineHarness.Timeout);
+            }
+
+            return _mptcp;
+        }
+    }
+
+    public int MptcpReads => Volatile.Read(ref _mptcpReads);
 
     public bool IsEstablished { get; private set; }
 
@@ -110,9 +127,12 @@ internal sealed class FakeProbe(ushort localPort) : IProbeSocket
     /// <summary>The kernel has the answer, but the connect's completion has not run (a busy or cold process).</summary>
     public void AnswerInKernel(bool mptcp)
     {
-        IsMptcp = mptcp;
+        _mptcp = mptcp;
         IsEstablished = true;
     }
+
+    /// <summary>The connect's completion, having taken the answer, stalls at its read of MP_CAPABLE until <paramref name="gate"/> is set.</summary>
+    public void StallFirstMptcpRead(ManualResetEventSlim gate) => _firstMptcpReadGate = gate;
 
     /// <summary>The completion runs late, after the deadline read the answer.</summary>
     public void CompleteLate() => _connected.TrySetResult();

@@ -137,6 +137,31 @@ public sealed class ProxyEngineFlowTests
     }
 
     [Test]
+    public async Task ProbeAnswerTakenByTheCompletion_NotHandedOverAtTheDeadline_StillIntercepts()
+    {
+        // Issue 13's burst: the completion had taken the answer, not yet handed it over, when the deadline read the socket.
+        await using var h = new EngineHarness();
+        uint syn = h.MpCapableSyn(40_014);
+        var probe = h.Probes.Opened.Single();
+        using var gate = new ManualResetEventSlim();
+        probe.StallFirstMptcpRead(gate);
+        probe.AnswerInKernel(mptcp: false);
+        var completion = Task.Run(probe.CompleteLate);
+        await EngineHarness.WaitUntilAsync(() => probe.MptcpReads > 0, "the completion took the answer");
+        h.Time.Advance(h.Options.Negotiation.ProbeTimeout);
+
+        await EngineHarness.WaitUntilAsync(() => h.Verdicts.For(syn) is not null, "the held SYN's verdict");
+        gate.Set();
+        await completion.WaitAsync(EngineHarness.Timeout);
+        Assert.Multiple(() =>
+        {
+            Assert.That(h.Verdicts.For(syn)!.Kind, Is.EqualTo("intercept"), "an answered probe, not a timed-out one");
+            Assert.That(h.Events.Events.Where(e => e.Event == "probe").Select(e => e.Outcome), Is.EqualTo(new[] { "answered" }));
+            Assert.That(h.Engine.Counters.ProbesAnswered, Is.EqualTo(1), "counted once, by the completion that took it");
+        });
+    }
+
+    [Test]
     public async Task CacheSaysTcpOnly_InterceptsAtOnce_CacheSaysMptcp_Passes()
     {
         await using var h = new EngineHarness();

@@ -55,20 +55,31 @@ internal static class BurstPrograms
     /// <summary>
     /// The clients: <c>client.py SERVER FIRST_PORT COUNT SUBFLOW_WAIT SOURCES</c> (SOURCES: comma-separated addresses, client i
     /// binds the i-th modulo their number); all connect at once (a barrier), each reads the
-    /// greeting, then waits up to SUBFLOW_WAIT s for a second subflow (MPTCP_INFO's subflow count), says bye and closes.
+    /// greeting, then waits up to SUBFLOW_WAIT s for a second established subflow (MPTCP_TCPINFO), says bye and closes.
     /// One line per client: "ok PORT SUBFLOWS" (-1: fell back to TCP) or "fail PORT ERROR".
     /// </summary>
     private const string Client = """
-        import socket, struct, sys, threading, time
+        import ctypes, socket, struct, sys, threading, time
         server, first, count, wait = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
         sources = sys.argv[5].split(",")
         barrier = threading.Barrier(count)
         lock = threading.Lock()
+        libc = ctypes.CDLL(None, use_errno=True)
         def subflows(s):
+            # Established subflows beyond the first (MPTCP_TCPINFO: one tcp_info per subflow, tcpi_state first), not
+            # MPTCP_INFO's count, which counts a join from its SYN on: a client closing then would end the connection
+            # before the join reaches anyone.
             try:
-                return s.getsockopt(284, 1, 256)[0]
+                s.getsockopt(284, 1, 256)
             except OSError:
                 return -1
+            buf = ctypes.create_string_buffer(16 + 8 * 8)
+            struct.pack_into("IIII", buf, 0, 16, 0, 0, 8)
+            size = ctypes.c_uint32(len(buf))
+            if libc.getsockopt(s.fileno(), 284, 2, buf, ctypes.byref(size)) != 0:
+                return -1
+            n = min(struct.unpack_from("I", buf, 4)[0], 8)
+            return sum(1 for i in range(n) if buf.raw[16 + 8 * i] == 1) - 1
         def run(port):
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
             s.settimeout(30)

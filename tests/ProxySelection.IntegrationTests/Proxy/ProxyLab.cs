@@ -66,6 +66,9 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     /// </summary>
     public static readonly string[] QueuePath = ["--set", "Proxy:KernelFastPath=false", "--set", "Proxy:KernelSigning=false"];
 
+    /// <summary>The daemon's own defaults again (kernel fast path and kernel signing on), overriding <see cref="QueuePath"/>.</summary>
+    public static readonly string[] KernelPath = ["--set", "Proxy:KernelFastPath=true", "--set", "Proxy:KernelSigning=true"];
+
     /// <summary>Starts <c>dotnet proxysel.dll run</c> in the proxy namespace and waits until its rules are in.</summary>
     public Task<LabProcess> StartProxyAsync(params string[] extra) => StartProxyInAsync(Topology.Proxy, extra);
 
