@@ -83,11 +83,11 @@ internal static partial class ProxyEngineLog
         "proxysel: Proxy:KernelFastPath and Proxy:KernelSigning: the ipset tool is missing (package ipset); every SYN is decided and every signal signed through the queue")]
     public static partial void NoIpsetForKernelPaths(ILogger logger);
 
-    [LoggerMessage(136, LogLevel.Information,
+    [LoggerMessage(138, LogLevel.Information,
         "proxysel: kernel signing: relabelling MPTCP segments leaving by {Interface} too (an interface that came up after the start)")]
     public static partial void KernelRelabelAttached(ILogger logger, string @interface);
 
-    [LoggerMessage(137, LogLevel.Warning,
+    [LoggerMessage(139, LogLevel.Warning,
         "proxysel: kernel signing: {Reason}; the MPTCP SYN/ACKs leaving by it carry no Claim until it takes the program (retried every second)")]
     public static partial void KernelRelabelRefused(ILogger logger, string reason);
 
