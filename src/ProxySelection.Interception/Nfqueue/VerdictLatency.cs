@@ -96,7 +96,9 @@ public sealed class LatencyHistogram
 /// Time from the moment a batch of queued packets reached user space (recvmmsg returned) to each packet's verdict,
 /// at the ingress hooks (not POSTROUTING). <see cref="Immediate"/>: verdicts sent while the handler ran (decided at
 /// once: a pass, a cached intercept, a SYN/ACK); <see cref="Deferred"/>: packets the handler kept and decided later (a
-/// SYN held while a probe is out: the cache miss). The kernel's queueing time before the wakeup is not included.
+/// SYN held while a probe is out, the cache miss; and an MP_JOIN SYN that arrived before its connection's accept named
+/// the token, which in a bench of held connections is most of them). The kernel's queueing time before the wakeup is not
+/// included.
 /// </summary>
 public sealed class VerdictLatency(TimeProvider time)
 {
