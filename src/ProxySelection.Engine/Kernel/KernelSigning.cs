@@ -23,6 +23,7 @@ public sealed partial class KernelSigning : IDisposable
     private readonly MpProxyKeyRing _ring;
     private readonly Lock _lock = new();
     private (byte Priority, byte KeyId, byte[] Key) _applied;
+    private readonly Lock _egressLock = new(); // not _lock: a slow interface listing must not hold up a key refresh
     private readonly HashSet<int> _refused = []; // reported once, retried on every sync
 
     private KernelSigning(KernelSigner signer, NegotiatorOptions negotiation, MpProxyKeyRing ring, (byte, byte, byte[]) applied)
@@ -100,7 +101,7 @@ public sealed partial class KernelSigning : IDisposable
     public EgressChange SyncEgress(IReadOnlyList<string> edges)
     {
         ArgumentNullException.ThrowIfNull(edges);
-        lock (_lock)
+        lock (_egressLock)
         {
             return SyncEgressLocked(edges);
         }

@@ -102,7 +102,6 @@ internal sealed partial class ProxyLab : IAsyncDisposable
         return Convert.ToHexStringLower(SHA256.HashData(data));
     }
 
-    /// <summary>nginx on port 80 (v4 and v6) in the server namespace, with its own config, pid and temp paths; MPTCP under mptcpize.</summary>
     /// <summary>
     /// The nginx path prefix that serves the same files at <see cref="PacedBytesPerSecond"/> (nginx sends the first
     /// second's worth at once, the rest paced): a download that must outlast its client's join. curl's --limit-rate does not
@@ -112,6 +111,7 @@ internal sealed partial class ProxyLab : IAsyncDisposable
 
     public const int PacedBytesPerSecond = 512 * 1024;
 
+    /// <summary>nginx on port 80 (v4 and v6) in the server namespace, with its own config, pid and temp paths; MPTCP under mptcpize.</summary>
     public Task<LabProcess> StartNginxAsync(bool mptcp = false) =>
         StartNginxInAsync(Topology.Server, [TwoPathTopology.ServerV4, $"[{TwoPathTopology.ServerV6}]"], mptcp);
 
