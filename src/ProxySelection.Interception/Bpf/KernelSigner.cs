@@ -71,7 +71,8 @@ public sealed class KernelSigner : IDisposable
     private const int Counters = 6;
 
     private readonly Lock _updateLock = new();
-    private readonly Dictionary<int, (SafeFileHandle Link, SafeFileHandle Program)> _egress = []; // by ifindex
+    // By network namespace (its inode) and ifindex: interface indexes repeat from one namespace to the next.
+    private readonly Dictionary<(ulong Netns, int Ifindex), (SafeFileHandle Link, SafeFileHandle Program)> _egress = [];
     private bool _disposed;
 
     private KernelSigner(SafeFileHandle config, SafeFileHandle scratch, SafeFileHandle counters, SafeFileHandle program,
@@ -316,7 +317,7 @@ public sealed class KernelSigner : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         lock (_updateLock)
         {
-            if (_egress.ContainsKey(ifindex))
+            if (_egress.ContainsKey((CurrentNetns(), ifindex)))
             {
                 reason = null;
                 return true;
@@ -343,23 +344,33 @@ public sealed class KernelSigner : IDisposable
 
         lock (_updateLock)
         {
-            _egress[ifindex] = (link, program);
+            _egress[(CurrentNetns(), ifindex)] = (link, program);
         }
 
         reason = null;
         return true;
     }
 
-    /// <summary>The interfaces (by index) the egress relabelling is attached to.</summary>
+    /// <summary>The interfaces (by index) of the calling thread's network namespace the egress relabelling is attached to.</summary>
     public IReadOnlyCollection<int> EgressInterfaces
     {
         get
         {
+            ulong netns = CurrentNetns();
             lock (_updateLock)
             {
-                return [.. _egress.Keys];
+                return [.. _egress.Keys.Where(k => k.Netns == netns).Select(k => k.Ifindex)];
             }
         }
+    }
+
+    /// <summary>The calling thread's network namespace: the inode /proc/thread-self/ns/net names ("net:[4026531840]").</summary>
+    private static ulong CurrentNetns()
+    {
+        string? target = new FileInfo("/proc/thread-self/ns/net").LinkTarget;
+        int open = target?.IndexOf('[', StringComparison.Ordinal) ?? -1;
+        return open >= 0 && ulong.TryParse(target.AsSpan(open + 1, target!.Length - open - 2), System.Globalization.NumberStyles.None,
+            System.Globalization.CultureInfo.InvariantCulture, out ulong inode) ? inode : 0;
     }
 
     /// <summary>
@@ -370,7 +381,7 @@ public sealed class KernelSigner : IDisposable
     {
         lock (_updateLock)
         {
-            if (_egress.Remove(ifindex, out var egress))
+            if (_egress.Remove((CurrentNetns(), ifindex), out var egress))
             {
                 egress.Link.Dispose();
                 egress.Program.Dispose();
