@@ -23,7 +23,7 @@ public sealed partial class ProxyEngine
 
     /// <summary>
     /// A throwaway engine (this one's options, no kernel edge: verdicts go nowhere, no listener is opened, events go to a
-    /// null stream) takes a cache-miss MP_CAPABLE SYN toward a loopback TCP listener through the hold, a real probe and the
+    /// null stream, metrics and spans to names no exporter reads) takes a cache-miss MP_CAPABLE SYN toward a loopback TCP listener through the hold, a real probe and the
     /// intercept; then the intercepted flow's SYN/ACK through the egress signer, a cache-hit SYN, a foreign join and a RST.
     /// Runs before the queue is bound and the rules are in, so none of its packets meets them. Never fails the start.
     /// </summary>
@@ -46,6 +46,7 @@ public sealed partial class ProxyEngine
                 Socks = null,
                 KernelFastPath = false,
                 KernelSigning = false,
+                Rehearsal = true,
             };
             await using var engine = new ProxyEngine(rehearsal, time, NullLogger.Instance, new NoVerdicts(), probes: null, ensureListener: static _ => { });
             byte[] loopback = [127, 0, 0, 1];

@@ -43,6 +43,9 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public int MaxAdoptedProbes { get; init; } = 256;
 
+    /// <summary>The start's throwaway engine (<c>ProxyEngine.RehearseAsync</c>): its metrics and spans go nowhere.</summary>
+    internal bool Rehearsal { get; init; }
+
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromMinutes(5);
 
     /// <summary>

@@ -37,6 +37,10 @@ public sealed class ProxyTelemetry : IDisposable
 
     public static readonly ActivitySource Source = new(Name, typeof(ProxyTelemetry).Assembly.GetName().Version?.ToString(3));
 
+    private const string RehearsalName = Name + ".Rehearsal";
+    private static readonly ActivitySource RehearsalSource = new(RehearsalName);
+    private readonly ActivitySource _source;
+
     /// <summary>Bucket bounds for probe and verdict latencies, in seconds: a probe is held 20..400 ms.</summary>
     private static readonly double[] LatencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
@@ -81,11 +85,14 @@ public sealed class ProxyTelemetry : IDisposable
         _options = options;
         _time = time;
         _log = log;
-        _ownsMeter = meterFactory is null;
+        // The start's rehearsal (a throwaway engine) measures and traces nothing an exporter sees: its own meter and
+        // source names, which no one listens to.
+        _ownsMeter = meterFactory is null || options.Rehearsal;
+        _source = options.Rehearsal ? RehearsalSource : Source;
         // A trace waits in _byFlow for its hold (a probe, bounded by the probe timeout) and then for the accept (bounded
         // by the adoption timeout); one older than twice both leaked (a lost race, a path that never reported).
         _traceLifetime = 2 * (options.Negotiation.ProbeTimeout + options.AdoptionTimeout);
-        Meter = meterFactory?.Create(Name) ?? new Meter(Name);
+        Meter = options.Rehearsal ? new Meter(RehearsalName) : meterFactory?.Create(Name) ?? new Meter(Name);
         _connections = Meter.CreateCounter<long>("proxysel.connections", "{connection}",
             "Connections by the proxy's decision on their SYN: intercept (held here), release (passed after a probe), pass, answer_probe; " +
             "those the kernel fast path decided without the queue carry proxysel.decided_by=kernel. " +
@@ -176,7 +183,7 @@ public sealed class ProxyTelemetry : IDisposable
             _cacheHits.Add(1);
         }
 
-        if (decision.Verdict is not (SynVerdict.Intercept or SynVerdict.HoldAndProbe) || !Source.HasListeners() || !HasTraceRoom())
+        if (decision.Verdict is not (SynVerdict.Intercept or SynVerdict.HoldAndProbe) || !_source.HasListeners() || !HasTraceRoom())
         {
             if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true } && _probeDuration.Enabled)
             {
@@ -212,7 +219,7 @@ public sealed class ProxyTelemetry : IDisposable
 
         if (decision is { Verdict: SynVerdict.HoldAndProbe, StartProbe: true })
         {
-            var probe = Source.StartActivity("proxysel.probe", ActivityKind.Client, root.Context);
+            var probe = _source.StartActivity("proxysel.probe", ActivityKind.Client, root.Context);
             probe?.SetTag("server.address", flow.Destination.Address.ToString());
             probe?.SetTag("server.port", flow.Destination.Port);
             probe?.SetTag("proxysel.probe.id", decision.ProbeId);
@@ -282,7 +289,7 @@ public sealed class ProxyTelemetry : IDisposable
         // A root of its own: whatever is current on the hook thread is not this connection's parent.
         var previous = Activity.Current;
         Activity.Current = null;
-        var root = Source.StartActivity("proxysel.connection", ActivityKind.Server, default(ActivityContext));
+        var root = _source.StartActivity("proxysel.connection", ActivityKind.Server, default(ActivityContext));
         Activity.Current = previous;
         if (root is null)
         {
@@ -312,7 +319,7 @@ public sealed class ProxyTelemetry : IDisposable
     /// </summary>
     public ConnectionTrace? HostConfigured(IPEndPoint? client, string server, int port, uint token, string? user, string front = "socks")
     {
-        if (client is null || !Source.HasListeners())
+        if (client is null || !_source.HasListeners())
         {
             return null;
         }
