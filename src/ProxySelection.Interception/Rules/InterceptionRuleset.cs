@@ -279,6 +279,14 @@ public sealed class InterceptionRuleset
             // Remember the intercepted handshake: its completing ACK may find no socket (below).
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {TproxyChain} -p tcp --syn -m mark --mark {mark} -j SET --add-set {handshake} src,src,dst --exist --timeout {Str(o.HandshakeSetSeconds)}\n");
+            // A SYN the proxy passes forgets any entry its key shares: the key has no destination port, and a client that
+            // reuses its port toward the same server's other intercepted port within the timeout (a busy client: ports
+            // wrap in seconds) would otherwise have that passed flow's ACKs sent to the listener, which resets them.
+            foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
+            {
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {TproxyChain} -p tcp --syn -m mark ! --mark {mark} -m multiport --dports {string.Join(',', chunk)} -j SET --del-set {handshake} src,src,dst\n");
+            }
         }
 
         if (o.KernelSigned)
@@ -296,9 +304,9 @@ public sealed class InterceptionRuleset
             // found only the wildcard listener, which it ignores; without this the ACK went on to the real server, which
             // reset the connection (issue 12). Only handshakes this proxy sent to TPROXY are in the set: a passed flow's
             // ACK never matches. TPROXY finds the listener by port, or drops the segment if there is none.
-            // The set's key has no destination port (no ipset type holds two ports): the intercepted ports narrow it, so
-            // only another flow from the same client address and port, to the same server, on an intercepted port, within
-            // the set's timeout, could share a key.
+            // The set's key has no destination port (no ipset type holds two ports): the intercepted ports narrow it, and a
+            // passed SYN with the same key removes the entry (above), so only two flows open at once from the same client
+            // address and port to the same server could share one.
             foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
             {
                 sb.Append(CultureInfo.InvariantCulture,

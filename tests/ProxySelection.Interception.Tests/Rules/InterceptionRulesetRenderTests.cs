@@ -113,7 +113,7 @@ public sealed class InterceptionRulesetRenderTests
     }
 
     [Test]
-    public void RenderRestoreScript_HandshakeSet_InterceptedSynAddedThenItsSocketlessAckSentToTproxyAfterTheMarkRule()
+    public void RenderRestoreScript_HandshakeSet_InterceptedSynAddedPassedSynRemovesItsKeyThenTheSocketlessAckSentToTproxyAfterTheMarkRule()
     {
         var o = new InterceptionRulesetOptions { ChainPrefix = "PX2", Ports = [80], HandshakeSetSeconds = 4 };
         var v4 = new InterceptionRuleset(o).RenderRestoreScript(v6: false).Split('\n').Where(l => l.StartsWith("-A PX2_TPROXY", StringComparison.Ordinal)).ToList();
@@ -124,10 +124,11 @@ public sealed class InterceptionRulesetRenderTests
             "-A PX2_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x1/0x1",
             "-A PX2_TPROXY -p tcp -m socket --transparent -j ACCEPT",
             "-A PX2_TPROXY -p tcp --syn -m mark --mark 0x1/0x1 -j SET --add-set PX2_HS4 src,src,dst --exist --timeout 4",
+            "-A PX2_TPROXY -p tcp --syn -m mark ! --mark 0x1/0x1 -m multiport --dports 80 -j SET --del-set PX2_HS4 src,src,dst",
             "-A PX2_TPROXY -p tcp -m mark --mark 0x1/0x1 -j TPROXY --on-port 0 --tproxy-mark 0x1/0x1",
             "-A PX2_TPROXY -p tcp --tcp-flags SYN,RST,ACK ACK -m multiport --dports 80 -m set --match-set PX2_HS4 src,src,dst -j TPROXY --on-port 0 --tproxy-mark 0x1/0x1",
         }));
-        Assert.That(v6, Does.Contain("--add-set PX2_HS6 src,src,dst").And.Contain("--match-set PX2_HS6 src,src,dst").And.Not.Contain("HS4"));
+        Assert.That(v6, Does.Contain("--add-set PX2_HS6 src,src,dst").And.Contain("--del-set PX2_HS6 src,src,dst").And.Contain("--match-set PX2_HS6 src,src,dst").And.Not.Contain("HS4"));
         Assert.That(v4, Has.None.Contain("--nowildcard"), "a wildcard match would capture passed flows' ACKs");
     }
 
