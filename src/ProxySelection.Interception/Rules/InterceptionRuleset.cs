@@ -271,7 +271,10 @@ public sealed class InterceptionRuleset
         sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{EgressChain} - [0:0]\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {TproxyChain}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I POSTROUTING 1 -j {EgressChain}\n");
-        // Established and half-open intercepted connections: their packets must be delivered locally too.
+        // Established and half-open intercepted connections: their packets must be delivered locally too. A SYN that reuses
+        // the 4-tuple of a held connection whose proxy side is in TIME_WAIT matches too, whatever its verdict: it could not
+        // be passed (early demux gives it to that socket and forwarding drops it), so the listener takes it over
+        // (HandshakeSetPortReuseTests).
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j MARK --set-xmark {mark}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
         if (withHandshakeSet)

@@ -63,6 +63,42 @@ public sealed class HandshakeSetPortReuseTests
         });
     }
 
+    /// <summary>
+    /// The held connection ends with the proxy's side in TIME_WAIT (the server closes first, the relay passes its FIN on).
+    /// A plain TCP client that reuses that very 4-tuple at once is passed by the verdict, but it cannot be passed: TCP's
+    /// early demux gives its SYN to the TIME_WAIT socket and forwarding then drops it, and its later segments would land
+    /// on that socket too (tried: the connect timed out). The ruleset's socket match hands it to the listener instead
+    /// (the TIME_WAIT socket accepts a newer SYN), so the proxy relays it: taken over, and it completes.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task PassedFlowReusingAHeldConnectionsFourTuple_WhileTheProxyHoldsItsTimeWait_IsTakenOverAndCompletes(bool v6)
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", 64 * 1024);
+        await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync();
+
+        var heldFile = Path.Combine(lab.Directory, "held.out");
+        var held = await GetAsync(lab, v6, 80, heldFile, mptcp: true);
+        string server = TwoPathTopology.ServerAddress(v6);
+        var timeWait = await lab.Topology.Proxy.CheckAsync("ss", ["-Htan", "state", "time-wait", $"sport = :80 and dport = :{ClientPort}"], ProxyLab.Timeout);
+        var passedFile = Path.Combine(lab.Directory, "passed.out");
+        var passed = await GetAsync(lab, v6, 80, passedFile, mptcp: false);
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine($"{proxy.Output}\ntime-wait at the proxy: {timeWait}\nheld: {held.StdErr}\npassed: {passed.StdErr}");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(held.ExitCode, Is.Zero, held.StdErr);
+            Assert.That(timeWait, Does.Contain(server), "the proxy's side of the held connection is in TIME_WAIT when the passed flow starts");
+            Assert.That(passed.ExitCode, Is.Zero, passed.StdErr);
+            Assert.That(File.Exists(passedFile) ? ProxyLab.Sha256Of(passedFile) : "no file", Is.EqualTo(sha));
+            Assert.That(ProxyLab.Lines(proxy, "accepted "), Has.Count.EqualTo(2), "the TIME_WAIT socket handed the reused 4-tuple's SYN to the listener");
+            Assert.That(ProxyLab.Counter(proxy, "relayed"), Is.EqualTo(2));
+        });
+    }
+
     private static Task<CommandResult> GetAsync(ProxyLab lab, bool v6, int port, string output, bool mptcp) =>
         lab.Topology.Client.RunAsync("python3", ["-c", Get, TwoPathTopology.ServerAddress(v6), port.ToString(CultureInfo.InvariantCulture), ClientPort, output,
             mptcp ? "mptcp" : "tcp"], TimeSpan.FromSeconds(30));
