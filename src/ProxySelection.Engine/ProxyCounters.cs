@@ -80,7 +80,8 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long Syns => Interlocked.Read(ref _syns);
 
     /// <summary>SYN/ACKs from intercepted ports seen at the ingress hook (all accepted untouched). A downgrading proxy queues
-    /// only those with an MPTCP option (kind 30): a TCP server's answers are not counted.</summary>
+    /// only those with an MPTCP option (kind 30): a TCP server's answers are not counted, nor, on the kernel fast path, a
+    /// known MPTCP server's (they stay in the kernel).</summary>
     public long SynAcks => Interlocked.Read(ref _synAcks);
 
     /// <summary>SYNs accepted untouched at once (pass, defer, foreign join, not parsed).</summary>

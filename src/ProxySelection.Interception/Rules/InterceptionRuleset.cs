@@ -255,6 +255,16 @@ public sealed class InterceptionRuleset
             // RSTs toward the ports too (rare, so cheap): a RST for the flow of a held SYN ends the hold (spec §7.2).
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --tcp-flags SYN,RST RST -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+            if (o.QueueSynAcks && o.QueueOnlyMptcpSynAcks && o.FastPath && o.FastPathPass)
+            {
+                // A known MPTCP server's SYN/ACKs (its connections' and their joins') teach the engine nothing: it reads
+                // an answer only for its own probes or while the destination is unknown, and the set holds it only while
+                // the cache knows it. They stay in the kernel (pass-through MPTCP: two queue trips fewer per connection),
+                // without touching the element's counters (those count the SYNs the kernel decided).
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports {string.Join(',', chunk)} -m set --match-set {IpSetNames.KnownMptcp(o.ChainPrefix, v6)} src,src ! --update-counters -j ACCEPT\n");
+            }
+
             if (o.QueueSynAcks)
             {
                 sb.Append(CultureInfo.InvariantCulture,

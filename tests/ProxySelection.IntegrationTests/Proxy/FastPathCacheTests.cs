@@ -35,6 +35,7 @@ public sealed partial class FastPathCacheTests
         }
 
         var counted = await lab.Topology.Proxy.CheckAsync(v6 ? "ip6tables" : "iptables", ["-t", "raw", "-L", "PSEL_FAST", "-v", "-x", "-n"], ProxyLab.Timeout);
+        var queueChain = await lab.Topology.Proxy.CheckAsync(v6 ? "ip6tables" : "iptables", ["-t", "raw", "-L", "PSEL_QUEUE", "-v", "-x", "-n"], ProxyLab.Timeout);
         var listed = await lab.Topology.Proxy.CheckAsync("ipset", ["list", set], ProxyLab.Timeout);
 
         // The cache is the one truth: flushed, the kernel copy goes with it.
@@ -52,6 +53,8 @@ public sealed partial class FastPathCacheTests
             Assert.That(PacketsOf(listed, TwoPathTopology.ServerAddress(v6)), Is.EqualTo(CacheHits), "each later SYN matched the kernel entry once");
             Assert.That(AcceptedByRule(counted, set), Is.EqualTo(CacheHits));
             Assert.That(ProxyLab.Counter(proxy, "kernel_passed"), Is.EqualTo(CacheHits), "the stop line counts what the kernel passed");
+            Assert.That(AcceptedByRule(queueChain, set), Is.GreaterThanOrEqualTo(CacheHits),
+                $"each later connection's MP_CAPABLE SYN/ACK (and its joins') stayed in the kernel:\n{queueChain}");
         });
     }
 

@@ -93,6 +93,32 @@ public sealed class InterceptionRulesetRenderTests
         Assert.That(lines.Where(l => l.StartsWith("-A PSEL_EGRESS", StringComparison.Ordinal)), Has.All.Not.Contain("--tcp-option"));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void RenderRestoreScript_FastPathPass_KnownMptcpServersSynAcksAcceptedBeforeTheSynAckQueueRule(bool v6)
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            Ports = [80, 443], QueueNumber = 3, QueueSynAcks = true, QueueOnlyMptcpSyns = true, QueueOnlyMptcpSynAcks = true, FastPathPass = true,
+        }).RenderRestoreScript(v6);
+
+        var lines = script.Split('\n').ToList();
+        string set = v6 ? "PSEL_MP6" : "PSEL_MP4";
+        int skip = lines.IndexOf($"-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK -m multiport --sports 80,443 -m set --match-set {set} src,src ! --update-counters -j ACCEPT");
+        int queue = lines.IndexOf("-A PSEL_QUEUE -p tcp --tcp-flags SYN,ACK,RST SYN,ACK --tcp-option 30 -m multiport --sports 80,443 -j NFQUEUE --queue-num 3 --queue-bypass");
+        Assert.That(skip, Is.Not.Negative, script);
+        Assert.That(queue, Is.GreaterThan(skip), "the known server's SYN/ACK is accepted before the queue rule sees it");
+    }
+
+    [Test]
+    public void RenderRestoreScript_SynAcksQueuedWithoutTheOption30Filter_NoKernelSynAckSkip()
+    {
+        // An upgrading proxy learns "TCP only" from every answer: nothing skips the queue.
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], QueueSynAcks = true, FastPathPass = true }).RenderRestoreScript();
+
+        Assert.That(script.Split('\n').Where(l => l.Contains("SYN,ACK", StringComparison.Ordinal)), Has.None.Contain("-j ACCEPT"));
+    }
+
     [Test]
     public void RenderRestoreScript_RstsTowardThePortsAreQueued_WhateverTheSynFilter()
     {
