@@ -14,6 +14,7 @@ internal static class Cli
         root.Subcommands.Add(CleanupCommand.Build(stderr));
         root.Subcommands.Add(Control.ControlVerbs.BuildStatus(stderr));
         root.Subcommands.Add(Control.ControlVerbs.BuildCache(stderr));
+        root.Subcommands.Add(Control.ControlVerbs.BuildReload(stderr));
         return root;
     }
 

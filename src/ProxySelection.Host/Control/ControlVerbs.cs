@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 
 namespace ProxySelection.Host.Control;
 
-/// <summary><c>proxysel status</c> and <c>proxysel cache show|flush</c>: clients of a running daemon's control socket.</summary>
+/// <summary><c>proxysel status</c>, <c>proxysel cache show|flush</c> and <c>proxysel reload</c>: clients of a running daemon's control socket.</summary>
 internal static class ControlVerbs
 {
     public static Command BuildStatus(TextWriter stderr)
@@ -29,6 +29,23 @@ internal static class ControlVerbs
         return new Command("cache", "Show or flush a running proxy's capability cache") { show, flush };
     }
 
+    /// <summary>
+    /// <c>proxysel reload</c>: SIGHUP's reload through the control socket (for a daemon that cannot be signalled, or
+    /// whose SIGHUP is ignored, e.g. started under nohup). Prints the reload line; exit 0 when applied,
+    /// <see cref="ExitCodes.Usage"/> when refused (the configuration is invalid or changes a key fixed at start).
+    /// </summary>
+    public static Command BuildReload(TextWriter stderr)
+    {
+        var (socket, prefix, json) = (SocketOption(), PrefixOption(), JsonOption());
+        var command = new Command("reload", "Reload a running proxy's configuration (as SIGHUP does): policy, priority, probe and drain timeouts, operator keys") { socket, prefix, json };
+        command.SetAction(result =>
+        {
+            int code = Exchange(result, ControlCommand.Reload, (socket, prefix), json, stderr, reply => (reply["message"]?.GetValue<string>() ?? "") + "\n", out var reply);
+            return code == ExitCodes.Ok && reply?["applied"]?.GetValue<bool>() != true ? ExitCodes.Usage : code;
+        });
+        return command;
+    }
+
     private static Option<string> SocketOption() => new("--socket")
     {
         Description = "The daemon's control socket (Proxy:ControlSocket; default /run/proxysel/<chain-prefix>-net<inode>.sock, this network namespace's)",
@@ -44,8 +61,13 @@ internal static class ControlVerbs
     private static Option<bool> JsonOption() => new("--json") { Description = "Print the daemon's JSON reply as it came" };
 
     private static int Exchange(ParseResult result, ControlCommand command, (Option<string> Path, Option<string> Prefix) socket, Option<bool> json, TextWriter stderr,
-        Func<JsonObject, string> format)
+        Func<JsonObject, string> format) =>
+        Exchange(result, command, socket, json, stderr, format, out _);
+
+    private static int Exchange(ParseResult result, ControlCommand command, (Option<string> Path, Option<string> Prefix) socket, Option<bool> json, TextWriter stderr,
+        Func<JsonObject, string> format, out JsonObject? reply)
     {
+        reply = null;
         var path = result.GetValue(socket.Path) ?? ControlSocketPaths.Default(result.GetValue(socket.Prefix)!);
         var exchange = ControlClient.SendAsync(path, command, ControlClient.DefaultTimeout).GetAwaiter().GetResult();
         if (!exchange.Ok)
@@ -54,6 +76,7 @@ internal static class ControlVerbs
             return ExitCodes.FileNotReadable;
         }
 
+        reply = exchange.Reply;
         var output = result.InvocationConfiguration.Output;
         output.Write(result.GetValue(json) ? exchange.Line + "\n" : format(exchange.Reply));
         return ExitCodes.Ok;

@@ -33,6 +33,9 @@ internal static partial class DaemonLog
     [LoggerMessage(8, LogLevel.Critical, "proxysel: failed to start: {Reason}")]
     public static partial void StartFailed(ILogger logger, string reason);
 
+    [LoggerMessage(17, LogLevel.Warning, "proxysel: SIGHUP is ignored in this process (its parent ignored it, e.g. nohup): reload with `proxysel reload` (the control socket) instead")]
+    public static partial void SighupIgnored(ILogger logger);
+
     [LoggerMessage(10, LogLevel.Information, "proxysel: control socket {Path}")]
     public static partial void ControlListening(ILogger logger, string path);
 

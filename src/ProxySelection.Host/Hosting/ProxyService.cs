@@ -116,6 +116,11 @@ internal sealed class ProxyService(
             context.Cancel = true;
             _ = Task.Run(Reload, CancellationToken.None);
         }));
+        if (SignalIgnored(1))
+        {
+            // The runtime keeps a disposition inherited as ignored: the registration above never fires.
+            DaemonLog.SighupIgnored(_log);
+        }
         StartControlSocket(_engine);
         var negotiation = _options.Negotiation;
         if (!_options.Transparent)
@@ -217,6 +222,28 @@ internal sealed class ProxyService(
                 var (applied, message) = Reload();
                 return ControlProtocol.FormatOk(new ReloadReply(applied, message));
         }
+    }
+
+    /// <summary>Whether this process ignores <paramref name="signal"/> (the <c>SigIgn</c> mask of /proc/self/status).</summary>
+    internal static bool SignalIgnored(int signal)
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/status"))
+            {
+                if (line.StartsWith("SigIgn:", StringComparison.Ordinal))
+                {
+                    ulong mask = ulong.Parse(line.AsSpan(7).Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture);
+                    return (mask & (1UL << (signal - 1))) != 0;
+                }
+            }
+        }
+        catch (IOException)
+        {
+            // No procfs: nothing to say.
+        }
+
+        return false;
     }
 
     /// <summary>SIGHUP and the control socket's reload: one at a time; the drain budget follows a new drain timeout.</summary>

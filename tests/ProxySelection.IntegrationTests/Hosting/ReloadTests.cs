@@ -43,4 +43,34 @@ public sealed class ReloadTests
                 "the proxy still holds new connections after the reloads (the second a cache hit the kernel may intercept)");
         });
     }
+
+    /// <summary>
+    /// A daemon whose parent ignored SIGHUP (nohup) never sees one: the runtime keeps an inherited "ignore". It says so
+    /// at start, and <c>proxysel reload</c> does the same reload through the control socket (exit 2 when refused).
+    /// </summary>
+    [Test]
+    public async Task StartedWithSighupIgnored_SaysSoAtStart_AndProxyselReloadAppliesOrRefusesTheConfiguration()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var config = Path.Combine(lab.Directory, "proxysel.json");
+        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "Policy": "first" } }""");
+        var proxy = await lab.Topology.Proxy.StartProcess("nohup", ["dotnet", ProxyLab.ProxyselDll, "run", "--config", config]).WaitRunningAsync();
+
+        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80], "Policy": "priority", "Priority": 12, "ProbeTimeout": "300ms" } }""");
+        var applied = await lab.Topology.Proxy.RunAsync("dotnet", [ProxyLab.ProxyselDll, "reload"], ProxyLab.Timeout);
+        await File.WriteAllTextAsync(config, """{ "Proxy": { "Ports": [80, 443], "Policy": "first" } }""");
+        var refused = await lab.Topology.Proxy.RunAsync("dotnet", [ProxyLab.ProxyselDll, "reload"], ProxyLab.Timeout);
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: SIGHUP is ignored"), Has.Count.EqualTo(1), "the start says SIGHUP will not reload");
+            Assert.That(applied.ExitCode, Is.Zero, applied.StdErr);
+            Assert.That(applied.StdOut.Trim(), Is.EqualTo("proxysel: reloaded policy=Priority priority=12 probe_timeout=300ms drain_timeout=10s"));
+            Assert.That(refused.ExitCode, Is.EqualTo(2), "a refused reload is a configuration error");
+            Assert.That(refused.StdOut.Trim(), Is.EqualTo("proxysel: reload refused; these keys only change with a restart: Proxy:Ports"));
+            Assert.That(ProxyLab.Lines(proxy, "proxysel: reload"), Has.Count.EqualTo(2), "the daemon logged both outcomes");
+        });
+    }
 }
