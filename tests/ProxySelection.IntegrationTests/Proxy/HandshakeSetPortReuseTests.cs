@@ -82,7 +82,13 @@ public sealed class HandshakeSetPortReuseTests
         var heldFile = Path.Combine(lab.Directory, "held.out");
         var held = await GetAsync(lab, v6, 80, heldFile, mptcp: true);
         string server = TwoPathTopology.ServerAddress(v6);
-        var timeWait = await lab.Topology.Proxy.CheckAsync("ss", ["-Htan", "state", "time-wait", $"sport = :80 and dport = :{ClientPort}"], ProxyLab.Timeout);
+        // The client's FIN reaches the proxy a moment after the client exits.
+        string timeWait = "";
+        for (var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(5); !timeWait.Contains(server, StringComparison.Ordinal) && DateTime.UtcNow < deadline;)
+        {
+            timeWait = await lab.Topology.Proxy.CheckAsync("ss", ["-Htan", "state", "time-wait", $"sport = :80 and dport = :{ClientPort}"], ProxyLab.Timeout);
+        }
+
         var passedFile = Path.Combine(lab.Directory, "passed.out");
         var passed = await GetAsync(lab, v6, 80, passedFile, mptcp: false);
         await proxy.StopAsync(ProxyLab.Timeout);
