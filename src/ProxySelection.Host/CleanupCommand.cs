@@ -38,6 +38,11 @@ internal static class CleanupCommand
                     result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel signer's cgroup {removed}");
                 }
 
+                foreach (var removed in Interception.Bpf.KernelSigner.CleanupJoinPins(KernelSigningNames.Prefix(prefixValue)))
+                {
+                    result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel join match's pin {removed}");
+                }
+
                 return ExitCodes.Ok;
             }
             catch (Exception e) when (e is InterceptionRulesException or ArgumentException or IOException or UnauthorizedAccessException)

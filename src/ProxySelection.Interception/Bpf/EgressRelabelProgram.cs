@@ -6,7 +6,8 @@ namespace ProxySelection.Interception.Bpf;
 /// stores the signed option under the experimental kind 253 (RFC 6994: the "magic" is MP_PROXY's own bytes 2-3,
 /// 0xF1 0xA5, which no other option carries), its tag computed over kind 30. This program, on the interface's egress,
 /// puts kind 30 back on SYNs whose last 8 or 16 header bytes are that placeholder (the option area sock_ops writes
-/// is the header's tail, 4-byte aligned) and fixes the TCP checksum. Everything else passes untouched.
+/// is the header's tail, 4-byte aligned) and fixes the TCP checksum. Everything else passes untouched. With
+/// <see cref="TokenLearningMaps"/> it also learns the tokens of the listener's MPTCP SYN/ACKs (<see cref="TokenLearning"/>).
 /// </summary>
 internal static class EgressRelabelProgram
 {
@@ -17,10 +18,12 @@ internal static class EgressRelabelProgram
     private const short Buffer = -8, Kind = -12;
     private const int TcxNext = -1;
 
-    public static byte[] Emit(int counterMap, int linkHeaderLength, uint slotMask)
+    public static byte[] Emit(int counterMap, int linkHeaderLength, uint slotMask, TokenLearningMaps? learning = null)
     {
         var a = new BpfAssembler();
         var pass = a.NewLabel();
+        var learn = a.NewLabel();
+        var compress = a.NewLabel();
         var v6 = a.NewLabel();
         var tcp = a.NewLabel();
         a.Mov64(Reg.R6, Reg.R1);
@@ -97,13 +100,29 @@ internal static class EgressRelabelProgram
             a.Mov64(Reg.R5, 2);
             a.CallHelper(HelperL4CsumReplace);
             SigningProgram.EmitCountInline(a, counterMap, SignerCounter.Relabelled);
-            a.Jump(pass);
+            a.Jump(learn);
             a.Mark(next);
+        }
+
+        a.Mark(learn);
+        if (learning is { } maps)
+        {
+            // The listener's own SYN/ACK only: a forwarded server's (pass-through) never carries a slot mark, and an
+            // upstream leg's SYN carries another slot.
+            a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbMark);
+            a.Alu32(AluOp.And, Reg.R2, unchecked((int)slotMask));
+            a.Jump(JmpOp.Jne, Reg.R2, unchecked((int)maps.ListenerMark), pass);
+            TokenLearning.Emit(a, maps.TokenMap, maps.ScratchMap, counterMap, compress, Reg.R7, Reg.R8, pass);
         }
 
         a.Mark(pass);
         a.Mov64(Reg.R0, TcxNext);
         a.Exit();
+        if (learning is not null)
+        {
+            Sha256Emitter.EmitCompress(a, compress);
+        }
+
         return a.Build();
     }
 
@@ -119,3 +138,6 @@ internal static class EgressRelabelProgram
         a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
     }
 }
+
+/// <summary>The maps (descriptors) and the listener's mark bits the egress program learns tokens with.</summary>
+internal readonly record struct TokenLearningMaps(int TokenMap, int ScratchMap, uint ListenerMark);
