@@ -276,6 +276,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         if (!_options.KernelSigning || _options.Negotiation.Mode != SignalingMode.Explicit)
         {
+            if (_options.KernelJoins)
+            {
+                // The tokens are learnt by the kernel signer's egress programs.
+                ProxyEngineLog.KernelJoinsUnavailable(_log, "needs Proxy:KernelSigning in explicit mode");
+            }
+
             return;
         }
 
