@@ -14,7 +14,7 @@ internal static class EgressRelabelProgram
     public const byte PlaceholderKind = 253;
     private const short SkbMark = 8, SkbProtocol = 16, SkbData = 76, SkbDataEnd = 80; // struct __sk_buff (protocol: network order)
     private const int EthPIpRaw = 0x0008, EthPIpv6Raw = 0xDD86;
-    private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11, HelperLoadBytes = 26;
+    private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11;
     private const short Buffer = -8, Kind = -12;
     private const int TcxNext = -1;
 
@@ -130,12 +130,7 @@ internal static class EgressRelabelProgram
     private static void LoadBytesAt(BpfAssembler a, int length, BpfLabel fail)
     {
         a.StoreImm(BpfSize.DW, Reg.R10, Buffer, 0);
-        a.Mov64(Reg.R1, Reg.R6);
-        a.Mov64(Reg.R3, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R3, Buffer);
-        a.Mov64(Reg.R4, length);
-        a.CallHelper(HelperLoadBytes);
-        a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
+        TcpOptionScan.EmitLoadBytes(a, Buffer, length, fail);
     }
 }
 

@@ -28,14 +28,9 @@ internal static class TcpOptionScan
             a.Mov64(Reg.R1, cursor);
             a.Alu64(AluOp.Add, Reg.R1, 12);
             a.Jump(JmpOp.Jgt, Reg.R1, headerLength, notFound);
-            a.Mov64(Reg.R1, Reg.R6);
             a.Mov64(Reg.R2, tcp);
             a.Alu64(AluOp.Add, Reg.R2, cursor);
-            a.Mov64(Reg.R3, Reg.R10);
-            a.Alu64(AluOp.Add, Reg.R3, Option);
-            a.Mov64(Reg.R4, 12);
-            a.CallHelper(HelperLoadBytes);
-            a.Jump(JmpOp.Jne, Reg.R0, 0, notFound);
+            EmitLoadBytes(a, Option, 12, notFound);
             a.Load(BpfSize.B, Reg.R1, Reg.R10, Option);
             a.Jump(JmpOp.Jeq, Reg.R1, 0, notFound);
             var notNop = a.NewLabel();
@@ -58,6 +53,18 @@ internal static class TcpOptionScan
 
         a.Jump(notFound);
     }
+
+    /// <summary>bpf_skb_load_bytes(skb = r6, offset = r2, fp + <paramref name="stack"/>, <paramref name="length"/>); a
+    /// packet too short jumps to <paramref name="fail"/>. Clobbers r0-r5.</summary>
+    public static void EmitLoadBytes(BpfAssembler a, short stack, int length, BpfLabel fail)
+    {
+        a.Mov64(Reg.R1, Reg.R6);
+        a.Mov64(Reg.R3, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R3, stack);
+        a.Mov64(Reg.R4, length);
+        a.CallHelper(HelperLoadBytes);
+        a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
+    }
 }
 
 /// <summary>
@@ -68,7 +75,7 @@ internal static class TcpOptionScan
 /// </summary>
 internal static class JoinMatchProgram
 {
-    private const int HelperLookup = 1, HelperLoadBytes = 26;
+    private const int HelperLookup = 1;
     private const short Byte = -24;
 
     public static byte[] Emit(int tokenMap, int counterMap)
@@ -141,13 +148,7 @@ internal static class JoinMatchProgram
             a.Mov64(Reg.R2, offset);
         }
 
-        a.StoreImm(BpfSize.DW, Reg.R10, Byte, 0);
-        a.Mov64(Reg.R1, Reg.R6);
-        a.Mov64(Reg.R3, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R3, Byte);
-        a.Mov64(Reg.R4, 1);
-        a.CallHelper(HelperLoadBytes);
-        a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
+        TcpOptionScan.EmitLoadBytes(a, Byte, 1, fail);
         a.Load(BpfSize.B, Reg.R0, Reg.R10, Byte);
     }
 }
@@ -159,7 +160,7 @@ internal static class JoinMatchProgram
 /// </summary>
 internal static class TokenLearning
 {
-    private const int HelperLoadBytes = 26, HelperUpdate = 2;
+    private const int HelperUpdate = 2;
     private const short TokenKey = -28, TokenValue = -32;
 
     /// <summary>
@@ -171,15 +172,9 @@ internal static class TokenLearning
     {
         var found = a.NewLabel();
         // Only a SYN/ACK: the ACK bit (the caller checked SYN).
-        a.StoreImm(BpfSize.DW, Reg.R10, TcpOptionScan.Option, 0);
-        a.Mov64(Reg.R1, Reg.R6);
         a.Mov64(Reg.R2, tcp);
         a.Alu64(AluOp.Add, Reg.R2, 13);
-        a.Mov64(Reg.R3, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R3, TcpOptionScan.Option);
-        a.Mov64(Reg.R4, 1);
-        a.CallHelper(HelperLoadBytes);
-        a.Jump(JmpOp.Jne, Reg.R0, 0, done);
+        TcpOptionScan.EmitLoadBytes(a, TcpOptionScan.Option, 1, done);
         a.Load(BpfSize.B, Reg.R1, Reg.R10, TcpOptionScan.Option);
         a.Alu64(AluOp.And, Reg.R1, 0x10);
         a.Jump(JmpOp.Jeq, Reg.R1, 0, done);
