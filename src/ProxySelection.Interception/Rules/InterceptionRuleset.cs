@@ -245,8 +245,10 @@ public sealed class InterceptionRuleset
             {
                 // A join whose token this proxy's listener handed out goes to it (mangle's TPROXY rule), never queued; the
                 // listener authenticates it (RFC 8684: the HMAC in its third ACK). Other tokens are the queue's as before.
+                // Only while the listener is on the port (as the fast path): after a SIGKILL the join goes on to the
+                // queue and --queue-bypass passes it, instead of TPROXY dropping it.
                 sb.Append(CultureInfo.InvariantCulture,
-                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -m bpf --object-pinned {joins} -j MARK --set-xmark {mark}\n");
+                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -m bpf --object-pinned {joins} -m socket --transparent --nowildcard -j MARK --set-xmark {mark}\n");
                 sb.Append(CultureInfo.InvariantCulture,
                     $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -m mark --mark {mark} -j ACCEPT\n");
             }
