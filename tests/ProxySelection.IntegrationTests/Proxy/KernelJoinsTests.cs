@@ -42,7 +42,7 @@ public sealed class KernelJoinsTests
     }
 
     [Test]
-    public async Task KernelJoinsDaemonKilled_CleanupRemovesTheMatchAndItsPin()
+    public async Task KernelJoinsDaemonKilled_NoJoinRuleAndNoPinLeftAfterCleanup()
     {
         await using var lab = await ProxyLab.StartAsync();
         await lab.StartNginxAsync();
@@ -59,7 +59,9 @@ public sealed class KernelJoinsTests
         Assert.Multiple(() =>
         {
             Assert.That(after.StdOut, Does.Not.Contain("object-pinned"), "cleanup removed the rule");
-            Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "cleanup removed the pin");
+            // Under ip netns exec the daemon's bpf mount was its own mount namespace's, gone with it; a daemon in the host's
+            // mount namespace leaves the pin, which cleanup removes (KernelSigner.CleanupJoinPins: a dead pid's only).
+            Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "no pin left");
         });
     }
 
