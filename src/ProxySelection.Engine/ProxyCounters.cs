@@ -39,6 +39,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _kernelSignedSyns;
     private long _kernelSignedSynAcks;
     private long _kernelSignNoRoom;
+    private long _joinsKernel;
 
     /// <summary>SYNs (upstream legs) the kernel signed (<see cref="ProxyEngineOptions.KernelSigning"/>; read back each second).</summary>
     public long KernelSignedSyns => Interlocked.Read(ref _kernelSignedSyns);
@@ -56,6 +57,12 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         Interlocked.Exchange(ref _kernelSignedSynAcks, synAcks);
         Interlocked.Exchange(ref _kernelSignNoRoom, noRoom);
     }
+
+    /// <summary>MP_JOIN SYNs of held connections the kernel sent to the listener, never queued (<see cref="ProxyEngineOptions.KernelJoins"/>;
+    /// read back each second and at stop). <see cref="JoinsIntercepted"/> counts those the engine decided.</summary>
+    public long JoinsKernel => Interlocked.Read(ref _joinsKernel);
+
+    public void SetKernelJoins(long joins) => Interlocked.Exchange(ref _joinsKernel, joins);
 
     /// <summary>SYNs the kernel fast path passed toward a known MPTCP server, never queued (its rules' counters, read back
     /// every few seconds and at stop; 0 without <see cref="ProxyEngineOptions.KernelFastPath"/>).</summary>
@@ -241,7 +248,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     {
         ["syns"] = Syns, ["synacks"] = SynAcks, ["passed"] = Passed, ["held"] = Held, ["probes"] = ProbesStarted,
         ["probes_answered"] = ProbesAnswered, ["probes_answered_at_deadline"] = ProbesAnsweredAtDeadline, ["probes_failed"] = ProbesFailed, ["released"] = Released, ["intercepted"] = Intercepted,
-        ["joins_intercepted"] = JoinsIntercepted, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
+        ["joins_intercepted"] = JoinsIntercepted, ["joins_kernel"] = JoinsKernel, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
         ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["joins_passed"] = JoinsPassed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
@@ -251,7 +258,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
 
     public override string ToString() =>
         $"syns={Syns} synacks={SynAcks} passed={Passed} held={Held} probes={ProbesStarted} probes_answered={ProbesAnswered} probes_failed={ProbesFailed} " +
-        $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} probes_adopted={ProbesAdopted} " +
+        $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} joins_kernel={JoinsKernel} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
         $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} joins_passed={JoinsPassed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +

@@ -166,7 +166,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>As <see cref="RulesetOptions(ProxyEngineOptions)"/>, with the kernel signer open (<paramref name="kernelSigned"/>):
     /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel. Without
     /// <paramref name="ipset"/> (the tool is missing) there is no fast path.</summary>
-    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true)
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true, string? joinMatch = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new InterceptionRulesetOptions
@@ -190,6 +190,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             FastPathIntercept = options.KernelFastPath && ipset && options.Negotiation.Role == ProxyRole.Downgrade
                 && (options.Negotiation.Mode == SignalingMode.Implicit || kernelSigned),
             KernelSigned = kernelSigned,
+            KernelJoinMatch = kernelSigned ? joinMatch : null,
         };
     }
 
@@ -275,6 +276,12 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         if (!_options.KernelSigning || _options.Negotiation.Mode != SignalingMode.Explicit)
         {
+            if (_options.KernelJoins)
+            {
+                // The tokens are learnt by the kernel signer's egress programs.
+                ProxyEngineLog.KernelJoinsUnavailable(_log, "needs Proxy:KernelSigning in explicit mode");
+            }
+
             return;
         }
 
@@ -284,6 +291,11 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             ProxyEngineLog.KernelSigningUnavailable(_log, reason ?? "unknown");
             return;
+        }
+
+        if (_options.KernelJoins && _kernelSigning.TryEnableJoins(name) is { } refused)
+        {
+            ProxyEngineLog.KernelJoinsUnavailable(_log, refused);
         }
 
         if (_kernelSigning.AttachEgress(_options.EdgeInterfaces) is { } failed)
@@ -296,9 +308,13 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
 
         _listenerSockets.Mark = _kernelSigning.ListenerMark;
         _upstreamSockets.Mark = _kernelSigning.UpstreamMark;
-        _rulesetOptions = RulesetOptions(_options, kernelSigned: true);
+        _rulesetOptions = RulesetOptions(_options, kernelSigned: true, joinMatch: _kernelSigning.JoinMatchPath);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
+        if (_kernelSigning.JoinMatchPath is { } joins)
+        {
+            ProxyEngineLog.KernelJoinsOn(_log, joins);
+        }
     }
 
     /// <summary>An interface that comes up after the start (an LTE or PPP link) gets the egress relabelling within a second.</summary>
@@ -341,6 +357,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             var counts = signing.ReadCounts();
             Counters.SetKernelSigned(counts.SynsSigned, counts.SynAcksSigned, counts.NoRoom);
+            Counters.SetKernelJoins(counts.JoinsTaken);
         }
     }
 

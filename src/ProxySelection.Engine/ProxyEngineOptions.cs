@@ -111,6 +111,15 @@ public sealed record ProxyEngineOptions
     /// </summary>
     public bool KernelSigning { get; init; }
 
+    /// <summary>
+    /// With <see cref="KernelSigning"/>: MP_JOINs of connections this proxy holds are sent to its listener in the kernel
+    /// (issue 13): the egress programs learn the tokens of the listener's MPTCP SYN/ACKs into a bounded LRU map, and a
+    /// raw-table eBPF match gives a join for such a token the intercept mark instead of queueing it (counted as
+    /// <c>joins_kernel</c>). Joins for other tokens are the queue's as before. A kernel that refuses is logged, and
+    /// every join crosses the queue. Off by default.
+    /// </summary>
+    public bool KernelJoins { get; init; }
+
     /// <summary>Where the engine's structured events go (the lab and the tests read them); none by default.</summary>
     public Diagnostics.IProxyEventSink Events { get; init; } = Diagnostics.NullProxyEventSink.Instance;
 

@@ -10,7 +10,7 @@ namespace ProxySelection.Host;
 /// policy-routing rule and route a proxy with the same chain prefix installed in this network namespace, e.g. after it was killed, and the MPTCP endpoints it recorded as its
 /// announced addresses (Proxy:AnnounceAddresses; never an endpoint it did not add), and in instance mode puts back the
 /// value of <c>net.mptcp.allow_join_initial_addr_port</c> it recorded before setting 0 (one line says so), and the empty
-/// cgroups its kernel signer left (Proxy:KernelSigning). Idempotent.
+/// cgroups its kernel signer left (Proxy:KernelSigning) and the pins of its kernel join match (Proxy:KernelJoins). Idempotent.
 /// </summary>
 internal static class CleanupCommand
 {
@@ -36,6 +36,11 @@ internal static class CleanupCommand
                 foreach (var removed in Interception.Bpf.KernelSigner.CleanupPrefixed(KernelSigningNames.Prefix(prefixValue)))
                 {
                     result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel signer's cgroup {removed}");
+                }
+
+                foreach (var removed in Interception.Bpf.KernelSigner.CleanupJoinPins(KernelSigningNames.Prefix(prefixValue)))
+                {
+                    result.InvocationConfiguration.Output.WriteLine($"cleanup: removed the kernel join match's pin {removed}");
                 }
 
                 return ExitCodes.Ok;

@@ -91,6 +91,14 @@ internal static partial class ProxyEngineLog
         "proxysel: kernel signing: {Reason}; the MPTCP SYN/ACKs leaving by it carry no Claim until it takes the program (retried every second)")]
     public static partial void KernelRelabelRefused(ILogger logger, string reason);
 
+    [LoggerMessage(140, LogLevel.Information,
+        "proxysel: kernel joins on: MP_JOINs of connections this proxy holds go to its listener without the queue (match {Match}; Proxy:KernelJoins)")]
+    public static partial void KernelJoinsOn(ILogger logger, string match);
+
+    [LoggerMessage(141, LogLevel.Warning,
+        "proxysel: Proxy:KernelJoins: {Reason}; every MP_JOIN crosses the queue instead")]
+    public static partial void KernelJoinsUnavailable(ILogger logger, string reason);
+
     [LoggerMessage(134, LogLevel.Warning,
         "proxysel: Proxy:KernelSigning: {Reason}; signing through the egress queue instead")]
     public static partial void KernelSigningUnavailable(ILogger logger, string reason);

@@ -147,6 +147,7 @@ public static class StatusReplies
         ["released"] = c.Released,
         ["intercepted"] = c.Intercepted,
         ["joins_intercepted"] = c.JoinsIntercepted,
+        ["joins_kernel"] = c.JoinsKernel,
         ["probes"] = c.ProbesStarted,
         ["probes_answered"] = c.ProbesAnswered,
         ["probes_failed"] = c.ProbesFailed,

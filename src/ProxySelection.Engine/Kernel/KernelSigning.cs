@@ -42,6 +42,10 @@ public sealed partial class KernelSigning : IDisposable
 
     public string CgroupPath => _signer.CgroupPath;
 
+    /// <summary>The join map's bound (<see cref="TryEnableJoins"/>): as many as the fast path's sets hold; the least recently
+    /// used token goes first, and a join for it crosses the queue as before.</summary>
+    public const int JoinTokenCapacity = 65536;
+
     /// <summary>
     /// Opens the kernel signer for an explicit-mode proxy, or returns null and why (the engine then signs through the
     /// egress queue as before: fail open, never unsigned).
@@ -80,6 +84,24 @@ public sealed partial class KernelSigning : IDisposable
     }
 
     public KernelSignerCounts ReadCounts() => _signer.ReadCounts();
+
+    /// <summary>
+    /// Joins of held connections taken in the kernel (<see cref="Engine.ProxyEngineOptions.KernelJoins"/>): before
+    /// <see cref="AttachEgress"/>. Null, or why not (joins then cross the queue as before).
+    /// </summary>
+    public string? TryEnableJoins(string name) =>
+        _signer.TryEnableJoins(name, JoinTokenCapacity, out string? reason) ? null : reason ?? "unknown";
+
+    /// <summary>The pinned join match for the ruleset, or null.</summary>
+    public string? JoinMatchPath => _signer.JoinMatchPath;
+
+    /// <summary>Whether the kernel's join map holds <paramref name="token"/> (tests).</summary>
+    public bool HoldsJoinToken(uint token)
+    {
+        Span<byte> bytes = stackalloc byte[4];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(bytes, token);
+        return _signer.HoldsJoinToken(bytes);
+    }
 
     /// <summary>
     /// Attaches the egress relabelling to every interface of the namespace but the loopback and the domain's edges (an

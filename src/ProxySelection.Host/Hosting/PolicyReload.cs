@@ -190,6 +190,11 @@ internal sealed class PolicyReload(ProxyHostOptions running, NegotiatorOptions l
             yield return nameof(a.KernelSigning);
         }
 
+        if (a.KernelJoins != b.KernelJoins)
+        {
+            yield return nameof(a.KernelJoins);
+        }
+
         if (!string.Equals(a.ControlSocketPath, b.ControlSocketPath, StringComparison.Ordinal))
         {
             yield return nameof(a.ControlSocket);

@@ -320,6 +320,7 @@ internal static class ProxyConfiguration
             IdleTimeout = options.IdleTimeout,
             KernelFastPath = options.KernelFastPath,
             KernelSigning = options.KernelSigning,
+            KernelJoins = options.KernelJoins,
             Transparent = options.Mode != ProxyMode.Socks,
             Socks = options.SocksEndpoint is null && options.Convert is null
                 ? null

@@ -11,11 +11,11 @@ internal static unsafe partial class BpfNative
     private static readonly long SysBpf = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 280 : 321;
     private const int AttrSize = 144; // sizeof(union bpf_attr) in the uapi header this was written against
 
-    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,
+    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ObjPin = 6, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,
         LinkCreate = 28;
 
-    public const int MapTypeHash = 1, MapTypeArray = 2, MapTypePercpuArray = 6;
-    public const int ProgTypeSchedCls = 3, ProgTypeSockOps = 13;
+    public const int MapTypeHash = 1, MapTypeArray = 2, MapTypePercpuArray = 6, MapTypeLruHash = 9;
+    public const int ProgTypeSocketFilter = 1, ProgTypeSchedCls = 3, ProgTypeSockOps = 13;
     public const int AttachCgroupSockOps = 3;
     public const int AttachTcxEgress = 47; // BPF_TCX_EGRESS (6.6+; newer than the uapi header here)
     public const uint NoPrealloc = 1;
@@ -119,6 +119,20 @@ internal static unsafe partial class BpfNative
         }
     }
 
+    /// <summary>BPF_OBJ_PIN: <paramref name="path"/> (in a bpf file system) keeps the object alive; returns 0 or the errno.</summary>
+    public static int Pin(SafeFileHandle obj, string path)
+    {
+        Span<byte> attr = stackalloc byte[AttrSize];
+        attr.Clear();
+        byte[] name = Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* n = name)
+        {
+            Put64(attr, 0, (ulong)n);
+            Put32(attr, 8, (uint)obj.DangerousGetHandle());
+            return Bpf(ObjPin, attr) < 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+    }
+
     /// <summary>Loads a program; on failure <paramref name="log"/> holds the verifier's output.</summary>
     public static SafeFileHandle LoadProgram(int type, ReadOnlySpan<byte> instructions, int expectedAttachType, string name,
         out int errno, out string log)
@@ -216,16 +230,27 @@ internal static unsafe partial class BpfNative
     }
 
     /// <summary>BPF_PROG_TEST_RUN over <paramref name="data"/> once; returns the program's return value.</summary>
-    public static int TestRun(SafeFileHandle program, ReadOnlySpan<byte> data, out uint returnValue)
+    public static int TestRun(SafeFileHandle program, ReadOnlySpan<byte> data, out uint returnValue) =>
+        TestRun(program, data, [], out returnValue);
+
+    /// <summary>As <see cref="TestRun(SafeFileHandle, ReadOnlySpan{byte}, out uint)"/> with a context in (a struct __sk_buff: its mark, say).</summary>
+    public static int TestRun(SafeFileHandle program, ReadOnlySpan<byte> data, ReadOnlySpan<byte> context, out uint returnValue)
     {
         Span<byte> attr = stackalloc byte[AttrSize];
         attr.Clear();
         fixed (byte* d = data)
+        fixed (byte* c = context)
         {
             Put32(attr, 0, (uint)program.DangerousGetHandle());
             Put32(attr, 8, (uint)data.Length);
             Put64(attr, 16, (ulong)d);
             Put32(attr, 32, 1);
+            if (context.Length > 0)
+            {
+                Put32(attr, 40, (uint)context.Length);
+                Put64(attr, 48, (ulong)c);
+            }
+
             long r = Bpf(ProgTestRun, attr);
             returnValue = MemoryMarshal.Read<uint>(attr[4..]);
             return r < 0 ? Marshal.GetLastPInvokeError() : 0;

@@ -6,21 +6,24 @@ namespace ProxySelection.Interception.Bpf;
 /// stores the signed option under the experimental kind 253 (RFC 6994: the "magic" is MP_PROXY's own bytes 2-3,
 /// 0xF1 0xA5, which no other option carries), its tag computed over kind 30. This program, on the interface's egress,
 /// puts kind 30 back on SYNs whose last 8 or 16 header bytes are that placeholder (the option area sock_ops writes
-/// is the header's tail, 4-byte aligned) and fixes the TCP checksum. Everything else passes untouched.
+/// is the header's tail, 4-byte aligned) and fixes the TCP checksum. Everything else passes untouched. With
+/// <see cref="TokenLearningMaps"/> it also learns the tokens of the listener's MPTCP SYN/ACKs (<see cref="TokenLearning"/>).
 /// </summary>
 internal static class EgressRelabelProgram
 {
     public const byte PlaceholderKind = 253;
     private const short SkbMark = 8, SkbProtocol = 16, SkbData = 76, SkbDataEnd = 80; // struct __sk_buff (protocol: network order)
     private const int EthPIpRaw = 0x0008, EthPIpv6Raw = 0xDD86;
-    private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11, HelperLoadBytes = 26;
+    private const int HelperStoreBytes = 9, HelperL4CsumReplace = 11;
     private const short Buffer = -8, Kind = -12;
     private const int TcxNext = -1;
 
-    public static byte[] Emit(int counterMap, int linkHeaderLength, uint slotMask)
+    public static byte[] Emit(int counterMap, int linkHeaderLength, uint slotMask, TokenLearningMaps? learning = null)
     {
         var a = new BpfAssembler();
         var pass = a.NewLabel();
+        var learn = a.NewLabel();
+        var compress = a.NewLabel();
         var v6 = a.NewLabel();
         var tcp = a.NewLabel();
         a.Mov64(Reg.R6, Reg.R1);
@@ -97,13 +100,29 @@ internal static class EgressRelabelProgram
             a.Mov64(Reg.R5, 2);
             a.CallHelper(HelperL4CsumReplace);
             SigningProgram.EmitCountInline(a, counterMap, SignerCounter.Relabelled);
-            a.Jump(pass);
+            a.Jump(learn);
             a.Mark(next);
+        }
+
+        a.Mark(learn);
+        if (learning is { } maps)
+        {
+            // The listener's own SYN/ACK only: a forwarded server's (pass-through) never carries a slot mark, and an
+            // upstream leg's SYN carries another slot.
+            a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbMark);
+            a.Alu32(AluOp.And, Reg.R2, unchecked((int)slotMask));
+            a.Jump(JmpOp.Jne, Reg.R2, unchecked((int)maps.ListenerMark), pass);
+            TokenLearning.Emit(a, maps.TokenMap, maps.ScratchMap, counterMap, compress, Reg.R7, Reg.R8, pass);
         }
 
         a.Mark(pass);
         a.Mov64(Reg.R0, TcxNext);
         a.Exit();
+        if (learning is not null)
+        {
+            Sha256Emitter.EmitCompress(a, compress);
+        }
+
         return a.Build();
     }
 
@@ -111,11 +130,9 @@ internal static class EgressRelabelProgram
     private static void LoadBytesAt(BpfAssembler a, int length, BpfLabel fail)
     {
         a.StoreImm(BpfSize.DW, Reg.R10, Buffer, 0);
-        a.Mov64(Reg.R1, Reg.R6);
-        a.Mov64(Reg.R3, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R3, Buffer);
-        a.Mov64(Reg.R4, length);
-        a.CallHelper(HelperLoadBytes);
-        a.Jump(JmpOp.Jne, Reg.R0, 0, fail);
+        TcpOptionScan.EmitLoadBytes(a, Buffer, length, fail);
     }
 }
+
+/// <summary>The maps (descriptors) and the listener's mark bits the egress program learns tokens with.</summary>
+internal readonly record struct TokenLearningMaps(int TokenMap, int ScratchMap, uint ListenerMark);

@@ -40,7 +40,10 @@ public sealed record KernelSignerConfig
 /// </param>
 /// <param name="Placeholders">Of the signed, those stored under the placeholder kind (MPTCP segments, <see cref="KernelSignerConfig.RelabelMptcp"/>).</param>
 /// <param name="Relabelled">Placeholders the egress program turned back into kind 30.</param>
-public readonly record struct KernelSignerCounts(long SynsSigned, long SynAcksSigned, long NoRoom, long Errors, long Placeholders, long Relabelled);
+/// <param name="TokensLearnt">The listener's MPTCP SYN/ACKs whose token went into the join map (<see cref="KernelSigner.TryEnableJoins"/>).</param>
+/// <param name="JoinsTaken">MP_JOIN SYNs the raw table's match sent to the listener, never queued.</param>
+public readonly record struct KernelSignerCounts(long SynsSigned, long SynAcksSigned, long NoRoom, long Errors, long Placeholders, long Relabelled,
+    long TokensLearnt = 0, long JoinsTaken = 0);
 
 /// <summary>
 /// The kernel writes the signed MP_PROXY option on the proxy's own SYNs and SYN/ACKs (issue 13): a cgroup sock_ops
@@ -68,11 +71,12 @@ public sealed class KernelSigner : IDisposable
     private readonly int _shift;
     private readonly int _listenerValue;
     private readonly int _slotValues;
-    private const int Counters = 6;
+    private const int Counters = 8;
 
     private readonly Lock _updateLock = new();
     // By network namespace (its inode) and ifindex: interface indexes repeat from one namespace to the next.
     private readonly Dictionary<(ulong Netns, int Ifindex), (SafeFileHandle Link, SafeFileHandle Program)> _egress = [];
+    private KernelJoinTokens? _joins;
     private bool _disposed;
 
     private KernelSigner(SafeFileHandle config, SafeFileHandle scratch, SafeFileHandle counters, SafeFileHandle program,
@@ -270,7 +274,7 @@ public sealed class KernelSigner : IDisposable
             }
         }
 
-        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]);
+        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7]);
     }
 
     /// <summary>
@@ -306,6 +310,42 @@ public sealed class KernelSigner : IDisposable
     }
 
     /// <summary>
+    /// MP_JOINs of connections this proxy holds skip the queue (<see cref="KernelJoinTokens"/>): the egress programs
+    /// attached from now on learn the listener's tokens (at most <paramref name="maxTokens"/>, least recently used
+    /// first out), and the match program is pinned as <paramref name="name"/> for the ruleset's
+    /// <see cref="Rules.InterceptionRulesetOptions.KernelJoinMatch"/>. Before any <see cref="TryAttachEgress"/>. False
+    /// with a one-line reason: joins then cross the queue as before.
+    /// </summary>
+    public bool TryEnableJoins(string name, int maxTokens, out string? reason)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        lock (_updateLock)
+        {
+            if (_egress.Count > 0)
+            {
+                throw new InvalidOperationException("kernel joins must be enabled before the egress programs are attached");
+            }
+        }
+
+        if (!KernelJoinTokens.TryCreate(name, maxTokens, _counters, out var joins, out reason))
+        {
+            return false;
+        }
+
+        _joins = joins;
+        return true;
+    }
+
+    /// <summary>The pinned join match's path (the ruleset's <c>-m bpf --object-pinned</c>), or null without kernel joins.</summary>
+    public string? JoinMatchPath => _joins?.PinPath;
+
+    /// <summary>Whether the join map holds <paramref name="token"/> (its 4 bytes as MP_JOIN carries them); false without kernel joins.</summary>
+    public bool HoldsJoinToken(ReadOnlySpan<byte> token) => _joins?.Contains(token) ?? false;
+
+    /// <summary>As <see cref="Cleanup"/> for the join match's pins a killed daemon left (a live daemon's stay).</summary>
+    public static IReadOnlyList<string> CleanupJoinPins(string prefix) => KernelJoinTokens.CleanupPrefixed(prefix);
+
+    /// <summary>
     /// Attaches the egress relabelling program (tcx, bpf_link: gone with the process; it touches only packets whose
     /// mark carries slot bits, i.e. this host's marked sockets' segments) to interface
     /// <paramref name="ifindex"/> of the calling thread's network namespace; <paramref name="linkHeaderLength"/> is
@@ -324,7 +364,8 @@ public sealed class KernelSigner : IDisposable
             }
         }
 
-        byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength, (uint)(_slotValues - 1) << _shift);
+        byte[] code = EgressRelabelProgram.Emit((int)_counters.DangerousGetHandle(), linkHeaderLength, (uint)(_slotValues - 1) << _shift,
+            _joins?.Learning(ListenerMark));
         var program = BpfNative.LoadProgram(BpfNative.ProgTypeSchedCls, code, BpfNative.AttachTcxEgress, "psel_relabel", out int errno, out string log);
         if (program.IsInvalid)
         {
@@ -459,6 +500,7 @@ public sealed class KernelSigner : IDisposable
             _egress.Clear();
         }
 
+        _joins?.Dispose();
         _link.Dispose();
         _program.Dispose();
         _config.Dispose();

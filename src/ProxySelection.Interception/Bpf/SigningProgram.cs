@@ -11,6 +11,8 @@ internal enum SignerCounter
     Error = 3,
     Placeholder = 4,
     Relabelled = 5,
+    TokensLearnt = 6,
+    JoinsTaken = 7,
 }
 
 /// <summary>

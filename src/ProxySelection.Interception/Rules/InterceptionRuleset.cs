@@ -241,6 +241,18 @@ public sealed class InterceptionRuleset
         // multiport takes at most 15 ports per rule.
         foreach (var chunk in o.Ports.Distinct().Order().Chunk(15))
         {
+            if (o.KernelJoinMatch is { } joins)
+            {
+                // A join whose token this proxy's listener handed out goes to it (mangle's TPROXY rule), never queued; the
+                // listener authenticates it (RFC 8684: the HMAC in its third ACK). Other tokens are the queue's as before.
+                // Only while the listener is on the port (as the fast path): after a SIGKILL the join goes on to the
+                // queue and --queue-bypass passes it, instead of TPROXY dropping it.
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -m bpf --object-pinned {joins} -m socket --transparent --nowildcard -j MARK --set-xmark {mark}\n");
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -m mark --mark {mark} -j ACCEPT\n");
+            }
+
             if (o.FastPath)
             {
                 // What the fast path does not decide returns here and is queued as before.

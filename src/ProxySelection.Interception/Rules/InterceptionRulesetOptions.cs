@@ -38,6 +38,13 @@ public sealed partial class InterceptionRulesetOptions
     /// </summary>
     public bool KernelSigned { get; init; }
 
+    /// <summary>
+    /// The pinned eBPF match (<see cref="Bpf.KernelSigner.JoinMatchPath"/>) for MP_JOIN SYNs whose token this proxy's
+    /// listener handed out: raw PREROUTING gives them the intercept mark (TPROXY takes them to the listener, which
+    /// authenticates them) instead of queueing them. Null (default): every join is queued.
+    /// </summary>
+    public string? KernelJoinMatch { get; init; }
+
     /// <summary>Mark bits a verdict sets (beside the intercept mark) on a SYN whose SYN/ACK the engine signs itself.</summary>
     public uint ResignMark { get; init; } = 0x4;
 
@@ -141,6 +148,12 @@ public sealed partial class InterceptionRulesetOptions
         if (KernelSigned && (ResignMask == 0 || (ResignMark & ~ResignMask) != 0 || (ResignMask & (InterceptMask | EgressMask)) != 0))
         {
             throw new ArgumentException("ResignMask must be a non-empty mask containing ResignMark and sharing no bit with InterceptMask or EgressMask");
+        }
+
+        if (KernelJoinMatch is { } path && (path.Length is 0 or > 500 || path.Any(c => char.IsWhiteSpace(c) || c == '"')))
+        {
+            // xt_bpf holds at most 512 bytes of path; the restore script takes it as one word.
+            throw new ArgumentException("KernelJoinMatch must be a path of at most 500 characters without spaces or quotes", nameof(KernelJoinMatch));
         }
 
         if (KernelSigned && HandshakeSetSeconds == 0)

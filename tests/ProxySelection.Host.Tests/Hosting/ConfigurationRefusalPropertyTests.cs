@@ -31,7 +31,7 @@ public sealed class ConfigurationRefusalPropertyTests
         ("Proxy:ObservedTtl", Kind.Duration), ("Proxy:AdoptionTimeout", Kind.Duration), ("Proxy:SocksMaxHandshakesPerSource", Kind.Int),
         ("Proxy:SocksMaxConnectionsPerSource", Kind.Int), ("Proxy:MaxHeldSyns", Kind.Int), ("Proxy:QueueWaitRoom", Kind.Int),
         ("Proxy:EdgeInterfaces", Kind.Interfaces),
-        ("Proxy:KernelFastPath", Kind.Bool), ("Proxy:KernelSigning", Kind.Bool), ("Proxy:RaisedScheduling", Kind.Bool),
+        ("Proxy:KernelFastPath", Kind.Bool), ("Proxy:KernelSigning", Kind.Bool), ("Proxy:KernelJoins", Kind.Bool), ("Proxy:RaisedScheduling", Kind.Bool),
         ("Proxy:Instance:Enabled", Kind.Bool), ("Proxy:Instance:Id", Kind.Text),
         ("Proxy:Instance:AnnounceCommand", Kind.Text), ("Proxy:Instance:WithdrawCommand", Kind.Text), ("Proxy:Instance:ConvergenceTime", Kind.Duration),
         ("Telemetry:ServiceName", Kind.Text), ("Telemetry:Console", Kind.Bool), ("Telemetry:ExportInterval", Kind.Duration),

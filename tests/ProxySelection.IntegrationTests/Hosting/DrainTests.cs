@@ -30,7 +30,8 @@ public sealed class DrainTests
 
         // The kernel's path manager opens a subflow for established connections when a subflow endpoint is added.
         await client.IpAsync("mptcp", "endpoint", "add", TwoPathTopology.ClientPath2V4, "dev", TwoPathTopology.ClientPath2, "subflow");
-        var join = await ProxyLab.WaitForLineAsync(proxy, "syn " + TwoPathTopology.ClientPath2V4, "MpJoin");
+        // The holder took the join (Proxy:KernelJoins: in the kernel, with no syn line; else the engine's InterceptJoin):
+        // the held connection's second subflow comes from the second path's address, and the stop line counts the join.
         var (heldConnection, _) = await ControlCli.WaitForSubflowsAsync(lab, socket, 2);
         var status = JsonNode.Parse(await ControlCli.ControlAsync(lab, "status", "--socket", socket, "--json"))!;
         var (passed, passedSha) = await held.FetchSmallAsync();
@@ -40,7 +41,11 @@ public sealed class DrainTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(join, Does.EndWith(": InterceptJoin (JoinTokenOwned)"), "the held connection's new subflow was taken during the drain");
+            Assert.That(ProxyLab.Counter(proxy, "joins_intercepted") + ProxyLab.Counter(proxy, "joins_kernel"), Is.GreaterThanOrEqualTo(1),
+                "the held connection's new subflow was taken by its holder during the drain");
+            Assert.That(ProxyLab.Counter(proxy, "joins_passed"), Is.Zero, "no join went on to the server");
+            Assert.That(ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains("MpJoin", StringComparison.Ordinal)),
+                Has.All.EndsWith(": InterceptJoin (JoinTokenOwned)"), "a join the engine decided was taken");
             Assert.That((string?)status["daemon"]!["state"], Is.EqualTo("draining"));
             Assert.That(heldConnection["subflows"]!.AsArray().Select(s => (string?)s!["remote"]), Has.Some.StartsWith(TwoPathTopology.ClientPath2V4 + ":"));
             Assert.That(ProxyLab.Lines(proxy, "syn "), Has.Some.EndsWith(": Pass (Draining)"), "the new connection passed untouched");

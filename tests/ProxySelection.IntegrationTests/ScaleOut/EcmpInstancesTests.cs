@@ -71,7 +71,7 @@ public sealed class EcmpInstancesTests
         TestContext.Progress.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{(v6 ? "IPv6" : "IPv4")} M={Clients} in {elapsed.TotalSeconds:F1} s (after {warmUp} warm-up rounds), each download {seconds[0]:F2}-{seconds[^1]:F2} s (median {seconds[seconds.Count / 2]:F2}); " +
             $"held per instance [{string.Join(' ', held)}], joins [{string.Join(' ', joins)}], completed [{string.Join(' ', completed)}], " +
-            $"daemon InterceptJoin lines incl. warm-up [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
+            $"daemon InterceptJoin lines incl. warm-up (the queue's; a join taken in the kernel, Proxy:KernelJoins, has none) [{string.Join(' ', intercepted)}], even {even:F1} ± {tolerance:F1}; client: {Format(client)}"));
         for (int i = 0; i < Instances; i++)
         {
             TestContext.Progress.WriteLine($"instance {i + 1}: {Format(perInstance[i])}");

@@ -25,6 +25,41 @@ public sealed class InterceptionRulesetRenderTests
         Assert.That(new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80] }).RenderRestoreScript(), Does.Not.Contain("_RS4"));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void RenderRestoreScript_KernelJoinMatch_KnownTokenJoinsMarkedAndAcceptedBeforeTheFastPathAndTheQueue(bool v6)
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            Ports = [80, 443], KernelSigned = true, FastPathPass = true, KernelJoinMatch = "/run/proxysel/bpf/proxysel-psel-42",
+        }).RenderRestoreScript(v6);
+
+        var lines = script.Split('\n').ToList();
+        int mark = lines.IndexOf("-A PSEL_QUEUE -p tcp --syn --tcp-option 30 -m multiport --dports 80,443 -m bpf --object-pinned /run/proxysel/bpf/proxysel-psel-42 -m socket --transparent --nowildcard -j MARK --set-xmark 0x1/0x1");
+        int accept = lines.IndexOf("-A PSEL_QUEUE -p tcp --syn -m multiport --dports 80,443 -m mark --mark 0x1/0x1 -j ACCEPT");
+        int fast = lines.FindIndex(l => l.StartsWith("-A PSEL_QUEUE", StringComparison.Ordinal) && l.EndsWith("-j PSEL_FAST", StringComparison.Ordinal));
+        int queue = lines.FindIndex(l => l.StartsWith("-A PSEL_QUEUE -p tcp --syn", StringComparison.Ordinal) && l.Contains("NFQUEUE", StringComparison.Ordinal));
+        Assert.Multiple(() =>
+        {
+            Assert.That(mark, Is.GreaterThanOrEqualTo(0), "a join whose token the match knows gets the intercept mark (mangle's TPROXY takes it) while the listener is on the port");
+            Assert.That(accept, Is.EqualTo(mark + 1), "and leaves the raw table at once");
+            Assert.That(accept, Is.LessThan(fast), "before the fast path");
+            Assert.That(accept, Is.LessThan(queue), "before the queue");
+        });
+    }
+
+    [Test]
+    public void RenderRestoreScript_NoKernelJoinMatch_NoBpfObjectRule() =>
+        Assert.That(new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], KernelSigned = true }).RenderRestoreScript(),
+            Does.Not.Contain("--object-pinned"));
+
+    [TestCase("/run/proxysel/bpf/a b")]
+    [TestCase("/run/\"x")]
+    [TestCase("")]
+    public void Validate_KernelJoinMatchNotOneWord_Refused(string path) =>
+        Assert.That(() => new InterceptionRulesetOptions { Ports = [80], KernelJoinMatch = path }.Validate(),
+            Throws.ArgumentException.With.Message.Contains("KernelJoinMatch"));
+
     [Test]
     public void Validate_KernelSignedResignMaskSharingTheInterceptBit_Refused() =>
         Assert.That(() => new InterceptionRulesetOptions { Ports = [80], KernelSigned = true, ResignMark = 0x1, ResignMask = 0x1 }.Validate(),

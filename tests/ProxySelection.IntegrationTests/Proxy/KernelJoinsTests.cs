@@ -1,0 +1,75 @@
+using ProxySelection.Lab;
+
+namespace ProxySelection.IntegrationTests.Proxy;
+
+/// <summary>
+/// <c>Proxy:KernelJoins</c> on the real kernel (issue 13, "cache hits never reach user space"): a 2-path MPTCP client
+/// downloads through the proxy holding its connection toward a TCP-only server; the second subflow's MP_JOIN goes to the
+/// listener in raw PREROUTING (the token its SYN/ACK handed out is in the kernel's map) and never crosses the queue.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class KernelJoinsTests
+{
+    private const int Size = 4 * 1024 * 1024;
+
+    [Test]
+    public async Task TwoPathDownloadThroughTheHolder_SecondSubflowJoinsInTheKernel_NotQueued_DownloadIntact()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync([.. ProxyLab.KernelPath, "--set", "Proxy:KernelJoins=true"]);
+        Assert.That(proxy.Output, Does.Contain("kernel joins on"), "the kernel took the join match");
+
+        var output = Path.Combine(lab.Directory, "file.out");
+        var download = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
+        var relay = await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(download.ExitCode, Is.Zero, download.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(relay, Does.Contain("subflows=2"), "the client got its second subflow through the holder");
+            Assert.That(ProxyLab.Counter(proxy, "joins_kernel"), Is.GreaterThanOrEqualTo(1), "the kernel took the join");
+            Assert.That(ProxyLab.Counter(proxy, "joins_intercepted") + ProxyLab.Counter(proxy, "joins_passed"), Is.Zero,
+                "no join reached the queue");
+            Assert.That(ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains("MpJoin", StringComparison.Ordinal)), Is.Empty,
+                "no join decision in the engine's events");
+        });
+    }
+
+    [Test]
+    public async Task KernelJoinsDaemonKilled_NoJoinRuleAndNoPinLeftAfterCleanup()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync([.. ProxyLab.KernelPath, "--set", "Proxy:KernelJoins=true"]);
+        var pin = PinOf(proxy.Output);
+        var rules = await lab.Topology.Proxy.RunAsync("iptables-save", ["-t", "raw"], ProxyLab.Timeout);
+        Assert.That(rules.StdOut, Does.Contain($"--object-pinned {pin}"), "the raw table's join match");
+
+        await proxy.StopAsync(ProxyLab.Timeout, LabNative.SigKill);
+        var cleanup = await lab.CleanupAsync();
+        Assert.That(cleanup.ExitCode, Is.Zero, cleanup.StdErr);
+        var after = await lab.Topology.Proxy.RunAsync("iptables-save", ["-t", "raw"], ProxyLab.Timeout);
+        var pins = await lab.Topology.Proxy.RunAsync("ls", ["-1", Path.GetDirectoryName(pin)!], ProxyLab.Timeout);
+        Assert.Multiple(() =>
+        {
+            Assert.That(after.StdOut, Does.Not.Contain("object-pinned"), "cleanup removed the rule");
+            // Under ip netns exec the daemon's bpf mount was its own mount namespace's, gone with it; a daemon in the host's
+            // mount namespace leaves the pin, which cleanup removes (KernelSigner.CleanupJoinPins: a dead pid's only).
+            Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "no pin left");
+        });
+    }
+
+    private static string PinOf(string output)
+    {
+        const string Marker = "(match ";
+        int at = output.IndexOf(Marker, StringComparison.Ordinal);
+        Assert.That(at, Is.GreaterThanOrEqualTo(0), output);
+        return output[(at + Marker.Length)..output.IndexOf(';', at)];
+    }
+}
