@@ -104,9 +104,9 @@ internal sealed class ProxyHostOptions
     /// <summary>
     /// With <see cref="KernelSigning"/>: MP_JOINs of connections this proxy holds go to its listener in the kernel (a
     /// raw-table eBPF match on the tokens its listener handed out), never queued; other joins are the queue's. A kernel
-    /// that refuses is logged and every join crosses the queue. Default false.
+    /// that refuses is logged and every join crosses the queue. Default true.
     /// </summary>
-    public bool KernelJoins { get; set; }
+    public bool KernelJoins { get; set; } = true;
 
     /// <summary>A relayed connection with no bytes either way for this long is closed, 1 s..1 day. Default 5 min.</summary>
     public TimeSpan IdleTimeout { get; set; } = TimeSpan.FromMinutes(5);

@@ -397,7 +397,7 @@ internal sealed partial class LabDemo(TextWriter output, TextWriter error, LabDe
         output.WriteLine("  proxies behind it see its MP_PROXY probe and stand aside.");
         output.WriteLine($"  expected holder: P1 (policy first); actual: {actual} {(holderOk ? "✔" : "✘")}");
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  P1: intercepted {p1.GetValueOrDefault("intercepted")} connection(s), {p1.GetValueOrDefault("joins_intercepted")} join(s), relayed {p1.GetValueOrDefault("relayed")}, probes answered {p1.GetValueOrDefault("probes_answered")}"));
+            $"  P1: intercepted {p1.GetValueOrDefault("intercepted")} connection(s), {p1.GetValueOrDefault("joins_intercepted") + p1.GetValueOrDefault("joins_kernel")} join(s) ({p1.GetValueOrDefault("joins_kernel")} taken in the kernel), relayed {p1.GetValueOrDefault("relayed")}, probes answered {p1.GetValueOrDefault("probes_answered")}"));
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"  P2: saw {p2.GetValueOrDefault("syns")} SYN(s), passed {p2.GetValueOrDefault("passed")}, intercepted {p2.GetValueOrDefault("intercepted")}, relayed {p2.GetValueOrDefault("relayed")}, added {p2.GetValueOrDefault("claims_added")} signals {(Untouched(p2) ? "-> passed it through untouched ✔" : "✘")}"));
         var compare = ComparePassThrough(p2Down, p2Up);

@@ -59,15 +59,15 @@ internal sealed partial class ProxyLab : IAsyncDisposable
     }
 
     /// <summary>
-    /// The daemon's kernel paths off (<c>Proxy:KernelFastPath</c>, <c>Proxy:KernelSigning</c>, on by default): every MPTCP
+    /// The daemon's kernel paths off (<c>Proxy:KernelFastPath</c>, <c>Proxy:KernelSigning</c>, <c>Proxy:KernelJoins</c>, on by default): every MPTCP
     /// SYN is decided by the engine and every signal signed through the egress queue, so the per-SYN events and counters
     /// these tests read exist for cache hits too. The kernel paths have tests of their own (KernelSigningTests,
     /// FastPathCacheTests, FastPathLatencyTests), and the interop runner and the demo run the daemon's defaults.
     /// </summary>
-    public static readonly string[] QueuePath = ["--set", "Proxy:KernelFastPath=false", "--set", "Proxy:KernelSigning=false"];
+    public static readonly string[] QueuePath = ["--set", "Proxy:KernelFastPath=false", "--set", "Proxy:KernelSigning=false", "--set", "Proxy:KernelJoins=false"];
 
-    /// <summary>The daemon's own defaults again (kernel fast path and kernel signing on), overriding <see cref="QueuePath"/>.</summary>
-    public static readonly string[] KernelPath = ["--set", "Proxy:KernelFastPath=true", "--set", "Proxy:KernelSigning=true"];
+    /// <summary>The daemon's own defaults again (kernel fast path, kernel signing and kernel joins on), overriding <see cref="QueuePath"/>.</summary>
+    public static readonly string[] KernelPath = ["--set", "Proxy:KernelFastPath=true", "--set", "Proxy:KernelSigning=true", "--set", "Proxy:KernelJoins=true"];
 
     /// <summary>Starts <c>dotnet proxysel.dll run</c> in the proxy namespace and waits until its rules are in.</summary>
     public Task<LabProcess> StartProxyAsync(params string[] extra) => StartProxyInAsync(Topology.Proxy, extra);
