@@ -12,8 +12,14 @@ namespace ProxySelection.Interception.Bpf;
 /// </summary>
 internal sealed class KernelJoinTokens : IDisposable
 {
-    /// <summary>A bpf file system of the daemon's own (none is mounted in a fresh mount namespace): the pins' directory.</summary>
-    public const string PinDirectory = "/run/proxysel/bpf";
+    /// <summary>The pins' directory on the host's bpf file system (systemd mounts it; pinning needs no capability there).</summary>
+    public const string HostPinDirectory = "/sys/fs/bpf/proxysel";
+
+    /// <summary>A bpf file system of the daemon's own, where none is mounted at /sys/fs/bpf (a fresh mount namespace, as
+    /// under <c>ip netns exec</c>); mounting it needs CAP_SYS_ADMIN.</summary>
+    public const string OwnPinDirectory = "/run/proxysel/bpf";
+
+    private static readonly string[] PinDirectories = [HostPinDirectory, OwnPinDirectory];
 
     private readonly SafeFileHandle _tokens;
     private readonly SafeFileHandle _scratch;
@@ -71,12 +77,12 @@ internal sealed class KernelJoinTokens : IDisposable
                 return false;
             }
 
-            if (!TryMountPinDirectory(out reason))
+            if (!TryPinDirectory(out string? directory, out reason))
             {
                 return false;
             }
 
-            string path = Path.Combine(PinDirectory, name);
+            string path = Path.Combine(directory!, name);
             File.Delete(path); // a killed daemon's of the same pid
             int pinned = BpfNative.Pin(program, path);
             if (pinned != 0)
@@ -106,26 +112,53 @@ internal sealed class KernelJoinTokens : IDisposable
         }
     }
 
-    private static bool TryMountPinDirectory(out string? reason)
+    /// <summary>The host's bpf file system when /sys/fs/bpf is one (a service under systemd: no mount, so no
+    /// CAP_SYS_ADMIN), else one of the daemon's own at <see cref="OwnPinDirectory"/>.</summary>
+    private static bool TryPinDirectory(out string? directory, out string? reason)
     {
         reason = null;
-        Directory.CreateDirectory(PinDirectory);
+        if (IsBpfMount("/sys/fs/bpf"))
+        {
+            try
+            {
+                Directory.CreateDirectory(HostPinDirectory);
+                directory = HostPinDirectory;
+                return true;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // Read-only here: a mount of our own below.
+            }
+        }
+
+        directory = OwnPinDirectory;
+        Directory.CreateDirectory(OwnPinDirectory);
+        if (IsBpfMount(OwnPinDirectory))
+        {
+            return true;
+        }
+
+        if (BpfNative.Mount("bpf", OwnPinDirectory, "bpf", 0, 0) != 0)
+        {
+            reason = $"kernel joins: no bpf file system at /sys/fs/bpf, and mount -t bpf at {OwnPinDirectory}: {BpfNative.Errno(Marshal.GetLastPInvokeError())}";
+            return false;
+        }
+
+        return true;
+    }
+
+    private static bool IsBpfMount(string mountPoint)
+    {
         foreach (string line in File.ReadLines("/proc/self/mountinfo"))
         {
             int dash = line.IndexOf(" - ", StringComparison.Ordinal);
-            if (dash > 0 && line.AsSpan(dash + 3).StartsWith("bpf ") && line.Split(' ')[4] == PinDirectory)
+            if (dash > 0 && line.AsSpan(dash + 3).StartsWith("bpf ") && line.Split(' ')[4] == mountPoint)
             {
                 return true;
             }
         }
 
-        if (BpfNative.Mount("bpf", PinDirectory, "bpf", 0, 0) != 0)
-        {
-            reason = $"kernel joins: mount -t bpf at {PinDirectory}: {BpfNative.Errno(Marshal.GetLastPInvokeError())}";
-            return false;
-        }
-
-        return true;
+        return false;
     }
 
     /// <summary>
@@ -135,12 +168,7 @@ internal sealed class KernelJoinTokens : IDisposable
     public static IReadOnlyList<string> CleanupPrefixed(string prefix)
     {
         var removed = new List<string>();
-        if (!Directory.Exists(PinDirectory))
-        {
-            return removed;
-        }
-
-        foreach (string path in Directory.EnumerateFiles(PinDirectory, prefix + "*"))
+        foreach (string path in PinDirectories.Where(Directory.Exists).SelectMany(d => Directory.EnumerateFiles(d, prefix + "*")))
         {
             string pid = Path.GetFileName(path)[prefix.Length..];
             if (int.TryParse(pid, NumberStyles.None, CultureInfo.InvariantCulture, out int id) && Directory.Exists($"/proc/{id}"))

@@ -1,3 +1,4 @@
+using ProxySelection.Interception.Bpf;
 using ProxySelection.Lab;
 
 namespace ProxySelection.IntegrationTests.Proxy;
@@ -11,7 +12,9 @@ namespace ProxySelection.IntegrationTests.Proxy;
 [NonParallelizable]
 public sealed class KernelJoinsTests
 {
-    private const int Size = 4 * 1024 * 1024;
+    // Paced by nginx (about 1.5 s): an unpaced download can end before the client's join reaches the holder, and the relay
+    // line's subflows= is then 1 (ProxyDownloadTests).
+    private const int Size = ProxyLab.PacedBytesPerSecond * 3 / 2;
 
     [Test]
     public async Task TwoPathDownloadThroughTheHolder_SecondSubflowJoinsInTheKernel_NotQueued_DownloadIntact()
@@ -23,7 +26,7 @@ public sealed class KernelJoinsTests
         Assert.That(proxy.Output, Does.Contain("kernel joins on"), "the kernel took the join match");
 
         var output = Path.Combine(lab.Directory, "file.out");
-        var download = await lab.CurlAsync(ProxyLab.Url(false, "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
+        var download = await lab.CurlAsync(ProxyLab.Url(false, ProxyLab.Paced + "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
         var relay = await ProxyLab.WaitForLineAsync(proxy, "relay ", "Completed");
         await proxy.StopAsync(ProxyLab.Timeout);
         TestContext.Progress.WriteLine(proxy.Output);
@@ -62,6 +65,38 @@ public sealed class KernelJoinsTests
             // Under ip netns exec the daemon's bpf mount was its own mount namespace's, gone with it; a daemon in the host's
             // mount namespace leaves the pin, which cleanup removes (KernelSigner.CleanupJoinPins: a dead pid's only).
             Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "no pin left");
+        });
+    }
+
+    /// <summary>
+    /// Where /sys/fs/bpf is a bpf file system (a systemd host), the match is pinned there and the daemon mounts nothing:
+    /// the sample unit grants no CAP_SYS_ADMIN, which a mount of its own needs. Mounted here in the daemon's own mount
+    /// namespace (ip netns exec gives it one, with a fresh /sys), so the host's stays untouched.
+    /// </summary>
+    [Test]
+    public async Task HostBpfFileSystemMounted_MatchPinnedThere_AndTheJoinStillTakenInTheKernel()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync();
+        string daemon = string.Join(' ', new[] { "exec", "dotnet", ProxyLab.ProxyselDll, "run", "--ports", "80" }.Concat(ProxyLab.KernelPath).Select(a => $"'{a}'"));
+        var proxy = lab.Topology.Proxy.StartProcess("sh", ["-c", $"mount -t bpf bpf /sys/fs/bpf && {daemon}"]);
+        await proxy.WaitForOutputAsync("proxysel: running", ProxyLab.Timeout);
+        var pin = PinOf(proxy.Output);
+
+        var output = Path.Combine(lab.Directory, "file.out");
+        var download = await lab.CurlAsync(ProxyLab.Url(false, ProxyLab.Paced + "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
+        // Started without an event file, the daemon writes no relay line: its stop line (after the drain) has the counters.
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(pin, Does.StartWith(KernelJoinTokens.HostPinDirectory + "/proxysel-"), "pinned on the host's bpf file system");
+            Assert.That(download.ExitCode, Is.Zero, download.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(ProxyLab.Counter(proxy, "relayed"), Is.EqualTo(1), "the proxy held the download");
+            Assert.That(ProxyLab.Counter(proxy, "joins_kernel"), Is.GreaterThanOrEqualTo(1), "the kernel took the join through that pin");
         });
     }
 
