@@ -582,13 +582,22 @@ public class ProxyNegotiatorTests
         h.Negotiator.Cache.Set(Server, CapabilityState.MptcpCapable);
         var syn = Syn(1000);
         h.Negotiator.OnSyn(syn);
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        // Three windows of 1,000 decisions: an allocation per decision shows in every one (at least 24 KB each), while the
+        // runtime's one-time work on this thread (a tier-up's first run of a type initializer: one CI run saw 7,624 bytes
+        // in its only window) spoils at most one.
+        var windows = new List<long>();
+        for (int window = 0; window < 3; window++)
         {
-            h.Negotiator.OnSyn(syn);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
+            {
+                h.Negotiator.OnSyn(syn);
+            }
+
+            windows.Add(GC.GetAllocatedBytesForCurrentThread() - before);
         }
 
-        Assert.That(GC.GetAllocatedBytesForCurrentThread() - before, Is.Zero);
+        Assert.That(windows.Min(), Is.Zero, $"bytes allocated per window of 1,000 decisions: {string.Join(", ", windows)}");
     }
 
     [Test]
