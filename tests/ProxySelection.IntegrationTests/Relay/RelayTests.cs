@@ -483,9 +483,11 @@ public sealed class RelayTests
 
     internal static async Task<MptcpSnapshot> WaitForClientSubflowsAsync(RelayConnection connection, int count)
     {
+        // The socket list shows a joined subflow a moment before mptcp_info counts it (the join's last ACK is still
+        // being processed): wait for both, or a snapshot taken in between reads 2 subflows listed and 1 counted.
         var deadline = DateTime.UtcNow + Timeout;
         var snapshot = connection.ClientMptcp();
-        while (snapshot.Subflows.Length < count && DateTime.UtcNow < deadline)
+        while ((snapshot.Subflows.Length < count || snapshot.Info.Subflows < count) && DateTime.UtcNow < deadline)
         {
             await Task.Delay(20);
             snapshot = connection.ClientMptcp();
