@@ -40,6 +40,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     private long _kernelSignedSynAcks;
     private long _kernelSignNoRoom;
     private long _joinsKernel;
+    private long _joinsPassedKernel;
 
     /// <summary>SYNs (upstream legs) the kernel signed (<see cref="ProxyEngineOptions.KernelSigning"/>; read back each second).</summary>
     public long KernelSignedSyns => Interlocked.Read(ref _kernelSignedSyns);
@@ -63,6 +64,12 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     public long JoinsKernel => Interlocked.Read(ref _joinsKernel);
 
     public void SetKernelJoins(long joins) => Interlocked.Exchange(ref _joinsKernel, joins);
+
+    /// <summary>MP_JOIN SYNs for tokens not this proxy's that the kernel passed, never queued (read back each second and at
+    /// stop). <see cref="JoinsPassed"/> counts those the engine passed.</summary>
+    public long JoinsPassedKernel => Interlocked.Read(ref _joinsPassedKernel);
+
+    public void SetKernelJoinsPassed(long joins) => Interlocked.Exchange(ref _joinsPassedKernel, joins);
 
     /// <summary>SYNs the kernel fast path passed toward a known MPTCP server, never queued (its rules' counters, read back
     /// every few seconds and at stop; 0 without <see cref="ProxyEngineOptions.KernelFastPath"/>).</summary>
@@ -251,7 +258,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         ["joins_intercepted"] = JoinsIntercepted, ["joins_kernel"] = JoinsKernel, ["probes_adopted"] = ProbesAdopted, ["claims_added"] = ClaimsAdded,
         ["probe_answers_sent"] = ProbeAnswersSent, ["probe_signals_added"] = ProbeSignalsAdded, ["egress_untouched"] = EgressUntouched,
         ["upstream_signals_added"] = UpstreamSignalsAdded, ["egress_no_room"] = EgressNoRoom, ["hook_failures"] = HookFailures,
-        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["joins_passed"] = JoinsPassed, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
+        ["relayed"] = Relayed, ["holds_reset"] = HoldsReset, ["overload_passed"] = OverloadPassed, ["holds_overdue"] = HoldsOverdue, ["edge_stripped"] = EdgeStripped, ["joins_passed"] = JoinsPassed, ["joins_passed_kernel"] = JoinsPassedKernel, ["max_hold_us"] = (long)(MaxHold.TotalMicroseconds),
         ["kernel_passed"] = KernelPassed, ["kernel_intercepted"] = KernelIntercepted,
         ["kernel_signed_syns"] = KernelSignedSyns, ["kernel_signed_synacks"] = KernelSignedSynAcks, ["kernel_sign_no_room"] = KernelSignNoRoom,
     };
@@ -261,7 +268,7 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
         $"released={Released} intercepted={Intercepted} joins_intercepted={JoinsIntercepted} joins_kernel={JoinsKernel} probes_adopted={ProbesAdopted} " +
         $"claims_added={ClaimsAdded} probe_answers_sent={ProbeAnswersSent} probe_signals_added={ProbeSignalsAdded} egress_untouched={EgressUntouched} " +
         $"upstream_signals_added={UpstreamSignalsAdded} egress_no_room={EgressNoRoom} " +
-        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} joins_passed={JoinsPassed} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
+        $"hook_failures={HookFailures} relayed={Relayed} holds_reset={HoldsReset} overload_passed={OverloadPassed} holds_overdue={HoldsOverdue} edge_stripped={EdgeStripped} joins_passed={JoinsPassed} joins_passed_kernel={JoinsPassedKernel} max_hold_ms={MaxHold.TotalMilliseconds:F1} " +
         $"kernel_passed={KernelPassed} kernel_intercepted={KernelIntercepted} " +
         $"kernel_signed_syns={KernelSignedSyns} kernel_signed_synacks={KernelSignedSynAcks} kernel_sign_no_room={KernelSignNoRoom}";
 }

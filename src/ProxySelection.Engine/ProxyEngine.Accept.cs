@@ -66,6 +66,7 @@ public sealed partial class ProxyEngine
             if (registered)
             {
                 _negotiator.Tokens.Unregister(token);
+                _kernelSigning?.JoinTokenEnded(token);
             }
 
             CloseAbortively(client);
@@ -126,6 +127,7 @@ public sealed partial class ProxyEngine
             if (registered)
             {
                 _negotiator.Tokens.Unregister(token);
+                _kernelSigning?.JoinTokenEnded(token);
             }
 
             // The flow's one teardown: its slot is released here and nowhere else.

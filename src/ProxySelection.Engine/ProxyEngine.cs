@@ -166,7 +166,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// <summary>As <see cref="RulesetOptions(ProxyEngineOptions)"/>, with the kernel signer open (<paramref name="kernelSigned"/>):
     /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel. Without
     /// <paramref name="ipset"/> (the tool is missing) there is no fast path.</summary>
-    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true, string? joinMatch = null)
+    public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true, string? joinMatch = null,
+        string? foreignJoinMatch = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new InterceptionRulesetOptions
@@ -191,6 +192,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 && (options.Negotiation.Mode == SignalingMode.Implicit || kernelSigned),
             KernelSigned = kernelSigned,
             KernelJoinMatch = kernelSigned ? joinMatch : null,
+            KernelForeignJoinMatch = kernelSigned ? foreignJoinMatch : null,
         };
     }
 
@@ -306,14 +308,26 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             return;
         }
 
+        if (_options.EdgeInterfaces.Count == 0)
+        {
+            // With edges, a SYN/ACK leaving by one is not learnt: a join missing from the map could be this proxy's.
+            _kernelSigning.OpenForeignJoins();
+        }
+
         _listenerSockets.Mark = _kernelSigning.ListenerMark;
         _upstreamSockets.Mark = _kernelSigning.UpstreamMark;
-        _rulesetOptions = RulesetOptions(_options, kernelSigned: true, joinMatch: _kernelSigning.JoinMatchPath);
+        _rulesetOptions = RulesetOptions(_options, kernelSigned: true, joinMatch: _kernelSigning.JoinMatchPath,
+            foreignJoinMatch: _kernelSigning.ForeignJoinMatchPath);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
         if (_kernelSigning.JoinMatchPath is { } joins)
         {
             ProxyEngineLog.KernelJoinsOn(_log, joins);
+        }
+
+        if (_kernelSigning.ForeignJoinMatchPath is not null)
+        {
+            ProxyEngineLog.KernelForeignJoinsOpen(_log, "the map holds every token this proxy handed out");
         }
     }
 
@@ -331,6 +345,18 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             foreach (string reason in change.Failed)
             {
                 ProxyEngineLog.KernelRelabelRefused(_log, reason);
+            }
+
+            if (signing.CheckJoinMap(_negotiator.Tokens) is { } joins)
+            {
+                if (joins.Open)
+                {
+                    ProxyEngineLog.KernelForeignJoinsOpen(_log, joins.Reason);
+                }
+                else
+                {
+                    ProxyEngineLog.KernelForeignJoinsClosed(_log, joins.Reason);
+                }
             }
         }
         catch (ObjectDisposedException)
@@ -358,6 +384,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             var counts = signing.ReadCounts();
             Counters.SetKernelSigned(counts.SynsSigned, counts.SynAcksSigned, counts.NoRoom);
             Counters.SetKernelJoins(counts.JoinsTaken);
+            Counters.SetKernelJoinsPassed(counts.JoinsPassed);
         }
     }
 

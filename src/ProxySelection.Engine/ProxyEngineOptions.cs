@@ -113,10 +113,14 @@ public sealed record ProxyEngineOptions
 
     /// <summary>
     /// With <see cref="KernelSigning"/>: MP_JOINs of connections this proxy holds are sent to its listener in the kernel
-    /// (issue 13): the egress programs learn the tokens of the listener's MPTCP SYN/ACKs into a bounded LRU map, and a
-    /// raw-table eBPF match gives a join for such a token the intercept mark instead of queueing it (counted as
-    /// <c>joins_kernel</c>). Joins for other tokens are the queue's as before. A kernel that refuses is logged, and
-    /// every join crosses the queue. Off by default.
+    /// (issue 13): the egress programs learn the tokens of the listener's MPTCP SYN/ACKs into a bounded map (an ended
+    /// connection's token leaves it, a handshake's that never became one is swept after
+    /// <see cref="Kernel.KernelSigning.HandshakeAge"/>), and a raw-table eBPF match gives a join for such a token the
+    /// intercept mark instead of queueing it (counted as <c>joins_kernel</c>). While the map holds every token this
+    /// proxy handed out, a second match passes joins for other tokens in the kernel (<c>joins_passed_kernel</c>); not
+    /// with <see cref="EdgeInterfaces"/> (a SYN/ACK leaving by an edge is not learnt), and closed for
+    /// <see cref="Kernel.KernelSigning.HandshakeAge"/> after the map was full or an interface came up. A kernel that
+    /// refuses is logged, and every join crosses the queue. Off by default.
     /// </summary>
     public bool KernelJoins { get; init; }
 

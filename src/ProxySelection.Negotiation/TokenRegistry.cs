@@ -31,6 +31,15 @@ public sealed class TokenRegistry
         }
     }
 
+    /// <summary>The tokens held now (a copy).</summary>
+    public uint[] ToArray()
+    {
+        lock (_lock)
+        {
+            return [.. _tokens];
+        }
+    }
+
     public bool Contains(uint token)
     {
         lock (_lock)

@@ -99,6 +99,14 @@ internal static partial class ProxyEngineLog
         "proxysel: Proxy:KernelJoins: {Reason}; every MP_JOIN crosses the queue instead")]
     public static partial void KernelJoinsUnavailable(ILogger logger, string reason);
 
+    [LoggerMessage(142, LogLevel.Information,
+        "proxysel: kernel joins: MP_JOINs for tokens not this proxy's pass in the kernel ({Reason})")]
+    public static partial void KernelForeignJoinsOpen(ILogger logger, string reason);
+
+    [LoggerMessage(143, LogLevel.Information,
+        "proxysel: kernel joins: the join map may lack a token ({Reason}); MP_JOINs for tokens not in it cross the queue for at least 30 s")]
+    public static partial void KernelForeignJoinsClosed(ILogger logger, string reason);
+
     [LoggerMessage(134, LogLevel.Warning,
         "proxysel: Proxy:KernelSigning: {Reason}; signing through the egress queue instead")]
     public static partial void KernelSigningUnavailable(ILogger logger, string reason);

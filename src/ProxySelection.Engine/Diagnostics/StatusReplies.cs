@@ -148,6 +148,7 @@ public static class StatusReplies
         ["intercepted"] = c.Intercepted,
         ["joins_intercepted"] = c.JoinsIntercepted,
         ["joins_kernel"] = c.JoinsKernel,
+        ["joins_passed_kernel"] = c.JoinsPassedKernel,
         ["probes"] = c.ProbesStarted,
         ["probes_answered"] = c.ProbesAnswered,
         ["probes_failed"] = c.ProbesFailed,

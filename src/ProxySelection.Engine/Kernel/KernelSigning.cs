@@ -42,8 +42,8 @@ public sealed partial class KernelSigning : IDisposable
 
     public string CgroupPath => _signer.CgroupPath;
 
-    /// <summary>The join map's bound (<see cref="TryEnableJoins"/>): as many as the fast path's sets hold; the least recently
-    /// used token goes first, and a join for it crosses the queue as before.</summary>
+    /// <summary>The join map's bound (<see cref="TryEnableJoins"/>): as many as the fast path's sets hold. A token that finds
+    /// it full is not stored: its joins, and foreign ones while the map is not whole, cross the queue as before.</summary>
     public const int JoinTokenCapacity = 65536;
 
     /// <summary>
@@ -179,6 +179,11 @@ public sealed partial class KernelSigning : IDisposable
         }
 
         _refused.IntersectWith(present);
+        if (attached.Count > 0 || _refused.Count > 0)
+        {
+            // SYN/ACKs may have left by it unlearnt (KernelSigning.Joins).
+            _egressMissed = true;
+        }
 
         return new EgressChange(attached, failed, released);
     }

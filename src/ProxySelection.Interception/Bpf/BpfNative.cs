@@ -11,7 +11,7 @@ internal static unsafe partial class BpfNative
     private static readonly long SysBpf = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 280 : 321;
     private const int AttrSize = 144; // sizeof(union bpf_attr) in the uapi header this was written against
 
-    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, ProgLoad = 5, ObjPin = 6, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,
+    public const int MapCreate = 0, MapLookupElem = 1, MapUpdateElem = 2, MapDeleteElem = 3, MapGetNextKey = 4, ProgLoad = 5, ObjPin = 6, ProgTestRun = 10, ObjGetInfoByFd = 15, ProgQuery = 16,
         LinkCreate = 28;
 
     public const int MapTypeHash = 1, MapTypeArray = 2, MapTypePercpuArray = 6, MapTypeLruHash = 9;
@@ -103,6 +103,14 @@ internal static unsafe partial class BpfNative
     /// <summary>Reads one element (for a per-CPU map, <paramref name="value"/> holds one 8-byte-rounded value per possible CPU).</summary>
     public static int LookupElement(SafeFileHandle map, ReadOnlySpan<byte> key, Span<byte> value) =>
         ElementCommand(MapLookupElem, map, key, value);
+
+    /// <summary>Removes one element; returns 0 or the errno (ENOENT: not there).</summary>
+    public static int DeleteElement(SafeFileHandle map, ReadOnlySpan<byte> key) => ElementCommand(MapDeleteElem, map, key, default);
+
+    /// <summary>The key after <paramref name="key"/> (the first key when <paramref name="key"/> is not in the map, or
+    /// empty); returns 0 or the errno (ENOENT: no more).</summary>
+    public static int NextKey(SafeFileHandle map, ReadOnlySpan<byte> key, Span<byte> next) =>
+        ElementCommand(MapGetNextKey, map, key, next); // bpf_attr's next_key sits where value does
 
     /// <summary>A map element command (map fd, key and value pointers, flags 0); returns 0 or the errno.</summary>
     private static int ElementCommand(int command, SafeFileHandle map, ReadOnlySpan<byte> key, ReadOnlySpan<byte> value)

@@ -112,7 +112,7 @@ internal static class EgressRelabelProgram
             a.Load(BpfSize.W, Reg.R2, Reg.R6, SkbMark);
             a.Alu32(AluOp.And, Reg.R2, unchecked((int)slotMask));
             a.Jump(JmpOp.Jne, Reg.R2, unchecked((int)maps.ListenerMark), pass);
-            TokenLearning.Emit(a, maps.TokenMap, maps.ScratchMap, counterMap, compress, Reg.R7, Reg.R8, pass);
+            TokenLearning.Emit(a, maps.TokenMap, maps.ScratchMap, maps.StateMap, counterMap, compress, Reg.R7, Reg.R8, pass);
         }
 
         a.Mark(pass);
@@ -135,4 +135,4 @@ internal static class EgressRelabelProgram
 }
 
 /// <summary>The maps (descriptors) and the listener's mark bits the egress program learns tokens with.</summary>
-internal readonly record struct TokenLearningMaps(int TokenMap, int ScratchMap, uint ListenerMark);
+internal readonly record struct TokenLearningMaps(int TokenMap, int ScratchMap, int StateMap, uint ListenerMark);

@@ -68,23 +68,96 @@ internal static class TcpOptionScan
 }
 
 /// <summary>
-/// The raw table's match (xt_bpf, <c>-m bpf --object-pinned</c>; a socket filter, so skb->data is the IP header) for an
-/// MP_JOIN SYN whose token is one of this proxy's: its listener sent that key in an MP_CAPABLE SYN/ACK
-/// (<see cref="TokenLearning"/>). Returns 1 (match) and counts <see cref="SignerCounter.JoinsTaken"/>, else 0. IPv4
-/// and IPv6 (no extension headers); the rule around it has already matched TCP, SYN and the ports.
+/// The raw table's matches (xt_bpf, <c>-m bpf --object-pinned</c>; socket filters, so skb->data is the IP header) for
+/// MP_JOIN SYNs. <see cref="Emit"/> matches a join whose token is one of this proxy's: its listener sent that key in an
+/// MP_CAPABLE SYN/ACK (<see cref="TokenLearning"/>), or the engine put it there at the accept; it returns 1 and counts
+/// <see cref="SignerCounter.JoinsTaken"/>. <see cref="EmitForeign"/> matches a join whose token is not, while the map is
+/// whole (<see cref="JoinMapState"/>): the join belongs to a connection this proxy passed, and goes on in the kernel; it
+/// counts <see cref="SignerCounter.JoinsPassed"/>. Both return 0 for anything else. IPv4 and IPv6 (no extension
+/// headers); the rule around them has already matched TCP, SYN and the ports.
 /// </summary>
 internal static class JoinMatchProgram
 {
     private const int HelperLookup = 1;
-    private const short Byte = -24;
+    private const short Byte = -24, StateKey = -28;
 
     public static byte[] Emit(int tokenMap, int counterMap)
     {
         var a = new BpfAssembler();
         var no = a.NewLabel();
+        var found = a.NewLabel();
+        EmitFindJoin(a, found, no);
+
+        a.Mark(found);
+        EmitLookupToken(a, tokenMap);
+        a.Jump(JmpOp.Jeq, Reg.R0, 0, no);
+        SigningProgram.EmitCountInline(a, counterMap, SignerCounter.JoinsTaken);
+        a.Mov64(Reg.R0, 1);
+        a.Exit();
+
+        a.Mark(no);
+        a.Mov64(Reg.R0, 0);
+        a.Exit();
+        return a.Build();
+    }
+
+    /// <summary>
+    /// The foreign join: a well-formed MP_JOIN SYN whose token the map does not hold, while every learning attempt has
+    /// been acknowledged (<see cref="JoinMapState.Failures"/> equals <see cref="JoinMapState.Acknowledged"/>): a token
+    /// the egress program could not store (map full), or a map the daemon has not vouched for, sends joins to the queue.
+    /// </summary>
+    public static byte[] EmitForeign(int tokenMap, int stateMap, int counterMap)
+    {
+        var a = new BpfAssembler();
+        var no = a.NewLabel();
+        var found = a.NewLabel();
+        EmitFindJoin(a, found, no);
+
+        a.Mark(found);
+        EmitLookupState(a, stateMap, JoinMapState.Failures, no);
+        a.Load(BpfSize.DW, Reg.R7, Reg.R0, 0);
+        EmitLookupState(a, stateMap, JoinMapState.Acknowledged, no);
+        a.Load(BpfSize.DW, Reg.R1, Reg.R0, 0);
+        a.Jump(JmpOp.Jne, Reg.R1, Reg.R7, no);
+        EmitLookupToken(a, tokenMap);
+        a.Jump(JmpOp.Jne, Reg.R0, 0, no);
+        SigningProgram.EmitCountInline(a, counterMap, SignerCounter.JoinsPassed);
+        a.Mov64(Reg.R0, 1);
+        a.Exit();
+
+        a.Mark(no);
+        a.Mov64(Reg.R0, 0);
+        a.Exit();
+        return a.Build();
+    }
+
+    /// <summary>r0 = the state map's <paramref name="slot"/>, or a jump to <paramref name="fail"/>. Clobbers r1-r5.</summary>
+    internal static void EmitLookupState(BpfAssembler a, int stateMap, int slot, BpfLabel fail, short keyOffset = StateKey)
+    {
+        a.StoreImm(BpfSize.W, Reg.R10, keyOffset, slot);
+        a.LoadMapFd(Reg.R1, stateMap);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, keyOffset);
+        a.CallHelper(HelperLookup);
+        a.Jump(JmpOp.Jeq, Reg.R0, 0, fail);
+    }
+
+    /// <summary>r0 = the token map's value for the join's token (found by <see cref="EmitFindJoin"/>), or 0.</summary>
+    private static void EmitLookupToken(BpfAssembler a, int tokenMap)
+    {
+        // MP_JOIN's SYN form: kind, length, subtype|B, address id, the receiver's token (4), nonce (4).
+        a.LoadMapFd(Reg.R1, tokenMap);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, TcpOptionScan.Option + 4);
+        a.CallHelper(HelperLookup);
+    }
+
+    /// <summary>A SYN (not a SYN/ACK) with a 12-byte MP_JOIN: at <paramref name="found"/> the option is on the stack at
+    /// <see cref="TcpOptionScan.Option"/>. Uses r6-r9.</summary>
+    private static void EmitFindJoin(BpfAssembler a, BpfLabel found, BpfLabel no)
+    {
         var v6 = a.NewLabel();
         var tcp = a.NewLabel();
-        var found = a.NewLabel();
         a.Mov64(Reg.R6, Reg.R1);
         LoadByte(a, 0, no);
         a.Mov64(Reg.R7, Reg.R0);
@@ -116,22 +189,6 @@ internal static class JoinMatchProgram
         a.Alu64(AluOp.Rsh, Reg.R8, 4);
         a.Alu64(AluOp.Lsh, Reg.R8, 2);
         TcpOptionScan.EmitFind(a, Reg.R7, Reg.R8, Reg.R9, subtype: 1, found, no);
-
-        a.Mark(found);
-        // MP_JOIN's SYN form: kind, length, subtype|B, address id, the receiver's token (4), nonce (4).
-        a.LoadMapFd(Reg.R1, tokenMap);
-        a.Mov64(Reg.R2, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R2, TcpOptionScan.Option + 4);
-        a.CallHelper(HelperLookup);
-        a.Jump(JmpOp.Jeq, Reg.R0, 0, no);
-        SigningProgram.EmitCountInline(a, counterMap, SignerCounter.JoinsTaken);
-        a.Mov64(Reg.R0, 1);
-        a.Exit();
-
-        a.Mark(no);
-        a.Mov64(Reg.R0, 0);
-        a.Exit();
-        return a.Build();
     }
 
     private static void LoadByte(BpfAssembler a, int offset, BpfLabel fail)
@@ -156,21 +213,24 @@ internal static class JoinMatchProgram
 /// <summary>
 /// The egress program's learning of this proxy's tokens: on the listener's own SYN/ACK (its mark), the MP_CAPABLE
 /// option's key gives the token, the most significant 32 bits of SHA-256(key) (RFC 8684 §3.2), which goes into the
-/// LRU token map (key: the token's 4 bytes as they appear in MP_JOIN) for <see cref="JoinMatchProgram"/>.
+/// token map (key: the token's 4 bytes as they appear in MP_JOIN; value: when, bpf_ktime_get_ns) for
+/// <see cref="JoinMatchProgram"/>. A token the map refuses (full) counts in <see cref="JoinMapState.Failures"/> and
+/// stamps <see cref="JoinMapState.LastFailure"/>: foreign joins then cross the queue until the daemon vouches for the map.
 /// </summary>
 internal static class TokenLearning
 {
-    private const int HelperUpdate = 2;
-    private const short TokenKey = -28, TokenValue = -32;
+    private const int HelperUpdate = 2, HelperKtimeGetNs = 5;
+    private const short TokenKey = -28, TokenValue = -40, StateKey = -44;
 
     /// <summary>
     /// r6 = the skb, <paramref name="tcp"/> and <paramref name="headerLength"/> as for <see cref="TcpOptionScan.EmitFind"/>
     /// (the segment is a SYN with the listener's mark); ends at <paramref name="done"/>. Uses r8 and r9 (callee-saved).
     /// </summary>
-    public static void Emit(BpfAssembler a, int tokenMap, int scratchMap, int counterMap, BpfLabel compress, Reg tcp, Reg headerLength,
-        BpfLabel done)
+    public static void Emit(BpfAssembler a, int tokenMap, int scratchMap, int stateMap, int counterMap, BpfLabel compress, Reg tcp,
+        Reg headerLength, BpfLabel done)
     {
         var found = a.NewLabel();
+        var failed = a.NewLabel();
         // Only a SYN/ACK: the ACK bit (the caller checked SYN).
         a.Mov64(Reg.R2, tcp);
         a.Alu64(AluOp.Add, Reg.R2, 13);
@@ -201,7 +261,8 @@ internal static class TokenLearning
         a.Load(BpfSize.W, Reg.R0, Reg.R8, Sha256Layout.State);
         a.ToBigEndian(Reg.R0, 32);
         a.Store(BpfSize.W, Reg.R10, TokenKey, Reg.R0);
-        a.StoreImm(BpfSize.W, Reg.R10, TokenValue, 1);
+        a.CallHelper(HelperKtimeGetNs);
+        a.Store(BpfSize.DW, Reg.R10, TokenValue, Reg.R0);
         a.LoadMapFd(Reg.R1, tokenMap);
         a.Mov64(Reg.R2, Reg.R10);
         a.Alu64(AluOp.Add, Reg.R2, TokenKey);
@@ -209,8 +270,19 @@ internal static class TokenLearning
         a.Alu64(AluOp.Add, Reg.R3, TokenValue);
         a.Mov64(Reg.R4, 0);
         a.CallHelper(HelperUpdate);
-        a.Jump(JmpOp.Jne, Reg.R0, 0, done);
+        a.Jump(JmpOp.Jne, Reg.R0, 0, failed);
         SigningProgram.EmitCountInline(a, counterMap, SignerCounter.TokensLearnt);
+        a.Jump(done);
+
+        // Not stored: the stamp first, then the count the foreign match compares (a count that moved has its stamp).
+        a.Mark(failed);
+        JoinMatchProgram.EmitLookupState(a, stateMap, JoinMapState.LastFailure, done, StateKey);
+        a.Load(BpfSize.DW, Reg.R1, Reg.R10, TokenValue);
+        a.Store(BpfSize.DW, Reg.R0, 0, Reg.R1);
+        JoinMatchProgram.EmitLookupState(a, stateMap, JoinMapState.Failures, done, StateKey);
+        a.Load(BpfSize.DW, Reg.R1, Reg.R0, 0);
+        a.Alu64(AluOp.Add, Reg.R1, 1);
+        a.Store(BpfSize.DW, Reg.R0, 0, Reg.R1);
         a.Jump(done);
     }
 
@@ -223,4 +295,26 @@ internal static class TokenLearning
         padding[55] = 64; // the message's length in bits, the block's last byte
         return padding;
     }
+}
+
+/// <summary>
+/// The join map's state (an array of three u64): whether the token map holds every token this proxy handed out, so that
+/// a token it lacks is another connection's (<see cref="JoinMatchProgram.EmitForeign"/>).
+/// </summary>
+internal static class JoinMapState
+{
+    /// <summary>Tokens the egress program could not store (the map was full), counted by it.</summary>
+    public const int Failures = 0;
+
+    /// <summary>The failures the daemon has vouched for (it stored the tokens since, or their handshakes are long over);
+    /// <see cref="Blocked"/> while it cannot vouch for the map at all.</summary>
+    public const int Acknowledged = 1;
+
+    /// <summary>bpf_ktime_get_ns of the last failure.</summary>
+    public const int LastFailure = 2;
+
+    public const int Slots = 3;
+
+    /// <summary>An acknowledgement no count reaches.</summary>
+    public const ulong Blocked = ulong.MaxValue;
 }

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
@@ -5,10 +7,13 @@ using Microsoft.Win32.SafeHandles;
 namespace ProxySelection.Interception.Bpf;
 
 /// <summary>
-/// MP_JOINs of connections this proxy holds, taken in the kernel: the egress programs learn the listener's tokens into an
-/// LRU map (<see cref="TokenLearning"/>), and <see cref="JoinMatchProgram"/>, pinned at <see cref="PinPath"/> for the raw
-/// table's <c>-m bpf --object-pinned</c> rule, sends a join for such a token to the listener instead of the queue. The
-/// kernel's listener authenticates the join (RFC 8684 HMAC); a token it no longer knows gets its RST, as before.
+/// MP_JOINs taken in the kernel. The egress programs learn the listener's tokens into a hash map (<see cref="TokenLearning"/>),
+/// the engine removes a token at its connection's end (<see cref="Remove"/>) and stores every held connection's token
+/// again before it vouches for the map (<see cref="Add"/>, <see cref="Acknowledge"/>), and <see cref="Sweep"/> removes
+/// tokens of handshakes that never became a connection. So the map holds every token this proxy handed out, and two matches pinned for the raw table's <c>-m bpf --object-pinned</c>
+/// rules decide joins without the queue: <see cref="PinPath"/> sends a join for such a token to the listener (the
+/// kernel's listener authenticates it, RFC 8684 HMAC; a token it no longer knows gets its RST, as before), and
+/// <see cref="ForeignPinPath"/> passes a join for any other token, while the map is whole (<see cref="JoinMapState"/>).
 /// </summary>
 internal sealed class KernelJoinTokens : IDisposable
 {
@@ -19,43 +24,142 @@ internal sealed class KernelJoinTokens : IDisposable
     /// under <c>ip netns exec</c>); mounting it needs CAP_SYS_ADMIN.</summary>
     public const string OwnPinDirectory = "/run/proxysel/bpf";
 
-    private static readonly string[] PinDirectories = [HostPinDirectory, OwnPinDirectory];
+    /// <summary>Below either directory, the foreign-join matches (same names: the cleanup reads the pid from the name).</summary>
+    private const string ForeignSubdirectory = "foreign";
+
+    private static readonly string[] PinDirectories =
+        [HostPinDirectory, OwnPinDirectory, Path.Combine(HostPinDirectory, ForeignSubdirectory), Path.Combine(OwnPinDirectory, ForeignSubdirectory)];
 
     private readonly SafeFileHandle _tokens;
     private readonly SafeFileHandle _scratch;
+    private readonly SafeFileHandle _state;
     private readonly SafeFileHandle _program;
+    private readonly SafeFileHandle _foreign;
     private bool _disposed;
 
-    private KernelJoinTokens(SafeFileHandle tokens, SafeFileHandle scratch, SafeFileHandle program, string pinPath)
+    private KernelJoinTokens(SafeFileHandle tokens, SafeFileHandle scratch, SafeFileHandle state, SafeFileHandle program, SafeFileHandle foreign,
+        string pinPath, string foreignPinPath)
     {
         _tokens = tokens;
         _scratch = scratch;
+        _state = state;
         _program = program;
+        _foreign = foreign;
         PinPath = pinPath;
+        ForeignPinPath = foreignPinPath;
     }
 
     public string PinPath { get; }
 
+    public string ForeignPinPath { get; }
+
     public SafeFileHandle Program => _program;
 
     /// <summary>Whether <paramref name="token"/> (its 4 bytes as MP_JOIN carries them) is in the map.</summary>
-    public bool Contains(ReadOnlySpan<byte> token) => BpfNative.LookupElement(_tokens, token, stackalloc byte[4]) == 0;
+    public bool Contains(ReadOnlySpan<byte> token) => BpfNative.LookupElement(_tokens, token, stackalloc byte[8]) == 0;
+
+    /// <summary>Stores a held connection's token (its value: now, on the clock bpf_ktime_get_ns reads); 0 or the errno
+    /// (E2BIG: the map is full, and the caller keeps the foreign match closed).</summary>
+    public int Add(uint token)
+    {
+        if (_disposed)
+        {
+            return 0;
+        }
+
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> value = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt32BigEndian(key, token);
+        BinaryPrimitives.WriteInt64LittleEndian(value, MonotonicNanoseconds());
+        return BpfNative.UpdateElement(_tokens, key, value);
+    }
+
+    /// <summary>Removes a connection's token at its end: its joins are no longer this proxy's.</summary>
+    public void Remove(uint token)
+    {
+        if (_disposed)
+        {
+            return; // a relay that ended after the stop
+        }
+
+        Span<byte> key = stackalloc byte[4];
+        BinaryPrimitives.WriteUInt32BigEndian(key, token);
+        BpfNative.DeleteElement(_tokens, key);
+    }
+
+    /// <summary>
+    /// Removes tokens stored more than <paramref name="age"/> ago that <paramref name="held"/> does not know: a
+    /// handshake that never became a connection (the client gave up after the SYN/ACK, or a forged SYN), whose token
+    /// would otherwise fill the map. Returns how many went.
+    /// </summary>
+    public int Sweep(Func<uint, bool> held, TimeSpan age)
+    {
+        long before = MonotonicNanoseconds() - (long)(age.TotalMilliseconds * 1_000_000);
+        var stale = new List<uint>();
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> next = stackalloc byte[4];
+        Span<byte> value = stackalloc byte[8];
+        bool first = true;
+        while (BpfNative.NextKey(_tokens, first ? default : key, next) == 0)
+        {
+            first = false;
+            next.CopyTo(key);
+            uint token = BinaryPrimitives.ReadUInt32BigEndian(key);
+            if (BpfNative.LookupElement(_tokens, key, value) == 0 && BinaryPrimitives.ReadInt64LittleEndian(value) < before && !held(token))
+            {
+                stale.Add(token);
+            }
+        }
+
+        foreach (uint token in stale)
+        {
+            Remove(token);
+        }
+
+        return stale.Count;
+    }
+
+    /// <summary>The state the foreign match reads (<see cref="JoinMapState"/>): failures, acknowledged, last failure (ns).</summary>
+    public (ulong Failures, ulong Acknowledged, long LastFailureNs) ReadState() =>
+        (ReadSlot(JoinMapState.Failures), ReadSlot(JoinMapState.Acknowledged), (long)ReadSlot(JoinMapState.LastFailure));
+
+    /// <summary>Sets <see cref="JoinMapState.Acknowledged"/>: <paramref name="failures"/> opens the foreign match (when
+    /// no failure came since), <see cref="JoinMapState.Blocked"/> closes it.</summary>
+    public void Acknowledge(ulong failures)
+    {
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> value = stackalloc byte[8];
+        BinaryPrimitives.WriteInt32LittleEndian(key, JoinMapState.Acknowledged);
+        BinaryPrimitives.WriteUInt64LittleEndian(value, failures);
+        BpfNative.UpdateElement(_state, key, value);
+    }
+
+    private static long MonotonicNanoseconds() => KernelJoinClock.Nanoseconds();
+
+    private ulong ReadSlot(int slot)
+    {
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> value = stackalloc byte[8];
+        BinaryPrimitives.WriteInt32LittleEndian(key, slot);
+        return BpfNative.LookupElement(_state, key, value) == 0 ? BinaryPrimitives.ReadUInt64LittleEndian(value) : JoinMapState.Blocked;
+    }
 
     public TokenLearningMaps Learning(uint listenerMark) =>
-        new((int)_tokens.DangerousGetHandle(), (int)_scratch.DangerousGetHandle(), listenerMark);
+        new((int)_tokens.DangerousGetHandle(), (int)_scratch.DangerousGetHandle(), (int)_state.DangerousGetHandle(), listenerMark);
 
-    /// <summary>Creates the maps, loads and pins the match program as <paramref name="name"/>; false with a one-line reason.</summary>
+    /// <summary>Creates the maps, loads and pins both matches as <paramref name="name"/>; false with a one-line reason. The
+    /// foreign match starts closed (<see cref="JoinMapState.Blocked"/>): the caller opens it.</summary>
     public static bool TryCreate(string name, int maxTokens, SafeFileHandle counters, out KernelJoinTokens? joins, out string? reason)
     {
         joins = null;
         var handles = new List<SafeFileHandle>();
         try
         {
-            var tokens = BpfNative.CreateMap(BpfNative.MapTypeLruHash, 4, 4, maxTokens, 0, "psel_join_tok", out int errno);
+            var tokens = BpfNative.CreateMap(BpfNative.MapTypeHash, 4, 8, maxTokens, 0, "psel_join_tok", out int errno);
             handles.Add(tokens);
             if (tokens.IsInvalid)
             {
-                reason = $"kernel joins: BPF_MAP_CREATE (LRU tokens): {BpfNative.Errno(errno)}";
+                reason = $"kernel joins: BPF_MAP_CREATE (tokens): {BpfNative.Errno(errno)}";
                 return false;
             }
 
@@ -68,6 +172,18 @@ internal sealed class KernelJoinTokens : IDisposable
                 return false;
             }
 
+            var state = BpfNative.CreateMap(BpfNative.MapTypeArray, 4, 8, JoinMapState.Slots, 0, "psel_join_st", out errno);
+            handles.Add(state);
+            if (state.IsInvalid)
+            {
+                reason = $"kernel joins: BPF_MAP_CREATE (state): {BpfNative.Errno(errno)}";
+                return false;
+            }
+
+            Span<byte> slot = stackalloc byte[4];
+            BinaryPrimitives.WriteInt32LittleEndian(slot, JoinMapState.Acknowledged);
+            BpfNative.UpdateElement(state, slot, BitConverter.GetBytes(JoinMapState.Blocked));
+
             byte[] code = JoinMatchProgram.Emit((int)tokens.DangerousGetHandle(), (int)counters.DangerousGetHandle());
             var program = BpfNative.LoadProgram(BpfNative.ProgTypeSocketFilter, code, 0, "psel_join", out errno, out string log);
             handles.Add(program);
@@ -77,21 +193,37 @@ internal sealed class KernelJoinTokens : IDisposable
                 return false;
             }
 
+            code = JoinMatchProgram.EmitForeign((int)tokens.DangerousGetHandle(), (int)state.DangerousGetHandle(), (int)counters.DangerousGetHandle());
+            var foreign = BpfNative.LoadProgram(BpfNative.ProgTypeSocketFilter, code, 0, "psel_join_pass", out errno, out log);
+            handles.Add(foreign);
+            if (foreign.IsInvalid)
+            {
+                reason = $"kernel joins: BPF_PROG_LOAD (foreign join match): {BpfNative.Errno(errno)} verifier: {log.Trim().Split('\n')[^1]}";
+                return false;
+            }
+
             if (!TryPinDirectory(out string? directory, out reason))
             {
                 return false;
             }
 
             string path = Path.Combine(directory!, name);
-            File.Delete(path); // a killed daemon's of the same pid
-            int pinned = BpfNative.Pin(program, path);
-            if (pinned != 0)
+            string foreignDirectory = Path.Combine(directory!, ForeignSubdirectory);
+            Directory.CreateDirectory(foreignDirectory);
+            string foreignPath = Path.Combine(foreignDirectory, name);
+            foreach (var (handle, pin) in new[] { (program, path), (foreign, foreignPath) })
             {
-                reason = $"kernel joins: BPF_OBJ_PIN {path}: {BpfNative.Errno(pinned)}";
-                return false;
+                File.Delete(pin); // a killed daemon's of the same pid
+                int pinned = BpfNative.Pin(handle, pin);
+                if (pinned != 0)
+                {
+                    File.Delete(path);
+                    reason = $"kernel joins: BPF_OBJ_PIN {pin}: {BpfNative.Errno(pinned)}";
+                    return false;
+                }
             }
 
-            joins = new KernelJoinTokens(tokens, scratch, program, path);
+            joins = new KernelJoinTokens(tokens, scratch, state, program, foreign, path, foreignPath);
             reason = null;
             return true;
         }
@@ -198,17 +330,29 @@ internal sealed class KernelJoinTokens : IDisposable
         }
 
         _disposed = true;
-        try
+        foreach (string pin in new[] { PinPath, ForeignPinPath })
         {
-            File.Delete(PinPath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The rule holds its own reference; cleanup removes the file later.
+            try
+            {
+                File.Delete(pin);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The rule holds its own reference; cleanup removes the file later.
+            }
         }
 
+        _foreign.Dispose();
+        _state.Dispose();
         _program.Dispose();
         _scratch.Dispose();
         _tokens.Dispose();
     }
+}
+
+/// <summary>The clock of the join map's stamps.</summary>
+public static class KernelJoinClock
+{
+    /// <summary>CLOCK_MONOTONIC in nanoseconds (.NET's Stopwatch on Linux), the clock bpf_ktime_get_ns reads.</summary>
+    public static long Nanoseconds() => (long)(Stopwatch.GetTimestamp() * (1_000_000_000.0 / Stopwatch.Frequency));
 }

@@ -42,8 +42,9 @@ public sealed record KernelSignerConfig
 /// <param name="Relabelled">Placeholders the egress program turned back into kind 30.</param>
 /// <param name="TokensLearnt">The listener's MPTCP SYN/ACKs whose token went into the join map (<see cref="KernelSigner.TryEnableJoins"/>).</param>
 /// <param name="JoinsTaken">MP_JOIN SYNs the raw table's match sent to the listener, never queued.</param>
+/// <param name="JoinsPassed">MP_JOIN SYNs for tokens not this proxy's that the raw table passed, never queued.</param>
 public readonly record struct KernelSignerCounts(long SynsSigned, long SynAcksSigned, long NoRoom, long Errors, long Placeholders, long Relabelled,
-    long TokensLearnt = 0, long JoinsTaken = 0);
+    long TokensLearnt = 0, long JoinsTaken = 0, long JoinsPassed = 0);
 
 /// <summary>
 /// The kernel writes the signed MP_PROXY option on the proxy's own SYNs and SYN/ACKs (issue 13): a cgroup sock_ops
@@ -71,7 +72,7 @@ public sealed class KernelSigner : IDisposable
     private readonly int _shift;
     private readonly int _listenerValue;
     private readonly int _slotValues;
-    private const int Counters = 8;
+    private const int Counters = 9;
 
     private readonly Lock _updateLock = new();
     // By network namespace (its inode) and ifindex: interface indexes repeat from one namespace to the next.
@@ -274,7 +275,7 @@ public sealed class KernelSigner : IDisposable
             }
         }
 
-        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7]);
+        return new KernelSignerCounts(sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7], sums[8]);
     }
 
     /// <summary>
@@ -311,9 +312,10 @@ public sealed class KernelSigner : IDisposable
 
     /// <summary>
     /// MP_JOINs of connections this proxy holds skip the queue (<see cref="KernelJoinTokens"/>): the egress programs
-    /// attached from now on learn the listener's tokens (at most <paramref name="maxTokens"/>, least recently used
-    /// first out), and the match program is pinned as <paramref name="name"/> for the ruleset's
-    /// <see cref="Rules.InterceptionRulesetOptions.KernelJoinMatch"/>. Before any <see cref="TryAttachEgress"/>. False
+    /// attached from now on learn the listener's tokens (at most <paramref name="maxTokens"/>; a token that finds the map
+    /// full is not stored and closes the foreign match), and the match programs are pinned as <paramref name="name"/> for
+    /// the ruleset's <see cref="Rules.InterceptionRulesetOptions.KernelJoinMatch"/> and
+    /// <see cref="Rules.InterceptionRulesetOptions.KernelForeignJoinMatch"/>. Before any <see cref="TryAttachEgress"/>. False
     /// with a one-line reason: joins then cross the queue as before.
     /// </summary>
     public bool TryEnableJoins(string name, int maxTokens, out string? reason)
@@ -341,6 +343,28 @@ public sealed class KernelSigner : IDisposable
 
     /// <summary>Whether the join map holds <paramref name="token"/> (its 4 bytes as MP_JOIN carries them); false without kernel joins.</summary>
     public bool HoldsJoinToken(ReadOnlySpan<byte> token) => _joins?.Contains(token) ?? false;
+
+    /// <summary>The pinned foreign-join match's path (the ruleset's pass rule), or null without kernel joins.</summary>
+    public string? ForeignJoinMatchPath => _joins?.ForeignPinPath;
+
+    /// <summary>Stores an accepted connection's token in the join map: 0 or the errno; 0 without kernel joins.</summary>
+    public int AddJoinToken(uint token) => _joins?.Add(token) ?? 0;
+
+    /// <summary>Removes an ended connection's token from the join map.</summary>
+    public void RemoveJoinToken(uint token) => _joins?.Remove(token);
+
+    /// <summary>Removes tokens older than <paramref name="age"/> that <paramref name="held"/> does not know (handshakes
+    /// that never became connections); how many went.</summary>
+    public int SweepJoinTokens(Func<uint, bool> held, TimeSpan age) => _joins?.Sweep(held, age) ?? 0;
+
+    /// <summary>The join map's state (<see cref="JoinMapState"/>), or null without kernel joins.</summary>
+    public (ulong Failures, ulong Acknowledged, long LastFailureNs)? ReadJoinMapState() => _joins?.ReadState();
+
+    /// <summary>Opens the foreign-join match while the learning failures stay at <paramref name="failures"/>.</summary>
+    public void AcknowledgeJoinMap(ulong failures) => _joins?.Acknowledge(failures);
+
+    /// <summary>Closes the foreign-join match: joins for tokens not in the map cross the queue.</summary>
+    public void BlockJoinMap() => _joins?.Acknowledge(JoinMapState.Blocked);
 
     /// <summary>As <see cref="Cleanup"/> for the join match's pins a killed daemon left (a live daemon's stay).</summary>
     public static IReadOnlyList<string> CleanupJoinPins(string prefix) => KernelJoinTokens.CleanupPrefixed(prefix);

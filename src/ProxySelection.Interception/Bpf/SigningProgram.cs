@@ -13,6 +13,7 @@ internal enum SignerCounter
     Relabelled = 5,
     TokensLearnt = 6,
     JoinsTaken = 7,
+    JoinsPassed = 8,
 }
 
 /// <summary>

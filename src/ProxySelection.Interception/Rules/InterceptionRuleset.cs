@@ -253,6 +253,14 @@ public sealed class InterceptionRuleset
                     $"-A {QueueChain} -p tcp --syn -m multiport --dports {string.Join(',', chunk)} -m mark --mark {mark} -j ACCEPT\n");
             }
 
+            if (o.KernelForeignJoinMatch is { } foreign)
+            {
+                // A join whose token is not this proxy's, while the map holds every token it handed out, is a passed
+                // connection's: it goes on in the kernel, as the engine would pass it.
+                sb.Append(CultureInfo.InvariantCulture,
+                    $"-A {QueueChain} -p tcp --syn --tcp-option 30 -m multiport --dports {string.Join(',', chunk)} -m bpf --object-pinned {foreign} -j ACCEPT\n");
+            }
+
             if (o.FastPath)
             {
                 // What the fast path does not decide returns here and is queued as before.

@@ -45,6 +45,13 @@ public sealed partial class InterceptionRulesetOptions
     /// </summary>
     public string? KernelJoinMatch { get; init; }
 
+    /// <summary>
+    /// The pinned eBPF match (<see cref="Bpf.KernelSigner.ForeignJoinMatchPath"/>) for MP_JOIN SYNs whose token is not
+    /// this proxy's, while its map is whole: raw PREROUTING accepts them (the connection was passed, so is its join)
+    /// instead of queueing them. Null (default): such joins are queued and the engine passes them.
+    /// </summary>
+    public string? KernelForeignJoinMatch { get; init; }
+
     /// <summary>Mark bits a verdict sets (beside the intercept mark) on a SYN whose SYN/ACK the engine signs itself.</summary>
     public uint ResignMark { get; init; } = 0x4;
 
@@ -150,10 +157,13 @@ public sealed partial class InterceptionRulesetOptions
             throw new ArgumentException("ResignMask must be a non-empty mask containing ResignMark and sharing no bit with InterceptMask or EgressMask");
         }
 
-        if (KernelJoinMatch is { } path && (path.Length is 0 or > 500 || path.Any(c => char.IsWhiteSpace(c) || c == '"')))
+        foreach (var (name, value) in new[] { (nameof(KernelJoinMatch), KernelJoinMatch), (nameof(KernelForeignJoinMatch), KernelForeignJoinMatch) })
         {
-            // xt_bpf holds at most 512 bytes of path; the restore script takes it as one word.
-            throw new ArgumentException("KernelJoinMatch must be a path of at most 500 characters without spaces or quotes", nameof(KernelJoinMatch));
+            if (value is { } path && (path.Length is 0 or > 500 || path.Any(c => char.IsWhiteSpace(c) || c == '"')))
+            {
+                // xt_bpf holds at most 512 bytes of path; the restore script takes it as one word.
+                throw new ArgumentException($"{name} must be a path of at most 500 characters without spaces or quotes", name);
+            }
         }
 
         if (KernelSigned && HandshakeSetSeconds == 0)

@@ -9,8 +9,9 @@ namespace ProxySelection.IntegrationTests.Interception;
 
 /// <summary>
 /// The kernel join programs alone, by BPF_PROG_TEST_RUN (root, no namespace): the egress program learns the token of the
-/// listener's MP_CAPABLE SYN/ACK (SHA-256 of the key, RFC 8684 §3.2) and nothing else, and the raw table's match takes
-/// an MP_JOIN SYN for a learnt token and nothing else.
+/// listener's MP_CAPABLE SYN/ACK (SHA-256 of the key, RFC 8684 §3.2) and nothing else, the raw table's match takes
+/// an MP_JOIN SYN for a learnt token and nothing else, and the foreign match passes an MP_JOIN SYN for any other token
+/// only while the map is whole.
 /// </summary>
 [TestFixture]
 [NonParallelizable]
@@ -26,25 +27,36 @@ public sealed class KernelJoinProgramTests
     private SafeFileHandle _tokens = null!;
     private SafeFileHandle _counters = null!;
     private SafeFileHandle _scratch = null!;
+    private SafeFileHandle _state = null!;
     private SafeFileHandle _match = null!;
+    private SafeFileHandle _foreign = null!;
     private SafeFileHandle _egress = null!;
 
     [SetUp]
     public void SetUp()
     {
-        _tokens = Map(BpfNative.MapTypeLruHash, 4, 4, 64, "psel_t_tok");
-        _counters = Map(BpfNative.MapTypePercpuArray, 4, 8, 8, "psel_t_cnt");
+        CreateMaps(tokenCapacity: 64);
+    }
+
+    private void CreateMaps(int tokenCapacity)
+    {
+        _tokens = Map(BpfNative.MapTypeHash, 4, 8, tokenCapacity, "psel_t_tok");
+        _counters = Map(BpfNative.MapTypePercpuArray, 4, 8, 9, "psel_t_cnt");
         _scratch = Map(BpfNative.MapTypePercpuArray, 4, Sha256Layout.Size, 1, "psel_t_tmp");
+        _state = Map(BpfNative.MapTypeArray, 4, 8, JoinMapState.Slots, "psel_t_st");
         _match = Load(BpfNative.ProgTypeSocketFilter, JoinMatchProgram.Emit(Fd(_tokens), Fd(_counters)), "psel_t_join");
+        _foreign = Load(BpfNative.ProgTypeSocketFilter, JoinMatchProgram.EmitForeign(Fd(_tokens), Fd(_state), Fd(_counters)), "psel_t_pass");
         _egress = Load(BpfNative.ProgTypeSchedCls, EgressRelabelProgram.Emit(Fd(_counters), 14, SlotMask,
-            new TokenLearningMaps(Fd(_tokens), Fd(_scratch), ListenerMark)), "psel_t_egress");
+            new TokenLearningMaps(Fd(_tokens), Fd(_scratch), Fd(_state), ListenerMark)), "psel_t_egress");
     }
 
     [TearDown]
     public void TearDown()
     {
         _egress?.Dispose();
+        _foreign?.Dispose();
         _match?.Dispose();
+        _state?.Dispose();
         _scratch?.Dispose();
         _counters?.Dispose();
         _tokens?.Dispose();
@@ -116,6 +128,87 @@ public sealed class KernelJoinProgramTests
         Assert.That(Count(SignerCounter.TokensLearnt), Is.Zero);
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ForeignJoin_TokenNotInTheWholeMap_PassesAndIsCounted_OwnTokenDoesNot(bool v6)
+    {
+        byte[] own = [0xC1, 0xC2, 0xC3, 0xC4];
+        Learn(own);
+        Assert.That(Foreign(Syn(v6, Join([0xC1, 0xC2, 0xC3, 0xC5]))), Is.True, "another connection's token");
+        Assert.That(Count(SignerCounter.JoinsPassed), Is.EqualTo(1));
+        Assert.That(Foreign(Syn(v6, Join(own))), Is.False, "this proxy's token");
+        Assert.That(Match(Syn(v6, Join(own))), Is.True, "which the other match takes");
+        Assert.That(Count(SignerCounter.JoinsPassed), Is.EqualTo(1));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ForeignJoin_MalformedOrNotAJoin_NeverPasses(bool v6)
+    {
+        byte[] token = [0xD1, 0xD2, 0xD3, 0xD4];
+        Assert.Multiple(() =>
+        {
+            Assert.That(Foreign(Syn(v6, [30, 12, 0x01, 0x81, .. token, 1, 2, 3, 4])), Is.False, "MP_CAPABLE, 12 bytes");
+            Assert.That(Foreign(Syn(v6, [30, 4, 0x01, 0x81])), Is.False, "MP_CAPABLE v1 SYN");
+            Assert.That(Foreign(Syn(v6, [30, 8, 0x10, 0x00, .. token, 1, 1, 1, 1])), Is.False, "MP_JOIN, length 8");
+            Assert.That(Foreign(Syn(v6, [30, 12, 0x20, 0x00, .. token, 1, 2, 3, 4])), Is.False, "subtype 2 (DSS)");
+            Assert.That(Foreign(Syn(v6, [0, 1, 1, 1, 30, 12, 0x10, 0x00, .. token, 1, 2, 3, 4])), Is.False, "after an end-of-list");
+            Assert.That(Foreign(Syn(v6, [1, 1, 1, 1])), Is.False, "no MPTCP option");
+            Assert.That(Foreign(Packet(v6, TcpFlags.Syn | TcpFlags.Ack, Join(token))), Is.False, "a SYN/ACK");
+            Assert.That(Count(SignerCounter.JoinsPassed), Is.Zero);
+        });
+
+        Assert.That(Foreign(Syn(v6, Join(token))), Is.True, "the same token in a well-formed join (the control)");
+    }
+
+    [Test]
+    public void ForeignJoin_WhileTheDaemonHasNotVouchedForTheMap_IsLeftToTheQueue()
+    {
+        byte[] join = Syn(false, Join([0xE1, 0xE2, 0xE3, 0xE4]));
+        SetState(JoinMapState.Acknowledged, JoinMapState.Blocked);
+        Assert.That(Foreign(join), Is.False, "blocked (an interface without the program, or before the daemon opens it)");
+        SetState(JoinMapState.Acknowledged, 0);
+        Assert.That(Foreign(join), Is.True, "opened");
+        SetState(JoinMapState.Failures, 1);
+        Assert.That(Foreign(join), Is.False, "a learning failure not yet acknowledged");
+        SetState(JoinMapState.Acknowledged, 1);
+        Assert.That(Foreign(join), Is.True, "acknowledged");
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public void TokenMapFull_LearningFailureIsCountedAndStamped_AndForeignJoinsGoToTheQueue(bool v6)
+    {
+        TearDown();
+        CreateMaps(tokenCapacity: 1);
+        SetState(JoinMapState.Acknowledged, 0);
+        byte[] first = Convert.FromHexString("1111111111111111"), second = Convert.FromHexString("2222222222222222");
+        byte[] secondToken = SHA256.HashData(second).AsSpan(0, 4).ToArray();
+        long before = KernelJoinClock.Nanoseconds();
+
+        Assert.That(RunEgress(SynAck(v6, Capable(first)), ListenerMark), Is.True);
+        Assert.That(RunEgress(SynAck(v6, Capable(second)), ListenerMark), Is.True, "the SYN/ACK leaves all the same");
+
+        Assert.That(Count(SignerCounter.TokensLearnt), Is.EqualTo(1));
+        Assert.That(InMap(secondToken), Is.False);
+        Assert.That(ReadState(JoinMapState.Failures), Is.EqualTo(1));
+        Assert.That((long)ReadState(JoinMapState.LastFailure), Is.GreaterThanOrEqualTo(before), "stamped on the clock the daemon reads");
+        Assert.That(Foreign(Syn(v6, Join(secondToken))), Is.False, "its join could be this proxy's: the queue decides");
+    }
+
+    [Test]
+    public void TokenStamp_IsTheLearningTime_OnTheDaemonsClock()
+    {
+        byte[] key = Convert.FromHexString("3333333333333333");
+        long before = KernelJoinClock.Nanoseconds();
+        Assert.That(RunEgress(SynAck(false, Capable(key)), ListenerMark), Is.True);
+        long after = KernelJoinClock.Nanoseconds();
+        var value = new byte[8];
+        Assert.That(BpfNative.LookupElement(_tokens, SHA256.HashData(key).AsSpan(0, 4).ToArray(), value), Is.Zero);
+        long stamp = BinaryPrimitives.ReadInt64LittleEndian(value);
+        Assert.That(stamp, Is.InRange(before, after), "the sweep ages tokens by this stamp");
+    }
+
     private static byte[] Capable(byte[] key) => [30, 12, 0x01, 0x01, .. key];
 
     private static byte[] Join(byte[] token) => [30, 12, 0x10, 0x00, .. token, 0x11, 0x22, 0x33, 0x44];
@@ -135,9 +228,31 @@ public sealed class KernelJoinProgramTests
         return frame;
     }
 
-    private void Learn(byte[] token) => Assert.That(BpfNative.UpdateElement(_tokens, token, new byte[4]), Is.Zero);
+    private void Learn(byte[] token) => Assert.That(BpfNative.UpdateElement(_tokens, token, new byte[8]), Is.Zero);
 
-    private bool InMap(byte[] token) => BpfNative.LookupElement(_tokens, token, new byte[4]) == 0;
+    private bool InMap(byte[] token) => BpfNative.LookupElement(_tokens, token, new byte[8]) == 0;
+
+    private void SetState(int slot, ulong value)
+    {
+        var key = new byte[4];
+        BinaryPrimitives.WriteInt32LittleEndian(key, slot);
+        Assert.That(BpfNative.UpdateElement(_state, key, BitConverter.GetBytes(value)), Is.Zero);
+    }
+
+    private ulong ReadState(int slot)
+    {
+        var key = new byte[4];
+        var value = new byte[8];
+        BinaryPrimitives.WriteInt32LittleEndian(key, slot);
+        Assert.That(BpfNative.LookupElement(_state, key, value), Is.Zero);
+        return BinaryPrimitives.ReadUInt64LittleEndian(value);
+    }
+
+    private bool Foreign(byte[] frame)
+    {
+        Assert.That(BpfNative.TestRun(_foreign, frame, out uint matched), Is.Zero);
+        return matched != 0;
+    }
 
     private bool Match(byte[] frame)
     {

@@ -44,6 +44,69 @@ public sealed class KernelJoinsTests
         });
     }
 
+    /// <summary>
+    /// A connection the proxy passes (its server speaks MPTCP): the client's join carries the server's token, which is not
+    /// in the map, so the raw table passes it (the foreign match) and the engine never sees it.
+    /// </summary>
+    [Test]
+    public async Task TwoPathDownloadFromAnMptcpServer_SecondSubflowsJoinPassedInTheKernel_NotQueued_DownloadIntact()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync(mptcp: true);
+        var proxy = await lab.StartProxyAsync([.. ProxyLab.KernelPath, "--set", "Proxy:KernelJoins=true"]);
+        Assert.That(proxy.Output, Does.Contain("MP_JOINs for tokens not this proxy's pass in the kernel"));
+        var rules = await lab.Topology.Proxy.RunAsync("iptables-save", ["-t", "raw"], ProxyLab.Timeout);
+
+        var output = Path.Combine(lab.Directory, "file.out");
+        var download = await lab.CurlAsync(ProxyLab.Url(false, ProxyLab.Paced + "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rules.StdOut, Does.Contain("/foreign/proxysel-"), "the raw table's foreign-join rule");
+            Assert.That(download.ExitCode, Is.Zero, download.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(ProxyLab.Counter(proxy, "intercepted") + ProxyLab.Counter(proxy, "kernel_intercepted"), Is.Zero, "the connection was passed");
+            Assert.That(ProxyLab.Counter(proxy, "joins_passed_kernel"), Is.GreaterThanOrEqualTo(1), "the kernel passed the join");
+            Assert.That(ProxyLab.Counter(proxy, "joins_passed") + ProxyLab.Counter(proxy, "joins_intercepted") + ProxyLab.Counter(proxy, "joins_kernel"), Is.Zero,
+                "no join reached the queue or the listener");
+            Assert.That(ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains("MpJoin", StringComparison.Ordinal)), Is.Empty,
+                "no join decision in the engine's events");
+        });
+    }
+
+    /// <summary>
+    /// An interface that comes up after the start may have sent a SYN/ACK of the listener before the egress program was
+    /// on it, so the map may lack a token: the foreign match closes, and a passed connection's join crosses the queue,
+    /// where the engine passes it (it reopens after <see cref="Engine.Kernel.KernelSigning.HandshakeAge"/>).
+    /// </summary>
+    [Test]
+    public async Task InterfaceComesUpAfterTheStart_ForeignMatchCloses_PassedConnectionsJoinDecidedByTheEngine()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        var sha = lab.WriteFile("file.bin", Size);
+        await lab.StartNginxAsync(mptcp: true);
+        var proxy = await lab.StartProxyAsync([.. ProxyLab.KernelPath, "--set", "Proxy:KernelJoins=true"]);
+        var added = await lab.Topology.Proxy.RunAsync("sh", ["-c", "ip link add late0 type veth peer name late1 && ip link set late0 up"], ProxyLab.Timeout);
+        Assert.That(added.ExitCode, Is.Zero, added.StdErr);
+        await proxy.WaitForOutputAsync("the join map may lack a token (an interface came up", ProxyLab.Timeout);
+
+        var output = Path.Combine(lab.Directory, "file.out");
+        var download = await lab.CurlAsync(ProxyLab.Url(false, ProxyLab.Paced + "file.bin"), mptcp: true, output, TimeSpan.FromSeconds(120));
+        await proxy.StopAsync(ProxyLab.Timeout);
+        TestContext.Progress.WriteLine(proxy.Output);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(download.ExitCode, Is.Zero, download.StdErr);
+            Assert.That(ProxyLab.Sha256Of(output), Is.EqualTo(sha));
+            Assert.That(ProxyLab.Counter(proxy, "joins_passed_kernel"), Is.Zero, "the closed match passed nothing");
+            Assert.That(ProxyLab.Counter(proxy, "joins_passed"), Is.GreaterThanOrEqualTo(1), "the engine passed the join");
+        });
+    }
+
     [Test]
     public async Task KernelJoinsDaemonKilled_NoJoinRuleAndNoPinLeftAfterCleanup()
     {
@@ -58,13 +121,13 @@ public sealed class KernelJoinsTests
         var cleanup = await lab.CleanupAsync();
         Assert.That(cleanup.ExitCode, Is.Zero, cleanup.StdErr);
         var after = await lab.Topology.Proxy.RunAsync("iptables-save", ["-t", "raw"], ProxyLab.Timeout);
-        var pins = await lab.Topology.Proxy.RunAsync("ls", ["-1", Path.GetDirectoryName(pin)!], ProxyLab.Timeout);
+        var pins = await lab.Topology.Proxy.RunAsync("ls", ["-1R", Path.GetDirectoryName(pin)!], ProxyLab.Timeout);
         Assert.Multiple(() =>
         {
             Assert.That(after.StdOut, Does.Not.Contain("object-pinned"), "cleanup removed the rule");
             // Under ip netns exec the daemon's bpf mount was its own mount namespace's, gone with it; a daemon in the host's
             // mount namespace leaves the pin, which cleanup removes (KernelSigner.CleanupJoinPins: a dead pid's only).
-            Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "no pin left");
+            Assert.That(pins.StdOut, Does.Not.Contain(Path.GetFileName(pin)), "no pin left (the join match's, nor the foreign one's below)");
         });
     }
 

@@ -48,6 +48,35 @@ public sealed class InterceptionRulesetRenderTests
         });
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void RenderRestoreScript_KernelForeignJoinMatch_ForeignJoinsAcceptedAfterTheOwnJoinRuleAndBeforeTheFastPathAndTheQueue(bool v6)
+    {
+        var script = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            Ports = [80, 443], KernelSigned = true, FastPathPass = true, KernelJoinMatch = "/run/proxysel/bpf/proxysel-psel-42",
+            KernelForeignJoinMatch = "/run/proxysel/bpf/foreign/proxysel-psel-42",
+        }).RenderRestoreScript(v6);
+
+        var lines = script.Split('\n').ToList();
+        int own = lines.IndexOf("-A PSEL_QUEUE -p tcp --syn -m multiport --dports 80,443 -m mark --mark 0x1/0x1 -j ACCEPT");
+        int foreign = lines.IndexOf("-A PSEL_QUEUE -p tcp --syn --tcp-option 30 -m multiport --dports 80,443 -m bpf --object-pinned /run/proxysel/bpf/foreign/proxysel-psel-42 -j ACCEPT");
+        int fast = lines.FindIndex(l => l.StartsWith("-A PSEL_QUEUE", StringComparison.Ordinal) && l.EndsWith("-j PSEL_FAST", StringComparison.Ordinal));
+        int queue = lines.FindIndex(l => l.StartsWith("-A PSEL_QUEUE -p tcp --syn", StringComparison.Ordinal) && l.Contains("NFQUEUE", StringComparison.Ordinal));
+        Assert.Multiple(() =>
+        {
+            Assert.That(foreign, Is.GreaterThan(own), "a join of this proxy's is taken first");
+            Assert.That(foreign, Is.LessThan(fast), "before the fast path");
+            Assert.That(foreign, Is.LessThan(queue), "before the queue");
+            Assert.That(lines[foreign], Does.Not.Contain("-m socket"), "passing needs no listener: a dead daemon's joins pass too");
+        });
+    }
+
+    [Test]
+    public void Validate_KernelForeignJoinMatchNotOneWord_Refused() =>
+        Assert.That(() => new InterceptionRulesetOptions { Ports = [80], KernelForeignJoinMatch = "/run/a b" }.Validate(),
+            Throws.ArgumentException.With.Message.Contains("KernelForeignJoinMatch"));
+
     [Test]
     public void RenderRestoreScript_NoKernelJoinMatch_NoBpfObjectRule() =>
         Assert.That(new InterceptionRuleset(new InterceptionRulesetOptions { Ports = [80], KernelSigned = true }).RenderRestoreScript(),
