@@ -230,6 +230,20 @@ internal sealed class RelayLab : IAsyncDisposable
         throw new TimeoutException($"expected one relayed connection, have {Relay.Connections.Count}");
     }
 
+    /// <summary>The next result within <paramref name="wait"/>, or null.</summary>
+    public async Task<RelayResult?> TryNextResultAsync(TimeSpan wait)
+    {
+        using var cts = new CancellationTokenSource(wait);
+        try
+        {
+            return await _results.Reader.ReadAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+    }
+
     public async Task<RelayResult> NextResultAsync()
     {
         using var cts = new CancellationTokenSource(Timeout);
