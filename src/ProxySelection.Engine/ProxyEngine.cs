@@ -39,6 +39,8 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     private readonly MarkingSocketFactory _upstreamSockets;
     private Kernel.KernelSigning? _kernelSigning;
     private int _refreshTicks;
+    private readonly Lock _rstGateLock = new();
+    private bool _rstGateOpen;
     private readonly UpstreamConnector _connector;
     private readonly RelayServer _relay;
     private readonly ListenerRegistry _listeners;
@@ -167,7 +169,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
     /// the listener's SYN/ACKs leave the egress queue, and explicit mode may intercept in the kernel. Without
     /// <paramref name="ipset"/> (the tool is missing) there is no fast path.</summary>
     public static InterceptionRulesetOptions RulesetOptions(ProxyEngineOptions options, bool kernelSigned, bool ipset = true, string? joinMatch = null,
-        string? foreignJoinMatch = null)
+        string? foreignJoinMatch = null, string? rstGate = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         return new InterceptionRulesetOptions
@@ -193,6 +195,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
             KernelSigned = kernelSigned,
             KernelJoinMatch = kernelSigned ? joinMatch : null,
             KernelForeignJoinMatch = kernelSigned ? foreignJoinMatch : null,
+            KernelRstGate = kernelSigned ? rstGate : null,
         };
     }
 
@@ -317,7 +320,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         _listenerSockets.Mark = _kernelSigning.ListenerMark;
         _upstreamSockets.Mark = _kernelSigning.UpstreamMark;
         _rulesetOptions = RulesetOptions(_options, kernelSigned: true, joinMatch: _kernelSigning.JoinMatchPath,
-            foreignJoinMatch: _kernelSigning.ForeignJoinMatchPath);
+            foreignJoinMatch: _kernelSigning.ForeignJoinMatchPath, rstGate: _kernelSigning.RstGatePath);
         _ruleset = new InterceptionRuleset(_rulesetOptions);
         ProxyEngineLog.KernelSigningOn(_log, _kernelSigning.CgroupPath);
         if (_kernelSigning.JoinMatchPath is { } joins)
@@ -615,6 +618,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         {
             case SynVerdict.HoldAndProbe:
                 Counters.AddHeld();
+                SyncRstGate();
                 if (decision.StartProbe)
                 {
                     StartProbe(decision.ProbeId, endpoints.Destination, decision.ProbeSignal);
@@ -656,6 +660,35 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
                 break;
         }
 
+    }
+
+    /// <summary>
+    /// Keeps the kernel's RST gate in step with the holds: open while a SYN is held, closed when none is, so that RSTs
+    /// toward the ports (MPTCP closes subflows with them) cross the queue only when one could end a hold. Called after a
+    /// hold is added and on every tick of the hold clock, which also mends a race between the two (within 5 ms); a RST
+    /// that slips past a just-opened gate leaves its hold to the probe's verdict, as a RST lost on the way would.
+    /// </summary>
+    private void SyncRstGate()
+    {
+        if (_kernelSigning is not { RstGatePath: not null } signing)
+        {
+            return;
+        }
+
+        bool held = _flows.HeldCount > 0;
+        if (held == Volatile.Read(ref _rstGateOpen))
+        {
+            return;
+        }
+
+        lock (_rstGateLock)
+        {
+            held = _flows.HeldCount > 0;
+            if (held != _rstGateOpen && signing.SetRstGate(held))
+            {
+                Volatile.Write(ref _rstGateOpen, held);
+            }
+        }
     }
 
     /// <summary>
@@ -718,6 +751,7 @@ public sealed partial class ProxyEngine : INegotiationSink, IAsyncDisposable
         try
         {
             ReleaseOverdueHolds();
+            SyncRstGate();
             if (_kernelSigning is not null && ++_refreshTicks >= KeyRefreshTicks)
             {
                 // A reloaded key ring or priority reaches the kernel within a second.

@@ -57,6 +57,12 @@ public sealed partial class KernelSigning
         }
     }
 
+    /// <summary>The pinned RST gate for the ruleset's RST queue rule, or null.</summary>
+    public string? RstGatePath => _signer.RstGatePath;
+
+    /// <summary>Opens the RST gate (a SYN is held) or closes it; true when the kernel took it.</summary>
+    public bool SetRstGate(bool open) => _signer.SetRstGate(open) == 0;
+
     /// <summary>A held connection ended: its joins are no longer this proxy's.</summary>
     public void JoinTokenEnded(uint token) => _signer.RemoveJoinToken(token);
 

@@ -318,3 +318,36 @@ internal static class JoinMapState
     /// <summary>An acknowledgement no count reaches.</summary>
     public const ulong Blocked = ulong.MaxValue;
 }
+
+/// <summary>
+/// The raw table's gate (xt_bpf, a socket filter) in front of the rule that queues RSTs toward the intercepted ports:
+/// the engine reads a RST only to end the hold of a SYN from the same flow (spec §7.2), so RSTs need the queue only
+/// while a SYN is held. Matches (returns 1) while the gate map's one value is non-zero, or when the map cannot be read
+/// (fail toward the queue, as before); else 0. MPTCP closes many subflows with a RST: without the gate each crossed the
+/// queue.
+/// </summary>
+internal static class RstGateProgram
+{
+    private const int HelperLookup = 1;
+    private const short Key = -4;
+
+    public static byte[] Emit(int gateMap)
+    {
+        var a = new BpfAssembler();
+        var open = a.NewLabel();
+        a.StoreImm(BpfSize.W, Reg.R10, Key, 0);
+        a.LoadMapFd(Reg.R1, gateMap);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, Key);
+        a.CallHelper(HelperLookup);
+        a.Jump(JmpOp.Jeq, Reg.R0, 0, open);
+        a.Load(BpfSize.DW, Reg.R1, Reg.R0, 0);
+        a.Jump(JmpOp.Jne, Reg.R1, 0, open);
+        a.Mov64(Reg.R0, 0);
+        a.Exit();
+        a.Mark(open);
+        a.Mov64(Reg.R0, 1);
+        a.Exit();
+        return a.Build();
+    }
+}

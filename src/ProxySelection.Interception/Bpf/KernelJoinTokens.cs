@@ -27,19 +27,27 @@ internal sealed class KernelJoinTokens : IDisposable
     /// <summary>Below either directory, the foreign-join matches (same names: the cleanup reads the pid from the name).</summary>
     private const string ForeignSubdirectory = "foreign";
 
+    /// <summary>Below either directory, the RST gates (<see cref="RstGateProgram"/>), same names.</summary>
+    private const string RstGateSubdirectory = "rst";
+
     private static readonly string[] PinDirectories =
-        [HostPinDirectory, OwnPinDirectory, Path.Combine(HostPinDirectory, ForeignSubdirectory), Path.Combine(OwnPinDirectory, ForeignSubdirectory)];
+        [HostPinDirectory, OwnPinDirectory, .. new[] { ForeignSubdirectory, RstGateSubdirectory }.SelectMany(d => new[] { Path.Combine(HostPinDirectory, d), Path.Combine(OwnPinDirectory, d) })];
 
     private readonly SafeFileHandle _tokens;
     private readonly SafeFileHandle _scratch;
     private readonly SafeFileHandle _state;
     private readonly SafeFileHandle _program;
     private readonly SafeFileHandle _foreign;
+    private readonly SafeFileHandle _gate;
+    private readonly SafeFileHandle _gateProgram;
     private bool _disposed;
 
     private KernelJoinTokens(SafeFileHandle tokens, SafeFileHandle scratch, SafeFileHandle state, SafeFileHandle program, SafeFileHandle foreign,
-        string pinPath, string foreignPinPath)
+        SafeFileHandle gate, SafeFileHandle gateProgram, string pinPath, string foreignPinPath, string rstGatePinPath)
     {
+        _gate = gate;
+        _gateProgram = gateProgram;
+        RstGatePinPath = rstGatePinPath;
         _tokens = tokens;
         _scratch = scratch;
         _state = state;
@@ -52,6 +60,24 @@ internal sealed class KernelJoinTokens : IDisposable
     public string PinPath { get; }
 
     public string ForeignPinPath { get; }
+
+    /// <summary>The pinned RST gate (<see cref="RstGateProgram"/>) for the ruleset's RST queue rule.</summary>
+    public string RstGatePinPath { get; }
+
+    /// <summary>Opens (a SYN is held: RSTs toward the ports are queued) or closes the RST gate; 0 or the errno.</summary>
+    public int SetRstGate(bool open)
+    {
+        if (_disposed)
+        {
+            return 0;
+        }
+
+        Span<byte> key = stackalloc byte[4];
+        Span<byte> value = stackalloc byte[8];
+        key.Clear();
+        BinaryPrimitives.WriteUInt64LittleEndian(value, open ? 1UL : 0UL);
+        return BpfNative.UpdateElement(_gate, key, value);
+    }
 
     public SafeFileHandle Program => _program;
 
@@ -202,28 +228,49 @@ internal sealed class KernelJoinTokens : IDisposable
                 return false;
             }
 
+            // The RST gate starts closed (the array's value is 0): nothing is held yet.
+            var gate = BpfNative.CreateMap(BpfNative.MapTypeArray, 4, 8, 1, 0, "psel_rst_gate", out errno);
+            handles.Add(gate);
+            if (gate.IsInvalid)
+            {
+                reason = $"kernel joins: BPF_MAP_CREATE (RST gate): {BpfNative.Errno(errno)}";
+                return false;
+            }
+
+            var gateProgram = BpfNative.LoadProgram(BpfNative.ProgTypeSocketFilter, RstGateProgram.Emit((int)gate.DangerousGetHandle()), 0,
+                "psel_rst_gate", out errno, out log);
+            handles.Add(gateProgram);
+            if (gateProgram.IsInvalid)
+            {
+                reason = $"kernel joins: BPF_PROG_LOAD (RST gate): {BpfNative.Errno(errno)} verifier: {log.Trim().Split('\n')[^1]}";
+                return false;
+            }
+
             if (!TryPinDirectory(out string? directory, out reason))
             {
                 return false;
             }
 
             string path = Path.Combine(directory!, name);
-            string foreignDirectory = Path.Combine(directory!, ForeignSubdirectory);
-            Directory.CreateDirectory(foreignDirectory);
-            string foreignPath = Path.Combine(foreignDirectory, name);
-            foreach (var (handle, pin) in new[] { (program, path), (foreign, foreignPath) })
+            string foreignPath = Path.Combine(directory!, ForeignSubdirectory, name);
+            string gatePath = Path.Combine(directory!, RstGateSubdirectory, name);
+            var pinned = new List<string>();
+            foreach (var (handle, pin) in new[] { (program, path), (foreign, foreignPath), (gateProgram, gatePath) })
             {
+                Directory.CreateDirectory(Path.GetDirectoryName(pin)!);
                 File.Delete(pin); // a killed daemon's of the same pid
-                int pinned = BpfNative.Pin(handle, pin);
-                if (pinned != 0)
+                int error = BpfNative.Pin(handle, pin);
+                if (error != 0)
                 {
-                    File.Delete(path);
-                    reason = $"kernel joins: BPF_OBJ_PIN {pin}: {BpfNative.Errno(pinned)}";
+                    pinned.ForEach(File.Delete);
+                    reason = $"kernel joins: BPF_OBJ_PIN {pin}: {BpfNative.Errno(error)}";
                     return false;
                 }
+
+                pinned.Add(pin);
             }
 
-            joins = new KernelJoinTokens(tokens, scratch, state, program, foreign, path, foreignPath);
+            joins = new KernelJoinTokens(tokens, scratch, state, program, foreign, gate, gateProgram, path, foreignPath, gatePath);
             reason = null;
             return true;
         }
@@ -330,7 +377,7 @@ internal sealed class KernelJoinTokens : IDisposable
         }
 
         _disposed = true;
-        foreach (string pin in new[] { PinPath, ForeignPinPath })
+        foreach (string pin in new[] { PinPath, ForeignPinPath, RstGatePinPath })
         {
             try
             {
@@ -342,6 +389,8 @@ internal sealed class KernelJoinTokens : IDisposable
             }
         }
 
+        _gateProgram.Dispose();
+        _gate.Dispose();
         _foreign.Dispose();
         _state.Dispose();
         _program.Dispose();

@@ -347,6 +347,12 @@ public sealed class KernelSigner : IDisposable
     /// <summary>The pinned foreign-join match's path (the ruleset's pass rule), or null without kernel joins.</summary>
     public string? ForeignJoinMatchPath => _joins?.ForeignPinPath;
 
+    /// <summary>The pinned RST gate's path (the ruleset's RST queue rule), or null without kernel joins.</summary>
+    public string? RstGatePath => _joins?.RstGatePinPath;
+
+    /// <summary>Opens the RST gate while a SYN is held, closes it when none is; 0 or the errno (0 without kernel joins).</summary>
+    public int SetRstGate(bool open) => _joins?.SetRstGate(open) ?? 0;
+
     /// <summary>Stores an accepted connection's token in the join map: 0 or the errno; 0 without kernel joins.</summary>
     public int AddJoinToken(uint token) => _joins?.Add(token) ?? 0;
 

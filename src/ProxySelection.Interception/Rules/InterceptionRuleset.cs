@@ -272,9 +272,11 @@ public sealed class InterceptionRuleset
             string mptcpOnly = o.QueueOnlyMptcpSyns ? " --tcp-option 30" : "";
             sb.Append(CultureInfo.InvariantCulture,
                 $"-A {QueueChain} -p tcp --syn{mptcpOnly} -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
-            // RSTs toward the ports too (rare, so cheap): a RST for the flow of a held SYN ends the hold (spec §7.2).
+            // RSTs toward the ports too: a RST for the flow of a held SYN ends the hold (spec §7.2). With the gate, only while
+            // a SYN is held: MPTCP closes subflows with RSTs, one queue trip per connection otherwise.
+            string gate = o.KernelRstGate is { } rstGate ? $" -m bpf --object-pinned {rstGate}" : "";
             sb.Append(CultureInfo.InvariantCulture,
-                $"-A {QueueChain} -p tcp --tcp-flags SYN,RST RST -m multiport --dports {string.Join(',', chunk)} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
+                $"-A {QueueChain} -p tcp --tcp-flags SYN,RST RST -m multiport --dports {string.Join(',', chunk)}{gate} -j NFQUEUE --queue-num {o.QueueNumber} --queue-bypass\n");
             if (o.QueueSynAcks && o.QueueOnlyMptcpSynAcks && o.FastPath && o.FastPathPass)
             {
                 // A known MPTCP server's SYN/ACKs (its connections' and their joins') teach the engine nothing: it reads

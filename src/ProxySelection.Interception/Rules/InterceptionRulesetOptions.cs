@@ -52,6 +52,13 @@ public sealed partial class InterceptionRulesetOptions
     /// </summary>
     public string? KernelForeignJoinMatch { get; init; }
 
+    /// <summary>
+    /// The pinned eBPF gate (<see cref="Bpf.KernelSigner.RstGatePath"/>) on the rule that queues RSTs toward the ports:
+    /// it lets them through to the queue only while the engine holds a SYN (a RST matters to it only then, spec §7.2).
+    /// Null (default): every RST toward the ports is queued.
+    /// </summary>
+    public string? KernelRstGate { get; init; }
+
     /// <summary>Mark bits a verdict sets (beside the intercept mark) on a SYN whose SYN/ACK the engine signs itself.</summary>
     public uint ResignMark { get; init; } = 0x4;
 
@@ -157,7 +164,7 @@ public sealed partial class InterceptionRulesetOptions
             throw new ArgumentException("ResignMask must be a non-empty mask containing ResignMark and sharing no bit with InterceptMask or EgressMask");
         }
 
-        foreach (var (name, value) in new[] { (nameof(KernelJoinMatch), KernelJoinMatch), (nameof(KernelForeignJoinMatch), KernelForeignJoinMatch) })
+        foreach (var (name, value) in new[] { (nameof(KernelJoinMatch), KernelJoinMatch), (nameof(KernelForeignJoinMatch), KernelForeignJoinMatch), (nameof(KernelRstGate), KernelRstGate) })
         {
             if (value is { } path && (path.Length is 0 or > 500 || path.Any(c => char.IsWhiteSpace(c) || c == '"')))
             {

@@ -209,6 +209,26 @@ public sealed class KernelJoinProgramTests
         Assert.That(stamp, Is.InRange(before, after), "the sweep ages tokens by this stamp");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public void RstGate_MatchesOnlyWhileOpen(bool v6)
+    {
+        using var gate = Map(BpfNative.MapTypeArray, 4, 8, 1, "psel_t_gate");
+        using var program = Load(BpfNative.ProgTypeSocketFilter, RstGateProgram.Emit(Fd(gate)), "psel_t_gate");
+        byte[] rst = Packet(v6, TcpFlags.Rst, [1, 1, 1, 1]);
+        bool Run()
+        {
+            Assert.That(BpfNative.TestRun(program, rst, out uint matched), Is.Zero);
+            return matched != 0;
+        }
+
+        Assert.That(Run(), Is.False, "closed (nothing held): the RST skips the queue");
+        Assert.That(BpfNative.UpdateElement(gate, new byte[4], BitConverter.GetBytes(1UL)), Is.Zero);
+        Assert.That(Run(), Is.True, "open (a SYN is held): the RST is queued");
+        Assert.That(BpfNative.UpdateElement(gate, new byte[4], BitConverter.GetBytes(0UL)), Is.Zero);
+        Assert.That(Run(), Is.False, "closed again");
+    }
+
     private static byte[] Capable(byte[] key) => [30, 12, 0x01, 0x01, .. key];
 
     private static byte[] Join(byte[] token) => [30, 12, 0x10, 0x00, .. token, 0x11, 0x22, 0x33, 0x44];

@@ -16,14 +16,17 @@ namespace ProxySelection.IntegrationTests.Proxy;
 [NonParallelizable]
 public sealed class ProxyHeldSynResetTests
 {
-    [Test]
-    public async Task RstDuringAHold_DiscardsThatSyn_ForwardsTheRst_TheOtherHeldSynIsReleased()
+    /// <param name="kernelPath">The daemon's defaults: the RST queue rule is gated by a BPF match the engine opens while a
+    /// SYN is held (<see cref="Interception.Bpf.RstGateProgram"/>).</param>
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task RstDuringAHold_DiscardsThatSyn_ForwardsTheRst_TheOtherHeldSynIsReleased(bool kernelPath)
     {
         await using var lab = await ProxyLab.StartAsync();
         await lab.StartNginxAsync();
         // The probe's SYN/ACK comes late: both SYNs stay held for the whole probe timeout.
         await using var slow = await SynAckDelay.StartAsync(lab.Topology.Server, TimeSpan.FromMilliseconds(600));
-        var proxy = await lab.StartProxyAsync("--set", "Proxy:ProbeTimeout=400ms");
+        var proxy = await lab.StartProxyAsync(["--set", "Proxy:ProbeTimeout=400ms", .. kernelPath ? ProxyLab.KernelPath : []]);
         var uplink = await lab.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, Path.Combine(lab.Directory, "uplink.pcap"), "tcp port 80");
 
         var server = new IPEndPoint(IPAddress.Parse(TwoPathTopology.ServerV4), 80);
@@ -72,6 +75,45 @@ public sealed class ProxyHeldSynResetTests
             Assert.That(ProxyLab.Counter(proxy, "holds_reset"), Is.EqualTo(1));
             Assert.That(ProxyLab.Counter(proxy, "probes"), Is.EqualTo(1), "one probe, which both SYNs joined");
         });
+    }
+
+    /// <summary>
+    /// With the gate (the daemon's defaults) and no SYN held, a RST toward the port never reaches the queue: the gated
+    /// rule's counter stays at zero, and the RST reaches the server untouched.
+    /// </summary>
+    [Test]
+    public async Task RstWhileNothingIsHeld_SkipsTheQueue_AndGoesOnUntouched()
+    {
+        await using var lab = await ProxyLab.StartAsync();
+        await lab.StartNginxAsync();
+        var proxy = await lab.StartProxyAsync(ProxyLab.KernelPath);
+        var uplink = await lab.Topology.Proxy.StartCaptureAsync(TwoPathTopology.ProxyUp, Path.Combine(lab.Directory, "uplink.pcap"), "tcp port 80");
+        var server = new IPEndPoint(IPAddress.Parse(TwoPathTopology.ServerV4), 80);
+        var client = IPAddress.Parse(TwoPathTopology.ClientPath1V4);
+        using var raw = await lab.Topology.Client.RunInNamespaceAsync(() => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw));
+        raw.SendTo(Rst(client, 40123, server), new IPEndPoint(server.Address, 0));
+
+        await WaitUntilAsync(() => RstRuleCounter(lab).Result.Total >= 1, "the RST crossed the raw table");
+        var (gated, total) = await RstRuleCounter(lab);
+        var segments = Captures.Segments(await uplink.StopAsync(TimeSpan.FromSeconds(1)));
+        await proxy.StopAsync(ProxyLab.Timeout);
+        Assert.Multiple(() =>
+        {
+            Assert.That(gated, Is.Zero, "the gated RST rule queued nothing");
+            Assert.That(segments.Where(s => s.SourcePort == 40123 && (s.Flags & TcpFlags.Rst) != 0).ToList(), Has.Count.EqualTo(1), "the RST went on");
+        });
+    }
+
+    /// <summary>The gated RST queue rule's packet counter, and the raw chain's packets in all (from its jump rule).</summary>
+    private static async Task<(long Gated, long Total)> RstRuleCounter(ProxyLab lab)
+    {
+        var saved = await lab.Topology.Proxy.RunAsync("iptables-save", ["-c", "-t", "raw"], ProxyLab.Timeout);
+        long Count(Func<string, bool> match) => saved.StdOut.Split('\n').Where(match)
+            .Select(l => long.Parse(l[1..l.IndexOf(':', StringComparison.Ordinal)], System.Globalization.CultureInfo.InvariantCulture)).Sum();
+        long gated = Count(l => l.Contains("--tcp-flags SYN,RST RST", StringComparison.Ordinal) && l.Contains("object-pinned", StringComparison.Ordinal));
+        long total = Count(l => l.Contains("-A PREROUTING", StringComparison.Ordinal) && l.Contains("-j PSEL_QUEUE", StringComparison.Ordinal));
+        Assert.That(saved.StdOut, Does.Contain("--tcp-flags SYN,RST RST").And.Contain("rst/proxysel-"), "the RST rule is gated");
+        return (gated, total);
     }
 
     /// <summary>An IPv4 RST (no ACK) from <paramref name="client"/>:<paramref name="port"/> to <paramref name="server"/>, checksums filled.</summary>

@@ -73,6 +73,17 @@ public sealed class InterceptionRulesetRenderTests
     }
 
     [Test]
+    public void RenderRestoreScript_KernelRstGate_TheRstQueueRuleIsGated_TheSynQueueRuleIsNot()
+    {
+        var lines = new InterceptionRuleset(new InterceptionRulesetOptions
+        {
+            Ports = [80], KernelSigned = true, KernelRstGate = "/run/proxysel/bpf/rst/proxysel-psel-42",
+        }).RenderRestoreScript().Split('\n');
+        Assert.That(lines, Has.One.EqualTo("-A PSEL_QUEUE -p tcp --tcp-flags SYN,RST RST -m multiport --dports 80 -m bpf --object-pinned /run/proxysel/bpf/rst/proxysel-psel-42 -j NFQUEUE --queue-num 0 --queue-bypass"));
+        Assert.That(lines.Where(l => l.Contains("--syn", StringComparison.Ordinal) && l.Contains("NFQUEUE", StringComparison.Ordinal)), Has.None.Contains("rst/"));
+    }
+
+    [Test]
     public void Validate_KernelForeignJoinMatchNotOneWord_Refused() =>
         Assert.That(() => new InterceptionRulesetOptions { Ports = [80], KernelForeignJoinMatch = "/run/a b" }.Validate(),
             Throws.ArgumentException.With.Message.Contains("KernelForeignJoinMatch"));
