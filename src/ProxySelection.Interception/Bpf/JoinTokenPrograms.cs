@@ -81,39 +81,19 @@ internal static class JoinMatchProgram
     private const int HelperLookup = 1;
     private const short Byte = -24, StateKey = -28;
 
-    public static byte[] Emit(int tokenMap, int counterMap)
+    public static byte[] Emit(int tokenMap, int counterMap) => EmitMatch(counterMap, SignerCounter.JoinsTaken, (a, no) =>
     {
-        var a = new BpfAssembler();
-        var no = a.NewLabel();
-        var found = a.NewLabel();
-        EmitFindJoin(a, found, no);
-
-        a.Mark(found);
         EmitLookupToken(a, tokenMap);
         a.Jump(JmpOp.Jeq, Reg.R0, 0, no);
-        SigningProgram.EmitCountInline(a, counterMap, SignerCounter.JoinsTaken);
-        a.Mov64(Reg.R0, 1);
-        a.Exit();
-
-        a.Mark(no);
-        a.Mov64(Reg.R0, 0);
-        a.Exit();
-        return a.Build();
-    }
+    });
 
     /// <summary>
     /// The foreign join: a well-formed MP_JOIN SYN whose token the map does not hold, while every learning attempt has
     /// been acknowledged (<see cref="JoinMapState.Failures"/> equals <see cref="JoinMapState.Acknowledged"/>): a token
     /// the egress program could not store (map full), or a map the daemon has not vouched for, sends joins to the queue.
     /// </summary>
-    public static byte[] EmitForeign(int tokenMap, int stateMap, int counterMap)
+    public static byte[] EmitForeign(int tokenMap, int stateMap, int counterMap) => EmitMatch(counterMap, SignerCounter.JoinsPassed, (a, no) =>
     {
-        var a = new BpfAssembler();
-        var no = a.NewLabel();
-        var found = a.NewLabel();
-        EmitFindJoin(a, found, no);
-
-        a.Mark(found);
         EmitLookupState(a, stateMap, JoinMapState.Failures, no);
         a.Load(BpfSize.DW, Reg.R7, Reg.R0, 0);
         EmitLookupState(a, stateMap, JoinMapState.Acknowledged, no);
@@ -121,7 +101,20 @@ internal static class JoinMatchProgram
         a.Jump(JmpOp.Jne, Reg.R1, Reg.R7, no);
         EmitLookupToken(a, tokenMap);
         a.Jump(JmpOp.Jne, Reg.R0, 0, no);
-        SigningProgram.EmitCountInline(a, counterMap, SignerCounter.JoinsPassed);
+    });
+
+    /// <summary>A match on a join (<see cref="EmitFindJoin"/>): <paramref name="decide"/> jumps to its label for "no", else
+    /// the program counts <paramref name="counter"/> and returns 1.</summary>
+    private static byte[] EmitMatch(int counterMap, SignerCounter counter, Action<BpfAssembler, BpfLabel> decide)
+    {
+        var a = new BpfAssembler();
+        var no = a.NewLabel();
+        var found = a.NewLabel();
+        EmitFindJoin(a, found, no);
+
+        a.Mark(found);
+        decide(a, no);
+        SigningProgram.EmitCountInline(a, counterMap, counter);
         a.Mov64(Reg.R0, 1);
         a.Exit();
 
@@ -328,20 +321,12 @@ internal static class JoinMapState
 /// </summary>
 internal static class RstGateProgram
 {
-    private const int HelperLookup = 1;
-    private const short Key = -4;
-
     public static byte[] Emit(int gateMap)
     {
         var a = new BpfAssembler();
         var open = a.NewLabel();
-        a.StoreImm(BpfSize.W, Reg.R10, Key, 0);
-        a.LoadMapFd(Reg.R1, gateMap);
-        a.Mov64(Reg.R2, Reg.R10);
-        a.Alu64(AluOp.Add, Reg.R2, Key);
-        a.CallHelper(HelperLookup);
-        a.Jump(JmpOp.Jeq, Reg.R0, 0, open);
-        a.Load(BpfSize.DW, Reg.R1, Reg.R0, 0);
+        SigningProgram.EmitLookup(a, gateMap, Reg.R6, open);
+        a.Load(BpfSize.DW, Reg.R1, Reg.R6, 0);
         a.Jump(JmpOp.Jne, Reg.R1, 0, open);
         a.Mov64(Reg.R0, 0);
         a.Exit();
