@@ -9,8 +9,12 @@ namespace ProxySelection.Lab;
 public sealed record CapturedSegment(string Source, string Destination, TcpFlags Flags, long TimestampMicroseconds, byte[] Bytes)
 {
     /// <summary>What a router must not change: both addresses and the whole TCP segment (TTL/hop limit and the IPv4
-    /// header checksum are the only IP fields left out, as a router legitimately rewrites them).</summary>
-    public string Identity => $"{Source}>{Destination} {Convert.ToHexString(Bytes)}";
+    /// header checksum are the only IP fields left out, as a router legitimately rewrites them), but for the TCP
+    /// checksum: a capture shows it unfinished where the kernel leaves it to the device (checksum offload, a segment
+    /// split from a coalesced one), and the receiver checks it anyway.</summary>
+    public string Identity => Bytes.Length < 18
+        ? $"{Source}>{Destination} {Convert.ToHexString(Bytes)}"
+        : $"{Source}>{Destination} {Convert.ToHexString(Bytes, 0, 16)}....{Convert.ToHexString(Bytes, 18, Bytes.Length - 18)}";
 
     /// <summary>Ports, sequence, acknowledgement, data offset and flags: which segment this is, not what it carries.</summary>
     public string Key => $"{Source}>{Destination} {Convert.ToHexString(Bytes, 0, Math.Min(14, Bytes.Length))}";
@@ -109,10 +113,14 @@ public static partial class CaptureComparison
         // timestamp) is seen twice before the hop and once after it; a router may drop, it may not rewrite.
         // Pure ACKs repeat a key with other bytes (a window update, a later timestamp): when tcpdump loses one of a pair
         // on each side the two look substituted, so an unmatched pure ACK counts as lost, never as changed.
+        // A segment and a coalesced one that starts with it (GRO on one side of the hop, or a split on the other) share
+        // the key: the same header but for the checksum, and one payload the start of the other. A router may coalesce
+        // and split; such a pair is not a change, and the bytes of both still have to match.
         static bool Comparable(CapturedSegment s) => s.PayloadLength > 0 || (s.Flags & ~TcpFlags.Ack) != 0;
         static bool Unmatched(IEnumerable<CapturedSegment> sameKey, HashSet<string> otherIds) => sameKey.Any(s => !otherIds.Contains(s.Identity));
         bool Substituted(CapturedSegment s, HashSet<string> otherIds, ILookup<string, CapturedSegment> otherKeys, HashSet<string> ownIds) =>
-            Comparable(s) && !otherIds.Contains(s.Identity) && otherKeys.Contains(s.Key) && Unmatched(otherKeys[s.Key], ownIds);
+            Comparable(s) && !otherIds.Contains(s.Identity) && otherKeys.Contains(s.Key) && Unmatched(otherKeys[s.Key], ownIds)
+            && !otherKeys[s.Key].Any(o => Resegmented(s, o));
         var changed = one.Where(s => Substituted(s, twoIds, twoKeys, oneIds))
             .Concat(two.Where(s => Substituted(s, oneIds, oneKeys, twoIds)))
             .Select(s => s.Identity).ToList();
@@ -124,6 +132,31 @@ public static partial class CaptureComparison
             .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
             .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));
         return new SideComparison(changed.Count, lostAfter.Count + lostBefore.Count, one.Count, two.Count, detail, superseded);
+    }
+
+    /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> are one segment and a coalesced one that begins with
+    /// it: equal headers but for the checksum, and the shorter payload the start of the longer.</summary>
+    public static bool Resegmented(CapturedSegment a, CapturedSegment b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        int header = (a.Bytes[12] >> 4) * 4;
+        if (header < 20 || header != (b.Bytes[12] >> 4) * 4 || a.PayloadLength == b.PayloadLength
+            || a.Bytes.Length < header || b.Bytes.Length < header)
+        {
+            return false;
+        }
+
+        for (int i = 0; i < header; i++)
+        {
+            if (i is not (16 or 17) && a.Bytes[i] != b.Bytes[i])
+            {
+                return false;
+            }
+        }
+
+        var (shorter, longer) = a.PayloadLength < b.PayloadLength ? (a, b) : (b, a);
+        return shorter.Bytes.AsSpan(header).SequenceEqual(longer.Bytes.AsSpan(header, shorter.PayloadLength));
     }
 
     /// <summary>

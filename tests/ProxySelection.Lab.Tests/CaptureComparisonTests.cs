@@ -115,8 +115,52 @@ public sealed class CaptureComparisonTests
         Assert.That((result.Before, result.After, result.Missing), Is.EqualTo((1, 1, 0)));
     }
 
-    private static CapturedSegment Data(uint seq, uint timestamp, byte fill = 0x5a) =>
-        Segment(Client, Server, seq, ack: 1, TcpFlags.Ack | TcpFlags.Psh, timestamp, payload: 100, fill);
+    [Test]
+    public void Compare_SegmentsCoalescedOnOneSide_NotAChange()
+    {
+        // Three segments of one burst (one timestamp) before the hop; after it, the first two as one coalesced segment
+        // (its checksum unfinished, as a capture shows it under offload) and the third alone.
+        var first = Data(seq: 1000, timestamp: 5, payload: 100);
+        var second = Data(seq: 1100, timestamp: 5, payload: 100);
+        var third = Data(seq: 1200, timestamp: 5, payload: 100);
+        var coalesced = Data(seq: 1000, timestamp: 5, payload: 200);
+        coalesced.Bytes[16] = 0xAB;
+
+        var result = CaptureComparison.Compare([first, second, third], [coalesced, third], _ => true);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(result.Changed, Is.Zero, "a coalesced segment that begins with the original is no rewrite");
+            Assert.That(CaptureComparison.Resegmented(first, coalesced), Is.True);
+        });
+    }
+
+    [Test]
+    public void Compare_CoalescedSegmentWithOtherBytes_Changed()
+    {
+        var original = Data(seq: 1000, timestamp: 5, payload: 100, fill: 0x11);
+        var rewritten = Data(seq: 1000, timestamp: 5, payload: 200, fill: 0x22);
+
+        var result = CaptureComparison.Compare([original], [rewritten], _ => true);
+
+        Assert.That(result.Changed, Is.EqualTo(2), "longer, and not beginning with the original's bytes");
+    }
+
+    [Test]
+    public void Compare_OnlyTheTcpChecksumDiffers_Identical()
+    {
+        var sent = Data(seq: 1000, timestamp: 1);
+        var offloaded = Data(seq: 1000, timestamp: 1);
+        offloaded.Bytes[16] = 0x12;
+        offloaded.Bytes[17] = 0x34;
+
+        var result = CaptureComparison.Compare([sent], [offloaded], _ => true);
+
+        Assert.That((result.Changed, result.Missing), Is.EqualTo((0, 0)), "a capture shows the checksum unfinished under offload");
+    }
+
+    private static CapturedSegment Data(uint seq, uint timestamp, byte fill = 0x5a, int payload = 100) =>
+        Segment(Client, Server, seq, ack: 1, TcpFlags.Ack | TcpFlags.Psh, timestamp, payload, fill);
 
     /// <summary>A TCP header with a timestamp option (32 bytes) and <paramref name="payload"/> bytes of <paramref name="fill"/>.</summary>
     private static CapturedSegment Segment(string source, string destination, uint seq, uint ack, TcpFlags flags, uint timestamp, int payload, byte fill, ushort window = 502)

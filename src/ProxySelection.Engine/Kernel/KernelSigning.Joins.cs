@@ -29,12 +29,6 @@ public sealed partial class KernelSigning
     /// <summary>The pinned foreign-join match for the ruleset, or null.</summary>
     public string? ForeignJoinMatchPath => _foreignEnabled ? _signer.ForeignJoinMatchPath : null;
 
-    /// <summary>Whether foreign joins are passed in the kernel now.</summary>
-    public bool ForeignJoinsOpen
-    {
-        get { lock (_joinMapLock) { return _foreignOpen; } }
-    }
-
     /// <summary>
     /// Opens the foreign-join match, after <see cref="AttachEgress"/> and before the rules are in (no SYN/ACK of the
     /// listener has left, so the empty map is whole). Not where the domain has edges: a SYN/ACK leaving by an edge is

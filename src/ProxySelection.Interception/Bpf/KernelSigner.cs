@@ -315,7 +315,8 @@ public sealed class KernelSigner : IDisposable
     /// attached from now on learn the listener's tokens (at most <paramref name="maxTokens"/>; a token that finds the map
     /// full is not stored and closes the foreign match), and the match programs are pinned as <paramref name="name"/> for
     /// the ruleset's <see cref="Rules.InterceptionRulesetOptions.KernelJoinMatch"/> and
-    /// <see cref="Rules.InterceptionRulesetOptions.KernelForeignJoinMatch"/>. Before any <see cref="TryAttachEgress"/>. False
+    /// <see cref="Rules.InterceptionRulesetOptions.KernelForeignJoinMatch"/>, beside the RST gate
+    /// (<see cref="Rules.InterceptionRulesetOptions.KernelRstGate"/>). Before any <see cref="TryAttachEgress"/>. False
     /// with a one-line reason: joins then cross the queue as before.
     /// </summary>
     public bool TryEnableJoins(string name, int maxTokens, out string? reason)
