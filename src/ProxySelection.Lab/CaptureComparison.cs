@@ -120,7 +120,7 @@ public static partial class CaptureComparison
         static bool Unmatched(IEnumerable<CapturedSegment> sameKey, HashSet<string> otherIds) => sameKey.Any(s => !otherIds.Contains(s.Identity));
         bool Substituted(CapturedSegment s, HashSet<string> otherIds, ILookup<string, CapturedSegment> otherKeys, HashSet<string> ownIds) =>
             Comparable(s) && !otherIds.Contains(s.Identity) && otherKeys.Contains(s.Key) && Unmatched(otherKeys[s.Key], ownIds)
-            && !otherKeys[s.Key].Any(o => Resegmented(s, o));
+            && !otherKeys[s.Key].Any(o => Resegmented(s, o) || Retransmitted(s, o));
         var changed = one.Where(s => Substituted(s, twoIds, twoKeys, oneIds))
             .Concat(two.Where(s => Substituted(s, oneIds, oneKeys, twoIds)))
             .Select(s => s.Identity).ToList();
@@ -132,6 +132,75 @@ public static partial class CaptureComparison
             .Concat(lostAfter.Take(5).Select(s => $"after: missing #{one.IndexOf(s)} {Abbreviate(s.Identity)}"))
             .Concat(lostBefore.Take(5).Select(s => $"before: missing #{two.IndexOf(s)} {Abbreviate(s.Identity)}")));
         return new SideComparison(changed.Count, lostAfter.Count + lostBefore.Count, one.Count, two.Count, detail, superseded);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="a"/> and <paramref name="b"/> carry the same bytes at the same sequence and differ only
+    /// where a sender's retransmission differs from its original: the timestamp option's values, the window and the
+    /// checksum. Seen once on each side of a hop, the original was dropped inside it and tcpdump lost the
+    /// retransmission's copy on the first side (a capture that loses hundreds of segments per run does); a rewrite of the
+    /// payload or of any other option is still a change.
+    /// </summary>
+    public static bool Retransmitted(CapturedSegment a, CapturedSegment b)
+    {
+        ArgumentNullException.ThrowIfNull(a);
+        ArgumentNullException.ThrowIfNull(b);
+        int header = (a.Bytes[12] >> 4) * 4;
+        if (header < 20 || a.Bytes.Length != b.Bytes.Length || a.Bytes.Length < header || a.PayloadLength == 0)
+        {
+            return false;
+        }
+
+        int timestamp = TimestampValueOffset(a.Bytes, header);
+        if (timestamp < 0 || timestamp != TimestampValueOffset(b.Bytes, header))
+        {
+            return false;
+        }
+
+        for (int i = 0; i < a.Bytes.Length; i++)
+        {
+            bool mayDiffer = i is 14 or 15 or 16 or 17 || (i >= timestamp && i < timestamp + 8);
+            if (!mayDiffer && a.Bytes[i] != b.Bytes[i])
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The offset of the timestamp option's 8 value bytes in a TCP header, or -1.</summary>
+    private static int TimestampValueOffset(byte[] bytes, int header)
+    {
+        int at = 20;
+        while (at < header)
+        {
+            byte kind = bytes[at];
+            if (kind == 0)
+            {
+                return -1;
+            }
+
+            if (kind == 1)
+            {
+                at++;
+                continue;
+            }
+
+            if (at + 1 >= header || bytes[at + 1] < 2)
+            {
+                return -1;
+            }
+
+            if (kind == 8 && bytes[at + 1] == 10 && at + 10 <= header)
+            {
+                return at + 2;
+            }
+
+            at += bytes[at + 1];
+        }
+
+        return -1;
     }
 
     /// <summary>Whether <paramref name="a"/> and <paramref name="b"/> are one segment and a coalesced one that begins with

@@ -70,7 +70,7 @@ internal static class TcpOptionScan
 /// <summary>
 /// The raw table's matches (xt_bpf, <c>-m bpf --object-pinned</c>; socket filters, so skb->data is the IP header) for
 /// MP_JOIN SYNs. <see cref="Emit"/> matches a join whose token is one of this proxy's: its listener sent that key in an
-/// MP_CAPABLE SYN/ACK (<see cref="TokenLearning"/>), or the engine put it there at the accept; it returns 1 and counts
+/// MP_CAPABLE SYN/ACK (<see cref="TokenLearning"/>), or the engine stored it again before it vouched for the map; it returns 1 and counts
 /// <see cref="SignerCounter.JoinsTaken"/>. <see cref="EmitForeign"/> matches a join whose token is not, while the map is
 /// whole (<see cref="JoinMapState"/>): the join belongs to a connection this proxy passed, and goes on in the kernel; it
 /// counts <see cref="SignerCounter.JoinsPassed"/>. Both return 0 for anything else. IPv4 and IPv6 (no extension
