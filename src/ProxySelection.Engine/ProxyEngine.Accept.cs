@@ -50,7 +50,8 @@ public sealed partial class ProxyEngine
         // one or the other, so it is parked (and then taken over) rather than passed.
         uint token = 0;
         bool registered = false;
-        if (MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active)
+        bool clientMptcp = MptcpSocket.TryGetInfo(client, out var info) == MptcpStatus.Active;
+        if (clientMptcp)
         {
             // MP_JOINs name the connection by this proxy's token (RFC 8684 §3.2): from here on they are intercepted.
             token = info.Token;
@@ -88,7 +89,7 @@ public sealed partial class ProxyEngine
 
             if (_events.Enabled)
             {
-                _events.Accepted(endPoints, token);
+                _events.Accepted(endPoints, clientMptcp ? token : null);
             }
 
             var trace = _telemetry.Accepted(endPoints, token);

@@ -37,9 +37,12 @@ internal sealed class EngineEvents(IProxyEventSink sink, TimeProvider time)
         Verdict = verdict, Reason = reason,
     });
 
-    public void Accepted(FlowEndPoints flow, uint token) => sink.Write(new ProxyEvent
+    /// <param name="flow">The accepted connection.</param>
+    /// <param name="token">This proxy's MPTCP token of the client leg; null for a plain TCP client leg (the upgrade role).</param>
+    public void Accepted(FlowEndPoints flow, uint? token) => sink.Write(new ProxyEvent
     {
-        Event = "accepted", Time = time.GetUtcNow(), Client = flow.Client.ToString(), Destination = flow.Destination.ToString(), Token = Hex(token),
+        Event = "accepted", Time = time.GetUtcNow(), Client = flow.Client.ToString(), Destination = flow.Destination.ToString(),
+        Token = token is uint t ? Hex(t) : null,
     });
 
     public void Expired(FlowEndPoints flow, string reason) => sink.Write(new ProxyEvent

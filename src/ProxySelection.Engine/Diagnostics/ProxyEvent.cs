@@ -17,7 +17,7 @@ namespace ProxySelection.Engine.Diagnostics;
 /// <item><c>probe</c>: ProbeId, Destination, Outcome (<c>answered</c>, <c>timed_out</c>, <c>failed</c>), MpCapable, Signal, SignalProxy.</item>
 /// <item><c>hold</c>: Client, Destination, Outcome (a <c>HoldOutcome</c> name), Reason, Milliseconds.</item>
 /// <item><c>join</c>: Client, Destination, Token, Verdict, Reason — a parked MP_JOIN released or taken over.</item>
-/// <item><c>accepted</c>: Client, Destination, Token — the intercepted connection reached the listener.</item>
+/// <item><c>accepted</c>: Client, Destination, Token (null for a plain TCP client leg) — the intercepted connection reached the listener.</item>
 /// <item><c>expired</c>: Client, Destination, Reason — an intercepted connection that never arrived.</item>
 /// <item><c>relay</c>: Client, Destination, Reason (close reason), Up, Down, Subflows, UpstreamSubflows, ClientMptcp,
 /// UpstreamMptcp, Connect, ConnectMilliseconds, Milliseconds (lifetime).</item>

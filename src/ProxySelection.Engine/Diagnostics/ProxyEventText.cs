@@ -19,7 +19,7 @@ public static class ProxyEventText
             "probe" => string.Create(text, $"probe {e.ProbeId} to {e.Destination}: {e.Outcome}, mp_capable={e.MpCapable}{(e.Signal is null ? "" : $" signal={e.Signal} proxy={e.SignalProxy}")}"),
             "hold" => string.Create(text, $"hold {e.Client} -> {e.Destination}: {e.Outcome} ({e.Reason}) after {e.Milliseconds:F1} ms"),
             "join" => string.Create(text, $"join {e.Client} -> {e.Destination} token={e.Token}: {e.Verdict} ({e.Reason}, waited)"),
-            "accepted" => string.Create(text, $"accepted {e.Client} -> {e.Destination} token={e.Token}"),
+            "accepted" => string.Create(text, $"accepted {e.Client} -> {e.Destination} {(e.Token is null ? "tcp" : "token=" + e.Token)}"),
             "expired" => string.Create(text, $"expired {e.Client} -> {e.Destination}: {e.Reason}"),
             "relay" => string.Create(text,
                 $"relay {e.Client} -> {e.Destination}: {e.Reason} up={e.Up} down={e.Down} subflows={e.Subflows} upstream_subflows={e.UpstreamSubflows} client={e.ClientMptcp} upstream={e.UpstreamMptcp} connect={Connect(e.Connect, e.ConnectMilliseconds)}, lasted {e.Milliseconds:F0} ms"),

@@ -110,6 +110,7 @@ internal static class ProxyTrace
         { Event: "probe" } => "probe",
         { Event: "hold", Outcome: "Intercept" } => "decision: intercept (this proxy holds the connection)",
         { Event: "hold" } => "hold resolved",
+        { Event: "accepted", Token: null } => "plain TCP client leg accepted (this proxy speaks MPTCP upstream)",
         { Event: "accepted" } => "MPTCP client leg accepted (joins name this proxy's token)",
         { Event: "relay" } => "connection closed: bytes each way, subflows of the client leg",
         { Event: "expired" } => "intercepted SYN expired",

@@ -5,7 +5,7 @@ using ProxySelection.Relay;
 
 namespace ProxySelection.Engine.Tests.Diagnostics;
 
-/// <summary>The relay line (log and event): the upstream connect's own time beside the lifetime, and the upstream leg's subflows.</summary>
+/// <summary>The accepted and relay lines (log and event): the upstream connect's own time beside the lifetime, and the upstream leg's subflows.</summary>
 public sealed class RelayLineTests
 {
     private static readonly RelayResult UpgradeRole = new()
@@ -21,6 +21,24 @@ public sealed class RelayLineTests
         ClientMaxSubflows = 0,
         UpstreamMaxSubflows = 2,
     };
+
+    [Test]
+    public void AcceptedEvent_PlainTcpClientLeg_NamesNoToken_MptcpLegNamesItsToken()
+    {
+        var sink = new ListSink();
+        var flow = new FlowEndPoints(UpgradeRole.Client!, UpgradeRole.OriginalDestination!);
+        var events = new EngineEvents(sink, new FakeTimeProvider());
+
+        events.Accepted(flow, token: null);
+        events.Accepted(flow, token: 0x24af78d3);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(sink.Events[0].Token, Is.Null, "the upgrade role's client leg is plain TCP: no token names it");
+            Assert.That(ProxyEventText.Format(sink.Events[0]), Is.EqualTo("accepted 198.18.1.2:40000 -> 198.18.3.2:80 tcp"));
+            Assert.That(ProxyEventText.Format(sink.Events[1]), Is.EqualTo("accepted 198.18.1.2:40000 -> 198.18.3.2:80 token=24af78d3"));
+        });
+    }
 
     [Test]
     public void RelayEvent_UpgradeRole_CarriesTheConnectTimeAndTheUpstreamSubflows()
