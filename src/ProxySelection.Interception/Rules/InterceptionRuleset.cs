@@ -49,6 +49,9 @@ public sealed class InterceptionRuleset
 
     public string EgressChain => $"{options.ChainPrefix}_EGRESS";
 
+    /// <summary>mangle: the packets of this proxy's own transparent sockets, marked and delivered locally.</summary>
+    public string LocalChain => $"{options.ChainPrefix}_LOCAL";
+
     /// <summary>raw: the kernel fast path's chain (<see cref="InterceptionRulesetOptions.FastPath"/>).</summary>
     public string FastChain => $"{options.ChainPrefix}_FAST";
 
@@ -300,15 +303,17 @@ public sealed class InterceptionRuleset
         }
 
         sb.Append("COMMIT\n*mangle\n");
-        sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{EgressChain} - [0:0]\n");
+        sb.Append(CultureInfo.InvariantCulture, $":{TproxyChain} - [0:0]\n:{LocalChain} - [0:0]\n:{EgressChain} - [0:0]\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I PREROUTING 1 -j {TproxyChain}\n");
         sb.Append(CultureInfo.InvariantCulture, $"-I POSTROUTING 1 -j {EgressChain}\n");
         // Established and half-open intercepted connections: their packets must be delivered locally too. A SYN that reuses
         // the 4-tuple of a held connection whose proxy side is in TIME_WAIT matches too, whatever its verdict: it could not
         // be passed (early demux gives it to that socket and forwarding drops it), so the listener takes it over
-        // (HandshakeSetPortReuseTests).
-        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j MARK --set-xmark {mark}\n");
-        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j ACCEPT\n");
+        // (HandshakeSetPortReuseTests). One socket lookup per TCP packet, not two: a MARK rule and an ACCEPT rule that
+        // each matched -m socket looked every packet of a passed flow up twice, both misses.
+        sb.Append(CultureInfo.InvariantCulture, $"-A {TproxyChain} -p tcp -m socket --transparent -j {LocalChain}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {LocalChain} -j MARK --set-xmark {mark}\n");
+        sb.Append(CultureInfo.InvariantCulture, $"-A {LocalChain} -j ACCEPT\n");
         if (withHandshakeSet)
         {
             // Remember the intercepted handshake: its completing ACK may find no socket (below).

@@ -42,7 +42,8 @@ public sealed partial class InterceptionRulesetTests
             Assert.That(saved, Does.Contain("-A PREROUTING -j PSELT_QUEUE"));
             Assert.That(saved, Does.Contain("--dports 80,443 -j NFQUEUE --queue-num 7 --queue-bypass"));
             Assert.That(saved, Does.Contain("-A PSELT_TPROXY -p tcp -m mark --mark 0x1/0x1 -j TPROXY --on-port 0"));
-            Assert.That(saved, Does.Contain("-A PSELT_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x1/0x1"));
+            Assert.That(saved, Does.Contain("-A PSELT_TPROXY -p tcp -m socket --transparent -j PSELT_LOCAL"));
+            Assert.That(saved, Does.Contain("-A PSELT_LOCAL -j MARK --set-xmark 0x1/0x1\n-A PSELT_LOCAL -j ACCEPT"));
             Assert.That(saved, Does.Contain("-A PSELT_EGRESS -p tcp -m tcp --tcp-flags SYN SYN -m mark --mark 0x2/0x2 -j NFQUEUE --queue-num 8 --queue-bypass"));
             Assert.That(await ns.IpAsync(ip, "rule", "show").WaitAsync(Timeout), Does.Contain("fwmark 0x1/0x1 lookup 100"));
             Assert.That(await ns.IpAsync(ip, "route", "show", "table", "100").WaitAsync(Timeout), Does.Contain("local default"));

@@ -133,7 +133,10 @@ public sealed class InterceptionRulesetRenderTests
         }).RenderRestoreScript();
 
         Assert.That(script, Does.Contain("-A PX2_QUEUE -p tcp --syn -m multiport --dports 80,443 -j NFQUEUE --queue-num 12 --queue-bypass\n"));
-        Assert.That(script, Does.Contain("-A PX2_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x100/0x300\n"));
+        Assert.That(script, Does.Contain("-A PX2_TPROXY -p tcp -m socket --transparent -j PX2_LOCAL\n"));
+        Assert.That(script, Does.Contain("-A PX2_LOCAL -j MARK --set-xmark 0x100/0x300\n-A PX2_LOCAL -j ACCEPT\n"));
+        Assert.That(script.Split('\n').Count(l => l.Contains("-m socket --transparent -j", StringComparison.Ordinal)), Is.EqualTo(1),
+            "one socket lookup per TCP packet of a passed flow, not one per rule");
         Assert.That(script, Does.Contain("-A PX2_TPROXY -p tcp -m mark --mark 0x100/0x300 -j TPROXY --on-port 0 --tproxy-mark 0x100/0x300\n"));
         Assert.That(script, Does.Contain("-m mark --mark 0x400/0x400 -j NFQUEUE --queue-num 13 --queue-bypass\n"));
         Assert.That(script, Does.Contain("-I PREROUTING 1 -j PX2_QUEUE\n").And.Contain("-I POSTROUTING 1 -j PX2_EGRESS\n"));
@@ -222,8 +225,7 @@ public sealed class InterceptionRulesetRenderTests
 
         Assert.That(v4, Is.EqualTo(new[]
         {
-            "-A PX2_TPROXY -p tcp -m socket --transparent -j MARK --set-xmark 0x1/0x1",
-            "-A PX2_TPROXY -p tcp -m socket --transparent -j ACCEPT",
+            "-A PX2_TPROXY -p tcp -m socket --transparent -j PX2_LOCAL",
             "-A PX2_TPROXY -p tcp --syn -m mark --mark 0x1/0x1 -j SET --add-set PX2_HS4 src,src,dst --exist --timeout 4",
             "-A PX2_TPROXY -p tcp --syn -m mark ! --mark 0x1/0x1 -m multiport --dports 80 -j SET --del-set PX2_HS4 src,src,dst",
             "-A PX2_TPROXY -p tcp -m mark --mark 0x1/0x1 -j TPROXY --on-port 0 --tproxy-mark 0x1/0x1",
