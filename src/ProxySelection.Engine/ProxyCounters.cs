@@ -48,7 +48,10 @@ public sealed class ProxyCounters(ProxyTelemetry? telemetry = null)
     /// <summary>SYN/ACKs the kernel signed with the Claim.</summary>
     public long KernelSignedSynAcks => Interlocked.Read(ref _kernelSignedSynAcks);
 
-    /// <summary>Segments the kernel had to send without the option: no room left (an MP_JOIN's, mostly).</summary>
+    /// <summary>
+    /// Segments the kernel had to send without the option: no room left (the upstream legs' MP_JOIN SYNs, mostly). A join's
+    /// SYN/ACK is not counted: it carries no MP_PROXY.
+    /// </summary>
     public long KernelSignNoRoom => Interlocked.Read(ref _kernelSignNoRoom);
 
     /// <summary>What the kernel signer counted so far.</summary>

@@ -33,7 +33,7 @@ public sealed record KernelSignerConfig
 /// <summary>What the signing program did, summed over CPUs since it was loaded.</summary>
 /// <param name="SynsSigned">SYNs that left with the option.</param>
 /// <param name="SynAcksSigned">SYN/ACKs that left with the option.</param>
-/// <param name="NoRoom">SYNs or SYN/ACKs the option did not fit (sent as they were: fail open).</param>
+/// <param name="NoRoom">SYNs or SYN/ACKs the option did not fit (sent as they were: fail open); not an MP_JOIN's SYN/ACK, which carries none.</param>
 /// <param name="Errors">
 /// Options computed but not written (sent without): on this kernel chiefly an MPTCP segment, where bpf_store_hdr_opt
 /// refuses a second kind-30 option beside MP_CAPABLE (-EEXIST).

@@ -31,7 +31,9 @@ internal static class SigningProgram
     private const int OpConnect = 3, OpActiveEstablished = 4, OpPassiveEstablished = 5, OpListen = 11, OpHdrOptLen = 14,
         OpWriteHdrOpt = 15;
     private const int WriteHdrOptFlag = 0x40;
-    private const int HelperLookup = 1, HelperCbFlagsSet = 59, HelperStoreHdrOpt = 143, HelperReserveHdrOpt = 144;
+    private const int HelperLookup = 1, HelperCbFlagsSet = 59, HelperLoadHdrOpt = 142, HelperStoreHdrOpt = 143, HelperReserveHdrOpt = 144;
+    private const int LoadHdrOptTcpSyn = 1; // BPF_LOAD_HDR_OPT_TCP_SYN: search the SYN a SYN/ACK answers
+    private const int OptionMptcp = 30, MptcpSubtypeJoin = 1;
     private const int TcpSyn = 0x02, TcpAck = 0x10;
     private const int AfInet = 2, AfInet6 = 10;
 
@@ -171,9 +173,37 @@ internal static class SigningProgram
         EmitReadSlot(a, slotMask, shift, done);
         a.Jump(have);
         a.Mark(synAck);
+        EmitSkipJoinSynAck(a, done);
         a.Mov64(Reg.R2, listenerValue);
         a.Mark(have);
         a.Mov64(Reg.R9, Reg.R2);
+    }
+
+    /// <summary>
+    /// To <paramref name="done"/> when the SYN this SYN/ACK answers is an MP_JOIN: a join is steered by its token, and its
+    /// SYN/ACK has room for the presence form at most, which the holder MAY add (spec §5.7, §7.8) and this proxy does not
+    /// (nor does the queue's signer). The SYN/ACK is neither reserved for nor counted as no room: that counter counted every
+    /// join the listener answered. The SYN's first MPTCP option decides; where the kernel no longer holds the SYN (a
+    /// retransmitted SYN/ACK) the segment goes on as before.
+    /// </summary>
+    private static void EmitSkipJoinSynAck(BpfAssembler a, BpfLabel done)
+    {
+        var notJoin = a.NewLabel();
+        a.StoreImm(BpfSize.DW, Reg.R10, Option, 0);
+        a.StoreImm(BpfSize.DW, Reg.R10, Option + 8, 0);
+        a.StoreImm(BpfSize.B, Reg.R10, Option, OptionMptcp);
+        a.Mov64(Reg.R1, Reg.R6);
+        a.Mov64(Reg.R2, Reg.R10);
+        a.Alu64(AluOp.Add, Reg.R2, Option);
+        a.Mov64(Reg.R3, 16);
+        a.Mov64(Reg.R4, LoadHdrOptTcpSyn);
+        a.CallHelper(HelperLoadHdrOpt);
+        // The option's length, or a negative error (none in the SYN, no SYN held); a subtype needs its third byte.
+        a.Jump(JmpOp.Jslt, Reg.R0, 3, notJoin);
+        a.Load(BpfSize.B, Reg.R2, Reg.R10, Option + 2);
+        a.Alu64(AluOp.Rsh, Reg.R2, 4);
+        a.Jump(JmpOp.Jeq, Reg.R2, MptcpSubtypeJoin, done);
+        a.Mark(notJoin);
     }
 
     /// <summary>Looks up key 0 of <paramref name="map"/> into <paramref name="into"/> (a callee-saved register).</summary>

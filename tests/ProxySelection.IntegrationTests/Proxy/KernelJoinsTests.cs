@@ -41,6 +41,9 @@ public sealed class KernelJoinsTests
                 "no join reached the queue");
             Assert.That(ProxyLab.Lines(proxy, "syn ").Where(l => l.Contains("MpJoin", StringComparison.Ordinal)), Is.Empty,
                 "no join decision in the engine's events");
+            Assert.That(ProxyLab.Counter(proxy, "kernel_signed_synacks"), Is.GreaterThanOrEqualTo(1), "the first subflow's SYN/ACK was signed");
+            Assert.That(ProxyLab.Counter(proxy, "kernel_sign_no_room"), Is.Zero,
+                "the join's SYN/ACK carries no MP_PROXY, so it is not counted as a signature without room");
         });
     }
 
